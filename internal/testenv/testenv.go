@@ -1,0 +1,41 @@
+// Package testenv finds the external programs that tests run (promtool, MinIO, Prometheus, ...).
+//
+// `make test` installs each pinned tool and passes its path in an environment variable named
+// after it (PROMTOOL, MINIO, ...). A test that needs a tool asks Tool for it: outside CI a missing
+// tool skips the test with a message saying how to get it; in CI (CI=true) it fails the test,
+// because an integration test must never skip silently there.
+package testenv
+
+import (
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// Tool returns the path of the external program name, taken from the environment variable
+// NAME (upper case) or else from PATH.
+func Tool(t testing.TB, name string) string {
+	t.Helper()
+	env := strings.ToUpper(name)
+	if p := os.Getenv(env); p != "" {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("testenv: %s=%q: %v", env, p, err)
+		}
+		return p
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p
+	}
+	Missing(t, name+" not found: set "+env+" or run the tests through `make test`, which installs it")
+	return ""
+}
+
+// Missing reports an absent test dependency: a failure in CI, a skip elsewhere.
+func Missing(t testing.TB, why string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("testenv: %s (CI=true: integration tests may not skip)", why)
+	}
+	t.Skip("testenv: " + why)
+}
