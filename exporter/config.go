@@ -1,0 +1,86 @@
+// Package exporter is the edge agent: it serves GPU and inference telemetry to Prometheus and
+// (as later parts land) fronts the model, captures uncertain inputs and syncs model versions.
+package exporter
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+
+	"github.com/edgeloop/edgeloop/exporter/gpu"
+	"github.com/edgeloop/edgeloop/exporter/observe"
+	"github.com/edgeloop/edgeloop/internal/config"
+	"github.com/edgeloop/edgeloop/internal/telemetry"
+	"github.com/edgeloop/edgeloop/internal/web"
+)
+
+// DefaultMetricsListen is the exporter's default metrics address (DESIGN.md's port plan).
+const DefaultMetricsListen = ":9750"
+
+// Config is the exporter's whole configuration file (exporter.yaml). Every field is documented in
+// docs/configuration.md.
+type Config struct {
+	// Node names this edge node in metrics and, later, in captured samples. Default: the host name.
+	Node string `yaml:"node"`
+	// Log configures the structured log on stderr.
+	Log telemetry.LogConfig `yaml:"log"`
+	// Tracing configures OpenTelemetry trace export (off by default).
+	Tracing telemetry.TracingConfig `yaml:"tracing"`
+	// Metrics is the metrics/health server: /metrics, /healthz, /readyz.
+	Metrics web.Config `yaml:"metrics"`
+	// GPU configures the NVML GPU collector.
+	GPU gpu.Config `yaml:"gpu"`
+	// Inference configures the inference telemetry core: confidence scoring and drift signals.
+	Inference observe.Config `yaml:"inference"`
+}
+
+// DefaultConfig returns the configuration `edgeloop exporter` runs with when given no file:
+// metrics on :9750, GPU metrics on when NVML is present, no model.
+func DefaultConfig() Config {
+	host, err := os.Hostname()
+	if err != nil || !nodeNameRE.MatchString(host) {
+		host = "edge"
+	}
+	return Config{
+		Node:      host,
+		Log:       telemetry.DefaultLogConfig(),
+		Tracing:   telemetry.DefaultTracingConfig(),
+		Metrics:   web.Config{Listen: DefaultMetricsListen},
+		GPU:       gpu.DefaultConfig(),
+		Inference: observe.DefaultConfig(),
+	}
+}
+
+// nodeNameRE bounds node names to what is safe in a metric label, a URL path and an object key.
+var nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+
+// Validate checks every section, naming fields by their path in the file.
+func (c *Config) Validate() error {
+	var errs []error
+	if !nodeNameRE.MatchString(c.Node) {
+		errs = append(errs, config.Errorf("node", "must be 1-63 letters, digits, '.', '_' or '-' starting with a letter or digit, got %q", c.Node))
+	}
+	errs = append(errs,
+		config.Nest("log", c.Log.Validate()),
+		config.Nest("tracing", c.Tracing.Validate()),
+		config.Nest("metrics", c.Metrics.Validate()),
+		config.Nest("gpu", c.GPU.Validate()),
+		config.Nest("inference", c.Inference.Validate()),
+	)
+	return errors.Join(errs...)
+}
+
+// LoadConfig returns the defaults overlaid with the file at path ("" means defaults only),
+// validated.
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	if path == "" {
+		if err := cfg.Validate(); err != nil {
+			return cfg, fmt.Errorf("config: defaults: %w", err)
+		}
+		return cfg, nil
+	}
+	err := config.LoadFile(path, &cfg)
+	return cfg, err
+}
