@@ -1,0 +1,255 @@
+// Package gpu exports NVIDIA GPU metrics read through NVML (go-nvml): utilization, memory,
+// temperatures, power and energy, clocks and what holds them down, PCIe replays, ECC errors,
+// remapped rows, XID errors and GPU memory per process, for every GPU and every MIG device.
+//
+// The NVML library is passed in (nvml.New() in production, go-nvml's mock servers in tests).
+// ERROR_NOT_SUPPORTED means "no data": the series is left out rather than reported as 0 or as a
+// failure. A machine without NVML keeps the exporter running with edgeloop_gpu_nvml_up 0 and
+// says so once. docs/gpu.md describes the metrics.
+package gpu
+
+import (
+	"context"
+	"io/fs"
+	"log/slog"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edgeloop/edgeloop/exporter/scrape"
+)
+
+// Collector exports GPU metrics. It is a prometheus.Collector (unchecked: the series depend on
+// the GPUs found at run time); register it, then call Run, which initializes NVML and keeps the
+// device inventory and the XID event loop going until its context ends.
+type Collector struct {
+	lib    nvml.Interface
+	cfg    Config
+	node   string
+	logger *slog.Logger
+	m      metrics
+	set    *scrape.Set
+
+	upDesc      *prometheus.Desc
+	devicesDesc *prometheus.Desc
+
+	// procFS is /proc, where a process name is read when NVML cannot give it.
+	procFS fs.FS
+	// rediscoverEvery is how often the device inventory is refreshed, so that MIG instances
+	// created or destroyed at run time are picked up.
+	rediscoverEvery time.Duration
+	// waitTimeout bounds each wait for an XID event, so Run notices its context ending.
+	waitTimeout time.Duration
+
+	// mu guards up and inv. Collect holds it for reading for the whole scrape, so that Run
+	// cannot shut NVML down while a scrape is calling it.
+	mu  sync.RWMutex
+	up  bool
+	inv *inventory
+
+	xid xidCounts
+	// discoverErr is the last discovery's error text; only Run's goroutine uses it.
+	discoverErr string
+}
+
+// New returns a GPU collector reading from lib, labelling every series with node. lib may be
+// nil, which behaves like a machine without NVML.
+func New(lib nvml.Interface, cfg Config, node string, logger *slog.Logger) *Collector {
+	c := &Collector{
+		lib:             lib,
+		cfg:             cfg,
+		node:            node,
+		logger:          logger,
+		procFS:          os.DirFS("/proc"),
+		rediscoverEvery: time.Minute,
+		waitTimeout:     time.Second,
+		upDesc: prometheus.NewDesc("edgeloop_gpu_nvml_up",
+			"Whether NVML is initialized and GPU metrics are being read (1) or not (0): no driver, no library, or still starting.",
+			[]string{"node"}, nil),
+		devicesDesc: prometheus.NewDesc("edgeloop_gpu_devices",
+			"Number of GPUs NVML reports (MIG devices not counted).",
+			[]string{"node"}, nil),
+	}
+	c.xid.counts = map[string]map[uint64]float64{}
+	c.xid.last = map[string]uint64{}
+	if cfg.Naming == NamingDCGM {
+		c.m = dcgmMetrics()
+	} else {
+		c.m = edgeloopMetrics()
+	}
+	subs := map[string]scrape.Subcollector{
+		"gpu_utilization":   scrape.SubcollectorFunc(c.updateUtilization),
+		"gpu_memory":        scrape.SubcollectorFunc(c.updateMemory),
+		"gpu_temperature":   scrape.SubcollectorFunc(c.updateTemperature),
+		"gpu_power":         scrape.SubcollectorFunc(c.updatePower),
+		"gpu_clocks":        scrape.SubcollectorFunc(c.updateClocks),
+		"gpu_pcie":          scrape.SubcollectorFunc(c.updatePCIe),
+		"gpu_ecc":           scrape.SubcollectorFunc(c.updateECC),
+		"gpu_remapped_rows": scrape.SubcollectorFunc(c.updateRemappedRows),
+	}
+	if cfg.XIDEvents {
+		subs["gpu_xid"] = scrape.SubcollectorFunc(c.updateXID)
+	}
+	if c.m.info != nil {
+		subs["gpu_info"] = scrape.SubcollectorFunc(c.updateInfo)
+	}
+	if cfg.Processes && c.m.processMemory != nil {
+		subs["gpu_processes"] = scrape.SubcollectorFunc(c.updateProcesses)
+	}
+	c.set = scrape.NewSet(logger, subs)
+	return c
+}
+
+// Describe sends nothing: the collector is unchecked.
+func (c *Collector) Describe(chan<- *prometheus.Desc) {}
+
+// Collect sends edgeloop_gpu_nvml_up and, while NVML is up, every GPU series together with the
+// per-subcollector scrape success and duration.
+func (c *Collector) Collect(ch chan<- prometheus.Metric) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	up := 0.0
+	if c.up {
+		up = 1
+	}
+	ch <- prometheus.MustNewConstMetric(c.upDesc, prometheus.GaugeValue, up, c.node)
+	if !c.up {
+		return
+	}
+	ch <- prometheus.MustNewConstMetric(c.devicesDesc, prometheus.GaugeValue, float64(len(c.inv.gpus)), c.node)
+	c.set.Collect(ch)
+}
+
+// Run initializes NVML, retrying every InitRetryInterval while that fails, then keeps the
+// device inventory fresh and counts XID events until ctx is done; it then shuts NVML down and
+// returns.
+func (c *Collector) Run(ctx context.Context) {
+	if c.lib == nil {
+		c.logger.Warn("GPU metrics are off: no NVML library was given")
+		<-ctx.Done()
+		return
+	}
+	inv, ok := c.initNVML(ctx)
+	if !ok {
+		return
+	}
+	defer c.shutdown()
+	// Register for XID events before publishing up, so the first scrape that sees GPUs also
+	// knows whether XIDs are being counted.
+	var events nvml.EventSet
+	if c.cfg.XIDEvents {
+		events = c.registerXID(inv)
+	}
+	if events != nil {
+		defer func() {
+			if ret := events.Free(); ret != nvml.SUCCESS {
+				c.logger.Debug("free NVML event set", "err", ret.Error())
+			}
+		}()
+	}
+	c.mu.Lock()
+	c.inv, c.up = inv, true
+	c.mu.Unlock()
+	c.loop(ctx, events)
+}
+
+// initNVML calls nvml.Init until it succeeds or ctx ends, logging the failure once: on a node
+// without an NVIDIA GPU it fails forever, and a line per retry would only be noise. It then
+// discovers the devices.
+func (c *Collector) initNVML(ctx context.Context) (*inventory, bool) {
+	failures := 0
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil, false
+		case <-timer.C:
+		}
+		ret := c.lib.Init()
+		if ret == nvml.SUCCESS {
+			break
+		}
+		if failures == 0 {
+			c.logger.Warn("GPU metrics are off: NVML is not available (no NVIDIA driver or libnvidia-ml.so); retrying quietly, set gpu.enabled: false on nodes without NVIDIA GPUs",
+				"err", ret.Error(), "retry_every", c.cfg.InitRetryInterval.String())
+		} else {
+			c.logger.Debug("NVML still not available", "err", ret.Error(), "attempt", failures+1)
+		}
+		failures++
+		timer.Reset(c.cfg.InitRetryInterval)
+	}
+
+	inv := c.rediscoverLogged()
+	c.logger.Info("NVML initialized; GPU metrics on", "driver_version", inv.driverVersion,
+		"cuda_driver_version", inv.cudaVersion, "gpus", len(inv.gpus), "mig_devices", inv.migCount(),
+		"naming", c.cfg.Naming, "after_failed_attempts", failures)
+	return inv, true
+}
+
+// shutdown stops scrapes from reaching NVML, then releases it.
+func (c *Collector) shutdown() {
+	c.mu.Lock()
+	c.up = false
+	c.mu.Unlock()
+	if ret := c.lib.Shutdown(); ret != nvml.SUCCESS {
+		c.logger.Warn("NVML shutdown failed", "err", ret.Error())
+	}
+}
+
+// loop waits for XID events on events (nil: XIDs are not counted) and refreshes the inventory
+// periodically, until ctx ends.
+func (c *Collector) loop(ctx context.Context, events nvml.EventSet) {
+	next := time.Now().Add(c.rediscoverEvery)
+	waitFailing := false
+	for ctx.Err() == nil {
+		if events != nil {
+			c.waitXID(ctx, events, &waitFailing)
+		} else {
+			wait(ctx, time.Until(next))
+		}
+		if ctx.Err() != nil || time.Now().Before(next) {
+			continue
+		}
+		next = time.Now().Add(c.rediscoverEvery)
+		inv := c.rediscoverLogged()
+		c.mu.Lock()
+		old := c.inv
+		c.inv = inv
+		c.mu.Unlock()
+		if old.signature() != inv.signature() {
+			c.logger.Info("GPU inventory changed", "gpus", len(inv.gpus), "mig_devices", inv.migCount())
+		}
+	}
+}
+
+// rediscoverLogged runs a discovery and logs its error only when it differs from the previous
+// discovery's: a GPU that cannot be read would otherwise be reported every minute.
+func (c *Collector) rediscoverLogged() *inventory {
+	inv, err := c.discover()
+	text := ""
+	if err != nil {
+		text = err.Error()
+		if text != c.discoverErr {
+			c.logger.Error("GPU discovery incomplete: the devices or details named here are not exported", "err", err)
+		}
+	}
+	c.discoverErr = text
+	return inv
+}
+
+// wait sleeps for d or until ctx ends.
+func wait(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}
