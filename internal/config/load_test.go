@@ -36,7 +36,6 @@ func (s *sample) Validate() error {
 	return errors.Join(errs...)
 }
 
-
 func defaults() *sample {
 	return &sample{Listen: ":1", Ratio: 0.5, Inner: inner{Interval: time.Second}}
 }
