@@ -16,11 +16,12 @@ help: ## list the targets
 build: ## build bin/edgeloop
 	$(GO) build -ldflags '$(LDFLAGS)' -o bin/edgeloop ./cmd/edgeloop
 
-tools: ## install the pinned test and lint tools into the version-keyed cache (instant once cached)
+tools: ## install the pinned tools and missing Debian packages the tests need (instant once there)
+	scripts/debs.sh
 	$(TOOLS) install
 
 test: tools ## install what the tests need, then run every unit and integration test
-	PROMTOOL=$$($(TOOLS) path promtool) $(GO) test $(TESTFLAGS) ./...
+	PROMTOOL=$$($(TOOLS) path promtool) MINIO=$$($(TOOLS) path minio) $(GO) test $(TESTFLAGS) ./...
 
 test-unit: ## unit tests only (no external programs), quick
 	$(GO) test -short -count=1 ./...

@@ -15,8 +15,9 @@ declare -A pkg=(
   [promtool]=github.com/prometheus/prometheus/cmd/promtool@v0.316.0
   [staticcheck]=honnef.co/go/tools/cmd/staticcheck@v0.8.2
   [benchstat]=golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
+  [minio]=github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
 )
-all=(promtool staticcheck benchstat)
+all=(promtool staticcheck benchstat minio)
 
 bin_dir() { # one directory per name and version, so a bumped pin installs beside the old one
   local name=$1 version=${pkg[$1]##*@}

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# debs.sh installs the Debian packages the tests need, only those missing, so a machine that has
+# them pays nothing. Needs root (or sudo) the first time.
+set -euo pipefail
+packages=(
+  dataset-fashion-mnist # the real data set: trainer, runtime accuracy tests, benchmarks
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+echo "debs.sh: installing ${missing[*]}" >&2
+sudo=""
+[[ $(id -u) -ne 0 ]] && sudo=sudo
+$sudo apt-get update -qq
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
