@@ -1,39 +1,19 @@
 package exporter
 
 import (
-	"os"
-	"path/filepath"
-	"strings"
 	"testing"
+
+	"github.com/edgeloop/edgeloop/internal/config"
+	"github.com/edgeloop/edgeloop/internal/config/configtest"
 )
 
 // TestInvalidConfigs loads every file in testdata/invalid, each breaking one rule, and checks
 // the exact message its first line promises ("# want: ...").
 func TestInvalidConfigs(t *testing.T) {
-	files, err := filepath.Glob("testdata/invalid/*.yaml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no invalid configs found: %v", err)
-	}
-	for _, file := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(file), ".yaml"), func(t *testing.T) {
-			data, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			first, _, _ := strings.Cut(string(data), "\n")
-			want, ok := strings.CutPrefix(first, "# want: ")
-			if !ok {
-				t.Fatalf("%s: first line must be '# want: <message>'", file)
-			}
-			_, err = LoadConfig(file)
-			if err == nil {
-				t.Fatalf("accepted; want error %q", want)
-			}
-			if got := strings.TrimPrefix(err.Error(), "config: "+file+": "); got != want {
-				t.Fatalf("error:\n got %q\nwant %q", got, want)
-			}
-		})
-	}
+	configtest.RunInvalid(t, "testdata/invalid/*.yaml", func() config.Validator {
+		cfg := DefaultConfig()
+		return &cfg
+	})
 }
 
 // TestValidConfigs checks that the defaults and the documented examples load.

@@ -1,43 +1,21 @@
 package observe
 
 import (
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/edgeloop/edgeloop/internal/config"
+	"github.com/edgeloop/edgeloop/internal/config/configtest"
 )
 
 // TestInvalidConfigs decodes every file in testdata/invalid (an inference section breaking one
 // rule) over the defaults, and checks the exact message its first line promises
 // ("# want: ..."), field path included.
 func TestInvalidConfigs(t *testing.T) {
-	files, err := filepath.Glob("testdata/invalid/*.yaml")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no invalid configs found: %v", err)
-	}
-	for _, file := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(file), ".yaml"), func(t *testing.T) {
-			data, err := os.ReadFile(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			first, _, _ := strings.Cut(string(data), "\n")
-			want, ok := strings.CutPrefix(first, "# want: ")
-			if !ok {
-				t.Fatalf("%s: first line must be '# want: <message>'", file)
-			}
-			cfg := DefaultConfig()
-			err = config.Parse(data, &cfg)
-			if err == nil {
-				t.Fatalf("accepted; want error %q", want)
-			}
-			if got := err.Error(); got != want {
-				t.Fatalf("error:\n got %q\nwant %q", got, want)
-			}
-		})
-	}
+	configtest.RunInvalid(t, "testdata/invalid/*.yaml", func() config.Validator {
+		cfg := DefaultConfig()
+		return &cfg
+	})
 }
 
 func TestValidConfigs(t *testing.T) {
