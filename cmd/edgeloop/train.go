@@ -1,0 +1,118 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/edgeloop/edgeloop/internal/telemetry"
+	"github.com/edgeloop/edgeloop/retrain/trainer"
+)
+
+// hiddenFlag is a comma-separated list of layer widths, such as --hidden 256,128.
+type hiddenFlag []int
+
+func (l *hiddenFlag) String() string {
+	s := make([]string, len(*l))
+	for i, v := range *l {
+		s[i] = strconv.Itoa(v)
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *hiddenFlag) Set(v string) error {
+	var out []int
+	for _, f := range strings.Split(v, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return fmt.Errorf("%q is not a comma-separated list of integers", v)
+		}
+		out = append(out, n)
+	}
+	*l = out
+	return nil
+}
+
+// samplesFlag is the repeatable --samples flag.
+type samplesFlag []string
+
+func (l *samplesFlag) String() string     { return strings.Join(*l, ",") }
+func (l *samplesFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// runTrain is `edgeloop train`: the reference training job. Logic lives in retrain/trainer.
+func runTrain(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("edgeloop train", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	// The job contract's environment variables give the defaults; flags win over them.
+	cfg := trainer.DefaultConfig()
+	if v := os.Getenv(trainer.EnvModel); v != "" {
+		cfg.Model = v
+	}
+	cfg.BaseVersion = os.Getenv(trainer.EnvBaseVersion)
+	cfg.Manifest = os.Getenv(trainer.EnvDatasetManifest)
+	out := os.Getenv(trainer.EnvOutput)
+	hidden := hiddenFlag(cfg.Hidden)
+	var samples samplesFlag
+	logCfg := telemetry.DefaultLogConfig()
+
+	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "directory of the Fashion-MNIST IDX files (Debian package dataset-fashion-mnist)")
+	fs.StringVar(&out, "out", out, "output directory: model.onnx and metrics.json are written there (env "+trainer.EnvOutput+"; required)")
+	fs.Var(&samples, "samples", "WebDataset shard (.tar, .tar.gz) or directory of shards whose labelled samples are added to the training data (repeatable)")
+	fs.StringVar(&cfg.Manifest, "dataset-manifest", cfg.Manifest, "dataset manifest (JSON: shards and label files) to add to the training data (env "+trainer.EnvDatasetManifest+")")
+	fs.StringVar(&cfg.Model, "model", cfg.Model, "model name, written into the model's metadata and metrics.json (env "+trainer.EnvModel+")")
+	fs.StringVar(&cfg.BaseVersion, "base-version", cfg.BaseVersion, "version this run retrains, written into the metadata and metrics.json (env "+trainer.EnvBaseVersion+")")
+	fs.Var(&hidden, "hidden", "hidden layer widths, comma-separated")
+	fs.IntVar(&cfg.Epochs, "epochs", cfg.Epochs, "passes over the training data")
+	fs.IntVar(&cfg.BatchSize, "batch", cfg.BatchSize, "images per optimiser step")
+	fs.Float64Var(&cfg.LearningRate, "lr", cfg.LearningRate, "initial Adam learning rate (decays along a cosine to 0)")
+	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed: the same seed and data give the same model, bit for bit")
+	fs.StringVar(&cfg.EvalSplit, "eval-split", cfg.EvalSplit, `evaluate on "test" (the Fashion-MNIST test set) or on a held-out fraction of the training data, such as 0.1`)
+	fs.IntVar(&cfg.TrainLimit, "train-limit", cfg.TrainLimit, "use only the first N Fashion-MNIST training images (0: all)")
+	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "goroutines for the matrix kernels (0: GOMAXPROCS); does not change the result")
+	fs.StringVar(&logCfg.Format, "log.format", logCfg.Format, "log format: logfmt or json")
+	fs.StringVar(&logCfg.Level, "log.level", logCfg.Level, "log level: debug, info, warn or error")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: edgeloop train --out DIR [flags]\n\n"+
+			"Trains the reference MLP on Fashion-MNIST (plus labelled samples) and writes model.onnx and\n"+
+			"metrics.json into DIR. Environment: %s, %s, %s, %s. Docs: docs/trainer.md.\n\n",
+			trainer.EnvModel, trainer.EnvBaseVersion, trainer.EnvDatasetManifest, trainer.EnvOutput)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return flagExit(err)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "edgeloop train: unexpected arguments %q\n", fs.Args())
+		return exitUsage
+	}
+	cfg.Hidden, cfg.Samples = hidden, samples
+	if out == "" {
+		fmt.Fprintf(stderr, "edgeloop train: --out (or %s) is required\n", trainer.EnvOutput)
+		return exitUsage
+	}
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "edgeloop train: invalid settings:\n%v\n", err)
+		return exitUsage
+	}
+	if err := logCfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "edgeloop train: invalid log settings:\n%v\n", err)
+		return exitUsage
+	}
+	logger := telemetry.NewLogger(stderr, logCfg).With("component", "train")
+	ctx, stop := signalContext()
+	defer stop()
+	res, err := trainer.Run(ctx, cfg, out, logger)
+	if err != nil {
+		logger.Error("training failed", "err", err)
+		return exitFailure
+	}
+	m := res.Metrics
+	fmt.Fprintf(stdout, "edgeloop train: accuracy %.4f on %d evaluation images (eval-split %s) after %d epochs in %s; wrote %s and %s in %s\n",
+		m.Accuracy, m.EvalSize, m.EvalSplit, m.Epochs, time.Duration(m.DurationSeconds*float64(time.Second)).Round(100*time.Millisecond),
+		trainer.ModelFile, trainer.MetricsFile, out)
+	return exitOK
+}

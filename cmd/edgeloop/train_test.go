@@ -1,0 +1,68 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/edgeloop/edgeloop/internal/fmnist"
+	"github.com/edgeloop/edgeloop/internal/testenv"
+)
+
+func TestTrainUsage(t *testing.T) {
+	t.Setenv("EDGELOOP_OUTPUT", "")
+	for _, tt := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"-h"}, exitOK, "usage: edgeloop train --out DIR"},
+		{[]string{"--bogus"}, exitUsage, "flag provided but not defined"},
+		{[]string{"--epochs", "2"}, exitUsage, "--out (or EDGELOOP_OUTPUT) is required"},
+		{[]string{"--out", "x", "extra"}, exitUsage, `unexpected arguments ["extra"]`},
+		{[]string{"--out", "x", "--hidden", "256,a"}, exitUsage, "not a comma-separated list of integers"},
+		{[]string{"--out", "x", "--hidden", "0", "--lr", "0"}, exitUsage, "hidden: widths must be between 1 and 8192"},
+		{[]string{"--out", "x", "--eval-split", "train"}, exitUsage, "eval-split:"},
+		{[]string{"--out", "x", "--log.format", "xml"}, exitUsage, "format: must be logfmt or json"},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := runTrain(tt.args, &stdout, &stderr)
+		if code != tt.code || !strings.Contains(stdout.String()+stderr.String(), tt.want) {
+			t.Errorf("edgeloop train %q: exit %d, output %q; want exit %d and %q", tt.args, code, stdout.String()+stderr.String(), tt.code, tt.want)
+		}
+	}
+}
+
+// TestTrainJob runs a tiny training job configured through the job contract's environment.
+func TestTrainJob(t *testing.T) {
+	if _, err := os.Stat(filepath.Join(fmnist.DefaultDir, "train-images-idx3-ubyte.gz")); err != nil {
+		testenv.Missing(t, "Fashion-MNIST not found in "+fmnist.DefaultDir+": apt-get install dataset-fashion-mnist")
+	}
+	out := filepath.Join(t.TempDir(), "out")
+	t.Setenv("EDGELOOP_OUTPUT", out)
+	t.Setenv("EDGELOOP_MODEL", "from-env")
+	t.Setenv("EDGELOOP_BASE_VERSION", "4")
+	t.Setenv("EDGELOOP_DATASET_MANIFEST", "")
+	var stdout, stderr bytes.Buffer
+	code := runTrain([]string{"--train-limit", "2000", "--hidden", "8", "--epochs", "1", "--model", "from-flag", "--log.format", "json"}, &stdout, &stderr)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	for _, f := range []string{"model.onnx", "metrics.json"} {
+		if _, err := os.Stat(filepath.Join(out, f)); err != nil {
+			t.Error(err)
+		}
+	}
+	metrics, err := os.ReadFile(filepath.Join(out, "metrics.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(metrics), `"model": "from-flag"`) || !strings.Contains(string(metrics), `"base_version": "4"`) {
+		t.Errorf("metrics.json does not show the flag's model and the environment's base version:\n%.300s", metrics)
+	}
+	if !strings.Contains(stderr.String(), `"msg":"epoch done"`) || !strings.HasPrefix(stdout.String(), "edgeloop train: accuracy 0.") {
+		t.Errorf("progress on stderr:\n%s\nsummary on stdout: %q", stderr.String(), stdout.String())
+	}
+}

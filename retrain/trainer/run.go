@@ -1,0 +1,105 @@
+package trainer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/edgeloop/edgeloop/internal/onnx"
+)
+
+// The job contract's environment variables: a job backend sets them, and `edgeloop train`
+// takes them as the defaults of its flags.
+const (
+	// EnvModel names the model (flag --model).
+	EnvModel = "EDGELOOP_MODEL"
+	// EnvBaseVersion is the version being retrained (flag --base-version).
+	EnvBaseVersion = "EDGELOOP_BASE_VERSION"
+	// EnvDatasetManifest is the path of the dataset manifest (flag --dataset-manifest).
+	EnvDatasetManifest = "EDGELOOP_DATASET_MANIFEST"
+	// EnvOutput is the output directory (flag --out).
+	EnvOutput = "EDGELOOP_OUTPUT"
+)
+
+// Output file names under the output directory, as the job contract names them.
+const (
+	ModelFile   = "model.onnx"
+	MetricsFile = "metrics.json"
+)
+
+// Run is the whole job: load the data, train, and write ModelFile and then MetricsFile into
+// outDir (created if missing). Each file is written to a temporary name and renamed, and the
+// metrics last, so a crash never leaves a half-written file and a directory with metrics.json
+// holds a complete result.
+func Run(ctx context.Context, cfg Config, outDir string, logger *slog.Logger) (*Result, error) {
+	data, err := LoadData(cfg, logger)
+	if err != nil {
+		return nil, err
+	}
+	logger.Info("training", "model", cfg.Model, "train_images", data.Train.Len(), "eval_images", data.Eval.Len(),
+		"eval_split", cfg.EvalSplit, "hidden", cfg.Hidden, "epochs", cfg.Epochs, "batch", cfg.BatchSize,
+		"lr", cfg.LearningRate, "seed", cfg.Seed, "workers", cfg.workers())
+	res, err := Train(ctx, cfg, data, logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := WriteOutputs(outDir, res, data.Classes, cfg); err != nil {
+		return nil, err
+	}
+	return res, nil
+}
+
+// WriteOutputs writes res as ModelFile and MetricsFile into outDir.
+func WriteOutputs(outDir string, res *Result, classes []string, cfg Config) error {
+	m, err := ToONNX(res.Network, classes, cfg.Model, cfg.BaseVersion)
+	if err != nil {
+		return fmt.Errorf("write outputs: %w", err)
+	}
+	model, err := onnx.Encode(m)
+	if err != nil {
+		return fmt.Errorf("write outputs: %w", err)
+	}
+	metrics, err := json.MarshalIndent(res.Metrics, "", "  ")
+	if err != nil {
+		return fmt.Errorf("write outputs: %w", err)
+	}
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		return fmt.Errorf("write outputs: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(outDir, ModelFile), model); err != nil {
+		return fmt.Errorf("write outputs: %w", err)
+	}
+	if err := writeFileAtomic(filepath.Join(outDir, MetricsFile), append(metrics, '\n')); err != nil {
+		return fmt.Errorf("write outputs: %w", err)
+	}
+	return nil
+}
+
+// writeFileAtomic writes data to a temporary file beside name, syncs it and renames it.
+func writeFileAtomic(name string, data []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*")
+	if err != nil {
+		return err
+	}
+	tmp := f.Name()
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, 0o644) // CreateTemp makes 0600; the files are for other processes
+	}
+	if err == nil {
+		err = os.Rename(tmp, name)
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+	}
+	return err
+}

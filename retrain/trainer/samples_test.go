@@ -1,0 +1,241 @@
+package trainer
+
+import (
+	"archive/tar"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/edgeloop/edgeloop/internal/fmnist"
+	"github.com/edgeloop/edgeloop/internal/npy"
+)
+
+// image is a 784-value input whose every value is v.
+func image(v float32) []float32 {
+	img := make([]float32, fmnist.Pixels)
+	for i := range img {
+		img[i] = v
+	}
+	return img
+}
+
+func npyBytes(t *testing.T, shape []int, data []float32) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	if err := npy.WriteFloat32(&b, shape, data); err != nil {
+		t.Fatal(err)
+	}
+	return b.Bytes()
+}
+
+// writeShard writes a tar shard of the given files (name → content, in the order given by
+// names), gzipped when the name says so.
+func writeShard(t *testing.T, path string, names []string, files map[string][]byte) {
+	t.Helper()
+	var b bytes.Buffer
+	tw := tar.NewWriter(&b)
+	for _, n := range names {
+		if err := tw.WriteHeader(&tar.Header{Name: n, Mode: 0o644, Size: int64(len(files[n])), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(files[n]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data := b.Bytes()
+	if strings.HasSuffix(path, ".gz") {
+		var z bytes.Buffer
+		zw := gzip.NewWriter(&z)
+		_, _ = zw.Write(data)
+		_ = zw.Close()
+		data = z.Bytes()
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sampleFixtures writes two shards into dir/shards and a label file, covering every kind of
+// sample LoadSamples meets, and returns the label file's path.
+func sampleFixtures(t *testing.T, dir string) string {
+	t.Helper()
+	dict := "{'descr': '|u1', 'fortran_order': False, 'shape': (784,), }\n"
+	u8 := append([]byte(npy.Magic+"\x01\x00"), byte(len(dict)), 0)
+	u8 = append(append(u8, dict...), bytes.Repeat([]byte{51}, fmnist.Pixels)...)
+	files := map[string][]byte{
+		"a.json":          []byte(`{"label": 7}`),
+		"a.input.npy":     npyBytes(t, []int{1, 28, 28}, image(0.5)),
+		"b.json":          []byte(`{"label": "Bag", "model": "fashion"}`),
+		"b.input.npy":     npyBytes(t, []int{784}, image(0.25)),
+		"c.json":          []byte(`{"label": "3"}`),
+		"c.input.npy":     u8,
+		"d.json":          []byte(`{"prediction": 1}`), // not labelled yet
+		"d.input.npy":     npyBytes(t, []int{784}, image(0)),
+		"e.json":          []byte(`{"label": "Hat"}`), // no such class
+		"e.input.npy":     npyBytes(t, []int{784}, image(0)),
+		"f.json":          []byte(`{"label": 1}`),
+		"f.input.npy":     npyBytes(t, []int{10}, make([]float32, 10)), // wrong size
+		"g.json":          []byte(`{"label": 1}`),
+		"g.input.jpg":     []byte("not for this trainer"), // no .npy
+		"h.json":          []byte(`{"label": 1.5}`),
+		"h.input.npy":     npyBytes(t, []int{784}, image(0)),
+		"i.input.npy":     npyBytes(t, []int{784}, image(0.75)), // labelled by the label file only
+		"sub/j.json":      []byte(`{"label": null}`),            // label posted later, in the file
+		"sub/j.input.npy": npyBytes(t, []int{28, 28}, image(1)),
+	}
+	writeShard(t, filepath.Join(dir, "shards", "00.tar"),
+		[]string{"a.json", "a.input.npy", "b.json", "b.input.npy", "c.json", "c.input.npy", "d.json", "d.input.npy", "e.json", "e.input.npy"}, files)
+	files["a.json"] = []byte(`{"label": 0}`) // a duplicate of key a: the first one counts
+	writeShard(t, filepath.Join(dir, "shards", "more", "01.tar.gz"),
+		[]string{"a.json", "a.input.npy", "f.json", "f.input.npy", "g.json", "g.input.jpg", "h.json", "h.input.npy", "i.input.npy", "sub/j.json", "sub/j.input.npy"}, files)
+	if err := os.WriteFile(filepath.Join(dir, "shards", "README"), []byte("not a shard"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	labels := filepath.Join(dir, "labels.jsonl")
+	if err := os.WriteFile(labels, []byte("{\"key\": \"i\", \"label\": \"Sandal\"}\n\n{\"key\": \"j\", \"label\": 9}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return labels
+}
+
+func TestLoadSamples(t *testing.T) {
+	dir := t.TempDir()
+	labels := sampleFixtures(t, dir)
+	set, err := LoadSamples([]string{filepath.Join(dir, "shards")}, []string{labels}, fmnist.ClassNames(), discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ds := set.Data
+	want := SampleStats{Shards: 2, Labelled: 5, Unlabelled: 1, Rejected: 4, Duplicates: 1}
+	if set.Stats != want {
+		t.Errorf("stats %+v, want %+v", set.Stats, want)
+	}
+	if wantShards := []string{filepath.Join(dir, "shards", "00.tar"), filepath.Join(dir, "shards", "more", "01.tar.gz")}; !slices.Equal(set.Shards, wantShards) {
+		t.Errorf("shards read %q, want %q", set.Shards, wantShards)
+	}
+	// a (7), b (Bag = 8), c ("3"), i (Sandal = 5 from the label file), j (9 from the label file).
+	if wantLabels := []uint8{7, 8, 3, 5, 9}; !bytes.Equal(ds.Labels, wantLabels) {
+		t.Errorf("labels %v, want %v", ds.Labels, wantLabels)
+	}
+	for i, v := range []float32{0.5, 0.25, 0.2, 0.75, 1} { // c was uint8 51, scaled by 1/255
+		if img := ds.Image(i); img[0] != v || img[783] != v {
+			t.Errorf("sample %d: input starts with %v, want %v", i, img[0], v)
+		}
+	}
+}
+
+func TestLoadSamplesErrors(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.tar")
+	if err := os.WriteFile(bad, []byte("this is not a tar file, but it is long enough to hold a header? no."), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	huge := filepath.Join(dir, "huge.tar")
+	writeShard(t, huge, []string{"x.json"}, map[string][]byte{"x.json": bytes.Repeat([]byte(" "), maxMember+1)})
+	badLabels := filepath.Join(dir, "labels.jsonl")
+	if err := os.WriteFile(badLabels, []byte(`{"label": 1}`+"\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		shards, labels []string
+		want           string
+	}{
+		{[]string{filepath.Join(dir, "missing.tar")}, nil, "no such file"},
+		{[]string{bad}, nil, "bad.tar"},
+		{[]string{huge}, nil, "more than the 1048576 a sample file may have"},
+		{nil, []string{badLabels}, "labels.jsonl:1: want a JSON object with a key and a label"},
+	} {
+		_, err := LoadSamples(tt.shards, tt.labels, fmnist.ClassNames(), discard())
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("LoadSamples(%v, %v) = %v, want an error containing %q", tt.shards, tt.labels, err, tt.want)
+		}
+	}
+}
+
+func TestReadManifest(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "manifest.json")
+	manifest := `{"shards": ["shards/00.tar", "file:///data/01.tar", "/abs/02.tar"], "labels": ["labels.jsonl"], "created": "ignored"}`
+	if err := os.WriteFile(path, []byte(manifest), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	m, err := ReadManifest(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{filepath.Join(dir, "shards/00.tar"), "/data/01.tar", "/abs/02.tar"}; !slices.Equal(m.Shards, want) {
+		t.Errorf("shards %q, want %q", m.Shards, want)
+	}
+	if want := []string{filepath.Join(dir, "labels.jsonl")}; !slices.Equal(m.Labels, want) {
+		t.Errorf("labels %q, want %q", m.Labels, want)
+	}
+	if err := os.WriteFile(path, []byte(`{"shards": ["s3://bucket/samples/x.tar"]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadManifest(path); err == nil || !strings.Contains(err.Error(), "local files only") {
+		t.Errorf("a manifest with an s3:// shard: %v, want a local-files-only error", err)
+	}
+	if err := os.WriteFile(path, []byte(`{"shards": "x"}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ReadManifest(path); err == nil {
+		t.Error("a manifest whose shards is not a list was accepted")
+	}
+}
+
+// TestLoadDataWithSamples adds collected samples through a manifest and holds out a fraction
+// of the merged training data for evaluation.
+func TestLoadDataWithSamples(t *testing.T) {
+	fashionDir(t)
+	dir := t.TempDir()
+	sampleFixtures(t, dir)
+	manifest := filepath.Join(dir, "manifest.json")
+	if err := os.WriteFile(manifest, []byte(`{"shards": ["shards"], "labels": ["labels.jsonl"]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.TrainLimit, cfg.Manifest, cfg.EvalSplit = 95, manifest, "0.2"
+	d, err := LoadData(cfg, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Samples.Labelled != 5 || d.Train.Len() != 80 || d.Eval.Len() != 20 {
+		t.Fatalf("%d samples, %d training and %d evaluation images; want 5, 80 and 20", d.Samples.Labelled, d.Train.Len(), d.Eval.Len())
+	}
+	// Every image is in exactly one of the two parts: count the samples' labels 7, 8, 3, 5, 9
+	// whose inputs are constant images (Fashion-MNIST images are not).
+	constant := 0
+	for _, part := range []*fmnist.Dataset{d.Train, d.Eval} {
+		for i := range part.Len() {
+			img := part.Image(i)
+			if slices.Min(img) == slices.Max(img) {
+				constant++
+			}
+		}
+	}
+	if constant != 5 {
+		t.Errorf("%d constant images across the split, want the 5 samples", constant)
+	}
+	res, err := Train(context.Background(), func() Config { c := cfg; c.Hidden, c.Epochs = []int{8}, 1; return c }(), d, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Metrics.EvalSplit != "0.2" || res.Metrics.Samples.Labelled != 5 || res.Metrics.TrainSize != 80 {
+		t.Errorf("metrics %+v", res.Metrics)
+	}
+	wantSources := []string{"file://" + fmnist.DefaultDir, "file://" + filepath.Join(dir, "shards", "00.tar"), "file://" + filepath.Join(dir, "shards", "more", "01.tar.gz")}
+	if !slices.Equal(res.Metrics.Datasets, wantSources) {
+		t.Errorf("datasets %q, want %q", res.Metrics.Datasets, wantSources)
+	}
+}
