@@ -1,0 +1,191 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/edgeloop/edgeloop/internal/objstore"
+	"github.com/edgeloop/edgeloop/internal/onnx"
+	"github.com/edgeloop/edgeloop/internal/testenv"
+)
+
+func runModelCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	code = runModel(args, &out, &errOut)
+	return code, out.String(), errOut.String()
+}
+
+// trainerOutput writes what `edgeloop train` leaves behind: model.onnx and metrics.json.
+func trainerOutput(t *testing.T, accuracy string) string {
+	t.Helper()
+	dir := t.TempDir()
+	m := &onnx.Model{
+		IRVersion: 8,
+		Opsets:    []onnx.Opset{{Version: 13}},
+		Metadata:  map[string]string{"classes": `["cat","dog"]`},
+		Graph: onnx.Graph{
+			Name:         "mlp",
+			Initializers: []onnx.Tensor{{Name: "w", DataType: onnx.Float, Dims: []int64{2, 3}, Float32: make([]float32, 6)}},
+			Inputs:       []onnx.ValueInfo{{Name: "input", ElemType: onnx.Float, Shape: []onnx.Dim{{Param: "batch"}, {Value: 3}}}},
+			Outputs:      []onnx.ValueInfo{{Name: "logits", ElemType: onnx.Float, Shape: []onnx.Dim{{Param: "batch"}, {Value: 2}}}},
+			Nodes: []onnx.Node{{OpType: "Gemm", Inputs: []string{"input", "w"}, Outputs: []string{"logits"},
+				Attrs: map[string]onnx.Attribute{"transB": {Type: onnx.AttrInt, Int: 1}}}},
+		},
+	}
+	data, err := onnx.Encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "model.onnx"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	metrics := `{"accuracy": ` + accuracy + `, "per_class_accuracy": [0.5, 0.7], "confidence_histogram": [1, 2, 3, 4], "confidence_scorer": "max_softmax"}`
+	if err := os.WriteFile(filepath.Join(dir, "metrics.json"), []byte(metrics), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func TestModelUsage(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{nil, exitUsage, "usage: edgeloop model"},
+		{[]string{"--help"}, exitOK, "keygen"},
+		{[]string{"frobnicate"}, exitUsage, `unknown command "frobnicate"`},
+		{[]string{"keygen"}, exitUsage, "--out DIR is required"},
+		{[]string{"sign", "dir"}, exitUsage, "--key and one version directory are required"},
+		{[]string{"verify", "--pub", "k.pub"}, exitUsage, "--pub and one version directory are required"},
+		{[]string{"publish", "--key", "k", "dir"}, exitUsage, "--repo, --key and one version directory are required"},
+		{[]string{"ls"}, exitUsage, "--repo is required"},
+		{[]string{"ls", "--bogus"}, exitUsage, "flag provided but not defined"},
+		{[]string{"ls", "--repo", "ftp://x"}, exitUsage, `unsupported scheme "ftp"`},
+		{[]string{"keygen", "-h"}, exitOK, "-out"},
+		{[]string{"ls", "--repo", "file:///nonexistent/edgeloop-repo"}, exitFailure, "no repository at file:///nonexistent/edgeloop-repo"},
+	} {
+		code, stdout, stderr := runModelCmd(t, c.args...)
+		if code != c.code || !strings.Contains(stdout+stderr, c.want) {
+			t.Errorf("edgeloop model %q = %d\nstdout: %s\nstderr: %s\nwant %d and %q", c.args, code, stdout, stderr, c.code, c.want)
+		}
+	}
+}
+
+func TestModelKeygenSignVerify(t *testing.T) {
+	keys := filepath.Join(t.TempDir(), "keys")
+	code, stdout, stderr := runModelCmd(t, "keygen", "--out", keys)
+	if code != exitOK || !regexp.MustCompile(`key id [0-9a-f]{16}`).MatchString(stdout) {
+		t.Fatalf("keygen = %d: %s %s", code, stdout, stderr)
+	}
+	if code, _, stderr := runModelCmd(t, "keygen", "--out", keys); code != exitFailure || !strings.Contains(stderr, "exists") {
+		t.Fatalf("keygen over existing keys = %d: %s", code, stderr)
+	}
+	other := filepath.Join(t.TempDir(), "other")
+	runModelCmd(t, "keygen", "--out", other)
+
+	dir := trainerOutput(t, "0.875")
+	code, stdout, stderr = runModelCmd(t, "sign", "--key", filepath.Join(keys, "edgeloop.key"), "--model", "pets", "--version", "4", "--dataset", "s3://b/samples/pets/", dir)
+	if code != exitOK || !strings.Contains(stdout, "signed pets version 4 (2 files)") {
+		t.Fatalf("sign = %d: %s %s", code, stdout, stderr)
+	}
+	manifest, err := os.ReadFile(filepath.Join(dir, "edgeloop.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"classes": [`, `"cat"`, `"accuracy": 0.875`, `"name": "input"`, `"kind": "logits"`, `"s3://b/samples/pets/"`, `"reference_scorer": "max_softmax"`, `"algorithm": "ed25519"`} {
+		if !strings.Contains(string(manifest), want) {
+			t.Errorf("edgeloop.json lacks %s:\n%s", want, manifest)
+		}
+	}
+
+	code, stdout, _ = runModelCmd(t, "verify", "--pub", filepath.Join(keys, "edgeloop.pub"), dir)
+	if code != exitOK || !strings.Contains(stdout, "OK: ") || !strings.Contains(stdout, "pets version 4") {
+		t.Fatalf("verify = %d: %s", code, stdout)
+	}
+	// A directory of keys works as the trust set; the wrong key alone is refused.
+	if code, _, _ := runModelCmd(t, "verify", "--pub", other, "--pub", keys, dir); code != exitOK {
+		t.Fatalf("verify with a key directory = %d", code)
+	}
+	code, _, stderr = runModelCmd(t, "verify", "--pub", filepath.Join(other, "edgeloop.pub"), dir)
+	if code != exitFailure || !strings.Contains(stderr, "(unknown_key)") {
+		t.Fatalf("verify with the wrong key = %d: %s", code, stderr)
+	}
+	code, _, stderr = runModelCmd(t, "verify", "--pub", keys, "--version", "5", dir)
+	if code != exitFailure || !strings.Contains(stderr, "(manifest_mismatch)") {
+		t.Fatalf("verify --version 5 of version 4 = %d: %s", code, stderr)
+	}
+	// One byte changed in the model.
+	model, _ := os.ReadFile(filepath.Join(dir, "model.onnx"))
+	model[len(model)-1] ^= 0xff
+	os.WriteFile(filepath.Join(dir, "model.onnx"), model, 0o644)
+	code, _, stderr = runModelCmd(t, "verify", "--pub", keys, dir)
+	if code != exitFailure || !strings.Contains(stderr, "(digest_mismatch)") || !strings.Contains(stderr, "model.onnx has sha256") {
+		t.Fatalf("verify of a tampered model = %d: %s", code, stderr)
+	}
+}
+
+func TestModelPublishLsFile(t *testing.T) {
+	keys := filepath.Join(t.TempDir(), "keys")
+	runModelCmd(t, "keygen", "--out", keys)
+	repo := "file://" + filepath.ToSlash(t.TempDir())
+	testPublishLs(t, repo, filepath.Join(keys, "edgeloop.key"), keys)
+}
+
+func TestModelPublishLsMinIO(t *testing.T) {
+	endpoint, access, secret := testenv.MinIO(t)
+	if err := objstore.CreateS3Bucket(context.Background(), objstore.S3Config{Endpoint: endpoint, Bucket: "models", AccessKey: access, SecretKey: secret, Insecure: true, PartSize: objstore.DefaultPartSize}); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_ACCESS_KEY_ID", access)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", secret)
+	keys := filepath.Join(t.TempDir(), "keys")
+	runModelCmd(t, "keygen", "--out", keys)
+	testPublishLs(t, "s3://models/site-a?endpoint="+endpoint+"&insecure=true", filepath.Join(keys, "edgeloop.key"), keys)
+}
+
+func testPublishLs(t *testing.T, repo, key, pubs string) {
+	t.Helper()
+	code, stdout, stderr := runModelCmd(t, "publish", "--repo", repo, "--key", key, "--model", "pets", "--alias", "stable", trainerOutput(t, "0.81"))
+	if code != exitOK || !strings.Contains(stdout, "published pets version 1") || !strings.Contains(stdout, "alias stable -> version 1") {
+		t.Fatalf("publish = %d: %s %s", code, stdout, stderr)
+	}
+	// A signed directory publishes too; publish assigns the version, not the one signed.
+	dir := trainerOutput(t, "0.9")
+	runModelCmd(t, "sign", "--key", key, "--model", "pets", "--version", "40", dir)
+	code, stdout, stderr = runModelCmd(t, "publish", "--repo", repo, "--key", key, "--alias", "canary", dir)
+	if code != exitOK || !strings.Contains(stdout, "published pets version 2") {
+		t.Fatalf("second publish = %d: %s %s", code, stdout, stderr)
+	}
+	code, _, stderr = runModelCmd(t, "publish", "--repo", repo, "--key", key, "--model", "pets", "--version", "2", trainerOutput(t, "0.5"))
+	if code != exitFailure || !strings.Contains(stderr, "version already exists") {
+		t.Fatalf("publishing over version 2 = %d: %s", code, stderr)
+	}
+	code, _, stderr = runModelCmd(t, "publish", "--repo", repo, "--key", key, trainerOutput(t, "0.5"))
+	if code != exitUsage || !strings.Contains(stderr, "--model is required") {
+		t.Fatalf("publish without a model name = %d: %s", code, stderr)
+	}
+
+	code, stdout, stderr = runModelCmd(t, "ls", "--repo", repo, "--pub", pubs)
+	if code != exitOK {
+		t.Fatalf("ls = %d: %s", code, stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(stdout), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "MODEL") {
+		t.Fatalf("ls output:\n%s", stdout)
+	}
+	row1 := regexp.MustCompile(`^pets\s+1\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+0\.8100\s+stable\s+[0-9a-f]{16}\s+ok$`)
+	row2 := regexp.MustCompile(`^pets\s+2\s+\S+\s+0\.9000\s+canary\s+[0-9a-f]{16}\s+ok$`)
+	if !row1.MatchString(lines[1]) || !row2.MatchString(lines[2]) {
+		t.Fatalf("ls rows:\n%s", stdout)
+	}
+	if code, stdout, _ := runModelCmd(t, "ls", "--repo", repo, "--model", "nothing"); code != exitOK || strings.Count(stdout, "\n") != 1 {
+		t.Fatalf("ls --model nothing = %d:\n%s", code, stdout)
+	}
+}

@@ -1,0 +1,139 @@
+package objstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Target is the place a bucket URL names: a local directory (Dir) or an S3 bucket (S3),
+// exactly one of them.
+type Target struct {
+	// Dir is the directory of a file:// URL.
+	Dir string
+	// S3 is the bucket of an s3:// URL.
+	S3 *S3Config
+}
+
+// Environment variables holding the credentials of an s3:// URL, named as the AWS tools name
+// them so that existing setups carry over.
+const (
+	EnvAccessKey = "AWS_ACCESS_KEY_ID"
+	EnvSecretKey = "AWS_SECRET_ACCESS_KEY"
+)
+
+// ParseURL reads a bucket URL:
+//
+//	file:///var/lib/edgeloop/models          a local directory (absolute path)
+//	s3://bucket[/prefix][?endpoint=host:port][&region=r][&insecure=true][&part_size=bytes]
+//
+// The endpoint defaults to s3.amazonaws.com. Credentials never travel in the URL (it ends up in
+// logs and process lists): they come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY through
+// lookupEnv, and requests are anonymous when both are unset.
+func ParseURL(rawURL string, lookupEnv func(string) (string, bool)) (Target, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return Target{}, fmt.Errorf("objstore: bucket URL: %w", err)
+	}
+	if u.User != nil {
+		return Target{}, fmt.Errorf("objstore: bucket URL %q: credentials in the URL are not accepted; set %s and %s", u.Redacted(), EnvAccessKey, EnvSecretKey)
+	}
+	switch u.Scheme {
+	case "file":
+		return parseFileURL(u)
+	case "s3":
+		return parseS3URL(u, lookupEnv)
+	case "":
+		return Target{}, fmt.Errorf("objstore: bucket URL %q has no scheme: use file:///path or s3://bucket/prefix", rawURL)
+	default:
+		return Target{}, fmt.Errorf("objstore: bucket URL %q: unsupported scheme %q (use file or s3)", rawURL, u.Scheme)
+	}
+}
+
+func parseFileURL(u *url.URL) (Target, error) {
+	if u.Host != "" && u.Host != "localhost" {
+		return Target{}, fmt.Errorf("objstore: bucket URL %q: a file URL names a local path (file:///path), not host %q", u.String(), u.Host)
+	}
+	if u.RawQuery != "" || u.Fragment != "" {
+		return Target{}, fmt.Errorf("objstore: bucket URL %q: a file URL takes no query or fragment", u.String())
+	}
+	if u.Path == "" || !filepath.IsAbs(filepath.FromSlash(u.Path)) {
+		return Target{}, fmt.Errorf("objstore: bucket URL %q: needs an absolute path (file:///path)", u.String())
+	}
+	return Target{Dir: filepath.Clean(filepath.FromSlash(u.Path))}, nil
+}
+
+func parseS3URL(u *url.URL, lookupEnv func(string) (string, bool)) (Target, error) {
+	cfg := DefaultS3Config()
+	cfg.Bucket = u.Host
+	cfg.Prefix = strings.Trim(u.Path, "/")
+	cfg.Endpoint = "s3.amazonaws.com"
+	if u.Fragment != "" {
+		return Target{}, fmt.Errorf("objstore: bucket URL %q: an s3 URL takes no fragment", u.String())
+	}
+	for name, values := range u.Query() {
+		if len(values) != 1 {
+			return Target{}, fmt.Errorf("objstore: bucket URL %q: parameter %s given %d times", u.String(), name, len(values))
+		}
+		v := values[0]
+		switch name {
+		case "endpoint":
+			cfg.Endpoint = v
+		case "region":
+			cfg.Region = v
+		case "insecure":
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return Target{}, fmt.Errorf("objstore: bucket URL %q: insecure must be true or false, got %q", u.String(), v)
+			}
+			cfg.Insecure = b
+		case "part_size":
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return Target{}, fmt.Errorf("objstore: bucket URL %q: part_size must be a number of bytes, got %q", u.String(), v)
+			}
+			cfg.PartSize = n
+		default:
+			return Target{}, fmt.Errorf("objstore: bucket URL %q: unknown parameter %q (known: endpoint, region, insecure, part_size)", u.String(), name)
+		}
+	}
+	if lookupEnv != nil {
+		cfg.AccessKey, _ = lookupEnv(EnvAccessKey)
+		cfg.SecretKey, _ = lookupEnv(EnvSecretKey)
+	}
+	if (cfg.AccessKey == "") != (cfg.SecretKey == "") {
+		return Target{}, fmt.Errorf("objstore: bucket URL %q: %s and %s must be set together (or both unset for anonymous access)", u.String(), EnvAccessKey, EnvSecretKey)
+	}
+	if err := cfg.Validate(); err != nil {
+		return Target{}, fmt.Errorf("objstore: bucket URL %q: %w", u.String(), err)
+	}
+	return Target{S3: &cfg}, nil
+}
+
+// Open returns the Bucket the target names.
+func (t Target) Open(ctx context.Context) (Bucket, error) {
+	switch {
+	case t.S3 != nil && t.Dir != "":
+		return nil, errors.New("objstore: target names both a directory and an S3 bucket")
+	case t.S3 != nil:
+		return NewS3(*t.S3)
+	case t.Dir != "":
+		return NewFS(t.Dir)
+	}
+	return nil, errors.New("objstore: empty target")
+}
+
+// Open returns the Bucket a URL names (see ParseURL), taking S3 credentials from the process
+// environment.
+func Open(ctx context.Context, rawURL string) (Bucket, error) {
+	t, err := ParseURL(rawURL, os.LookupEnv)
+	if err != nil {
+		return nil, err
+	}
+	return t.Open(ctx)
+}
