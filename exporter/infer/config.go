@@ -1,0 +1,213 @@
+package infer
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"time"
+
+	"github.com/edgeloop/edgeloop/exporter/observe"
+	"github.com/edgeloop/edgeloop/exporter/runtime/upstream"
+	"github.com/edgeloop/edgeloop/internal/config"
+)
+
+// DefaultListen is the inference front's default address: the Open Inference Protocol's HTTP
+// port, the one Triton uses.
+const DefaultListen = ":8000"
+
+// Config is the inference front's part of the exporter's `inference:` section.
+type Config struct {
+	// Listen is the host:port of the V2 REST API. Default ":8000".
+	Listen string `yaml:"listen"`
+	// MaxRequestBytes caps a request body; a larger one is answered 413. Default 16 MiB, room
+	// for a batch of 256 Fashion-MNIST images as JSON.
+	MaxRequestBytes int64 `yaml:"max_request_bytes"`
+	// MaxBatch caps the batch (first, dynamic) dimension of a built-in runtime's input; a
+	// larger batch is answered 400. Upstream servers enforce their own. Default 256.
+	MaxBatch int `yaml:"max_batch"`
+	// ReadTimeout bounds reading a whole request, body included. Default 30s.
+	ReadTimeout time.Duration `yaml:"read_timeout"`
+	// WriteTimeout bounds a request from the end of its headers to the end of the response.
+	// Keep it above every upstream timeout, or a client gets a reset instead of the 504.
+	// Default 60s.
+	WriteTimeout time.Duration `yaml:"write_timeout"`
+	// IdleTimeout closes keep-alive connections idle for longer. Default 2m.
+	IdleTimeout time.Duration `yaml:"idle_timeout"`
+}
+
+// Limits of the front's settings.
+const (
+	minRequestBytes = 1 << 10
+	maxMaxBatch     = 1 << 20
+)
+
+// DefaultConfig returns the front's defaults.
+func DefaultConfig() Config {
+	return Config{
+		Listen:          DefaultListen,
+		MaxRequestBytes: 16 << 20,
+		MaxBatch:        256,
+		ReadTimeout:     30 * time.Second,
+		WriteTimeout:    60 * time.Second,
+		IdleTimeout:     2 * time.Minute,
+	}
+}
+
+// Validate reports every invalid field, named relative to the section the fields sit in.
+func (c Config) Validate() error {
+	var errs []error
+	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
+		errs = append(errs, config.Errorf("listen", "must be host:port (like :8000 or 127.0.0.1:8000), got %q", c.Listen))
+	}
+	if c.MaxRequestBytes < minRequestBytes {
+		errs = append(errs, config.Errorf("max_request_bytes", "must be at least %d, got %d", minRequestBytes, c.MaxRequestBytes))
+	}
+	if c.MaxBatch < 1 || c.MaxBatch > maxMaxBatch {
+		errs = append(errs, config.Errorf("max_batch", "must be between 1 and %d, got %d", maxMaxBatch, c.MaxBatch))
+	}
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{{"read_timeout", c.ReadTimeout}, {"write_timeout", c.WriteTimeout}, {"idle_timeout", c.IdleTimeout}} {
+		if d.v <= 0 {
+			errs = append(errs, config.Errorf(d.name, "must be positive, got %s", d.v))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Runtime names what serves a model: the "runtime" key of a model entry.
+type Runtime string
+
+const (
+	// RuntimeBuiltin runs an ONNX model in the exporter (exporter/runtime/builtin).
+	RuntimeBuiltin Runtime = "builtin"
+	// RuntimeUpstream forwards to an Open Inference Protocol server (exporter/runtime/upstream).
+	RuntimeUpstream Runtime = "upstream"
+)
+
+// ModelConfig is one entry of the exporter's `models:` list: a model the front serves. Zero
+// values take the defaults that WithDefaults fills in, so an entry may give only its name.
+type ModelConfig struct {
+	// Name is the model's name in V2 paths (/v2/models/{name}), in metrics and in the model
+	// repository. Required.
+	Name string `yaml:"name"`
+	// Runtime is "builtin" (default) or "upstream".
+	Runtime Runtime `yaml:"runtime"`
+	// Output names the output tensor whose scores are observed. Default "probabilities".
+	Output string `yaml:"output"`
+	// OutputKind says what that tensor holds: "probabilities" (default) or "logits".
+	OutputKind string `yaml:"output_kind"`
+	// Classes names the output classes in order. Empty means "from the model version's
+	// manifest".
+	Classes []string `yaml:"classes"`
+	// Upstream is where runtime upstream sends requests; required for it, refused otherwise.
+	Upstream *upstream.Config `yaml:"upstream"`
+}
+
+// Defaults of a model entry.
+const (
+	DefaultOutput     = "probabilities"
+	DefaultOutputKind = "probabilities"
+)
+
+// WithDefaults returns m with every zero field set to its default (the upstream section too).
+func (m ModelConfig) WithDefaults() ModelConfig {
+	if m.Runtime == "" {
+		m.Runtime = RuntimeBuiltin
+	}
+	if m.Output == "" {
+		m.Output = DefaultOutput
+	}
+	if m.OutputKind == "" {
+		m.OutputKind = DefaultOutputKind
+	}
+	if m.Upstream != nil {
+		u := m.Upstream.WithDefaults()
+		m.Upstream = &u
+	}
+	return m
+}
+
+// Kind returns the observe.OutputKind of OutputKind (after defaults), or 0 when invalid.
+func (m ModelConfig) Kind() observe.OutputKind {
+	switch m.WithDefaults().OutputKind {
+	case "logits":
+		return observe.Logits
+	case "probabilities":
+		return observe.Probabilities
+	}
+	return 0
+}
+
+// modelNameRE bounds model names to what is safe in a URL path segment, a metric label and an
+// object key, like node names.
+var modelNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
+
+// Validate reports every invalid field of the entry, named relative to it.
+func (m ModelConfig) Validate() error {
+	var errs []error
+	if !modelNameRE.MatchString(m.Name) {
+		errs = append(errs, config.Errorf("name", "must be 1-128 letters, digits, '.', '_' or '-' starting with a letter or digit, got %q", m.Name))
+	}
+	d := m.WithDefaults()
+	switch d.Runtime {
+	case RuntimeBuiltin:
+		if m.Upstream != nil {
+			errs = append(errs, config.Errorf("upstream", "is only for runtime upstream"))
+		}
+	case RuntimeUpstream:
+		if m.Upstream == nil {
+			errs = append(errs, config.Errorf("upstream", "must be set for runtime upstream (at least upstream.url)"))
+		} else {
+			errs = append(errs, config.Nest("upstream", m.Upstream.Validate()))
+		}
+	default:
+		errs = append(errs, config.Errorf("runtime", "must be builtin or upstream, got %q", string(m.Runtime)))
+	}
+	if m.Kind() == 0 {
+		errs = append(errs, config.Errorf("output_kind", "must be logits or probabilities, got %q", m.OutputKind))
+	}
+	if len(m.Classes) > 0 {
+		if err := checkClasses(m.Classes); err != nil {
+			errs = append(errs, config.Errorf("classes", "%v", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// checkClasses applies the telemetry core's rules early, so a bad list fails --config.check
+// instead of the first model load.
+func checkClasses(classes []string) error {
+	if len(classes) < 2 {
+		return fmt.Errorf("need at least 2 classes, got %d", len(classes))
+	}
+	seen := make(map[string]int, len(classes))
+	for i, c := range classes {
+		if c == "" {
+			return fmt.Errorf("class %d is empty", i)
+		}
+		if j, dup := seen[c]; dup {
+			return fmt.Errorf("classes %d and %d are both named %q", j, i, c)
+		}
+		seen[c] = i
+	}
+	return nil
+}
+
+// ValidateModels validates a `models:` list: each entry (named by its index, such as
+// "[2].upstream.url", for config.Nest("models", ...)) and that no name is used twice.
+func ValidateModels(models []ModelConfig) error {
+	var errs []error
+	seen := map[string]int{}
+	for i, m := range models {
+		idx := fmt.Sprintf("[%d]", i)
+		errs = append(errs, config.Nest(idx, m.Validate()))
+		if j, dup := seen[m.Name]; dup && m.Name != "" {
+			errs = append(errs, config.Nest(idx, config.Errorf("name", "%q is already used by entry %d", m.Name, j)))
+		}
+		seen[m.Name] = i
+	}
+	return errors.Join(errs...)
+}
