@@ -10,6 +10,7 @@ import (
 	"github.com/edgeloop/edgeloop/exporter/observe"
 	"github.com/edgeloop/edgeloop/exporter/runtime/upstream"
 	"github.com/edgeloop/edgeloop/internal/config"
+	"github.com/edgeloop/edgeloop/internal/modelrepo"
 )
 
 // DefaultListen is the inference front's default address: the Open Inference Protocol's HTTP
@@ -104,6 +105,9 @@ type ModelConfig struct {
 	Classes []string `yaml:"classes"`
 	// Upstream is where runtime upstream sends requests; required for it, refused otherwise.
 	Upstream *upstream.Config `yaml:"upstream"`
+	// Version selects the version model sync serves: "latest" (default, the highest published
+	// version), a version number to pin, or an alias such as "stable" or "canary".
+	Version string `yaml:"version"`
 }
 
 // Defaults of a model entry.
@@ -122,6 +126,9 @@ func (m ModelConfig) WithDefaults() ModelConfig {
 	}
 	if m.OutputKind == "" {
 		m.OutputKind = DefaultOutputKind
+	}
+	if m.Version == "" {
+		m.Version = modelrepo.SelectorLatest
 	}
 	if m.Upstream != nil {
 		u := m.Upstream.WithDefaults()
@@ -173,12 +180,29 @@ func (m ModelConfig) Validate() error {
 		if err := checkClasses(m.Classes); err != nil {
 			errs = append(errs, config.Errorf("classes", "%v", err))
 		}
+	} else if m.Static() {
+		errs = append(errs, config.Errorf("classes", "must be set for an upstream model without upstream.model_repository: there is no manifest to read them from"))
+	}
+	if !m.Static() && modelNameRE.MatchString(m.Name) {
+		// Synced models are named in the model repository too, whose rules are stricter.
+		if err := modelrepo.ValidateModelName(m.Name); err != nil {
+			errs = append(errs, config.Errorf("name", "%v", err))
+		}
+	}
+	if err := modelrepo.ValidateSelector(m.Version); err != nil {
+		errs = append(errs, config.Errorf("version", "%v", err))
 	}
 	return errors.Join(errs...)
 }
 
 // checkClasses applies the telemetry core's rules early, so a bad list fails --config.check
 // instead of the first model load.
+// Static reports whether the model is served without model sync: an upstream model whose
+// server loads its models itself (no upstream.model_repository to write versions into).
+func (m ModelConfig) Static() bool {
+	return m.Runtime == RuntimeUpstream && m.Upstream != nil && m.Upstream.ModelRepository == ""
+}
+
 func checkClasses(classes []string) error {
 	if len(classes) < 2 {
 		return fmt.Errorf("need at least 2 classes, got %d", len(classes))

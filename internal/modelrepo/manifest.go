@@ -206,6 +206,24 @@ func ValidateAliasName(name string) error {
 	return nil
 }
 
+// ValidateSelector reports why s cannot select a version in Resolve, or nil: "latest" (or
+// empty, meaning latest), a version number without leading zeros, or a valid alias name.
+func ValidateSelector(s string) error {
+	switch {
+	case s == "" || s == SelectorLatest:
+		return nil
+	case isDigits(s):
+		if _, ok := parseVersion(s); !ok {
+			return fmt.Errorf("%w: version %q: a version is a positive integer without leading zeros", ErrInvalidName, s)
+		}
+		return nil
+	}
+	if !nameRE.MatchString(s) || bytes.Contains([]byte(s), []byte("..")) {
+		return fmt.Errorf("%w: selector %q: use %q, a version number or an alias name (1-64 letters, digits, '_', '.' or '-', starting with a letter, digit or '_')", ErrInvalidName, s, SelectorLatest)
+	}
+	return nil
+}
+
 // ValidateFileName reports why name cannot name a file of a version, or nil.
 func ValidateFileName(name string) error {
 	if !fileNameRE.MatchString(name) || bytes.Contains([]byte(name), []byte("..")) {

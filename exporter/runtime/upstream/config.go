@@ -3,6 +3,7 @@ package upstream
 import (
 	"errors"
 	"net/url"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -16,6 +17,11 @@ type Config struct {
 	// URL is the server's base URL, such as http://127.0.0.1:8001 (Triton's HTTP port moved off
 	// 8000, which the exporter's front holds). Required.
 	URL string `yaml:"url"`
+	// ModelRepository is the upstream server's local model repository directory (Triton's
+	// --model-repository). When set, model sync writes each verified version into
+	// <dir>/<model>/<version>/ and asks the server to load it; when empty, the server loads
+	// its models itself and the exporter only fronts them.
+	ModelRepository string `yaml:"model_repository"`
 	// Model is the model's name at the upstream server. Empty means the same name as the
 	// exporter serves it under.
 	Model string `yaml:"model"`
@@ -73,6 +79,9 @@ func (c Config) Validate() error {
 		errs = append(errs, config.Errorf("url", "must be set for runtime upstream"))
 	} else if u, err := url.Parse(c.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
 		errs = append(errs, config.Errorf("url", "must be an http:// or https:// base URL without query, got %q", c.URL))
+	}
+	if c.ModelRepository != "" && !filepath.IsAbs(c.ModelRepository) {
+		errs = append(errs, config.Errorf("model_repository", "must be an absolute directory path, got %q", c.ModelRepository))
 	}
 	if strings.ContainsAny(c.Model, "/?#") {
 		errs = append(errs, config.Errorf("model", "must not contain '/', '?' or '#', got %q", c.Model))
