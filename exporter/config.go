@@ -9,6 +9,8 @@ import (
 	"regexp"
 
 	"github.com/edgeloop/edgeloop/exporter/gpu"
+	"github.com/edgeloop/edgeloop/exporter/infer"
+	"github.com/edgeloop/edgeloop/exporter/modelsync"
 	"github.com/edgeloop/edgeloop/exporter/observe"
 	"github.com/edgeloop/edgeloop/internal/config"
 	"github.com/edgeloop/edgeloop/internal/telemetry"
@@ -31,8 +33,25 @@ type Config struct {
 	Metrics web.Config `yaml:"metrics"`
 	// GPU configures the NVML GPU collector.
 	GPU gpu.Config `yaml:"gpu"`
-	// Inference configures the inference telemetry core: confidence scoring and drift signals.
-	Inference observe.Config `yaml:"inference"`
+	// Inference configures the inference front (the Open Inference Protocol server) and the
+	// telemetry core (confidence scoring, drift signals) every request passes through.
+	Inference InferenceConfig `yaml:"inference"`
+	// Models lists the models the front serves. Empty: no front, metrics only.
+	Models []infer.ModelConfig `yaml:"models"`
+	// ModelSync says where model versions come from and which keys may sign them.
+	ModelSync modelsync.Config `yaml:"model_sync"`
+}
+
+// InferenceConfig is the `inference:` section: the front's keys and the telemetry core's keys
+// side by side.
+type InferenceConfig struct {
+	Front     infer.Config   `yaml:",inline"`
+	Telemetry observe.Config `yaml:",inline"`
+}
+
+// Validate checks both halves; their keys are distinct, so the paths name the field.
+func (c InferenceConfig) Validate() error {
+	return errors.Join(c.Front.Validate(), c.Telemetry.Validate())
 }
 
 // DefaultConfig returns the configuration `edgeloop exporter` runs with when given no file:
@@ -48,7 +67,8 @@ func DefaultConfig() Config {
 		Tracing:   telemetry.DefaultTracingConfig(),
 		Metrics:   web.Config{Listen: DefaultMetricsListen},
 		GPU:       gpu.DefaultConfig(),
-		Inference: observe.DefaultConfig(),
+		Inference: InferenceConfig{Front: infer.DefaultConfig(), Telemetry: observe.DefaultConfig()},
+		ModelSync: modelsync.DefaultConfig(),
 	}
 }
 
@@ -67,7 +87,17 @@ func (c *Config) Validate() error {
 		config.Nest("metrics", c.Metrics.Validate()),
 		config.Nest("gpu", c.GPU.Validate()),
 		config.Nest("inference", c.Inference.Validate()),
+		config.Nest("models", infer.ValidateModels(c.Models)),
+		config.Nest("model_sync", c.ModelSync.Validate()),
 	)
+	if c.ModelSync.Repository == "" {
+		for i, m := range c.Models {
+			if !m.Static() {
+				errs = append(errs, config.Errorf("model_sync.repository", "must be set to serve models[%d] (%q): its versions come from the model repository", i, m.Name))
+				break
+			}
+		}
+	}
 	return errors.Join(errs...)
 }
 

@@ -30,7 +30,7 @@ func TestEveryMetricIsDocumented(t *testing.T) {
 	cfg := DefaultConfig()
 	cfg.Metrics.Listen = "127.0.0.1:0"
 	cfg.GPU.Enabled = false // the golden files below cover the GPU families
-	cfg.Inference.Stages = true
+	cfg.Inference.Telemetry.Stages = true
 	e, err := New(cfg, nil, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"sync"
 
 	"github.com/NVIDIA/go-nvml/pkg/nvml"
@@ -12,7 +13,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/edgeloop/edgeloop/exporter/gpu"
+	"github.com/edgeloop/edgeloop/exporter/infer"
+	"github.com/edgeloop/edgeloop/exporter/modelsync"
 	"github.com/edgeloop/edgeloop/exporter/observe"
+	"github.com/edgeloop/edgeloop/exporter/runtime/upstream"
 	"github.com/edgeloop/edgeloop/internal/telemetry"
 	"github.com/edgeloop/edgeloop/internal/version"
 	"github.com/edgeloop/edgeloop/internal/web"
@@ -28,6 +32,9 @@ type Exporter struct {
 	gpu      *gpu.Collector
 	observe  *observe.Core
 	metrics  *web.Server
+	front    *infer.Server     // nil without models
+	sync     *modelsync.Syncer // nil when no model is synced
+	static   []*upstream.Client
 }
 
 // New builds an exporter from a validated configuration. lib is the NVML library to read GPUs
@@ -49,17 +56,110 @@ func New(cfg Config, lib nvml.Interface, tracing *telemetry.Tracing, logger *slo
 	} else {
 		logger.Info("GPU metrics are off (gpu.enabled: false)")
 	}
-	core, err := observe.New(reg, cfg.Inference)
+	core, err := observe.New(reg, cfg.Inference.Telemetry)
 	if err != nil {
 		return nil, fmt.Errorf("exporter: inference telemetry: %w", err)
 	}
 	e.observe = core
+	if err := e.startModels(); err != nil {
+		e.closeModels()
+		return nil, err
+	}
 	mux := web.NewMux(reg, reg, e.ready, cfg.Metrics.Pprof, logger)
 	e.metrics, err = web.Listen(cfg.Metrics, mux, logger)
 	if err != nil {
+		e.closeModels()
 		return nil, fmt.Errorf("exporter: metrics server: %w", err)
 	}
 	return e, nil
+}
+
+// startModels builds the inference front and what feeds it models: the static upstream
+// models, served at once, and the model sync for the rest. It binds the front's port.
+func (e *Exporter) startModels() error {
+	if len(e.cfg.Models) == 0 {
+		e.logger.Info("no models configured: the inference front is off")
+		return nil
+	}
+	names := make([]string, len(e.cfg.Models))
+	for i, m := range e.cfg.Models {
+		names[i] = m.Name
+	}
+	front, err := infer.NewServer(e.cfg.Inference.Front, infer.Options{Tracing: e.tracing, Logger: e.logger.With("component", "infer"), Models: names})
+	if err != nil {
+		return fmt.Errorf("exporter: inference front: %w", err)
+	}
+	if err := front.Listen(); err != nil {
+		return fmt.Errorf("exporter: inference front: %w", err)
+	}
+	e.front = front
+	for _, m := range e.cfg.Models {
+		if m.Static() {
+			if err := e.serveStatic(m.WithDefaults()); err != nil {
+				return fmt.Errorf("exporter: model %s: %w", m.Name, err)
+			}
+		}
+	}
+	for _, m := range e.cfg.Models {
+		if m.Static() {
+			continue
+		}
+		e.sync, err = modelsync.New(context.Background(), e.cfg.ModelSync, e.cfg.Models, modelsync.Options{
+			Server: front, Observe: e.observe, Registerer: e.registry, Readiness: e.ready,
+			Tracing: e.tracing, Logger: e.logger.With("component", "modelsync"),
+		})
+		if err != nil {
+			return fmt.Errorf("exporter: %w", err)
+		}
+		break
+	}
+	return nil
+}
+
+// StaticVersion is the version label of an upstream model whose server loads its models
+// itself, unless its `version` pins a number: whatever the upstream serves by default.
+const StaticVersion = "default"
+
+// serveStatic fronts an upstream model that model sync does not manage.
+func (e *Exporter) serveStatic(m infer.ModelConfig) error {
+	version := StaticVersion
+	if _, err := strconv.ParseInt(m.Version, 10, 64); err == nil {
+		version = m.Version
+	}
+	client, err := upstream.New(*m.Upstream, m.Name, e.tracing)
+	if err != nil {
+		return err
+	}
+	e.static = append(e.static, client)
+	h, err := e.observe.Model(observe.ModelSpec{Name: m.Name, Version: version, Classes: m.Classes, Output: m.Kind()})
+	if err != nil {
+		return err
+	}
+	b, err := infer.NewBackend(infer.BackendConfig{Version: version, Upstream: client, Observe: h,
+		Output: m.Output, OutputKind: m.Kind(), Classes: m.Classes})
+	if err != nil {
+		h.Close()
+		return err
+	}
+	e.front.Swap(m.Name, b)
+	return nil
+}
+
+func (e *Exporter) closeModels() {
+	if e.sync != nil {
+		e.sync.Close()
+	}
+	for _, c := range e.static {
+		c.Close()
+	}
+}
+
+// InferenceAddr is the address the inference front listens on; "" when it is off.
+func (e *Exporter) InferenceAddr() string {
+	if e.front == nil {
+		return ""
+	}
+	return e.front.Addr()
 }
 
 // Observer is the inference telemetry core the inference front reports every request to.
@@ -80,9 +180,21 @@ func (e *Exporter) Run(ctx context.Context) error {
 	defer cancel()
 	e.logger.Info("exporter started", "node", e.cfg.Node, "metrics", e.metrics.Addr(), "gpu", e.cfg.GPU.Enabled, "gpu_naming", e.cfg.GPU.Naming)
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
+	errc := make(chan error, 3)
 	if e.gpu != nil {
 		wg.Go(func() { e.gpu.Run(ctx) })
+	}
+	if e.front != nil {
+		e.logger.Info("inference front started", "listen", e.front.Addr(), "models", len(e.cfg.Models))
+		wg.Go(func() {
+			if err := e.front.Serve(ctx); err != nil {
+				errc <- err
+				cancel()
+			}
+		})
+	}
+	if e.sync != nil {
+		wg.Go(func() { e.sync.Run(ctx) })
 	}
 	wg.Go(func() {
 		if err := e.metrics.Serve(ctx); err != nil {
@@ -91,6 +203,7 @@ func (e *Exporter) Run(ctx context.Context) error {
 		}
 	})
 	wg.Wait()
+	e.closeModels()
 	close(errc)
 	var errs []error
 	for err := range errc {

@@ -75,6 +75,11 @@ func AliasKey(model, alias string) string {
 	return ModelPrefix(model) + aliasesDir + "/" + alias + ".json"
 }
 
+// LatestKey is the key of the "latest" hint: an object like an alias that Publish rewrites
+// whenever a version becomes the highest, so that pollers learn of a new version with one
+// conditional GET instead of a listing. It is a hint, not the truth: Latest lists.
+func LatestKey(model string) string { return ModelPrefix(model) + "latest.json" }
+
 // Alias is the content of an alias object. Aliases are not signed: an alias only chooses
 // among versions whose manifests are, so whoever can write it can roll a model back or
 // forward to another signed version but cannot make an exporter load an unsigned one.
@@ -264,6 +269,12 @@ func (r *Repository) publish(ctx context.Context, model string, draft Manifest, 
 		return nil, err
 	}
 	ok = true
+	if len(versions) == 0 || version > versions[len(versions)-1] {
+		// The hint only spares pollers a listing; they list anyway when it is missing and
+		// every few polls, so a failure to write it delays nothing for long and the version,
+		// already published, stands.
+		_ = r.putPointer(ctx, LatestKey(model), version)
+	}
 	return &m, nil
 }
 
@@ -462,15 +473,48 @@ func (r *Repository) SetAlias(ctx context.Context, model, alias string, version 
 	if err := r.mustExist(ctx, model, version, ""); err != nil {
 		return fmt.Errorf("set alias %s: %w", alias, err)
 	}
+	if err := r.putPointer(ctx, AliasKey(model, alias), version); err != nil {
+		return fmt.Errorf("set alias %s: %w", alias, err)
+	}
+	return nil
+}
+
+// putPointer writes an alias object pointing at version under key.
+func (r *Repository) putPointer(ctx context.Context, key string, version int64) error {
 	data, err := json.Marshal(Alias{Version: version, Updated: r.now().UTC().Truncate(time.Second)})
 	if err != nil {
 		return err
 	}
 	data = append(data, '\n')
-	if err := r.bucket.Put(ctx, AliasKey(model, alias), bytes.NewReader(data), int64(len(data))); err != nil {
-		return fmt.Errorf("set alias %s: %w", alias, err)
+	return r.bucket.Put(ctx, key, bytes.NewReader(data), int64(len(data)))
+}
+
+// Pointer reads the alias or latest hint at key (AliasKey, LatestKey) with a conditional GET:
+// when its ETag is still etag the answer is objstore.ErrNotModified and costs no data. It
+// returns the pointer and its ETag, for the next call. A missing pointer is ErrAliasNotFound.
+func (r *Repository) Pointer(ctx context.Context, key, etag string) (Alias, string, error) {
+	rc, attrs, err := r.bucket.GetIfNoneMatch(ctx, key, etag)
+	switch {
+	case objstore.IsNotModified(err):
+		return Alias{}, etag, err
+	case objstore.IsNotFound(err):
+		return Alias{}, "", fmt.Errorf("%w: %s", ErrAliasNotFound, key)
+	case err != nil:
+		return Alias{}, "", err
 	}
-	return nil
+	defer rc.Close()
+	data, err := io.ReadAll(io.LimitReader(rc, maxAliasSize+1))
+	if err != nil {
+		return Alias{}, "", err
+	}
+	if len(data) > maxAliasSize {
+		return Alias{}, "", fmt.Errorf("%s: larger than %d bytes", key, maxAliasSize)
+	}
+	a, err := ParseAlias(data)
+	if err != nil {
+		return Alias{}, "", fmt.Errorf("%s: %w", key, err)
+	}
+	return a, attrs.ETag, nil
 }
 
 // DeleteAlias removes an alias of model; removing one that is not set is not an error.

@@ -98,6 +98,7 @@ func runRepository(t *testing.T, newBucket func(t *testing.T) objstore.Bucket) {
 		{"Download", testDownload},
 		{"Refusals", testRefusals},
 		{"FailedPublish", testFailedPublish},
+		{"Pointers", testPointers},
 	} {
 		t.Run(c.name, func(t *testing.T) { c.run(t, newFixture(t, newBucket(t))) })
 	}
@@ -421,5 +422,39 @@ func testFailedPublish(t *testing.T, f *fixture) {
 	}
 	if after, _ := objstore.List(ctx, f.bucket, "", true); !slices.Equal(after, before) {
 		t.Fatalf("an invalid draft left objects: %q", after)
+	}
+}
+
+// testPointers checks the conditional reads pollers rely on: the latest hint follows the
+// highest version (not an older one published later), an unchanged pointer answers
+// ErrNotModified, a changed one its new version.
+func testPointers(t *testing.T, f *fixture) {
+	ctx := context.Background()
+	key := modelrepo.LatestKey("tiny")
+	if _, _, err := f.repo.Pointer(ctx, key, ""); !errors.Is(err, modelrepo.ErrAliasNotFound) {
+		t.Fatalf("Pointer before any publish = %v, want ErrAliasNotFound", err)
+	}
+	f.publish(t, "tiny", modelrepo.PublishOptions{Version: 2})
+	p, etag, err := f.repo.Pointer(ctx, key, "")
+	if err != nil || p.Version != 2 || etag == "" {
+		t.Fatalf("Pointer = %+v, %q, %v; want version 2 and an ETag", p, etag, err)
+	}
+	if _, again, err := f.repo.Pointer(ctx, key, etag); !objstore.IsNotModified(err) || again != etag {
+		t.Fatalf("unchanged Pointer = %q, %v; want ErrNotModified and the same ETag", again, err)
+	}
+	f.publish(t, "tiny", modelrepo.PublishOptions{Version: 1})
+	if _, _, err := f.repo.Pointer(ctx, key, etag); !objstore.IsNotModified(err) {
+		t.Fatalf("after publishing a lower version, Pointer = %v; want ErrNotModified", err)
+	}
+	f.publish(t, "tiny", modelrepo.PublishOptions{})
+	p, etag3, err := f.repo.Pointer(ctx, key, etag)
+	if err != nil || p.Version != 3 || etag3 == etag {
+		t.Fatalf("after publishing version 3, Pointer = %+v, %q, %v; want version 3 and a new ETag", p, etag3, err)
+	}
+	if err := f.repo.SetAlias(ctx, "tiny", "stable", 1); err != nil {
+		t.Fatal(err)
+	}
+	if p, _, err := f.repo.Pointer(ctx, modelrepo.AliasKey("tiny", "stable"), ""); err != nil || p.Version != 1 {
+		t.Fatalf("alias Pointer = %+v, %v; want version 1", p, err)
 	}
 }
