@@ -19,8 +19,14 @@ import (
 // and returns the process and its metrics base URL (scheme given by the caller).
 func startExporter(t *testing.T, extra string) (*process, string) {
 	t.Helper()
+	return startExporterEnv(t, nil, extra)
+}
+
+// startExporterEnv is startExporter with variables added to the exporter's environment.
+func startExporterEnv(t *testing.T, env []string, extra string) (*process, string) {
+	t.Helper()
 	cfg := writeFile(t, "exporter.yaml", "node: it-node\nlog:\n  format: json\nmetrics:\n  listen: 127.0.0.1:0\n"+extra)
-	p := start(t, "exporter", "--config", cfg)
+	p := startEnv(t, env, "exporter", "--config", cfg)
 	started := p.waitFor(t, "exporter started", 20*time.Second)
 	addr, _ := started["metrics"].(string)
 	if addr == "" {

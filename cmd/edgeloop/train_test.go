@@ -37,9 +37,7 @@ func TestTrainUsage(t *testing.T) {
 
 // TestTrainJob runs a tiny training job configured through the job contract's environment.
 func TestTrainJob(t *testing.T) {
-	if _, err := os.Stat(filepath.Join(fmnist.DefaultDir, "train-images-idx3-ubyte.gz")); err != nil {
-		testenv.Missing(t, "Fashion-MNIST not found in "+fmnist.DefaultDir+": apt-get install dataset-fashion-mnist")
-	}
+	testenv.FashionMNIST(t, fmnist.DefaultDir)
 	out := filepath.Join(t.TempDir(), "out")
 	t.Setenv("EDGELOOP_OUTPUT", out)
 	t.Setenv("EDGELOOP_MODEL", "from-env")

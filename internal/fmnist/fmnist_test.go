@@ -15,10 +15,7 @@ import (
 // realDir returns DefaultDir, or skips (fails in CI) when dataset-fashion-mnist is not installed.
 func realDir(t *testing.T) string {
 	t.Helper()
-	if _, err := os.Stat(filepath.Join(DefaultDir, "t10k-labels-idx1-ubyte.gz")); err != nil {
-		testenv.Missing(t, "Fashion-MNIST not found in "+DefaultDir+": apt-get install dataset-fashion-mnist (make tools does)")
-	}
-	return DefaultDir
+	return testenv.FashionMNIST(t, DefaultDir)
 }
 
 func TestLoadReal(t *testing.T) {

@@ -9,6 +9,7 @@ package testenv
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -38,4 +39,16 @@ func Missing(t testing.TB, why string) {
 		t.Fatalf("testenv: %s (CI=true: integration tests may not skip)", why)
 	}
 	t.Skip("testenv: " + why)
+}
+
+// FashionMNIST returns dir, the Fashion-MNIST directory (fmnist.DefaultDir), when its four IDX
+// files are there; otherwise it reports the data set Missing.
+func FashionMNIST(t testing.TB, dir string) string {
+	t.Helper()
+	for _, name := range []string{"train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"} {
+		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
+			Missing(t, "Fashion-MNIST not found in "+dir+": apt-get install dataset-fashion-mnist (make test does)")
+		}
+	}
+	return dir
 }

@@ -27,10 +27,7 @@ func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, ni
 // fashionDir returns the Fashion-MNIST directory, or skips (fails in CI) when it is missing.
 func fashionDir(t testing.TB) string {
 	t.Helper()
-	if _, err := os.Stat(filepath.Join(fmnist.DefaultDir, "train-images-idx3-ubyte.gz")); err != nil {
-		testenv.Missing(t, "Fashion-MNIST not found in "+fmnist.DefaultDir+": apt-get install dataset-fashion-mnist (make tools does)")
-	}
-	return fmnist.DefaultDir
+	return testenv.FashionMNIST(t, fmnist.DefaultDir)
 }
 
 // realData is Fashion-MNIST, loaded once for all the tests of the package that need it.
