@@ -94,14 +94,19 @@ func (s *Syncer) load(ctx context.Context, m *model, v int64) error {
 			return err
 		}
 	}
+	if err := m.drained(ctx, v); err != nil {
+		return err
+	}
 	b, err := s.backend(ctx, m, dir, man)
 	if err != nil {
 		return &loadError{fmt.Errorf("version %d: %w", v, err)}
 	}
 	sha := man.Files[modelrepo.ModelFile].SHA256
 	// Swap retires the old Backend: it finishes its requests in flight, then closes its
-	// telemetry; nothing here waits for that.
-	s.opts.Server.Swap(name, b)
+	// telemetry. Only loading that same version again has to wait for it (drained).
+	if old := s.opts.Server.Swap(name, b); old != nil {
+		m.retired[m.serving] = old
+	}
 	s.metrics.serving(name, m.serving, m.servingSHA, v, sha)
 	s.opts.Readiness.Ready(readinessKey(name))
 	s.logger.Info("model version loaded", "model", name, "version", v, "previous", m.serving, "sha256", sha, "runtime", m.cfg.WithDefaults().Runtime)
@@ -117,6 +122,27 @@ func (s *Syncer) load(ctx context.Context, m *model, v int64) error {
 	prune(m.cacheDir, keep, s.logger.With("model", name))
 	if m.upstream != nil {
 		prune(filepath.Join(m.cfg.Upstream.ModelRepository, upstreamName(m.cfg)), keep, s.logger.With("model", name))
+	}
+	return nil
+}
+
+// drained waits until no retired Backend of version v still runs requests (a rollback and
+// forward again within a slow request's time), and forgets the retired Backends that are done.
+func (m *model) drained(ctx context.Context, v int64) error {
+	for version, b := range m.retired {
+		select {
+		case <-b.Done():
+			delete(m.retired, version)
+		default:
+		}
+	}
+	if b, ok := m.retired[v]; ok {
+		select {
+		case <-b.Done():
+			delete(m.retired, v)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 	return nil
 }

@@ -71,6 +71,9 @@ type model struct {
 	pointerVer int64  // the version it named
 	polls      int    // polls since the versions were last listed
 	failures   int    // consecutive failed attempts
+	// retired holds the Backends swapped out whose requests may still run, by version: the
+	// telemetry core refuses a second handle for a version until the first is closed.
+	retired map[int64]*infer.Backend
 }
 
 // New prepares the sync of models, which must have been validated; static upstream models
@@ -102,7 +105,7 @@ func New(ctx context.Context, cfg Config, models []infer.ModelConfig, opts Optio
 		if mc.Static() {
 			continue
 		}
-		m := &model{cfg: mc, selector: mc.WithDefaults().Version, cacheDir: cacheDirOf(cfg.CacheDir, mc.Name)}
+		m := &model{cfg: mc, selector: mc.WithDefaults().Version, cacheDir: cacheDirOf(cfg.CacheDir, mc.Name), retired: map[int64]*infer.Backend{}}
 		if mc.Runtime == infer.RuntimeUpstream {
 			if m.upstream, err = upstream.New(mc.Upstream.WithDefaults(), mc.Name, opts.Tracing); err != nil {
 				s.Close()
