@@ -25,7 +25,8 @@ import (
 // Exporter is one edge node's agent. Build it with New, then Run it.
 type Exporter struct {
 	cfg      Config
-	logger   *slog.Logger
+	logger   *slog.Logger // the exporter's own lines: component=exporter
+	base     *slog.Logger // parts derive their component=... loggers from it
 	tracing  *telemetry.Tracing
 	registry *prometheus.Registry
 	ready    *web.Readiness
@@ -40,6 +41,8 @@ type Exporter struct {
 // New builds an exporter from a validated configuration. lib is the NVML library to read GPUs
 // from (nvml.New() in production, a go-nvml mock in tests); it is ignored when GPU metrics are
 // off. New binds the metrics port, so a port conflict is reported here, before anything runs.
+// logger is the base logger: each part adds its component attribute (exporter, gpu, infer,
+// modelsync).
 func New(cfg Config, lib nvml.Interface, tracing *telemetry.Tracing, logger *slog.Logger) (*Exporter, error) {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
@@ -47,14 +50,14 @@ func New(cfg Config, lib nvml.Interface, tracing *telemetry.Tracing, logger *slo
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		version.NewCollector("exporter"),
 	)
-	e := &Exporter{cfg: cfg, logger: logger, tracing: tracing, registry: reg, ready: web.NewReadiness()}
+	e := &Exporter{cfg: cfg, logger: logger.With("component", "exporter"), base: logger, tracing: tracing, registry: reg, ready: web.NewReadiness()}
 	if cfg.GPU.Enabled {
 		e.gpu = gpu.New(lib, cfg.GPU, cfg.Node, logger.With("component", "gpu"))
 		if err := reg.Register(e.gpu); err != nil {
 			return nil, fmt.Errorf("exporter: register gpu collector: %w", err)
 		}
 	} else {
-		logger.Info("GPU metrics are off (gpu.enabled: false)")
+		e.logger.Info("GPU metrics are off (gpu.enabled: false)")
 	}
 	core, err := observe.New(reg, cfg.Inference.Telemetry)
 	if err != nil {
@@ -65,8 +68,8 @@ func New(cfg Config, lib nvml.Interface, tracing *telemetry.Tracing, logger *slo
 		e.closeModels()
 		return nil, err
 	}
-	mux := web.NewMux(reg, reg, e.ready, cfg.Metrics.Pprof, logger)
-	e.metrics, err = web.Listen(cfg.Metrics, mux, logger)
+	mux := web.NewMux(reg, reg, e.ready, cfg.Metrics.Pprof, e.logger)
+	e.metrics, err = web.Listen(cfg.Metrics, mux, e.logger)
 	if err != nil {
 		e.closeModels()
 		return nil, fmt.Errorf("exporter: metrics server: %w", err)
@@ -85,7 +88,7 @@ func (e *Exporter) startModels() error {
 	for i, m := range e.cfg.Models {
 		names[i] = m.Name
 	}
-	front, err := infer.NewServer(e.cfg.Inference.Front, infer.Options{Tracing: e.tracing, Logger: e.logger.With("component", "infer"), Models: names})
+	front, err := infer.NewServer(e.cfg.Inference.Front, infer.Options{Tracing: e.tracing, Logger: e.base.With("component", "infer"), Models: names})
 	if err != nil {
 		return fmt.Errorf("exporter: inference front: %w", err)
 	}
@@ -106,7 +109,7 @@ func (e *Exporter) startModels() error {
 		}
 		e.sync, err = modelsync.New(context.Background(), e.cfg.ModelSync, e.cfg.Models, modelsync.Options{
 			Server: front, Observe: e.observe, Registerer: e.registry, Readiness: e.ready,
-			Tracing: e.tracing, Logger: e.logger.With("component", "modelsync"),
+			Tracing: e.tracing, Logger: e.base.With("component", "modelsync"),
 		})
 		if err != nil {
 			return fmt.Errorf("exporter: %w", err)

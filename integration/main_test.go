@@ -48,14 +48,8 @@ type process struct {
 	done  chan struct{}
 }
 
-// start runs `edgeloop args...` with a JSON log on stderr; the process is killed when the test
-// ends if it is still running.
-func start(t *testing.T, args ...string) *process {
-	t.Helper()
-	return startEnv(t, nil, args...)
-}
-
-// startEnv is start with variables added to the process's environment.
+// startEnv runs `edgeloop args...` with env added to its environment and a JSON log on
+// stderr; the process is killed when the test ends if it is still running.
 func startEnv(t *testing.T, env []string, args ...string) *process {
 	t.Helper()
 	p := &process{cmd: exec.Command(binary, args...), done: make(chan struct{})}

@@ -121,7 +121,9 @@ func runExporter(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "configuration %s is valid\n", displayName(f.configFile))
 		return exitOK
 	}
-	logger := telemetry.NewLogger(stderr, cfg.Log).With("component", "exporter")
+	// Each part logs with its own component=...; the lines of this command are the exporter's.
+	base := telemetry.NewLogger(stderr, cfg.Log)
+	logger := base.With("component", "exporter")
 	ctx, stop := signalContext()
 	defer stop()
 	tracing, err := telemetry.NewTracing(ctx, cfg.Tracing, "edgeloop-exporter", version.Get().Version)
@@ -130,7 +132,7 @@ func runExporter(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	defer shutdownTracing(tracing, logger)
-	e, err := exporter.New(cfg, nvml.New(), tracing, logger)
+	e, err := exporter.New(cfg, nvml.New(), tracing, base)
 	if err != nil {
 		logger.Error("cannot start", "err", err)
 		return exitFailure

@@ -24,6 +24,7 @@ func modelCommands() []command {
 		{"sign", "write a signed edgeloop.json into a local version directory", runModelSign},
 		{"verify", "check a local version directory against its signed manifest", runModelVerify},
 		{"publish", "upload a local version directory to a repository as a new signed version", runModelPublish},
+		{"alias", "point an alias (stable, canary, ...) at a version, or delete it", runModelAlias},
 		{"ls", "list the models, versions and aliases of a repository", runModelLs},
 	}
 }
@@ -281,6 +282,56 @@ func runModelPublish(args []string, stdout, stderr io.Writer) int {
 		}
 		fmt.Fprintf(stdout, "alias %s -> version %d\n", *alias, published.Version)
 	}
+	return exitOK
+}
+
+// runModelAlias promotes or rolls back the exporters that follow an alias: one small write.
+func runModelAlias(args []string, stdout, stderr io.Writer) int {
+	fs := newModelFlagSet("alias", "ALIAS [VERSION]", stderr)
+	repoURL := fs.String("repo", "", "repository URL: file:///path or s3://bucket/prefix?endpoint=host:port&insecure=true")
+	model := fs.String("model", "", "model name")
+	del := fs.Bool("delete", false, "delete the alias instead of setting it")
+	if err := fs.Parse(args); err != nil {
+		return flagExit(err)
+	}
+	want := 2
+	if *del {
+		want = 1
+	}
+	if *repoURL == "" || *model == "" || fs.NArg() != want {
+		return modelUsageError(stderr, fs, "--repo, --model and ALIAS VERSION (or --delete ALIAS) are required")
+	}
+	alias := fs.Arg(0)
+	if err := modelrepo.ValidateAliasName(alias); err != nil {
+		return modelUsageError(stderr, fs, "%v", err)
+	}
+	var version int64
+	if !*del {
+		v, err := strconv.ParseInt(fs.Arg(1), 10, 64)
+		if err != nil || v < 1 {
+			return modelUsageError(stderr, fs, "VERSION must be a positive integer, got %q", fs.Arg(1))
+		}
+		version = v
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	bucket, err := objstore.Open(ctx, *repoURL)
+	if err != nil {
+		return modelUsageError(stderr, fs, "--repo: %v", err)
+	}
+	defer bucket.Close()
+	repo := modelrepo.New(bucket)
+	if *del {
+		if err := repo.DeleteAlias(ctx, *model, alias); err != nil {
+			return modelFail(stderr, "alias", "%v", err)
+		}
+		fmt.Fprintf(stdout, "alias %s of %s deleted\n", alias, *model)
+		return exitOK
+	}
+	if err := repo.SetAlias(ctx, *model, alias, version); err != nil {
+		return modelFail(stderr, "alias", "%v", err)
+	}
+	fmt.Fprintf(stdout, "alias %s of %s -> version %d\n", alias, *model, version)
 	return exitOK
 }
 

@@ -188,4 +188,22 @@ func testPublishLs(t *testing.T, repo, key, pubs string) {
 	if code, stdout, _ := runModelCmd(t, "ls", "--repo", repo, "--model", "nothing"); code != exitOK || strings.Count(stdout, "\n") != 1 {
 		t.Fatalf("ls --model nothing = %d:\n%s", code, stdout)
 	}
+
+	// Promote: stable moves to 2 (and both aliases show on version 2); then canary goes.
+	if code, stdout, stderr := runModelCmd(t, "alias", "--repo", repo, "--model", "pets", "stable", "2"); code != exitOK || !strings.Contains(stdout, "alias stable of pets -> version 2") {
+		t.Fatalf("alias stable 2 = %d: %s %s", code, stdout, stderr)
+	}
+	if code, _, stderr := runModelCmd(t, "alias", "--repo", repo, "--model", "pets", "stable", "9"); code != exitFailure || !strings.Contains(stderr, "version not found") {
+		t.Fatalf("alias to a missing version = %d: %s", code, stderr)
+	}
+	if code, _, stderr := runModelCmd(t, "alias", "--repo", repo, "--model", "pets", "latest", "1"); code != exitUsage || !strings.Contains(stderr, "cannot be aliases") {
+		t.Fatalf("alias named latest = %d: %s", code, stderr)
+	}
+	if code, _, stderr := runModelCmd(t, "alias", "--repo", repo, "--model", "pets", "--delete", "canary"); code != exitOK {
+		t.Fatalf("alias --delete = %d: %s", code, stderr)
+	}
+	_, stdout, _ = runModelCmd(t, "ls", "--repo", repo)
+	if !regexp.MustCompile(`(?m)^pets\s+2\s+\S+\s+0\.9000\s+stable\s`).MatchString(stdout) || strings.Contains(stdout, "canary") {
+		t.Fatalf("ls after moving stable and deleting canary:\n%s", stdout)
+	}
 }

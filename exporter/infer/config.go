@@ -96,9 +96,11 @@ type ModelConfig struct {
 	Name string `yaml:"name"`
 	// Runtime is "builtin" (default) or "upstream".
 	Runtime Runtime `yaml:"runtime"`
-	// Output names the output tensor whose scores are observed. Default "probabilities".
+	// Output names the output tensor whose scores are observed. Empty means the manifest's
+	// output for a synced model, "probabilities" for a static upstream one.
 	Output string `yaml:"output"`
-	// OutputKind says what that tensor holds: "probabilities" (default) or "logits".
+	// OutputKind says what that tensor holds: "logits" or "probabilities". Empty means what
+	// the manifest says of that output, else "probabilities".
 	OutputKind string `yaml:"output_kind"`
 	// Classes names the output classes in order. Empty means "from the model version's
 	// manifest".
