@@ -100,6 +100,32 @@ model_sync:
 	}
 	t.Logf("accuracy through POST /v2/models/fashion/infer: %.4f (trainer: %.4f)", acc, *metrics.Accuracy)
 
+	// A second exporter fronting the first as its upstream (a static upstream model): the same
+	// answers, scored again on the way.
+	proxy, proxyMetrics := startExporter(t, fmt.Sprintf(`
+inference:
+  listen: 127.0.0.1:0
+models:
+  - name: fashion
+    runtime: upstream
+    version: "1"
+    output: logits
+    output_kind: logits
+    classes: [%s]
+    upstream:
+      url: %s
+`, strings.Join(fmnist.ClassNames(), ", "), front))
+	proxyFront := "http://" + proxy.waitFor(t, "inference front started", 20*time.Second)["listen"].(string)
+	head := &fmnist.Dataset{Images: test.Images[:1000*fmnist.Pixels], Labels: test.Labels[:1000]}
+	direct, _ := classify(t, front, head)
+	proxied, v := classify(t, proxyFront, head)
+	if proxied != direct || v != "1" {
+		t.Fatalf("through the upstream exporter: accuracy %.4f from version %q, directly %.4f from 1", proxied, v, direct)
+	}
+	if _, m := get(t, newRequest(t, "http://"+proxyMetrics+"/metrics")); !regexp.MustCompile(`edgeloop_inference_predictions_total\{class="Trouser",model="fashion",version="1"\} [1-9]`).MatchString(m) {
+		t.Errorf("the upstream exporter did not score the proxied answers:\n%s", m)
+	}
+
 	publish()
 	published := time.Now()
 	p.waitForVersion(t, "2", 30*time.Second)
