@@ -49,6 +49,15 @@ func usage(w io.Writer) {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "--version" {
+		return runVersion(nil, stdout, stderr)
+	}
+	return dispatch("edgeloop", commands(), usage, args, stdout, stderr)
+}
+
+// dispatch runs the command of cmds that args[0] names, or prints usage: to stdout when asked
+// for (-h, --help, help, exit 0), to stderr otherwise (exit 2).
+func dispatch(prog string, cmds []command, usage func(io.Writer), args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
 		usage(stderr)
 		return exitUsage
@@ -57,15 +66,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "-h", "--help", "help":
 		usage(stdout)
 		return exitOK
-	case "--version":
-		return runVersion(nil, stdout, stderr)
 	}
-	for _, c := range commands() {
+	for _, c := range cmds {
 		if c.name == args[0] {
 			return c.run(args[1:], stdout, stderr)
 		}
 	}
-	fmt.Fprintf(stderr, "edgeloop: unknown command %q\n\n", args[0])
+	fmt.Fprintf(stderr, "%s: unknown command %q\n\n", prog, args[0])
 	usage(stderr)
 	return exitUsage
 }

@@ -40,39 +40,23 @@ func modelUsage(w io.Writer) {
 
 // runModel is `edgeloop model`: it manages signing keys and the model repository.
 func runModel(args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		modelUsage(stderr)
-		return exitUsage
-	}
-	switch args[0] {
-	case "-h", "--help", "help":
-		modelUsage(stdout)
-		return exitOK
-	}
-	for _, c := range modelCommands() {
-		if c.name == args[0] {
-			return c.run(args[1:], stdout, stderr)
-		}
-	}
-	fmt.Fprintf(stderr, "edgeloop model: unknown command %q\n\n", args[0])
-	modelUsage(stderr)
-	return exitUsage
+	return dispatch("edgeloop model", modelCommands(), modelUsage, args, stdout, stderr)
 }
 
-// failf reports a failure while running (exit 1).
+// modelFail reports a failure while running (exit 1).
 func modelFail(stderr io.Writer, cmd, format string, args ...any) int {
 	fmt.Fprintf(stderr, "edgeloop model %s: %s\n", cmd, fmt.Sprintf(format, args...))
 	return exitFailure
 }
 
-// usagef reports bad usage (exit 2).
+// modelUsageError reports bad usage (exit 2).
 func modelUsageError(stderr io.Writer, fs *flag.FlagSet, format string, args ...any) int {
 	fmt.Fprintf(stderr, "%s: %s\n", fs.Name(), fmt.Sprintf(format, args...))
 	fs.Usage()
 	return exitUsage
 }
 
-// oneDir returns the single positional argument, the version directory.
+// modelDir returns the single positional argument, the version directory.
 func modelDir(fs *flag.FlagSet) (string, bool) {
 	if fs.NArg() != 1 {
 		return "", false
@@ -378,7 +362,7 @@ func runModelLs(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
-// listRepository prints one row per version: the manifest is read without verification unless
+// modelList prints one row per version: the manifest is read without verification unless
 // verifier is set, in which case the SIGNATURE column says whether an exporter would accept it.
 func modelList(ctx context.Context, repo *modelrepo.Repository, only string, verifier *modelrepo.Verifier, w io.Writer) error {
 	models := []string{only}

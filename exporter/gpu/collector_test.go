@@ -10,7 +10,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"testing/fstest"
@@ -28,26 +27,8 @@ import (
 
 var updateGolden = flag.Bool("update", false, "rewrite testdata/*.prom from the collector's current output")
 
-// syncBuffer is a log destination safe for Run's goroutine and the test to share.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func newTestCollector(lib nvml.Interface, naming string) (*Collector, *syncBuffer) {
-	logs := &syncBuffer{}
+func newTestCollector(lib nvml.Interface, naming string) (*Collector, *testenv.Buffer) {
+	logs := &testenv.Buffer{}
 	cfg := DefaultConfig()
 	cfg.Naming = naming
 	cfg.InitRetryInterval = 5 * time.Millisecond

@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"github.com/edgeloop/edgeloop/exporter/infer"
 	"github.com/edgeloop/edgeloop/exporter/observe"
 	"github.com/edgeloop/edgeloop/exporter/runtime/builtin"
+	"github.com/edgeloop/edgeloop/internal/fsutil"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 )
 
@@ -112,7 +112,7 @@ func (s *Syncer) load(ctx context.Context, m *model, v int64) error {
 	s.logger.Info("model version loaded", "model", name, "version", v, "previous", m.serving, "sha256", sha, "runtime", m.cfg.WithDefaults().Runtime)
 	previous := m.serving
 	m.serving, m.servingSHA = v, sha
-	if err := writeFileAtomic(filepath.Join(m.cacheDir, currentFile), []byte(strconv.FormatInt(v, 10)+"\n")); err != nil {
+	if err := fsutil.WriteFileAtomic(filepath.Join(m.cacheDir, currentFile), []byte(strconv.FormatInt(v, 10)+"\n"), 0o644); err != nil {
 		s.logger.Warn("cannot record the serving version in the cache; a restart waits for the repository", "model", name, "err", err)
 	}
 	// The cache and an upstream model directory keep the serving version and the one before
@@ -273,7 +273,7 @@ func installUpstream(cfg infer.ModelConfig, dir string, man *modelrepo.Manifest)
 	} else if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(modelDir, modelrepo.ConfigFile), conf)
+	return fsutil.WriteFileAtomic(filepath.Join(modelDir, modelrepo.ConfigFile), conf, 0o644)
 }
 
 // copyVersion copies the files of a version into target through a temporary directory
@@ -285,7 +285,7 @@ func copyVersion(dir, target string, man *modelrepo.Manifest) error {
 	}
 	defer os.RemoveAll(tmp)
 	for name := range man.Files {
-		if err := copyFile(filepath.Join(dir, name), filepath.Join(tmp, name)); err != nil {
+		if err := fsutil.CopyNew(filepath.Join(dir, name), filepath.Join(tmp, name), 0o644); err != nil {
 			return err
 		}
 	}
@@ -295,66 +295,7 @@ func copyVersion(dir, target string, man *modelrepo.Manifest) error {
 	if err := os.Rename(tmp, target); err != nil {
 		return err
 	}
-	return syncDir(filepath.Dir(target))
-}
-
-func copyFile(src, dst string) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return err
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
-}
-
-// writeFileAtomic replaces path with data: a reader sees the old content or the new, and a
-// crash leaves one of them.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), ".edgeloop-tmp-")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	return syncDir(filepath.Dir(path))
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return fsutil.SyncDir(filepath.Dir(target))
 }
 
 // prune removes the version directories of dir other than keep, and what a crash left of

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+
+	"github.com/edgeloop/edgeloop/internal/fsutil"
 )
 
 // File names that GenerateKey writes.
@@ -64,33 +66,14 @@ func GenerateKey(dir string) (KeyFiles, error) {
 		Public:  filepath.Join(dir, PublicKeyFile),
 		KeyID:   KeyID(pub),
 	}
-	if err := writeNew(kf.Private, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER}), 0o600); err != nil {
+	if err := fsutil.WriteNew(kf.Private, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: privDER}), 0o600); err != nil {
 		return KeyFiles{}, fmt.Errorf("keygen: %w", err)
 	}
-	if err := writeNew(kf.Public, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o644); err != nil {
+	if err := fsutil.WriteNew(kf.Public, pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pubDER}), 0o644); err != nil {
 		os.Remove(kf.Private)
 		return KeyFiles{}, fmt.Errorf("keygen: %w", err)
 	}
 	return kf, nil
-}
-
-// writeNew writes a file that must not exist yet, durably.
-func writeNew(path string, data []byte, perm os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		os.Remove(path)
-	}
-	return err
 }
 
 // ParsePrivateKey reads an ed25519 private key from PEM "PRIVATE KEY" (PKCS #8).

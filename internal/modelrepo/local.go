@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgeloop/edgeloop/internal/fsutil"
 	"github.com/edgeloop/edgeloop/internal/onnx"
 )
 
@@ -325,12 +326,12 @@ func SignDir(dir string, m Manifest, s *Signer) (*Manifest, error) {
 		return nil, err
 	}
 	tmp := filepath.Join(dir, "."+ManifestFile+".tmp-"+strconv.FormatInt(time.Now().UnixNano(), 36))
-	if err := writeNew(tmp, data, 0o644); err != nil {
+	if err := fsutil.WriteNew(tmp, data, 0o644); err != nil {
 		return nil, err
 	}
 	if err := os.Rename(tmp, filepath.Join(dir, ManifestFile)); err != nil {
 		os.Remove(tmp)
 		return nil, err
 	}
-	return &m, syncDir(dir)
+	return &m, fsutil.SyncDir(dir)
 }

@@ -32,6 +32,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgeloop/edgeloop/internal/fsutil"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 )
 
@@ -671,21 +672,21 @@ func (r *Repository) download(ctx context.Context, model string, version int64, 
 			return nil, err
 		}
 	}
-	if err := writeFileSync(filepath.Join(tmp, ManifestFile), data); err != nil {
+	if err := fsutil.WriteNew(filepath.Join(tmp, ManifestFile), data, 0o644); err != nil {
 		return nil, err
 	}
 	// MkdirTemp makes the directory private; a local Triton may run as another user.
 	if err := os.Chmod(tmp, 0o755); err != nil {
 		return nil, err
 	}
-	if err := syncDir(tmp); err != nil {
+	if err := fsutil.SyncDir(tmp); err != nil {
 		return nil, err
 	}
 	if err := os.Rename(tmp, destDir); err != nil {
 		return nil, err
 	}
 	committed = true
-	return m, syncDir(parent)
+	return m, fsutil.SyncDir(parent)
 }
 
 // fetch streams one file into path, checking it against d as it goes.
@@ -816,18 +817,4 @@ func readLimited(path string, limit int64) ([]byte, error) {
 		return nil, fmt.Errorf("%s is larger than %d bytes", path, limit)
 	}
 	return data, nil
-}
-
-// writeFileSync writes a new file durably.
-func writeFileSync(path string, data []byte) error {
-	return writeNew(path, data, 0o644)
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

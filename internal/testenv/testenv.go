@@ -7,10 +7,12 @@
 package testenv
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -51,4 +53,24 @@ func FashionMNIST(t testing.TB, dir string) string {
 		}
 	}
 	return dir
+}
+
+// Buffer is an io.Writer safe for concurrent use: a child process's output copied by os/exec's
+// goroutines, or a log written by a component's goroutine while the test reads it.
+type Buffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *Buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// String returns what was written so far.
+func (b *Buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
 }
