@@ -1,6 +1,7 @@
 package infer
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -456,6 +457,12 @@ func (s *Server) runBuiltin(w http.ResponseWriter, r *http.Request, c *call) {
 	h.Set("Content-Length", strconv.Itoa(len(sc.resp)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(sc.resp)
+	if name := r.PathValue("model"); s.wantsCapture(name) {
+		// The model's first input is the one captured (sc.tensors is in the model's order).
+		info := m.Inputs()[0]
+		s.capturePrediction(c, name, req.ID, res.Outputs[b.outIndex].Data,
+			Tensor{Name: info.Name, Datatype: info.Datatype, Shape: sc.tensors[0].Shape, Data: sc.tensors[0].Data})
+	}
 }
 
 // inputs matches the request's inputs to the model's, checks their datatype and batch size,
@@ -555,7 +562,14 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *call, versio
 	b := c.b
 	// No ResponseWriter for MaxBytesReader: the transport reads the body on its own goroutine,
 	// which must not touch the response.
-	body := http.MaxBytesReader(nil, r.Body, s.cfg.MaxRequestBytes)
+	var body io.Reader = http.MaxBytesReader(nil, r.Body, s.cfg.MaxRequestBytes)
+	// With capture on, the body is kept as it streams: the input is decoded only if the
+	// answer succeeds, and only then is a row considered for capture.
+	var kept *bytes.Buffer
+	if s.wantsCapture(r.PathValue("model")) {
+		kept = bytes.NewBuffer(make([]byte, 0, max(r.ContentLength, 0)))
+		body = io.TeeReader(body, kept)
+	}
 	resp, err := b.cfg.Upstream.Infer(c.ctx, version, r.URL.RawQuery, body, r.ContentLength, r.Header)
 	c.stage(observe.StageInfer)
 	if err != nil {
@@ -599,4 +613,7 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *call, versio
 	c.status = resp.StatusCode
 	s.finish(c, outcome, scores)
 	s.passThrough(w, resp, nil)
+	if kept != nil && outcome == observe.OutcomeSuccess && len(scores) > 0 {
+		s.captureUpstream(c, r, kept, scores)
+	}
 }

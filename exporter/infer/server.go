@@ -37,6 +37,8 @@ type Options struct {
 	// 200. Requests for them answer 503 until then, and for other names 404. With none, the
 	// server is ready once any model is loaded.
 	Models []string
+	// Capture, when set, is offered every successful request of the models it wants.
+	Capture Capturer
 }
 
 // Server is the V2 REST front. Its methods are safe for concurrent use.
@@ -51,6 +53,7 @@ type Server struct {
 	mu     sync.Mutex                       // serialises changes to the model table
 	models atomic.Pointer[map[string]*slot] // copy on write: requests read it without a lock
 	expect []string
+	capture Capturer
 
 	listener net.Listener
 	srv      *http.Server
@@ -70,7 +73,7 @@ func NewServer(cfg Config, opts Options) (*Server, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{cfg: cfg, logger: logger, tracing: opts.Tracing, expect: slices.Clone(opts.Models)}
+	s := &Server{cfg: cfg, logger: logger, tracing: opts.Tracing, expect: slices.Clone(opts.Models), capture: opts.Capture}
 	if opts.Tracing != nil {
 		s.tracer = opts.Tracing.Provider.Tracer("github.com/edgeloop/edgeloop/exporter/infer")
 	}
