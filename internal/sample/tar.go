@@ -1,0 +1,275 @@
+package sample
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+)
+
+// ErrTooLarge is wrapped by ReadTar's error when a batch breaks a limit on the whole (Limits):
+// the collector answers 413 and the sender splits the batch.
+var ErrTooLarge = errors.New("batch too large")
+
+// Limits bound what ReadTar accepts. A zero field takes DefaultLimits' value.
+type Limits struct {
+	// MaxSamples bounds the number of distinct keys in the batch.
+	MaxSamples int
+	// MaxMemberBytes bounds one member (file) of the tar; a sample with a larger member is
+	// rejected, the rest of the batch is read.
+	MaxMemberBytes int64
+	// MaxTotalBytes bounds the uncompressed tar stream as a whole, headers included.
+	MaxTotalBytes int64
+}
+
+// DefaultLimits returns the limits of docs/wire-format.md: 2,000 samples, members up to
+// MaxInputBytes, 64 MiB of tar.
+func DefaultLimits() Limits {
+	return Limits{MaxSamples: 2000, MaxMemberBytes: MaxInputBytes, MaxTotalBytes: 64 << 20}
+}
+
+func (l Limits) withDefaults() Limits {
+	d := DefaultLimits()
+	if l.MaxSamples <= 0 {
+		l.MaxSamples = d.MaxSamples
+	}
+	if l.MaxMemberBytes <= 0 {
+		l.MaxMemberBytes = d.MaxMemberBytes
+	}
+	if l.MaxTotalBytes <= 0 {
+		l.MaxTotalBytes = d.MaxTotalBytes
+	}
+	return l
+}
+
+// Rejection is one sample of a batch that ReadTar did not accept.
+type Rejection struct {
+	// Key is the sample's key as its member names give it (shortened when absurdly long).
+	Key string
+	// Err says why; it is what the collector sends back to the node.
+	Err error
+}
+
+// tarMode is the mode of every member WriteTar writes.
+const tarMode = 0o644
+
+// WriteTar writes samples as a tar: for each sample in order, "<key>.json" then
+// "<key>.input.<ext>". The bytes depend only on the samples: members are plain USTAR regular
+// files with mode 0644, uid and gid 0, no user or group names, and the sample's time (whole
+// seconds) as modification time. Every sample is validated first, and keys must be distinct;
+// nothing is written otherwise. The underlying writer is not closed.
+func WriteTar(w io.Writer, samples []*Sample) error {
+	metas := make([][]byte, len(samples))
+	seen := make(map[string]int, len(samples))
+	for i, s := range samples {
+		if err := s.Validate(); err != nil {
+			return fmt.Errorf("sample: write tar: sample %d (%s): %w", i, s.Meta.Key, err)
+		}
+		if j, dup := seen[s.Meta.Key]; dup {
+			// ReadTar would reject the key: one key, one sample per batch and shard.
+			return fmt.Errorf("sample: write tar: samples %d and %d have the same key %s", j, i, s.Meta.Key)
+		}
+		seen[s.Meta.Key] = i
+		b, err := s.MetaJSON()
+		if err != nil {
+			return fmt.Errorf("sample: write tar: %w", err)
+		}
+		metas[i] = b
+	}
+	tw := tar.NewWriter(w)
+	for i, s := range samples {
+		mtime := s.Meta.Time.UTC().Truncate(time.Second)
+		for _, f := range []struct {
+			name string
+			data []byte
+		}{{s.MetaName(), metas[i]}, {s.InputName(), s.Input}} {
+			h := &tar.Header{
+				Typeflag: tar.TypeReg,
+				Name:     f.name,
+				Size:     int64(len(f.data)),
+				Mode:     tarMode,
+				ModTime:  mtime,
+				Format:   tar.FormatUSTAR,
+			}
+			if err := tw.WriteHeader(h); err != nil {
+				return fmt.Errorf("sample: write tar: %s: %w", f.name, err)
+			}
+			if _, err := tw.Write(f.data); err != nil {
+				return fmt.Errorf("sample: write tar: %s: %w", f.name, err)
+			}
+		}
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("sample: write tar: %w", err)
+	}
+	return nil
+}
+
+// ReadTar reads a batch of samples, as WriteTar writes it, within lim. Members may come in any
+// order. It returns an error only when the tar as a whole cannot be read, or breaks a limit on
+// the whole (wrapping ErrTooLarge); then no sample is returned. Each problem of one sample — a
+// missing or unexpected member, a member above lim.MaxMemberBytes, bad JSON, a key that is not
+// the content's, a key given twice in the batch, any rule of Validate — rejects that key
+// alone: the other samples are returned, each valid, in the order of their first member.
+func ReadTar(r io.Reader, lim Limits) ([]*Sample, []Rejection, error) {
+	samples, rejected, err := readTar(r, lim.withDefaults())
+	if err != nil {
+		return nil, nil, fmt.Errorf("sample: read tar: %w", err)
+	}
+	return samples, rejected, nil
+}
+
+// group is what a batch holds under one key.
+type group struct {
+	key         string
+	meta, input []byte
+	file        string // the input member's name after "<key>."
+	err         error  // the first problem found; the key is rejected
+}
+
+func readTar(r io.Reader, lim Limits) ([]*Sample, []Rejection, error) {
+	lr := &limitReader{r: r, left: lim.MaxTotalBytes, limit: lim.MaxTotalBytes}
+	tr := tar.NewReader(lr)
+	groups := map[string]*group{}
+	var order []*group
+	// A sample has two members; more than that many in all means junk or repeats, and each
+	// costs a header to parse.
+	maxMembers := 2 * lim.MaxSamples
+	for members := 0; ; members++ {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, nil, lr.cause(err)
+		}
+		key, suffix, _ := strings.Cut(h.Name, ".")
+		if len(key) > 64 {
+			key = key[:64] // a rejection need not echo a hostile name whole
+		}
+		g := groups[key]
+		if g == nil {
+			if len(groups) == lim.MaxSamples {
+				return nil, nil, fmt.Errorf("%w: more than %d samples", ErrTooLarge, lim.MaxSamples)
+			}
+			g = &group{key: key}
+			groups[key] = g
+			order = append(order, g)
+		}
+		if members == maxMembers {
+			return nil, nil, fmt.Errorf("%w: more than %d members (%d samples of 2 files)", ErrTooLarge, maxMembers, lim.MaxSamples)
+		}
+		if g.err != nil {
+			continue // rejected already; Next skips the content
+		}
+		var dst *[]byte
+		switch {
+		case h.Typeflag != tar.TypeReg: // the reader turns the old '\x00' flag into TypeReg
+			g.err = fmt.Errorf("member %s is not a regular file", quote(h.Name))
+		case !keyRE.MatchString(key):
+			g.err = fmt.Errorf("member %s: the name must be <key>.json or <key>.input.<ext> with a key of 32 lowercase hex digits", quote(h.Name))
+		case suffix == "json":
+			dst = &g.meta
+		case fileRE.MatchString(suffix):
+			dst = &g.input
+			if g.input == nil {
+				g.file = suffix
+			}
+		default:
+			g.err = fmt.Errorf("member %s: unexpected file: a sample is <key>.json and <key>.input.<ext>", quote(h.Name))
+		}
+		if dst == nil {
+			continue
+		}
+		switch {
+		case *dst != nil:
+			g.err = fmt.Errorf("duplicate key in the batch: a second %s member", quote(h.Name))
+			continue
+		case h.Size > lim.MaxMemberBytes:
+			g.err = fmt.Errorf("member %s: %d bytes, above the limit of %d", quote(h.Name), h.Size, lim.MaxMemberBytes)
+			continue
+		case h.Size > lr.left:
+			// Checked before allocating: the stream cannot hold what the header claims.
+			return nil, nil, fmt.Errorf("%w: member %s of %d bytes goes past the limit of %d bytes of tar", ErrTooLarge, quote(h.Name), h.Size, lim.MaxTotalBytes)
+		}
+		data := make([]byte, h.Size)
+		if _, err := io.ReadFull(tr, data); err != nil {
+			return nil, nil, lr.cause(fmt.Errorf("member %s: %w", quote(h.Name), err))
+		}
+		*dst = data
+	}
+	var samples []*Sample
+	var rejected []Rejection
+	for _, g := range order {
+		s, err := g.sample()
+		if err != nil {
+			rejected = append(rejected, Rejection{Key: g.key, Err: err})
+			continue
+		}
+		samples = append(samples, s)
+	}
+	return samples, rejected, nil
+}
+
+// sample assembles and validates the group's sample.
+func (g *group) sample() (*Sample, error) {
+	switch {
+	case g.err != nil:
+		return nil, g.err
+	case g.meta == nil:
+		return nil, fmt.Errorf("no %s.json member", g.key)
+	case g.input == nil:
+		return nil, fmt.Errorf("no %s.input.<ext> member", g.key)
+	}
+	meta, err := decodeMeta(g.meta)
+	if err != nil {
+		return nil, err
+	}
+	if meta.Key != g.key {
+		return nil, fmt.Errorf("key mismatch: the members are named %s but the metadata's key is %s", g.key, quote(meta.Key))
+	}
+	if meta.Input.File != g.file {
+		return nil, fmt.Errorf("the input member is %s.%s but the metadata's input.file is %s", g.key, g.file, quote(meta.Input.File))
+	}
+	s := &Sample{Meta: meta, Input: g.input}
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// limitReader reads at most left bytes and fails with ErrTooLarge when more follow.
+type limitReader struct {
+	r           io.Reader
+	left, limit int64
+	exceeded    bool
+}
+
+func (l *limitReader) Read(p []byte) (int, error) {
+	if l.left <= 0 {
+		var b [1]byte
+		n, err := l.r.Read(b[:])
+		if n > 0 {
+			l.exceeded = true
+			return 0, ErrTooLarge
+		}
+		return 0, err
+	}
+	if int64(len(p)) > l.left {
+		p = p[:l.left]
+	}
+	n, err := l.r.Read(p)
+	l.left -= int64(n)
+	return n, err
+}
+
+// cause returns ErrTooLarge when the limit was hit (the tar reader may have wrapped or
+// replaced it), else err.
+func (l *limitReader) cause(err error) error {
+	if l.exceeded {
+		return fmt.Errorf("%w: more than %d bytes of tar", ErrTooLarge, l.limit)
+	}
+	return err
+}
