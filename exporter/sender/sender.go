@@ -288,7 +288,11 @@ func (s *Sender) ship(ctx context.Context, recs []Record) error {
 		items = append(items, item{seq: r.Seq, s: smp})
 	}
 	if len(items) > 0 {
-		if err := s.deliver(ctx, items, 0); err != nil {
+		err := s.deliver(ctx, items, 0)
+		if errors.Is(err, errRepeek) {
+			return nil
+		}
+		if err != nil {
 			return err
 		}
 	}
@@ -362,9 +366,18 @@ func (s *Sender) deliver(ctx context.Context, items []item, depth int) error {
 			if err := s.pause(ctx, wait); err != nil {
 				return err
 			}
+			if depth == 0 {
+				// Peek again: during an outage the spool may have dropped what this batch
+				// holds (drop_oldest) and gained newer records; a half being retried after
+				// a split is kept as it is, since its first half is already acknowledged.
+				return errRepeek
+			}
 		}
 	}
 }
+
+// errRepeek sends a whole batch that failed back to Run to be peeked afresh.
+var errRepeek = errors.New("sender: peek the batch again")
 
 // backoff returns the next retry wait, full jitter: uniform in [0, min(max_backoff,
 // initial_backoff·2^n)) after n consecutive failures.
