@@ -8,6 +8,7 @@ import (
 	"os"
 	"regexp"
 
+	"github.com/edgeloop/edgeloop/exporter/capture"
 	"github.com/edgeloop/edgeloop/exporter/gpu"
 	"github.com/edgeloop/edgeloop/exporter/infer"
 	"github.com/edgeloop/edgeloop/exporter/modelsync"
@@ -40,6 +41,8 @@ type Config struct {
 	Models []infer.ModelConfig `yaml:"models"`
 	// ModelSync says where model versions come from and which keys may sign them.
 	ModelSync modelsync.Config `yaml:"model_sync"`
+	// Capture keeps the inputs the model was unsure about and ships them to the collector.
+	Capture capture.Config `yaml:"capture"`
 }
 
 // InferenceConfig is the `inference:` section: the front's keys and the telemetry core's keys
@@ -69,6 +72,7 @@ func DefaultConfig() Config {
 		GPU:       gpu.DefaultConfig(),
 		Inference: InferenceConfig{Front: infer.DefaultConfig(), Telemetry: observe.DefaultConfig()},
 		ModelSync: modelsync.DefaultConfig(),
+		Capture:   capture.DefaultConfig(),
 	}
 }
 
@@ -89,7 +93,11 @@ func (c *Config) Validate() error {
 		config.Nest("inference", c.Inference.Validate()),
 		config.Nest("models", infer.ValidateModels(c.Models)),
 		config.Nest("model_sync", c.ModelSync.Validate()),
+		config.Nest("capture", c.Capture.Validate()),
 	)
+	if c.Capture.Enabled() && len(c.Models) == 0 {
+		errs = append(errs, config.Errorf("capture.enabled", "needs at least one model in models: capture keeps the inputs of served predictions"))
+	}
 	if c.ModelSync.Repository == "" {
 		for i, m := range c.Models {
 			if !m.Static() {

@@ -13,7 +13,9 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/edgeloop/edgeloop/exporter/infer"
 	"github.com/edgeloop/edgeloop/exporter/observe"
+	"github.com/edgeloop/edgeloop/exporter/runtime/upstream"
 )
 
 // TestEveryMetricIsDocumented fails when the exporter exports a metric family that
@@ -31,6 +33,20 @@ func TestEveryMetricIsDocumented(t *testing.T) {
 	cfg.Metrics.Listen = "127.0.0.1:0"
 	cfg.GPU.Enabled = false // the golden files below cover the GPU families
 	cfg.Inference.Telemetry.Stages = true
+	// A static upstream model and capture on, so the front and the capture pipeline register
+	// their metrics (the upstream is never called).
+	cfg.Inference.Front.Listen = "127.0.0.1:0"
+	cfg.Models = []infer.ModelConfig{{Name: "fashion", Runtime: infer.RuntimeUpstream, Classes: []string{"a", "b"},
+		Upstream: &upstream.Config{URL: "http://127.0.0.1:1"}}}
+	dir := t.TempDir()
+	cfg.Capture.Sampler.Enabled = true
+	cfg.Capture.Spool.Dir = filepath.Join(dir, "spool")
+	cfg.Capture.Sender.URL = "http://127.0.0.1:1"
+	cfg.Capture.Sender.TokenFile = filepath.Join(dir, "token")
+	cfg.Capture.Sender.DeadLetterDir = filepath.Join(dir, "deadletter")
+	if err := os.WriteFile(cfg.Capture.Sender.TokenFile, []byte("t"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	e, err := New(cfg, nil, nil, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/edgeloop/edgeloop/exporter/capture"
 	"github.com/edgeloop/edgeloop/exporter/gpu"
 	"github.com/edgeloop/edgeloop/exporter/infer"
 	"github.com/edgeloop/edgeloop/exporter/modelsync"
@@ -36,6 +37,7 @@ type Exporter struct {
 	front    *infer.Server     // nil without models
 	sync     *modelsync.Syncer // nil when no model is synced
 	static   []*upstream.Client
+	capture  *capture.Pipeline // nil when capture is off
 }
 
 // New builds an exporter from a validated configuration. lib is the NVML library to read GPUs
@@ -88,7 +90,16 @@ func (e *Exporter) startModels() error {
 	for i, m := range e.cfg.Models {
 		names[i] = m.Name
 	}
-	front, err := infer.NewServer(e.cfg.Inference.Front, infer.Options{Tracing: e.tracing, Logger: e.base.With("component", "infer"), Models: names})
+	opts := infer.Options{Tracing: e.tracing, Logger: e.base.With("component", "infer"), Models: names}
+	if e.cfg.Capture.Enabled() {
+		p, err := capture.New(e.cfg.Capture, capture.Options{Node: e.cfg.Node, Registerer: e.registry,
+			Logger: e.base.With("component", "capture"), Tracing: e.tracing})
+		if err != nil {
+			return fmt.Errorf("exporter: %w", err)
+		}
+		e.capture, opts.Capture = p, p
+	}
+	front, err := infer.NewServer(e.cfg.Inference.Front, opts)
 	if err != nil {
 		return fmt.Errorf("exporter: inference front: %w", err)
 	}
@@ -152,6 +163,11 @@ func (e *Exporter) closeModels() {
 	if e.sync != nil {
 		e.sync.Close()
 	}
+	if e.capture != nil {
+		if err := e.capture.Close(); err != nil {
+			e.logger.Error("closing the capture spool", "err", err)
+		}
+	}
 	for _, c := range e.static {
 		c.Close()
 	}
@@ -183,7 +199,7 @@ func (e *Exporter) Run(ctx context.Context) error {
 	defer cancel()
 	e.logger.Info("exporter started", "node", e.cfg.Node, "metrics", e.metrics.Addr(), "gpu", e.cfg.GPU.Enabled, "gpu_naming", e.cfg.GPU.Naming)
 	var wg sync.WaitGroup
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	if e.gpu != nil {
 		wg.Go(func() { e.gpu.Run(ctx) })
 	}
@@ -198,6 +214,14 @@ func (e *Exporter) Run(ctx context.Context) error {
 	}
 	if e.sync != nil {
 		wg.Go(func() { e.sync.Run(ctx) })
+	}
+	if e.capture != nil {
+		wg.Go(func() {
+			if err := e.capture.Run(ctx); err != nil {
+				errc <- err
+				cancel()
+			}
+		})
 	}
 	wg.Go(func() {
 		if err := e.metrics.Serve(ctx); err != nil {

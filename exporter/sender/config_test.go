@@ -105,10 +105,10 @@ func TestNewRefuses(t *testing.T) {
 	}
 }
 
-// TestMetricsDocumented checks that docs/sender.md names every metric, and that the metrics
+// TestMetricsDocumented checks that docs/metrics.md names every metric, and that the metrics
 // pass Prometheus' naming lint.
 func TestMetricsDocumented(t *testing.T) {
-	doc, err := os.ReadFile("../../docs/sender.md")
+	doc, err := os.ReadFile("../../docs/metrics.md")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +123,7 @@ func TestMetricsDocumented(t *testing.T) {
 	}
 	for _, mf := range mfs {
 		if !strings.Contains(string(doc), "`"+mf.GetName()+"`") {
-			t.Errorf("docs/sender.md does not document %s", mf.GetName())
+			t.Errorf("docs/metrics.md does not document %s", mf.GetName())
 		}
 	}
 	problems, err := testutil.GatherAndLint(reg)
@@ -136,7 +136,7 @@ func TestMetricsDocumented(t *testing.T) {
 	// Every label value the code can use is documented too.
 	for _, v := range append(errorReasons, outcomeSent, outcomeFailed, deadRejected, deadTooLarge, deadBadRequest, deadUndecodable) {
 		if !regexp.MustCompile("`" + regexp.QuoteMeta(v) + "`").Match(doc) {
-			t.Errorf("docs/sender.md does not document the label value %s", v)
+			t.Errorf("docs/metrics.md does not document the label value %s", v)
 		}
 	}
 }
