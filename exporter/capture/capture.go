@@ -266,5 +266,5 @@ func (q queue) Peek(max int, maxBytes int64) ([]sender.Record, error) {
 	return out, err
 }
 
-func (q queue) Ack(through uint64) error        { return q.s.Ack(through) }
+func (q queue) Ack(through uint64) error       { return q.s.Ack(through) }
 func (q queue) Wait(ctx context.Context) error { return q.s.Wait(ctx) }

@@ -50,9 +50,9 @@ type Server struct {
 	handler http.Handler
 	scratch sync.Pool // *scratch
 
-	mu     sync.Mutex                       // serialises changes to the model table
-	models atomic.Pointer[map[string]*slot] // copy on write: requests read it without a lock
-	expect []string
+	mu      sync.Mutex                       // serialises changes to the model table
+	models  atomic.Pointer[map[string]*slot] // copy on write: requests read it without a lock
+	expect  []string
 	capture Capturer
 
 	listener net.Listener
