@@ -36,6 +36,9 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	_ = os.RemoveAll(dir)
+	if reference.dir != "" {
+		_ = os.RemoveAll(reference.dir)
+	}
 	os.Exit(code)
 }
 
