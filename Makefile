@@ -8,7 +8,12 @@ export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 # Test packages in parallel, but gently: the reference machine has two cores.
 TESTFLAGS ?= -race -count=1 -timeout 20m
 
-.PHONY: help build test test-unit tools lint bench demo clean
+# Decoders of untrusted input, fuzzed briefly by `make test` (seeds in each testdata/fuzz).
+FUZZ_TARGETS := ./exporter/spool:FuzzRecordDecode ./internal/sample:FuzzUnmarshalRecord \
+	./internal/sample:FuzzReadTar ./exporter/runtime/oip:FuzzParseRequest ./internal/onnx:FuzzDecode
+FUZZTIME ?= 10s
+
+.PHONY: help build test test-unit fuzz tools lint bench demo clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -20,8 +25,15 @@ tools: ## install the pinned tools and missing Debian packages the tests need (i
 	scripts/debs.sh
 	$(TOOLS) install
 
-test: tools ## install what the tests need, then run every unit and integration test
+test: tools ## install what the tests need, then run every unit and integration test, and fuzz briefly
 	PROMTOOL=$$($(TOOLS) path promtool) MINIO=$$($(TOOLS) path minio) $(GO) test $(TESTFLAGS) ./...
+	$(MAKE) --no-print-directory fuzz
+
+fuzz: ## fuzz each decoder of untrusted input for FUZZTIME (default 10s)
+	@for t in $(FUZZ_TARGETS); do \
+		echo "fuzz $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}" || exit 1; \
+	done
 
 test-unit: ## unit tests only (no external programs), quick
 	$(GO) test -short -count=1 ./...

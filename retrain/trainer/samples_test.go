@@ -5,14 +5,17 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/edgeloop/edgeloop/internal/fmnist"
 	"github.com/edgeloop/edgeloop/internal/npy"
+	edgesample "github.com/edgeloop/edgeloop/internal/sample"
 )
 
 // image is a 784-value input whose every value is v.
@@ -237,5 +240,48 @@ func TestLoadDataWithSamples(t *testing.T) {
 	wantSources := []string{"file://" + fmnist.DefaultDir, "file://" + filepath.Join(dir, "shards", "00.tar"), "file://" + filepath.Join(dir, "shards", "more", "01.tar.gz")}
 	if !slices.Equal(res.Metrics.Datasets, wantSources) {
 		t.Errorf("datasets %q, want %q", res.Metrics.Datasets, wantSources)
+	}
+}
+
+// TestLoadSamplesReadsCapturedShards checks the contract between the capture side and the
+// trainer: a shard written by internal/sample (as the sender's batches and the collector's
+// shards are) is read by LoadSamples, labels as index or class name.
+func TestLoadSamplesReadsCapturedShards(t *testing.T) {
+	var samples []*edgesample.Sample
+	for i, label := range []json.RawMessage{edgesample.IndexLabel(4), edgesample.NameLabel("Sneaker"), nil} {
+		meta := edgesample.Meta{
+			Model: "fashion", Version: "1", Node: "edge-1", Time: time.Date(2026, 11, 29, 3, 0, i, 0, time.UTC),
+			Prediction: 2, Scores: []float32{0.1, 0.2, 0.7}, ScoresKind: edgesample.ScoresProbabilities,
+			Confidence: map[string]float64{"max_softmax": 0.7}, Reason: "low_confidence", Label: label,
+			Input: edgesample.InputInfo{Name: "input", Datatype: "FP32", Shape: []int64{784}, File: edgesample.NPYFile},
+		}
+		s, err := edgesample.New(meta, npyBytes(t, []int{784}, image(float32(i+1)/10)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		samples = append(samples, s)
+	}
+	dir := t.TempDir()
+	var b bytes.Buffer
+	if err := edgesample.WriteTar(&b, samples); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "shard.tar"), b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	set, err := LoadSamples([]string{dir}, nil, fmnist.ClassNames(), discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (SampleStats{Shards: 1, Labelled: 2, Unlabelled: 1}); set.Stats != want {
+		t.Fatalf("stats %+v, want %+v", set.Stats, want)
+	}
+	// Coat is class 4, Sneaker class 7; samples are read in the tar's key order.
+	got := map[uint8]float32{}
+	for i, l := range set.Data.Labels {
+		got[l] = set.Data.Image(i)[0]
+	}
+	if len(got) != 2 || got[4] != 0.1 || got[7] != 0.2 {
+		t.Fatalf("labels and inputs %v, want 4 → 0.1 and 7 → 0.2", got)
 	}
 }
