@@ -25,7 +25,7 @@ import (
 	"github.com/edgeloop/edgeloop/exporter/infer"
 	"github.com/edgeloop/edgeloop/exporter/observe"
 	"github.com/edgeloop/edgeloop/exporter/sampler"
-	"github.com/edgeloop/edgeloop/exporter/spool"
+	"github.com/edgeloop/edgeloop/internal/spool"
 	"github.com/edgeloop/edgeloop/internal/sample"
 )
 

@@ -5,7 +5,7 @@ import (
 	"time"
 )
 
-// Record is one spooled sample as the queue hands it out: exporter/spool's record, copied
+// Record is one spooled sample as the queue hands it out: internal/spool's record, copied
 // here so that the sender does not depend on the spool's package.
 type Record struct {
 	// Seq orders the records; Ack(seq) removes every record up to it.
@@ -16,7 +16,7 @@ type Record struct {
 	Data []byte
 }
 
-// Queue is the durable queue of samples to send: exporter/spool, or an in-memory fake in
+// Queue is the durable queue of samples to send: internal/spool, or an in-memory fake in
 // tests. The sender is its only consumer.
 type Queue interface {
 	// Peek returns the oldest unacked records, in Seq order, without removing them: at most

@@ -49,6 +49,9 @@ const (
 	ReasonAge = "age"
 )
 
+// DefaultMetricPrefix prefixes the spool's metric names unless Options.MetricPrefix is set.
+const DefaultMetricPrefix = "edgeloop_spool"
+
 // Options are what a Spool works with besides its configuration.
 type Options struct {
 	// Registerer takes the spool's metrics; nil registers none. Close unregisters them, so
@@ -62,6 +65,9 @@ type Options struct {
 	// window, at the price of an fsync per Append (appenders that overlap share one). It is
 	// the baseline the benchmarks compare group commit with.
 	SyncEachAppend bool
+	// MetricPrefix names the metrics: "<prefix>_records" and so on. Default "edgeloop_spool"
+	// (the exporter's capture spool); the collector's write-ahead log uses its own.
+	MetricPrefix string
 
 	// hooks replace the spool's file operations in tests that make the disk fail.
 	hooks *hooks
@@ -254,7 +260,7 @@ func Open(dir string, cfg Config, opts Options) (*Spool, error) {
 		s.closeFiles()
 		return nil, err
 	}
-	s.metrics = newMetrics(s)
+	s.metrics = newMetrics(s, opts.MetricPrefix)
 	if s.reg != nil {
 		if err := s.metrics.register(s.reg); err != nil {
 			s.closeFiles()

@@ -14,22 +14,25 @@ type metrics struct {
 	records, bytes, oldestAge, unsynced, dropped, corrupt, paused, segments *prometheus.Desc
 }
 
-func newMetrics(s *Spool) *metrics {
+func newMetrics(s *Spool, prefix string) *metrics {
+	if prefix == "" {
+		prefix = DefaultMetricPrefix
+	}
 	return &metrics{
 		s: s,
 		fsync: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "edgeloop_spool_fsync_duration_seconds",
+			Name:    prefix + "_fsync_duration_seconds",
 			Help:    "Duration of each fsync of a spool segment by the group commit.",
 			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16), // 50µs to 1.6s
 		}),
-		records:   prometheus.NewDesc("edgeloop_spool_records", "Unacked records in the capture spool.", nil, nil),
-		bytes:     prometheus.NewDesc("edgeloop_spool_bytes", "Bytes of the unacked records in the capture spool, framing included (what max_bytes bounds).", nil, nil),
-		oldestAge: prometheus.NewDesc("edgeloop_spool_oldest_record_age_seconds", "Age of the oldest unacked record; 0 when the spool is empty.", nil, nil),
-		unsynced:  prometheus.NewDesc("edgeloop_spool_unsynced_records", "Records written but not yet fsynced: what a power cut would lose now.", nil, nil),
-		dropped:   prometheus.NewDesc("edgeloop_spool_dropped_records_total", "Records dropped unsent, by reason: full (oldest dropped for room), full_newest (refused when full), age (older than max_age).", []string{"reason"}, nil),
-		corrupt:   prometheus.NewDesc("edgeloop_spool_corrupt_records_total", "Damaged records skipped: stretches of bad bytes found by recovery, records failing their CRC when read, unreadable files.", nil, nil),
-		paused:    prometheus.NewDesc("edgeloop_spool_paused", "1 while appends fail on disk errors (a full disk, I/O errors), else 0.", nil, nil),
-		segments:  prometheus.NewDesc("edgeloop_spool_segments", "Segment files the spool holds.", nil, nil),
+		records:   prometheus.NewDesc(prefix+"_records", "Unacked records in the spool.", nil, nil),
+		bytes:     prometheus.NewDesc(prefix+"_bytes", "Bytes of the unacked records in the spool, framing included (what max_bytes bounds).", nil, nil),
+		oldestAge: prometheus.NewDesc(prefix+"_oldest_record_age_seconds", "Age of the oldest unacked record; 0 when the spool is empty.", nil, nil),
+		unsynced:  prometheus.NewDesc(prefix+"_unsynced_records", "Records written but not yet fsynced: what a power cut would lose now.", nil, nil),
+		dropped:   prometheus.NewDesc(prefix+"_dropped_records_total", "Records dropped unsent, by reason: full (oldest dropped for room), full_newest (refused when full), age (older than max_age).", []string{"reason"}, nil),
+		corrupt:   prometheus.NewDesc(prefix+"_corrupt_records_total", "Damaged records skipped: stretches of bad bytes found by recovery, records failing their CRC when read, unreadable files.", nil, nil),
+		paused:    prometheus.NewDesc(prefix+"_paused", "1 while appends fail on disk errors (a full disk, I/O errors), else 0.", nil, nil),
+		segments:  prometheus.NewDesc(prefix+"_segments", "Segment files the spool holds.", nil, nil),
 	}
 }
 

@@ -494,7 +494,7 @@ func TestMetrics(t *testing.T) {
 	}
 	mustAppend(t, s, make([]byte, 5)) // drops another; unsynced
 	want := `
-# HELP edgeloop_spool_bytes Bytes of the unacked records in the capture spool, framing included (what max_bytes bounds).
+# HELP edgeloop_spool_bytes Bytes of the unacked records in the spool, framing included (what max_bytes bounds).
 # TYPE edgeloop_spool_bytes gauge
 edgeloop_spool_bytes 109
 # HELP edgeloop_spool_corrupt_records_total Damaged records skipped: stretches of bad bytes found by recovery, records failing their CRC when read, unreadable files.
@@ -511,7 +511,7 @@ edgeloop_spool_oldest_record_age_seconds 8
 # HELP edgeloop_spool_paused 1 while appends fail on disk errors (a full disk, I/O errors), else 0.
 # TYPE edgeloop_spool_paused gauge
 edgeloop_spool_paused 0
-# HELP edgeloop_spool_records Unacked records in the capture spool.
+# HELP edgeloop_spool_records Unacked records in the spool.
 # TYPE edgeloop_spool_records gauge
 edgeloop_spool_records 3
 # HELP edgeloop_spool_segments Segment files the spool holds.
