@@ -21,10 +21,10 @@ import (
 	"github.com/edgeloop/edgeloop/exporter/observe"
 	"github.com/edgeloop/edgeloop/exporter/sampler"
 	"github.com/edgeloop/edgeloop/exporter/sender"
-	"github.com/edgeloop/edgeloop/internal/spool"
 	"github.com/edgeloop/edgeloop/internal/config"
 	"github.com/edgeloop/edgeloop/internal/npy"
 	"github.com/edgeloop/edgeloop/internal/sample"
+	"github.com/edgeloop/edgeloop/internal/spool"
 	"github.com/edgeloop/edgeloop/internal/telemetry"
 )
 

@@ -25,8 +25,8 @@ import (
 	"github.com/edgeloop/edgeloop/exporter/infer"
 	"github.com/edgeloop/edgeloop/exporter/observe"
 	"github.com/edgeloop/edgeloop/exporter/sampler"
-	"github.com/edgeloop/edgeloop/internal/spool"
 	"github.com/edgeloop/edgeloop/internal/sample"
+	"github.com/edgeloop/edgeloop/internal/spool"
 )
 
 // receiver is a collector implementing docs/wire-format.md's ingest endpoint: it stores the
