@@ -493,6 +493,13 @@ func (s *Spool) dropExpiredLocked() {
 // record's Data is its own, read from disk and checked against its CRC; a record that fails
 // the check is skipped and counted as corrupt.
 func (s *Spool) Peek(max int, maxBytes int64) ([]Record, error) {
+	return s.PeekAfter(0, max, maxBytes)
+}
+
+// PeekAfter is Peek for the records with Seq > after: a reader that keeps records unacked
+// while it works on them (the collector's shard builder) reads on from where it was instead of
+// from the oldest record again. PeekAfter(0, ...) is Peek.
+func (s *Spool) PeekAfter(after uint64, max int, maxBytes int64) ([]Record, error) {
 	if max < 1 {
 		return nil, fmt.Errorf("spool: peek: max must be at least 1, got %d", max)
 	}
@@ -505,7 +512,21 @@ func (s *Spool) Peek(max int, maxBytes int64) ([]Record, error) {
 		s.dropExpiredLocked()
 		var picks []entry
 		var total int64
-		for i := s.idxStart; i < len(s.idx) && len(picks) < max; i++ {
+		start := s.idxStart
+		if after > 0 {
+			// The index is in seq order: find the first record past after.
+			lo, hi := s.idxStart, len(s.idx)
+			for lo < hi {
+				m := int(uint(lo+hi) >> 1)
+				if s.idx[m].seq <= after {
+					lo = m + 1
+				} else {
+					hi = m
+				}
+			}
+			start = lo
+		}
+		for i := start; i < len(s.idx) && len(picks) < max; i++ {
 			e := s.idx[i]
 			if e.dead {
 				continue

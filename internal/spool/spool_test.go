@@ -565,3 +565,31 @@ func TestOpenErrors(t *testing.T) {
 	}
 	s.Close()
 }
+
+// TestPeekAfter reads on from a sequence number while the records before it stay unacked, as
+// the collector's shard builder does.
+func TestPeekAfter(t *testing.T) {
+	s := mustOpen(t, t.TempDir(), testConfig(), Options{})
+	for i := range 10 {
+		if _, err := s.Append(context.Background(), []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		after     uint64
+		max       int
+		wantFirst uint64
+		wantN     int
+	}{{0, 100, 1, 10}, {3, 2, 4, 2}, {9, 100, 10, 1}, {10, 100, 0, 0}, {500, 1, 0, 0}} {
+		recs, err := s.PeekAfter(tc.after, tc.max, 0)
+		if err != nil || len(recs) != tc.wantN || (tc.wantN > 0 && recs[0].Seq != tc.wantFirst) {
+			t.Fatalf("PeekAfter(%d, %d): %d records %v, want %d from %d", tc.after, tc.max, len(recs), err, tc.wantN, tc.wantFirst)
+		}
+	}
+	if err := s.Ack(5); err != nil {
+		t.Fatal(err)
+	}
+	if recs, _ := s.PeekAfter(2, 100, 0); len(recs) != 5 || recs[0].Seq != 6 {
+		t.Fatalf("after an ack: %d records from %d", len(recs), recs[0].Seq)
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 )
@@ -25,46 +26,101 @@ import (
 // mode (`make test-unit`) skips the test, as it runs no external programs.
 func MinIO(t testing.TB) (endpoint, accessKey, secretKey string) {
 	t.Helper()
+	m := StartMinIO(t)
+	return m.Endpoint, m.AccessKey, m.SecretKey
+}
+
+// MinIOServer is a MinIO process that a test can stop and start again on the same port and
+// data directory, to play an object-store outage.
+type MinIOServer struct {
+	// Endpoint is host:port (plain HTTP); AccessKey and SecretKey the root credentials.
+	Endpoint, AccessKey, SecretKey string
+
+	t    testing.TB
+	bin  string
+	dir  string
+	out  *Buffer
+	mu   sync.Mutex
+	stop func()
+}
+
+// StartMinIO is MinIO returning the server, which Stop and Start control. It is stopped when
+// the test ends.
+func StartMinIO(t testing.TB) *MinIOServer {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("testenv: -short: not starting MinIO")
 	}
-	bin := Tool(t, "minio")
-	accessKey, secretKey = "test"+rand.Text()[:16], rand.Text()
+	m := &MinIOServer{t: t, bin: Tool(t, "minio"), AccessKey: "test" + rand.Text()[:16], SecretKey: rand.Text(), out: &Buffer{}}
 	var lastErr error
 	// The free port is found by binding and closing it, so another process may take it before
 	// MinIO does: retry with a new port then.
 	for range 3 {
-		endpoint, lastErr = startMinIO(t, bin, accessKey, secretKey)
-		if lastErr == nil {
-			return endpoint, accessKey, secretKey
+		port, err := freePort()
+		if err != nil {
+			t.Fatalf("testenv: %v", err)
+		}
+		m.Endpoint = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+		m.dir = t.TempDir()
+		if lastErr = m.start(); lastErr == nil {
+			t.Cleanup(func() {
+				m.Stop()
+				if t.Failed() {
+					t.Logf("minio output:\n%s", m.out.String())
+				}
+			})
+			return m
 		}
 	}
 	t.Fatalf("testenv: starting MinIO: %v", lastErr)
-	return "", "", ""
+	return nil
 }
 
-func startMinIO(t testing.TB, bin, accessKey, secretKey string) (string, error) {
-	port, err := freePort()
-	if err != nil {
-		return "", err
+// Stop stops the server (SIGINT, then SIGKILL after ten seconds); the data stays.
+func (m *MinIOServer) Stop() {
+	m.mu.Lock()
+	stop := m.stop
+	m.stop = nil
+	m.mu.Unlock()
+	if stop != nil {
+		stop()
 	}
-	endpoint := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	dir := t.TempDir()
-	cmd := exec.Command(bin, "server", "--quiet",
-		"--address", endpoint,
-		"--certs-dir", filepath.Join(dir, "certs"),
-		filepath.Join(dir, "data"))
+}
+
+// Start starts a stopped server again on the same port and data, failing the test if it
+// cannot (another process may have taken the port meanwhile, which loopback tests make rare).
+func (m *MinIOServer) Start() {
+	m.t.Helper()
+	var err error
+	for range 3 {
+		if err = m.start(); err == nil {
+			return
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	m.t.Fatalf("testenv: restarting MinIO: %v", err)
+}
+
+func (m *MinIOServer) start() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.stop != nil {
+		return nil
+	}
+	cmd := exec.Command(m.bin, "server", "--quiet",
+		"--address", m.Endpoint,
+		"--certs-dir", filepath.Join(m.dir, "certs"),
+		filepath.Join(m.dir, "data"))
 	cmd.Env = append(os.Environ(),
-		"MINIO_ROOT_USER="+accessKey,
-		"MINIO_ROOT_PASSWORD="+secretKey,
+		"MINIO_ROOT_USER="+m.AccessKey,
+		"MINIO_ROOT_PASSWORD="+m.SecretKey,
 		"MINIO_BROWSER=off",
 		"MINIO_UPDATE=off",
 	)
-	out := &Buffer{}
-	cmd.Stdout, cmd.Stderr = out, out
+	cmd.Stdout, cmd.Stderr = m.out, m.out
 	setParentDeathSignal(cmd)
 	if err := cmd.Start(); err != nil {
-		return "", fmt.Errorf("%s: %w", bin, err)
+		return fmt.Errorf("%s: %w", m.bin, err)
 	}
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
@@ -77,17 +133,12 @@ func startMinIO(t testing.TB, bin, accessKey, secretKey string) (string, error) 
 			<-exited
 		}
 	}
-	if err := waitLive(endpoint, exited); err != nil {
+	if err := waitLive(m.Endpoint, exited); err != nil {
 		stop()
-		return "", fmt.Errorf("%w\nminio output:\n%s", err, out.String())
+		return fmt.Errorf("%w\nminio output:\n%s", err, m.out.String())
 	}
-	t.Cleanup(func() {
-		stop()
-		if t.Failed() {
-			t.Logf("minio output:\n%s", out.String())
-		}
-	})
-	return endpoint, nil
+	m.stop = stop
+	return nil
 }
 
 // waitLive polls MinIO's liveness endpoint until it answers 200, the process exits, or a

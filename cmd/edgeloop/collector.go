@@ -1,0 +1,67 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/edgeloop/edgeloop/collector"
+	"github.com/edgeloop/edgeloop/internal/telemetry"
+	"github.com/edgeloop/edgeloop/internal/version"
+)
+
+func runCollector(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("edgeloop collector", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var f serverFlags
+	f.register(fs, "collector")
+	if err := fs.Parse(args); err != nil {
+		return flagExit(err)
+	}
+	cfg, err := collector.LoadConfig(f.configFile)
+	if err != nil {
+		fmt.Fprintf(stderr, "edgeloop collector: invalid configuration:\n%v\n", err)
+		return exitUsage
+	}
+	if f.configCheck {
+		fmt.Fprintf(stdout, "configuration %s is valid\n", displayName(f.configFile))
+		return exitOK
+	}
+	base := telemetry.NewLogger(stderr, cfg.Log)
+	logger := base.With("component", "collector")
+	ctx, stop := signalContext()
+	defer stop()
+	tracing, err := telemetry.NewTracing(ctx, cfg.Tracing, "edgeloop-collector", version.Get().Version)
+	if err != nil {
+		logger.Error("cannot start tracing", "err", err)
+		return exitFailure
+	}
+	defer shutdownTracing(tracing, logger)
+	srv, err := collector.New(cfg, collector.Options{Logger: base, Tracing: tracing})
+	if err != nil {
+		logger.Error("cannot start", "err", err)
+		return exitFailure
+	}
+	// SIGHUP reloads the token files: revoking a stolen edge node's token needs no restart.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-hup:
+				_ = srv.Reload() // logged by Reload; the old credentials stay on error
+			}
+		}
+	}()
+	if err := srv.Run(ctx); err != nil {
+		logger.Error("stopped on error", "err", err)
+		return exitFailure
+	}
+	return exitOK
+}

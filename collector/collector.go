@@ -1,0 +1,309 @@
+package collector
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/edgeloop/edgeloop/collector/auth"
+	"github.com/edgeloop/edgeloop/collector/ingest"
+	"github.com/edgeloop/edgeloop/collector/shard"
+	"github.com/edgeloop/edgeloop/internal/fsutil"
+	"github.com/edgeloop/edgeloop/internal/objstore"
+	"github.com/edgeloop/edgeloop/internal/sample"
+	"github.com/edgeloop/edgeloop/internal/spool"
+	"github.com/edgeloop/edgeloop/internal/telemetry"
+	"github.com/edgeloop/edgeloop/internal/version"
+	"github.com/edgeloop/edgeloop/internal/web"
+)
+
+// WALMetricPrefix names the write-ahead log's metrics (the spool's, renamed).
+const WALMetricPrefix = "edgeloop_collector_wal"
+
+// Options are what a Server works with besides its configuration.
+type Options struct {
+	// Logger is the base logger; parts add component=collector, ingest, shard, auth.
+	Logger *slog.Logger
+	// Tracing continues the nodes' traces; nil means off.
+	Tracing *telemetry.Tracing
+	// Bucket replaces the one Config.Bucket names (tests, or a caller sharing one).
+	Bucket objstore.Bucket
+	// OnShard is called after each shard and its index are uploaded (see shard.Options).
+	OnShard func(ctx context.Context, key string, entries []sample.IndexEntry)
+	// Routes mounts more endpoints on the collector's mux (catalog, labels, datasets), with
+	// the Auth that guards them: wrap handlers in a.RequireOperator or a.RequireNode.
+	Routes func(mux *http.ServeMux, a *auth.Auth)
+}
+
+// Server is one collector instance. Build it with New, then Run it.
+type Server struct {
+	cfg      Config
+	logger   *slog.Logger
+	registry *prometheus.Registry
+	ready    *web.Readiness
+	auth     *auth.Auth
+	bucket   objstore.Bucket
+	ownsBkt  bool
+	wal      *spool.Spool
+	ingest   *ingest.Handler
+	builder  *shard.Builder
+	mux      *http.ServeMux
+	web      *web.Server
+	instance string
+}
+
+// New opens the bucket and the write-ahead log (recovering what a crash left), seeds the
+// duplicate set from the log, and binds the listener.
+func New(cfg Config, opts Options) (*Server, error) {
+	base := opts.Logger
+	if base == nil {
+		base = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg, logger: base.With("component", "collector"), registry: prometheus.NewRegistry(), ready: web.NewReadiness()}
+	s.registry.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		version.NewCollector("collector"),
+	)
+	var err error
+	if s.auth, err = auth.New(cfg.Auth, base.With("component", "auth")); err != nil {
+		return nil, fmt.Errorf("collector: %w", err)
+	}
+	s.bucket = opts.Bucket
+	if s.bucket == nil {
+		if s.bucket, err = objstore.Open(context.Background(), cfg.Bucket); err != nil {
+			return nil, fmt.Errorf("collector: bucket: %w", err)
+		}
+		s.ownsBkt = true
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			s.close()
+		}
+	}()
+	walID, err := loadWALID(cfg.WAL.Dir)
+	if err != nil {
+		return nil, err
+	}
+	s.instance = cfg.Instance + "-" + walID
+	s.wal, err = spool.Open(filepath.Join(cfg.WAL.Dir, "records"), s.spoolConfig(), spool.Options{
+		Registerer: s.registry, Logger: base.With("component", "wal"), MetricPrefix: WALMetricPrefix,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("collector: write-ahead log: %w", err)
+	}
+	dedup := ingest.NewDedup(cfg.Ingest.DedupKeys)
+	seeded, err := seedDedup(s.wal, dedup)
+	if err != nil {
+		return nil, fmt.Errorf("collector: %w", err)
+	}
+	s.builder, err = shard.New(cfg.Shards, shard.Options{
+		Instance: s.instance, Bucket: s.bucket, Log: s.wal, JournalPath: filepath.Join(cfg.WAL.Dir, "uploaded-shards"),
+		OnShard: opts.OnShard, Readiness: s.ready, Registerer: s.registry, Logger: base.With("component", "shard"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("collector: %w", err)
+	}
+	s.ingest, err = ingest.New(cfg.Ingest, ingest.Options{WAL: s.wal, Dedup: dedup, Appended: s.builder.Notify,
+		Registerer: s.registry, Logger: base.With("component", "ingest")})
+	if err != nil {
+		return nil, fmt.Errorf("collector: %w", err)
+	}
+	s.mux = web.NewMux(s.registry, s.registry, s.ready, cfg.Web.Pprof, s.logger)
+	var h http.Handler = s.mux
+	if opts.Tracing != nil {
+		h = traced(opts.Tracing, h)
+	}
+	s.ingest.Register(s.mux, s.auth)
+	if opts.Routes != nil {
+		opts.Routes(s.mux, s.auth)
+	}
+	if s.web, err = web.Listen(cfg.Web, h, s.logger); err != nil {
+		return nil, fmt.Errorf("collector: %w", err)
+	}
+	s.logger.Info("write-ahead log recovered", "records", s.wal.Stats().Records, "bytes", s.wal.Stats().Bytes, "keys_seeded", seeded)
+	ok = true
+	return s, nil
+}
+
+// traced continues the caller's trace (traceparent) in the request's context.
+func traced(t *telemetry.Tracing, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(w, r.WithContext(t.Extract(r.Context(), r.Header)))
+	})
+}
+
+// spoolConfig is the log's configuration: never drop a record; refuse (503) rather than
+// exceed the disk budget. Ingest refuses past max_wal_bytes first; the spool's own bound
+// leaves room for the batches in flight then.
+func (s *Server) spoolConfig() spool.Config {
+	c := spool.DefaultConfig()
+	c.MaxBytes = s.cfg.Ingest.MaxWALBytes + int64(s.cfg.Ingest.MaxConcurrent+1)*s.cfg.Ingest.MaxUncompressedBytes*2
+	c.MaxAge = 0
+	c.FullPolicy = spool.PolicyDropNewest
+	c.SegmentBytes = s.cfg.WAL.SegmentBytes
+	c.SyncInterval = s.cfg.WAL.SyncInterval
+	c.MaxRecordBytes = sample.MaxRecordBytes
+	return c
+}
+
+var walIDRE = regexp.MustCompile(`^[0-9a-f]{8}$`)
+
+// loadWALID returns the log's random id, creating it with the directory. It joins the instance
+// in shard names: a collector whose log disk is replaced starts its sequence numbers again,
+// and must not overwrite the shards its old log made.
+func loadWALID(dir string) (string, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", fmt.Errorf("collector: write-ahead log: %w", err)
+	}
+	path := filepath.Join(dir, "id")
+	b, err := os.ReadFile(path)
+	if err == nil {
+		id := strings.TrimSpace(string(b))
+		if !walIDRE.MatchString(id) {
+			return "", fmt.Errorf("collector: write-ahead log id %s: want 8 lowercase hex digits, got %.32q", path, id)
+		}
+		return id, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("collector: write-ahead log id: %w", err)
+	}
+	var r [4]byte
+	if _, err := rand.Read(r[:]); err != nil {
+		return "", fmt.Errorf("collector: write-ahead log id: %w", err)
+	}
+	id := hex.EncodeToString(r[:])
+	if err := fsutil.WriteNew(path, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("collector: write-ahead log id: %w", err)
+	}
+	return id, nil
+}
+
+// seedDedup remembers the keys of every record in the log: a resend of a batch whose answer a
+// crash cut off is a duplicate.
+func seedDedup(wal *spool.Spool, d *ingest.Dedup) (int, error) {
+	var after uint64
+	n := 0
+	for {
+		recs, err := wal.PeekAfter(after, 4096, 64<<20)
+		if err != nil {
+			return n, fmt.Errorf("seed duplicates from the write-ahead log: %w", err)
+		}
+		if len(recs) == 0 {
+			return n, nil
+		}
+		for _, r := range recs {
+			after = r.Seq
+			if key, ok := recordKey(r.Data); ok {
+				d.Seed(key)
+				n++
+			}
+		}
+	}
+}
+
+// recordKey reads the key from a record's metadata without validating the whole sample.
+func recordKey(b []byte) (string, bool) {
+	if len(b) < 5 || b[0] != sample.RecordVersion {
+		return "", false
+	}
+	n := binary.BigEndian.Uint32(b[1:])
+	if uint64(n) > uint64(len(b)-5) {
+		return "", false
+	}
+	var m struct {
+		Key string `json:"key"`
+	}
+	if json.Unmarshal(b[5:5+n], &m) != nil {
+		return "", false
+	}
+	return m.Key, true
+}
+
+// Addr is the address the collector listens on.
+func (s *Server) Addr() string { return s.web.Addr() }
+
+// Auth is the collector's authenticator, for handlers mounted with Handle.
+func (s *Server) Auth() *auth.Auth { return s.auth }
+
+// Handle mounts h on the collector's mux (see Options.Routes); call it before Run.
+func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// Bucket is the object store the shards go to.
+func (s *Server) Bucket() objstore.Bucket { return s.bucket }
+
+// Registry is the collector's metrics registry.
+func (s *Server) Registry() *prometheus.Registry { return s.registry }
+
+// Readiness lets mounted parts hold /readyz at 503.
+func (s *Server) Readiness() *web.Readiness { return s.ready }
+
+// Instance is the name shards carry: the configured instance and the log's id.
+func (s *Server) Instance() string { return s.instance }
+
+// WALStats is a snapshot of the write-ahead log.
+func (s *Server) WALStats() spool.Stats { return s.wal.Stats() }
+
+// Reload re-reads the token files and the client CA (SIGHUP); on error the old ones stay.
+func (s *Server) Reload() error { return s.auth.Reload() }
+
+// Run serves and builds shards until ctx is done, then stops, leaving what is not uploaded in
+// the log for the next start.
+func (s *Server) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.logger.Info("collector started", "listen", s.web.Addr(), "instance", s.instance, "bucket", fmt.Sprint(s.bucket))
+	var wg sync.WaitGroup
+	errc := make(chan error, 2)
+	wg.Go(func() {
+		if err := s.web.Serve(ctx); err != nil {
+			errc <- err
+			cancel()
+		}
+	})
+	wg.Go(func() {
+		if err := s.builder.Run(ctx); err != nil {
+			errc <- err
+			cancel()
+		}
+	})
+	wg.Wait()
+	close(errc)
+	errs := []error{}
+	for err := range errc {
+		errs = append(errs, err)
+	}
+	errs = append(errs, s.close())
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("collector: %w", err)
+	}
+	s.logger.Info("collector stopped")
+	return nil
+}
+
+func (s *Server) close() error {
+	var errs []error
+	if s.wal != nil {
+		errs = append(errs, s.wal.Close())
+	}
+	if s.ownsBkt && s.bucket != nil {
+		errs = append(errs, s.bucket.Close())
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,77 @@
+package ingest
+
+import (
+	"errors"
+
+	"github.com/edgeloop/edgeloop/internal/config"
+	"github.com/edgeloop/edgeloop/internal/sample"
+)
+
+// Config is the collector's `ingest:` section: the limits of docs/wire-format.md and the
+// collector's protection against overload.
+type Config struct {
+	// MaxBodyBytes bounds a request body as sent (compressed). Default 16 MiB; past it, 413.
+	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	// MaxUncompressedBytes bounds the tar stream, headers included. Default 64 MiB; past it, 413.
+	MaxUncompressedBytes int64 `yaml:"max_uncompressed_bytes"`
+	// MaxSamples bounds the distinct keys of a batch. Default 2,000; past it, 413.
+	MaxSamples int `yaml:"max_samples"`
+	// MaxConcurrent bounds the batches decoded at once, which bounds memory: each may hold up
+	// to max_uncompressed_bytes. Default 64; past it, 503 with Retry-After.
+	MaxConcurrent int `yaml:"max_concurrent"`
+	// MaxWALBytes is how much the write-ahead log may hold before ingest answers 503 with
+	// Retry-After: the backpressure that keeps an object-store outage from filling the disk.
+	// Default 8 GiB.
+	MaxWALBytes int64 `yaml:"max_wal_bytes"`
+	// DedupKeys is how many recent keys are remembered to answer resends as duplicates (about
+	// 50 bytes each). Default 1,000,000.
+	DedupKeys int `yaml:"dedup_keys"`
+	// RetryAfterSeconds is the Retry-After of a 503. Default 5.
+	RetryAfterSeconds int `yaml:"retry_after_seconds"`
+}
+
+// DefaultConfig returns the section's defaults: the limits of docs/wire-format.md.
+func DefaultConfig() Config {
+	return Config{
+		MaxBodyBytes:         16 << 20,
+		MaxUncompressedBytes: 64 << 20,
+		MaxSamples:           2000,
+		MaxConcurrent:        64,
+		MaxWALBytes:          8 << 30,
+		DedupKeys:            1_000_000,
+		RetryAfterSeconds:    5,
+	}
+}
+
+// Validate checks the section, naming fields relative to it.
+func (c Config) Validate() error {
+	var errs []error
+	if c.MaxBodyBytes <= 0 {
+		errs = append(errs, config.Errorf("max_body_bytes", "must be positive, got %d", c.MaxBodyBytes))
+	}
+	if c.MaxUncompressedBytes < sample.MaxRecordBytes {
+		// Smaller, and a sample at the format's limits could never be sent.
+		errs = append(errs, config.Errorf("max_uncompressed_bytes", "must be at least %d (one sample at the format's limits), got %d", sample.MaxRecordBytes, c.MaxUncompressedBytes))
+	}
+	if c.MaxSamples <= 0 {
+		errs = append(errs, config.Errorf("max_samples", "must be positive, got %d", c.MaxSamples))
+	}
+	if c.MaxConcurrent <= 0 {
+		errs = append(errs, config.Errorf("max_concurrent", "must be positive, got %d", c.MaxConcurrent))
+	}
+	if c.MaxWALBytes <= 0 {
+		errs = append(errs, config.Errorf("max_wal_bytes", "must be positive, got %d", c.MaxWALBytes))
+	}
+	if c.DedupKeys <= 0 {
+		errs = append(errs, config.Errorf("dedup_keys", "must be positive, got %d", c.DedupKeys))
+	}
+	if c.RetryAfterSeconds <= 0 {
+		errs = append(errs, config.Errorf("retry_after_seconds", "must be positive, got %d", c.RetryAfterSeconds))
+	}
+	return errors.Join(errs...)
+}
+
+// Limits returns the limits ReadTar enforces.
+func (c Config) Limits() sample.Limits {
+	return sample.Limits{MaxSamples: c.MaxSamples, MaxMemberBytes: sample.MaxInputBytes, MaxTotalBytes: c.MaxUncompressedBytes}
+}

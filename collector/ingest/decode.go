@@ -1,0 +1,93 @@
+// Package ingest is the collector's ingest endpoint, POST /v1/samples and GET /v1/limits, as
+// docs/wire-format.md specifies it: it authenticates the node (package auth), decodes the
+// zstd-compressed tar within limits, rejects invalid samples one by one, drops samples it
+// already holds (duplicates), and answers 200 only once every accepted sample is fsynced in
+// the write-ahead log.
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+
+	"github.com/edgeloop/edgeloop/internal/sample"
+)
+
+// Errors of Decode that decide the answer's status.
+var (
+	// ErrUnsupported is a Content-Encoding other than zstd or identity: 415.
+	ErrUnsupported = errors.New("unsupported content encoding")
+	// ErrTooLarge is a batch past a limit on the whole: 413. It wraps sample.ErrTooLarge's
+	// cases and the body limit.
+	ErrTooLarge = errors.New("batch too large")
+)
+
+// maxWindow is the largest zstd window accepted (docs/wire-format.md): zstd's standard
+// levels stay within it, and it bounds the decoder's memory.
+const maxWindow = 8 << 20
+
+// Decoder turns request bodies into samples. It keeps zstd decoders for reuse, since each
+// costs allocations worth more than a small batch; it is safe for concurrent use.
+type Decoder struct {
+	lim   sample.Limits
+	zstds sync.Pool
+}
+
+// NewDecoder returns a Decoder enforcing lim on the uncompressed tar.
+func NewDecoder(lim sample.Limits) *Decoder { return &Decoder{lim: lim} }
+
+// Decode reads a batch: body is the request body as sent, encoding its Content-Encoding
+// ("zstd", "identity" or ""). It returns the valid samples and the rejected ones, or an error
+// wrapping ErrUnsupported (415), ErrTooLarge (413), or neither (400: unreadable).
+func (d *Decoder) Decode(body io.Reader, encoding string) ([]*sample.Sample, []sample.Rejection, error) {
+	var r io.Reader
+	switch encoding {
+	case "", "identity":
+		r = body
+	case "zstd":
+		zr, err := d.zstd(body)
+		if err != nil {
+			return nil, nil, fmt.Errorf("ingest: zstd: %w", err)
+		}
+		defer d.release(zr)
+		r = zr
+	default:
+		return nil, nil, fmt.Errorf("ingest: %w %.64q: send zstd or no Content-Encoding", ErrUnsupported, encoding)
+	}
+	samples, rejected, err := sample.ReadTar(r, d.lim)
+	if err != nil {
+		if errors.Is(err, sample.ErrTooLarge) || errors.Is(err, ErrTooLarge) {
+			return nil, nil, fmt.Errorf("ingest: %w: %w", ErrTooLarge, err)
+		}
+		return nil, nil, fmt.Errorf("ingest: %w", err)
+	}
+	return samples, rejected, nil
+}
+
+func (d *Decoder) zstd(r io.Reader) (*zstd.Decoder, error) {
+	if zr, ok := d.zstds.Get().(*zstd.Decoder); ok {
+		if err := zr.Reset(r); err != nil {
+			zr.Close()
+			return nil, err
+		}
+		return zr, nil
+	}
+	return zstd.NewReader(r,
+		zstd.WithDecoderConcurrency(1), // one goroutine per request; requests run in parallel
+		zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderMaxWindow(maxWindow),
+		zstd.WithDecoderMaxMemory(uint64(d.lim.MaxTotalBytes)+maxWindow),
+	)
+}
+
+func (d *Decoder) release(zr *zstd.Decoder) {
+	// Drop the reference to the body so a pooled decoder does not pin a finished request.
+	if err := zr.Reset(nil); err != nil {
+		zr.Close()
+		return
+	}
+	d.zstds.Put(zr)
+}

@@ -1,0 +1,411 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edgeloop/edgeloop/collector/auth"
+	"github.com/edgeloop/edgeloop/internal/sample"
+	"github.com/edgeloop/edgeloop/internal/spool"
+)
+
+// The reasons of edgeloop_collector_samples_rejected_total.
+const (
+	// ReasonInvalid counts samples that break a rule of the format.
+	ReasonInvalid = "invalid"
+	// ReasonNodeMismatch counts samples whose node is not the credential's.
+	ReasonNodeMismatch = "node_mismatch"
+)
+
+// WAL is what ingest needs of the write-ahead log (a *spool.Spool).
+type WAL interface {
+	// Append writes one record (not yet durable).
+	Append(ctx context.Context, data []byte) (uint64, error)
+	// Sync makes every record appended so far durable; concurrent callers share fsyncs.
+	Sync() error
+	// Stats tells how much the log holds.
+	Stats() spool.Stats
+}
+
+// Options are what a Handler works with besides its configuration.
+type Options struct {
+	// WAL receives accepted samples, one record (sample.MarshalRecord) each.
+	WAL WAL
+	// Dedup remembers stored keys; nil makes one of Config.DedupKeys.
+	Dedup *Dedup
+	// Appended is called after records were appended and synced, to wake the shard builder.
+	Appended func()
+	// Registerer takes the ingest metrics; nil registers none.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	// Now is the clock of node_last_seen; nil means time.Now.
+	Now func() time.Time
+}
+
+// Handler serves POST /v1/samples and GET /v1/limits behind auth.RequireNode.
+type Handler struct {
+	cfg     Config
+	opts    Options
+	logger  *slog.Logger
+	decoder *Decoder
+	dedup   *Dedup
+	sem     chan struct{}
+	m       *metrics
+	limits  []byte // the JSON of GET /v1/limits
+}
+
+// New returns the ingest handler.
+func New(cfg Config, opts Options) (*Handler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("ingest: config: %w", err)
+	}
+	if opts.WAL == nil {
+		return nil, errors.New("ingest: no write-ahead log")
+	}
+	h := &Handler{cfg: cfg, opts: opts, logger: opts.Logger, decoder: NewDecoder(cfg.Limits()), dedup: opts.Dedup,
+		sem: make(chan struct{}, cfg.MaxConcurrent)}
+	if h.logger == nil {
+		h.logger = slog.New(slog.DiscardHandler)
+	}
+	if h.opts.Now == nil {
+		h.opts.Now = time.Now
+	}
+	if h.dedup == nil {
+		h.dedup = NewDedup(cfg.DedupKeys)
+	}
+	if h.opts.Appended == nil {
+		h.opts.Appended = func() {}
+	}
+	h.limits, _ = json.Marshal(h.limitsBody())
+	h.m = newMetrics()
+	if opts.Registerer != nil {
+		if err := h.m.register(opts.Registerer); err != nil {
+			return nil, fmt.Errorf("ingest: register metrics: %w", err)
+		}
+	}
+	return h, nil
+}
+
+// Dedup is the handler's set of stored keys.
+func (h *Handler) Dedup() *Dedup { return h.dedup }
+
+// Inflight is the number of batches being handled now.
+func (h *Handler) Inflight() int { return len(h.sem) }
+
+func (h *Handler) limitsBody() map[string]int64 {
+	return map[string]int64{
+		"max_body_bytes":         h.cfg.MaxBodyBytes,
+		"max_uncompressed_bytes": h.cfg.MaxUncompressedBytes,
+		"max_samples":            int64(h.cfg.MaxSamples),
+		"max_member_bytes":       sample.MaxInputBytes,
+	}
+}
+
+// Register mounts the endpoints on mux behind a's node authentication, counting every answer
+// (401s included) in edgeloop_collector_requests_total.
+func (h *Handler) Register(mux *http.ServeMux, a *auth.Auth) {
+	mux.Handle("POST /v1/samples", h.count(a.RequireNode(http.HandlerFunc(h.serveSamples))))
+	mux.Handle("GET /v1/limits", h.count(a.RequireNode(http.HandlerFunc(h.serveLimits))))
+}
+
+// Result is the body of a 200 (docs/wire-format.md).
+type Result struct {
+	Accepted   int         `json:"accepted"`
+	Duplicates int         `json:"duplicates"`
+	Rejected   []Rejection `json:"rejected"`
+}
+
+// Rejection is one rejected sample of a Result.
+type Rejection struct {
+	Key   string `json:"key"`
+	Error string `json:"error"`
+}
+
+func (h *Handler) serveLimits(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(h.limits)
+}
+
+func (h *Handler) unavailable(w http.ResponseWriter, msg string) {
+	w.Header().Set("Retry-After", strconv.Itoa(h.cfg.RetryAfterSeconds))
+	auth.Error(w, http.StatusServiceUnavailable, msg)
+}
+
+func (h *Handler) tooLarge(w http.ResponseWriter, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusRequestEntityTooLarge)
+	b, _ := json.Marshal(map[string]any{"error": msg, "limits": h.limitsBody()})
+	w.Write(append(b, '\n'))
+}
+
+func (h *Handler) serveSamples(w http.ResponseWriter, r *http.Request) {
+	node, _ := auth.NodeFrom(r.Context())
+	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-tar" {
+		auth.Error(w, http.StatusUnsupportedMediaType, "Content-Type must be application/x-tar")
+		return
+	}
+	enc := r.Header.Get("Content-Encoding")
+	if enc != "" && enc != "zstd" && enc != "identity" {
+		auth.Error(w, http.StatusUnsupportedMediaType, fmt.Sprintf("unsupported Content-Encoding %.64q: send zstd or none", enc))
+		return
+	}
+	if r.ContentLength > h.cfg.MaxBodyBytes {
+		h.tooLarge(w, fmt.Sprintf("body of %d bytes is above the limit of %d", r.ContentLength, h.cfg.MaxBodyBytes))
+		return
+	}
+	select {
+	case h.sem <- struct{}{}:
+		defer func() { <-h.sem }()
+	default:
+		h.unavailable(w, fmt.Sprintf("overloaded: %d batches in flight", h.cfg.MaxConcurrent))
+		return
+	}
+	if held := h.opts.WAL.Stats().Bytes; held > h.cfg.MaxWALBytes {
+		// The object store is behind (down, or slower than ingest): refuse rather than fill
+		// the disk; the nodes keep their samples in their own spools meanwhile.
+		h.unavailable(w, fmt.Sprintf("write-ahead log full: %d bytes waiting for the object store, limit %d", held, h.cfg.MaxWALBytes))
+		return
+	}
+	body := &countingReader{r: http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes)}
+	samples, rejected, err := h.decoder.Decode(body, enc)
+	h.m.receivedBytes.Add(float64(body.n))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe):
+			h.tooLarge(w, fmt.Sprintf("body is above the limit of %d bytes", h.cfg.MaxBodyBytes))
+		case errors.Is(err, ErrTooLarge):
+			h.tooLarge(w, err.Error())
+		case errors.Is(err, ErrUnsupported):
+			auth.Error(w, http.StatusUnsupportedMediaType, err.Error())
+		default:
+			auth.Error(w, http.StatusBadRequest, "unreadable batch: "+err.Error())
+		}
+		return
+	}
+	res, status, msg := h.store(r.Context(), node, samples, rejected)
+	nm := h.m.node(node)
+	nm.received.Add(float64(len(samples) + len(rejected)))
+	if status != http.StatusOK {
+		h.unavailable(w, msg)
+		return
+	}
+	nm.accepted.Add(float64(res.Accepted))
+	nm.duplicate.Add(float64(res.Duplicates))
+	nm.lastSeen.Set(float64(h.opts.Now().UnixNano()) / 1e9)
+	w.Header().Set("Content-Type", "application/json")
+	b, _ := json.Marshal(res)
+	w.Write(append(b, '\n'))
+}
+
+// store appends the new samples to the WAL and makes them durable. A status other than 200
+// means the WAL failed; samples appended before the failure stay (a resend finds them as
+// duplicates).
+func (h *Handler) store(ctx context.Context, node string, samples []*sample.Sample, rejected []sample.Rejection) (Result, int, string) {
+	res := Result{Rejected: make([]Rejection, 0, len(rejected))}
+	for _, rj := range rejected {
+		res.Rejected = append(res.Rejected, Rejection{Key: rj.Key, Error: rj.Err.Error()})
+		h.m.rejected[ReasonInvalid].Inc()
+	}
+	claims := make([]*Claim, 0, len(samples))
+	records := make([][]byte, 0, len(samples))
+	defer func() {
+		for _, c := range claims {
+			c.Done(false) // no-op for the claims completed below
+		}
+	}()
+	for _, s := range samples {
+		if s.Meta.Node != node {
+			res.Rejected = append(res.Rejected, Rejection{Key: s.Meta.Key, Error: "node mismatch: the credential is bound to " + node})
+			h.m.rejected[ReasonNodeMismatch].Inc()
+			continue
+		}
+		c, err := h.dedup.Reserve(ctx, s.Meta.Key)
+		if err != nil {
+			return res, http.StatusServiceUnavailable, "cancelled while waiting for a concurrent write of the same sample"
+		}
+		if c == nil {
+			res.Duplicates++
+			continue
+		}
+		rec, err := s.MarshalRecord()
+		if err != nil { // ReadTar validated it; cannot happen, but never store what does not decode
+			c.Done(false)
+			res.Rejected = append(res.Rejected, Rejection{Key: s.Meta.Key, Error: err.Error()})
+			h.m.rejected[ReasonInvalid].Inc()
+			continue
+		}
+		claims = append(claims, c)
+		records = append(records, rec)
+	}
+	appended := 0
+	var werr error
+	for _, rec := range records {
+		if _, werr = h.opts.WAL.Append(ctx, rec); werr != nil {
+			break
+		}
+		appended++
+	}
+	if appended > 0 {
+		if err := h.opts.WAL.Sync(); err != nil && werr == nil {
+			werr = err
+		}
+	}
+	// What was written is in the log and will reach a shard: remember it as stored even
+	// when the batch as a whole fails, so a resend does not store it twice.
+	for i := range appended {
+		claims[i].Done(true)
+	}
+	if appended > 0 {
+		h.opts.Appended()
+	}
+	if werr != nil {
+		h.logger.Error("write-ahead log: cannot store a batch", "node", node, "err", werr)
+		msg := "write-ahead log unavailable"
+		if errors.Is(werr, spool.ErrFull) {
+			msg = "write-ahead log full"
+		}
+		return res, http.StatusServiceUnavailable, msg
+	}
+	res.Accepted = appended
+	return res, http.StatusOK, ""
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+// statusRecorder remembers the status a handler wrote.
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+// count counts each answer by status and the requests in flight.
+func (h *Handler) count(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.m.inflight.Inc()
+		defer h.m.inflight.Dec()
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		if rec.code == 0 {
+			rec.code = http.StatusOK
+		}
+		h.m.code(rec.code).Inc()
+	})
+}
+
+// metrics are the ingest series, documented in docs/metrics.md.
+type metrics struct {
+	received, accepted, duplicate *prometheus.CounterVec
+	lastSeen                      *prometheus.GaugeVec
+	rejectedVec                   *prometheus.CounterVec
+	rejected                      map[string]prometheus.Counter
+	requests                      *prometheus.CounterVec
+	receivedBytes                 prometheus.Counter
+	inflight                      prometheus.Gauge
+
+	mu    sync.Mutex
+	nodes map[string]*nodeMetrics // cached children: the hot path skips WithLabelValues
+	codes map[int]prometheus.Counter
+}
+
+type nodeMetrics struct {
+	received, accepted, duplicate prometheus.Counter
+	lastSeen                      prometheus.Gauge
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeloop_collector_samples_received_total",
+			Help: "Samples received (distinct keys of 200-answered and failed batches that decoded), by node."}, []string{"node"}),
+		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeloop_collector_samples_accepted_total",
+			Help: "Samples stored durably in the write-ahead log, by node."}, []string{"node"}),
+		duplicate: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeloop_collector_samples_duplicate_total",
+			Help: "Samples received again while still remembered (resends), not stored twice, by node."}, []string{"node"}),
+		lastSeen: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "edgeloop_collector_node_last_seen_timestamp_seconds",
+			Help: "Unix time of the node's last batch answered 200: what a 'node silent' alert compares with time()."}, []string{"node"}),
+		rejectedVec: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeloop_collector_samples_rejected_total",
+			Help: "Samples rejected in a 200 answer, by reason: invalid (breaks the format), node_mismatch (claims another node than its credential's)."}, []string{"reason"}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeloop_collector_requests_total",
+			Help: "Ingest API answers (/v1/samples, /v1/limits), by HTTP status code."}, []string{"code"}),
+		receivedBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeloop_collector_received_bytes_total",
+			Help: "Request body bytes read by ingest, as sent (compressed)."}),
+		inflight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "edgeloop_collector_inflight_requests",
+			Help: "Ingest API requests being handled now."}),
+		rejected: map[string]prometheus.Counter{},
+		nodes:    map[string]*nodeMetrics{},
+		codes:    map[int]prometheus.Counter{},
+	}
+	for _, r := range []string{ReasonInvalid, ReasonNodeMismatch} {
+		m.rejected[r] = m.rejectedVec.WithLabelValues(r)
+	}
+	for _, c := range []int{200, 400, 401, 403, 413, 415, 503} {
+		m.codes[c] = m.requests.WithLabelValues(strconv.Itoa(c))
+	}
+	return m
+}
+
+func (m *metrics) register(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{m.received, m.accepted, m.duplicate, m.lastSeen, m.rejectedVec, m.requests, m.receivedBytes, m.inflight} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (m *metrics) node(id string) *nodeMetrics {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	n := m.nodes[id]
+	if n == nil {
+		n = &nodeMetrics{received: m.received.WithLabelValues(id), accepted: m.accepted.WithLabelValues(id),
+			duplicate: m.duplicate.WithLabelValues(id), lastSeen: m.lastSeen.WithLabelValues(id)}
+		m.nodes[id] = n
+	}
+	return n
+}
+
+func (m *metrics) code(c int) prometheus.Counter {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	cnt := m.codes[c]
+	if cnt == nil {
+		cnt = m.requests.WithLabelValues(strconv.Itoa(c))
+		m.codes[c] = cnt
+	}
+	return cnt
+}

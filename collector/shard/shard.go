@@ -1,0 +1,499 @@
+// Package shard is the collector's shard builder: it reads the write-ahead log in order,
+// groups samples by model, version and UTC hour of their prediction time into tar shards with
+// a JSONL index, uploads them to the object store, and acks the log behind them.
+//
+// Shards are deterministic functions of the log, so that a crash never stores a sample twice:
+// a shard is named by the sequence number of its first record, and the decisions to cut it
+// depend only on the records (their order, sizes, and the times the log stamped on them).
+// After a crash the records not yet acked are read again and make the same shards under the
+// same names, overwriting what was uploaded; the records of shards uploaded in full but not yet
+// acked (an older shard of another group held the ack back) are listed in a small journal and
+// skipped. docs/collector.md explains the guarantees.
+package shard
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edgeloop/edgeloop/internal/config"
+	"github.com/edgeloop/edgeloop/internal/objstore"
+	"github.com/edgeloop/edgeloop/internal/sample"
+	"github.com/edgeloop/edgeloop/internal/spool"
+	"github.com/edgeloop/edgeloop/internal/web"
+)
+
+// Config is the collector's `shards:` section.
+type Config struct {
+	// TargetBytes cuts a shard once its samples' records add up to this many bytes. Default
+	// 64 MiB: large enough that object-store requests cost little per sample, small enough
+	// that a trainer can shuffle shards.
+	TargetBytes int64 `yaml:"target_bytes"`
+	// MaxAge cuts a shard once its oldest sample has waited this long in the log, so that a
+	// quiet model's samples still reach the object store. Default 5m.
+	MaxAge time.Duration `yaml:"max_age"`
+	// UploadTimeout bounds one attempt to upload a shard and its index. Default 5m.
+	UploadTimeout time.Duration `yaml:"upload_timeout"`
+	// UploadConcurrency is how many shards upload at once. Default 2.
+	UploadConcurrency int `yaml:"upload_concurrency"`
+	// Retry is the backoff between failed uploads.
+	Retry RetryConfig `yaml:"retry"`
+}
+
+// RetryConfig is capped exponential backoff with full jitter.
+type RetryConfig struct {
+	// InitialBackoff is the first wait. Default 1s.
+	InitialBackoff time.Duration `yaml:"initial_backoff"`
+	// MaxBackoff caps the wait. Default 1m.
+	MaxBackoff time.Duration `yaml:"max_backoff"`
+}
+
+// DefaultConfig returns the section's defaults.
+func DefaultConfig() Config {
+	return Config{
+		TargetBytes:       64 << 20,
+		MaxAge:            5 * time.Minute,
+		UploadTimeout:     5 * time.Minute,
+		UploadConcurrency: 2,
+		Retry:             RetryConfig{InitialBackoff: time.Second, MaxBackoff: time.Minute},
+	}
+}
+
+// Validate checks the section, naming fields relative to it.
+func (c Config) Validate() error {
+	var errs []error
+	if c.TargetBytes < 1<<10 || c.TargetBytes > 4<<30 {
+		errs = append(errs, config.Errorf("target_bytes", "must be between 1024 and 4 GiB, got %d", c.TargetBytes))
+	}
+	if c.MaxAge <= 0 {
+		errs = append(errs, config.Errorf("max_age", "must be positive, got %s", c.MaxAge))
+	}
+	if c.UploadTimeout <= 0 {
+		errs = append(errs, config.Errorf("upload_timeout", "must be positive, got %s", c.UploadTimeout))
+	}
+	if c.UploadConcurrency < 1 || c.UploadConcurrency > 64 {
+		errs = append(errs, config.Errorf("upload_concurrency", "must be between 1 and 64, got %d", c.UploadConcurrency))
+	}
+	if c.Retry.InitialBackoff <= 0 {
+		errs = append(errs, config.Errorf("retry.initial_backoff", "must be positive, got %s", c.Retry.InitialBackoff))
+	}
+	if c.Retry.MaxBackoff < c.Retry.InitialBackoff {
+		errs = append(errs, config.Errorf("retry.max_backoff", "must be at least retry.initial_backoff (%s), got %s", c.Retry.InitialBackoff, c.Retry.MaxBackoff))
+	}
+	return errors.Join(errs...)
+}
+
+// Log is what the builder needs of the write-ahead log (a *spool.Spool).
+type Log interface {
+	PeekAfter(after uint64, max int, maxBytes int64) ([]spool.Record, error)
+	Ack(through uint64) error
+}
+
+// Options are what a Builder works with besides its configuration.
+type Options struct {
+	// Instance names this collector (and its log) in shard names, so that collectors sharing
+	// a bucket never write the same key.
+	Instance string
+	// Bucket receives the shards.
+	Bucket objstore.Bucket
+	// Log is the write-ahead log the shards are built from.
+	Log Log
+	// JournalPath is the file listing uploaded shards not yet acked (beside the log).
+	JournalPath string
+	// OnShard, when set, is called after a shard and its index are uploaded, with the shard's
+	// key (".tar") and its index entries. The catalog subscribes here. It runs on an upload
+	// goroutine: a slow OnShard slows uploads.
+	OnShard func(ctx context.Context, key string, entries []sample.IndexEntry)
+	// Readiness gets the reason "objstore" while uploads fail.
+	Readiness *web.Readiness
+	// Registerer takes the builder's metrics; nil registers none.
+	Registerer prometheus.Registerer
+	Logger     *slog.Logger
+	// Now is the clock that ages open shards; nil means time.Now. It must be the log's clock.
+	Now func() time.Time
+}
+
+// ReadinessKey is the Readiness condition the builder sets while the object store fails.
+const ReadinessKey = "objstore"
+
+// groupKey is what a shard holds samples of.
+type groupKey struct {
+	model, version string
+	hour           int64 // Unix hours of the prediction time, UTC
+}
+
+// shard is an open or uploading shard.
+type shard struct {
+	group     groupKey
+	first     uint64    // seq of its first record: its name
+	firstTime time.Time // when the log stamped that record
+	samples   []*sample.Sample
+	seqs      []uint64
+	keys      map[string]bool
+	bytes     int64
+}
+
+// Key returns the shard's object key without extension.
+func (b *Builder) key(sh *shard) string {
+	t := time.Unix(sh.group.hour*3600, 0).UTC()
+	return fmt.Sprintf("samples/%s/%s/dt=%s/hour=%02d/%s-%020d", sh.group.model, sh.group.version, t.Format("2006-01-02"), t.Hour(), b.opts.Instance, sh.first)
+}
+
+// Builder builds and uploads shards. Run it once.
+type Builder struct {
+	cfg    Config
+	opts   Options
+	logger *slog.Logger
+	m      *metrics
+	wake   chan struct{}
+
+	mu       sync.Mutex
+	open     map[groupKey]*shard
+	pending  map[uint64]*shard // open and cut shards not yet uploaded, by first seq
+	lastRead uint64
+	acked    uint64
+	skip     map[uint64]bool // records of shards uploaded before a restart
+	journal  *journal
+}
+
+// New loads the journal; Run starts the work.
+func New(cfg Config, opts Options) (*Builder, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("shard: config: %w", err)
+	}
+	if opts.Bucket == nil || opts.Log == nil || opts.Instance == "" || opts.JournalPath == "" {
+		return nil, errors.New("shard: Bucket, Log, Instance and JournalPath are required")
+	}
+	j, err := loadJournal(opts.JournalPath)
+	if err != nil {
+		return nil, err
+	}
+	b := &Builder{cfg: cfg, opts: opts, logger: opts.Logger, wake: make(chan struct{}, 1),
+		open: map[groupKey]*shard{}, pending: map[uint64]*shard{}, skip: j.skipSet(), journal: j}
+	if b.logger == nil {
+		b.logger = slog.New(slog.DiscardHandler)
+	}
+	if b.opts.Now == nil {
+		b.opts.Now = time.Now
+	}
+	b.m = newMetrics(b)
+	if opts.Registerer != nil {
+		if err := b.m.register(opts.Registerer); err != nil {
+			return nil, fmt.Errorf("shard: register metrics: %w", err)
+		}
+	}
+	return b, nil
+}
+
+// Notify wakes the builder: records were appended.
+func (b *Builder) Notify() {
+	select {
+	case b.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Pending is the number of shards open or waiting for upload.
+func (b *Builder) Pending() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.pending)
+}
+
+// peekRecords and peekBytes bound one read of the log: small enough that the records of one
+// read (which share a buffer) do not pin much memory after most are uploaded.
+const (
+	peekRecords = 512
+	peekBytes   = 4 << 20
+)
+
+// Run builds and uploads shards until ctx is done. Open shards stay in the log for the next
+// start.
+func (b *Builder) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cuts := make(chan *shard)
+	var wg sync.WaitGroup
+	for range b.cfg.UploadConcurrency {
+		wg.Go(func() {
+			for sh := range cuts {
+				b.upload(ctx, sh)
+			}
+		})
+	}
+	defer wg.Wait()
+	defer close(cuts)
+	send := func(list []*shard) bool {
+		for _, sh := range list {
+			select {
+			case cuts <- sh:
+			case <-ctx.Done():
+				return false
+			}
+		}
+		return true
+	}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		now := b.opts.Now()
+		b.mu.Lock()
+		after := b.lastRead
+		b.mu.Unlock()
+		recs, err := b.opts.Log.PeekAfter(after, peekRecords, peekBytes)
+		if err != nil {
+			if errors.Is(err, spool.ErrClosed) || ctx.Err() != nil {
+				return nil
+			}
+			b.logger.Error("shard: cannot read the write-ahead log", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		var ready []*shard
+		b.mu.Lock()
+		for _, r := range recs {
+			ready = b.processLocked(r, ready)
+		}
+		var next time.Duration
+		if len(recs) == 0 {
+			// Everything appended before now has been read, so a shard due by now is cut
+			// where a replay of the log would cut it too (before the first later record).
+			ready = b.cutExpiredLocked(now, ready)
+			next = b.nextDueLocked(now)
+		}
+		b.advanceLocked()
+		b.mu.Unlock()
+		if !send(ready) {
+			return nil
+		}
+		if len(recs) > 0 {
+			continue
+		}
+		timer.Reset(next)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-b.wake:
+		case <-timer.C:
+		}
+	}
+}
+
+// processLocked adds one record to its shard, cutting what it makes due.
+func (b *Builder) processLocked(r spool.Record, ready []*shard) []*shard {
+	ready = b.cutExpiredLocked(r.Time, ready)
+	b.lastRead = r.Seq
+	if b.skip[r.Seq] {
+		delete(b.skip, r.Seq)
+		return ready
+	}
+	s, err := sample.UnmarshalRecord(r.Data)
+	if err != nil {
+		// The log checked the record's CRC, so this is a bug or a format change: keep going,
+		// loudly, rather than block every later sample.
+		b.m.undecodable.Inc()
+		b.logger.Error("shard: a write-ahead log record does not decode; skipping it", "seq", r.Seq, "err", err)
+		return ready
+	}
+	g := groupKey{model: s.Meta.Model, version: s.Meta.Version, hour: s.Meta.Time.Unix() / 3600}
+	if s.Meta.Time.Unix() < 0 {
+		g.hour = (s.Meta.Time.Unix() - 3599) / 3600
+	}
+	sh := b.open[g]
+	if sh == nil {
+		sh = &shard{group: g, first: r.Seq, firstTime: r.Time, keys: map[string]bool{}}
+		b.open[g] = sh
+		b.pending[r.Seq] = sh
+	}
+	if sh.keys[s.Meta.Key] {
+		// The same sample twice in the log (its first copy left the dedup window): one shard
+		// holds it once.
+		return ready
+	}
+	sh.keys[s.Meta.Key] = true
+	sh.samples = append(sh.samples, s)
+	sh.seqs = append(sh.seqs, r.Seq)
+	sh.bytes += int64(len(r.Data))
+	if sh.bytes >= b.cfg.TargetBytes {
+		delete(b.open, g)
+		ready = append(ready, sh)
+	}
+	return ready
+}
+
+// cutExpiredLocked cuts the open shards whose first record is MaxAge old at t.
+func (b *Builder) cutExpiredLocked(t time.Time, ready []*shard) []*shard {
+	for g, sh := range b.open {
+		if !t.Before(sh.firstTime.Add(b.cfg.MaxAge)) {
+			delete(b.open, g)
+			ready = append(ready, sh)
+		}
+	}
+	return ready
+}
+
+// nextDueLocked is how long until the next open shard is due.
+func (b *Builder) nextDueLocked(now time.Time) time.Duration {
+	next := b.cfg.MaxAge
+	for _, sh := range b.open {
+		next = min(next, sh.firstTime.Add(b.cfg.MaxAge).Sub(now))
+	}
+	return max(next, time.Millisecond)
+}
+
+// advanceLocked acks the log through the last record such that every record at or below it
+// is in an uploaded shard (or needs none).
+func (b *Builder) advanceLocked() {
+	through := b.lastRead
+	for first := range b.pending {
+		through = min(through, first-1)
+	}
+	if through <= b.acked {
+		return
+	}
+	if err := b.opts.Log.Ack(through); err != nil {
+		if !errors.Is(err, spool.ErrClosed) {
+			b.logger.Error("shard: cannot ack the write-ahead log", "through", through, "err", err)
+		}
+		return
+	}
+	b.acked = through
+}
+
+// upload puts the shard and its index, retrying until it succeeds or ctx ends, then records
+// it in the journal and acks what it allows.
+func (b *Builder) upload(ctx context.Context, sh *shard) {
+	key := b.key(sh)
+	entries := make([]sample.IndexEntry, len(sh.samples))
+	var index bytes.Buffer
+	tarSize := int64(1024) // the end-of-archive marker
+	for i, s := range sh.samples {
+		e := s.Index()
+		entries[i] = e
+		line, _ := json.Marshal(e)
+		index.Write(line)
+		index.WriteByte('\n')
+		tarSize += 512 + pad512(e.Bytes-int64(len(s.Input))) + 512 + pad512(int64(len(s.Input)))
+	}
+	backoff := b.cfg.Retry.InitialBackoff
+	for attempt := 1; ; attempt++ {
+		start := time.Now()
+		err := b.put(ctx, key, sh.samples, tarSize, index.Bytes())
+		if err == nil {
+			b.m.duration.Observe(time.Since(start).Seconds())
+			b.m.uploads.WithLabelValues("success").Inc()
+			b.m.bytes.Add(float64(tarSize + int64(index.Len())))
+			if b.opts.Readiness != nil {
+				b.opts.Readiness.Ready(ReadinessKey)
+			}
+			break
+		}
+		if ctx.Err() != nil {
+			return // stopping: the shard is rebuilt from the log at the next start
+		}
+		b.m.uploads.WithLabelValues("failure").Inc()
+		b.m.objstoreErrors.Inc()
+		if b.opts.Readiness != nil {
+			b.opts.Readiness.NotReady(ReadinessKey, "object store unreachable: "+err.Error())
+		}
+		wait := time.Duration(rand.Int64N(int64(backoff)) + 1)
+		b.logger.Warn("shard: upload failed; retrying", "shard", key, "attempt", attempt, "retry_in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		backoff = min(2*backoff, b.cfg.Retry.MaxBackoff)
+	}
+	b.logger.Debug("shard: uploaded", "shard", key+".tar", "samples", len(sh.samples), "bytes", tarSize)
+	b.mu.Lock()
+	delete(b.pending, sh.first)
+	// The journal first: once the log is acked past a record, only the journal says where it went.
+	if err := b.journal.add(sh.first, sh.seqs, b.acked); err != nil {
+		b.logger.Error("shard: cannot write the journal; the log is not acked past this shard", "shard", key, "err", err)
+		b.pending[sh.first] = &shard{first: sh.first} // hold the ack back: a restart rebuilds the same shard
+	} else {
+		before := b.acked
+		b.advanceLocked()
+		if b.acked != before {
+			if err := b.journal.prune(b.acked); err != nil {
+				b.logger.Warn("shard: cannot prune the journal", "err", err)
+			}
+		}
+	}
+	b.mu.Unlock()
+	if b.opts.OnShard != nil {
+		b.opts.OnShard(ctx, key+".tar", entries)
+	}
+}
+
+func pad512(n int64) int64 { return (n + 511) &^ 511 }
+
+// put uploads the tar, streamed as WriteTar produces it, then the index: a reader that finds
+// the index finds its tar.
+func (b *Builder) put(ctx context.Context, key string, samples []*sample.Sample, tarSize int64, index []byte) error {
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.UploadTimeout)
+	defer cancel()
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(sample.WriteTar(pw, samples)) }()
+	err := b.opts.Bucket.Put(ctx, key+".tar", pr, tarSize)
+	pr.CloseWithError(errors.New("upload ended")) // stops the writer if Put gave up early
+	if err != nil {
+		return fmt.Errorf("shard: upload: %w", err)
+	}
+	if err := b.opts.Bucket.Put(ctx, key+".index.jsonl", bytes.NewReader(index), int64(len(index))); err != nil {
+		return fmt.Errorf("shard: upload index: %w", err)
+	}
+	return nil
+}
+
+type metrics struct {
+	uploads        *prometheus.CounterVec
+	bytes          prometheus.Counter
+	duration       prometheus.Histogram
+	objstoreErrors prometheus.Counter
+	undecodable    prometheus.Counter
+	pending        prometheus.GaugeFunc
+}
+
+func newMetrics(b *Builder) *metrics {
+	m := &metrics{
+		uploads: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeloop_collector_shard_uploads_total",
+			Help: "Shard upload attempts (tar and index), by outcome: success or failure."}, []string{"outcome"}),
+		bytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeloop_collector_shard_upload_bytes_total",
+			Help: "Bytes of shards and indexes uploaded successfully."}),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "edgeloop_collector_shard_upload_duration_seconds",
+			Help: "Duration of successful shard uploads (tar and index).", Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
+		objstoreErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeloop_collector_objstore_errors_total",
+			Help: "Failed object-store requests of the shard uploader."}),
+		undecodable: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeloop_collector_wal_undecodable_records_total",
+			Help: "Write-ahead log records that passed their CRC but do not decode as samples (skipped)."}),
+		pending: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgeloop_collector_shards_pending",
+			Help: "Shards open or waiting for upload."}, func() float64 { return float64(b.Pending()) }),
+	}
+	m.uploads.WithLabelValues("success")
+	m.uploads.WithLabelValues("failure")
+	return m
+}
+
+func (m *metrics) register(reg prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{m.uploads, m.bytes, m.duration, m.objstoreErrors, m.undecodable, m.pending} {
+		if err := reg.Register(c); err != nil {
+			return err
+		}
+	}
+	return nil
+}

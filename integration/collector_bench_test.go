@@ -1,0 +1,252 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/edgeloop/edgeloop/collector/collectortest"
+	"github.com/edgeloop/edgeloop/internal/sample"
+)
+
+// BenchmarkCollectorIngest measures the real collector process ingesting into MinIO on
+// loopback from 100 concurrent nodes, until every sample is in an uploaded shard, against two
+// floors measured on the same MinIO: PutObject of the same bytes as 64 MiB objects (what the
+// shards cost at least), and one PutObject per sample (what the collector saves). It reports
+// the collector's peak RSS (VmHWM). It runs only with COLLECTOR_BENCH=1 (a minute or more):
+//
+//	COLLECTOR_BENCH=1 MINIO=$(scripts/tools.sh path minio) go test -run '^$' -bench CollectorIngest -benchtime 1x ./integration/
+func BenchmarkCollectorIngest(b *testing.B) {
+	if os.Getenv("COLLECTOR_BENCH") == "" {
+		b.Skip("set COLLECTOR_BENCH=1 to run (about a minute against a real MinIO)")
+	}
+	for _, size := range []int{4 << 10, 64 << 10} {
+		b.Run(fmt.Sprintf("sample=%dKiB", size>>10), func(b *testing.B) { benchIngest(b, size) })
+	}
+}
+
+func benchIngest(b *testing.B, size int) {
+	const nodes, totalBytes = 100, 384 << 20
+	perBatch := min(500, (2<<20)/size)
+	batches := totalBytes / (perBatch * size)
+	names := make([]string, nodes)
+	for i := range names {
+		names[i] = fmt.Sprintf("edge-%03d", i)
+	}
+	e := newCollectorEnv(b, benchTuning, names...)
+	// Build the batches before timing: the nodes' work is not the collector's.
+	type batch struct {
+		node string
+		body []byte
+		raw  [][]byte // each sample's bytes, for the per-object floor
+	}
+	all := make([]batch, batches)
+	var sampleBytes int64
+	var wg sync.WaitGroup
+	for w := range 2 {
+		wg.Go(func() {
+			for i := w; i < batches; i += 2 {
+				node := names[i%nodes]
+				ss := make([]*sample.Sample, perBatch)
+				raw := make([][]byte, perBatch)
+				for j := range ss {
+					s, err := collectortest.NewSample(node, i*perBatch+j, size)
+					if err != nil {
+						panic(err)
+					}
+					ss[j] = s
+					rec, _ := s.MarshalRecord()
+					raw[j] = rec
+					atomic.AddInt64(&sampleBytes, int64(len(rec)))
+				}
+				all[i] = batch{node: node, body: collectortest.Zstd(b, collectortest.Tar(b, ss...)), raw: raw}
+			}
+		})
+	}
+	wg.Wait()
+	p := startEnvB(b, e.env, "collector", "--config", e.config)
+	p.waitForB(b, "collector started", 30*time.Second)
+
+	b.ResetTimer()
+	start := time.Now()
+	var next atomic.Int64
+	var failures atomic.Int64
+	for range nodes {
+		wg.Go(func() {
+			client := &http.Client{}
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= batches {
+					return
+				}
+				for {
+					req, _ := http.NewRequest(http.MethodPost, "http://"+e.addr+"/v1/samples", bytes.NewReader(all[i].body))
+					req.Header.Set("Content-Type", "application/x-tar")
+					req.Header.Set("Content-Encoding", "zstd")
+					req.Header.Set("Authorization", "Bearer "+collectortest.Token(all[i].node))
+					resp, err := client.Do(req)
+					if err == nil {
+						resp.Body.Close()
+						if resp.StatusCode == 200 {
+							break
+						}
+					}
+					failures.Add(1)
+					time.Sleep(50 * time.Millisecond)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	ingested := time.Since(start)
+	for e.metric("edgeloop_collector_wal_records") != 0 {
+		time.Sleep(20 * time.Millisecond)
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	rss := vmHWM(p.cmd.Process.Pid)
+	p.stopB(b)
+
+	// Floor 1: the same bytes as 64 MiB objects, two at a time (the uploader's concurrency).
+	ctx := context.Background()
+	obj := make([]byte, 64<<20)
+	n := int((sampleBytes + int64(len(obj)) - 1) / int64(len(obj)))
+	var next2 atomic.Int64
+	fstart := time.Now()
+	for range 2 {
+		wg.Go(func() {
+			for {
+				i := next2.Add(1) - 1
+				if int(i) >= n {
+					return
+				}
+				if err := e.bucket.Put(ctx, "floor/large/"+strconv.FormatInt(i, 10), bytes.NewReader(obj), int64(len(obj))); err != nil {
+					panic(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	largeRate := float64(n*len(obj)) / time.Since(fstart).Seconds()
+	// Floor 2: one object per sample, 100 at a time, for a subset of the samples.
+	var objs [][]byte
+	for _, bt := range all {
+		objs = append(objs, bt.raw...)
+		if len(objs) >= 4000 {
+			break
+		}
+	}
+	var next3 atomic.Int64
+	ostart := time.Now()
+	for range nodes {
+		wg.Go(func() {
+			for {
+				i := next3.Add(1) - 1
+				if int(i) >= len(objs) {
+					return
+				}
+				if err := e.bucket.Put(ctx, "floor/each/"+strconv.FormatInt(i, 10), bytes.NewReader(objs[i]), int64(len(objs[i]))); err != nil {
+					panic(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	perObjectRate := float64(len(objs)) / time.Since(ostart).Seconds()
+
+	samples := float64(batches * perBatch)
+	rate := float64(sampleBytes) / elapsed.Seconds()
+	b.ReportMetric(samples/elapsed.Seconds(), "samples/s")
+	b.ReportMetric(rate/1e6, "MB/s")
+	b.ReportMetric(float64(sampleBytes)/ingested.Seconds()/1e6, "ingest-MB/s")
+	b.ReportMetric(largeRate/1e6, "floor-large-MB/s")
+	b.ReportMetric(rate/largeRate, "x-large-floor")
+	b.ReportMetric(perObjectRate, "floor-objects/s")
+	b.ReportMetric(samples/elapsed.Seconds()/perObjectRate, "x-per-object")
+	b.ReportMetric(float64(rss)/(1<<20), "rss-MiB")
+	b.ReportMetric(float64(failures.Load()), "retries")
+}
+
+// vmHWM is the peak resident set of process pid in bytes, from /proc.
+func vmHWM(pid int) int64 {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+			return kb << 10
+		}
+	}
+	return -1
+}
+
+// benchTuning is the production shard size with a short max_age, so the tail of the run
+// drains quickly.
+const benchTuning = `wal:
+  segment_bytes: 67108864
+shards:
+  target_bytes: 67108864
+  max_age: 1s
+`
+
+// startEnvB, waitForB and stopB are startEnv and its methods for a benchmark.
+func startEnvB(b *testing.B, env []string, args ...string) *process {
+	b.Helper()
+	p := &process{cmd: exec.Command(binary, args...), done: make(chan struct{})}
+	p.cmd.Env = append(os.Environ(), env...)
+	stderr, err := p.cmd.StderrPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := p.cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	go p.read(stderr)
+	b.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		if b.Failed() {
+			b.Logf("edgeloop log:\n%s", p.log())
+		}
+	})
+	return p
+}
+
+func (p *process) waitForB(b *testing.B, msg string, timeout time.Duration) {
+	b.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		p.mu.Lock()
+		for _, l := range p.lines {
+			if l["msg"] == msg {
+				p.mu.Unlock()
+				return
+			}
+		}
+		p.mu.Unlock()
+		time.Sleep(20 * time.Millisecond)
+	}
+	b.Fatalf("no %q log line within %s:\n%s", msg, timeout, p.log())
+}
+
+func (p *process) stopB(b *testing.B) {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		b.Fatal("collector did not stop within 15s of SIGTERM")
+	}
+	_ = p.cmd.Wait()
+}
