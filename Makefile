@@ -9,8 +9,8 @@ export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 TESTFLAGS ?= -race -count=1 -timeout 20m
 
 # Decoders of untrusted input, fuzzed briefly by `make test` (seeds in each testdata/fuzz).
-FUZZ_TARGETS := ./exporter/spool:FuzzRecordDecode ./internal/sample:FuzzUnmarshalRecord \
-	./internal/sample:FuzzReadTar ./exporter/runtime/oip:FuzzParseRequest ./internal/onnx:FuzzDecode
+FUZZ_TARGETS := ./internal/spool:FuzzRecordDecode ./internal/sample:FuzzUnmarshalRecord \
+	./internal/sample:FuzzReadTar ./exporter/runtime/oip:FuzzParseRequest ./internal/onnx:FuzzDecode ./collector/ingest:FuzzIngestDecode
 FUZZTIME ?= 10s
 
 .PHONY: help build test test-unit fuzz tools lint bench demo clean
