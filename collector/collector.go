@@ -21,7 +21,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/edgeloop/edgeloop/collector/auth"
+	"github.com/edgeloop/edgeloop/collector/catalog"
 	"github.com/edgeloop/edgeloop/collector/ingest"
+	"github.com/edgeloop/edgeloop/collector/labels"
+	"github.com/edgeloop/edgeloop/collector/models"
 	"github.com/edgeloop/edgeloop/collector/shard"
 	"github.com/edgeloop/edgeloop/internal/fsutil"
 	"github.com/edgeloop/edgeloop/internal/objstore"
@@ -62,6 +65,7 @@ type Server struct {
 	wal      *spool.Spool
 	ingest   *ingest.Handler
 	builder  *shard.Builder
+	catalog  *catalog.Catalog
 	mux      *http.ServeMux
 	web      *web.Server
 	instance string
@@ -113,9 +117,20 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("collector: %w", err)
 	}
+	if s.catalog, err = catalog.New(catalog.Options{Bucket: s.bucket, Logger: base.With("component", "catalog")}); err != nil {
+		return nil, fmt.Errorf("collector: %w", err)
+	}
+	s.registry.MustRegister(s.catalog)
+	onShard := s.catalog.AddShard
+	if opts.OnShard != nil {
+		onShard = func(ctx context.Context, key string, entries []sample.IndexEntry) {
+			s.catalog.AddShard(ctx, key, entries)
+			opts.OnShard(ctx, key, entries)
+		}
+	}
 	s.builder, err = shard.New(cfg.Shards, shard.Options{
 		Instance: s.instance, Bucket: s.bucket, Log: s.wal, JournalPath: filepath.Join(cfg.WAL.Dir, "uploaded-shards"),
-		OnShard: opts.OnShard, Readiness: s.ready, Registerer: s.registry, Logger: base.With("component", "shard"),
+		OnShard: onShard, Readiness: s.ready, Registerer: s.registry, Logger: base.With("component", "shard"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("collector: %w", err)
@@ -131,6 +146,9 @@ func New(cfg Config, opts Options) (*Server, error) {
 		h = traced(opts.Tracing, h)
 	}
 	s.ingest.Register(s.mux, s.auth)
+	if err := s.mountOperatorAPI(base); err != nil {
+		return nil, err
+	}
 	if opts.Routes != nil {
 		opts.Routes(s.mux, s.auth)
 	}
@@ -140,6 +158,36 @@ func New(cfg Config, opts Options) (*Server, error) {
 	s.logger.Info("write-ahead log recovered", "records", s.wal.Stats().Records, "bytes", s.wal.Stats().Bytes, "keys_seeded", seeded)
 	ok = true
 	return s, nil
+}
+
+// mountOperatorAPI mounts the catalog, the labelling API (labels, dataset manifests, Label
+// Studio, sample images) for operators, and the read-only model repository for nodes.
+func (s *Server) mountOperatorAPI(base *slog.Logger) error {
+	var key []byte
+	if f := s.cfg.Labels.SigningKeyFile; f != "" {
+		var err error
+		if key, err = os.ReadFile(f); err != nil {
+			return fmt.Errorf("collector: labels.signing_key_file: %w", err)
+		}
+	}
+	bucketURL := s.cfg.Labels.BucketURL
+	if bucketURL == "" {
+		bucketURL = s.cfg.Bucket
+	}
+	lab, err := labels.New(labels.Options{Bucket: s.bucket, Catalog: s.catalog, Instance: s.instance,
+		BucketURL: bucketURL, PublicURL: s.cfg.Labels.PublicURL, SigningKey: key,
+		RequireOperator: s.auth.RequireOperator, Logger: base.With("component", "labels")})
+	if err != nil {
+		return fmt.Errorf("collector: %w", err)
+	}
+	cat := s.catalog.Handler(s.auth.RequireOperator)
+	s.mux.Handle("/v1/catalog", cat)
+	s.mux.Handle("/v1/catalog/", cat)
+	for _, p := range []string{"/v1/labels", "/v1/datasets/", "/v1/labelstudio/", "/v1/samples/"} {
+		s.mux.Handle(p, lab.Handler())
+	}
+	s.mux.Handle(models.PathPrefix, models.NewHandler(s.bucket, models.Root, s.auth.RequireNode, base.With("component", "models")))
+	return nil
 }
 
 // traced continues the caller's trace (traceparent) in the request's context.
@@ -277,6 +325,7 @@ func (s *Server) Run(ctx context.Context) error {
 			cancel()
 		}
 	})
+	wg.Go(func() { s.catalog.Run(ctx, s.cfg.Catalog.RebuildInterval) })
 	wg.Go(func() {
 		if err := s.builder.Run(ctx); err != nil {
 			errc <- err

@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strings"
 	"time"
 
 	"github.com/edgeloop/edgeloop/collector/auth"
@@ -51,6 +52,30 @@ type Config struct {
 	Ingest ingest.Config `yaml:"ingest"`
 	// Shards says how samples are cut into shards and uploaded.
 	Shards shard.Config `yaml:"shards"`
+	// Catalog is the index of what the bucket holds (docs/catalog.md).
+	Catalog CatalogConfig `yaml:"catalog"`
+	// Labels configures the labelling API, dataset manifests and Label Studio (docs/labels.md).
+	Labels LabelsConfig `yaml:"labels"`
+}
+
+// CatalogConfig is the `catalog:` section.
+type CatalogConfig struct {
+	// RebuildInterval is how often the catalog reads the index files other instances uploaded.
+	// Keep it below the catalog's settle time (2m). Default 1m.
+	RebuildInterval time.Duration `yaml:"rebuild_interval"`
+}
+
+// LabelsConfig is the `labels:` section.
+type LabelsConfig struct {
+	// BucketURL is the bucket's URL as training jobs reach it, reported in dataset manifests.
+	// Default: the collector's own bucket URL.
+	BucketURL string `yaml:"bucket_url"`
+	// PublicURL is the collector's address as annotators' browsers reach it (the base of the
+	// image URLs in Label Studio tasks). Default: taken from each export request.
+	PublicURL string `yaml:"public_url"`
+	// SigningKeyFile holds the key that signs image URLs; instances behind one address must
+	// share it. Empty: a random key per process (URLs die with it).
+	SigningKeyFile string `yaml:"signing_key_file"`
 }
 
 // WALConfig is the `wal:` section. The log's size is bounded by ingest.max_wal_bytes
@@ -82,6 +107,7 @@ func DefaultConfig() Config {
 		WAL:      WALConfig{Dir: DefaultWALDir, SegmentBytes: 64 << 20, SyncInterval: 200 * time.Millisecond},
 		Ingest:   ingest.DefaultConfig(),
 		Shards:   shard.DefaultConfig(),
+		Catalog:  CatalogConfig{RebuildInterval: time.Minute},
 	}
 }
 
@@ -103,6 +129,12 @@ func (c *Config) Validate() error {
 		config.Nest("ingest", c.Ingest.Validate()),
 		config.Nest("shards", c.Shards.Validate()),
 	)
+	if c.Catalog.RebuildInterval < time.Second || c.Catalog.RebuildInterval >= 2*time.Minute {
+		errs = append(errs, config.Errorf("catalog.rebuild_interval", "must be at least 1s and below the catalog's 2m settle time, got %s", c.Catalog.RebuildInterval))
+	}
+	if u := c.Labels.PublicURL; u != "" && !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		errs = append(errs, config.Errorf("labels.public_url", "must be an http:// or https:// URL, got %q", u))
+	}
 	if c.Auth.ClientCAFile != "" && c.Web.WebConfigFile == "" {
 		errs = append(errs, config.Errorf("auth.client_ca_file", "needs web_config_file with TLS that requests client certificates"))
 	}
@@ -111,8 +143,10 @@ func (c *Config) Validate() error {
 		errs = append(errs, config.Errorf("bucket", "must be set: s3://bucket?endpoint=host:port or file:///dir"))
 	default:
 		// Parse without credentials: they come from the environment at start.
-		if _, err := objstore.ParseURL(c.Bucket, nil); err != nil {
+		if t, err := objstore.ParseURL(c.Bucket, nil); err != nil {
 			errs = append(errs, config.Errorf("bucket", "%v", err))
+		} else if t.HTTP != nil {
+			errs = append(errs, config.Errorf("bucket", "must be s3:// or file://: an http(s) bucket is another collector's read-only model repository, got %q", c.Bucket))
 		}
 	}
 	return errors.Join(errs...)

@@ -11,13 +11,15 @@ import (
 	"strings"
 )
 
-// Target is the place a bucket URL names: a local directory (Dir) or an S3 bucket (S3),
-// exactly one of them.
+// Target is the place a bucket URL names: a local directory (Dir), an S3 bucket (S3) or a
+// collector's read-only repository API (HTTP), exactly one of them.
 type Target struct {
 	// Dir is the directory of a file:// URL.
 	Dir string
 	// S3 is the bucket of an s3:// URL.
 	S3 *S3Config
+	// HTTP is the read-only bucket of an http:// or https:// URL.
+	HTTP *HTTPConfig
 }
 
 // Environment variables holding the credentials of an s3:// URL, named as the AWS tools name
@@ -31,16 +33,21 @@ const (
 //
 //	file:///var/lib/edgeloop/models          a local directory (absolute path)
 //	s3://bucket[/prefix][?endpoint=host:port][&region=r][&insecure=true][&part_size=bytes]
+//	https://collector:9751/v1/repo[?ca_file=/etc/edgeloop/ca.pem]   read-only (NewHTTP)
 //
 // The endpoint defaults to s3.amazonaws.com. Credentials never travel in the URL (it ends up in
 // logs and process lists): they come from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY through
-// lookupEnv, and requests are anonymous when both are unset.
+// lookupEnv, and requests are anonymous when both are unset. An http(s) URL's bearer token is
+// read from the file that EDGELOOP_TOKEN_FILE names, if set.
 func ParseURL(rawURL string, lookupEnv func(string) (string, bool)) (Target, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return Target{}, fmt.Errorf("objstore: bucket URL: %w", err)
 	}
 	if u.User != nil {
+		if u.Scheme == "http" || u.Scheme == "https" {
+			return Target{}, fmt.Errorf("objstore: bucket URL %q: credentials in the URL are not accepted; set %s to a token file", u.Redacted(), EnvTokenFile)
+		}
 		return Target{}, fmt.Errorf("objstore: bucket URL %q: credentials in the URL are not accepted; set %s and %s", u.Redacted(), EnvAccessKey, EnvSecretKey)
 	}
 	switch u.Scheme {
@@ -48,10 +55,12 @@ func ParseURL(rawURL string, lookupEnv func(string) (string, bool)) (Target, err
 		return parseFileURL(u)
 	case "s3":
 		return parseS3URL(u, lookupEnv)
+	case "http", "https":
+		return parseHTTPURL(u, lookupEnv)
 	case "":
-		return Target{}, fmt.Errorf("objstore: bucket URL %q has no scheme: use file:///path or s3://bucket/prefix", rawURL)
+		return Target{}, fmt.Errorf("objstore: bucket URL %q has no scheme: use file:///path, s3://bucket/prefix or https://collector/v1/repo", rawURL)
 	default:
-		return Target{}, fmt.Errorf("objstore: bucket URL %q: unsupported scheme %q (use file or s3)", rawURL, u.Scheme)
+		return Target{}, fmt.Errorf("objstore: bucket URL %q: unsupported scheme %q (use file, s3, http or https)", rawURL, u.Scheme)
 	}
 }
 
@@ -117,13 +126,21 @@ func parseS3URL(u *url.URL, lookupEnv func(string) (string, bool)) (Target, erro
 
 // Open returns the Bucket the target names.
 func (t Target) Open(ctx context.Context) (Bucket, error) {
+	n := 0
+	for _, set := range []bool{t.S3 != nil, t.Dir != "", t.HTTP != nil} {
+		if set {
+			n++
+		}
+	}
 	switch {
-	case t.S3 != nil && t.Dir != "":
-		return nil, errors.New("objstore: target names both a directory and an S3 bucket")
+	case n > 1:
+		return nil, errors.New("objstore: target names more than one of a directory, an S3 bucket and an HTTP bucket")
 	case t.S3 != nil:
 		return NewS3(*t.S3)
 	case t.Dir != "":
 		return NewFS(t.Dir)
+	case t.HTTP != nil:
+		return NewHTTP(*t.HTTP)
 	}
 	return nil, errors.New("objstore: empty target")
 }
