@@ -11,7 +11,6 @@ package gate
 
 import (
 	"errors"
-	"math"
 
 	"github.com/edgeloop/edgeloop/internal/config"
 	"github.com/edgeloop/edgeloop/internal/fmnist"
@@ -86,5 +85,3 @@ func (c Config) Validate() error {
 // accuracyEpsilon absorbs float rounding in comparisons of accuracies, which are ratios of
 // counts: 0.88 + 0.01 must not fail against 0.89 by one ulp.
 const accuracyEpsilon = 1e-9
-
-func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
