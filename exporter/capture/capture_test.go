@@ -269,7 +269,7 @@ func TestChildProcess(t *testing.T) {
 
 // TestOfflineBoundsAndRecovers keeps capturing while the collector is down: the spool bounds
 // itself by dropping its oldest records, and once the collector is back every retained sample
-// arrives and exactly the counted drops are missing.
+// arrives and only counted drops are missing.
 func TestOfflineBoundsAndRecovers(t *testing.T) {
 	recv := newReceiver(t)
 	recv.down.Store(true)
@@ -317,7 +317,16 @@ func TestOfflineBoundsAndRecovers(t *testing.T) {
 			t.Fatalf("retained sample %d never arrived (dropped %d)", n, dropped)
 		}
 	}
-	if len(got) != captured-dropped {
-		t.Fatalf("%d distinct samples arrived, want %d captured − %d dropped = %d", len(got), captured, dropped, captured-dropped)
+	// Every sample that did not arrive was counted as dropped. A few counted drops may still
+	// arrive: the sender peeked them just before the spool dropped them and delivered that
+	// batch when the collector came back — at most one batch's worth.
+	missing := captured - len(got)
+	if missing > dropped || missing < dropped-cfg.Sender.MaxBatchSamples {
+		t.Fatalf("%d samples missing, %d counted as dropped: want missing ≤ dropped, and short of it by at most one batch (%d)", missing, dropped, cfg.Sender.MaxBatchSamples)
+	}
+	for id := range got {
+		if n, err := strconv.Atoi(id); err != nil || n < 0 || n >= captured {
+			t.Fatalf("received sample %q that was never captured", id)
+		}
 	}
 }
