@@ -110,3 +110,45 @@ func TestUnmarshalRecordNormalises(t *testing.T) {
 	}
 	assertSame(t, back, s)
 }
+
+// TestValidatedVariants checks the trusted paths the collector's shard builder uses: they decode
+// and write what UnmarshalRecord and WriteTar would, skip only the validation, and still refuse
+// a malformed record and duplicate keys.
+func TestValidatedVariants(t *testing.T) {
+	s := newSample(t, 0)
+	rec, err := s.MarshalRecord()
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := sample.UnmarshalValidatedRecord(rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertSame(t, back, s)
+	// A record whose sample would fail validation (its key no longer matches its content):
+	// the validating decoder refuses it, the trusted one does not look.
+	tampered := bytes.Clone(rec)
+	tampered[len(tampered)-1] ^= 1
+	if _, err := sample.UnmarshalRecord(tampered); err == nil {
+		t.Fatal("UnmarshalRecord accepted a sample whose key does not match its content")
+	}
+	if _, err := sample.UnmarshalValidatedRecord(tampered); err != nil {
+		t.Fatalf("UnmarshalValidatedRecord = %v, want no validation", err)
+	}
+	if _, err := sample.UnmarshalValidatedRecord(rec[:3]); err == nil {
+		t.Fatal("UnmarshalValidatedRecord accepted a truncated record")
+	}
+	var a, b bytes.Buffer
+	if err := sample.WriteTar(&a, []*sample.Sample{s}); err != nil {
+		t.Fatal(err)
+	}
+	if err := sample.WriteValidatedTar(&b, []*sample.Sample{s}); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(a.Bytes(), b.Bytes()) {
+		t.Fatal("WriteValidatedTar wrote other bytes than WriteTar")
+	}
+	if err := sample.WriteValidatedTar(&b, []*sample.Sample{s, s}); err == nil {
+		t.Fatal("WriteValidatedTar accepted a duplicate key")
+	}
+}

@@ -60,12 +60,20 @@ const tarMode = 0o644
 // files with mode 0644, uid and gid 0, no user or group names, and the sample's time (whole
 // seconds) as modification time. Every sample is validated first, and keys must be distinct;
 // nothing is written otherwise. The underlying writer is not closed.
-func WriteTar(w io.Writer, samples []*Sample) error {
+func WriteTar(w io.Writer, samples []*Sample) error { return writeTar(w, samples, true) }
+
+// WriteValidatedTar is WriteTar for samples already validated (see UnmarshalValidatedRecord):
+// duplicate keys are still refused, the samples are not validated again.
+func WriteValidatedTar(w io.Writer, samples []*Sample) error { return writeTar(w, samples, false) }
+
+func writeTar(w io.Writer, samples []*Sample, validate bool) error {
 	metas := make([][]byte, len(samples))
 	seen := make(map[string]int, len(samples))
 	for i, s := range samples {
-		if err := s.Validate(); err != nil {
-			return fmt.Errorf("sample: write tar: sample %d (%s): %w", i, s.Meta.Key, err)
+		if validate {
+			if err := s.Validate(); err != nil {
+				return fmt.Errorf("sample: write tar: sample %d (%s): %w", i, s.Meta.Key, err)
+			}
 		}
 		if j, dup := seen[s.Meta.Key]; dup {
 			// ReadTar would reject the key: one key, one sample per batch and shard.
