@@ -5,52 +5,13 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"fmt"
-	"hash"
 	"log/slog"
-	"math"
 	"net/url"
 	"path/filepath"
 
 	"github.com/edgeloop/edgeloop/internal/fmnist"
 	"github.com/edgeloop/edgeloop/retrain/trainer"
 )
-
-// HoldoutBuckets is the number of buckets HeldOut hashes inputs into; one of them (bucket 0)
-// is held out, so about 1 in HoldoutBuckets captured samples is for evaluation only.
-const HoldoutBuckets = 10
-
-// HeldOut says whether a captured sample with these decoded input values belongs to the
-// held-out (evaluation) side of the split: the first 8 bytes of the SHA-256 of the values as
-// little-endian float32, read as a big-endian unsigned integer, are 0 modulo HoldoutBuckets.
-//
-// The split hashes the input rather than the sample key, for two reasons: a trainer that
-// loads samples with trainer.LoadSamples sees the values but not the keys, and the same image
-// captured twice (different time or node, so a different key) must not land on both sides,
-// which would let the training data leak into the evaluation. It is deterministic and
-// independent of which other samples exist, so a sample stays on its side as shards are added.
-// In Python: int.from_bytes(hashlib.sha256(x.astype('<f4').tobytes()).digest()[:8], 'big') % 10 == 0.
-func HeldOut(input []float32) bool {
-	h := sha256.New()
-	writeFloats(h, input)
-	var sum [sha256.Size]byte
-	return binary.BigEndian.Uint64(h.Sum(sum[:0])[:8])%HoldoutBuckets == 0
-}
-
-// SplitSamples divides labelled captured samples (as trainer.LoadSamples returns them) by
-// HeldOut into the part a trainer may train on and the part the gate evaluates on.
-func SplitSamples(ds *fmnist.Dataset) (train, heldOut *fmnist.Dataset) {
-	train, heldOut = &fmnist.Dataset{}, &fmnist.Dataset{}
-	for i := range ds.Len() {
-		img := ds.Image(i)
-		to := train
-		if HeldOut(img) {
-			to = heldOut
-		}
-		to.Images = append(to.Images, img...)
-		to.Labels = append(to.Labels, ds.Labels[i])
-	}
-	return train, heldOut
-}
 
 // EvalSet is the held-out set the gate evaluates every model on: the held-out captured
 // samples first, then the Fashion-MNIST reference images.
@@ -80,7 +41,7 @@ type EvalSet struct {
 func (s *EvalSet) Len() int { return len(s.Labels) }
 
 // LoadEvalSet builds the held-out set: the labelled samples of data's shards (label files
-// taking precedence, as for the trainer) that HeldOut picks, followed by cfg.ReferenceImages
+// taking precedence, as for the trainer) that trainer.HeldOut picks, followed by cfg.ReferenceImages
 // images of Fashion-MNIST's test set chosen by ReferenceSlice. Shards and label files are
 // local paths; the trainer's rules for reading them apply (trainer.LoadSamples).
 func LoadEvalSet(cfg Config, data trainer.Manifest, logger *slog.Logger) (*EvalSet, error) {
@@ -93,7 +54,7 @@ func LoadEvalSet(cfg Config, data trainer.Manifest, logger *slog.Logger) (*EvalS
 		if err != nil {
 			return nil, fmt.Errorf("load eval set: %w", err)
 		}
-		_, held := SplitSamples(ss.Data)
+		_, held := trainer.SplitSamples(ss.Data)
 		set.Images, set.Labels, set.Captured, set.Samples = held.Images, held.Labels, held.Len(), ss.Stats
 		for _, f := range ss.Shards {
 			set.Sources = append(set.Sources, fileURI(f))
@@ -143,19 +104,6 @@ func ReferenceSlice(ds *fmnist.Dataset, n int) *fmnist.Dataset {
 	return out
 }
 
-// writeFloats writes values to h as little-endian float32, a block at a time.
-func writeFloats(h hash.Hash, values []float32) {
-	var buf [4 * 256]byte
-	for len(values) > 0 {
-		n := min(len(values), 256)
-		for i, v := range values[:n] {
-			binary.LittleEndian.PutUint32(buf[4*i:], math.Float32bits(v))
-		}
-		h.Write(buf[:4*n])
-		values = values[n:]
-	}
-}
-
 // ComputeDigest computes the set's Digest from its width, classes, labels and images. LoadEvalSet
 // sets it; a set built by hand calls it after filling the rest.
 func (s *EvalSet) ComputeDigest() string {
@@ -171,7 +119,7 @@ func (s *EvalSet) ComputeDigest() string {
 	binary.BigEndian.PutUint64(b[:], uint64(len(s.Labels)))
 	h.Write(b[:])
 	h.Write(s.Labels)
-	writeFloats(h, s.Images)
+	trainer.WriteFloat32s(h, s.Images)
 	return hex.EncodeToString(h.Sum(nil))
 }
 

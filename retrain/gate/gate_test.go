@@ -120,28 +120,28 @@ func TestHeldOutSplit(t *testing.T) {
 		}
 		ds.Labels = append(ds.Labels, uint8(i%10))
 	}
-	train, held := SplitSamples(ds)
+	train, held := trainer.SplitSamples(ds)
 	if train.Len()+held.Len() != n || len(train.Images)+len(held.Images) != len(ds.Images) {
 		t.Fatalf("split %d + %d of %d images", train.Len(), held.Len(), n)
 	}
 	// About 1 in 10, with a binomial standard deviation of 21 images.
 	if frac := float64(held.Len()) / n; frac < 0.085 || frac > 0.115 {
-		t.Errorf("held out %d of %d (%.3f), want about 1 in %d", held.Len(), n, frac, HoldoutBuckets)
+		t.Errorf("held out %d of %d (%.3f), want about 1 in %d", held.Len(), n, frac, trainer.HoldoutBuckets)
 	}
 	for i := range held.Len() {
-		if !HeldOut(held.Image(i)) {
+		if !trainer.HeldOut(held.Image(i)) {
 			t.Fatalf("held-out image %d is not HeldOut", i)
 		}
 	}
 	for i := range train.Len() {
-		if HeldOut(train.Image(i)) {
+		if trainer.HeldOut(train.Image(i)) {
 			t.Fatalf("training image %d is HeldOut", i)
 		}
 	}
 	// The split depends on the values only: a copy lands on the same side.
 	for i := range 100 {
 		img := slices.Clone(ds.Image(i))
-		if HeldOut(img) != HeldOut(ds.Image(i)) {
+		if trainer.HeldOut(img) != trainer.HeldOut(ds.Image(i)) {
 			t.Fatal("the same values hashed to different sides")
 		}
 	}
@@ -153,8 +153,8 @@ func TestHeldOutSplit(t *testing.T) {
 		for i := range x {
 			x[i] = float32(i%k) / float32(k)
 		}
-		if HeldOut(x) != want {
-			t.Errorf("HeldOut((i mod %d)/%d) = %v, want %v", k, k, !want, want)
+		if trainer.HeldOut(x) != want {
+			t.Errorf("trainer.HeldOut((i mod %d)/%d) = %v, want %v", k, k, !want, want)
 		}
 	}
 }
@@ -211,7 +211,7 @@ func TestLoadEvalSet(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, wantHeld := SplitSamples(labelled)
+	_, wantHeld := trainer.SplitSamples(labelled)
 	if set.Captured != wantHeld.Len() || set.Captured == 0 {
 		t.Fatalf("captured %d held-out samples, want %d (of %d labelled)", set.Captured, wantHeld.Len(), labelled.Len())
 	}

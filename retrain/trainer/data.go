@@ -48,7 +48,11 @@ func LoadData(cfg Config, logger *slog.Logger) (*Data, error) {
 		if err != nil {
 			return nil, fmt.Errorf("load data: %w", err)
 		}
-		s, stats := set.Data, set.Stats
+		// The held-out side of the split is the gate's evaluation data (retrain/gate): training
+		// on it would let the gate score a candidate on what it learnt.
+		s, held := SplitSamples(set.Data)
+		stats := set.Stats
+		stats.HeldOut = held.Len()
 		d.Samples = stats
 		for _, f := range set.Shards {
 			d.Sources = append(d.Sources, fileURI(f))
@@ -58,7 +62,7 @@ func LoadData(cfg Config, logger *slog.Logger) (*Data, error) {
 			Labels: append(append(make([]uint8, 0, train.Len()+s.Len()), train.Labels...), s.Labels...),
 		}
 		logger.Info("collected samples added", "shards", stats.Shards, "labelled", stats.Labelled,
-			"unlabelled", stats.Unlabelled, "rejected", stats.Rejected, "duplicates", stats.Duplicates)
+			"held_out", stats.HeldOut, "unlabelled", stats.Unlabelled, "rejected", stats.Rejected, "duplicates", stats.Duplicates)
 	}
 	frac, _ := cfg.holdout() // validated above
 	if frac == 0 {

@@ -36,6 +36,9 @@ type SampleStats struct {
 	Rejected int `json:"rejected"`
 	// Duplicates are samples whose key was seen before (keys are content-derived).
 	Duplicates int `json:"duplicates"`
+	// HeldOut labelled samples were kept out of training: the evaluation gate's side of the
+	// split (HeldOut). Set by the training run, not by LoadSamples.
+	HeldOut int `json:"held_out,omitempty"`
 }
 
 // maxMember bounds one file inside a shard: a sample's JSON or its 28×28 input is a few KiB.

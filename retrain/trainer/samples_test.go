@@ -213,8 +213,21 @@ func TestLoadDataWithSamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if d.Samples.Labelled != 5 || d.Train.Len() != 80 || d.Eval.Len() != 20 {
-		t.Fatalf("%d samples, %d training and %d evaluation images; want 5, 80 and 20", d.Samples.Labelled, d.Train.Len(), d.Eval.Len())
+	// The labelled samples are a, b, c, i and j, whose inputs are constant images; those the
+	// gate's split holds out are not trained on.
+	held := 0
+	for _, v := range []float32{0.5, 0.25, 0.2, 0.75, 1} {
+		if HeldOut(image(v)) {
+			held++
+		}
+	}
+	if held == 0 || held == 5 {
+		t.Fatalf("the fixtures hold out %d of 5 samples; the test wants some on each side", held)
+	}
+	kept := 95 + 5 - held
+	if d.Samples.Labelled != 5 || d.Samples.HeldOut != held || d.Train.Len()+d.Eval.Len() != kept {
+		t.Fatalf("%d samples (%d held out), %d training and %d evaluation images; want 5 (%d) and %d in all",
+			d.Samples.Labelled, d.Samples.HeldOut, d.Train.Len(), d.Eval.Len(), held, kept)
 	}
 	// Every image is in exactly one of the two parts: count the samples' labels 7, 8, 3, 5, 9
 	// whose inputs are constant images (Fashion-MNIST images are not).
@@ -227,14 +240,14 @@ func TestLoadDataWithSamples(t *testing.T) {
 			}
 		}
 	}
-	if constant != 5 {
-		t.Errorf("%d constant images across the split, want the 5 samples", constant)
+	if constant != 5-held {
+		t.Errorf("%d constant images across the split, want the %d samples not held out", constant, 5-held)
 	}
 	res, err := Train(context.Background(), func() Config { c := cfg; c.Hidden, c.Epochs = []int{8}, 1; return c }(), d, discard())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Metrics.EvalSplit != "0.2" || res.Metrics.Samples.Labelled != 5 || res.Metrics.TrainSize != 80 {
+	if res.Metrics.EvalSplit != "0.2" || res.Metrics.Samples.Labelled != 5 || res.Metrics.TrainSize != d.Train.Len() {
 		t.Errorf("metrics %+v", res.Metrics)
 	}
 	wantSources := []string{"file://" + fmnist.DefaultDir, "file://" + filepath.Join(dir, "shards", "00.tar"), "file://" + filepath.Join(dir, "shards", "more", "01.tar.gz")}
