@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -74,8 +72,8 @@ func benchIngest(b *testing.B, size int) {
 		})
 	}
 	wg.Wait()
-	p := startEnvB(b, e.env, "collector", "--config", e.config)
-	p.waitForB(b, "collector started", 30*time.Second)
+	p := startEnv(b, e.env, "collector", "--config", e.config)
+	p.waitFor(b, "collector started", 30*time.Second)
 
 	b.ResetTimer()
 	start := time.Now()
@@ -115,7 +113,7 @@ func benchIngest(b *testing.B, size int) {
 	elapsed := time.Since(start)
 	b.StopTimer()
 	rss := vmHWM(p.cmd.Process.Pid)
-	p.stopB(b)
+	p.stop(b)
 
 	// Floor 1: the same bytes as 64 MiB objects, two at a time (the uploader's concurrency).
 	ctx := context.Background()
@@ -200,53 +198,3 @@ shards:
   target_bytes: 67108864
   max_age: 1s
 `
-
-// startEnvB, waitForB and stopB are startEnv and its methods for a benchmark.
-func startEnvB(b *testing.B, env []string, args ...string) *process {
-	b.Helper()
-	p := &process{cmd: exec.Command(binary, args...), done: make(chan struct{})}
-	p.cmd.Env = append(os.Environ(), env...)
-	stderr, err := p.cmd.StderrPipe()
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := p.cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	go p.read(stderr)
-	b.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		if b.Failed() {
-			b.Logf("edgeloop log:\n%s", p.log())
-		}
-	})
-	return p
-}
-
-func (p *process) waitForB(b *testing.B, msg string, timeout time.Duration) {
-	b.Helper()
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		p.mu.Lock()
-		for _, l := range p.lines {
-			if l["msg"] == msg {
-				p.mu.Unlock()
-				return
-			}
-		}
-		p.mu.Unlock()
-		time.Sleep(20 * time.Millisecond)
-	}
-	b.Fatalf("no %q log line within %s:\n%s", msg, timeout, p.log())
-}
-
-func (p *process) stopB(b *testing.B) {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(15 * time.Second):
-		b.Fatal("collector did not stop within 15s of SIGTERM")
-	}
-	_ = p.cmd.Wait()
-}

@@ -23,9 +23,7 @@ import (
 
 	"github.com/edgeloop/edgeloop/collector/collectortest"
 	"github.com/edgeloop/edgeloop/exporter/capture"
-	"github.com/edgeloop/edgeloop/exporter/infer"
-	"github.com/edgeloop/edgeloop/exporter/observe"
-	"github.com/edgeloop/edgeloop/exporter/sampler"
+	"github.com/edgeloop/edgeloop/exporter/capture/capturetest"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/sample"
 	"github.com/edgeloop/edgeloop/internal/testenv"
@@ -245,23 +243,7 @@ func TestCollector(t *testing.T) {
 		dir := t.TempDir()
 		token := filepath.Join(dir, "token")
 		os.WriteFile(token, []byte(collectortest.Token("edge-cap")+"\n"), 0o600)
-		cfg := capture.DefaultConfig()
-		one := 1.0
-		cfg.Sampler.Enabled = true
-		cfg.Sampler.Strategies = []sampler.StrategyConfig{{Name: "everything", Type: "random", Probability: &one}}
-		cfg.Sampler.Limits = nil
-		cfg.Sampler.MaxBytesPerDay = 1 << 40
-		cfg.Sampler.Dedup.Enabled = false
-		cfg.Spool.Dir = filepath.Join(dir, "spool")
-		cfg.Sender.URL = "http://" + e.addr
-		cfg.Sender.TokenFile = token
-		cfg.Sender.BatchDelay = 0
-		cfg.Sender.MaxBatchSamples = 50
-		cfg.Sender.InitialBackoff = 10 * time.Millisecond
-		cfg.Sender.MaxBackoff = 100 * time.Millisecond
-		cfg.Sender.MaxRate = 100000
-		cfg.Sender.MaxBytesPerSecond = 1 << 30
-		cfg.Sender.DeadLetterDir = filepath.Join(dir, "deadletter")
+		cfg := capturetest.Config(t, dir, "http://"+e.addr, token)
 		pipe, err := capture.New(cfg, capture.Options{Node: "edge-cap"})
 		if err != nil {
 			t.Fatal(err)
@@ -271,7 +253,7 @@ func TestCollector(t *testing.T) {
 		go func() { done <- pipe.Run(ctx) }()
 		const n = 300
 		for i := range n {
-			if pipe.Capture(ctx, capturePrediction(i)) != 1 {
+			if pipe.Capture(ctx, capturetest.Prediction(i)) != 1 {
 				t.Fatalf("prediction %d not captured", i)
 			}
 		}
@@ -420,18 +402,4 @@ func TestCollector(t *testing.T) {
 			t.Fatalf("another node after the reload: %d", code)
 		}
 	})
-}
-
-// capturePrediction is a one-row request numbered n whose input encodes n.
-func capturePrediction(n int) *infer.Prediction {
-	in := make([]float32, 16)
-	for i := range in {
-		in[i] = float32((n>>(i%8))&1) + float32(i)/100
-	}
-	in[0] = float32(n)
-	return &infer.Prediction{
-		Model: "fashion", Version: "1", RequestID: strconv.Itoa(n), Classes: []string{"a", "b", "c"},
-		Kind: observe.Logits, Scores: []float32{0.2, 0.1, 0.3},
-		Input: infer.Tensor{Name: "input", Datatype: "FP32", Shape: []int64{1, 16}, Data: in},
-	}
 }

@@ -53,7 +53,7 @@ type process struct {
 
 // startEnv runs `edgeloop args...` with env added to its environment and a JSON log on
 // stderr; the process is killed when the test ends if it is still running.
-func startEnv(t *testing.T, env []string, args ...string) *process {
+func startEnv(t testing.TB, env []string, args ...string) *process {
 	t.Helper()
 	p := &process{cmd: exec.Command(binary, args...), done: make(chan struct{})}
 	p.cmd.Env = append(os.Environ(), env...)
@@ -96,7 +96,7 @@ func (p *process) log() string {
 }
 
 // waitFor returns the first log line whose msg is msg, failing the test after timeout.
-func (p *process) waitFor(t *testing.T, msg string, timeout time.Duration) map[string]any {
+func (p *process) waitFor(t testing.TB, msg string, timeout time.Duration) map[string]any {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
@@ -119,7 +119,7 @@ func (p *process) waitFor(t *testing.T, msg string, timeout time.Duration) map[s
 }
 
 // stop sends SIGTERM and returns the exit code.
-func (p *process) stop(t *testing.T) int {
+func (p *process) stop(t testing.TB) int {
 	t.Helper()
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
 	select {

@@ -1,4 +1,4 @@
-package capture
+package capture_test
 
 import (
 	"bufio"
@@ -22,9 +22,8 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/edgeloop/edgeloop/exporter/infer"
-	"github.com/edgeloop/edgeloop/exporter/observe"
-	"github.com/edgeloop/edgeloop/exporter/sampler"
+	"github.com/edgeloop/edgeloop/exporter/capture"
+	"github.com/edgeloop/edgeloop/exporter/capture/capturetest"
 	"github.com/edgeloop/edgeloop/internal/sample"
 	"github.com/edgeloop/edgeloop/internal/spool"
 )
@@ -89,49 +88,13 @@ func (r *receiver) received() map[string]int {
 	return out
 }
 
-// testConfig captures every prediction (a random strategy at probability 1, no limits, no
-// near-duplicate suppression) into dir, sending to url.
-func testConfig(t testing.TB, dir, url string) Config {
+// testConfig is capturetest.Config with the token the receiver expects.
+func testConfig(t testing.TB, dir, url string) capture.Config {
 	token := filepath.Join(dir, "token")
 	if err := os.WriteFile(token, []byte("node-token\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := DefaultConfig()
-	one := 1.0
-	cfg.Sampler.Enabled = true
-	cfg.Sampler.Strategies = []sampler.StrategyConfig{{Name: "everything", Type: "random", Probability: &one}}
-	cfg.Sampler.Limits = nil
-	cfg.Sampler.MaxBytesPerDay = 1 << 40
-	cfg.Sampler.Dedup.Enabled = false
-	cfg.Spool.Dir = filepath.Join(dir, "spool")
-	cfg.Spool.SyncInterval = 20 * time.Millisecond
-	cfg.Sender.URL = url
-	cfg.Sender.TokenFile = token
-	cfg.Sender.BatchDelay = 0
-	cfg.Sender.MaxBatchSamples = 50
-	cfg.Sender.InitialBackoff = 10 * time.Millisecond
-	cfg.Sender.MaxBackoff = 50 * time.Millisecond
-	cfg.Sender.MaxRate = 100000
-	cfg.Sender.MaxBytesPerSecond = 1 << 30
-	cfg.Sender.DeadLetterDir = filepath.Join(dir, "deadletter")
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	return cfg
-}
-
-// prediction is a one-row request numbered n: its input encodes n, so every sample differs.
-func prediction(n int) *infer.Prediction {
-	in := make([]float32, 16)
-	for i := range in {
-		in[i] = float32((n>>(i%8))&1) + float32(i)/100
-	}
-	in[0] = float32(n)
-	return &infer.Prediction{
-		Model: "fashion", Version: "1", RequestID: strconv.Itoa(n), Classes: []string{"a", "b", "c"},
-		Kind: observe.Logits, Scores: []float32{0.2, 0.1, 0.3},
-		Input: infer.Tensor{Name: "input", Datatype: "FP32", Shape: []int64{1, 16}, Data: in},
-	}
+	return capturetest.Config(t, dir, url, token)
 }
 
 // TestKillNineLosesNothingAcknowledged runs a child process that captures numbered samples
@@ -232,7 +195,7 @@ func TestChildProcess(t *testing.T) {
 	}
 	dir, url := os.Getenv("EDGELOOP_CAPTURE_DIR"), os.Getenv("EDGELOOP_CAPTURE_URL")
 	start, _ := strconv.Atoi(os.Getenv("EDGELOOP_CAPTURE_START"))
-	p, err := New(testConfig(t, dir, url), Options{Node: "edge-1"})
+	p, err := capture.New(testConfig(t, dir, url), capture.Options{Node: "edge-1"})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child: open:", err)
 		os.Exit(3)
@@ -244,7 +207,7 @@ func TestChildProcess(t *testing.T) {
 	case "capture":
 		w := bufio.NewWriter(os.Stdout)
 		for n := start; ; n++ {
-			if p.Capture(ctx, prediction(n)) == 1 {
+			if p.Capture(ctx, capturetest.Prediction(n)) == 1 {
 				fmt.Fprintf(w, "ack %d\n", n)
 				_ = w.Flush()
 			}
@@ -278,7 +241,7 @@ func TestOfflineBoundsAndRecovers(t *testing.T) {
 	cfg.Spool.MaxBytes = 64 << 10 // about 100 samples of ~600 bytes
 	cfg.Spool.MaxRecordBytes = 8 << 10
 	reg := prometheus.NewRegistry()
-	p, err := New(cfg, Options{Node: "edge-1", Registerer: reg})
+	p, err := capture.New(cfg, capture.Options{Node: "edge-1", Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,7 +252,7 @@ func TestOfflineBoundsAndRecovers(t *testing.T) {
 
 	const captured = 1000
 	for n := range captured {
-		if p.Capture(ctx, prediction(n)) != 1 {
+		if p.Capture(ctx, capturetest.Prediction(n)) != 1 {
 			t.Fatalf("sample %d not stored", n)
 		}
 	}

@@ -1,13 +1,10 @@
 package observe
 
 import (
-	"bytes"
 	"context"
 	"flag"
 	"math"
 	"math/rand/v2"
-	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"sync"
@@ -17,7 +14,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/edgeloop/edgeloop/internal/testenv"
@@ -141,42 +137,7 @@ func TestMetricsGolden(t *testing.T) {
 			Scores: []float32{float32(i) / 4, 1, 0},
 		})
 	}
-	var got bytes.Buffer
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	enc := expfmt.NewEncoder(&got, expfmt.NewFormat(expfmt.TypeTextPlain))
-	for _, mf := range mfs {
-		if err := enc.Encode(mf); err != nil {
-			t.Fatal(err)
-		}
-	}
-	const golden = "testdata/metrics.golden"
-	if *update {
-		if err := os.WriteFile(golden, got.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got.Bytes(), want) {
-		t.Fatalf("exposition differs from %s (run with -update and review the diff):\n%s", golden, got.String())
-	}
-	problems, err := testutil.GatherAndLint(reg)
-	if err != nil || len(problems) > 0 {
-		t.Fatalf("lint: %v %v", problems, err)
-	}
-	if testing.Short() {
-		return
-	}
-	cmd := exec.Command(testenv.Tool(t, "promtool"), "check", "metrics")
-	cmd.Stdin = bytes.NewReader(want)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("promtool check metrics: %v\n%s", err, out)
-	}
+	testenv.CheckMetricsGolden(t, reg, "testdata/metrics.golden", *update)
 }
 
 // TestCloseRemovesVersion: after a hot swap only the new version's series remain, and the

@@ -1,15 +1,10 @@
 package sampler
 
 import (
-	"bytes"
 	"flag"
-	"os"
-	"os/exec"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
-	"github.com/prometheus/common/expfmt"
 
 	"github.com/edgeloop/edgeloop/internal/testenv"
 )
@@ -54,40 +49,5 @@ func TestMetricsGolden(t *testing.T) {
 	s.Skipped("fmnist", "spool_full")
 	s.Skipped("mnist", SkipDuplicate)
 
-	var got bytes.Buffer
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	enc := expfmt.NewEncoder(&got, expfmt.NewFormat(expfmt.TypeTextPlain))
-	for _, mf := range mfs {
-		if err := enc.Encode(mf); err != nil {
-			t.Fatal(err)
-		}
-	}
-	const golden = "testdata/metrics.golden"
-	if *update {
-		if err := os.WriteFile(golden, got.Bytes(), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got.Bytes(), want) {
-		t.Fatalf("exposition differs from %s (run with -update and review the diff):\n%s", golden, got.String())
-	}
-	problems, err := testutil.GatherAndLint(reg)
-	if err != nil || len(problems) > 0 {
-		t.Fatalf("lint: %v %v", problems, err)
-	}
-	if testing.Short() {
-		return
-	}
-	cmd := exec.Command(testenv.Tool(t, "promtool"), "check", "metrics")
-	cmd.Stdin = bytes.NewReader(want)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("promtool check metrics: %v\n%s", err, out)
-	}
+	testenv.CheckMetricsGolden(t, reg, "testdata/metrics.golden", *update)
 }
