@@ -332,11 +332,11 @@ func (t *tally) add(res *builtin.Result, lo, hi, k, scored int, kind observe.Out
 		}
 		label := int(t.set.Labels[i])
 		if z != nil {
-			t.loss += crossEntropy(z[r*k:(r+1)*k], label)
+			t.loss += trainer.CrossEntropy(z[r*k:(r+1)*k], label)
 		} else {
 			t.loss += -math.Log(max(float64(row[label])/sum(row), minProbability))
 		}
-		b := min(int(s.MaxSoftmax*HistogramBins), HistogramBins-1)
+		b := trainer.HistogramBin(s.MaxSoftmax)
 		part := &t.parts[1]
 		if i < t.set.Captured {
 			part = &t.parts[0]
@@ -399,17 +399,4 @@ func sum(row []float32) float64 {
 		s += float64(v)
 	}
 	return s
-}
-
-// crossEntropy is −ln softmax(z)[label], computed stably in float64 (the trainer's formula).
-func crossEntropy(z []float32, label int) float64 {
-	m := math.Inf(-1)
-	for _, v := range z {
-		m = max(m, float64(v))
-	}
-	var s float64
-	for _, v := range z {
-		s += math.Exp(float64(v) - m)
-	}
-	return math.Log(s) + m - float64(z[label])
 }

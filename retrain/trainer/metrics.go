@@ -87,7 +87,7 @@ func evaluate(net *Network, ds *fmnist.Dataset, classes []string, workers int) (
 			if err != nil {
 				return Metrics{}, fmt.Errorf("evaluate image %d: %w", start+r, err)
 			}
-			loss += crossEntropy(z, label)
+			loss += CrossEntropy(z, label)
 			perClass[label]++
 			if s.Class == label {
 				right++
@@ -95,7 +95,7 @@ func evaluate(net *Network, ds *fmnist.Dataset, classes []string, workers int) (
 			}
 			confSum += s.MaxSoftmax
 			for i, sc := range scorers {
-				counts[i][bin(s.Confidence(sc))]++
+				counts[i][HistogramBin(s.Confidence(sc))]++
 			}
 		}
 	}
@@ -125,14 +125,15 @@ func evaluate(net *Network, ds *fmnist.Dataset, classes []string, workers int) (
 	return m, nil
 }
 
-// bin is the histogram bin of confidence c, as the exporter bins it: ⌊c·bins⌋, with c = 1 in
-// the last bin.
-func bin(c float64) int {
+// HistogramBin is the histogram bin of confidence c, as the exporter bins it: ⌊c·bins⌋, with
+// c = 1 in the last bin. The evaluation gate bins the same way.
+func HistogramBin(c float64) int {
 	return min(int(c*HistogramBins), HistogramBins-1)
 }
 
-// crossEntropy is −ln softmax(z)[label], computed stably in float64.
-func crossEntropy(z []float32, label int) float64 {
+// CrossEntropy is −ln softmax(z)[label], computed stably in float64. The evaluation gate
+// computes its loss with it, so the two losses compare.
+func CrossEntropy(z []float32, label int) float64 {
 	m := math.Inf(-1)
 	for _, v := range z {
 		m = max(m, float64(v))
