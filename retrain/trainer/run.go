@@ -9,19 +9,20 @@ import (
 	"path/filepath"
 
 	"github.com/edgeloop/edgeloop/internal/onnx"
+	"github.com/edgeloop/edgeloop/retrain/jobs"
 )
 
-// The job contract's environment variables: a job backend sets them, and `edgeloop train`
-// takes them as the defaults of its flags.
+// The job contract's environment variables (defined by retrain/jobs, whose backends set
+// them): `edgeloop train` takes them as the defaults of its flags.
 const (
 	// EnvModel names the model (flag --model).
-	EnvModel = "EDGELOOP_MODEL"
+	EnvModel = jobs.EnvModel
 	// EnvBaseVersion is the version being retrained (flag --base-version).
-	EnvBaseVersion = "EDGELOOP_BASE_VERSION"
+	EnvBaseVersion = jobs.EnvBaseVersion
 	// EnvDatasetManifest is the path of the dataset manifest (flag --dataset-manifest).
-	EnvDatasetManifest = "EDGELOOP_DATASET_MANIFEST"
+	EnvDatasetManifest = jobs.EnvDatasetManifest
 	// EnvOutput is the output directory (flag --out).
-	EnvOutput = "EDGELOOP_OUTPUT"
+	EnvOutput = jobs.EnvOutput
 )
 
 // Output file names under the output directory, as the job contract names them.
