@@ -35,6 +35,7 @@ func commands() []command {
 	return []command{
 		{"exporter", "run the edge agent: GPU and inference telemetry on :9750", runExporter},
 		{"collector", "run the data-center collector: sample ingest, write-ahead log and shards on :9751", runCollector},
+		{"retrain", "run the retrain controller: Alertmanager webhook, policy, jobs, gate, publish on :9752", runRetrain},
 		{"model", "manage a signed model repository: keygen, sign, verify, publish, ls", runModel},
 		{"train", "train the builtin Fashion-MNIST model and write model.onnx + metrics.json", runTrain},
 		{"version", "print the version and exit", runVersion},

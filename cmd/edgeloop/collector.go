@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -46,22 +47,31 @@ func runCollector(args []string, stdout, stderr io.Writer) int {
 		return exitFailure
 	}
 	// SIGHUP reloads the token files: revoking a stolen edge node's token needs no restart.
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	defer signal.Stop(hup)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-hup:
-				_ = srv.Reload() // logged by Reload; the old credentials stay on error
-			}
-		}
-	}()
+	defer reloadOnSIGHUP(ctx, srv.Reload)()
 	if err := srv.Run(ctx); err != nil {
 		logger.Error("stopped on error", "err", err)
 		return exitFailure
 	}
 	return exitOK
+}
+
+// reloadOnSIGHUP calls reload on every SIGHUP until ctx ends; reload logs its own errors (the
+// old settings stay). The returned function stops listening.
+func reloadOnSIGHUP(ctx context.Context, reload func() error) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-done:
+				return
+			case <-hup:
+				_ = reload()
+			}
+		}
+	}()
+	return func() { signal.Stop(hup); close(done) }
 }

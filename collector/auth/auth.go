@@ -158,10 +158,10 @@ func HashToken(id, token string) string {
 	return id + " sha256:" + hex.EncodeToString(sum[:])
 }
 
-// lookup returns the ID token is bound to. It compares the token's hash with every entry in
+// Lookup returns the ID token is bound to. It compares the token's hash with every entry in
 // constant time and does not stop at a match, so the time taken says nothing about which
 // entry, or how much of one, matched (10,000 entries take some tens of microseconds).
-func (t Tokens) lookup(token string) (string, bool) {
+func (t Tokens) Lookup(token string) (string, bool) {
 	sum := sha256.Sum256([]byte(token))
 	found := -1
 	for i := range t.entries {
@@ -278,8 +278,8 @@ func Error(w http.ResponseWriter, code int, msg string) {
 	w.Write(append(b, '\n'))
 }
 
-// bearer returns the request's bearer token.
-func bearer(r *http.Request) (string, bool) {
+// Bearer returns the request's bearer token.
+func Bearer(r *http.Request) (string, bool) {
 	h := r.Header.Get("Authorization")
 	scheme, tok, ok := strings.Cut(h, " ")
 	if !ok || !strings.EqualFold(scheme, "Bearer") {
@@ -295,8 +295,8 @@ func (a *Auth) Node(r *http.Request) (string, error) {
 	a.mu.RLock()
 	nodes, cas := a.nodes, a.cas
 	a.mu.RUnlock()
-	if tok, ok := bearer(r); ok {
-		if id, ok := nodes.lookup(tok); ok {
+	if tok, ok := Bearer(r); ok {
+		if id, ok := nodes.Lookup(tok); ok {
 			return id, nil
 		}
 		return "", errors.New("unknown or revoked token")
@@ -358,15 +358,15 @@ func (a *Auth) RequireOperator(next http.Handler) http.Handler {
 		a.mu.RLock()
 		ops, nodes := a.operators, a.nodes
 		a.mu.RUnlock()
-		tok, ok := bearer(r)
+		tok, ok := Bearer(r)
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="edgeloop"`)
 			Error(w, http.StatusUnauthorized, "no credential: send Authorization: Bearer <operator token>")
 			return
 		}
-		id, ok := ops.lookup(tok)
+		id, ok := ops.Lookup(tok)
 		if !ok {
-			if _, isNode := nodes.lookup(tok); isNode {
+			if _, isNode := nodes.Lookup(tok); isNode {
 				Error(w, http.StatusForbidden, "a node's token cannot use operator endpoints")
 				return
 			}

@@ -42,10 +42,10 @@ func TestParseTokens(t *testing.T) {
 			if err != nil || tok.Len() != tc.n {
 				t.Fatalf("%d tokens, %v; want %d", tok.Len(), err, tc.n)
 			}
-			if id, ok := tok.lookup("s3cret"); !ok || id != "edge-1" {
+			if id, ok := tok.Lookup("s3cret"); !ok || id != "edge-1" {
 				t.Fatalf("lookup = %q, %v", id, ok)
 			}
-			if _, ok := tok.lookup("s3cre"); ok {
+			if _, ok := tok.Lookup("s3cre"); ok {
 				t.Fatal("a prefix of the token matched")
 			}
 		})

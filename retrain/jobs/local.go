@@ -1,0 +1,710 @@
+package jobs
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"maps"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"text/template"
+	"time"
+
+	"github.com/edgeloop/edgeloop/internal/config"
+	"github.com/edgeloop/edgeloop/internal/fsutil"
+)
+
+// LocalConfig is the local backend's part of the retrain configuration (the `backend.local:`
+// section): a process on the controller's machine per job.
+type LocalConfig struct {
+	// Command is the job's program and arguments. Each element is a text/template over the
+	// job: {{.ID}}, {{.Model}}, {{.BaseVersion}}, {{.DatasetManifest}}, {{.Output}}, and
+	// {{.Edgeloop}}, the path of the running edgeloop binary. The default runs `edgeloop
+	// train`, the contract's reference trainer. No shell is involved: write
+	// ["/bin/sh", "-c", "..."] for one.
+	Command []string `yaml:"command"`
+	// Env adds environment variables to the job's, which is the controller's environment plus
+	// the contract's EDGELOOP_* variables (those cannot be overridden here).
+	Env map[string]string `yaml:"env"`
+	// Dir is where the per-job directories (<dir>/<job id>/: job.log, exit.json, job.json)
+	// live; each job runs with its directory as working directory. Empty means a directory
+	// the controller chooses under its state directory.
+	Dir string `yaml:"dir"`
+	// KillGrace is how long Cancel waits after SIGTERM before it sends SIGKILL to the job's
+	// process group. Default 10s.
+	KillGrace time.Duration `yaml:"kill_grace"`
+	// LogTailBytes is how much of the end of job.log a final status carries (Status.LogTail),
+	// at most LogTailBytes (8 KiB, the default); 0 carries none.
+	LogTailBytes int `yaml:"log_tail_bytes"`
+}
+
+// DefaultKillGrace is the default of kill_grace: long enough for a trainer to write a
+// checkpoint or flush its log, short enough that a cancelled job frees its GPU promptly.
+const DefaultKillGrace = 10 * time.Second
+
+// DefaultLocalConfig returns the local backend's defaults: `edgeloop train` with the contract's
+// values as flags, a 10s kill grace, and an 8 KiB log tail.
+func DefaultLocalConfig() LocalConfig {
+	return LocalConfig{
+		// The binary is a template rather than os.Executable's result so that the default
+		// configuration prints the same on every machine (and in docs).
+		Command: []string{
+			"{{.Edgeloop}}", "train",
+			"--out", "{{.Output}}",
+			"--dataset-manifest", "{{.DatasetManifest}}",
+			"--model", "{{.Model}}",
+			"--base-version", "{{.BaseVersion}}",
+		},
+		KillGrace:    DefaultKillGrace,
+		LogTailBytes: LogTailBytes,
+	}
+}
+
+// Validate reports every invalid setting, naming it by its YAML key. It parses and trial-renders
+// the command's templates, so a misspelt field shows at --config.check rather than at the first
+// job.
+func (c LocalConfig) Validate() error {
+	var errs []error
+	if _, err := parseCommand(c.Command); err != nil {
+		errs = append(errs, err)
+	}
+	contract := Spec{}.Env()
+	for _, k := range slices.Sorted(maps.Keys(c.Env)) {
+		switch {
+		case k == "" || strings.ContainsAny(k, "=\x00"):
+			errs = append(errs, config.Errorf("env", "variable name %q must be non-empty without '=' or NUL", k))
+		case strings.ContainsRune(c.Env[k], 0):
+			errs = append(errs, config.Errorf("env."+k, "must not contain NUL"))
+		default:
+			if _, ok := contract[k]; ok {
+				errs = append(errs, config.Errorf("env."+k, "is set by the job contract and cannot be overridden"))
+			}
+		}
+	}
+	if c.KillGrace <= 0 {
+		errs = append(errs, config.Errorf("kill_grace", "must be positive, got %s", c.KillGrace))
+	}
+	if c.LogTailBytes < 0 || c.LogTailBytes > LogTailBytes {
+		errs = append(errs, config.Errorf("log_tail_bytes", "must be between 0 and %d, got %d", LogTailBytes, c.LogTailBytes))
+	}
+	return errors.Join(errs...)
+}
+
+// parseCommand parses each element of command and renders it over a sample job, so that
+// a field name that does not exist fails here and not when a job starts.
+func parseCommand(command []string) ([]*template.Template, error) {
+	if len(command) == 0 {
+		return nil, config.Errorf("command", "must name a program")
+	}
+	var errs []error
+	out := make([]*template.Template, len(command))
+	sample := localData{Spec: sampleSpec, exe: func() (string, error) { return "/usr/bin/edgeloop", nil }}
+	for i, s := range command {
+		field := fmt.Sprintf("command[%d]", i)
+		t, err := template.New(field).Funcs(templateFuncs).Option("missingkey=error").Parse(s)
+		if err == nil {
+			var b strings.Builder
+			err = t.Execute(&b, sample)
+			if err == nil && i == 0 && b.Len() == 0 {
+				err = errors.New("must name a program, renders empty")
+			}
+		}
+		if err != nil {
+			errs = append(errs, config.Errorf(field, "%v", err))
+			continue
+		}
+		out[i] = t
+	}
+	return out, errors.Join(errs...)
+}
+
+// templateFuncs are the functions the backends' templates may call besides text/template's
+// own: json encodes a value as JSON (so a model name with a quote cannot break a request
+// body), pathescape escapes a value for a URL path segment.
+var templateFuncs = template.FuncMap{
+	"json": func(v any) (string, error) {
+		b, err := json.Marshal(v)
+		return string(b), err
+	},
+	"pathescape": url.PathEscape,
+}
+
+// sampleSpec is the job that Validate renders templates over, to catch what parsing alone
+// does not (a field name that does not exist).
+var sampleSpec = Spec{
+	ID:              "job-1",
+	Model:           "model",
+	BaseVersion:     1,
+	DatasetManifest: "/var/lib/edgeloop/retrain/manifest.json",
+	Output:          "/var/lib/edgeloop/retrain/out",
+}
+
+// localData is what the command's templates see: the job's Spec and the edgeloop binary.
+type localData struct {
+	Spec
+	exe func() (string, error)
+}
+
+// Edgeloop is the path of the running binary; a method so that os.Executable is asked only
+// when a command uses it, and its error fails the render instead of the backend.
+func (d localData) Edgeloop() (string, error) { return d.exe() }
+
+// The files in a job's directory.
+const (
+	localLogFile  = "job.log"   // the job's stdout and stderr, appended
+	localExitFile = "exit.json" // the final Status, written when the job ends
+	localJobFile  = "job.json"  // the Spec and Ref, written at start
+)
+
+// Local runs each job as a process on this machine, in its own process group, with its output
+// in <dir>/<job id>/job.log. The process outlives the controller (that is what re-attach is
+// for); see Wait for what a restarted controller can and cannot know about it.
+type Local struct {
+	cfg     LocalConfig
+	dir     string
+	command []*template.Template
+	logger  *slog.Logger
+	exe     func() (string, error)
+
+	// pollInterval is how often Wait checks a process it did not start; goneGrace how long
+	// such a process must stay gone before Wait decides without exit.json (in case a reaper
+	// in this process is still writing it). Fields so that tests can shorten them.
+	pollInterval time.Duration
+	goneGrace    time.Duration
+
+	mu       sync.Mutex
+	children map[int]*localChild // processes this Local started, by PID
+}
+
+// localChild is a process this Local started and reaps.
+type localChild struct {
+	start  string        // its start time, as in the Ref
+	done   chan struct{} // closed once status is set
+	status Status
+}
+
+// NewLocal returns a local backend. The per-job directories live in cfg.Dir, or in stateDir
+// when cfg.Dir is empty (the controller passes a directory under its state directory); one of
+// them must be set. The directory is created if missing.
+func NewLocal(cfg LocalConfig, stateDir string, logger *slog.Logger) (*Local, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("local: %w", err)
+	}
+	command, err := parseCommand(cfg.Command)
+	if err != nil {
+		return nil, fmt.Errorf("local: %w", err)
+	}
+	dir := cfg.Dir
+	if dir == "" {
+		dir = stateDir
+	}
+	if dir == "" {
+		return nil, errors.New("local: no job directory: set dir, or the controller must pass its state directory")
+	}
+	// Absolute, because jobs run in their own directories and Refs outlive the working
+	// directory of the process that made them.
+	if dir, err = filepath.Abs(dir); err != nil {
+		return nil, fmt.Errorf("local: job directory: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("local: job directory: %w", err)
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Local{
+		cfg:          cfg,
+		dir:          dir,
+		command:      command,
+		logger:       logger,
+		exe:          os.Executable,
+		pollInterval: time.Second,
+		goneGrace:    2 * time.Second,
+		children:     map[int]*localChild{},
+	}, nil
+}
+
+// Name returns "local".
+func (l *Local) Name() string { return "local" }
+
+// Dir returns the directory the per-job directories live in.
+func (l *Local) Dir() string { return l.dir }
+
+// Start starts the job's process and returns once it runs. The spec's Output (and its
+// DatasetManifest, unless it is a URL) are made absolute and Output is created, since the job
+// runs in its own directory.
+//
+// Start is idempotent per job ID: when <dir>/<id>/ already holds a job started with the same
+// spec, its Ref is returned and nothing is started, so a controller that died between Start
+// and saving the Ref gets its job back instead of a second one. A different spec under the
+// same ID is an error.
+func (l *Local) Start(ctx context.Context, spec Spec) (Ref, error) {
+	if err := ctx.Err(); err != nil {
+		return Ref{}, fmt.Errorf("local: start %s: %w", spec.ID, err)
+	}
+	if err := spec.Validate(); err != nil {
+		return Ref{}, fmt.Errorf("local: start: invalid spec: %w", err)
+	}
+	spec, err := absSpec(spec)
+	if err != nil {
+		return Ref{}, fmt.Errorf("local: start %s: %w", spec.ID, err)
+	}
+	jobDir := filepath.Join(l.dir, spec.ID)
+	if ref, ok, err := l.existing(jobDir, spec); err != nil || ok {
+		return ref, err
+	}
+	args, err := l.render(spec)
+	if err != nil {
+		return Ref{}, fmt.Errorf("local: start %s: %w", spec.ID, err)
+	}
+	for _, d := range []string{jobDir, spec.Output} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return Ref{}, fmt.Errorf("local: start %s: %w", spec.ID, err)
+		}
+	}
+	// Left over by an attempt that died before writing job.json, it would end the new job at
+	// once.
+	if err := os.Remove(filepath.Join(jobDir, localExitFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return Ref{}, fmt.Errorf("local: start %s: %w", spec.ID, err)
+	}
+	logf, err := os.OpenFile(filepath.Join(jobDir, localLogFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return Ref{}, fmt.Errorf("local: start %s: %w", spec.ID, err)
+	}
+	// The child gets its own descriptor of the log, so it keeps writing after this process
+	// exits; ours is not needed once it has started.
+	defer logf.Close()
+	fmt.Fprintf(logf, "edgeloop: %s: starting job %s: %q\n", time.Now().UTC().Format(time.RFC3339), spec.ID, args)
+
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Dir = jobDir
+	cmd.Env = l.env(spec)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// A group of its own, so that Cancel reaches the trainer's children too (a shell's
+	// pipeline, data loader workers), and a signal to the controller's group (Ctrl-C) does
+	// not end a job the controller means to re-attach to.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(logf, "edgeloop: start failed: %v\n", err)
+		return Ref{}, fmt.Errorf("local: start %s: %w", spec.ID, err)
+	}
+	pid := cmd.Process.Pid
+	// Unreaped, the child's /proc entry exists even if it has already exited.
+	start, err := procStartTime(pid)
+	ref := Ref{Backend: "local", ID: strconv.Itoa(pid), Data: map[string]string{
+		"start": start, "dir": jobDir, "output": spec.Output,
+	}}
+	if err == nil {
+		err = writeJSON(filepath.Join(jobDir, localJobFile), localRecord{Spec: spec, Ref: ref})
+	}
+	if err != nil {
+		// Without its start time or its record the job could not be found again: undo it,
+		// since an error must mean no job was started.
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		_ = cmd.Wait()
+		return Ref{}, fmt.Errorf("local: start %s: %w", spec.ID, err)
+	}
+	child := &localChild{start: start, done: make(chan struct{})}
+	l.mu.Lock()
+	l.children[pid] = child
+	l.mu.Unlock()
+	go l.reap(cmd, child, jobDir, spec.ID)
+	l.logger.Info("local job started", "job", spec.ID, "pid", pid, "dir", jobDir)
+	return ref, nil
+}
+
+// localRecord is job.json: what Start needs to recognise a job it already started.
+type localRecord struct {
+	Spec Spec `json:"spec"`
+	Ref  Ref  `json:"ref"`
+}
+
+// existing returns the Ref of the job already started in jobDir with spec, if there is one.
+func (l *Local) existing(jobDir string, spec Spec) (Ref, bool, error) {
+	data, err := os.ReadFile(filepath.Join(jobDir, localJobFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return Ref{}, false, nil
+	}
+	if err != nil {
+		return Ref{}, false, fmt.Errorf("local: start %s: %w", spec.ID, err)
+	}
+	var rec localRecord
+	if err := json.Unmarshal(data, &rec); err != nil {
+		return Ref{}, false, fmt.Errorf("local: start %s: %s: %w", spec.ID, localJobFile, err)
+	}
+	if rec.Spec != spec {
+		return Ref{}, false, fmt.Errorf("local: start %s: %s holds a job with another spec (%+v)", spec.ID, jobDir, rec.Spec)
+	}
+	l.logger.Info("local job already started; returning its ref", "job", spec.ID, "pid", rec.Ref.ID)
+	return rec.Ref, true, nil
+}
+
+// absSpec makes the spec's local paths absolute: the job runs in its own directory, and Wait
+// may run in a process with another working directory.
+func absSpec(spec Spec) (Spec, error) {
+	if strings.Contains(spec.Output, "://") {
+		return spec, fmt.Errorf("output %q: the local backend writes to a local directory, not a URL", spec.Output)
+	}
+	var err error
+	if spec.Output, err = filepath.Abs(spec.Output); err != nil {
+		return spec, err
+	}
+	if !strings.Contains(spec.DatasetManifest, "://") {
+		if spec.DatasetManifest, err = filepath.Abs(spec.DatasetManifest); err != nil {
+			return spec, err
+		}
+	}
+	return spec, nil
+}
+
+// render renders the command for spec.
+func (l *Local) render(spec Spec) ([]string, error) {
+	data := localData{Spec: spec, exe: l.exe}
+	args := make([]string, len(l.command))
+	for i, t := range l.command {
+		var b strings.Builder
+		if err := t.Execute(&b, data); err != nil {
+			return nil, err
+		}
+		args[i] = b.String()
+	}
+	if args[0] == "" {
+		return nil, errors.New("command[0] renders empty")
+	}
+	// exec resolves a relative path with a slash against the job's directory (cmd.Dir); the
+	// operator meant the controller's.
+	if strings.ContainsRune(args[0], '/') && !filepath.IsAbs(args[0]) {
+		abs, err := filepath.Abs(args[0])
+		if err != nil {
+			return nil, err
+		}
+		args[0] = abs
+	}
+	return args, nil
+}
+
+// env is the job's environment: the controller's, then the configured variables, then the
+// contract's, later ones winning (exec keeps the last of duplicate keys).
+func (l *Local) env(spec Spec) []string {
+	env := os.Environ()
+	for _, k := range slices.Sorted(maps.Keys(l.cfg.Env)) {
+		env = append(env, k+"="+l.cfg.Env[k])
+	}
+	contract := spec.Env()
+	for _, k := range slices.Sorted(maps.Keys(contract)) {
+		env = append(env, k+"="+contract[k])
+	}
+	return env
+}
+
+// reap waits for a child, records its end in exit.json, and releases Waits.
+func (l *Local) reap(cmd *exec.Cmd, c *localChild, jobDir, id string) {
+	err := cmd.Wait()
+	st := exitStatus(cmd.ProcessState, err)
+	st.Finished = time.Now().UTC()
+	if werr := writeJSON(filepath.Join(jobDir, localExitFile), st); werr != nil {
+		// The Wait of this process still gets the status; only a restarted controller will
+		// have to judge the job by its outputs.
+		l.logger.Error("local job: cannot record exit status", "job", id, "err", werr)
+	}
+	l.logger.Info("local job ended", "job", id, "pid", cmd.Process.Pid, "state", st.State, "message", st.Message)
+	c.status = st
+	close(c.done)
+}
+
+// exitStatus turns a reaped process's state into a Status.
+func exitStatus(ps *os.ProcessState, err error) Status {
+	if ps == nil {
+		return Status{State: Failed, Message: fmt.Sprintf("wait: %v", err)}
+	}
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		return Status{State: Failed, Message: fmt.Sprintf("killed by signal %d (%s)", int(ws.Signal()), ws.Signal())}
+	}
+	code := ps.ExitCode()
+	if code == 0 {
+		return Status{State: Succeeded, ExitCode: &code}
+	}
+	return Status{State: Failed, Message: fmt.Sprintf("exit status %d", code), ExitCode: &code}
+}
+
+// localHandle is a parsed Ref.
+type localHandle struct {
+	pid      int
+	start    string
+	dir      string
+	output   string
+	id       string // the job's ID, for logs: its directory's name
+	exitPath string
+	logPath  string
+}
+
+func parseLocalRef(ref Ref) (localHandle, error) {
+	if ref.Backend != "local" {
+		return localHandle{}, fmt.Errorf("local: ref is for backend %q", ref.Backend)
+	}
+	pid, err := strconv.Atoi(ref.ID)
+	if err != nil || pid <= 1 {
+		return localHandle{}, fmt.Errorf("local: ref id %q is not a job's process id", ref.ID)
+	}
+	h := localHandle{pid: pid, start: ref.Data["start"], dir: ref.Data["dir"], output: ref.Data["output"]}
+	for k, v := range map[string]string{"start": h.start, "dir": h.dir, "output": h.output} {
+		if v == "" {
+			return localHandle{}, fmt.Errorf("local: ref %s lacks data %q", ref.ID, k)
+		}
+	}
+	h.id = filepath.Base(h.dir)
+	h.exitPath = filepath.Join(h.dir, localExitFile)
+	h.logPath = filepath.Join(h.dir, localLogFile)
+	return h, nil
+}
+
+// Wait blocks until the job ends and returns its status, with the end of job.log.
+//
+// A job that has ended has an exit.json in its directory, written by the controller process
+// that started (and reaped) it, and Wait returns what it says. A job this process started is
+// waited for directly. A job started by an earlier controller process is watched through
+// /proc/<pid> every second, checking the start time so that a reused PID is not taken for the
+// job. When that process is gone without an exit.json, its exit status is lost: it was the
+// child of the controller that died, and only a parent can learn a child's exit status. The
+// job is then judged by the contract's outputs: Succeeded when model.onnx and metrics.json are
+// in its output directory, Failed otherwise, with a Message saying the exit status is unknown.
+func (l *Local) Wait(ctx context.Context, ref Ref) (Status, error) {
+	h, err := parseLocalRef(ref)
+	if err != nil {
+		return Status{}, err
+	}
+	if st, ok, err := l.readExit(h); err != nil || ok {
+		return st, err
+	}
+	l.mu.Lock()
+	c := l.children[h.pid]
+	l.mu.Unlock()
+	if c != nil && c.start == h.start {
+		select {
+		case <-c.done:
+			return l.withTail(c.status, h), nil
+		case <-ctx.Done():
+			return Status{}, ctx.Err()
+		}
+	}
+	return l.watch(ctx, h)
+}
+
+// watch polls a process this Local did not start until it is gone.
+func (l *Local) watch(ctx context.Context, h localHandle) (Status, error) {
+	l.logger.Info("local job: watching a process started by an earlier controller", "job", h.id, "pid", h.pid)
+	tick := time.NewTicker(l.pollInterval)
+	defer tick.Stop()
+	var goneSince time.Time
+	for {
+		if st, ok, err := l.readExit(h); err != nil || ok {
+			return st, err
+		}
+		switch {
+		case l.running(h):
+			goneSince = time.Time{}
+		case goneSince.IsZero():
+			goneSince = time.Now()
+		case time.Since(goneSince) >= l.goneGrace:
+			return l.judgeByOutputs(h), nil
+		}
+		select {
+		case <-ctx.Done():
+			return Status{}, ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+// judgeByOutputs decides a job whose exit status was lost, and records the decision in
+// exit.json so that every later Wait agrees with it.
+func (l *Local) judgeByOutputs(h localHandle) Status {
+	const unknown = "exit status unknown (the controller restarted while the job ran); "
+	var missing []string
+	for _, name := range []string{"model.onnx", "metrics.json"} {
+		if fi, err := os.Stat(filepath.Join(h.output, name)); err != nil || !fi.Mode().IsRegular() {
+			missing = append(missing, name)
+		}
+	}
+	st := Status{State: Succeeded, Message: unknown + "outputs present", Finished: time.Now().UTC()}
+	if len(missing) > 0 {
+		st = Status{State: Failed, Message: unknown + "outputs missing: " + strings.Join(missing, ", "), Finished: st.Finished}
+	}
+	if err := writeJSON(h.exitPath, st); err != nil {
+		l.logger.Warn("local job: cannot record status", "job", h.id, "err", err)
+	}
+	l.logger.Warn("local job ended while no controller was its parent", "job", h.id, "pid", h.pid, "state", st.State, "message", st.Message)
+	return l.withTail(st, h)
+}
+
+// readExit returns the status recorded in exit.json, if there is one.
+func (l *Local) readExit(h localHandle) (Status, bool, error) {
+	data, err := os.ReadFile(h.exitPath)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Status{}, false, nil
+	}
+	if err != nil {
+		return Status{}, false, fmt.Errorf("local: wait %s: %w", h.id, err)
+	}
+	var st Status
+	if err := json.Unmarshal(data, &st); err != nil || !st.State.Done() {
+		// Written atomically, so this is damage from outside; asking again will not help.
+		st = Status{State: Failed, Message: fmt.Sprintf("%s is unreadable (%v)", h.exitPath, err)}
+	}
+	return l.withTail(st, h), true, nil
+}
+
+// withTail adds the end of job.log to st.
+func (l *Local) withTail(st Status, h localHandle) Status {
+	st.LogTail = readTail(h.logPath, l.cfg.LogTailBytes)
+	return st
+}
+
+// readTail returns at most n bytes of the end of the file at path, starting at a line boundary
+// when one is near; "" when it cannot be read.
+func readTail(path string, n int) string {
+	if n <= 0 {
+		return ""
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	off := max(0, fi.Size()-int64(n))
+	buf := make([]byte, fi.Size()-off)
+	k, _ := f.ReadAt(buf, off)
+	buf = buf[:k]
+	if off > 0 {
+		if i := bytes.IndexByte(buf[:min(len(buf), 256)], '\n'); i >= 0 {
+			buf = buf[i+1:]
+		}
+	}
+	return Tail(string(buf))
+}
+
+// running reports whether the job's process still runs: its PID exists with the Ref's start
+// time, and it is not a zombie (which has ended; its parent is about to reap it, or, if that
+// parent never does, Wait must not hang on it).
+func (l *Local) running(h localHandle) bool {
+	state, start, err := procStat(h.pid)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+		return false
+	}
+	if err != nil {
+		// Not knowing is not "gone": that would decide the job by its outputs for good.
+		l.logger.Debug("local job: cannot read process status", "pid", h.pid, "err", err)
+		return true
+	}
+	return start == h.start && state != 'Z' && state != 'X'
+}
+
+// Cancel stops the job: SIGTERM to its process group, then SIGKILL once kill_grace has passed
+// (or ctx is done) while any process of the group remains. It returns when the group is gone or
+// has been sent SIGKILL. A finished job, or a PID that now belongs to another process (its
+// start time differs), is left alone and is not an error.
+func (l *Local) Cancel(ctx context.Context, ref Ref) error {
+	h, err := parseLocalRef(ref)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(h.exitPath); err == nil {
+		return nil // ended and reaped
+	}
+	if !l.groupIsOurs(h) {
+		l.logger.Info("local job: not cancelled, its process is gone and its PID reused", "job", h.id, "pid", h.pid)
+		return nil
+	}
+	if err := syscall.Kill(-h.pid, syscall.SIGTERM); errors.Is(err, syscall.ESRCH) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("local: cancel %s: %w", h.id, err)
+	}
+	l.logger.Info("local job cancelled: sent SIGTERM to its process group", "job", h.id, "pid", h.pid, "kill_grace", l.cfg.KillGrace)
+	grace := time.NewTimer(l.cfg.KillGrace)
+	defer grace.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		if err := syscall.Kill(-h.pid, 0); errors.Is(err, syscall.ESRCH) {
+			return nil
+		}
+		select {
+		case <-tick.C:
+			continue
+		case <-grace.C:
+		case <-ctx.Done(): // the caller has no more time to wait: the job must still stop
+		}
+		if !l.groupIsOurs(h) {
+			return nil
+		}
+		l.logger.Warn("local job outlived its kill grace: sending SIGKILL", "job", h.id, "pid", h.pid)
+		if err := syscall.Kill(-h.pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("local: cancel %s: %w", h.id, err)
+		}
+		return nil
+	}
+}
+
+// groupIsOurs reports whether signals to process group h.pid reach the job: its leader still
+// has the Ref's start time (a zombie included), or no process has its PID. In the latter case
+// the group, if any process of it remains, is the job's: Linux does not hand out a PID that
+// is still in use as a process group ID, so no later process can have made a group of that
+// number while one of the job's remained.
+func (l *Local) groupIsOurs(h localHandle) bool {
+	_, start, err := procStat(h.pid)
+	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
+		return true
+	}
+	return err == nil && start == h.start
+}
+
+// procStartTime returns the start time of process pid: field 22 of /proc/<pid>/stat, in clock
+// ticks since boot, kept as a string since it is only compared.
+func procStartTime(pid int) (string, error) {
+	_, start, err := procStat(pid)
+	return start, err
+}
+
+// procStat returns the state (field 3) and start time (field 22) of process pid.
+func procStat(pid int) (state byte, start string, err error) {
+	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, "", err
+	}
+	// Field 2, the command name in parentheses, may itself contain spaces and parentheses:
+	// the fields after it start after the last ')'.
+	i := bytes.LastIndexByte(data, ')')
+	if i < 0 {
+		return 0, "", fmt.Errorf("/proc/%d/stat: no command name", pid)
+	}
+	fields := strings.Fields(string(data[i+1:])) // fields[0] is field 3
+	if len(fields) < 20 {
+		return 0, "", fmt.Errorf("/proc/%d/stat: %d fields after the command name, want at least 20", pid, len(fields))
+	}
+	return fields[0][0], fields[19], nil
+}
+
+// writeJSON writes v as JSON to path atomically.
+func writeJSON(path string, v any) error {
+	data, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return fsutil.WriteFileAtomic(path, append(data, '\n'), 0o644)
+}

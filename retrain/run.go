@@ -1,0 +1,513 @@
+package retrain
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/edgeloop/edgeloop/internal/modelrepo"
+	"github.com/edgeloop/edgeloop/internal/objstore"
+	"github.com/edgeloop/edgeloop/retrain/gate"
+	"github.com/edgeloop/edgeloop/retrain/jobs"
+	"github.com/edgeloop/edgeloop/retrain/publish"
+	"github.com/edgeloop/edgeloop/retrain/trainer"
+)
+
+// A job's directory in state_dir/jobs/<id>/ holds data/ (the dataset, downloaded, with its
+// manifest.json), output/ (the candidate), serving/ (the serving version, for the gate) and,
+// for the local backend, the job's log.
+const (
+	dataDir    = "data"
+	outputDir  = "output"
+	servingDir = "serving"
+)
+
+// retryDelay is the wait between attempts of a step that failed on something transient (the
+// bucket, the collector); stepAttempts bounds the attempts before the job ends in error.
+const (
+	retryDelay   = 5 * time.Second
+	stepAttempts = 5
+)
+
+// startDriver runs the job's remaining phases in the background.
+func (c *Controller) startDriver(j *Job) {
+	ctx := c.runCtx
+	if ctx == nil { // admitted before Run (tests); Run resumes it
+		return
+	}
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		c.drive(ctx, j.ID)
+	}()
+}
+
+// drive moves a job through its phases until it ends or ctx ends (shutdown: the phase stays,
+// and the next start resumes from it).
+func (c *Controller) drive(ctx context.Context, id string) {
+	for {
+		j := c.snapshot(id)
+		if j == nil || j.Phase.Done() {
+			return
+		}
+		logger := c.logger.With("job", id, "model", j.Model)
+		if c.isCancelled(id) && j.Phase != PhaseRunning {
+			c.finish(id, PhaseCancelled, "cancelled by an operator", nil)
+			continue
+		}
+		var err error
+		switch j.Phase {
+		case PhasePreparing:
+			err = c.retry(ctx, logger, "prepare", func() error { return c.prepare(ctx, j, logger) })
+		case PhaseRunning:
+			err = c.wait(ctx, j, logger)
+		case PhaseEvaluating:
+			err = c.retry(ctx, logger, "evaluate", func() error { return c.evaluate(ctx, j, logger) })
+		case PhasePublishing:
+			err = c.retry(ctx, logger, "publish", func() error { return c.publish(ctx, j, logger) })
+		case PhaseSoaking:
+			err = c.soak(ctx, j, logger)
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			c.finish(id, PhaseError, err.Error(), nil)
+		}
+	}
+}
+
+// retry runs a step up to stepAttempts times.
+func (c *Controller) retry(ctx context.Context, logger *slog.Logger, step string, f func() error) error {
+	var err error
+	for attempt := 1; attempt <= stepAttempts; attempt++ {
+		if err = f(); err == nil || ctx.Err() != nil || errors.Is(err, errPermanent) {
+			return err
+		}
+		logger.Warn("step failed; retrying", "step", step, "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(retryDelay):
+		}
+	}
+	return fmt.Errorf("%s: %w", step, err)
+}
+
+// errPermanent marks step errors that retrying cannot fix.
+var errPermanent = errors.New("permanent")
+
+func permanent(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errPermanent, fmt.Sprintf(format, args...))
+}
+
+// snapshot returns a copy of the job, or nil.
+func (c *Controller) snapshot(id string) *Job {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	j := c.st.job(id)
+	if j == nil {
+		return nil
+	}
+	cp := *j
+	return &cp
+}
+
+// update changes the job under the lock and saves the state.
+func (c *Controller) update(id string, f func(j *Job)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if j := c.st.job(id); j != nil {
+		f(j)
+		c.save()
+	}
+}
+
+func (c *Controller) isCancelled(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cancelled[id]
+}
+
+func (c *Controller) jobDir(id string) string { return filepath.Join(c.cfg.StateDir, "jobs", id) }
+
+// prepare resolves the serving version, fetches the dataset and starts the backend's job.
+func (c *Controller) prepare(ctx context.Context, j *Job, logger *slog.Logger) error {
+	base, err := c.servingVersion(ctx, j.Model)
+	if err != nil {
+		return err
+	}
+	m, err := c.data.manifest(ctx, j.Model)
+	if err != nil {
+		return err
+	}
+	dir := c.jobDir(j.ID)
+	local, err := c.data.download(ctx, m, filepath.Join(dir, dataDir))
+	if err != nil {
+		return err
+	}
+	_, watermark := newLabels(m, 0)
+	labels, err := c.data.countLabels(ctx, m.Labels)
+	if err != nil {
+		return err
+	}
+	spec := jobs.Spec{ID: j.ID, Model: j.Model, BaseVersion: base, Timeout: c.cfg.Policy.JobTimeout}
+	if c.out == nil {
+		spec.DatasetManifest = filepath.Join(dir, dataDir, manifestFile)
+		spec.Output = filepath.Join(dir, outputDir)
+	} else if spec.DatasetManifest, spec.Output, err = c.remoteIO(ctx, j, m); err != nil {
+		return err
+	}
+	logger.Info("dataset ready", "serving_version", base, "shards", len(local.Shards), "label_files", len(local.Labels),
+		"labels", labels, "manifest", spec.DatasetManifest)
+	if c.isCancelled(j.ID) {
+		return nil // drive ends it before anything starts
+	}
+	ref, err := c.backend.Start(ctx, spec)
+	if err != nil {
+		return fmt.Errorf("start job: %w", err)
+	}
+	now := c.now()
+	c.update(j.ID, func(j *Job) {
+		j.Spec, j.Ref, j.BaseVersion, j.LabelWatermark, j.Started, j.Phase = &spec, &ref, base, watermark, now, PhaseRunning
+		j.Dataset.Shards, j.Dataset.LabelFiles, j.Dataset.Labels = len(local.Shards), len(local.Labels), labels
+	})
+	logger.Info("job running", "backend", ref.Backend, "ref", ref.ID)
+	return nil
+}
+
+// remoteIO puts the dataset manifest where a remote job can read it and returns its URL and
+// the output prefix's.
+func (c *Controller) remoteIO(ctx context.Context, j *Job, m any) (manifestURL, outputURL string, err error) {
+	prefix := "jobs/" + j.Model + "/" + j.ID + "/"
+	data, err := jsonIndent(m)
+	if err != nil {
+		return "", "", err
+	}
+	if err := c.out.Put(ctx, prefix+"dataset.json", bytesReader(data), int64(len(data))); err != nil {
+		return "", "", fmt.Errorf("put dataset manifest: %w", err)
+	}
+	if manifestURL, err = objectURL(c.outURL, prefix+"dataset.json"); err != nil {
+		return "", "", err
+	}
+	outputURL, err = objectURL(c.outURL, prefix+"output/")
+	return manifestURL, outputURL, err
+}
+
+// servingVersion is the version the model's candidates are compared with: models[].serving,
+// else stable when it exists and publish.stable is set, else latest; 0 when the model has no
+// version yet.
+func (c *Controller) servingVersion(ctx context.Context, model string) (int64, error) {
+	sel := c.models[model].Serving
+	if sel == "" {
+		sel = modelrepo.SelectorLatest
+		if c.cfg.Publish.Stable {
+			if _, err := c.repo.Alias(ctx, model, publish.AliasStable); err == nil {
+				sel = publish.AliasStable
+			}
+		}
+	}
+	v, err := c.repo.Resolve(ctx, model, sel)
+	if errors.Is(err, modelrepo.ErrVersionNotFound) && sel == modelrepo.SelectorLatest {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("serving version of %s (%s): %w", model, sel, err)
+	}
+	return v, nil
+}
+
+// wait waits for the backend's job, cancelling it past the timeout.
+func (c *Controller) wait(ctx context.Context, j *Job, logger *slog.Logger) error {
+	if j.Ref == nil || j.Spec == nil {
+		return permanent("running without a backend reference")
+	}
+	// The time left, from the controller's clock: a job resumed after a restart keeps its
+	// original deadline.
+	left := max(c.cfg.Policy.JobTimeout-c.now().Sub(j.Started), time.Millisecond)
+	wctx, cancel := context.WithTimeout(ctx, left)
+	defer cancel()
+	st, err := c.backend.Wait(wctx, *j.Ref)
+	if ctx.Err() != nil {
+		return nil // shutdown: re-attach on the next start
+	}
+	timedOut := err != nil && wctx.Err() != nil
+	if timedOut {
+		logger.Warn("job timed out; cancelling it", "timeout", c.cfg.Policy.JobTimeout)
+		if cerr := c.backend.Cancel(ctx, *j.Ref); cerr != nil {
+			logger.Error("cannot cancel the timed-out job", "err", cerr)
+		}
+		// Collect what the backend says of the cancelled job (its log tail), briefly.
+		fctx, fcancel := context.WithTimeout(ctx, 30*time.Second)
+		st, err = c.backend.Wait(fctx, *j.Ref)
+		fcancel()
+		if err != nil {
+			st = jobs.Status{State: jobs.Failed}
+		}
+		c.finish(j.ID, PhaseTimedOut, fmt.Sprintf("ran longer than policy.job_timeout (%s)", c.cfg.Policy.JobTimeout), &st)
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("wait for job: %w", err)
+	}
+	if c.isCancelled(j.ID) {
+		c.finish(j.ID, PhaseCancelled, "cancelled by an operator", &st)
+		return nil
+	}
+	if st.State != jobs.Succeeded {
+		msg := st.Message
+		if msg == "" {
+			msg = "the job failed"
+		}
+		c.finish(j.ID, PhaseFailed, msg, &st)
+		return nil
+	}
+	if err := c.retry(ctx, logger, "fetch outputs", func() error { return c.fetchOutputs(ctx, j) }); err != nil {
+		c.finish(j.ID, PhaseFailed, err.Error(), &st)
+		return nil
+	}
+	c.update(j.ID, func(j *Job) { j.Status, j.Phase = &st, PhaseEvaluating })
+	logger.Info("job succeeded; evaluating the candidate")
+	return nil
+}
+
+// fetchOutputs brings a remote job's outputs to the job's output directory, and checks that
+// the contract's model.onnx is there.
+func (c *Controller) fetchOutputs(ctx context.Context, j *Job) error {
+	dir := filepath.Join(c.jobDir(j.ID), outputDir)
+	if c.out != nil {
+		prefix := "jobs/" + j.Model + "/" + j.ID + "/output/"
+		for _, name := range []string{trainer.ModelFile, trainer.MetricsFile} {
+			err := fetchObject(ctx, c.out, prefix+name, filepath.Join(dir, name))
+			if objstore.IsNotFound(err) {
+				continue // checked below for model.onnx; metrics.json is optional
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, trainer.ModelFile)); err != nil {
+		return permanent("the job exited 0 but wrote no %s under its output prefix", trainer.ModelFile)
+	}
+	return nil
+}
+
+// evaluate runs the gate on the candidate and the serving version.
+func (c *Controller) evaluate(ctx context.Context, j *Job, logger *slog.Logger) error {
+	dir := c.jobDir(j.ID)
+	data, err := trainer.ReadManifest(filepath.Join(dir, dataDir, manifestFile))
+	if err != nil {
+		return permanent("%v", err)
+	}
+	set, err := gate.LoadEvalSet(c.cfg.Gate, *data, logger)
+	if err != nil {
+		return permanent("%v", err)
+	}
+	cand, err := gate.EvaluateFile(ctx, filepath.Join(dir, outputDir, trainer.ModelFile), set, gate.Options{})
+	if err != nil {
+		return permanent("candidate: %v", err)
+	}
+	var cur *gate.Report
+	if j.BaseVersion > 0 {
+		sdir := filepath.Join(dir, servingDir)
+		os.RemoveAll(sdir)
+		m, err := c.repo.Download(ctx, j.Model, j.BaseVersion, sdir, c.verifier)
+		if err != nil {
+			return fmt.Errorf("serving version %d: %w", j.BaseVersion, err)
+		}
+		if cur, err = gate.EvaluateFile(ctx, filepath.Join(sdir, modelrepo.ModelFile), set, gate.OptionsFromManifest(m)); err != nil {
+			return permanent("serving version %d: %v", j.BaseVersion, err)
+		}
+	}
+	d := gate.Decide(c.cfg.Gate, cand, cur)
+	decision := "refuse"
+	if d.Promote {
+		decision = "promote"
+	}
+	c.m.gate.WithLabelValues(j.Model, decision).Inc()
+	logger.Info("gate decided", "promote", d.Promote, "reason", d.Reason, "candidate_accuracy", d.Candidate.Accuracy,
+		"serving_accuracy", servingAccuracy(d), "eval_images", set.Len())
+	if err := writeJSON(filepath.Join(dir, "gate.json"), struct {
+		Candidate *gate.Report  `json:"candidate"`
+		Current   *gate.Report  `json:"current,omitempty"`
+		Decision  gate.Decision `json:"decision"`
+	}{cand, cur, d}); err != nil {
+		return err
+	}
+	if !d.Promote {
+		c.update(j.ID, func(j *Job) { j.Gate, j.Dataset.EvalSamples = &d, set.Len() })
+		c.finish(j.ID, PhaseRejected, "the gate refused the candidate: "+d.Reason, nil)
+		return nil
+	}
+	c.update(j.ID, func(j *Job) { j.Gate, j.Dataset.EvalSamples, j.Phase = &d, set.Len(), PhasePublishing })
+	return nil
+}
+
+func servingAccuracy(d gate.Decision) any {
+	if d.Current == nil {
+		return "none"
+	}
+	return d.Current.Accuracy
+}
+
+// publish publishes a promoted candidate. It is idempotent: when the model's latest version
+// already is this candidate (a restart after the publish, before the state was saved), it
+// adopts that version instead of publishing a second copy.
+func (c *Controller) publish(ctx context.Context, j *Job, logger *slog.Logger) error {
+	dir := c.jobDir(j.ID)
+	var rec struct {
+		Candidate *gate.Report  `json:"candidate"`
+		Decision  gate.Decision `json:"decision"`
+	}
+	if err := readJSON(filepath.Join(dir, "gate.json"), &rec); err != nil {
+		return permanent("%v", err)
+	}
+	if v, ok := c.alreadyPublished(ctx, j, rec.Candidate.ModelSHA256); ok {
+		logger.Info("candidate already published; adopting it", "version", v)
+		return c.published(ctx, j, v, logger)
+	}
+	datasets := []string{}
+	if c.cfg.Dataset.Bucket != "" || c.cfg.Repository.Bucket != "" {
+		m, err := trainer.ReadManifest(filepath.Join(dir, dataDir, manifestFile))
+		if err == nil {
+			base := c.cfg.Dataset.Bucket
+			if base == "" {
+				base = c.cfg.Repository.Bucket
+			}
+			for _, p := range append(append([]string(nil), m.Shards...), m.Labels...) {
+				rel, err := filepath.Rel(filepath.Join(dir, dataDir), p)
+				if err != nil {
+					continue
+				}
+				if u, err := objectURL(base, filepath.ToSlash(rel)); err == nil {
+					datasets = append(datasets, u)
+				}
+			}
+		}
+	}
+	soak := c.cfg.Publish.Soak > 0
+	m, err := publish.Publish(ctx, c.repo, c.signer, publish.Input{
+		Model: j.Model, CandidateDir: filepath.Join(dir, outputDir), ParentVersion: j.BaseVersion,
+		Datasets: datasets, Report: rec.Candidate, Decision: &rec.Decision,
+		Canary: c.cfg.Publish.Canary, Stable: c.cfg.Publish.Stable && !soak,
+	})
+	if err != nil && m == nil {
+		return err
+	}
+	if err != nil {
+		logger.Error("published, but an alias was not set", "version", m.Version, "err", err)
+	}
+	return c.published(ctx, j, m.Version, logger)
+}
+
+// alreadyPublished reports whether the model's latest version is the candidate.
+func (c *Controller) alreadyPublished(ctx context.Context, j *Job, sha string) (int64, bool) {
+	v, err := c.repo.Latest(ctx, j.Model)
+	if err != nil || v <= j.BaseVersion {
+		return 0, false
+	}
+	m, err := c.repo.Manifest(ctx, j.Model, v, c.verifier)
+	if err != nil {
+		return 0, false
+	}
+	d, ok := m.Files[modelrepo.ModelFile]
+	return v, ok && d.SHA256 == sha && m.ParentVersion == j.BaseVersion
+}
+
+// published records a published version: the job ends promoted, or soaks first.
+func (c *Controller) published(ctx context.Context, j *Job, v int64, logger *slog.Logger) error {
+	now := c.now()
+	c.mu.Lock()
+	ms := c.st.model(j.Model)
+	ms.LastSuccess, ms.Version = now, v
+	c.mu.Unlock()
+	c.m.published.WithLabelValues(j.Model).Set(float64(v))
+	c.m.lastSuccess.WithLabelValues(j.Model).Set(float64(now.Unix()))
+	logger.Info("published", "version", v, "parent", j.BaseVersion, "canary", c.cfg.Publish.Canary,
+		"stable", c.cfg.Publish.Stable, "soak", c.cfg.Publish.Soak)
+	if c.cfg.Publish.Soak > 0 {
+		c.update(j.ID, func(j *Job) { j.Version, j.Phase, j.SoakUntil = v, PhaseSoaking, now.Add(c.cfg.Publish.Soak) })
+		return nil
+	}
+	c.update(j.ID, func(j *Job) { j.Version = v })
+	c.finish(j.ID, PhasePromoted, "", nil)
+	return nil
+}
+
+// soak waits until the job's soak ends, then moves stable to its version.
+func (c *Controller) soak(ctx context.Context, j *Job, logger *slog.Logger) error {
+	for {
+		wait := j.SoakUntil.Sub(c.now())
+		if wait <= 0 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(min(wait, time.Minute)):
+		}
+	}
+	err := c.retry(ctx, logger, "promote to stable", func() error {
+		err := publish.PromoteAfterSoak(ctx, c.repo, c.verifier, j.Model, j.Version)
+		if errors.Is(err, publish.ErrCanaryMoved) {
+			return fmt.Errorf("%w: %v", errPermanent, err)
+		}
+		return err
+	})
+	note := ""
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		note = "published to canary; stable not moved: " + err.Error()
+		logger.Warn("stable not moved after the soak", "version", j.Version, "err", err)
+	} else {
+		logger.Info("soak over; stable moved", "version", j.Version)
+	}
+	c.finish(j.ID, PhasePromoted, note, nil)
+	return nil
+}
+
+// finish ends a job in a final phase and updates the policy's memory and the metrics.
+func (c *Controller) finish(id string, phase Phase, msg string, st *jobs.Status) {
+	now := c.now()
+	var done Job
+	c.mu.Lock()
+	j := c.st.job(id)
+	if j == nil || j.Phase.Done() {
+		c.mu.Unlock()
+		return
+	}
+	j.Phase, j.Finished, j.Error = phase, now, msg
+	if st != nil {
+		j.Status = st
+	}
+	ms := c.st.model(j.Model)
+	ms.LastEnd = now
+	// The labels a finished training saw are no longer new; a job that failed trained on
+	// nothing, so the next trigger may use the same labels.
+	if phase == PhasePromoted || phase == PhaseRejected {
+		ms.LabelWatermark = max(ms.LabelWatermark, j.LabelWatermark)
+	}
+	delete(c.cancelled, id)
+	c.save()
+	done = *j
+	c.mu.Unlock()
+	c.m.jobs.WithLabelValues(done.Model, string(phase)).Inc()
+	c.m.duration.WithLabelValues(done.Model).Observe(now.Sub(done.Created).Seconds())
+	c.m.active.WithLabelValues(done.Model).Set(0)
+	level := slog.LevelInfo
+	if phase != PhasePromoted && phase != PhaseRejected {
+		level = slog.LevelWarn
+	}
+	c.logger.Log(context.Background(), level, "job ended", "job", id, "model", done.Model, "result", phase,
+		"version", done.Version, "took", now.Sub(done.Created).Round(time.Second), "error", msg)
+	if c.opts.OnJobEnd != nil {
+		c.opts.OnJobEnd(done)
+	}
+}
