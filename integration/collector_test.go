@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/collector/collectortest"
 	"github.com/edgeloop/edgeloop/exporter/capture"
 	"github.com/edgeloop/edgeloop/exporter/capture/capturetest"
@@ -39,6 +40,9 @@ type collectorEnv struct {
 	addr   string
 	env    []string
 }
+
+// operatorToken is the collector's operator token in these tests.
+const operatorToken = "token-ops"
 
 // testShards cuts small shards quickly, so uploads happen all through a test.
 const testShards = `wal:
@@ -72,6 +76,10 @@ func newCollectorEnv(t testing.TB, tuning string, nodes ...string) *collectorEnv
 	addr := l.Addr().String()
 	l.Close()
 	tokens := collectortest.TokensFile(t, dir, nodes...)
+	operators := filepath.Join(dir, "operators")
+	if err := os.WriteFile(operators, []byte(auth.HashToken("ops", operatorToken)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	config := filepath.Join(dir, "collector.yaml")
 	content := fmt.Sprintf(`instance: it
 listen: %q
@@ -80,8 +88,9 @@ log:
   level: info
 auth:
   tokens_file: %s
+  operator_tokens_file: %s
 bucket: s3://edgeloop?endpoint=%s&insecure=true
-%s`, addr, tokens, m.Endpoint, strings.Replace(tuning, "wal:\n", "wal:\n  dir: "+filepath.Join(dir, "wal")+"\n", 1))
+%s`, addr, tokens, operators, m.Endpoint, strings.Replace(tuning, "wal:\n", "wal:\n  dir: "+filepath.Join(dir, "wal")+"\n", 1))
 	if err := os.WriteFile(config, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}

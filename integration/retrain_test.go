@@ -1,0 +1,250 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/edgeloop/edgeloop/collector/auth"
+	"github.com/edgeloop/edgeloop/collector/labels"
+	"github.com/edgeloop/edgeloop/internal/fmnist"
+	"github.com/edgeloop/edgeloop/internal/modelrepo"
+	"github.com/edgeloop/edgeloop/internal/npy"
+	"github.com/edgeloop/edgeloop/internal/sample"
+	"github.com/edgeloop/edgeloop/internal/testenv"
+	"github.com/edgeloop/edgeloop/retrain"
+)
+
+// fmnistSamples makes captured samples of Fashion-MNIST training images [from, to) as node
+// would capture them (uint8 grey levels, the builtin model's input), with their true labels.
+func fmnistSamples(t *testing.T, ds *fmnist.Dataset, node string, from, to int) ([]*sample.Sample, []labels.Label) {
+	t.Helper()
+	var out []*sample.Sample
+	var ls []labels.Label
+	base := time.Now().UTC().Add(-time.Hour)
+	for i := from; i < to; i++ {
+		var b bytes.Buffer
+		img := ds.Images[i*fmnist.Pixels : (i+1)*fmnist.Pixels]
+		if err := npy.WriteFloat32(&b, []int{1, 1, 28, 28}, img); err != nil {
+			t.Fatal(err)
+		}
+		s, err := sample.New(sample.Meta{
+			Model: "fashion", Version: "1", Node: node, Time: base.Add(time.Duration(i) * time.Millisecond),
+			RequestID: fmt.Sprintf("req-%d", i), Prediction: 0, Scores: make([]float32, fmnist.NumClasses),
+			ScoresKind: sample.ScoresProbabilities, Confidence: map[string]float64{"max_softmax": 0.4},
+			Reason: "threshold", Input: sample.InputInfo{Name: "input", Datatype: "FP32", Shape: []int64{1, 1, 28, 28}, File: sample.NPYFile},
+		}, b.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, s)
+		ls = append(ls, labels.Label{Key: s.Meta.Key, Label: json.RawMessage(fmt.Sprint(ds.Labels[i])), Source: "human", Annotator: "it"})
+	}
+	return out, ls
+}
+
+// operatorDo sends an operator request and returns the status and body.
+func operatorDo(t *testing.T, method, url, token string, body any) (int, []byte) {
+	t.Helper()
+	var r io.Reader
+	if body != nil {
+		data, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r = bytes.NewReader(data)
+	}
+	req, _ := http.NewRequest(method, url, r)
+	req.Header.Set("Authorization", "Bearer "+token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, data
+}
+
+// TestRetrainEndToEnd runs the loop's data-center half with real parts: a weak version 1 is
+// serving on an exporter; labelled Fashion-MNIST samples reach MinIO through the collector;
+// an Alertmanager webhook (sent twice, as Alertmanager re-sends) makes the controller run
+// `edgeloop train` once with the local backend on those shards; the gate compares candidate
+// and version 1 on the same held-out set; version 2 is published signed with parent 1, and the
+// exporter hot-swaps to it.
+func TestRetrainEndToEnd(t *testing.T) {
+	dataDir := testenv.FashionMNIST(t, fmnist.DefaultDir)
+	train, err := fmnist.Load(dataDir, fmnist.Train)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, _, _ := referenceModel(t)
+	e := newCollectorEnv(t, testShards, "edge-1")
+	e.start(t)
+	repoURL := "s3://edgeloop?endpoint=" + e.minio.Endpoint + "&insecure=true"
+	work := t.TempDir()
+
+	// Version 1: deliberately weak (1,000 images, one epoch).
+	weak := filepath.Join(work, "weak")
+	run(t, nil, "train", "--out", weak, "--data", dataDir, "--train-limit", "1000", "--epochs", "1", "--log.format", "json")
+	run(t, e.env, "model", "publish", "--repo", repoURL, "--key", filepath.Join(keys, modelrepo.PrivateKeyFile), weak)
+
+	p, _ := startExporterEnv(t, e.env, fmt.Sprintf(`
+inference:
+  listen: 127.0.0.1:0
+models:
+  - name: fashion
+model_sync:
+  repository: %s
+  trusted_keys: [%s]
+  cache_dir: %s
+  poll_interval: 1s
+`, repoURL, filepath.Join(keys, "edgeloop.pub"), filepath.Join(work, "cache")))
+	p.waitForVersion(t, "1", 30*time.Second)
+
+	// 1,200 captured samples reach the bucket through the collector, then their labels.
+	samples, ls := fmnistSamples(t, train, "edge-1", 50000, 51200)
+	for i := 0; i < len(samples); i += 200 {
+		if code := e.postBatch(t, "edge-1", samples[i:i+200]); code != 200 {
+			t.Fatalf("ingest: %d", code)
+		}
+	}
+	e.waitDrained(t, 30*time.Second)
+	if code, body := operatorDo(t, http.MethodPost, "http://"+e.addr+"/v1/labels", operatorToken, labels.Request{Model: "fashion", Labels: ls}); code != http.StatusCreated {
+		t.Fatalf("labels: %d %s", code, body)
+	}
+
+	// The controller, with the local backend running `edgeloop train` on a budget.
+	webhookTokens := writeFile(t, "webhook.tokens", auth.HashToken("alertmanager", "am-token")+"\n")
+	opTokens := writeFile(t, "operator.tokens", auth.HashToken("alice", "op-token")+"\n")
+	collectorToken := writeFile(t, "collector.token", operatorToken+"\n")
+	addr := freeAddr(t)
+	cfgFile := writeFile(t, "retrain.yaml", fmt.Sprintf(`
+listen: %s
+log:
+  format: json
+state_dir: %s
+auth:
+  webhook_tokens_file: %s
+  operator_tokens_file: %s
+repository:
+  bucket: %s
+  signing_key_file: %s
+dataset:
+  collector_url: http://%s
+  token_file: %s
+models:
+  - name: fashion
+policy:
+  min_new_labels: 1000
+  cooldown: 1h
+backend:
+  type: local
+  local:
+    command: ["{{.Edgeloop}}", "train", "--out", "{{.Output}}", "--dataset-manifest", "{{.DatasetManifest}}",
+              "--model", "{{.Model}}", "--base-version", "{{.BaseVersion}}", "--data", %q,
+              "--train-limit", "20000", "--epochs", "3", "--log.format", "json"]
+gate:
+  fashion_mnist_dir: %s
+publish:
+  stable: true
+`, addr, filepath.Join(work, "state"), webhookTokens, opTokens, repoURL, filepath.Join(keys, modelrepo.PrivateKeyFile),
+		e.addr, collectorToken, dataDir, dataDir))
+	ctrl := startEnv(t, e.env, "retrain", "--config", cfgFile)
+	ctrl.waitFor(t, "retrain controller started", 30*time.Second)
+
+	alert := retrain.Webhook{Version: "4", GroupKey: `{}:{alertname="EdgeloopConfidenceDrift"}`, Status: "firing",
+		Alerts: []retrain.Alert{{Status: "firing", Fingerprint: "0123456789abcdef", StartsAt: time.Now().Add(-5 * time.Minute),
+			Labels: map[string]string{"alertname": "EdgeloopConfidenceDrift", "model": "fashion", "version": "1", "node": "edge-1"}}}}
+	var jobID string
+	for i := range 2 {
+		code, body := operatorDo(t, http.MethodPost, "http://"+addr+"/v1/alertmanager", "am-token", alert)
+		var res struct{ Decisions []retrain.Decision }
+		if code != 200 || json.Unmarshal(body, &res) != nil || len(res.Decisions) != 1 {
+			t.Fatalf("webhook: %d %s", code, body)
+		}
+		d := res.Decisions[0]
+		if i == 0 {
+			if jobID = d.Started; jobID == "" {
+				t.Fatalf("first webhook started nothing: %+v", d)
+			}
+		} else if d.Skipped != retrain.SkipDuplicate {
+			t.Fatalf("the re-sent webhook: %+v, want a duplicate", d)
+		}
+	}
+
+	// Wait for the job's end.
+	var job retrain.Job
+	deadline := time.Now().Add(4 * time.Minute)
+	for {
+		code, body := operatorDo(t, http.MethodGet, "http://"+addr+"/v1/jobs/"+jobID, "op-token", nil)
+		if code != 200 || json.Unmarshal(body, &job) != nil {
+			t.Fatalf("job: %d %s", code, body)
+		}
+		if job.Phase.Done() {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job still %s after 4 minutes:\n%s", job.Phase, ctrl.log())
+		}
+		time.Sleep(time.Second)
+	}
+	if job.Phase != retrain.PhasePromoted || job.Version != 2 || job.BaseVersion != 1 {
+		t.Fatalf("job ended %s (version %d, base %d): %s\n%s", job.Phase, job.Version, job.BaseVersion, job.Error, ctrl.log())
+	}
+	g := job.Gate
+	if g == nil || !g.Promote || g.Current == nil || g.Candidate.Accuracy <= g.Current.Accuracy {
+		t.Fatalf("gate decision: %+v", g)
+	}
+	if job.Dataset.Labels != 1200 || job.Dataset.Shards == 0 || job.Dataset.EvalSamples < 2000 {
+		t.Errorf("dataset: %+v", job.Dataset)
+	}
+	t.Logf("job %s: gate %s (candidate %.4f, serving %.4f on %d images); took %s", job.ID, g.Reason,
+		g.Candidate.Accuracy, g.Current.Accuracy, job.Dataset.EvalSamples, job.Finished.Sub(job.Created).Round(time.Second))
+
+	// Version 2 is signed, names its parent and its data, and stable points at it.
+	repo := modelrepo.New(e.bucket)
+	v, err := modelrepo.LoadVerifier(filepath.Join(keys, "edgeloop.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := repo.Manifest(context.Background(), "fashion", 2, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.ParentVersion != 1 || len(m.Datasets) == 0 || !strings.Contains(strings.Join(m.Datasets, " "), "samples/fashion/") {
+		t.Errorf("manifest of version 2: parent %d, datasets %v", m.ParentVersion, m.Datasets)
+	}
+	if a, err := repo.Alias(context.Background(), "fashion", "stable"); err != nil || a.Version != 2 {
+		t.Errorf("stable alias: %+v %v", a, err)
+	}
+	p.waitForVersion(t, "2", 30*time.Second)
+
+	// One job, and the metrics say so.
+	_, metrics := get(t, newRequest(t, "http://"+addr+"/metrics"))
+	for _, want := range []string{
+		`edgeloop_retrain_jobs_total{model="fashion",result="promoted"} 1`,
+		`edgeloop_retrain_gate_decisions_total{decision="promote",model="fashion"} 1`,
+		`edgeloop_retrain_triggers_skipped_total{model="fashion",reason="duplicate"} 1`,
+		`edgeloop_retrain_published_version{model="fashion"} 2`,
+		`edgeloop_retrain_active_jobs{model="fashion"} 0`,
+	} {
+		if !strings.Contains(metrics, want) {
+			t.Errorf("retrain metrics lack %s", want)
+		}
+	}
+	var list struct{ Jobs []retrain.Job }
+	if _, body := operatorDo(t, http.MethodGet, "http://"+addr+"/v1/jobs", "op-token", nil); json.Unmarshal(body, &list) != nil || len(list.Jobs) != 1 {
+		t.Errorf("jobs: %s, want exactly one", body)
+	}
+	if versions, err := repo.Versions(context.Background(), "fashion"); err != nil || len(versions) != 2 {
+		t.Errorf("versions: %v %v", versions, err)
+	}
+}
