@@ -352,13 +352,23 @@ func (c *Controller) serveComplete(w http.ResponseWriter, r *http.Request) {
 		auth.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	// A job that fails at once may call back before Start has returned its reference: give
+	// the controller a moment to record it.
 	j := c.snapshot(id)
+	for wait := 0; j != nil && j.Ref == nil && j.Phase == PhasePreparing && wait < 50; wait++ {
+		time.Sleep(100 * time.Millisecond)
+		j = c.snapshot(id)
+	}
 	switch {
 	case j == nil:
 		auth.Error(w, http.StatusNotFound, fmt.Sprintf("no job %q", id))
 		return
+	case j.Ref == nil && j.Phase == PhasePreparing:
+		w.Header().Set("Retry-After", "5")
+		auth.Error(w, http.StatusServiceUnavailable, fmt.Sprintf("job %s is still starting: retry", id))
+		return
 	case j.Ref == nil:
-		auth.Error(w, http.StatusConflict, fmt.Sprintf("job %s has not started", id))
+		auth.Error(w, http.StatusConflict, fmt.Sprintf("job %s never started: %s", id, j.Phase))
 		return
 	case j.Phase != PhaseRunning:
 		writeJSON200(w, map[string]string{"job": id, "status": "already " + string(j.Phase)})

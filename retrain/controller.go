@@ -144,9 +144,6 @@ func New(cfg Config, opts Options) (*Controller, error) {
 		dataURL = cfg.Dataset.Bucket
 	}
 	c.data = newDataset(cfg.Dataset, dataBucket, c.logger.With("part", "dataset"))
-	if c.backend, err = c.newBackend(); err != nil {
-		return nil, fmt.Errorf("retrain: backend: %w", err)
-	}
 	if cfg.Backend.Type != "local" {
 		c.out, c.outURL = dataBucket, dataURL
 		if cfg.Backend.Output != "" && cfg.Backend.Output != dataURL {
@@ -168,6 +165,11 @@ func New(cfg Config, opts Options) (*Controller, error) {
 	}
 	if c.web, err = web.Listen(cfg.Web, h, c.logger); err != nil {
 		return nil, fmt.Errorf("retrain: %w", err)
+	}
+	// After Listen: the http backend's callback URL needs the port actually bound.
+	if c.backend, err = c.newBackend(); err != nil {
+		c.web.Close()
+		return nil, fmt.Errorf("retrain: backend: %w", err)
 	}
 	c.mu.Lock()
 	for _, j := range c.st.Jobs {
@@ -210,7 +212,13 @@ func (c *Controller) newBackend() (jobs.Backend, error) {
 		}
 		return jobs.NewKubernetes(c.cfg.Backend.Kubernetes, client, logger)
 	case "http":
-		return jobs.NewHTTP(c.cfg.Backend.HTTP, c.externalURL(), logger)
+		h, err := jobs.NewHTTP(c.cfg.Backend.HTTP, c.externalURL(), logger)
+		if err != nil {
+			return nil, err
+		}
+		// Callbacks carry the job's token, which serveComplete checks.
+		h.SetCallbackToken(c.CallbackToken)
+		return h, nil
 	}
 	return nil, fmt.Errorf("unknown type %q", c.cfg.Backend.Type)
 }
@@ -220,7 +228,7 @@ func (c *Controller) externalURL() string {
 	if c.cfg.ExternalURL != "" {
 		return c.cfg.ExternalURL
 	}
-	_, port, _ := net.SplitHostPort(c.cfg.Web.Listen)
+	_, port, _ := net.SplitHostPort(c.web.Addr())
 	return "http://127.0.0.1:" + port
 }
 

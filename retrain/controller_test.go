@@ -700,3 +700,80 @@ func TestStateSurvivesRestart(t *testing.T) {
 		t.Fatalf("cooldown after restart: %d %s", code, body)
 	}
 }
+
+// TestHTTPCallback runs the http backend in callback mode: the start request carries a
+// callback URL with the job's token, the dataset manifest and output prefix are bucket URLs,
+// and the callback ends the job.
+func TestHTTPCallback(t *testing.T) {
+	cfg, _ := testConfig(t)
+	started := make(chan map[string]any, 1)
+	jobSystem := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var body map[string]any
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			http.Error(w, err.Error(), 400)
+			return
+		}
+		started <- body
+		_, _ = w.Write([]byte(`{"run_id":"run-42"}`))
+	}))
+	defer jobSystem.Close()
+	cfg.Backend.Type = "http"
+	cfg.Backend.HTTP.URL = jobSystem.URL + "/runs"
+	cfg.Backend.HTTP.Mode = jobs.HTTPModeCallback
+	cfg.Backend.HTTP.RunID = "run_id"
+	clk := &clock{t: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	env := &testEnv{ended: make(chan Job, 10)}
+	c, err := New(cfg, Options{Now: clk.Now, OnJobEnd: func(j Job) { env.ended <- j }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	env.c, env.url = c, "http://"+c.Addr()
+
+	if code, body := env.post(t, "/v1/models/fashion/retrain", operatorToken, nil); code != http.StatusAccepted {
+		t.Fatalf("manual: %d %s", code, body)
+	}
+	var body map[string]any
+	select {
+	case body = <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the job system was not called")
+	}
+	id := body["id"].(string)
+	cb, _ := body["callback_url"].(string)
+	if !strings.HasPrefix(cb, "http://127.0.0.1:") || !strings.Contains(cb, "/v1/jobs/"+id+"/complete?token="+c.CallbackToken(id)) {
+		t.Fatalf("callback_url %q", cb)
+	}
+	manifest, _ := body["dataset_manifest"].(string)
+	if want := cfg.Repository.Bucket + "/jobs/fashion/" + id + "/dataset.json"; manifest != want {
+		t.Errorf("dataset_manifest %q, want %q", manifest, want)
+	}
+	if _, err := os.Stat(strings.TrimPrefix(manifest, "file://")); err != nil {
+		t.Errorf("dataset manifest not in the bucket: %v", err)
+	}
+	if out, _ := body["output"].(string); !strings.HasSuffix(out, "/jobs/fashion/"+id+"/output") {
+		t.Errorf("output %q", out)
+	}
+	// Wrong token: refused. Right token: the job ends as the callback says.
+	if code, _ := env.post(t, "/v1/jobs/"+id+"/complete?token=00", "", map[string]any{"state": "failed"}); code != 401 {
+		t.Errorf("callback with a wrong token: %d", code)
+	}
+	resp, err := http.Post(cb, "application/json", strings.NewReader(`{"state":"failed","message":"OOMKilled","exit_code":137}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("callback: %d", resp.StatusCode)
+	}
+	j := waitEnded(t, env)
+	if j.Phase != PhaseFailed || j.Error != "OOMKilled" || j.Ref == nil || j.Ref.ID != "run-42" {
+		t.Fatalf("job: %+v", j)
+	}
+}

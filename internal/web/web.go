@@ -155,6 +155,10 @@ func Listen(cfg Config, h http.Handler, logger *slog.Logger) (*Server, error) {
 // Addr is the address the server listens on.
 func (s *Server) Addr() string { return s.listener.Addr().String() }
 
+// Close releases the listener of a server that will not Serve (a start-up that failed after
+// Listen).
+func (s *Server) Close() error { return s.listener.Close() }
+
 // Serve serves until ctx is done, then shuts down gracefully, giving requests in flight up to
 // ten seconds.
 func (s *Server) Serve(ctx context.Context) error {

@@ -162,7 +162,7 @@ func (c HTTPConfig) Validate() error {
 		errs = append(errs, config.Errorf("mode", "must be poll or callback, got %q", c.Mode))
 	}
 	for _, p := range []struct{ key, path string }{{"run_id", c.RunID}, {"status_field", c.StatusField}, {"message_field", c.MessageField}} {
-		if p.path != "" && !validDotPath(p.path) {
+		if p.path != "" && !httpValidPath(p.path) {
 			errs = append(errs, config.Errorf(p.key, "must be a dot path such as run_id or metadata.name, got %q", p.path))
 		}
 	}
@@ -211,9 +211,9 @@ func (c HTTPConfig) compile() (httpTemplates, []error) {
 		t    httpTemplates
 		errs []error
 	)
-	sample := httpData{Spec: sampleSpec, CallbackURL: "https://retrain.example:9752/v1/jobs/job-1/complete", RunID: "run-1"}
+	sample := httpData{Spec: specTemplateSample, CallbackURL: "https://retrain.example:9752/v1/jobs/job-1/complete", RunID: "run-1"}
 	parse := func(field, text string) *template.Template {
-		tm, err := template.New(field).Funcs(templateFuncs).Option("missingkey=error").Parse(text)
+		tm, err := template.New(field).Funcs(specTemplateFuncs).Option("missingkey=error").Parse(text)
 		if err == nil {
 			err = tm.Execute(io.Discard, sample)
 		}
@@ -228,7 +228,7 @@ func (c HTTPConfig) compile() (httpTemplates, []error) {
 		if tm == nil {
 			return nil
 		}
-		if u, _ := render(tm, sample); checkURL(u) != nil {
+		if u, _ := httpRender(tm, sample); httpCheckURL(u) != nil {
 			errs = append(errs, config.Errorf(field, "must render an http:// or https:// URL, got %q", u))
 			return nil
 		}
@@ -247,15 +247,15 @@ func (c HTTPConfig) compile() (httpTemplates, []error) {
 	}
 	if c.Body != "" {
 		if t.body = parse("body", c.Body); t.body != nil {
-			b, _ := render(t.body, sample)
-			if err := checkJSON(b); err != nil {
+			b, _ := httpRender(t.body, sample)
+			if err := httpCheckJSON(b); err != nil {
 				errs = append(errs, config.Errorf("body", "%v", err))
 			}
 		}
 	}
 	t.headers = map[string]*template.Template{}
 	for _, name := range slices.Sorted(maps.Keys(c.Headers)) {
-		if !validHeaderName(name) {
+		if !httpValidHeaderName(name) {
 			errs = append(errs, config.Errorf("headers", "%q is not a valid header name", name))
 			continue
 		}
@@ -264,8 +264,8 @@ func (c HTTPConfig) compile() (httpTemplates, []error) {
 		if tm == nil {
 			continue
 		}
-		if v, _ := render(tm, sample); strings.ContainsAny(v, "\r\n\x00") {
-			errs = append(errs, config.Errorf(field, "must not render a line break or NUL"))
+		if v, _ := httpRender(tm, sample); strings.ContainsAny(v, "\r\n\x00") {
+			errs = append(errs, config.Errorf(field, "must not httpRender a line break or NUL"))
 			continue
 		}
 		t.headers[textproto.CanonicalMIMEHeaderKey(name)] = tm
@@ -273,14 +273,14 @@ func (c HTTPConfig) compile() (httpTemplates, []error) {
 	return t, errs
 }
 
-func render(t *template.Template, data httpData) (string, error) {
+func httpRender(t *template.Template, data httpData) (string, error) {
 	var b strings.Builder
 	err := t.Execute(&b, data)
 	return b.String(), err
 }
 
-// checkURL reports whether s is an absolute http:// or https:// URL.
-func checkURL(s string) error {
+// httpCheckURL reports whether s is an absolute http:// or https:// URL.
+func httpCheckURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
 		return err
@@ -291,8 +291,8 @@ func checkURL(s string) error {
 	return nil
 }
 
-// checkJSON reports whether s is one valid JSON value, with the decoder's words if not.
-func checkJSON(s string) error {
+// httpCheckJSON reports whether s is one valid JSON value, with the decoder's words if not.
+func httpCheckJSON(s string) error {
 	var v any
 	if err := json.Unmarshal([]byte(s), &v); err != nil {
 		return fmt.Errorf("renders invalid JSON: %w", err)
@@ -300,7 +300,7 @@ func checkJSON(s string) error {
 	return nil
 }
 
-func validDotPath(p string) bool {
+func httpValidPath(p string) bool {
 	for seg := range strings.SplitSeq(p, ".") {
 		if seg == "" || strings.ContainsAny(seg, " \t\r\n") {
 			return false
@@ -309,8 +309,8 @@ func validDotPath(p string) bool {
 	return true
 }
 
-// validHeaderName reports whether name is an RFC 9110 token.
-func validHeaderName(name string) bool {
+// httpValidHeaderName reports whether name is an RFC 9110 token.
+func httpValidHeaderName(name string) bool {
 	if name == "" {
 		return false
 	}
@@ -322,13 +322,13 @@ func validHeaderName(name string) bool {
 	return true
 }
 
-// maxHTTPResponse bounds the response bodies the backend reads: a run's status is small, and a
+// httpMaxResponse bounds the response bodies the backend reads: a run's status is small, and a
 // misconfigured URL may point at something that is not.
-const maxHTTPResponse = 1 << 20
+const httpMaxResponse = 1 << 20
 
-// completionRetention is how long a reported completion is kept for a Wait that has not come
+// httpCompletionRetention is how long a reported completion is kept for a Wait that has not come
 // (or comes again), and a Wait's entry that nobody completed is kept after its Wait left.
-const completionRetention = 24 * time.Hour
+const httpCompletionRetention = 24 * time.Hour
 
 // HTTP starts jobs with an HTTP request and learns their end by polling a status URL or from a
 // callback (Complete).
@@ -336,8 +336,10 @@ type HTTP struct {
 	cfg         HTTPConfig
 	tmpl        httpTemplates
 	callbackURL string // base of the controller's job API, callback mode only
-	client      *http.Client
-	logger      *slog.Logger
+	// callbackToken, when set, gives the token a job's callback URL carries (SetCallbackToken).
+	callbackToken func(jobID string) string
+	client        *http.Client
+	logger        *slog.Logger
 
 	mu          sync.Mutex
 	completions map[string]*httpCompletion // by Ref.ID
@@ -368,7 +370,7 @@ func NewHTTP(cfg HTTPConfig, callbackBase string, logger *slog.Logger) (*HTTP, e
 		if callbackBase == "" {
 			return nil, errors.New("http backend: mode callback needs the controller's external URL, which jobs call back, and none is set")
 		}
-		if err := checkURL(callbackBase); err != nil {
+		if err := httpCheckURL(callbackBase); err != nil {
 			return nil, fmt.Errorf("http backend: controller's external URL: %w", err)
 		}
 		h.callbackURL = strings.TrimRight(callbackBase, "/")
@@ -397,6 +399,23 @@ func NewHTTP(cfg HTTPConfig, callbackBase string, logger *slog.Logger) (*HTTP, e
 // Name returns "http".
 func (h *HTTP) Name() string { return "http" }
 
+// SetCallbackToken makes each job's callback URL carry token(job ID) as its `token` query
+// parameter, the credential the controller's completion endpoint checks, so that a job can
+// complete itself and no other. Call it before the first Start; it does nothing in poll mode.
+func (h *HTTP) SetCallbackToken(token func(jobID string) string) { h.callbackToken = token }
+
+// callbackFor returns the callback URL of job id; empty in poll mode.
+func (h *HTTP) callbackFor(id string) string {
+	if h.callbackURL == "" || id == "" {
+		return ""
+	}
+	u := h.callbackURL + "/v1/jobs/" + url.PathEscape(id) + "/complete"
+	if h.callbackToken != nil {
+		u += "?token=" + url.QueryEscape(h.callbackToken(id))
+	}
+	return u
+}
+
 // Start sends the start request. It needs a 2xx answer, and, when run_id is set, the run's ID
 // in it. The Ref carries the rendered status and cancel URLs and the spec, so that a later
 // process can follow the run without the start response.
@@ -407,22 +426,19 @@ func (h *HTTP) Start(ctx context.Context, spec Spec) (Ref, error) {
 	if err := spec.Validate(); err != nil {
 		return Ref{}, fmt.Errorf("http backend: start: invalid spec: %w", err)
 	}
-	data := httpData{Spec: spec}
-	if h.callbackURL != "" {
-		data.CallbackURL = h.callbackURL + "/v1/jobs/" + url.PathEscape(spec.ID) + "/complete"
-	}
-	startURL, err := render(h.tmpl.url, data)
+	data := httpData{Spec: spec, CallbackURL: h.callbackFor(spec.ID)}
+	startURL, err := httpRender(h.tmpl.url, data)
 	if err == nil {
-		err = checkURL(startURL)
+		err = httpCheckURL(startURL)
 	}
 	if err != nil {
 		return Ref{}, fmt.Errorf("http backend: start %s: url: %w", spec.ID, err)
 	}
 	var body []byte
 	if h.tmpl.body != nil {
-		b, err := render(h.tmpl.body, data)
+		b, err := httpRender(h.tmpl.body, data)
 		if err == nil {
-			err = checkJSON(b)
+			err = httpCheckJSON(b)
 		}
 		if err != nil {
 			return Ref{}, fmt.Errorf("http backend: start %s: body: %w", spec.ID, err)
@@ -434,13 +450,13 @@ func (h *HTTP) Start(ctx context.Context, spec Spec) (Ref, error) {
 		return Ref{}, fmt.Errorf("http backend: start %s: %w", spec.ID, err)
 	}
 	if code/100 != 2 {
-		return Ref{}, fmt.Errorf("http backend: start %s: %s %s: %d %s: %s", spec.ID, h.cfg.Method, redactURL(startURL), code, http.StatusText(code), snippet(resp))
+		return Ref{}, fmt.Errorf("http backend: start %s: %s %s: %d %s: %s", spec.ID, h.cfg.Method, httpRedactURL(startURL), code, http.StatusText(code), httpSnippet(resp))
 	}
 	data.RunID = spec.ID
 	if h.cfg.RunID != "" {
-		id, err := runIDFrom(resp, h.cfg.RunID)
+		id, err := httpRunID(resp, h.cfg.RunID)
 		if err != nil {
-			return Ref{}, fmt.Errorf("http backend: start %s: the run may have started, but its id cannot be read from the answer (%s): %w", spec.ID, snippet(resp), err)
+			return Ref{}, fmt.Errorf("http backend: start %s: the run may have started, but its id cannot be read from the answer (%s): %w", spec.ID, httpSnippet(resp), err)
 		}
 		data.RunID = id
 	}
@@ -453,9 +469,9 @@ func (h *HTTP) Start(ctx context.Context, spec Spec) (Ref, error) {
 		if t == nil {
 			continue
 		}
-		u, err := render(t, data)
+		u, err := httpRender(t, data)
 		if err == nil {
-			err = checkURL(u)
+			err = httpCheckURL(u)
 		}
 		if err != nil {
 			return Ref{}, fmt.Errorf("http backend: start %s: the run has started, but its %s cannot be rendered: %w", spec.ID, key, err)
@@ -466,17 +482,17 @@ func (h *HTTP) Start(ctx context.Context, spec Spec) (Ref, error) {
 	return ref, nil
 }
 
-// runIDFrom reads the run's ID at path in a start response.
-func runIDFrom(resp []byte, path string) (string, error) {
-	v, err := decodeJSON(resp)
+// httpRunID reads the run's ID at path in a start response.
+func httpRunID(resp []byte, path string) (string, error) {
+	v, err := httpDecodeJSON(resp)
 	if err != nil {
 		return "", err
 	}
-	raw, ok := lookupPath(v, path)
+	raw, ok := httpLookup(v, path)
 	if !ok {
 		return "", fmt.Errorf("no %q in the answer", path)
 	}
-	id, ok := scalarString(raw)
+	id, ok := httpScalar(raw)
 	if !ok || id == "" {
 		return "", fmt.Errorf("%q is not a non-empty string or number", path)
 	}
@@ -484,7 +500,7 @@ func runIDFrom(resp []byte, path string) (string, error) {
 }
 
 // do sends one request with the configured headers and token and returns the status code
-// and the body (at most maxHTTPResponse bytes).
+// and the body (at most httpMaxResponse bytes).
 func (h *HTTP) do(ctx context.Context, method, rawURL string, body []byte, data httpData) (int, []byte, error) {
 	var rd io.Reader
 	if body != nil {
@@ -499,7 +515,7 @@ func (h *HTTP) do(ctx context.Context, method, rawURL string, body []byte, data 
 	}
 	req.Header.Set("Accept", "application/json")
 	for name, t := range h.tmpl.headers {
-		v, err := render(t, data)
+		v, err := httpRender(t, data)
 		if err != nil {
 			return 0, nil, fmt.Errorf("headers.%s: %w", name, err)
 		}
@@ -524,15 +540,19 @@ func (h *HTTP) do(ctx context.Context, method, rawURL string, body []byte, data 
 	}
 	resp, err := h.client.Do(req)
 	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			ue.URL = httpRedactURL(ue.URL) // it would show the query, where webhooks keep secrets
+		}
 		return 0, nil, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxHTTPResponse+1))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, httpMaxResponse+1))
 	if err != nil {
-		return 0, nil, fmt.Errorf("%s %s: reading the answer: %w", method, redactURL(rawURL), err)
+		return 0, nil, fmt.Errorf("%s %s: reading the answer: %w", method, httpRedactURL(rawURL), err)
 	}
-	if len(b) > maxHTTPResponse {
-		return 0, nil, fmt.Errorf("%s %s: answer larger than %d bytes", method, redactURL(rawURL), maxHTTPResponse)
+	if len(b) > httpMaxResponse {
+		return 0, nil, fmt.Errorf("%s %s: answer larger than %d bytes", method, httpRedactURL(rawURL), httpMaxResponse)
 	}
 	return resp.StatusCode, b, nil
 }
@@ -546,9 +566,7 @@ func (h *HTTP) refData(ref Ref) httpData {
 			h.logger.Debug("http job: ref's spec unreadable; headers see an empty job", "run", ref.ID, "err", err)
 		}
 	}
-	if h.callbackURL != "" && data.ID != "" {
-		data.CallbackURL = h.callbackURL + "/v1/jobs/" + url.PathEscape(data.ID) + "/complete"
-	}
+	data.CallbackURL = h.callbackFor(data.ID)
 	return data
 }
 
@@ -580,7 +598,7 @@ func (h *HTTP) Wait(ctx context.Context, ref Ref) (Status, error) {
 	if c != nil {
 		done = c.done
 	}
-	p := &poller{h: h, ref: ref, url: statusURL, data: h.refData(ref), unknown: map[string]bool{}}
+	p := &httpPoller{h: h, ref: ref, url: statusURL, data: h.refData(ref), unknown: map[string]bool{}}
 	timer := time.NewTimer(0) // the first status request at once: a re-attached run may be over
 	defer timer.Stop()
 	for {
@@ -602,8 +620,8 @@ func (h *HTTP) Wait(ctx context.Context, ref Ref) (Status, error) {
 	}
 }
 
-// poller is one Wait's polling of a status URL.
-type poller struct {
+// httpPoller is one Wait's polling of a status URL.
+type httpPoller struct {
 	h        *HTTP
 	ref      Ref
 	url      string
@@ -614,7 +632,7 @@ type poller struct {
 }
 
 // poll asks once; ok reports a final status.
-func (p *poller) poll(ctx context.Context) (st Status, ok bool) {
+func (p *httpPoller) poll(ctx context.Context) (st Status, ok bool) {
 	cfg := &p.h.cfg
 	code, body, err := p.h.do(ctx, http.MethodGet, p.url, nil, p.data)
 	if ctx.Err() != nil {
@@ -624,12 +642,12 @@ func (p *poller) poll(ctx context.Context) (st Status, ok bool) {
 		return Status{State: Failed, Message: "run no longer exists (status_url answered 404 Not Found)", Finished: time.Now().UTC()}, true
 	}
 	if err == nil && code/100 != 2 {
-		err = fmt.Errorf("GET %s: %d %s: %s", redactURL(p.url), code, http.StatusText(code), snippet(body))
+		err = fmt.Errorf("GET %s: %d %s: %s", httpRedactURL(p.url), code, http.StatusText(code), httpSnippet(body))
 	}
 	var v any
 	if err == nil {
-		if v, err = decodeJSON(body); err != nil {
-			err = fmt.Errorf("GET %s: %w", redactURL(p.url), err)
+		if v, err = httpDecodeJSON(body); err != nil {
+			err = fmt.Errorf("GET %s: %w", httpRedactURL(p.url), err)
 		}
 	}
 	if err != nil {
@@ -645,19 +663,19 @@ func (p *poller) poll(ctx context.Context) (st Status, ok bool) {
 		p.h.logger.Info("http job: the run's status is readable again", "run", p.ref.ID, "after_failures", p.failures)
 		p.failures = 0
 	}
-	raw, found := lookupPath(v, cfg.StatusField)
-	state, isScalar := scalarString(raw)
+	raw, found := httpLookup(v, cfg.StatusField)
+	state, isScalar := httpScalar(raw)
 	if !found || !isScalar {
 		if !p.noField {
 			p.noField = true
-			p.h.logger.Warn("http job: the status answer has no state at status_field; taking the run as running", "run", p.ref.ID, "status_field", cfg.StatusField, "answer", snippet(body))
+			p.h.logger.Warn("http job: the status answer has no state at status_field; taking the run as running", "run", p.ref.ID, "status_field", cfg.StatusField, "answer", httpSnippet(body))
 		}
 		return Status{}, false
 	}
 	var msg string
 	if cfg.MessageField != "" {
-		if m, ok := lookupPath(v, cfg.MessageField); ok {
-			msg, _ = scalarString(m)
+		if m, ok := httpLookup(v, cfg.MessageField); ok {
+			msg, _ = httpScalar(m)
 		}
 	}
 	switch {
@@ -685,8 +703,8 @@ func (h *HTTP) Complete(ref Ref, st Status) error {
 	if h.cfg.Mode != HTTPModeCallback {
 		return fmt.Errorf("http backend: complete %s: callbacks are off (mode %s)", ref.ID, h.cfg.Mode)
 	}
-	if ref.Backend != "http" {
-		return fmt.Errorf("http backend: complete: ref is for backend %q", ref.Backend)
+	if ref.Backend != "http" || ref.ID == "" {
+		return fmt.Errorf("http backend: complete: ref %q is not an http backend's", ref.Backend+"/"+ref.ID)
 	}
 	if !st.State.Done() {
 		return fmt.Errorf("http backend: complete %s: state %q is not final", ref.ID, st.State)
@@ -738,7 +756,7 @@ func (h *HTTP) completionLocked(id string, now time.Time) *httpCompletion {
 	return c
 }
 
-// pruneLocked forgets entries nobody waits on that are older than completionRetention, so that
+// pruneLocked forgets entries nobody waits on that are older than httpCompletionRetention, so that
 // completions of jobs the controller no longer waits for do not accumulate.
 func (h *HTTP) pruneLocked(now time.Time) {
 	for id, c := range h.completions {
@@ -746,7 +764,7 @@ func (h *HTTP) pruneLocked(now time.Time) {
 		if !c.completed.IsZero() {
 			since = c.completed
 		}
-		if c.waiters == 0 && now.Sub(since) > completionRetention {
+		if c.waiters == 0 && now.Sub(since) > httpCompletionRetention {
 			delete(h.completions, id)
 		}
 	}
@@ -777,11 +795,11 @@ func (h *HTTP) Cancel(ctx context.Context, ref Ref) error {
 	case code == http.StatusNotFound || code == http.StatusConflict:
 		return nil
 	}
-	err = fmt.Errorf("http backend: cancel %s: %s %s: %d %s: %s", ref.ID, h.cfg.CancelMethod, redactURL(cancelURL), code, http.StatusText(code), snippet(body))
+	err = fmt.Errorf("http backend: cancel %s: %s %s: %d %s: %s", ref.ID, h.cfg.CancelMethod, httpRedactURL(cancelURL), code, http.StatusText(code), httpSnippet(body))
 	if su := ref.Data["status_url"]; su != "" && code/100 == 4 {
-		// Some systems refuse to cancel a run that has ended (Kubeflow Pipelines answers
-		// 400): that is success here.
-		p := &poller{h: h, ref: ref, url: su, data: data, unknown: map[string]bool{}}
+		// Some systems refuse to cancel a run that has ended, with 400 or 412 rather than
+		// 409: that is success here.
+		p := &httpPoller{h: h, ref: ref, url: su, data: data, unknown: map[string]bool{}}
 		if _, ended := p.poll(ctx); ended {
 			return nil
 		}
@@ -797,12 +815,7 @@ func (h *HTTP) Cancel(ctx context.Context, ref Ref) error {
 // state is required; unknown fields are errors, so a typo does not pass silently; log_tail is
 // cut to its last LogTailBytes. The caller bounds the body's size.
 func DecodeCompletion(r io.Reader) (Status, error) {
-	var body struct {
-		State    State  `json:"state"`
-		Message  string `json:"message"`
-		ExitCode *int   `json:"exit_code"`
-		LogTail  string `json:"log_tail"`
-	}
+	var body httpCompletionBody
 	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&body); err != nil {
@@ -820,9 +833,17 @@ func DecodeCompletion(r io.Reader) (Status, error) {
 	return Status{State: body.State, Message: body.Message, ExitCode: body.ExitCode, LogTail: Tail(body.LogTail)}, nil
 }
 
-// decodeJSON decodes a JSON document, keeping numbers exact (a numeric run ID must not turn
+// httpCompletionBody is the body of a completion callback.
+type httpCompletionBody struct {
+	State    State  `json:"state"`
+	Message  string `json:"message"`
+	ExitCode *int   `json:"exit_code"`
+	LogTail  string `json:"log_tail"`
+}
+
+// httpDecodeJSON decodes a JSON document, keeping numbers exact (a numeric run ID must not turn
 // into 1.2e+07).
-func decodeJSON(b []byte) (any, error) {
+func httpDecodeJSON(b []byte) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var v any
@@ -832,9 +853,9 @@ func decodeJSON(b []byte) (any, error) {
 	return v, nil
 }
 
-// lookupPath follows a dot path into decoded JSON; a segment indexes an object by key or an
+// httpLookup follows a dot path into decoded JSON; a segment indexes an object by key or an
 // array by number.
-func lookupPath(v any, path string) (any, bool) {
+func httpLookup(v any, path string) (any, bool) {
 	for seg := range strings.SplitSeq(path, ".") {
 		switch x := v.(type) {
 		case map[string]any:
@@ -855,8 +876,8 @@ func lookupPath(v any, path string) (any, bool) {
 	return v, v != nil
 }
 
-// scalarString returns a JSON string, number or boolean as a string.
-func scalarString(v any) (string, bool) {
+// httpScalar returns a JSON string, number or boolean as a string.
+func httpScalar(v any) (string, bool) {
 	switch x := v.(type) {
 	case string:
 		return x, true
@@ -868,9 +889,9 @@ func scalarString(v any) (string, bool) {
 	return "", false
 }
 
-// redactURL returns u without its query and password, for errors and logs: query parameters
+// httpRedactURL returns u without its query and password, for errors and logs: query parameters
 // and user info are where webhook URLs keep their secrets.
-func redactURL(s string) string {
+func httpRedactURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil {
 		return "(unparseable URL)"
@@ -879,8 +900,8 @@ func redactURL(s string) string {
 	return u.Redacted()
 }
 
-// snippet returns the start of an answer's body for an error message: at most 512 bytes.
-func snippet(b []byte) string {
+// httpSnippet returns the start of an answer's body for an error message: at most 512 bytes.
+func httpSnippet(b []byte) string {
 	const n = 512
 	s := strings.ToValidUTF8(string(b[:min(len(b), n)]), "\uFFFD")
 	s = strings.TrimSpace(s)

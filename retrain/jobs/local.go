@@ -76,7 +76,7 @@ func DefaultLocalConfig() LocalConfig {
 // job.
 func (c LocalConfig) Validate() error {
 	var errs []error
-	if _, err := parseCommand(c.Command); err != nil {
+	if _, err := localParseCommand(c.Command); err != nil {
 		errs = append(errs, err)
 	}
 	contract := Spec{}.Env()
@@ -101,18 +101,18 @@ func (c LocalConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// parseCommand parses each element of command and renders it over a sample job, so that
+// localParseCommand parses each element of command and renders it over a sample job, so that
 // a field name that does not exist fails here and not when a job starts.
-func parseCommand(command []string) ([]*template.Template, error) {
+func localParseCommand(command []string) ([]*template.Template, error) {
 	if len(command) == 0 {
 		return nil, config.Errorf("command", "must name a program")
 	}
 	var errs []error
 	out := make([]*template.Template, len(command))
-	sample := localData{Spec: sampleSpec, exe: func() (string, error) { return "/usr/bin/edgeloop", nil }}
+	sample := localData{Spec: specTemplateSample, exe: func() (string, error) { return "/usr/bin/edgeloop", nil }}
 	for i, s := range command {
 		field := fmt.Sprintf("command[%d]", i)
-		t, err := template.New(field).Funcs(templateFuncs).Option("missingkey=error").Parse(s)
+		t, err := template.New(field).Funcs(specTemplateFuncs).Option("missingkey=error").Parse(s)
 		if err == nil {
 			var b strings.Builder
 			err = t.Execute(&b, sample)
@@ -129,10 +129,10 @@ func parseCommand(command []string) ([]*template.Template, error) {
 	return out, errors.Join(errs...)
 }
 
-// templateFuncs are the functions the backends' templates may call besides text/template's
+// specTemplateFuncs are the functions the backends' templates may call besides text/template's
 // own: json encodes a value as JSON (so a model name with a quote cannot break a request
 // body), pathescape escapes a value for a URL path segment.
-var templateFuncs = template.FuncMap{
+var specTemplateFuncs = template.FuncMap{
 	"json": func(v any) (string, error) {
 		b, err := json.Marshal(v)
 		return string(b), err
@@ -140,9 +140,9 @@ var templateFuncs = template.FuncMap{
 	"pathescape": url.PathEscape,
 }
 
-// sampleSpec is the job that Validate renders templates over, to catch what parsing alone
+// specTemplateSample is the job that Validate renders templates over, to catch what parsing alone
 // does not (a field name that does not exist).
-var sampleSpec = Spec{
+var specTemplateSample = Spec{
 	ID:              "job-1",
 	Model:           "model",
 	BaseVersion:     1,
@@ -201,7 +201,7 @@ func NewLocal(cfg LocalConfig, stateDir string, logger *slog.Logger) (*Local, er
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("local: %w", err)
 	}
-	command, err := parseCommand(cfg.Command)
+	command, err := localParseCommand(cfg.Command)
 	if err != nil {
 		return nil, fmt.Errorf("local: %w", err)
 	}
@@ -256,7 +256,7 @@ func (l *Local) Start(ctx context.Context, spec Spec) (Ref, error) {
 	if err := spec.Validate(); err != nil {
 		return Ref{}, fmt.Errorf("local: start: invalid spec: %w", err)
 	}
-	spec, err := absSpec(spec)
+	spec, err := localAbsSpec(spec)
 	if err != nil {
 		return Ref{}, fmt.Errorf("local: start %s: %w", spec.ID, err)
 	}
@@ -301,12 +301,12 @@ func (l *Local) Start(ctx context.Context, spec Spec) (Ref, error) {
 	}
 	pid := cmd.Process.Pid
 	// Unreaped, the child's /proc entry exists even if it has already exited.
-	start, err := procStartTime(pid)
+	start, err := localProcStartTime(pid)
 	ref := Ref{Backend: "local", ID: strconv.Itoa(pid), Data: map[string]string{
 		"start": start, "dir": jobDir, "output": spec.Output,
 	}}
 	if err == nil {
-		err = writeJSON(filepath.Join(jobDir, localJobFile), localRecord{Spec: spec, Ref: ref})
+		err = localWriteJSON(filepath.Join(jobDir, localJobFile), localRecord{Spec: spec, Ref: ref})
 	}
 	if err != nil {
 		// Without its start time or its record the job could not be found again: undo it,
@@ -350,9 +350,9 @@ func (l *Local) existing(jobDir string, spec Spec) (Ref, bool, error) {
 	return rec.Ref, true, nil
 }
 
-// absSpec makes the spec's local paths absolute: the job runs in its own directory, and Wait
+// localAbsSpec makes the spec's local paths absolute: the job runs in its own directory, and Wait
 // may run in a process with another working directory.
-func absSpec(spec Spec) (Spec, error) {
+func localAbsSpec(spec Spec) (Spec, error) {
 	if strings.Contains(spec.Output, "://") {
 		return spec, fmt.Errorf("output %q: the local backend writes to a local directory, not a URL", spec.Output)
 	}
@@ -411,20 +411,27 @@ func (l *Local) env(spec Spec) []string {
 // reap waits for a child, records its end in exit.json, and releases Waits.
 func (l *Local) reap(cmd *exec.Cmd, c *localChild, jobDir, id string) {
 	err := cmd.Wait()
-	st := exitStatus(cmd.ProcessState, err)
+	st := localExitStatus(cmd.ProcessState, err)
 	st.Finished = time.Now().UTC()
-	if werr := writeJSON(filepath.Join(jobDir, localExitFile), st); werr != nil {
-		// The Wait of this process still gets the status; only a restarted controller will
-		// have to judge the job by its outputs.
+	if werr := localWriteJSON(filepath.Join(jobDir, localExitFile), st); werr != nil {
+		// The Waits of this process still get the status from the entry, which stays; only
+		// a restarted controller will have to judge the job by its outputs.
 		l.logger.Error("local job: cannot record exit status", "job", id, "err", werr)
+	} else {
+		// exit.json answers every later Wait; a Wait already holding c is released below.
+		l.mu.Lock()
+		if l.children[cmd.Process.Pid] == c {
+			delete(l.children, cmd.Process.Pid)
+		}
+		l.mu.Unlock()
 	}
 	l.logger.Info("local job ended", "job", id, "pid", cmd.Process.Pid, "state", st.State, "message", st.Message)
 	c.status = st
 	close(c.done)
 }
 
-// exitStatus turns a reaped process's state into a Status.
-func exitStatus(ps *os.ProcessState, err error) Status {
+// localExitStatus turns a reaped process's state into a Status.
+func localExitStatus(ps *os.ProcessState, err error) Status {
 	if ps == nil {
 		return Status{State: Failed, Message: fmt.Sprintf("wait: %v", err)}
 	}
@@ -541,7 +548,7 @@ func (l *Local) judgeByOutputs(h localHandle) Status {
 	if len(missing) > 0 {
 		st = Status{State: Failed, Message: unknown + "outputs missing: " + strings.Join(missing, ", "), Finished: st.Finished}
 	}
-	if err := writeJSON(h.exitPath, st); err != nil {
+	if err := localWriteJSON(h.exitPath, st); err != nil {
 		l.logger.Warn("local job: cannot record status", "job", h.id, "err", err)
 	}
 	l.logger.Warn("local job ended while no controller was its parent", "job", h.id, "pid", h.pid, "state", st.State, "message", st.Message)
@@ -567,13 +574,13 @@ func (l *Local) readExit(h localHandle) (Status, bool, error) {
 
 // withTail adds the end of job.log to st.
 func (l *Local) withTail(st Status, h localHandle) Status {
-	st.LogTail = readTail(h.logPath, l.cfg.LogTailBytes)
+	st.LogTail = localReadTail(h.logPath, l.cfg.LogTailBytes)
 	return st
 }
 
-// readTail returns at most n bytes of the end of the file at path, starting at a line boundary
+// localReadTail returns at most n bytes of the end of the file at path, starting at a line boundary
 // when one is near; "" when it cannot be read.
-func readTail(path string, n int) string {
+func localReadTail(path string, n int) string {
 	if n <= 0 {
 		return ""
 	}
@@ -602,7 +609,7 @@ func readTail(path string, n int) string {
 // time, and it is not a zombie (which has ended; its parent is about to reap it, or, if that
 // parent never does, Wait must not hang on it).
 func (l *Local) running(h localHandle) bool {
-	state, start, err := procStat(h.pid)
+	state, start, err := localProcStat(h.pid)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
 		return false
 	}
@@ -667,22 +674,22 @@ func (l *Local) Cancel(ctx context.Context, ref Ref) error {
 // is still in use as a process group ID, so no later process can have made a group of that
 // number while one of the job's remained.
 func (l *Local) groupIsOurs(h localHandle) bool {
-	_, start, err := procStat(h.pid)
+	_, start, err := localProcStat(h.pid)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
 		return true
 	}
 	return err == nil && start == h.start
 }
 
-// procStartTime returns the start time of process pid: field 22 of /proc/<pid>/stat, in clock
+// localProcStartTime returns the start time of process pid: field 22 of /proc/<pid>/stat, in clock
 // ticks since boot, kept as a string since it is only compared.
-func procStartTime(pid int) (string, error) {
-	_, start, err := procStat(pid)
+func localProcStartTime(pid int) (string, error) {
+	_, start, err := localProcStat(pid)
 	return start, err
 }
 
-// procStat returns the state (field 3) and start time (field 22) of process pid.
-func procStat(pid int) (state byte, start string, err error) {
+// localProcStat returns the state (field 3) and start time (field 22) of process pid.
+func localProcStat(pid int) (state byte, start string, err error) {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0, "", err
@@ -700,8 +707,8 @@ func procStat(pid int) (state byte, start string, err error) {
 	return fields[0][0], fields[19], nil
 }
 
-// writeJSON writes v as JSON to path atomically.
-func writeJSON(path string, v any) error {
+// localWriteJSON writes v as JSON to path atomically.
+func localWriteJSON(path string, v any) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err

@@ -49,22 +49,22 @@ func newShellLocal(t *testing.T, dir, script string, tweak func(*LocalConfig)) *
 	return l
 }
 
-func testContext(t *testing.T, d time.Duration) context.Context {
+func jobsTestContext(t *testing.T, d time.Duration) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), d)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-// processGone reports whether pid has ended: no such process, or a zombie (ended, not yet
+// localProcessGone reports whether pid has ended: no such process, or a zombie (ended, not yet
 // reaped by whichever process inherited it).
-func processGone(pid int) bool {
-	state, _, err := procStat(pid)
+func localProcessGone(pid int) bool {
+	state, _, err := localProcStat(pid)
 	return err != nil || state == 'Z' || state == 'X'
 }
 
-// waitFile waits for a file to appear and returns its content.
-func waitFile(t *testing.T, path string) string {
+// localWaitFile waits for a file to appear and returns its content.
+func localWaitFile(t *testing.T, path string) string {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -104,7 +104,7 @@ echo '{"accuracy": 0.9}' > "$EDGELOOP_OUTPUT/metrics.json"`
 	if pid, err := strconv.Atoi(ref.ID); err != nil || pid <= 1 {
 		t.Errorf("ref id %q is not a pid", ref.ID)
 	}
-	st, err := l.Wait(testContext(t, 10*time.Second), ref)
+	st, err := l.Wait(jobsTestContext(t, 10*time.Second), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +144,7 @@ func TestLocalJobFails(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := l.Wait(testContext(t, 10*time.Second), ref)
+	st, err := l.Wait(jobsTestContext(t, 10*time.Second), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -181,7 +181,7 @@ func TestLocalLogTailBounded(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := l.Wait(testContext(t, 10*time.Second), ref)
+	st, err := l.Wait(jobsTestContext(t, 10*time.Second), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,7 +206,7 @@ func TestLocalStartIsIdempotent(t *testing.T) {
 	if ref1.ID != ref2.ID || ref1.Data["start"] != ref2.Data["start"] {
 		t.Errorf("second start gave %+v, first %+v", ref2, ref1)
 	}
-	if _, err := l.Wait(testContext(t, 10*time.Second), ref1); err != nil {
+	if _, err := l.Wait(jobsTestContext(t, 10*time.Second), ref1); err != nil {
 		t.Fatal(err)
 	}
 	if data, _ := os.ReadFile(filepath.Join(spec.Output, "starts")); string(data) != "started\n" {
@@ -227,21 +227,21 @@ func TestLocalCancelKillsProcessGroup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	child, err := strconv.Atoi(waitFile(t, filepath.Join(spec.Output, "child.pid")))
+	child, err := strconv.Atoi(localWaitFile(t, filepath.Join(spec.Output, "child.pid")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if processGone(child) {
+	if localProcessGone(child) {
 		t.Fatal("the grandchild is not running before the cancel")
 	}
 	began := time.Now()
-	if err := l.Cancel(testContext(t, 10*time.Second), ref); err != nil {
+	if err := l.Cancel(jobsTestContext(t, 10*time.Second), ref); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(began); d > 5*time.Second {
 		t.Errorf("cancel took %v although the job obeys SIGTERM", d)
 	}
-	st, err := l.Wait(testContext(t, 10*time.Second), ref)
+	st, err := l.Wait(jobsTestContext(t, 10*time.Second), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -249,7 +249,7 @@ func TestLocalCancelKillsProcessGroup(t *testing.T) {
 		t.Errorf("status = %+v", st)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for !processGone(child) {
+	for !localProcessGone(child) {
 		if time.Now().After(deadline) {
 			t.Fatalf("grandchild %d still runs after the cancel", child)
 		}
@@ -271,15 +271,15 @@ func TestLocalCancelEscalatesToSIGKILL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	child, _ := strconv.Atoi(waitFile(t, filepath.Join(spec.Output, "child.pid")))
+	child, _ := strconv.Atoi(localWaitFile(t, filepath.Join(spec.Output, "child.pid")))
 	began := time.Now()
-	if err := l.Cancel(testContext(t, 10*time.Second), ref); err != nil {
+	if err := l.Cancel(jobsTestContext(t, 10*time.Second), ref); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(began); d < 300*time.Millisecond {
 		t.Errorf("cancel returned after %v, before kill_grace", d)
 	}
-	st, err := l.Wait(testContext(t, 10*time.Second), ref)
+	st, err := l.Wait(jobsTestContext(t, 10*time.Second), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -287,7 +287,7 @@ func TestLocalCancelEscalatesToSIGKILL(t *testing.T) {
 		t.Errorf("status = %+v", st)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for !processGone(child) {
+	for !localProcessGone(child) {
 		if time.Now().After(deadline) {
 			t.Fatalf("grandchild %d still runs after SIGKILL", child)
 		}
@@ -306,7 +306,7 @@ func TestLocalWaitFromAnotherBackend(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := newShellLocal(t, dir, "true", nil)
-	st, err := b.Wait(testContext(t, 10*time.Second), ref)
+	st, err := b.Wait(jobsTestContext(t, 10*time.Second), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -317,39 +317,39 @@ func TestLocalWaitFromAnotherBackend(t *testing.T) {
 
 // The environment variables of the helper controller process of TestLocalReattachAfterRestart.
 const (
-	helperDirEnv    = "EDGELOOP_JOBS_TEST_CONTROLLER_DIR"
-	helperScriptEnv = "EDGELOOP_JOBS_TEST_SCRIPT"
-	helperSpecEnv   = "EDGELOOP_JOBS_TEST_SPEC"
-	helperRefEnv    = "EDGELOOP_JOBS_TEST_REF"
+	localHelperDirEnv    = "EDGELOOP_JOBS_TEST_CONTROLLER_DIR"
+	localHelperScriptEnv = "EDGELOOP_JOBS_TEST_SCRIPT"
+	localHelperSpecEnv   = "EDGELOOP_JOBS_TEST_SPEC"
+	localHelperRefEnv    = "EDGELOOP_JOBS_TEST_REF"
 )
 
 // TestLocalHelperController is not a test: TestLocalReattachAfterRestart runs the test binary
 // with it as a controller that starts a job and exits at once, as a controller that crashes
 // would, leaving a job that no living process is the parent of.
 func TestLocalHelperController(t *testing.T) {
-	dir := os.Getenv(helperDirEnv)
+	dir := os.Getenv(localHelperDirEnv)
 	if dir == "" {
 		t.Skip("helper process of TestLocalReattachAfterRestart")
 	}
 	var spec Spec
-	if err := json.Unmarshal([]byte(os.Getenv(helperSpecEnv)), &spec); err != nil {
+	if err := json.Unmarshal([]byte(os.Getenv(localHelperSpecEnv)), &spec); err != nil {
 		t.Fatal(err)
 	}
-	l := newShellLocal(t, dir, os.Getenv(helperScriptEnv), nil)
+	l := newShellLocal(t, dir, os.Getenv(localHelperScriptEnv), nil)
 	ref, err := l.Start(context.Background(), spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := writeJSON(os.Getenv(helperRefEnv), ref); err != nil {
+	if err := localWriteJSON(os.Getenv(localHelperRefEnv), ref); err != nil {
 		t.Fatal(err)
 	}
 	// Returning ends the process while the job still runs, before the reaper can record
 	// anything.
 }
 
-// awaitGo makes a job wait until the file "go" appears in its output directory, so that a test
+// localAwaitGo makes a job wait until the file "go" appears in its output directory, so that a test
 // decides when it ends.
-const awaitGo = `while [ ! -e "$EDGELOOP_OUTPUT/go" ]; do sleep 0.05; done; `
+const localAwaitGo = `while [ ! -e "$EDGELOOP_OUTPUT/go" ]; do sleep 0.05; done; `
 
 func TestLocalReattachAfterRestart(t *testing.T) {
 	for _, tc := range []struct {
@@ -357,9 +357,9 @@ func TestLocalReattachAfterRestart(t *testing.T) {
 		state        State
 		message      string
 	}{
-		{"outputs present", awaitGo + `touch "$EDGELOOP_OUTPUT/model.onnx" "$EDGELOOP_OUTPUT/metrics.json"`,
+		{"outputs present", localAwaitGo + `touch "$EDGELOOP_OUTPUT/model.onnx" "$EDGELOOP_OUTPUT/metrics.json"`,
 			Succeeded, "exit status unknown (the controller restarted while the job ran); outputs present"},
-		{"outputs missing", awaitGo + `touch "$EDGELOOP_OUTPUT/model.onnx"; exit 3`,
+		{"outputs missing", localAwaitGo + `touch "$EDGELOOP_OUTPUT/model.onnx"; exit 3`,
 			Failed, "exit status unknown (the controller restarted while the job ran); outputs missing: metrics.json"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -367,7 +367,7 @@ func TestLocalReattachAfterRestart(t *testing.T) {
 			spec := localSpec(t, "job-restart")
 			specJSON, _ := json.Marshal(spec)
 			cmd := exec.Command(os.Args[0], "-test.run=^TestLocalHelperController$")
-			cmd.Env = append(os.Environ(), helperDirEnv+"="+dir, helperScriptEnv+"="+tc.script, helperSpecEnv+"="+string(specJSON), helperRefEnv+"="+refPath)
+			cmd.Env = append(os.Environ(), localHelperDirEnv+"="+dir, localHelperScriptEnv+"="+tc.script, localHelperSpecEnv+"="+string(specJSON), localHelperRefEnv+"="+refPath)
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("helper controller: %v\n%s", err, out)
 			}
@@ -376,14 +376,14 @@ func TestLocalReattachAfterRestart(t *testing.T) {
 				t.Fatalf("helper wrote no ref: %v", err)
 			}
 			pid, _ := strconv.Atoi(ref.ID)
-			if processGone(pid) {
+			if localProcessGone(pid) {
 				t.Fatal("the job ended before the restarted controller looked: the test proves nothing")
 			}
 
 			l := newShellLocal(t, dir, "true", nil)
 			l.goneGrace = 100 * time.Millisecond
 			time.AfterFunc(200*time.Millisecond, func() { _ = os.WriteFile(filepath.Join(spec.Output, "go"), nil, 0o644) })
-			st, err := l.Wait(testContext(t, 20*time.Second), ref)
+			st, err := l.Wait(jobsTestContext(t, 20*time.Second), ref)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -394,7 +394,7 @@ func TestLocalReattachAfterRestart(t *testing.T) {
 				t.Errorf("log tail = %q", st.LogTail)
 			}
 			// The decision is recorded: a later Wait gives the same answer at once.
-			again, err := newShellLocal(t, dir, "true", nil).Wait(testContext(t, time.Second), ref)
+			again, err := newShellLocal(t, dir, "true", nil).Wait(jobsTestContext(t, time.Second), ref)
 			if err != nil || again.State != st.State || again.Message != st.Message {
 				t.Errorf("second wait = %+v, %v", again, err)
 			}
@@ -408,7 +408,7 @@ func TestLocalReattachCancel(t *testing.T) {
 	spec := localSpec(t, "job-orphan")
 	specJSON, _ := json.Marshal(spec)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestLocalHelperController$")
-	cmd.Env = append(os.Environ(), helperDirEnv+"="+dir, helperScriptEnv+"=sleep 60", helperSpecEnv+"="+string(specJSON), helperRefEnv+"="+refPath)
+	cmd.Env = append(os.Environ(), localHelperDirEnv+"="+dir, localHelperScriptEnv+"=sleep 60", localHelperSpecEnv+"="+string(specJSON), localHelperRefEnv+"="+refPath)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("helper controller: %v\n%s", err, out)
 	}
@@ -420,10 +420,10 @@ func TestLocalReattachCancel(t *testing.T) {
 	t.Cleanup(func() { _ = syscall.Kill(-pid, syscall.SIGKILL) })
 	l := newShellLocal(t, dir, "true", nil)
 	l.goneGrace = 100 * time.Millisecond
-	if err := l.Cancel(testContext(t, 10*time.Second), ref); err != nil {
+	if err := l.Cancel(jobsTestContext(t, 10*time.Second), ref); err != nil {
 		t.Fatal(err)
 	}
-	st, err := l.Wait(testContext(t, 10*time.Second), ref)
+	st, err := l.Wait(jobsTestContext(t, 10*time.Second), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -444,7 +444,7 @@ func TestLocalPIDReuseGuard(t *testing.T) {
 		_ = other.Process.Kill()
 		_ = other.Wait()
 	})
-	start, err := procStartTime(other.Process.Pid)
+	start, err := localProcStartTime(other.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -457,23 +457,23 @@ func TestLocalPIDReuseGuard(t *testing.T) {
 	}}
 	l := newShellLocal(t, dir, "true", nil)
 	l.goneGrace = 50 * time.Millisecond
-	if err := l.Cancel(testContext(t, 5*time.Second), ref); err != nil {
+	if err := l.Cancel(jobsTestContext(t, 5*time.Second), ref); err != nil {
 		t.Fatal(err)
 	}
-	if processGone(other.Process.Pid) {
+	if localProcessGone(other.Process.Pid) {
 		t.Fatal("cancel killed a process that only shares the job's PID")
 	}
 	if err := os.MkdirAll(ref.Data["dir"], 0o755); err != nil {
 		t.Fatal(err)
 	}
-	st, err := l.Wait(testContext(t, 5*time.Second), ref)
+	st, err := l.Wait(jobsTestContext(t, 5*time.Second), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.State != Failed || !strings.Contains(st.Message, "outputs missing") {
 		t.Errorf("status = %+v", st)
 	}
-	if processGone(other.Process.Pid) {
+	if localProcessGone(other.Process.Pid) {
 		t.Fatal("the other process is gone")
 	}
 }
@@ -491,7 +491,7 @@ func TestLocalWaitContext(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 	// The job runs on: a Wait that gave up does not stop it.
-	if pid, _ := strconv.Atoi(ref.ID); processGone(pid) {
+	if pid, _ := strconv.Atoi(ref.ID); localProcessGone(pid) {
 		t.Error("the job ended with its Wait's context")
 	}
 }
@@ -610,14 +610,14 @@ func TestLocalConfigValidate(t *testing.T) {
 }
 
 func TestProcStat(t *testing.T) {
-	state, start, err := procStat(os.Getpid())
+	state, start, err := localProcStat(os.Getpid())
 	if err != nil || state != 'R' && state != 'S' || start == "" {
-		t.Fatalf("procStat(self) = %c, %q, %v", state, start, err)
+		t.Fatalf("localProcStat(self) = %c, %q, %v", state, start, err)
 	}
 	if _, err := strconv.ParseUint(start, 10, 64); err != nil {
 		t.Errorf("start time %q: %v", start, err)
 	}
-	if _, _, err := procStat(1 << 30); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("procStat of a PID that cannot exist: %v", err)
+	if _, _, err := localProcStat(1 << 30); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("localProcStat of a PID that cannot exist: %v", err)
 	}
 }
