@@ -13,7 +13,7 @@ FUZZ_TARGETS := ./internal/spool:FuzzRecordDecode ./internal/sample:FuzzUnmarsha
 	./internal/sample:FuzzReadTar ./exporter/runtime/oip:FuzzParseRequest ./internal/onnx:FuzzDecode ./collector/ingest:FuzzIngestDecode
 FUZZTIME ?= 10s
 
-.PHONY: help build test test-unit fuzz tools lint bench demo clean
+.PHONY: help build test test-unit fuzz tools lint bench demo clean dashboards
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -45,6 +45,9 @@ lint: ## gofmt, go vet and staticcheck (pinned)
 
 bench: ## run the benchmarks behind docs/benchmarks.md and compare them with benchstat
 	bench/run.sh
+
+dashboards: ## regenerate the Grafana dashboards in dashboards/json from their Go code
+	$(GO) run ./dashboards/gen
 
 demo: ## the whole loop in one process (arrives with the demo issue)
 	@echo "make demo: the end-to-end demo is not built yet; see README.md (it arrives with the loop issue)." >&2; exit 1
