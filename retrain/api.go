@@ -314,6 +314,7 @@ func (c *Controller) serveCancel(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusAccepted)
 	writeJSONBody(w, map[string]string{"job": id, "status": "cancelling"})
 }

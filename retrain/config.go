@@ -225,6 +225,9 @@ func (c *Config) Validate() error {
 			errs = append(errs, config.Errorf("external_url", "%v", err))
 		}
 	}
+	if c.Backend.Type == "http" && c.Backend.HTTP.Mode == jobs.HTTPModeCallback && c.ExternalURL == "" {
+		errs = append(errs, config.Errorf("external_url", "must be set with backend.http.mode callback: remote jobs call the controller back at it"))
+	}
 	if len(c.Models) == 0 {
 		errs = append(errs, config.Errorf("models", "must list at least one model to retrain"))
 	}
@@ -275,6 +278,13 @@ func (c RepositoryConfig) Validate() error {
 	}
 	if c.SigningKeyFile == "" {
 		errs = append(errs, config.Errorf("signing_key_file", "must be set: new versions are signed (edgeloop model keygen)"))
+	} else if _, err := modelrepo.LoadSigner(c.SigningKeyFile); err != nil {
+		errs = append(errs, config.Errorf("signing_key_file", "%v", err))
+	}
+	if len(c.PublicKeyFiles) > 0 {
+		if _, err := modelrepo.LoadVerifier(c.PublicKeyFiles...); err != nil {
+			errs = append(errs, config.Errorf("public_key_files", "%v", err))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -306,7 +306,9 @@ func (c *Controller) close() {
 // save persists the state; the caller holds mu. A state that cannot be written is logged
 // and marks the controller unready: decisions keep being made in memory.
 func (c *Controller) save() {
-	c.st.prune(c.cfg.Policy.KeepJobs, c.cfg.Policy.DedupeWindow, c.now())
+	for _, id := range c.st.prune(c.cfg.Policy.KeepJobs, c.cfg.Policy.DedupeWindow, c.now()) {
+		os.RemoveAll(c.jobDir(id)) // a forgotten job's files go with it
+	}
 	if err := c.st.save(c.cfg.StateDir); err != nil {
 		c.logger.Error("cannot save state", "err", err)
 		c.ready.NotReady("state", "state not saved: "+err.Error())

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -721,6 +722,13 @@ func TestHTTPCallback(t *testing.T) {
 	cfg.Backend.HTTP.URL = jobSystem.URL + "/runs"
 	cfg.Backend.HTTP.Mode = jobs.HTTPModeCallback
 	cfg.Backend.HTTP.RunID = "run_id"
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Web.Listen = l.Addr().String()
+	cfg.ExternalURL = "http://" + cfg.Web.Listen
+	l.Close()
 	clk := &clock{t: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)

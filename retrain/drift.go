@@ -59,7 +59,7 @@ func (c *Controller) driftLoop(ctx context.Context) {
 			if now.Sub(since) < c.cfg.Drift.For {
 				continue
 			}
-			if _, ok := c.models[s.model]; !ok {
+			if _, ok := c.models[s.model]; !ok || c.blocked(s.model) {
 				continue
 			}
 			_, _ = c.admit(ctx, admission{

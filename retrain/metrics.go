@@ -93,6 +93,7 @@ func newMetrics(reg prometheus.Registerer, models []string) *metrics {
 		}
 		m.active.WithLabelValues(model)
 		m.duration.WithLabelValues(model)
+		m.published.WithLabelValues(model)
 	}
 	return m
 }

@@ -116,11 +116,44 @@ func (c *Controller) skip(t Trigger, reason, detail string) Decision {
 
 func (c *Controller) skipLocked(t Trigger, reason, detail string) Decision {
 	d := Decision{Time: c.now(), Trigger: t, Skipped: reason, Detail: detail}
+	c.m.skipped.WithLabelValues(c.modelLabel(t.Model), reason).Inc()
+	if c.repeatsLast(d) {
+		// The controller's own policies ask again every interval: the same skip again is
+		// counted, not recorded, so that it does not push real decisions out of the log.
+		return d
+	}
 	c.st.Decisions = append(c.st.Decisions, d)
 	c.save()
-	c.m.skipped.WithLabelValues(c.modelLabel(t.Model), reason).Inc()
 	c.logger.Info("trigger skipped", "model", t.Model, "source", t.Source, "alert", t.Alert, "reason", reason, "detail", detail)
 	return d
+}
+
+// repeatsLast reports whether d is a policy source's skip with the same reason as the
+// model's last recorded decision.
+func (c *Controller) repeatsLast(d Decision) bool {
+	switch d.Trigger.Source {
+	case SourceDrift, SourceSchedule, SourceLabels:
+	default:
+		return false
+	}
+	for i := len(c.st.Decisions) - 1; i >= 0; i-- {
+		p := c.st.Decisions[i]
+		if p.Trigger.Model == d.Trigger.Model {
+			return p.Trigger.Source == d.Trigger.Source && p.Skipped == d.Skipped
+		}
+	}
+	return false
+}
+
+// blocked reports whether the model cannot start a job now whatever the trigger (an active
+// job, the cooldown, the budget): the policy loops pass over it without a decision.
+func (c *Controller) blocked(model string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p, ms, now := c.cfg.Policy, c.st.model(model), c.now()
+	return c.st.activeJob(model) != nil ||
+		(!ms.LastEnd.IsZero() && now.Before(ms.LastEnd.Add(p.Cooldown))) ||
+		(ms.BudgetDay == now.UTC().Format(time.DateOnly) && ms.BudgetUsed >= p.DailyBudget)
 }
 
 // modelLabel bounds the model label to the configured models: alert labels come from
@@ -186,16 +219,13 @@ func (c *Controller) policyLoop(ctx context.Context) {
 // so that the decisions do not fill with one skip per check.
 func (c *Controller) checkPolicy(ctx context.Context, model string) {
 	p := c.cfg.Policy
+	if c.blocked(model) {
+		return
+	}
 	c.mu.Lock()
 	ms := *c.st.model(model)
 	now := c.now()
-	blocked := c.st.activeJob(model) != nil ||
-		(!ms.LastEnd.IsZero() && now.Before(ms.LastEnd.Add(p.Cooldown))) ||
-		(ms.BudgetDay == now.UTC().Format(time.DateOnly) && ms.BudgetUsed >= p.DailyBudget)
 	c.mu.Unlock()
-	if blocked {
-		return
-	}
 	if p.Schedule > 0 && (ms.LastStart.IsZero() || now.Sub(ms.LastStart) >= p.Schedule) {
 		_, err := c.admit(ctx, admission{Trigger: Trigger{Source: SourceSchedule, Model: model,
 			Reason: fmt.Sprintf("policy.schedule is %s", p.Schedule)}})

@@ -64,7 +64,16 @@ func (c *Controller) drive(ctx context.Context, id string) {
 		case PhasePreparing:
 			err = c.retry(ctx, logger, "prepare", func() error { return c.prepare(ctx, j, logger) })
 		case PhaseRunning:
-			err = c.wait(ctx, j, logger)
+			// The backend could not be asked (its API is down): ask again; the job's own
+			// timeout still bounds it.
+			if err = c.wait(ctx, j, logger); err != nil && ctx.Err() == nil {
+				logger.Warn("cannot learn the job's state; retrying", "err", err)
+				select {
+				case <-ctx.Done():
+				case <-time.After(retryDelay):
+				}
+				err = nil
+			}
 		case PhaseEvaluating:
 			err = c.retry(ctx, logger, "evaluate", func() error { return c.evaluate(ctx, j, logger) })
 		case PhasePublishing:
@@ -177,6 +186,11 @@ func (c *Controller) prepare(ctx context.Context, j *Job, logger *slog.Logger) e
 		j.Dataset.Shards, j.Dataset.LabelFiles, j.Dataset.Labels = len(local.Shards), len(local.Labels), labels
 	})
 	logger.Info("job running", "backend", ref.Backend, "ref", ref.ID)
+	if c.isCancelled(j.ID) { // cancelled while it was being started
+		if err := c.backend.Cancel(ctx, ref); err != nil {
+			logger.Error("cannot cancel the job", "err", err)
+		}
+	}
 	return nil
 }
 
@@ -371,22 +385,20 @@ func (c *Controller) publish(ctx context.Context, j *Job, logger *slog.Logger) e
 		logger.Info("candidate already published; adopting it", "version", v)
 		return c.published(ctx, j, v, logger)
 	}
+	// The manifest records the data as bucket URLs: the job's local copies are deleted.
 	datasets := []string{}
-	if c.cfg.Dataset.Bucket != "" || c.cfg.Repository.Bucket != "" {
-		m, err := trainer.ReadManifest(filepath.Join(dir, dataDir, manifestFile))
-		if err == nil {
-			base := c.cfg.Dataset.Bucket
-			if base == "" {
-				base = c.cfg.Repository.Bucket
+	if m, err := trainer.ReadManifest(filepath.Join(dir, dataDir, manifestFile)); err == nil {
+		base := c.cfg.Dataset.Bucket
+		if base == "" {
+			base = c.cfg.Repository.Bucket
+		}
+		for _, p := range append(append([]string(nil), m.Shards...), m.Labels...) {
+			rel, err := filepath.Rel(filepath.Join(dir, dataDir), p)
+			if err != nil {
+				continue
 			}
-			for _, p := range append(append([]string(nil), m.Shards...), m.Labels...) {
-				rel, err := filepath.Rel(filepath.Join(dir, dataDir), p)
-				if err != nil {
-					continue
-				}
-				if u, err := objectURL(base, filepath.ToSlash(rel)); err == nil {
-					datasets = append(datasets, u)
-				}
+			if u, err := objectURL(base, filepath.ToSlash(rel)); err == nil {
+				datasets = append(datasets, u)
 			}
 		}
 	}
@@ -498,6 +510,11 @@ func (c *Controller) finish(id string, phase Phase, msg string, st *jobs.Status)
 	c.save()
 	done = *j
 	c.mu.Unlock()
+	// The dataset copy and the serving version are big and can be fetched again; the
+	// candidate, the gate's report and the log stay until the job is pruned (keep_jobs).
+	for _, sub := range []string{dataDir, servingDir} {
+		os.RemoveAll(filepath.Join(c.jobDir(id), sub))
+	}
 	c.m.jobs.WithLabelValues(done.Model, string(phase)).Inc()
 	c.m.duration.WithLabelValues(done.Model).Observe(now.Sub(done.Created).Seconds())
 	c.m.active.WithLabelValues(done.Model).Set(0)

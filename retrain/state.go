@@ -215,8 +215,8 @@ func (st *State) activeJob(model string) *Job {
 }
 
 // prune drops the oldest finished jobs beyond keep, decisions beyond maxDecisions and dedupe
-// keys older than window.
-func (st *State) prune(keep int, window time.Duration, now time.Time) {
+// keys older than window, and returns the IDs of the jobs dropped.
+func (st *State) prune(keep int, window time.Duration, now time.Time) (dropped []string) {
 	finished := 0
 	for _, j := range st.Jobs {
 		if j.Phase.Done() {
@@ -227,6 +227,7 @@ func (st *State) prune(keep int, window time.Duration, now time.Time) {
 		st.Jobs = slices.DeleteFunc(st.Jobs, func(j *Job) bool {
 			if drop > 0 && j.Phase.Done() {
 				drop--
+				dropped = append(dropped, j.ID)
 				return true
 			}
 			return false
@@ -240,4 +241,5 @@ func (st *State) prune(keep int, window time.Duration, now time.Time) {
 			delete(st.Seen, k)
 		}
 	}
+	return dropped
 }

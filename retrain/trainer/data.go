@@ -58,11 +58,15 @@ func LoadData(cfg Config, logger *slog.Logger) (*Data, error) {
 			d.Sources = append(d.Sources, fileURI(f))
 		}
 		d.Train = &fmnist.Dataset{
-			Images: append(append(make([]float32, 0, len(train.Images)+len(s.Images)), train.Images...), s.Images...),
-			Labels: append(append(make([]uint8, 0, train.Len()+s.Len()), train.Labels...), s.Labels...),
+			Images: append(make([]float32, 0, len(train.Images)+cfg.SamplesRepeat*len(s.Images)), train.Images...),
+			Labels: append(make([]uint8, 0, train.Len()+cfg.SamplesRepeat*s.Len()), train.Labels...),
+		}
+		for range cfg.SamplesRepeat {
+			d.Train.Images = append(d.Train.Images, s.Images...)
+			d.Train.Labels = append(d.Train.Labels, s.Labels...)
 		}
 		logger.Info("collected samples added", "shards", stats.Shards, "labelled", stats.Labelled,
-			"held_out", stats.HeldOut, "unlabelled", stats.Unlabelled, "rejected", stats.Rejected, "duplicates", stats.Duplicates)
+			"held_out", stats.HeldOut, "repeat", cfg.SamplesRepeat, "unlabelled", stats.Unlabelled, "rejected", stats.Rejected, "duplicates", stats.Duplicates)
 	}
 	frac, _ := cfg.holdout() // validated above
 	if frac == 0 {

@@ -33,6 +33,10 @@ type Config struct {
 	Samples []string
 	// Manifest is a dataset manifest file listing more shards and label files (docs/trainer.md).
 	Manifest string
+	// SamplesRepeat is how many times each labelled collected sample joins the training data
+	// (oversampling): a few hundred samples of a shifted distribution weigh little against
+	// 60,000 Fashion-MNIST images otherwise. Default 1.
+	SamplesRepeat int
 	// Hidden are the widths of the hidden layers (default 256, 128).
 	Hidden []int
 	// Epochs is the number of passes over the training data.
@@ -60,14 +64,15 @@ type Config struct {
 // of 128 with a cosine-decayed learning rate from 0.001, evaluated on the test set.
 func DefaultConfig() Config {
 	return Config{
-		DataDir:      fmnist.DefaultDir,
-		Hidden:       []int{256, 128},
-		Epochs:       15,
-		BatchSize:    128,
-		LearningRate: 1e-3,
-		Seed:         1,
-		EvalSplit:    "test",
-		Model:        "fashion",
+		DataDir:       fmnist.DefaultDir,
+		Hidden:        []int{256, 128},
+		Epochs:        15,
+		BatchSize:     128,
+		LearningRate:  1e-3,
+		Seed:          1,
+		EvalSplit:     "test",
+		Model:         "fashion",
+		SamplesRepeat: 1,
 	}
 }
 
@@ -95,6 +100,9 @@ func validModelName(s string) bool {
 	return s != ""
 }
 
+// maxSamplesRepeat bounds SamplesRepeat: beyond it the collected samples drown Fashion-MNIST.
+const maxSamplesRepeat = 100
+
 // Validate checks every setting and names the offending flag.
 func (c Config) Validate() error {
 	var errs []error
@@ -121,6 +129,9 @@ func (c Config) Validate() error {
 	}
 	if _, err := c.holdout(); err != nil {
 		errs = append(errs, config.Errorf("eval-split", "%v", err))
+	}
+	if c.SamplesRepeat < 1 || c.SamplesRepeat > maxSamplesRepeat {
+		errs = append(errs, config.Errorf("samples-repeat", "must be between 1 and %d, got %d", maxSamplesRepeat, c.SamplesRepeat))
 	}
 	if c.TrainLimit < 0 {
 		errs = append(errs, config.Errorf("train-limit", "must not be negative, got %d", c.TrainLimit))
