@@ -49,8 +49,9 @@ bench: ## run the benchmarks behind docs/benchmarks.md and compare them with ben
 dashboards: ## regenerate the Grafana dashboards in dashboards/json from their Go code
 	$(GO) run ./dashboards/gen
 
-demo: ## the whole loop in one process (arrives with the demo issue)
-	@echo "make demo: the end-to-end demo is not built yet; see README.md (it arrives with the loop issue)." >&2; exit 1
+demo: build ## the whole loop in one process: drift, capture, retrain, recovery (docs/demo.md)
+	scripts/debs.sh
+	bin/edgeloop demo $(DEMOFLAGS)
 
 clean: ## remove build outputs
 	rm -rf bin

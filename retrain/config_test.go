@@ -15,8 +15,8 @@ import (
 
 	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/internal/config"
-	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/config/configtest"
+	"github.com/edgeloop/edgeloop/internal/modelrepo"
 )
 
 // testTokensEnv names the tokens file the files in testdata/invalid use: they must be valid

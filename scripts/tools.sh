@@ -16,8 +16,12 @@ declare -A pkg=(
   [staticcheck]=honnef.co/go/tools/cmd/staticcheck@v0.8.2
   [benchstat]=golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da
   [minio]=github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c
+  [prometheus]=github.com/prometheus/prometheus/cmd/prometheus@v0.316.0
+  # v0.35.0 does not build from the module (its UI assets are missing); 0.28.1 does.
+  [alertmanager]=github.com/prometheus/alertmanager/cmd/alertmanager@v0.28.1
+  [amtool]=github.com/prometheus/alertmanager/cmd/amtool@v0.28.1
 )
-all=(promtool staticcheck benchstat minio)
+all=(promtool staticcheck benchstat minio prometheus alertmanager amtool)
 
 bin_dir() { # one directory per name and version, so a bumped pin installs beside the old one
   local name=$1 version=${pkg[$1]##*@}

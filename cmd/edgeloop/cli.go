@@ -38,6 +38,7 @@ func commands() []command {
 		{"retrain", "run the retrain controller: Alertmanager webhook, policy, jobs, gate, publish on :9752", runRetrain},
 		{"model", "manage a signed model repository: keygen, sign, verify, publish, ls", runModel},
 		{"train", "train the builtin Fashion-MNIST model and write model.onnx + metrics.json", runTrain},
+		{"demo", "run the whole loop on loopback with simulated edge nodes and drift (make demo)", runDemo},
 		{"version", "print the version and exit", runVersion},
 	}
 }

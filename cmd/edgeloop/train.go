@@ -65,6 +65,7 @@ func runTrain(args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.Manifest, "dataset-manifest", cfg.Manifest, "dataset manifest (JSON: shards and label files) to add to the training data (env "+trainer.EnvDatasetManifest+")")
 	fs.StringVar(&cfg.Model, "model", cfg.Model, "model name, written into the model's metadata and metrics.json (env "+trainer.EnvModel+")")
 	fs.StringVar(&cfg.BaseVersion, "base-version", cfg.BaseVersion, "version this run retrains, written into the metadata and metrics.json (env "+trainer.EnvBaseVersion+")")
+	fs.IntVar(&cfg.SamplesRepeat, "samples-repeat", cfg.SamplesRepeat, "how many times each labelled collected sample joins the training data (oversampling a shifted distribution)")
 	fs.Var(&hidden, "hidden", "hidden layer widths, comma-separated")
 	fs.IntVar(&cfg.Epochs, "epochs", cfg.Epochs, "passes over the training data")
 	fs.IntVar(&cfg.BatchSize, "batch", cfg.BatchSize, "images per optimiser step")
