@@ -1,0 +1,67 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/edgeloop/edgeloop/demo"
+)
+
+// runDemo is `edgeloop demo` (what `make demo` runs): the whole loop in one process.
+func runDemo(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("edgeloop demo", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfg := demo.DefaultConfig()
+	plain := false
+	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "directory of the Fashion-MNIST IDX files (Debian package dataset-fashion-mnist)")
+	fs.StringVar(&cfg.WorkDir, "work-dir", cfg.WorkDir, "keeps the base model and key between runs; each run's files go to run/ under it")
+	fs.IntVar(&cfg.Nodes, "nodes", cfg.Nodes, "simulated edge nodes")
+	fs.IntVar(&cfg.Drifted, "drifted", cfg.Drifted, "how many of the nodes get the drift")
+	fs.IntVar(&cfg.Rate, "rate", cfg.Rate, "images per second each node classifies")
+	fs.DurationVar(&cfg.DriftAfter, "drift-after", cfg.DriftAfter, "when the drift starts, after every node serves the base model")
+	fs.DurationVar(&cfg.Deadline, "deadline", cfg.Deadline, "give up (exit 1) when the drifted nodes have not recovered by then")
+	fs.DurationVar(&cfg.Settle, "settle", cfg.Settle, "how long the recovered model is measured before the end")
+	fs.IntVar(&cfg.BaseEpochs, "base-epochs", cfg.BaseEpochs, "training epochs of the base model (trained once, kept in the work directory)")
+	fs.IntVar(&cfg.RetrainEpochs, "retrain-epochs", cfg.RetrainEpochs, "training epochs of a retrain job")
+	fs.StringVar(&cfg.Report, "report", "", "where to write the HTML report (default: <work-dir>/run/report.html)")
+	fs.BoolVar(&plain, "plain", false, "print progress lines instead of the live view (the default without a terminal)")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: edgeloop demo [flags]\n\n"+
+			"Runs the whole loop on loopback: an embedded S3 server, a collector, a retrain controller and\n"+
+			"simulated edge nodes replaying Fashion-MNIST; drift hits some nodes, and the demo ends when they\n"+
+			"serve a retrained model (exit 0) or at the deadline (exit 1). Docs: docs/demo.md.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return flagExit(err)
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "edgeloop demo: unexpected arguments %q\n", fs.Args())
+		return exitUsage
+	}
+	cfg.Live = !plain && isTerminal(stdout)
+	if err := cfg.Validate(); err != nil {
+		fmt.Fprintf(stderr, "edgeloop demo: %v\n", err)
+		return exitUsage
+	}
+	ctx, stop := signalContext()
+	defer stop()
+	if _, err := demo.Run(ctx, cfg, stdout); err != nil {
+		fmt.Fprintf(stderr, "edgeloop demo: %v\n", err)
+		return exitFailure
+	}
+	return exitOK
+}
+
+// isTerminal reports whether w is a character device (a terminal), where a live view can be
+// redrawn in place.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}

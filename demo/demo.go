@@ -1,0 +1,743 @@
+// Package demo is `edgeloop demo`: the whole loop in one process on loopback (an embedded
+// S3 server, a collector, a retrain controller with the local backend, simulated edge nodes
+// replaying Fashion-MNIST, a labeller), with drift injected on some nodes, until the drifted
+// nodes serve a retrained model. docs/demo.md describes it.
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/NVIDIA/go-nvml/pkg/nvml"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edgeloop/edgeloop/collector"
+	"github.com/edgeloop/edgeloop/collector/auth"
+	"github.com/edgeloop/edgeloop/exporter"
+	"github.com/edgeloop/edgeloop/internal/fmnist"
+	"github.com/edgeloop/edgeloop/internal/modelrepo"
+	"github.com/edgeloop/edgeloop/internal/objstore"
+	"github.com/edgeloop/edgeloop/retrain"
+	"github.com/edgeloop/edgeloop/retrain/trainer"
+)
+
+// Config is what `edgeloop demo` runs with; its flags set it.
+type Config struct {
+	// DataDir holds the Fashion-MNIST IDX files.
+	DataDir string
+	// WorkDir keeps the base model and signing key between runs, and each run's files
+	// (configurations, logs, the bucket, the report) under run/.
+	WorkDir string
+	// Nodes is the number of simulated edge nodes; Drifted of them get the drift.
+	Nodes, Drifted int
+	// Rate is the images per second each node classifies.
+	Rate int
+	// DriftAfter is when the drift starts, from the moment every node serves the base model.
+	DriftAfter time.Duration
+	// Drift is the shift applied to the drifted nodes' inputs.
+	Drift Drift
+	// Deadline ends the demo with a failure when the drifted nodes have not recovered.
+	Deadline time.Duration
+	// Settle is how long the drifted nodes are measured on the recovered model before the end.
+	Settle time.Duration
+	// BaseEpochs and RetrainEpochs are the training epochs of the base model and of a retrain.
+	BaseEpochs, RetrainEpochs int
+	// Live draws a live terminal view; otherwise progress lines are printed.
+	Live bool
+	// Report is the report's path (default WorkDir/run/report.html).
+	Report string
+}
+
+// DefaultConfig returns the demo's defaults: three nodes, two of them drifted 30s after the
+// start, a ten-minute deadline.
+func DefaultConfig() Config {
+	dir := filepath.Join(os.TempDir(), "edgeloop-demo")
+	if cache, err := os.UserCacheDir(); err == nil {
+		dir = filepath.Join(cache, "edgeloop", "demo")
+	}
+	return Config{
+		DataDir: fmnist.DefaultDir, WorkDir: dir, Nodes: 3, Drifted: 2, Rate: 50,
+		DriftAfter: 30 * time.Second, Drift: DefaultDrift, Deadline: 10 * time.Minute, Settle: 10 * time.Second,
+		BaseEpochs: 5, RetrainEpochs: 5,
+	}
+}
+
+// Validate checks the settings.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Nodes < 1 || c.Nodes > 20 {
+		errs = append(errs, fmt.Errorf("--nodes must be between 1 and 20, got %d", c.Nodes))
+	}
+	if c.Drifted < 1 || c.Drifted > c.Nodes {
+		errs = append(errs, fmt.Errorf("--drifted must be between 1 and --nodes (%d), got %d", c.Nodes, c.Drifted))
+	}
+	if c.Rate < 10 || c.Rate > 1000 {
+		errs = append(errs, fmt.Errorf("--rate must be between 10 and 1000 images per second, got %d", c.Rate))
+	}
+	if c.DriftAfter < 5*time.Second {
+		errs = append(errs, fmt.Errorf("--drift-after must be at least 5s, got %s", c.DriftAfter))
+	}
+	if c.Deadline < time.Minute {
+		errs = append(errs, fmt.Errorf("--deadline must be at least 1m, got %s", c.Deadline))
+	}
+	if c.WorkDir == "" {
+		errs = append(errs, errors.New("--work-dir is empty"))
+	}
+	return errors.Join(errs...)
+}
+
+// node is one simulated edge node.
+type node struct {
+	name    string
+	drifted bool
+	exp     *exporter.Exporter
+	gen     *generator
+	series  NodeSeries
+	version string
+}
+
+// demo is one run.
+type demo struct {
+	cfg     Config
+	out     io.Writer
+	logger  *slog.Logger
+	started time.Time
+	run     string // WorkDir/run
+	keys    modelrepo.KeyFiles
+	s3      *s3Server
+	bucket  objstore.Bucket
+	coll    *collector.Server
+	ctrl    *retrain.Controller
+	nodes   []*node
+	labels  *labeler
+	truth   *truth
+	test    *fmnist.Dataset
+
+	mu       sync.Mutex
+	timeline Timeline
+	jobSeen  map[string]Phase
+	summary  Summary
+	onset    time.Time // drift onset (zero before)
+	servedAt time.Time // every node served the base model
+	newVer   string    // the version a retrain promoted
+	lastLine time.Time
+	jobLines []string
+}
+
+// Phase is a retrain job's phase, as the demo shows it.
+type Phase = retrain.Phase
+
+const (
+	bucketName  = "edgeloop"
+	modelName   = "fashion"
+	operatorTok = "demo-operator-token"
+	webhookTok  = "demo-webhook-token"
+)
+
+// Run runs the demo and returns its summary; the error is set when the loop did not close
+// (the summary's Reason says why) or could not start.
+func Run(ctx context.Context, cfg Config, out io.Writer) (*Summary, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	d := &demo{cfg: cfg, out: out, started: time.Now(), run: filepath.Join(cfg.WorkDir, "run"), truth: newTruth(), jobSeen: map[string]Phase{}}
+	d.timeline.Started = d.started
+	if err := os.RemoveAll(d.run); err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	if err := os.MkdirAll(d.run, 0o700); err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	logFile, err := os.Create(filepath.Join(d.run, "demo.log"))
+	if err != nil {
+		return nil, fmt.Errorf("demo: %w", err)
+	}
+	defer logFile.Close()
+	// The parts log to a file: the terminal shows the view and the summary.
+	d.logger = slog.New(slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	d.say("edgeloop demo: work directory %s (logs: %s)", cfg.WorkDir, logFile.Name())
+
+	if d.test, err = fmnist.Load(cfg.DataDir, fmnist.Test); err != nil {
+		return nil, fmt.Errorf("demo: %w (on Debian: apt-get install dataset-fashion-mnist, or run make demo)", err)
+	}
+	base, err := d.baseModel(ctx)
+	if err != nil {
+		return nil, err
+	}
+	ctx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		stop()
+		wg.Wait()
+		if d.s3 != nil {
+			d.s3.close()
+		}
+	}()
+	if err := d.start(ctx, &wg, base); err != nil {
+		return nil, err
+	}
+	sum := d.loop(ctx)
+	d.say("%s", SummaryText(sum))
+	if err := d.writeReport(sum); err != nil {
+		d.say("edgeloop demo: cannot write the report: %v", err)
+	} else {
+		d.say("report: %s", d.reportPath())
+	}
+	if !sum.OK {
+		return sum, errors.New(sum.Reason)
+	}
+	return sum, nil
+}
+
+// say prints a line for the user.
+func (d *demo) say(format string, args ...any) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	fmt.Fprintf(d.out, format+"\n", args...)
+}
+
+// baseModel returns the directory of the base model, training it first when the work
+// directory has none.
+func (d *demo) baseModel(ctx context.Context) (string, error) {
+	dir := filepath.Join(d.cfg.WorkDir, "base")
+	keysDir := filepath.Join(dir, "keys")
+	d.keys = modelrepo.KeyFiles{Private: filepath.Join(keysDir, modelrepo.PrivateKeyFile), Public: filepath.Join(keysDir, modelrepo.PublicKeyFile)}
+	if _, err := os.Stat(d.keys.Private); err != nil {
+		if _, err := modelrepo.GenerateKey(keysDir); err != nil {
+			return "", fmt.Errorf("demo: signing key: %w", err)
+		}
+	}
+	model := filepath.Join(dir, "model")
+	if _, err := os.Stat(filepath.Join(model, trainer.ModelFile)); err == nil {
+		d.say("base model: %s (delete it to train again)", model)
+		return model, nil
+	}
+	d.say("training the base model (%d epochs on the 60,000 Fashion-MNIST training images)...", d.cfg.BaseEpochs)
+	tc := trainer.DefaultConfig()
+	tc.DataDir, tc.Epochs, tc.Model = d.cfg.DataDir, d.cfg.BaseEpochs, modelName
+	t0 := time.Now()
+	tmp := model + ".tmp"
+	os.RemoveAll(tmp)
+	res, err := trainer.Run(ctx, tc, tmp, d.logger.With("component", "train"))
+	if err != nil {
+		return "", fmt.Errorf("demo: base model: %w", err)
+	}
+	if err := os.Rename(tmp, model); err != nil {
+		return "", fmt.Errorf("demo: base model: %w", err)
+	}
+	d.summary.BaseTraining = time.Since(t0)
+	d.say("base model trained in %s: accuracy %.4f on the test set", d.summary.BaseTraining.Round(100*time.Millisecond), res.Metrics.Accuracy)
+	return model, nil
+}
+
+// start brings up the S3 server, publishes the base model, and starts the collector, the
+// controller, the nodes, their traffic and the labeller.
+func (d *demo) start(ctx context.Context, wg *sync.WaitGroup, base string) error {
+	var err error
+	if d.s3, err = startS3(filepath.Join(d.run, "s3"), bucketName, d.logger); err != nil {
+		return err
+	}
+	// Every part opens the bucket by URL, taking the credentials from the environment, as in
+	// production; the training jobs inherit them.
+	os.Setenv(objstore.EnvAccessKey, s3AccessKey)
+	os.Setenv(objstore.EnvSecretKey, s3SecretKey)
+	bucketURL := d.s3.url(bucketName)
+	if d.bucket, err = objstore.Open(ctx, bucketURL); err != nil {
+		return fmt.Errorf("demo: bucket: %w", err)
+	}
+	if err := d.publishBase(ctx, base); err != nil {
+		return err
+	}
+	cfgDir := filepath.Join(d.run, "config")
+	if err := os.MkdirAll(cfgDir, 0o700); err != nil {
+		return err
+	}
+	write := func(name, content string) string {
+		p := filepath.Join(cfgDir, name)
+		if err == nil {
+			err = os.WriteFile(p, []byte(content), 0o600)
+		}
+		return p
+	}
+	var nodeTokens strings.Builder
+	for i := range d.cfg.Nodes {
+		name := fmt.Sprintf("edge-%d", i+1)
+		nodeTokens.WriteString(auth.HashToken(name, "token-"+name) + "\n")
+		write(name+".token", "token-"+name+"\n")
+	}
+	tokens := write("nodes.tokens", nodeTokens.String())
+	operators := write("operators.tokens", auth.HashToken("demo", operatorTok)+"\n")
+	webhooks := write("webhook.tokens", auth.HashToken("alertmanager", webhookTok)+"\n")
+	collToken := write("collector-operator.token", operatorTok+"\n")
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+
+	// The collector.
+	collFile := write("collector.yaml", fmt.Sprintf(`instance: demo
+listen: 127.0.0.1:0
+auth:
+  tokens_file: %s
+  operator_tokens_file: %s
+bucket: %s
+wal:
+  dir: %s
+shards:
+  target_bytes: 1048576
+  max_age: 2s
+`, tokens, operators, bucketURL, filepath.Join(d.run, "collector-wal")))
+	collCfg, err := collector.LoadConfig(collFile)
+	if err != nil {
+		return fmt.Errorf("demo: collector: %w", err)
+	}
+	if d.coll, err = collector.New(collCfg, collector.Options{Logger: d.logger}); err != nil {
+		return fmt.Errorf("demo: collector: %w", err)
+	}
+	d.goRun(ctx, wg, "collector", d.coll.Run)
+	collURL := "http://" + d.coll.Addr()
+
+	// The nodes.
+	for i := range d.cfg.Nodes {
+		name := fmt.Sprintf("edge-%d", i+1)
+		file := write(name+".yaml", fmt.Sprintf(`node: %s
+metrics:
+  listen: 127.0.0.1:0
+gpu:
+  enabled: false
+inference:
+  listen: 127.0.0.1:0
+  drift:
+    window: 500
+models:
+  - name: %s
+model_sync:
+  repository: %s
+  trusted_keys: [%s]
+  cache_dir: %s
+  poll_interval: 2s
+capture:
+  enabled: true
+  strategies:
+    - {name: random, type: random, probability: 0.02}
+    - {name: low_confidence, type: threshold, scorer: max_softmax, threshold: 0.6}
+  limits:
+    - {type: minutely, value: 3000}
+  spool:
+    dir: %s
+  sender:
+    url: %s
+    token_file: %s
+    batch_delay: 1s
+    max_rate: 2000
+    dead_letter_dir: %s
+`, name, modelName, bucketURL, d.keys.Public, filepath.Join(d.run, name, "models"), filepath.Join(d.run, name, "spool"),
+			collURL, filepath.Join(cfgDir, name+".token"), filepath.Join(d.run, name, "deadletter")))
+		if err != nil {
+			return fmt.Errorf("demo: %w", err)
+		}
+		ecfg, err := exporter.LoadConfig(file)
+		if err != nil {
+			return fmt.Errorf("demo: %s: %w", name, err)
+		}
+		e, err := exporter.New(ecfg, nvml.New(), nil, d.logger.With("node", name))
+		if err != nil {
+			return fmt.Errorf("demo: %s: %w", name, err)
+		}
+		d.goRun(ctx, wg, name, e.Run)
+		n := &node{name: name, drifted: i >= d.cfg.Nodes-d.cfg.Drifted, exp: e}
+		n.series = NodeSeries{Node: name, Drifted: n.drifted}
+		every := time.Second / 5
+		n.gen = newGenerator(name, "http://"+e.InferenceAddr(), d.test, d.truth, d.cfg.Drift, max(1, d.cfg.Rate/5), every, i*3331)
+		d.nodes = append(d.nodes, n)
+	}
+
+	// The retrain controller, fed by the nodes' drift signals (no Prometheus in the demo).
+	var targets []string
+	for _, n := range d.nodes {
+		targets = append(targets, "http://"+n.exp.MetricsAddr()+"/metrics")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	rtFile := write("retrain.yaml", fmt.Sprintf(`listen: 127.0.0.1:0
+state_dir: %s
+auth:
+  webhook_tokens_file: %s
+  operator_tokens_file: %s
+repository:
+  bucket: %s
+  signing_key_file: %s
+dataset:
+  collector_url: %s
+  token_file: %s
+models:
+  - name: %s
+policy:
+  min_new_labels: 300
+  cooldown: 20s
+  daily_budget: 20
+  job_timeout: 5m
+  check_interval: 1s
+backend:
+  type: local
+  local:
+    command: [%q, "train", "--out", "{{.Output}}", "--dataset-manifest", "{{.DatasetManifest}}", "--model", "{{.Model}}",
+              "--base-version", "{{.BaseVersion}}", "--data", %q, "--epochs", "%d", "--samples-repeat", "10", "--log.format", "json"]
+gate:
+  fashion_mnist_dir: %s
+  max_class_regression: 0.05
+publish:
+  stable: true
+drift:
+  targets: [%s]
+  psi_threshold: 0.25
+  for: 10s
+  interval: 1s
+`, filepath.Join(d.run, "retrain"), webhooks, operators, bucketURL, d.keys.Private, collURL, collToken, modelName,
+		exe, d.cfg.DataDir, d.cfg.RetrainEpochs, d.cfg.DataDir, strings.Join(targets, ", ")))
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	rcfg, err := retrain.LoadConfig(rtFile)
+	if err != nil {
+		return fmt.Errorf("demo: retrain: %w", err)
+	}
+	if d.ctrl, err = retrain.New(rcfg, retrain.Options{Logger: d.logger}); err != nil {
+		return fmt.Errorf("demo: retrain: %w", err)
+	}
+	d.goRun(ctx, wg, "retrain", d.ctrl.Run)
+
+	for _, n := range d.nodes {
+		g := n.gen
+		wg.Add(1)
+		go func() { defer wg.Done(); g.run(ctx) }()
+	}
+	d.labels = &labeler{collector: collURL, token: operatorTok, bucket: d.bucket, truth: d.truth, test: d.test,
+		delay: 3 * time.Second, logger: d.logger.With("component", "labeller")}
+	wg.Add(1)
+	go func() { defer wg.Done(); d.labels.run(ctx, time.Second) }()
+	d.say("started: embedded S3 at %s, collector at %s, retrain at %s, %d nodes (%d to drift); configurations in %s",
+		d.s3.addr, d.coll.Addr(), d.ctrl.Addr(), len(d.nodes), d.cfg.Drifted, cfgDir)
+	return nil
+}
+
+// goRun runs a part until ctx ends, logging an early failure.
+func (d *demo) goRun(ctx context.Context, wg *sync.WaitGroup, name string, run func(context.Context) error) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := run(ctx); err != nil && ctx.Err() == nil {
+			d.logger.Error("part stopped", "part", name, "err", err)
+		}
+	}()
+}
+
+// publishBase publishes the base model as version 1, signed, with stable pointing at it.
+func (d *demo) publishBase(ctx context.Context, dir string) error {
+	signer, err := modelrepo.LoadSigner(d.keys.Private)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	draft, err := modelrepo.DraftManifest(dir)
+	if err != nil {
+		return fmt.Errorf("demo: base model: %w", err)
+	}
+	files, err := modelrepo.DirFiles(dir)
+	if err != nil {
+		return fmt.Errorf("demo: base model: %w", err)
+	}
+	repo := modelrepo.New(d.bucket)
+	m, err := repo.Publish(ctx, modelName, *draft, files, signer, modelrepo.PublishOptions{})
+	if err != nil {
+		return fmt.Errorf("demo: publish the base model: %w", err)
+	}
+	if err := repo.SetAlias(ctx, modelName, "stable", m.Version); err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	d.summary.BaseVersion = strconv.FormatInt(m.Version, 10)
+	return nil
+}
+
+// loop samples the run every second until the drifted nodes have recovered or the deadline
+// passes, and returns the summary.
+func (d *demo) loop(ctx context.Context) *Summary {
+	deadline := time.NewTimer(d.cfg.Deadline)
+	defer deadline.Stop()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	var recoveredAt time.Time
+	for {
+		select {
+		case <-ctx.Done():
+			return d.finish("interrupted", false)
+		case <-deadline.C:
+			return d.finish(d.stuckReason(), false)
+		case <-tick.C:
+		}
+		now := time.Now()
+		d.sample(now)
+		d.watchJobs(now)
+		if d.servedAt.IsZero() && d.allServe(d.summary.BaseVersion) {
+			d.servedAt = now
+			d.say("every node serves version %s; drift starts on %d nodes in %s", d.summary.BaseVersion, d.cfg.Drifted, d.cfg.DriftAfter)
+		}
+		if d.onset.IsZero() && !d.servedAt.IsZero() && now.Sub(d.servedAt) >= d.cfg.DriftAfter {
+			d.onset = now
+			for _, n := range d.nodes {
+				if n.drifted {
+					n.gen.driftOn.Store(true)
+				}
+			}
+			d.event(EventDrift, "", fmt.Sprintf("contrast ×%.2f, brightness %+.2f on %d nodes", d.cfg.Drift.Contrast, d.cfg.Drift.Brightness, d.cfg.Drifted))
+		}
+		if d.newVer != "" && recoveredAt.IsZero() && d.driftedServe(d.newVer) {
+			recoveredAt = now
+		}
+		if !recoveredAt.IsZero() && now.Sub(recoveredAt) >= d.cfg.Settle {
+			return d.finish("", true)
+		}
+		d.render(now)
+	}
+}
+
+// allServe reports whether every node last answered with version v.
+func (d *demo) allServe(v string) bool {
+	for _, n := range d.nodes {
+		if n.version != v {
+			return false
+		}
+	}
+	return true
+}
+
+func (d *demo) driftedServe(v string) bool {
+	for _, n := range d.nodes {
+		if n.drifted && n.version != v {
+			return false
+		}
+	}
+	return true
+}
+
+// sample adds a point per node.
+func (d *demo) sample(now time.Time) {
+	t := now.Sub(d.started)
+	for _, n := range d.nodes {
+		w, version := n.gen.take()
+		g := n.exp.Registry()
+		p := Point{T: t, Requests: w.N, Accuracy: w.accuracy(), Confidence: w.confidence(), Version: version,
+			PSI: gaugeMax(g, "edgeloop_confidence_psi"), Captured: int(metricSum(g, "edgeloop_samples_captured_total")),
+			Spool: int(metricSum(g, "edgeloop_spool_records"))}
+		n.series.Points = append(n.series.Points, p)
+		if version != "" && version != n.version {
+			if n.version != "" {
+				d.event(EventServing, n.name, "serves version "+version)
+			}
+			n.version = version
+		}
+	}
+}
+
+// watchJobs turns the controller's jobs into events.
+func (d *demo) watchJobs(now time.Time) {
+	for _, j := range d.ctrl.Jobs() {
+		prev, seen := d.jobSeen[j.ID]
+		if !seen {
+			d.event(EventJob, "", fmt.Sprintf("job %s started (%s: %s)", j.ID, j.Trigger.Source, j.Trigger.Reason))
+		}
+		if prev != j.Phase {
+			d.jobSeen[j.ID] = j.Phase
+			switch j.Phase {
+			case retrain.PhasePublishing, retrain.PhaseRejected:
+				if j.Gate != nil {
+					d.event(EventGate, "", "gate: "+j.Gate.Reason)
+					d.summary.Gate = j.Gate.Reason
+				}
+			case retrain.PhasePromoted:
+				if j.Gate != nil && (prev != retrain.PhasePublishing) {
+					d.event(EventGate, "", "gate: "+j.Gate.Reason)
+					d.summary.Gate = j.Gate.Reason
+				}
+				d.newVer = strconv.FormatInt(j.Version, 10)
+				d.event(EventPublished, "", fmt.Sprintf("version %d published (parent %d, %d labelled samples)", j.Version, j.BaseVersion, j.Dataset.Labels))
+			case retrain.PhaseFailed, retrain.PhaseTimedOut, retrain.PhaseError, retrain.PhaseCancelled:
+				d.event(EventJob, "", fmt.Sprintf("job %s %s: %s", j.ID, j.Phase, j.Error))
+			}
+		}
+	}
+	_ = now
+}
+
+// event records an event and prints it.
+func (d *demo) event(kind, node, text string) {
+	t := time.Since(d.started)
+	d.mu.Lock()
+	d.timeline.Events = append(d.timeline.Events, Event{T: t, Kind: kind, Node: node, Text: text})
+	d.mu.Unlock()
+	if !d.cfg.Live {
+		who := ""
+		if node != "" {
+			who = node + " "
+		}
+		d.say("%7s  %s%s", fmtDur(t), who, text)
+	}
+}
+
+// stuckReason says why the loop did not close by the deadline.
+func (d *demo) stuckReason() string {
+	switch {
+	case d.servedAt.IsZero():
+		return fmt.Sprintf("deadline %s passed before every node served the base model (see %s)", d.cfg.Deadline, filepath.Join(d.run, "demo.log"))
+	case d.onset.IsZero():
+		return fmt.Sprintf("deadline %s passed before the drift started", d.cfg.Deadline)
+	case len(d.jobSeen) == 0:
+		ds := d.ctrl.Decisions()
+		last := "none"
+		if len(ds) > 0 {
+			last = ds[len(ds)-1].Skipped + ": " + ds[len(ds)-1].Detail
+		}
+		return fmt.Sprintf("deadline %s passed and no retrain job started; the controller's last decision: %s", d.cfg.Deadline, last)
+	case d.newVer == "":
+		return fmt.Sprintf("deadline %s passed and no retrain job was promoted (jobs: %s)", d.cfg.Deadline, d.jobsText())
+	default:
+		return fmt.Sprintf("deadline %s passed before the drifted nodes served version %s", d.cfg.Deadline, d.newVer)
+	}
+}
+
+func (d *demo) jobsText() string {
+	var parts []string
+	for _, j := range d.ctrl.Jobs() {
+		parts = append(parts, j.ID+" "+string(j.Phase))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// finish computes the summary.
+func (d *demo) finish(reason string, ok bool) *Summary {
+	s := d.summary
+	s.OK, s.Reason, s.NewVersion = ok, reason, d.newVer
+	s.Duration = time.Since(d.started)
+	d.event(EventEnd, "", map[bool]string{true: "recovered", false: "stopped: " + reason}[ok])
+	var before, drift, after, clean tally
+	for _, n := range d.nodes {
+		s.Requests += tallyAll(n.gen)
+		if n.drifted {
+			before.add(n.gen.total(s.BaseVersion, false, false))
+			drift.add(n.gen.total(s.BaseVersion, true, false))
+			if d.newVer != "" {
+				after.add(n.gen.total(d.newVer, true, true))
+			}
+		} else if d.newVer != "" {
+			clean.add(n.gen.total(d.newVer, false, false))
+		}
+		g := n.exp.Registry()
+		s.Captured += int(metricSum(g, "edgeloop_samples_captured_total"))
+		s.UplinkBytes += int64(metricSum(g, "edgeloop_sender_bytes_sent_total"))
+	}
+	s.AccuracyBefore, s.AccuracyDrift, s.AccuracyAfter, s.AccuracyClean = before.accuracy(), drift.accuracy(), after.accuracy(), clean.accuracy()
+	s.Labelled = int(d.labels.labelled.Load())
+	s.ShardBytes = int64(metricSum(d.coll.Registry(), "edgeloop_collector_shard_upload_bytes_total"))
+	if !d.onset.IsZero() {
+		for _, e := range d.timeline.Events {
+			if e.Kind == EventServing && e.Text == "serves version "+d.newVer && d.isDrifted(e.Node) {
+				s.TimeToRecover = e.T - d.onset.Sub(d.started)
+				break
+			}
+		}
+	}
+	for _, n := range d.nodes {
+		d.timeline.Nodes = append(d.timeline.Nodes, n.series)
+	}
+	return &s
+}
+
+func (d *demo) isDrifted(name string) bool {
+	for _, n := range d.nodes {
+		if n.name == name {
+			return n.drifted
+		}
+	}
+	return false
+}
+
+// tallyAll is every image a node classified.
+func tallyAll(g *generator) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for _, t := range g.totals {
+		n += t.N
+	}
+	return n
+}
+
+func (d *demo) reportPath() string {
+	if d.cfg.Report != "" {
+		return d.cfg.Report
+	}
+	return filepath.Join(d.run, "report.html")
+}
+
+func (d *demo) writeReport(s *Summary) error {
+	f, err := os.Create(d.reportPath())
+	if err != nil {
+		return err
+	}
+	if err := WriteReport(f, &d.timeline, s); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// metricSum sums every sample of a counter or gauge family in g.
+func metricSum(g prometheus.Gatherer, name string) float64 {
+	sum := 0.0
+	forEach(g, name, func(v float64) { sum += v })
+	return sum
+}
+
+// gaugeMax is the largest sample of a family, NaN when it has none.
+func gaugeMax(g prometheus.Gatherer, name string) float64 {
+	m := math.NaN()
+	forEach(g, name, func(v float64) {
+		if math.IsNaN(m) || v > m {
+			m = v
+		}
+	})
+	return m
+}
+
+func forEach(g prometheus.Gatherer, name string, f func(float64)) {
+	mfs, _ := g.Gather()
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			switch {
+			case m.Counter != nil:
+				f(m.GetCounter().GetValue())
+			case m.Gauge != nil:
+				f(m.GetGauge().GetValue())
+			}
+		}
+	}
+}
+
+// fmtDur prints a duration as m:ss.
+func fmtDur(t time.Duration) string {
+	s := int(t.Round(time.Second).Seconds())
+	return fmt.Sprintf("%d:%02d", s/60, s%60)
+}

@@ -1,0 +1,165 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgeloop/edgeloop/collector/labels"
+	"github.com/edgeloop/edgeloop/internal/fmnist"
+	"github.com/edgeloop/edgeloop/internal/npy"
+	"github.com/edgeloop/edgeloop/internal/objstore"
+	"github.com/edgeloop/edgeloop/internal/sample"
+)
+
+// labeler stands in for the annotators: it reads the shards the collector lists, finds each
+// sample's image in what the traffic sent, and posts its true class to the collector's
+// labels API after a delay, as a labelling team working through a queue would.
+type labeler struct {
+	collector string // the collector's base URL
+	token     string // an operator token of the collector
+	bucket    objstore.Bucket
+	truth     *truth
+	test      *fmnist.Dataset
+	delay     time.Duration
+	logger    *slog.Logger
+
+	seen     map[string]time.Time // shard key → first listed
+	done     map[string]bool
+	labelled atomic.Int64
+	unknown  atomic.Int64 // samples whose image the traffic did not send (never expected)
+}
+
+func (l *labeler) run(ctx context.Context, every time.Duration) {
+	l.seen, l.done = map[string]time.Time{}, map[string]bool{}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if err := l.pass(ctx); err != nil && ctx.Err() == nil {
+			l.logger.Warn("labeller: pass failed; next time", "err", err)
+		}
+	}
+}
+
+// pass labels the shards listed at least l.delay ago.
+func (l *labeler) pass(ctx context.Context) error {
+	m, err := l.manifest(ctx)
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	var out []labels.Label
+	for _, key := range m.Shards {
+		if l.done[key] {
+			continue
+		}
+		first, ok := l.seen[key]
+		if !ok {
+			l.seen[key] = now
+			continue
+		}
+		if now.Sub(first) < l.delay {
+			continue
+		}
+		ls, err := l.labelShard(ctx, key)
+		if err != nil {
+			return err
+		}
+		out = append(out, ls...)
+		l.done[key] = true
+	}
+	for len(out) > 0 {
+		n := min(len(out), labels.MaxLabels)
+		if err := l.post(ctx, out[:n]); err != nil {
+			return err
+		}
+		l.labelled.Add(int64(n))
+		out = out[n:]
+	}
+	return nil
+}
+
+// labelShard returns the labels of one shard's samples.
+func (l *labeler) labelShard(ctx context.Context, key string) ([]labels.Label, error) {
+	rc, _, err := l.bucket.Get(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("labeller: %w", err)
+	}
+	defer rc.Close()
+	samples, _, err := sample.ReadTar(rc, sample.DefaultLimits())
+	if err != nil {
+		return nil, fmt.Errorf("labeller: %s: %w", key, err)
+	}
+	var out []labels.Label
+	for _, s := range samples {
+		a, err := npy.Read(bytes.NewReader(s.Input))
+		if err != nil || len(a.Data) != fmnist.Pixels {
+			l.unknown.Add(1)
+			continue
+		}
+		index, ok := l.truth.lookup(keyOf(a.Data))
+		if !ok {
+			l.unknown.Add(1)
+			continue
+		}
+		l.truth.markLabelled(index)
+		out = append(out, labels.Label{Key: s.Meta.Key, Label: sample.IndexLabel(int(l.test.Labels[index])), Source: "human", Annotator: "demo-labeller"})
+	}
+	return out, nil
+}
+
+func (l *labeler) manifest(ctx context.Context) (*labels.Manifest, error) {
+	var m labels.Manifest
+	code, body, err := l.do(ctx, http.MethodGet, "/v1/datasets/fashion", nil)
+	switch {
+	case err != nil:
+		return nil, err
+	case code == http.StatusNotFound:
+		return &m, nil // nothing captured yet
+	case code != http.StatusOK:
+		return nil, fmt.Errorf("labeller: dataset: %d %s", code, body)
+	}
+	return &m, json.Unmarshal(body, &m)
+}
+
+func (l *labeler) post(ctx context.Context, ls []labels.Label) error {
+	data, err := json.Marshal(labels.Request{Model: "fashion", Labels: ls})
+	if err != nil {
+		return err
+	}
+	code, body, err := l.do(ctx, http.MethodPost, "/v1/labels", data)
+	if err != nil {
+		return err
+	}
+	if code != http.StatusCreated {
+		return fmt.Errorf("labeller: labels: %d %s", code, body)
+	}
+	return nil
+}
+
+func (l *labeler) do(ctx context.Context, method, path string, body []byte) (int, []byte, error) {
+	req, err := http.NewRequestWithContext(ctx, method, l.collector+path, bytes.NewReader(body))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Authorization", "Bearer "+l.token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+	return resp.StatusCode, data, err
+}

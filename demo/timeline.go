@@ -1,0 +1,91 @@
+package demo
+
+import (
+	"time"
+)
+
+// Point is one node's traffic over one sampling interval of the demo.
+type Point struct {
+	// T is the end of the interval, from the demo's start.
+	T time.Duration `json:"t"`
+	// Requests is the number of images classified in the interval; Accuracy and Confidence
+	// (the mean top-1 probability) are over them, NaN when there were none.
+	Requests   int     `json:"requests"`
+	Accuracy   float64 `json:"accuracy"`
+	Confidence float64 `json:"confidence"`
+	// PSI is the node's confidence drift as its exporter reports it (NaN when unknown).
+	PSI float64 `json:"psi"`
+	// Version is the model version that answered last.
+	Version string `json:"version"`
+	// Captured and Spool are the node's captured samples so far and its spool's records now.
+	Captured int `json:"captured"`
+	Spool    int `json:"spool"`
+}
+
+// NodeSeries is one simulated edge node's points, in time order.
+type NodeSeries struct {
+	Node string `json:"node"`
+	// Drifted is true for nodes whose input stream is shifted after the drift onset.
+	Drifted bool    `json:"drifted"`
+	Points  []Point `json:"points"`
+}
+
+// Event kinds.
+const (
+	EventDrift     = "drift"     // drift injected on the drifted nodes
+	EventJob       = "job"       // a retrain job started
+	EventGate      = "gate"      // the gate decided (Text says how)
+	EventPublished = "published" // a version was published
+	EventServing   = "serving"   // a node started answering with a new version
+	EventEnd       = "end"       // the demo ended
+)
+
+// Event is something that happened, to mark on the plots.
+type Event struct {
+	T    time.Duration `json:"t"`
+	Kind string        `json:"kind"`
+	// Node is the node concerned, when one is.
+	Node string `json:"node,omitempty"`
+	Text string `json:"text"`
+}
+
+// Timeline is the whole run: every node's series and the events.
+type Timeline struct {
+	Started time.Time    `json:"started"`
+	Nodes   []NodeSeries `json:"nodes"`
+	Events  []Event      `json:"events"`
+}
+
+// Summary is the demo's result, printed at the end and written into the report.
+type Summary struct {
+	// OK is true when the drifted nodes recovered; Reason says why not otherwise.
+	OK     bool   `json:"ok"`
+	Reason string `json:"reason,omitempty"`
+	// AccuracyBefore, AccuracyDrift and AccuracyAfter are the drifted nodes' accuracy before
+	// the drift, under it with the old model, and on the recovered model (on images the
+	// retrain did not train on); AccuracyClean is the undrifted nodes' accuracy on the
+	// recovered model.
+	AccuracyBefore float64 `json:"accuracy_before"`
+	AccuracyDrift  float64 `json:"accuracy_drift"`
+	AccuracyAfter  float64 `json:"accuracy_after"`
+	AccuracyClean  float64 `json:"accuracy_clean"`
+	// Requests counts the images classified; Captured the samples captured at the edge;
+	// Labelled those the labeller labelled; UplinkBytes the bytes the nodes sent to the
+	// collector; ShardBytes the bytes the collector uploaded as shards.
+	Requests    int   `json:"requests"`
+	Captured    int   `json:"captured"`
+	Labelled    int   `json:"labelled"`
+	UplinkBytes int64 `json:"uplink_bytes"`
+	ShardBytes  int64 `json:"shard_bytes"`
+	// BaseVersion and NewVersion are the model versions before and after the retrain.
+	BaseVersion string `json:"base_version"`
+	NewVersion  string `json:"new_version"`
+	// Gate is the gate's reason, in words.
+	Gate string `json:"gate"`
+	// TimeToRecover is from the drift onset to the first answer of the new version on a
+	// drifted node; BaseTraining is how long the base model took to train (0: it existed).
+	TimeToRecover time.Duration `json:"time_to_recover"`
+	BaseTraining  time.Duration `json:"base_training"`
+	// Duration is the whole demo's.
+	Duration time.Duration `json:"duration"`
+}

@@ -1,0 +1,262 @@
+package demo
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/edgeloop/edgeloop/internal/fmnist"
+)
+
+// imageKey identifies an input by its values, so the labeller can find the ground truth of a
+// captured sample: the first 8 bytes of the SHA-256 of the float32 values, little endian.
+type imageKey uint64
+
+func keyOf(img []float32) imageKey {
+	h := sha256.New()
+	var b [4]byte
+	for _, v := range img {
+		binary.LittleEndian.PutUint32(b[:], math.Float32bits(v))
+		h.Write(b[:])
+	}
+	return imageKey(binary.BigEndian.Uint64(h.Sum(nil)[:8]))
+}
+
+// truth is what the traffic sent: input → test image, shared by the generators and the
+// labeller (the annotators' "ground truth").
+type truth struct {
+	mu       sync.Mutex
+	images   map[imageKey]int // → index in the test set
+	labelled map[int]bool     // drifted images labelled for training
+}
+
+func newTruth() *truth { return &truth{images: map[imageKey]int{}, labelled: map[int]bool{}} }
+
+func (t *truth) remember(k imageKey, index int) {
+	t.mu.Lock()
+	t.images[k] = index
+	t.mu.Unlock()
+}
+
+func (t *truth) lookup(k imageKey) (int, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	i, ok := t.images[k]
+	return i, ok
+}
+
+func (t *truth) markLabelled(index int) {
+	t.mu.Lock()
+	t.labelled[index] = true
+	t.mu.Unlock()
+}
+
+func (t *truth) isLabelled(index int) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.labelled[index]
+}
+
+// tally counts classified images.
+type tally struct {
+	N, Correct int
+	Confidence float64 // sum of top-1 probabilities
+}
+
+func (t *tally) add(o tally) { t.N += o.N; t.Correct += o.Correct; t.Confidence += o.Confidence }
+
+func (t tally) accuracy() float64 {
+	if t.N == 0 {
+		return math.NaN()
+	}
+	return float64(t.Correct) / float64(t.N)
+}
+
+func (t tally) confidence() float64 {
+	if t.N == 0 {
+		return math.NaN()
+	}
+	return t.Confidence / float64(t.N)
+}
+
+// phaseKey splits a node's totals by the answering version and whether the input drifted.
+type phaseKey struct {
+	version string
+	drifted bool
+}
+
+// generator replays the Fashion-MNIST test set to one node's inference front, shifted by the
+// drift once it is switched on, and keeps score.
+type generator struct {
+	node    string
+	front   string // base URL of the node's V2 API
+	test    *fmnist.Dataset
+	truth   *truth
+	drift   Drift
+	batch   int
+	every   time.Duration
+	offset  int
+	client  *http.Client
+	driftOn atomic.Bool
+
+	mu      sync.Mutex
+	window  tally
+	version string
+	errors  int
+	lastErr string
+	totals  map[phaseKey]*tally
+	fresh   map[phaseKey]*tally // images never labelled for training
+}
+
+func newGenerator(node, front string, test *fmnist.Dataset, tr *truth, d Drift, batch int, every time.Duration, offset int) *generator {
+	return &generator{node: node, front: front, test: test, truth: tr, drift: d, batch: batch, every: every, offset: offset,
+		client: &http.Client{Timeout: 30 * time.Second}, totals: map[phaseKey]*tally{}, fresh: map[phaseKey]*tally{}}
+}
+
+// run sends a batch every g.every until ctx ends.
+func (g *generator) run(ctx context.Context) {
+	t := time.NewTicker(g.every)
+	defer t.Stop()
+	next := g.offset
+	buf := make([]float32, g.batch*fmnist.Pixels)
+	idx := make([]int, g.batch)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		drifted := g.driftOn.Load()
+		for i := range g.batch {
+			idx[i] = next % g.test.Len()
+			next++
+			img := buf[i*fmnist.Pixels : (i+1)*fmnist.Pixels]
+			if drifted {
+				g.drift.Apply(img, g.test.Image(idx[i]))
+			} else {
+				copy(img, g.test.Image(idx[i]))
+			}
+			g.truth.remember(keyOf(img), idx[i])
+		}
+		version, probs, err := g.infer(ctx, buf)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			g.mu.Lock()
+			g.errors++
+			g.lastErr = err.Error()
+			g.mu.Unlock()
+			continue
+		}
+		g.score(version, probs, idx, drifted)
+	}
+}
+
+// score adds a batch's answers to the window and the totals.
+func (g *generator) score(version string, probs []float32, idx []int, drifted bool) {
+	var batch, fresh tally
+	for i, index := range idx {
+		row := probs[i*fmnist.NumClasses : (i+1)*fmnist.NumClasses]
+		best := 0
+		for c := range row {
+			if row[c] > row[best] {
+				best = c
+			}
+		}
+		one := tally{N: 1, Confidence: float64(row[best])}
+		if best == int(g.test.Labels[index]) {
+			one.Correct = 1
+		}
+		batch.add(one)
+		if !drifted || !g.truth.isLabelled(index) {
+			fresh.add(one)
+		}
+	}
+	k := phaseKey{version: version, drifted: drifted}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.window.add(batch)
+	g.version = version
+	if g.totals[k] == nil {
+		g.totals[k], g.fresh[k] = &tally{}, &tally{}
+	}
+	g.totals[k].add(batch)
+	g.fresh[k].add(fresh)
+}
+
+// take returns the window since the last take, and the version that answered last.
+func (g *generator) take() (tally, string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	w := g.window
+	g.window = tally{}
+	return w, g.version
+}
+
+// total returns the node's totals for a version and drift state (fresh: images never labelled).
+func (g *generator) total(version string, drifted, fresh bool) tally {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	m := g.totals
+	if fresh {
+		m = g.fresh
+	}
+	if t := m[phaseKey{version, drifted}]; t != nil {
+		return *t
+	}
+	return tally{}
+}
+
+// v2Response is the part of a KServe V2 inference answer the generator reads.
+type v2Response struct {
+	Version string `json:"model_version"`
+	Outputs []struct {
+		Name string    `json:"name"`
+		Data []float32 `json:"data"`
+	} `json:"outputs"`
+	Error string `json:"error"`
+}
+
+// infer classifies the images in buf and returns the answering version and the
+// probabilities, n×10.
+func (g *generator) infer(ctx context.Context, buf []float32) (string, []float32, error) {
+	n := len(buf) / fmnist.Pixels
+	body, err := json.Marshal(map[string]any{"inputs": []map[string]any{{
+		"name": "input", "datatype": "FP32", "shape": []int{n, fmnist.Pixels}, "data": buf,
+	}}})
+	if err != nil {
+		return "", nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.front+"/v2/models/fashion/infer", bytes.NewReader(body))
+	if err != nil {
+		return "", nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := g.client.Do(req)
+	if err != nil {
+		return "", nil, err
+	}
+	defer resp.Body.Close()
+	var out v2Response
+	if err := json.NewDecoder(resp.Body).Decode(&out); err != nil {
+		return "", nil, fmt.Errorf("infer: %s: %w", resp.Status, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", nil, fmt.Errorf("infer: %s: %s", resp.Status, out.Error)
+	}
+	for _, o := range out.Outputs {
+		if o.Name == "probabilities" && len(o.Data) == n*fmnist.NumClasses {
+			return out.Version, o.Data, nil
+		}
+	}
+	return "", nil, fmt.Errorf("infer: no probabilities output of %d values", n*fmnist.NumClasses)
+}
