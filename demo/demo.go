@@ -101,7 +101,7 @@ type node struct {
 	name    string
 	drifted bool
 	exp     *exporter.Exporter
-	gen     *generator
+	gen     *Generator
 	series  NodeSeries
 	version string
 }
@@ -119,8 +119,8 @@ type demo struct {
 	coll    *collector.Server
 	ctrl    *retrain.Controller
 	nodes   []*node
-	labels  *labeler
-	truth   *truth
+	labels  *Labeler
+	truth   *Truth
 	test    *fmnist.Dataset
 
 	mu       sync.Mutex
@@ -150,7 +150,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Summary, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	d := &demo{cfg: cfg, out: out, started: time.Now(), run: filepath.Join(cfg.WorkDir, "run"), truth: newTruth(), jobSeen: map[string]Phase{}}
+	d := &demo{cfg: cfg, out: out, started: time.Now(), run: filepath.Join(cfg.WorkDir, "run"), truth: NewTruth(), jobSeen: map[string]Phase{}}
 	d.timeline.Started = d.started
 	if err := os.RemoveAll(d.run); err != nil {
 		return nil, fmt.Errorf("demo: %w", err)
@@ -357,7 +357,7 @@ capture:
 		n := &node{name: name, drifted: i >= d.cfg.Nodes-d.cfg.Drifted, exp: e}
 		n.series = NodeSeries{Node: name, Drifted: n.drifted}
 		every := time.Second / 5
-		n.gen = newGenerator(name, "http://"+e.InferenceAddr(), d.test, d.truth, d.cfg.Drift, max(1, d.cfg.Rate/5), every, i*3331)
+		n.gen = NewGenerator(name, "http://"+e.InferenceAddr(), d.test, d.truth, d.cfg.Drift, max(1, d.cfg.Rate/5), every, i*3331)
 		d.nodes = append(d.nodes, n)
 	}
 
@@ -421,12 +421,11 @@ drift:
 	for _, n := range d.nodes {
 		g := n.gen
 		wg.Add(1)
-		go func() { defer wg.Done(); g.run(ctx) }()
+		go func() { defer wg.Done(); g.Run(ctx) }()
 	}
-	d.labels = &labeler{collector: collURL, token: operatorTok, bucket: d.bucket, truth: d.truth, test: d.test,
-		delay: 3 * time.Second, logger: d.logger.With("component", "labeller")}
+	d.labels = NewLabeler(collURL, operatorTok, d.bucket, d.truth, d.test, 3*time.Second, d.logger.With("component", "labeller"))
 	wg.Add(1)
-	go func() { defer wg.Done(); d.labels.run(ctx, time.Second) }()
+	go func() { defer wg.Done(); d.labels.Run(ctx, time.Second) }()
 	d.say("started: embedded S3 at %s, collector at %s, retrain at %s, %d nodes (%d to drift); configurations in %s",
 		d.s3.addr, d.coll.Addr(), d.ctrl.Addr(), len(d.nodes), d.cfg.Drifted, cfgDir)
 	return nil
@@ -496,7 +495,7 @@ func (d *demo) loop(ctx context.Context) *Summary {
 			d.onset = now
 			for _, n := range d.nodes {
 				if n.drifted {
-					n.gen.driftOn.Store(true)
+					n.gen.SetDrift(true)
 				}
 			}
 			d.event(EventDrift, "", fmt.Sprintf("contrast ×%.2f, brightness %+.2f on %d nodes", d.cfg.Drift.Contrast, d.cfg.Drift.Brightness, d.cfg.Drifted))
@@ -534,9 +533,9 @@ func (d *demo) driftedServe(v string) bool {
 func (d *demo) sample(now time.Time) {
 	t := now.Sub(d.started)
 	for _, n := range d.nodes {
-		w, version := n.gen.take()
+		w, version := n.gen.Take()
 		g := n.exp.Registry()
-		p := Point{T: t, Requests: w.N, Accuracy: w.accuracy(), Confidence: w.confidence(), Version: version,
+		p := Point{T: t, Requests: w.N, Accuracy: w.Accuracy(), Confidence: w.MeanConfidence(), Version: version,
 			PSI: gaugeMax(g, "edgeloop_confidence_psi"), Captured: int(metricSum(g, "edgeloop_samples_captured_total")),
 			Spool: int(metricSum(g, "edgeloop_spool_records"))}
 		n.series.Points = append(n.series.Points, p)
@@ -629,23 +628,23 @@ func (d *demo) finish(reason string, ok bool) *Summary {
 	s.OK, s.Reason, s.NewVersion = ok, reason, d.newVer
 	s.Duration = time.Since(d.started)
 	d.event(EventEnd, "", map[bool]string{true: "recovered", false: "stopped: " + reason}[ok])
-	var before, drift, after, clean tally
+	var before, drift, after, clean Tally
 	for _, n := range d.nodes {
 		s.Requests += tallyAll(n.gen)
 		if n.drifted {
-			before.add(n.gen.total(s.BaseVersion, false, false))
-			drift.add(n.gen.total(s.BaseVersion, true, false))
+			before.add(n.gen.Total(s.BaseVersion, false, false))
+			drift.add(n.gen.Total(s.BaseVersion, true, false))
 			if d.newVer != "" {
-				after.add(n.gen.total(d.newVer, true, true))
+				after.add(n.gen.Total(d.newVer, true, true))
 			}
 		} else if d.newVer != "" {
-			clean.add(n.gen.total(d.newVer, false, false))
+			clean.add(n.gen.Total(d.newVer, false, false))
 		}
 		g := n.exp.Registry()
 		s.Captured += int(metricSum(g, "edgeloop_samples_captured_total"))
 		s.UplinkBytes += int64(metricSum(g, "edgeloop_sender_bytes_sent_total"))
 	}
-	s.AccuracyBefore, s.AccuracyDrift, s.AccuracyAfter, s.AccuracyClean = before.accuracy(), drift.accuracy(), after.accuracy(), clean.accuracy()
+	s.AccuracyBefore, s.AccuracyDrift, s.AccuracyAfter, s.AccuracyClean = before.Accuracy(), drift.Accuracy(), after.Accuracy(), clean.Accuracy()
 	s.Labelled = int(d.labels.labelled.Load())
 	s.ShardBytes = int64(metricSum(d.coll.Registry(), "edgeloop_collector_shard_upload_bytes_total"))
 	if !d.onset.IsZero() {
@@ -672,7 +671,7 @@ func (d *demo) isDrifted(name string) bool {
 }
 
 // tallyAll is every image a node classified.
-func tallyAll(g *generator) int {
+func tallyAll(g *Generator) int {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	n := 0

@@ -18,14 +18,14 @@ import (
 	"github.com/edgeloop/edgeloop/internal/sample"
 )
 
-// labeler stands in for the annotators: it reads the shards the collector lists, finds each
+// Labeler stands in for the annotators: it reads the shards the collector lists, finds each
 // sample's image in what the traffic sent, and posts its true class to the collector's
 // labels API after a delay, as a labelling team working through a queue would.
-type labeler struct {
+type Labeler struct {
 	collector string // the collector's base URL
 	token     string // an operator token of the collector
 	bucket    objstore.Bucket
-	truth     *truth
+	truth     *Truth
 	test      *fmnist.Dataset
 	delay     time.Duration
 	logger    *slog.Logger
@@ -36,7 +36,18 @@ type labeler struct {
 	unknown  atomic.Int64 // samples whose image the traffic did not send (never expected)
 }
 
-func (l *labeler) run(ctx context.Context, every time.Duration) {
+// NewLabeler returns a labeller of the model "fashion": it lists shards at collectorURL
+// with an operator token, reads them from bucket, and finds each sample's true class in tr
+// (images of test).
+func NewLabeler(collectorURL, operatorToken string, bucket objstore.Bucket, tr *Truth, test *fmnist.Dataset, delay time.Duration, logger *slog.Logger) *Labeler {
+	return &Labeler{collector: collectorURL, token: operatorToken, bucket: bucket, truth: tr, test: test, delay: delay, logger: logger}
+}
+
+// Labelled is the number of labels posted so far.
+func (l *Labeler) Labelled() int64 { return l.labelled.Load() }
+
+// Run labels the shards listed at least the delay ago, every interval, until ctx ends.
+func (l *Labeler) Run(ctx context.Context, every time.Duration) {
 	l.seen, l.done = map[string]time.Time{}, map[string]bool{}
 	t := time.NewTicker(every)
 	defer t.Stop()
@@ -53,7 +64,7 @@ func (l *labeler) run(ctx context.Context, every time.Duration) {
 }
 
 // pass labels the shards listed at least l.delay ago.
-func (l *labeler) pass(ctx context.Context) error {
+func (l *Labeler) pass(ctx context.Context) error {
 	m, err := l.manifest(ctx)
 	if err != nil {
 		return err
@@ -91,7 +102,7 @@ func (l *labeler) pass(ctx context.Context) error {
 }
 
 // labelShard returns the labels of one shard's samples.
-func (l *labeler) labelShard(ctx context.Context, key string) ([]labels.Label, error) {
+func (l *Labeler) labelShard(ctx context.Context, key string) ([]labels.Label, error) {
 	rc, _, err := l.bucket.Get(ctx, key)
 	if err != nil {
 		return nil, fmt.Errorf("labeller: %w", err)
@@ -119,7 +130,7 @@ func (l *labeler) labelShard(ctx context.Context, key string) ([]labels.Label, e
 	return out, nil
 }
 
-func (l *labeler) manifest(ctx context.Context) (*labels.Manifest, error) {
+func (l *Labeler) manifest(ctx context.Context) (*labels.Manifest, error) {
 	var m labels.Manifest
 	code, body, err := l.do(ctx, http.MethodGet, "/v1/datasets/fashion", nil)
 	switch {
@@ -133,7 +144,7 @@ func (l *labeler) manifest(ctx context.Context) (*labels.Manifest, error) {
 	return &m, json.Unmarshal(body, &m)
 }
 
-func (l *labeler) post(ctx context.Context, ls []labels.Label) error {
+func (l *Labeler) post(ctx context.Context, ls []labels.Label) error {
 	data, err := json.Marshal(labels.Request{Model: "fashion", Labels: ls})
 	if err != nil {
 		return err
@@ -148,7 +159,7 @@ func (l *labeler) post(ctx context.Context, ls []labels.Label) error {
 	return nil
 }
 
-func (l *labeler) do(ctx context.Context, method, path string, body []byte) (int, []byte, error) {
+func (l *Labeler) do(ctx context.Context, method, path string, body []byte) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, method, l.collector+path, bytes.NewReader(body))
 	if err != nil {
 		return 0, nil, err

@@ -318,39 +318,65 @@ func (l *reportLayout) x(t time.Duration) float64 {
 	return repLeft + s/l.xmax*float64(repWidth-repLeft-repRight)
 }
 
-// placeLabels gives every event's label a row above the plot so that no two labels in a row
-// overlap; the important events are placed first, the (possibly many) serving events after.
+// placeLabels gives every event's label a row above the plot, right or left of its marker,
+// so that no two labels overlap and, where it can, no other event's line (which rises to its
+// own label's row) crosses a label; thin serving lines may cross labels. The important events
+// are placed first, where needed with lines crossing their labels; the (possibly many) serving
+// events after, and a serving label with no room is left out (the marker keeps its tooltip).
 func (l *reportLayout) placeLabels() {
 	l.labels = make([]repPlacedLabel, len(l.events))
-	type span struct{ a, b float64 }
-	rows := make([][]span, repMaxRows)
+	type placed struct {
+		x, a, b float64 // the marker's x, the label's extent
+		row     int
+		strong  bool // its line is drawn boldly
+	}
+	var done []placed
+	fits := func(c placed, strict bool) bool {
+		if c.a < 2 || c.b > repWidth-2 {
+			return false
+		}
+		for _, p := range done {
+			switch {
+			case p.row == c.row && c.a < p.b+6 && p.a < c.b+6: // labels overlap
+				return false
+			case !strict:
+			case p.strong && p.row >= c.row && p.x >= c.a-1 && p.x <= c.b+1: // p's line crosses c's label
+				return false
+			case c.strong && c.row >= p.row && c.x >= p.a-1 && c.x <= p.b+1: // c's line crosses p's label
+				return false
+			}
+		}
+		return true
+	}
 	place := func(i int) {
 		e := l.events[i]
 		text := repEventLabel(e)
 		w := float64(len([]rune(text))) * repCharW
 		x := l.x(e.T)
-		pl := repPlacedLabel{text: text, x: x + 3, anchor: "start", row: -1}
-		a, b := x+3, x+3+w
-		if b > repWidth-2 {
-			pl.x, pl.anchor = x-3, "end"
-			a, b = x-3-w, x-3
+		strong := e.Kind != EventServing
+		l.labels[i] = repPlacedLabel{text: text, row: -1}
+		modes := []bool{true} // strict; then, for important events, relaxed
+		if strong {
+			modes = append(modes, false)
 		}
-		for r := range rows {
-			free := true
-			for _, s := range rows[r] {
-				if a < s.b+6 && s.a < b+6 {
-					free = false
-					break
+		for _, strict := range modes {
+			for r := range repMaxRows {
+				for _, right := range []bool{true, false} {
+					c := placed{x: x, a: x + 3, b: x + 3 + w, row: r, strong: strong}
+					pl := repPlacedLabel{text: text, x: x + 3, anchor: "start", row: r}
+					if !right {
+						c.a, c.b = x-3-w, x-3
+						pl.x, pl.anchor = x-3, "end"
+					}
+					if fits(c, strict) {
+						done = append(done, c)
+						l.labels[i] = pl
+						l.rows = max(l.rows, r+1)
+						return
+					}
 				}
 			}
-			if free {
-				rows[r] = append(rows[r], span{a, b})
-				pl.row = r
-				l.rows = max(l.rows, r+1)
-				break
-			}
 		}
-		l.labels[i] = pl
 	}
 	for i, e := range l.events {
 		if e.Kind != EventServing {

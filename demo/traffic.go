@@ -30,57 +30,58 @@ func keyOf(img []float32) imageKey {
 	return imageKey(binary.BigEndian.Uint64(h.Sum(nil)[:8]))
 }
 
-// truth is what the traffic sent: input → test image, shared by the generators and the
+// Truth is what the traffic sent: input → test image, shared by the generators and the
 // labeller (the annotators' "ground truth").
-type truth struct {
+type Truth struct {
 	mu       sync.Mutex
 	images   map[imageKey]int // → index in the test set
 	labelled map[int]bool     // drifted images labelled for training
 }
 
-func newTruth() *truth { return &truth{images: map[imageKey]int{}, labelled: map[int]bool{}} }
+// NewTruth returns an empty table.
+func NewTruth() *Truth { return &Truth{images: map[imageKey]int{}, labelled: map[int]bool{}} }
 
-func (t *truth) remember(k imageKey, index int) {
+func (t *Truth) remember(k imageKey, index int) {
 	t.mu.Lock()
 	t.images[k] = index
 	t.mu.Unlock()
 }
 
-func (t *truth) lookup(k imageKey) (int, bool) {
+func (t *Truth) lookup(k imageKey) (int, bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	i, ok := t.images[k]
 	return i, ok
 }
 
-func (t *truth) markLabelled(index int) {
+func (t *Truth) markLabelled(index int) {
 	t.mu.Lock()
 	t.labelled[index] = true
 	t.mu.Unlock()
 }
 
-func (t *truth) isLabelled(index int) bool {
+func (t *Truth) isLabelled(index int) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.labelled[index]
 }
 
-// tally counts classified images.
-type tally struct {
+// Tally counts classified images.
+type Tally struct {
 	N, Correct int
 	Confidence float64 // sum of top-1 probabilities
 }
 
-func (t *tally) add(o tally) { t.N += o.N; t.Correct += o.Correct; t.Confidence += o.Confidence }
+func (t *Tally) add(o Tally) { t.N += o.N; t.Correct += o.Correct; t.Confidence += o.Confidence }
 
-func (t tally) accuracy() float64 {
+func (t Tally) Accuracy() float64 {
 	if t.N == 0 {
 		return math.NaN()
 	}
 	return float64(t.Correct) / float64(t.N)
 }
 
-func (t tally) confidence() float64 {
+func (t Tally) MeanConfidence() float64 {
 	if t.N == 0 {
 		return math.NaN()
 	}
@@ -93,13 +94,13 @@ type phaseKey struct {
 	drifted bool
 }
 
-// generator replays the Fashion-MNIST test set to one node's inference front, shifted by the
+// Generator replays the Fashion-MNIST test set to one node's inference front, shifted by the
 // drift once it is switched on, and keeps score.
-type generator struct {
+type Generator struct {
 	node    string
 	front   string // base URL of the node's V2 API
 	test    *fmnist.Dataset
-	truth   *truth
+	truth   *Truth
 	drift   Drift
 	batch   int
 	every   time.Duration
@@ -108,21 +109,33 @@ type generator struct {
 	driftOn atomic.Bool
 
 	mu      sync.Mutex
-	window  tally
+	window  Tally
 	version string
 	errors  int
 	lastErr string
-	totals  map[phaseKey]*tally
-	fresh   map[phaseKey]*tally // images never labelled for training
+	totals  map[phaseKey]*Tally
+	fresh   map[phaseKey]*Tally // images never labelled for training
 }
 
-func newGenerator(node, front string, test *fmnist.Dataset, tr *truth, d Drift, batch int, every time.Duration, offset int) *generator {
-	return &generator{node: node, front: front, test: test, truth: tr, drift: d, batch: batch, every: every, offset: offset,
-		client: &http.Client{Timeout: 30 * time.Second}, totals: map[phaseKey]*tally{}, fresh: map[phaseKey]*tally{}}
+// NewGenerator returns a generator for one node: batches of batch images of test, from image
+// offset on, every interval, to the V2 API at front (http://host:port).
+func NewGenerator(node, front string, test *fmnist.Dataset, tr *Truth, d Drift, batch int, every time.Duration, offset int) *Generator {
+	return &Generator{node: node, front: front, test: test, truth: tr, drift: d, batch: batch, every: every, offset: offset,
+		client: &http.Client{Timeout: 30 * time.Second}, totals: map[phaseKey]*Tally{}, fresh: map[phaseKey]*Tally{}}
 }
 
-// run sends a batch every g.every until ctx ends.
-func (g *generator) run(ctx context.Context) {
+// SetDrift switches the drift of the node's input stream on or off.
+func (g *Generator) SetDrift(on bool) { g.driftOn.Store(on) }
+
+// Version is the model version that answered last.
+func (g *Generator) Version() string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.version
+}
+
+// Run sends a batch every interval until ctx ends.
+func (g *Generator) Run(ctx context.Context) {
 	t := time.NewTicker(g.every)
 	defer t.Stop()
 	next := g.offset
@@ -162,8 +175,8 @@ func (g *generator) run(ctx context.Context) {
 }
 
 // score adds a batch's answers to the window and the totals.
-func (g *generator) score(version string, probs []float32, idx []int, drifted bool) {
-	var batch, fresh tally
+func (g *Generator) score(version string, probs []float32, idx []int, drifted bool) {
+	var batch, fresh Tally
 	for i, index := range idx {
 		row := probs[i*fmnist.NumClasses : (i+1)*fmnist.NumClasses]
 		best := 0
@@ -172,7 +185,7 @@ func (g *generator) score(version string, probs []float32, idx []int, drifted bo
 				best = c
 			}
 		}
-		one := tally{N: 1, Confidence: float64(row[best])}
+		one := Tally{N: 1, Confidence: float64(row[best])}
 		if best == int(g.test.Labels[index]) {
 			one.Correct = 1
 		}
@@ -187,23 +200,23 @@ func (g *generator) score(version string, probs []float32, idx []int, drifted bo
 	g.window.add(batch)
 	g.version = version
 	if g.totals[k] == nil {
-		g.totals[k], g.fresh[k] = &tally{}, &tally{}
+		g.totals[k], g.fresh[k] = &Tally{}, &Tally{}
 	}
 	g.totals[k].add(batch)
 	g.fresh[k].add(fresh)
 }
 
-// take returns the window since the last take, and the version that answered last.
-func (g *generator) take() (tally, string) {
+// Take returns the window since the last take, and the version that answered last.
+func (g *Generator) Take() (Tally, string) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	w := g.window
-	g.window = tally{}
+	g.window = Tally{}
 	return w, g.version
 }
 
-// total returns the node's totals for a version and drift state (fresh: images never labelled).
-func (g *generator) total(version string, drifted, fresh bool) tally {
+// Total returns the node's totals for a version and drift state (fresh: images never labelled).
+func (g *Generator) Total(version string, drifted, fresh bool) Tally {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	m := g.totals
@@ -213,7 +226,7 @@ func (g *generator) total(version string, drifted, fresh bool) tally {
 	if t := m[phaseKey{version, drifted}]; t != nil {
 		return *t
 	}
-	return tally{}
+	return Tally{}
 }
 
 // v2Response is the part of a KServe V2 inference answer the generator reads.
@@ -228,7 +241,7 @@ type v2Response struct {
 
 // infer classifies the images in buf and returns the answering version and the
 // probabilities, n×10.
-func (g *generator) infer(ctx context.Context, buf []float32) (string, []float32, error) {
+func (g *Generator) infer(ctx context.Context, buf []float32) (string, []float32, error) {
 	n := len(buf) / fmnist.Pixels
 	body, err := json.Marshal(map[string]any{"inputs": []map[string]any{{
 		"name": "input", "datatype": "FP32", "shape": []int{n, fmnist.Pixels}, "data": buf,

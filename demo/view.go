@@ -24,15 +24,15 @@ func (n *node) now() nodeNow {
 	}
 	last := pts[len(pts)-1]
 	out := nodeNow{psi: last.PSI, captured: last.Captured, spool: last.Spool, version: last.Version}
-	var t tally
+	var t Tally
 	k := max(0, len(pts)-viewWindow)
 	for _, p := range pts[k:] {
 		if p.Requests > 0 {
-			t.add(tally{N: p.Requests, Correct: int(math.Round(p.Accuracy * float64(p.Requests))), Confidence: p.Confidence * float64(p.Requests)})
+			t.add(Tally{N: p.Requests, Correct: int(math.Round(p.Accuracy * float64(p.Requests))), Confidence: p.Confidence * float64(p.Requests)})
 		}
 	}
 	out.rate = float64(t.N) / float64(len(pts)-k)
-	out.acc, out.conf = t.accuracy(), t.confidence()
+	out.acc, out.conf = t.Accuracy(), t.MeanConfidence()
 	return out
 }
 

@@ -42,6 +42,11 @@ func (c *Controller) driftLoop(ctx context.Context) {
 			}
 			for s, v := range values {
 				s.target = target
+				if s.node == "" {
+					// Exporters' inference series carry no node label (Prometheus adds it
+					// from the target): name the node by its target.
+					s.node = target
+				}
 				if v <= c.cfg.Drift.PSIThreshold {
 					continue
 				}
