@@ -485,8 +485,8 @@ func (d *demo) loop(ctx context.Context) *Summary {
 		case <-tick.C:
 		}
 		now := time.Now()
+		d.watchJobs(now) // before sample: a version is published before nodes serve it
 		d.sample(now)
-		d.watchJobs(now)
 		if d.servedAt.IsZero() && d.allServe(d.summary.BaseVersion) {
 			d.servedAt = now
 			d.say("every node serves version %s; drift starts on %d nodes in %s", d.summary.BaseVersion, d.cfg.Drifted, d.cfg.DriftAfter)
