@@ -26,7 +26,9 @@ tools: ## install the pinned tools and missing Debian packages the tests need (i
 	$(TOOLS) install
 
 test: tools ## install what the tests need, then run every unit and integration test, and fuzz briefly
-	PROMTOOL=$$($(TOOLS) path promtool) MINIO=$$($(TOOLS) path minio) $(GO) test $(TESTFLAGS) ./...
+	PROMTOOL=$$($(TOOLS) path promtool) MINIO=$$($(TOOLS) path minio) AMTOOL=$$($(TOOLS) path amtool) \
+	PROMETHEUS=$$($(TOOLS) path prometheus) ALERTMANAGER=$$($(TOOLS) path alertmanager) \
+	$(GO) test $(TESTFLAGS) ./...
 	$(MAKE) --no-print-directory fuzz
 
 fuzz: ## fuzz each decoder of untrusted input for FUZZTIME (default 10s)
