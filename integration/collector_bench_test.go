@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strconv"
@@ -41,7 +42,12 @@ func benchIngest(b *testing.B, size int) {
 	for i := range names {
 		names[i] = fmt.Sprintf("edge-%03d", i)
 	}
-	e := newCollectorEnv(b, benchTuning, names...)
+	tuning := benchTuning
+	profile := os.Getenv("COLLECTOR_BENCH_PROFILE") // a file: the collector's CPU profile during ingest
+	if profile != "" {
+		tuning += "pprof: true\n"
+	}
+	e := newCollectorEnv(b, tuning, names...)
 	// Build the batches before timing: the nodes' work is not the collector's.
 	type batch struct {
 		node string
@@ -77,6 +83,9 @@ func benchIngest(b *testing.B, size int) {
 
 	b.ResetTimer()
 	start := time.Now()
+	if profile != "" {
+		go fetchProfile(b, "http://"+e.addr+"/debug/pprof/profile?seconds=15", fmt.Sprintf("%s.%d", profile, size))
+	}
 	var next atomic.Int64
 	var failures atomic.Int64
 	for range nodes {
@@ -198,3 +207,17 @@ shards:
   target_bytes: 67108864
   max_age: 1s
 `
+
+// fetchProfile saves the collector's CPU profile (pprof on) to file.
+func fetchProfile(b *testing.B, url, file string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		b.Logf("profile: %v", err)
+		return
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		b.Logf("profile: %v", err)
+	}
+}

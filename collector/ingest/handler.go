@@ -239,8 +239,8 @@ func (h *Handler) store(ctx context.Context, node string, samples []*sample.Samp
 			res.Duplicates++
 			continue
 		}
-		rec, err := s.MarshalRecord()
-		if err != nil { // ReadTar validated it; cannot happen, but never store what does not decode
+		rec, err := s.MarshalValidatedRecord() // Decode (ReadTar) validated it
+		if err != nil { // cannot happen, but never store what does not encode
 			c.Done(false)
 			res.Rejected = append(res.Rejected, Rejection{Key: s.Meta.Key, Error: err.Error()})
 			h.m.rejected[ReasonInvalid].Inc()

@@ -42,14 +42,34 @@ type Array struct {
 
 // Read decodes one .npy array from r and checks that nothing follows it.
 func Read(r io.Reader) (*Array, error) {
-	a, err := read(r)
+	a, err := read(r, true)
 	if err != nil {
 		return nil, fmt.Errorf("npy read: %w", err)
 	}
 	return a, nil
 }
 
-func read(r io.Reader) (*Array, error) {
+// Check checks one .npy array from r as Read does (header, dtype, exactly the data the shape
+// calls for, nothing after it) without converting the values: Data is nil. It is what a
+// validator needs, at a fraction of Read's cost.
+func Check(r io.Reader) (*Array, error) {
+	a, err := read(r, false)
+	if err != nil {
+		return nil, fmt.Errorf("npy check: %w", err)
+	}
+	return a, nil
+}
+
+// Elements is the number of values the array's shape calls for.
+func (a *Array) Elements() int {
+	n := 1
+	for _, d := range a.Shape {
+		n *= d
+	}
+	return n
+}
+
+func read(r io.Reader, convert bool) (*Array, error) {
 	var pre [8]byte
 	if _, err := io.ReadFull(r, pre[:]); err != nil {
 		return nil, fmt.Errorf("preamble: %w", err)
@@ -94,17 +114,28 @@ func read(r io.Reader) (*Array, error) {
 		n *= d
 	}
 	want := int64(n) * int64(h.size)
-	data, err := io.ReadAll(io.LimitReader(r, want+1))
+	var data []byte
+	var got int64
+	if convert {
+		data, err = io.ReadAll(io.LimitReader(r, want+1))
+		got = int64(len(data))
+	} else {
+		got, err = io.Copy(io.Discard, io.LimitReader(r, want+1))
+	}
 	if err != nil {
 		return nil, fmt.Errorf("data: %w", err)
 	}
 	switch {
-	case int64(len(data)) < want:
-		return nil, fmt.Errorf("data: %d bytes, shape %v of %s calls for %d: %w", len(data), h.shape, h.descr, want, io.ErrUnexpectedEOF)
-	case int64(len(data)) > want:
+	case got < want:
+		return nil, fmt.Errorf("data: %d bytes, shape %v of %s calls for %d: %w", got, h.shape, h.descr, want, io.ErrUnexpectedEOF)
+	case got > want:
 		return nil, errors.New("data after the array")
 	}
-	return &Array{Descr: h.descr, Shape: h.shape, Data: h.convert(data, n)}, nil
+	a := &Array{Descr: h.descr, Shape: h.shape}
+	if convert {
+		a.Data = h.convert(data, n)
+	}
+	return a, nil
 }
 
 // header is what the .npy header dictionary says.

@@ -28,6 +28,10 @@ func TestRoundTrip(t *testing.T) {
 		if hl := b.Len() - 4*n; hl%64 != 0 {
 			t.Errorf("shape %v: data starts at byte %d, numpy aligns it to 64", shape, hl)
 		}
+		c, err := Check(bytes.NewReader(b.Bytes()))
+		if err != nil || !reflect.DeepEqual(c.Shape, shape) || c.Elements() != n || c.Data != nil {
+			t.Errorf("shape %v: Check = %+v, %v; want the shape, %d elements, no data", shape, c, err, n)
+		}
 		a, err := Read(&b)
 		if err != nil {
 			t.Fatalf("shape %v: %v", shape, err)
@@ -110,6 +114,10 @@ func TestReadErrors(t *testing.T) {
 			}
 			if !strings.HasPrefix(err.Error(), "npy read: ") || !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %q, want it to contain %q", err, tt.want)
+			}
+			// Check refuses exactly what Read refuses, for the same reason.
+			if _, err := Check(bytes.NewReader(tt.file)); err == nil || !strings.HasPrefix(err.Error(), "npy check: ") || !strings.Contains(err.Error(), tt.want) {
+				t.Errorf("Check: error %v, want it to contain %q", err, tt.want)
 			}
 		})
 	}

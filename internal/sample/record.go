@@ -26,6 +26,13 @@ func (s *Sample) MarshalRecord() ([]byte, error) {
 	if err := s.Validate(); err != nil {
 		return nil, fmt.Errorf("sample: marshal record: %w", err)
 	}
+	return s.MarshalValidatedRecord()
+}
+
+// MarshalValidatedRecord is MarshalRecord without validating the sample again: only for
+// samples just validated (ReadTar's), where a second validation would double the collector's
+// cost per sample.
+func (s *Sample) MarshalValidatedRecord() ([]byte, error) {
 	meta, err := s.MetaJSON()
 	if err != nil {
 		return nil, fmt.Errorf("sample: marshal record: %w", err)

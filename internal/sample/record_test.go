@@ -73,7 +73,7 @@ func TestUnmarshalRecordErrors(t *testing.T) {
 		{"huge length", record(1, 1<<31, meta, s.Input), "sample: unmarshal record: metadata length 2147483648, want 1 to 1048576"},
 		{"truncated", record(1, uint32(len(meta)), meta[:10], nil), "sample: unmarshal record: metadata length 506, but only 10 bytes follow the header"},
 		{"no input", record(1, uint32(len(meta)), meta, nil), "sample: unmarshal record: invalid sample: input: the input file is empty"},
-		{"input cut", record(1, uint32(len(meta)), meta, s.Input[:200]), "sample: unmarshal record: invalid sample: input: input.npy: npy read: data: 72 bytes"},
+		{"input cut", record(1, uint32(len(meta)), meta, s.Input[:200]), "sample: unmarshal record: invalid sample: input: input.npy: npy check: data: 72 bytes"},
 		{"not JSON", withMeta("not json"), "sample: unmarshal record: invalid sample: metadata: invalid character 'o' in literal null (expecting 'u')"},
 		{"unknown field", replace(`"model"`, `"colour":"red","model"`), `sample: unmarshal record: invalid sample: metadata: json: unknown field "colour"`},
 		{"trailing data", withMeta(string(meta) + " {}"), "sample: unmarshal record: invalid sample: metadata: data after the JSON object"},

@@ -306,13 +306,13 @@ func (s *Sample) validateInput(p *problems) {
 	if in.File != NPYFile {
 		return
 	}
-	a, err := npy.Read(bytes.NewReader(s.Input))
+	a, err := npy.Check(bytes.NewReader(s.Input))
 	if err != nil {
 		p.add("input", "%s: %v", NPYFile, err)
 		return
 	}
-	if shapeOK && int64(len(a.Data)) != elems {
-		p.add("input", "%s holds %d values (shape %v) but input.shape %v calls for %d", NPYFile, len(a.Data), a.Shape, in.Shape, elems)
+	if n := a.Elements(); shapeOK && int64(n) != elems {
+		p.add("input", "%s holds %d values (shape %v) but input.shape %v calls for %d", NPYFile, n, a.Shape, in.Shape, elems)
 	}
 }
 

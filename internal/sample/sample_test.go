@@ -192,7 +192,7 @@ func TestValidate(t *testing.T) {
 			m.Input.File = "input.bin"
 			*in = make([]byte, sample.MaxInputBytes+1)
 		}, "input: the input file is 8388609 bytes, above the limit of 8388608"},
-		{"input not npy", func(_ *sample.Meta, in *[]byte) { *in = []byte("PNG...") }, "input: input.npy: npy read: preamble: unexpected EOF"},
+		{"input not npy", func(_ *sample.Meta, in *[]byte) { *in = []byte("PNG...") }, "input: input.npy: npy check: preamble: unexpected EOF"},
 		{"key format", func(m *sample.Meta, _ *[]byte) { m.Key = "FAD5588F9FA415991C2682266F8889BB" }, `key: must be 32 lowercase hex digits, got "FAD5588F9FA415991C2682266F8889BB"`},
 		{"key of other content", func(m *sample.Meta, _ *[]byte) { m.Key = "0123456789abcdef0123456789abcdef" }, "key: 0123456789abcdef0123456789abcdef does not match the sample's content, whose key is " + goldenKey},
 		{"content changed after New", func(m *sample.Meta, _ *[]byte) { m.Prediction = 6 }, "key: " + goldenKey + " does not match the sample's content"},
