@@ -240,7 +240,7 @@ func (h *Handler) store(ctx context.Context, node string, samples []*sample.Samp
 			continue
 		}
 		rec, err := s.MarshalValidatedRecord() // Decode (ReadTar) validated it
-		if err != nil { // cannot happen, but never store what does not encode
+		if err != nil {                        // cannot happen, but never store what does not encode
 			c.Done(false)
 			res.Rejected = append(res.Rejected, Rejection{Key: s.Meta.Key, Error: err.Error()})
 			h.m.rejected[ReasonInvalid].Inc()
