@@ -212,12 +212,13 @@ func testConfig(t *testing.T) (Config, *fakeCollector) {
 }
 
 // start runs a controller on cfg with the backend until the test ends or stop is called.
-func start(t *testing.T, cfg Config, backend *fakeBackend, clk *clock) *testEnv {
+func start(t *testing.T, cfg Config, backend jobs.Backend, clk *clock) *testEnv {
 	t.Helper()
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("config: %v", err)
 	}
-	env := &testEnv{cfg: cfg, backend: backend, clock: clk, ended: make(chan Job, 100)}
+	env := &testEnv{cfg: cfg, clock: clk, ended: make(chan Job, 100)}
+	env.backend, _ = backend.(*fakeBackend)
 	logger := slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	c, err := New(cfg, Options{Backend: backend, Now: clk.Now, Logger: logger, OnJobEnd: func(j Job) { env.ended <- j }})
 	if err != nil {

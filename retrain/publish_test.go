@@ -46,8 +46,7 @@ func TestFirstModelCanarySoak(t *testing.T) {
 	cfg.Publish = PublishConfig{Canary: true, Stable: true, Soak: time.Hour}
 	clk := &clock{t: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)}
 	b := &trainingBackend{fakeBackend: newFakeBackend(), dataDir: dataDir}
-	e := start(t, cfg, b.fakeBackend, clk)
-	e.c.backend = b // the same fake, with real training
+	e := start(t, cfg, b, clk)
 	if code, body := e.post(t, "/v1/models/fashion/retrain", operatorToken, nil); code != 202 {
 		t.Fatalf("manual: %d %s", code, body)
 	}
