@@ -131,7 +131,6 @@ type demo struct {
 	servedAt time.Time // every node served the base model
 	newVer   string    // the version a retrain promoted
 	lastLine time.Time
-	jobLines []string
 }
 
 // Phase is a retrain job's phase, as the demo shows it.

@@ -167,14 +167,13 @@ const (
 
 // testEnv is a controller under test with its fakes.
 type testEnv struct {
-	cfg       Config
-	backend   *fakeBackend
-	collector *fakeCollector
-	clock     *clock
-	c         *Controller
-	url       string
-	stop      func()
-	ended     chan Job
+	cfg     Config
+	backend *fakeBackend
+	clock   *clock
+	c       *Controller
+	url     string
+	stop    func()
+	ended   chan Job
 }
 
 func testConfig(t *testing.T) (Config, *fakeCollector) {
