@@ -6,7 +6,7 @@ LDFLAGS  := -X github.com/edgeloop/edgeloop/internal/version.version=$(VERSION)
 # go-nvml's header marks NVML 13 deprecations; they are not ours to fix and drown real warnings.
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 # Test packages in parallel, but gently: the reference machine has two cores.
-TESTFLAGS ?= -race -count=1 -timeout 20m
+TESTFLAGS ?= -race -count=1 -timeout 20m -tags integration
 
 # Decoders of untrusted input, fuzzed briefly by `make test` (seeds in each testdata/fuzz).
 FUZZ_TARGETS := ./internal/spool:FuzzRecordDecode ./internal/sample:FuzzUnmarshalRecord \
@@ -42,8 +42,8 @@ test-unit: ## unit tests only (no external programs), quick
 
 lint: ## gofmt, go vet and staticcheck (pinned)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./...
-	$$($(TOOLS) path staticcheck) ./...
+	$(GO) vet -tags integration ./...
+	$$($(TOOLS) path staticcheck) -tags integration ./...
 
 bench: ## run the benchmarks behind docs/benchmarks.md and compare them with benchstat
 	bench/run.sh

@@ -1,3 +1,5 @@
+//go:build integration
+
 package integration
 
 import (
@@ -84,7 +86,7 @@ func benchIngest(b *testing.B, size int) {
 	b.ResetTimer()
 	start := time.Now()
 	if profile != "" {
-		go fetchProfile(b, "http://"+e.addr+"/debug/pprof/profile?seconds=15", fmt.Sprintf("%s.%d", profile, size))
+		go fetchProfile(b, "http://"+e.addr+"/debug/pprof/profile?seconds=4", fmt.Sprintf("%s.%d", profile, size))
 	}
 	var next atomic.Int64
 	var failures atomic.Int64
