@@ -1,3 +1,5 @@
+//go:build integration
+
 // Package integration runs edgeloop's real binary against real programs (promtool now; MinIO,
 // Prometheus and Alertmanager as their parts land). Each test starts what it needs on loopback
 // and stops it; a missing program fails the run in CI (CI=true) and skips elsewhere.
