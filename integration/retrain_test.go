@@ -19,6 +19,7 @@ import (
 	"github.com/edgeloop/edgeloop/internal/fmnist"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/npy"
+	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/sample"
 	"github.com/edgeloop/edgeloop/internal/testenv"
 	"github.com/edgeloop/edgeloop/retrain"
@@ -248,5 +249,67 @@ publish:
 	}
 	if versions, err := repo.Versions(context.Background(), "fashion"); err != nil || len(versions) != 2 {
 		t.Errorf("versions: %v %v", versions, err)
+	}
+}
+
+// TestTrainRemote runs `edgeloop train` as a remote job (Kubernetes, HTTP backends) runs it:
+// the dataset manifest and the output prefix are s3:// URLs; the trainer fetches the shards and
+// labels the manifest lists, trains on them, and uploads model.onnx and metrics.json.
+func TestTrainRemote(t *testing.T) {
+	dataDir := testenv.FashionMNIST(t, fmnist.DefaultDir)
+	train, err := fmnist.Load(dataDir, fmnist.Train)
+	if err != nil {
+		t.Fatal(err)
+	}
+	endpoint, access, secret := testenv.MinIO(t)
+	ctx := context.Background()
+	s3 := objstore.S3Config{Endpoint: endpoint, Bucket: "remote", AccessKey: access, SecretKey: secret, Insecure: true, PartSize: objstore.DefaultPartSize}
+	if err := objstore.CreateS3Bucket(ctx, s3); err != nil {
+		t.Fatal(err)
+	}
+	bucket, err := objstore.NewS3(s3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put := func(key string, data []byte) {
+		if err := bucket.Put(ctx, key, bytes.NewReader(data), int64(len(data))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	samples, ls := fmnistSamples(t, train, "edge-1", 0, 300)
+	var shard, lines bytes.Buffer
+	if err := sample.WriteTar(&shard, samples); err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range ls {
+		fmt.Fprintf(&lines, `{"key":%q,"label":%s}`+"\n", l.Key, l.Label)
+	}
+	put("samples/fashion/1/dt=2026-11-29/hour=05/it-1.tar", shard.Bytes())
+	put("labels/fashion/dt=2026-11-29/it-1-1-00000000.jsonl", lines.Bytes())
+	bucketURL := "s3://remote?endpoint=" + endpoint + "&insecure=true"
+	manifest, _ := json.Marshal(labels.Manifest{Model: "fashion", Bucket: bucketURL,
+		Shards: []string{"samples/fashion/1/dt=2026-11-29/hour=05/it-1.tar"}, Labels: []string{"labels/fashion/dt=2026-11-29/it-1-1-00000000.jsonl"}})
+	put("jobs/fashion/job-fashion-1/dataset.json", manifest)
+	env := []string{objstore.EnvAccessKey + "=" + access, objstore.EnvSecretKey + "=" + secret,
+		"EDGELOOP_DATASET_MANIFEST=s3://remote/jobs/fashion/job-fashion-1/dataset.json?endpoint=" + endpoint + "&insecure=true",
+		"EDGELOOP_OUTPUT=s3://remote/jobs/fashion/job-fashion-1/output/?endpoint=" + endpoint + "&insecure=true"}
+	out := run(t, env, "train", "--data", dataDir, "--train-limit", "2000", "--epochs", "1", "--log.format", "json")
+	if !strings.Contains(out, "s3://remote/jobs/fashion/job-fashion-1/output/") {
+		t.Errorf("summary does not name the output prefix: %s", out)
+	}
+	data, _, err := objstore.ReadAll(ctx, bucket, "jobs/fashion/job-fashion-1/output/metrics.json", 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m struct {
+		Samples struct {
+			Labelled int `json:"labelled"`
+		} `json:"samples"`
+	}
+	if err := json.Unmarshal(data, &m); err != nil || m.Samples.Labelled != 300 {
+		t.Errorf("metrics.json: %s (labelled %d, want 300)", data, m.Samples.Labelled)
+	}
+	if ok, err := bucket.Exists(ctx, "jobs/fashion/job-fashion-1/output/model.onnx"); err != nil || !ok {
+		t.Errorf("model.onnx not uploaded: %v", err)
 	}
 }

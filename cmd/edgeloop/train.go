@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -60,9 +61,9 @@ func runTrain(args []string, stdout, stderr io.Writer) int {
 	logCfg := telemetry.DefaultLogConfig()
 
 	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "directory of the Fashion-MNIST IDX files (Debian package dataset-fashion-mnist)")
-	fs.StringVar(&out, "out", out, "output directory: model.onnx and metrics.json are written there (env "+trainer.EnvOutput+"; required)")
+	fs.StringVar(&out, "out", out, "output directory, or object URL prefix (s3://bucket/prefix/?endpoint=...): model.onnx and metrics.json are written there (env "+trainer.EnvOutput+"; required)")
 	fs.Var(&samples, "samples", "WebDataset shard (.tar, .tar.gz) or directory of shards whose labelled samples are added to the training data (repeatable)")
-	fs.StringVar(&cfg.Manifest, "dataset-manifest", cfg.Manifest, "dataset manifest (JSON: shards and label files) to add to the training data (env "+trainer.EnvDatasetManifest+")")
+	fs.StringVar(&cfg.Manifest, "dataset-manifest", cfg.Manifest, "dataset manifest (JSON: shards and label files; a path or an object URL) to add to the training data (env "+trainer.EnvDatasetManifest+")")
 	fs.StringVar(&cfg.Model, "model", cfg.Model, "model name, written into the model's metadata and metrics.json (env "+trainer.EnvModel+")")
 	fs.StringVar(&cfg.BaseVersion, "base-version", cfg.BaseVersion, "version this run retrains, written into the metadata and metrics.json (env "+trainer.EnvBaseVersion+")")
 	fs.IntVar(&cfg.SamplesRepeat, "samples-repeat", cfg.SamplesRepeat, "how many times each labelled collected sample joins the training data (oversampling a shifted distribution)")
@@ -106,10 +107,37 @@ func runTrain(args []string, stdout, stderr io.Writer) int {
 	logger := telemetry.NewLogger(stderr, logCfg).With("component", "train")
 	ctx, stop := signalContext()
 	defer stop()
+	// A remote job gets object URLs (docs/job-backends.md): fetch the dataset, train in a
+	// scratch directory, upload the outputs.
+	remoteOut := ""
+	if trainer.IsRemote(cfg.Manifest) || trainer.IsRemote(out) {
+		scratch, err := os.MkdirTemp("", "edgeloop-train-")
+		if err != nil {
+			logger.Error("training failed", "err", err)
+			return exitFailure
+		}
+		defer os.RemoveAll(scratch)
+		if trainer.IsRemote(cfg.Manifest) {
+			if cfg.Manifest, err = trainer.FetchDataset(ctx, cfg.Manifest, filepath.Join(scratch, "data"), logger); err != nil {
+				logger.Error("training failed", "err", err)
+				return exitFailure
+			}
+		}
+		if trainer.IsRemote(out) {
+			remoteOut, out = out, filepath.Join(scratch, "output")
+		}
+	}
 	res, err := trainer.Run(ctx, cfg, out, logger)
 	if err != nil {
 		logger.Error("training failed", "err", err)
 		return exitFailure
+	}
+	if remoteOut != "" {
+		if err := trainer.UploadOutputs(ctx, out, remoteOut, logger); err != nil {
+			logger.Error("training failed", "err", err)
+			return exitFailure
+		}
+		out = remoteOut
 	}
 	m := res.Metrics
 	fmt.Fprintf(stdout, "edgeloop train: accuracy %.4f on %d evaluation images (eval-split %s) after %d epochs in %s; wrote %s and %s in %s\n",

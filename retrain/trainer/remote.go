@@ -1,0 +1,153 @@
+package trainer
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/url"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/edgeloop/edgeloop/internal/objstore"
+)
+
+// A remote job (the kubernetes and http backends, docs/job-backends.md) gets its dataset
+// manifest and output prefix as object URLs: s3://bucket/key?endpoint=... (credentials from
+// the environment, as everywhere in edgeloop). The reference trainer fetches the manifest and
+// the files it lists into a local directory, trains there, and uploads its outputs.
+
+// maxRemoteManifestBytes bounds a fetched dataset manifest.
+const maxRemoteManifestBytes = 128 << 20
+
+// IsRemote reports whether p is an object URL rather than a local path or file:// URI.
+func IsRemote(p string) bool {
+	u, err := url.Parse(p)
+	return err == nil && len(u.Scheme) > 1 && u.Scheme != "file"
+}
+
+// splitObjectURL splits an object URL into its bucket's URL (the same query) and the key.
+func splitObjectURL(raw string) (bucketURL, key string, err error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", "", err
+	}
+	key = strings.TrimPrefix(u.Path, "/")
+	u.Path = ""
+	return u.String(), key, nil
+}
+
+// remoteManifest is a dataset manifest as the collector writes it: keys relative to Bucket.
+type remoteManifest struct {
+	Bucket string   `json:"bucket"`
+	Shards []string `json:"shards"`
+	Labels []string `json:"labels"`
+}
+
+// FetchDataset downloads the dataset manifest at manifestURL and every shard and label file it
+// lists into dir, and returns the path of a local manifest of them (relative paths), which
+// ReadManifest reads.
+func FetchDataset(ctx context.Context, manifestURL, dir string, logger *slog.Logger) (string, error) {
+	bucketURL, key, err := splitObjectURL(manifestURL)
+	if err != nil {
+		return "", fmt.Errorf("fetch dataset: %w", err)
+	}
+	b, err := objstore.Open(ctx, bucketURL)
+	if err != nil {
+		return "", fmt.Errorf("fetch dataset: %w", err)
+	}
+	defer b.Close()
+	data, _, err := objstore.ReadAll(ctx, b, key, maxRemoteManifestBytes)
+	if err != nil {
+		return "", fmt.Errorf("fetch dataset: manifest: %w", err)
+	}
+	var m remoteManifest
+	if err := json.Unmarshal(data, &m); err != nil {
+		return "", fmt.Errorf("fetch dataset: manifest %s: %w", manifestURL, err)
+	}
+	src := b
+	if m.Bucket != "" && m.Bucket != bucketURL {
+		if src, err = objstore.Open(ctx, m.Bucket); err != nil {
+			return "", fmt.Errorf("fetch dataset: the manifest's bucket: %w", err)
+		}
+		defer src.Close()
+	}
+	local := Manifest{Shards: []string{}, Labels: []string{}}
+	for _, list := range []struct {
+		keys []string
+		out  *[]string
+	}{{m.Shards, &local.Shards}, {m.Labels, &local.Labels}} {
+		for _, k := range list.keys {
+			if err := objstore.ValidateKey(k); err != nil {
+				return "", fmt.Errorf("fetch dataset: manifest: %w", err)
+			}
+			if err := download(ctx, src, k, filepath.Join(dir, filepath.FromSlash(k))); err != nil {
+				return "", fmt.Errorf("fetch dataset: %w", err)
+			}
+			*list.out = append(*list.out, k)
+		}
+	}
+	out, err := json.Marshal(local)
+	if err != nil {
+		return "", err
+	}
+	p := filepath.Join(dir, "manifest.json")
+	if err := os.WriteFile(p, out, 0o600); err != nil {
+		return "", fmt.Errorf("fetch dataset: %w", err)
+	}
+	logger.Info("dataset fetched", "manifest", manifestURL, "shards", len(local.Shards), "label_files", len(local.Labels), "dir", dir)
+	return p, nil
+}
+
+func download(ctx context.Context, b objstore.Bucket, key, p string) error {
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return err
+	}
+	rc, _, err := b.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	f, err := os.Create(p)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(f, rc)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// UploadOutputs puts the contract's outputs (ModelFile, MetricsFile) of dir under the object
+// URL prefix outputURL, the model last, so that a model under the prefix means a finished job.
+func UploadOutputs(ctx context.Context, dir, outputURL string, logger *slog.Logger) error {
+	bucketURL, prefix, err := splitObjectURL(outputURL)
+	if err != nil {
+		return fmt.Errorf("upload outputs: %w", err)
+	}
+	b, err := objstore.Open(ctx, bucketURL)
+	if err != nil {
+		return fmt.Errorf("upload outputs: %w", err)
+	}
+	defer b.Close()
+	for _, name := range []string{MetricsFile, ModelFile} {
+		f, err := os.Open(filepath.Join(dir, name))
+		if err != nil {
+			return fmt.Errorf("upload outputs: %w", err)
+		}
+		fi, err := f.Stat()
+		if err == nil {
+			err = b.Put(ctx, path.Join(prefix, name), f, fi.Size())
+		}
+		f.Close()
+		if err != nil {
+			return fmt.Errorf("upload outputs: %s: %w", name, err)
+		}
+	}
+	logger.Info("outputs uploaded", "output", outputURL)
+	return nil
+}
