@@ -30,8 +30,9 @@ const (
 
 // WAL is what ingest needs of the write-ahead log (a *spool.Spool).
 type WAL interface {
-	// Append writes one record (not yet durable).
-	Append(ctx context.Context, data []byte) (uint64, error)
+	// AppendBatch writes records in order (not yet durable) and returns the sequence numbers
+	// of those written: all, or the first ones and the error that stopped the rest.
+	AppendBatch(ctx context.Context, records [][]byte) ([]uint64, error)
 	// Sync makes every record appended so far durable; concurrent callers share fsyncs.
 	Sync() error
 	// Stats tells how much the log holds.
@@ -249,14 +250,9 @@ func (h *Handler) store(ctx context.Context, node string, samples []*sample.Samp
 		claims = append(claims, c)
 		records = append(records, rec)
 	}
-	appended := 0
-	var werr error
-	for _, rec := range records {
-		if _, werr = h.opts.WAL.Append(ctx, rec); werr != nil {
-			break
-		}
-		appended++
-	}
+	// One write for the batch (per segment), then one fsync: the group commit of the 200.
+	seqs, werr := h.opts.WAL.AppendBatch(ctx, records)
+	appended := len(seqs)
 	if appended > 0 {
 		if err := h.opts.WAL.Sync(); err != nil && werr == nil {
 			werr = err

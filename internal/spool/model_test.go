@@ -209,6 +209,37 @@ func runModel(t *testing.T, seed uint64, ops int) {
 
 	for op := range ops {
 		switch p := rng.IntN(100); {
+		case p < 10:
+			// A batch: stored in order until the first record that does not fit.
+			k := 1 + rng.IntN(6)
+			batch := make([][]byte, k)
+			want := 0
+			fits := true
+			probe := *m
+			probe.recs = append([]modelRec(nil), m.recs...)
+			for i := range batch {
+				n := rng.IntN(int(cfg.MaxRecordBytes)/2 + 1)
+				batch[i] = payload(seed<<20|uint64(op)<<4|uint64(i), n)
+				if fits && probe.fits(n) {
+					probe.recs = append(probe.recs, modelRec{data: batch[i]})
+					want++
+				} else {
+					fits = false
+				}
+			}
+			log = append(log, fmt.Sprintf("appendBatch(%d)", k))
+			seqs, err := s.AppendBatch(context.Background(), batch)
+			if len(seqs) != want || (want < k) != errors.Is(err, ErrFull) || (want == k && err != nil) {
+				fail("AppendBatch(%d) = %d stored, %v; want %d stored", k, len(seqs), err, want)
+			}
+			for i, seq := range seqs {
+				m.fits(len(batch[i])) // drops, under drop_oldest, what the spool dropped for it
+				if seq <= m.last {
+					fail("AppendBatch numbered %d, not above %d", seq, m.last)
+				}
+				m.last = seq
+				m.recs = append(m.recs, modelRec{seq: seq, data: batch[i]})
+			}
 		case p < 45:
 			n := rng.IntN(int(cfg.MaxRecordBytes) + 1)
 			if rng.IntN(10) == 0 {
