@@ -92,7 +92,7 @@ auth:
   tokens_file: %s
   operator_tokens_file: %s
 bucket: s3://edgeloop?endpoint=%s&insecure=true
-%s`, addr, tokens, operators, m.Endpoint, strings.Replace(tuning, "wal:\n", "wal:\n  dir: "+filepath.Join(dir, "wal")+"\n", 1))
+%s`, addr, tokens, operators, m.Endpoint, strings.Replace(tuning, "wal:\n", "wal:\n  dir: "+filepath.Join(walRoot(dir), "wal")+"\n", 1))
 	if err := os.WriteFile(config, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -413,4 +413,16 @@ func TestCollector(t *testing.T) {
 			t.Fatalf("another node after the reload: %d", code)
 		}
 	})
+}
+
+// walRoot is where a test collector's write-ahead log goes: dir, or COLLECTOR_BENCH_WAL_ROOT
+// (an experiment: the log on another disk than MinIO's).
+func walRoot(dir string) string {
+	if r := os.Getenv("COLLECTOR_BENCH_WAL_ROOT"); r != "" {
+		d, err := os.MkdirTemp(r, "wal-")
+		if err == nil {
+			return d
+		}
+	}
+	return dir
 }
