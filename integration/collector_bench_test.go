@@ -37,7 +37,8 @@ func BenchmarkCollectorIngest(b *testing.B) {
 }
 
 func benchIngest(b *testing.B, size int) {
-	const nodes, totalBytes = 100, 384 << 20
+	const nodes = 100
+	totalBytes := benchBytes()
 	perBatch := min(500, (2<<20)/size)
 	batches := totalBytes / (perBatch * size)
 	names := make([]string, nodes)
@@ -223,4 +224,13 @@ func fetchProfile(b *testing.B, url, file string) {
 	if err := os.WriteFile(file, data, 0o644); err != nil {
 		b.Logf("profile: %v", err)
 	}
+}
+
+// benchBytes is how many bytes of samples the benchmark sends: COLLECTOR_BENCH_MIB, default
+// 384 MiB.
+func benchBytes() int {
+	if v, err := strconv.Atoi(os.Getenv("COLLECTOR_BENCH_MIB")); err == nil && v > 0 {
+		return v << 20
+	}
+	return 384 << 20
 }
