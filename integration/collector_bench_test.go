@@ -124,6 +124,8 @@ func benchIngest(b *testing.B, size int) {
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
+	uploadSeconds, uploads := e.metric("edgeloop_collector_shard_upload_duration_seconds_sum"), e.metric("edgeloop_collector_shard_upload_duration_seconds_count")
+	b.Logf("%d shards uploaded, %.2f s each on average, %.0f MB/s per upload", int(uploads), uploadSeconds/uploads, float64(sampleBytes)/uploadSeconds/1e6)
 	rss := vmHWM(p.cmd.Process.Pid)
 	p.stop(b)
 
