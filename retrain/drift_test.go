@@ -1,0 +1,67 @@
+package retrain
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestDriftWatcher: an exporter whose PSI stays above the threshold for drift.for starts one
+// job (source drift, the node named by its target when the series has no node label); PSI
+// below the threshold, an unreadable target and a model the controller does not retrain start
+// nothing, and the ongoing episode records no decision per tick.
+func TestDriftWatcher(t *testing.T) {
+	var psi atomic.Value
+	psi.Store(0.05)
+	exporter := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintf(w, "# TYPE edgeloop_confidence_psi gauge\n"+
+			"edgeloop_confidence_psi{model=\"fashion\",version=\"3\"} %v\n"+
+			"edgeloop_confidence_psi{model=\"other\",version=\"1\"} 0.9\n", psi.Load())
+	}))
+	defer exporter.Close()
+	down := httptest.NewServer(http.NotFoundHandler()) // a target that cannot be read is skipped
+	defer down.Close()
+	cfg, _ := testConfig(t)
+	cfg.Drift = DriftConfig{Targets: []string{exporter.URL + "/metrics", down.URL + "/metrics"}, PSIThreshold: 0.25,
+		For: 300 * time.Millisecond, Interval: 100 * time.Millisecond}
+	clk := &clock{t: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)}
+	b := newFakeBackend()
+	// The controller's clock drives drift.for: move it with the ticks.
+	stopClock := make(chan struct{})
+	defer close(stopClock)
+	go func() {
+		for {
+			select {
+			case <-stopClock:
+				return
+			case <-time.After(50 * time.Millisecond):
+				clk.Add(50 * time.Millisecond)
+			}
+		}
+	}()
+	e := start(t, cfg, b, clk)
+	time.Sleep(time.Second) // PSI below the threshold: nothing may start
+	if started, _, _ := b.counts(); started != 0 {
+		t.Fatalf("%d jobs started below the threshold", started)
+	}
+	psi.Store(0.6)
+	s := waitStarted(t, b)
+	if s.Model != "fashion" {
+		t.Fatalf("started %+v", s)
+	}
+	j := e.c.Jobs()[0]
+	if j.Trigger.Source != SourceDrift || j.Trigger.Version != "3" || j.Trigger.By != exporter.URL+"/metrics" {
+		t.Fatalf("trigger %+v", j.Trigger)
+	}
+	// The episode goes on while the job runs: no second job, and no decision per tick.
+	time.Sleep(time.Second)
+	if started, _, _ := b.counts(); started != 1 {
+		t.Fatalf("%d jobs started in one episode", started)
+	}
+	if n := len(e.c.Decisions()); n != 1 {
+		t.Fatalf("%d decisions recorded, want 1 (the start)", n)
+	}
+}
