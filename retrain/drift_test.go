@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"testing"
+
+	"github.com/edgeloop/edgeloop/retrain/jobs"
 	"time"
 )
 
@@ -64,4 +66,47 @@ func TestDriftWatcher(t *testing.T) {
 	if n := len(e.c.Decisions()); n != 1 {
 		t.Fatalf("%d decisions recorded, want 1 (the start)", n)
 	}
+}
+
+// TestPolicyLoop: the schedule starts a job when none ran for policy.schedule, and
+// every_new_labels starts one when that many labels arrived since the last training.
+func TestPolicyLoop(t *testing.T) {
+	t.Run("schedule", func(t *testing.T) {
+		cfg, _ := testConfig(t)
+		cfg.Models = cfg.Models[:1]
+		cfg.Policy.Schedule, cfg.Policy.CheckInterval, cfg.Policy.Cooldown = 24*time.Hour, 100*time.Millisecond, 0
+		clk := &clock{t: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)}
+		b := newFakeBackend()
+		e := start(t, cfg, b, clk)
+		s := waitStarted(t, b) // never trained: due at once
+		b.finish(s.ID, jobs.Status{State: jobs.Failed})
+		waitEnded(t, e)
+		time.Sleep(500 * time.Millisecond)
+		if started, _, _ := b.counts(); started != 1 {
+			t.Fatalf("%d jobs within the schedule's day", started)
+		}
+		clk.Add(24 * time.Hour)
+		waitStarted(t, b)
+		if j := e.c.Jobs(); j[len(j)-1].Trigger.Source != SourceSchedule {
+			t.Fatalf("trigger %+v", j[len(j)-1].Trigger)
+		}
+	})
+	t.Run("labels", func(t *testing.T) {
+		cfg, fc := testConfig(t)
+		cfg.Models = cfg.Models[:1]
+		cfg.Policy.EveryNewLabels, cfg.Policy.CheckInterval = 5, 100*time.Millisecond
+		clk := &clock{t: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)}
+		b := newFakeBackend()
+		e := start(t, cfg, b, clk)
+		fc.addLabels(t, "fashion", 3)
+		time.Sleep(500 * time.Millisecond)
+		if started, _, _ := b.counts(); started != 0 {
+			t.Fatalf("a job started with 3 of 5 labels")
+		}
+		fc.addLabels(t, "fashion", 3)
+		waitStarted(t, b)
+		if j := e.c.Jobs(); j[0].Trigger.Source != SourceLabels || j[0].Dataset.NewLabels != 6 {
+			t.Fatalf("job %+v", j[0])
+		}
+	})
 }
