@@ -81,30 +81,38 @@ func (c *Controller) admit(ctx context.Context, a admission) (Decision, error) {
 func (c *Controller) precheck(a admission) (Decision, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	now := c.now()
 	reason, detail := "", ""
-	ms := c.st.model(a.Model)
 	if a.DedupeKey != "" {
-		if t, seen := c.st.Seen[a.DedupeKey]; seen && now.Sub(t) <= c.cfg.Policy.DedupeWindow {
+		if t, seen := c.st.Seen[a.DedupeKey]; seen && c.now().Sub(t) <= c.cfg.Policy.DedupeWindow {
 			reason, detail = SkipDuplicate, "already acted on at "+t.UTC().Format(time.RFC3339)
 		}
 	}
 	if reason == "" {
-		if j := c.st.activeJob(a.Model); j != nil {
-			reason, detail = SkipActiveJob, fmt.Sprintf("job %s is %s", j.ID, j.Phase)
-		}
-	}
-	if reason == "" && !a.Force {
-		if until := ms.LastEnd.Add(c.cfg.Policy.Cooldown); !ms.LastEnd.IsZero() && now.Before(until) {
-			reason, detail = SkipCooldown, "the last job ended at "+ms.LastEnd.UTC().Format(time.RFC3339)+"; the cooldown lasts until "+until.UTC().Format(time.RFC3339)
-		} else if ms.BudgetDay == now.UTC().Format(time.DateOnly) && ms.BudgetUsed >= c.cfg.Policy.DailyBudget {
-			reason, detail = SkipBudget, fmt.Sprintf("%d jobs started today (UTC), policy.daily_budget is %d", ms.BudgetUsed, c.cfg.Policy.DailyBudget)
-		}
+		reason, detail = c.blockedLocked(a.Model, a.Force)
 	}
 	if reason == "" {
 		return Decision{}, false
 	}
 	return c.skipLocked(a.Trigger, reason, detail), true
+}
+
+// blockedLocked says why the model cannot start a job now whatever the trigger: an active
+// job, or (unless forced) its cooldown or its spent budget; "" when it can.
+func (c *Controller) blockedLocked(model string, force bool) (reason, detail string) {
+	if j := c.st.activeJob(model); j != nil {
+		return SkipActiveJob, fmt.Sprintf("job %s is %s", j.ID, j.Phase)
+	}
+	if force {
+		return "", ""
+	}
+	ms, now := c.st.model(model), c.now()
+	if until := ms.LastEnd.Add(c.cfg.Policy.Cooldown); !ms.LastEnd.IsZero() && now.Before(until) {
+		return SkipCooldown, "the last job ended at " + ms.LastEnd.UTC().Format(time.RFC3339) + "; the cooldown lasts until " + until.UTC().Format(time.RFC3339)
+	}
+	if ms.BudgetDay == now.UTC().Format(time.DateOnly) && ms.BudgetUsed >= c.cfg.Policy.DailyBudget {
+		return SkipBudget, fmt.Sprintf("%d jobs started today (UTC), policy.daily_budget is %d", ms.BudgetUsed, c.cfg.Policy.DailyBudget)
+	}
+	return "", ""
 }
 
 // skip records a trigger that starts nothing.
@@ -145,15 +153,13 @@ func (c *Controller) repeatsLast(d Decision) bool {
 	return false
 }
 
-// blocked reports whether the model cannot start a job now whatever the trigger (an active
-// job, the cooldown, the budget): the policy loops pass over it without a decision.
+// blocked reports whether the model cannot start a job now whatever the trigger
+// (blockedLocked): the policy loops pass over it without a decision.
 func (c *Controller) blocked(model string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	p, ms, now := c.cfg.Policy, c.st.model(model), c.now()
-	return c.st.activeJob(model) != nil ||
-		(!ms.LastEnd.IsZero() && now.Before(ms.LastEnd.Add(p.Cooldown))) ||
-		(ms.BudgetDay == now.UTC().Format(time.DateOnly) && ms.BudgetUsed >= p.DailyBudget)
+	reason, _ := c.blockedLocked(model, false)
+	return reason != ""
 }
 
 // modelLabel bounds the model label to the configured models: alert labels come from
