@@ -190,38 +190,8 @@ func (d *dataset) fetch(ctx context.Context, key, p string) error {
 	if fi, err := os.Stat(p); err == nil && fi.Size() == attrs.Size {
 		return nil
 	}
-	if err := fetchObject(ctx, d.bucket, key, p); err != nil {
+	if err := objstore.Download(ctx, d.bucket, key, p); err != nil {
 		return fmt.Errorf("dataset: %w", err)
-	}
-	return nil
-}
-
-// fetchObject copies an object to a file, through a temporary name so that a file with the
-// final name is always whole.
-func fetchObject(ctx context.Context, b objstore.Bucket, key, p string) error {
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return err
-	}
-	rc, _, err := b.Get(ctx, key)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	tmp := p + ".part"
-	f, err := os.Create(tmp)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(f, rc)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, p)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("%s: %w", key, err)
 	}
 	return nil
 }

@@ -296,7 +296,7 @@ func (c *Controller) fetchOutputs(ctx context.Context, j *Job) error {
 	if c.out != nil {
 		prefix := "jobs/" + j.Model + "/" + j.ID + "/output/"
 		for _, name := range []string{trainer.ModelFile, trainer.MetricsFile} {
-			err := fetchObject(ctx, c.out, prefix+name, filepath.Join(dir, name))
+			err := objstore.Download(ctx, c.out, prefix+name, filepath.Join(dir, name))
 			if objstore.IsNotFound(err) {
 				continue // checked below for model.onnx; metrics.json is optional
 			}

@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"time"
 	"unicode"
@@ -179,6 +181,37 @@ func ReadAll(ctx context.Context, b Bucket, key string, limit int64) ([]byte, At
 		return nil, attrs, opError("read", key, fmt.Errorf("object is more than the limit of %d bytes", limit))
 	}
 	return data, attrs, nil
+}
+
+// Download copies the object at key to the file path, creating its directory. It writes a
+// temporary file beside it and renames it into place, so a file with the final name is always
+// whole, and removes the temporary file on error.
+func Download(ctx context.Context, b Bucket, key, path string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return opError("download", key, err)
+	}
+	rc, _, err := b.Get(ctx, key)
+	if err != nil {
+		return err
+	}
+	defer rc.Close()
+	tmp := path + ".part"
+	f, err := os.Create(tmp)
+	if err != nil {
+		return opError("download", key, err)
+	}
+	_, err = io.Copy(f, rc)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return opError("download", key, err)
+	}
+	return nil
 }
 
 // ctxReader stops a long copy when ctx is cancelled; the S3 client watches its context itself,

@@ -329,3 +329,35 @@ func readAll(rc io.ReadCloser) ([]byte, error) {
 	defer rc.Close()
 	return io.ReadAll(rc)
 }
+
+// TestDownload: an object lands whole under its file name, directories created, no temporary
+// file left; a missing object leaves no file.
+func TestDownload(t *testing.T) {
+	ctx := context.Background()
+	b, err := objstore.NewFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	data := bytes.Repeat([]byte("edgeloop"), 10000)
+	if err := b.Put(ctx, "a/b.tar", bytes.NewReader(data), int64(len(data))); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	p := filepath.Join(dir, "x", "y", "b.tar")
+	if err := objstore.Download(ctx, b, "a/b.tar", p); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(p); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("downloaded %d bytes, %v; want %d", len(got), err, len(data))
+	}
+	if _, err := os.Stat(p + ".part"); !os.IsNotExist(err) {
+		t.Errorf("temporary file left: %v", err)
+	}
+	missing := filepath.Join(dir, "missing")
+	if err := objstore.Download(ctx, b, "nope", missing); !objstore.IsNotFound(err) {
+		t.Errorf("missing object: %v, want not found", err)
+	}
+	if _, err := os.Stat(missing); !os.IsNotExist(err) {
+		t.Errorf("a file exists for a missing object: %v", err)
+	}
+}

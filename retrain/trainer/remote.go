@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/url"
 	"os"
@@ -84,7 +83,7 @@ func FetchDataset(ctx context.Context, manifestURL, dir string, logger *slog.Log
 			if err := objstore.ValidateKey(k); err != nil {
 				return "", fmt.Errorf("fetch dataset: manifest: %w", err)
 			}
-			if err := download(ctx, src, k, filepath.Join(dir, filepath.FromSlash(k))); err != nil {
+			if err := objstore.Download(ctx, src, k, filepath.Join(dir, filepath.FromSlash(k))); err != nil {
 				return "", fmt.Errorf("fetch dataset: %w", err)
 			}
 			*list.out = append(*list.out, k)
@@ -100,26 +99,6 @@ func FetchDataset(ctx context.Context, manifestURL, dir string, logger *slog.Log
 	}
 	logger.Info("dataset fetched", "manifest", manifestURL, "shards", len(local.Shards), "label_files", len(local.Labels), "dir", dir)
 	return p, nil
-}
-
-func download(ctx context.Context, b objstore.Bucket, key, p string) error {
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return err
-	}
-	rc, _, err := b.Get(ctx, key)
-	if err != nil {
-		return err
-	}
-	defer rc.Close()
-	f, err := os.Create(p)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(f, rc)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // UploadOutputs puts the contract's outputs (ModelFile, MetricsFile) of dir under the object
