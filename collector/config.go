@@ -138,16 +138,8 @@ func (c *Config) Validate() error {
 	if c.Auth.ClientCAFile != "" && c.Web.WebConfigFile == "" {
 		errs = append(errs, config.Errorf("auth.client_ca_file", "needs web_config_file with TLS that requests client certificates"))
 	}
-	switch {
-	case c.Bucket == "":
-		errs = append(errs, config.Errorf("bucket", "must be set: s3://bucket?endpoint=host:port or file:///dir"))
-	default:
-		// Parse without credentials: they come from the environment at start.
-		if t, err := objstore.ParseURL(c.Bucket, nil); err != nil {
-			errs = append(errs, config.Errorf("bucket", "%v", err))
-		} else if t.HTTP != nil {
-			errs = append(errs, config.Errorf("bucket", "must be s3:// or file://: an http(s) bucket is another collector's read-only model repository, got %q", c.Bucket))
-		}
+	if err := objstore.CheckWritableURL(c.Bucket); err != nil {
+		errs = append(errs, config.Errorf("bucket", "%v", err))
 	}
 	return errors.Join(errs...)
 }

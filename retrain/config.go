@@ -273,7 +273,7 @@ func (c AuthConfig) Validate() error {
 // Validate checks the section.
 func (c RepositoryConfig) Validate() error {
 	var errs []error
-	if err := bucketURL(c.Bucket); err != nil {
+	if err := objstore.CheckWritableURL(c.Bucket); err != nil {
 		errs = append(errs, config.Errorf("bucket", "%v", err))
 	}
 	if c.SigningKeyFile == "" {
@@ -296,7 +296,7 @@ func (c DatasetConfig) Validate() error {
 		errs = append(errs, config.Errorf("collector_url", "%v", err))
 	}
 	if c.Bucket != "" {
-		if err := bucketURL(c.Bucket); err != nil {
+		if err := objstore.CheckWritableURL(c.Bucket); err != nil {
 			errs = append(errs, config.Errorf("bucket", "%v", err))
 		}
 	}
@@ -353,7 +353,7 @@ func (c BackendConfig) Validate() error {
 		errs = append(errs, config.Errorf("type", `must be "local", "kubernetes" or "http", got %q`, c.Type))
 	}
 	if c.Output != "" {
-		if err := bucketURL(c.Output); err != nil {
+		if err := objstore.CheckWritableURL(c.Output); err != nil {
 			errs = append(errs, config.Errorf("output", "%v", err))
 		}
 	}
@@ -399,20 +399,6 @@ func httpURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return fmt.Errorf("must be an http:// or https:// URL, got %q", s)
-	}
-	return nil
-}
-
-func bucketURL(s string) error {
-	if s == "" {
-		return errors.New("must be set: s3://bucket?endpoint=host:port or file:///dir")
-	}
-	t, err := objstore.ParseURL(s, nil) // credentials come from the environment at start
-	if err != nil {
-		return err
-	}
-	if t.HTTP != nil {
-		return fmt.Errorf("must be s3:// or file://: an http(s) bucket is read-only, got %q", s)
 	}
 	return nil
 }

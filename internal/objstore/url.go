@@ -154,3 +154,21 @@ func Open(ctx context.Context, rawURL string) (Bucket, error) {
 	}
 	return t.Open(ctx)
 }
+
+// CheckWritableURL checks a bucket URL that a component writes to, as configuration
+// validation does: set, parseable (without credentials, which come from the environment at
+// start), and not an http(s) URL, which is another collector's read-only model repository.
+// The error is a field message ("must be ...").
+func CheckWritableURL(rawURL string) error {
+	if rawURL == "" {
+		return errors.New("must be set: s3://bucket?endpoint=host:port or file:///dir")
+	}
+	t, err := ParseURL(rawURL, nil)
+	if err != nil {
+		return err
+	}
+	if t.HTTP != nil {
+		return fmt.Errorf("must be s3:// or file://: an http(s) bucket is another collector's read-only model repository, got %q", rawURL)
+	}
+	return nil
+}
