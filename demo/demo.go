@@ -308,39 +308,9 @@ shards:
 	// The nodes.
 	for i := range d.cfg.Nodes {
 		name := fmt.Sprintf("edge-%d", i+1)
-		file := write(name+".yaml", fmt.Sprintf(`node: %s
-metrics:
-  listen: 127.0.0.1:0
-gpu:
-  enabled: false
-inference:
-  listen: 127.0.0.1:0
-  drift:
-    window: 500
-models:
-  - name: %s
-model_sync:
-  repository: %s
-  trusted_keys: [%s]
-  cache_dir: %s
-  poll_interval: 2s
-capture:
-  enabled: true
-  strategies:
-    - {name: random, type: random, probability: 0.02}
-    - {name: low_confidence, type: threshold, scorer: max_softmax, threshold: 0.6}
-  limits:
-    - {type: minutely, value: 3000}
-  spool:
-    dir: %s
-  sender:
-    url: %s
-    token_file: %s
-    batch_delay: 1s
-    max_rate: 2000
-    dead_letter_dir: %s
-`, name, modelName, bucketURL, d.keys.Public, filepath.Join(d.run, name, "models"), filepath.Join(d.run, name, "spool"),
-			collURL, filepath.Join(cfgDir, name+".token"), filepath.Join(d.run, name, "deadletter")))
+		file := write(name+".yaml", NodeConfig{Node: name, Model: modelName, Repository: bucketURL, TrustedKey: d.keys.Public,
+			PollInterval: 2 * time.Second, DriftWindow: 500, Collector: collURL, TokenFile: filepath.Join(cfgDir, name+".token"),
+			Dir: filepath.Join(d.run, name)}.YAML())
 		if err != nil {
 			return fmt.Errorf("demo: %w", err)
 		}

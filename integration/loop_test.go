@@ -125,41 +125,9 @@ func TestLoopWithPrometheusAndAlertmanager(t *testing.T) {
 			t.Fatal(err)
 		}
 		cfg := filepath.Join(dir, "exporter.yaml")
-		if err := os.WriteFile(cfg, fmt.Appendf(nil, `node: %s
-log:
-  format: json
-metrics:
-  listen: 127.0.0.1:0
-gpu:
-  enabled: false
-inference:
-  listen: 127.0.0.1:0
-  drift:
-    window: 300
-models:
-  - name: fashion
-model_sync:
-  repository: %s
-  trusted_keys: [%s]
-  cache_dir: %s
-  poll_interval: 1s
-capture:
-  enabled: true
-  strategies:
-    - {name: random, type: random, probability: 0.02}
-    - {name: low_confidence, type: threshold, scorer: max_softmax, threshold: 0.6}
-  limits:
-    - {type: minutely, value: 3000}
-  spool:
-    dir: %s
-  sender:
-    url: http://%s
-    token_file: %s
-    batch_delay: 1s
-    max_rate: 2000
-    dead_letter_dir: %s
-`, name, repoURL, filepath.Join(keys, modelrepo.PublicKeyFile), filepath.Join(dir, "models"), filepath.Join(dir, "spool"),
-			e.addr, token, filepath.Join(dir, "deadletter")), 0o600); err != nil {
+		nc := demo.NodeConfig{Node: name, Model: "fashion", Repository: repoURL, TrustedKey: filepath.Join(keys, modelrepo.PublicKeyFile),
+			PollInterval: time.Second, DriftWindow: 300, Collector: "http://" + e.addr, TokenFile: token, Dir: dir}
+		if err := os.WriteFile(cfg, []byte(nc.YAML()), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		p := startEnv(t, e.env, "exporter", "--config", cfg)
