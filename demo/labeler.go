@@ -65,7 +65,7 @@ func (l *Labeler) Run(ctx context.Context, every time.Duration) {
 
 // pass labels the shards listed at least l.delay ago.
 func (l *Labeler) pass(ctx context.Context) error {
-	m, err := l.manifest(ctx)
+	m, err := labels.FetchManifest(ctx, http.DefaultClient, l.collector, l.token, "fashion")
 	if err != nil {
 		return err
 	}
@@ -128,20 +128,6 @@ func (l *Labeler) labelShard(ctx context.Context, key string) ([]labels.Label, e
 		out = append(out, labels.Label{Key: s.Meta.Key, Label: sample.IndexLabel(int(l.test.Labels[index])), Source: "human", Annotator: "demo-labeller"})
 	}
 	return out, nil
-}
-
-func (l *Labeler) manifest(ctx context.Context) (*labels.Manifest, error) {
-	var m labels.Manifest
-	code, body, err := l.do(ctx, http.MethodGet, "/v1/datasets/fashion", nil)
-	switch {
-	case err != nil:
-		return nil, err
-	case code == http.StatusNotFound:
-		return &m, nil // nothing captured yet
-	case code != http.StatusOK:
-		return nil, fmt.Errorf("labeller: dataset: %d %s", code, body)
-	}
-	return &m, json.Unmarshal(body, &m)
 }
 
 func (l *Labeler) post(ctx context.Context, ls []labels.Label) error {

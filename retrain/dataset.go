@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -34,9 +33,6 @@ type dataset struct {
 	counts map[string]int // label file key → labels in it (label files never change)
 }
 
-// maxManifestBytes bounds a dataset manifest's size: about a million shard keys.
-const maxManifestBytes = 128 << 20
-
 // maxLabelFileBytes bounds one label file (the collector writes at most 10,000 labels each).
 const maxLabelFileBytes = 64 << 20
 
@@ -50,44 +46,19 @@ func newDataset(cfg DatasetConfig, bucket objstore.Bucket, logger *slog.Logger) 
 // manifest asks the collector for the model's dataset manifest: every shard and label file.
 // A model the collector knows nothing of yet has an empty one.
 func (d *dataset) manifest(ctx context.Context, model string) (*labels.Manifest, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.base+"/v1/datasets/"+url.PathEscape(model), nil)
-	if err != nil {
-		return nil, fmt.Errorf("dataset: %w", err)
-	}
+	token := ""
 	if d.tokenFile != "" {
 		tok, err := os.ReadFile(d.tokenFile) // read each time: a rotated token needs no restart
 		if err != nil {
 			return nil, fmt.Errorf("dataset: token: %w", err)
 		}
-		req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+		token = strings.TrimSpace(string(tok))
 	}
-	resp, err := d.client.Do(req)
+	m, err := labels.FetchManifest(ctx, d.client, d.base, token, model)
 	if err != nil {
-		return nil, fmt.Errorf("dataset: collector: %w", err)
+		return nil, fmt.Errorf("dataset: %w", err)
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxManifestBytes+1))
-	if err != nil {
-		return nil, fmt.Errorf("dataset: collector: %w", err)
-	}
-	switch {
-	case resp.StatusCode == http.StatusNotFound:
-		return &labels.Manifest{Model: model}, nil
-	case resp.StatusCode != http.StatusOK:
-		return nil, fmt.Errorf("dataset: collector answered %s: %.300s", resp.Status, bytes.TrimSpace(body))
-	case len(body) > maxManifestBytes:
-		return nil, fmt.Errorf("dataset: manifest larger than %d bytes", maxManifestBytes)
-	}
-	var m labels.Manifest
-	if err := json.Unmarshal(body, &m); err != nil {
-		return nil, fmt.Errorf("dataset: manifest: %w", err)
-	}
-	for _, k := range append(append([]string(nil), m.Shards...), m.Labels...) {
-		if err := objstore.ValidateKey(k); err != nil {
-			return nil, fmt.Errorf("dataset: manifest: %w", err)
-		}
-	}
-	return &m, nil
+	return m, nil
 }
 
 // labelFileTime returns the nanosecond timestamp in a label file's key
