@@ -454,7 +454,7 @@ func (d *demo) loop(ctx context.Context) *Summary {
 		case <-tick.C:
 		}
 		now := time.Now()
-		d.watchJobs(now) // before sample: a version is published before nodes serve it
+		d.watchJobs() // before sample: a version is published before nodes serve it
 		d.sample(now)
 		if d.servedAt.IsZero() && d.allServe(d.summary.BaseVersion) {
 			d.servedAt = now
@@ -518,7 +518,7 @@ func (d *demo) sample(now time.Time) {
 }
 
 // watchJobs turns the controller's jobs into events.
-func (d *demo) watchJobs(now time.Time) {
+func (d *demo) watchJobs() {
 	for _, j := range d.ctrl.Jobs() {
 		prev, seen := d.jobSeen[j.ID]
 		if !seen {
@@ -544,7 +544,6 @@ func (d *demo) watchJobs(now time.Time) {
 			}
 		}
 	}
-	_ = now
 }
 
 // event records an event and prints it.
@@ -599,7 +598,7 @@ func (d *demo) finish(reason string, ok bool) *Summary {
 	d.event(EventEnd, "", map[bool]string{true: "recovered", false: "stopped: " + reason}[ok])
 	var before, drift, after, clean Tally
 	for _, n := range d.nodes {
-		s.Requests += tallyAll(n.gen)
+		s.Requests += n.gen.Requests()
 		if n.drifted {
 			before.add(n.gen.Total(s.BaseVersion, false, false))
 			drift.add(n.gen.Total(s.BaseVersion, true, false))
@@ -637,17 +636,6 @@ func (d *demo) isDrifted(name string) bool {
 		}
 	}
 	return false
-}
-
-// tallyAll is every image a node classified.
-func tallyAll(g *Generator) int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	n := 0
-	for _, t := range g.totals {
-		n += t.N
-	}
-	return n
 }
 
 func (d *demo) reportPath() string {

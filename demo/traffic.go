@@ -215,6 +215,17 @@ func (g *Generator) Take() (Tally, string) {
 	return w, g.version
 }
 
+// Requests is the number of images the node classified.
+func (g *Generator) Requests() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	n := 0
+	for _, t := range g.totals {
+		n += t.N
+	}
+	return n
+}
+
 // Total returns the node's totals for a version and drift state (fresh: images never labelled).
 func (g *Generator) Total(version string, drifted, fresh bool) Tally {
 	g.mu.Lock()

@@ -408,7 +408,6 @@ func writeJSONBody(w http.ResponseWriter, v any) {
 
 func jsonIndent(v any) ([]byte, error) { return json.MarshalIndent(v, "", " ") }
 
-func bytesReader(b []byte) io.Reader { return bytes.NewReader(b) }
 
 // writeJSON writes v to a file atomically.
 func writeJSON(path string, v any) error {

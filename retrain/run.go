@@ -1,6 +1,7 @@
 package retrain
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -202,7 +203,7 @@ func (c *Controller) remoteIO(ctx context.Context, j *Job, m any) (manifestURL, 
 	if err != nil {
 		return "", "", err
 	}
-	if err := c.out.Put(ctx, prefix+"dataset.json", bytesReader(data), int64(len(data))); err != nil {
+	if err := c.out.Put(ctx, prefix+"dataset.json", bytes.NewReader(data), int64(len(data))); err != nil {
 		return "", "", fmt.Errorf("put dataset manifest: %w", err)
 	}
 	if manifestURL, err = objectURL(c.outURL, prefix+"dataset.json"); err != nil {
