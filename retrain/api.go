@@ -408,7 +408,6 @@ func writeJSONBody(w http.ResponseWriter, v any) {
 
 func jsonIndent(v any) ([]byte, error) { return json.MarshalIndent(v, "", " ") }
 
-
 // writeJSON writes v to a file atomically.
 func writeJSON(path string, v any) error {
 	data, err := jsonIndent(v)
