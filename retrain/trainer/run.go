@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/edgeloop/edgeloop/internal/fsutil"
 	"github.com/edgeloop/edgeloop/internal/onnx"
 	"github.com/edgeloop/edgeloop/retrain/jobs"
 )
@@ -70,37 +71,11 @@ func WriteOutputs(outDir string, res *Result, classes []string, cfg Config) erro
 	if err := os.MkdirAll(outDir, 0o755); err != nil {
 		return fmt.Errorf("write outputs: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(outDir, ModelFile), model); err != nil {
+	if err := fsutil.WriteFileAtomic(filepath.Join(outDir, ModelFile), model, 0o644); err != nil {
 		return fmt.Errorf("write outputs: %w", err)
 	}
-	if err := writeFileAtomic(filepath.Join(outDir, MetricsFile), append(metrics, '\n')); err != nil {
+	if err := fsutil.WriteFileAtomic(filepath.Join(outDir, MetricsFile), append(metrics, '\n'), 0o644); err != nil {
 		return fmt.Errorf("write outputs: %w", err)
 	}
 	return nil
-}
-
-// writeFileAtomic writes data to a temporary file beside name, syncs it and renames it.
-func writeFileAtomic(name string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(name), "."+filepath.Base(name)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, 0o644) // CreateTemp makes 0600; the files are for other processes
-	}
-	if err == nil {
-		err = os.Rename(tmp, name)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-	}
-	return err
 }
