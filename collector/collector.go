@@ -3,9 +3,7 @@ package collector
 import (
 	"context"
 	"crypto/rand"
-	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -258,30 +256,12 @@ func seedDedup(wal *spool.Spool, d *ingest.Dedup) (int, error) {
 		}
 		for _, r := range recs {
 			after = r.Seq
-			if key, ok := recordKey(r.Data); ok {
-				d.Seed(key)
+			if st, err := sample.ParseStored(r.Data); err == nil {
+				d.Seed(st.Entry.Key)
 				n++
 			}
 		}
 	}
-}
-
-// recordKey reads the key from a record's metadata without validating the whole sample.
-func recordKey(b []byte) (string, bool) {
-	if len(b) < 5 || b[0] != sample.RecordVersion {
-		return "", false
-	}
-	n := binary.BigEndian.Uint32(b[1:])
-	if uint64(n) > uint64(len(b)-5) {
-		return "", false
-	}
-	var m struct {
-		Key string `json:"key"`
-	}
-	if json.Unmarshal(b[5:5+n], &m) != nil {
-		return "", false
-	}
-	return m.Key, true
 }
 
 // Addr is the address the collector listens on.

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -86,6 +87,7 @@ func benchIngest(b *testing.B, size int) {
 
 	b.ResetTimer()
 	start := time.Now()
+	cpu := startCPU(p.cmd.Process.Pid, e.minio.Pid())
 	if profile != "" {
 		go fetchProfile(b, "http://"+e.addr+"/debug/pprof/profile?seconds=3", fmt.Sprintf("%s.%d", profile, size))
 	}
@@ -123,6 +125,7 @@ func benchIngest(b *testing.B, size int) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	elapsed := time.Since(start)
+	ingestCPU := cpu.stop()
 	b.StopTimer()
 	uploadSeconds, uploads := e.metric("edgeloop_collector_shard_upload_duration_seconds_sum"), e.metric("edgeloop_collector_shard_upload_duration_seconds_count")
 	b.Logf("%d shards uploaded, %.2f s each on average, %.0f MB/s per upload", int(uploads), uploadSeconds/uploads, float64(sampleBytes)/uploadSeconds/1e6)
@@ -135,6 +138,7 @@ func benchIngest(b *testing.B, size int) {
 	n := int((sampleBytes + int64(len(obj)) - 1) / int64(len(obj)))
 	var next2 atomic.Int64
 	fstart := time.Now()
+	cpu = startCPU(e.minio.Pid())
 	for range 2 {
 		wg.Go(func() {
 			for {
@@ -150,6 +154,7 @@ func benchIngest(b *testing.B, size int) {
 	}
 	wg.Wait()
 	largeRate := float64(n*len(obj)) / time.Since(fstart).Seconds()
+	floorCPU := cpu.stop()
 	// Floor 2: one object per sample, 100 at a time, for a subset of the samples.
 	var objs [][]byte
 	for _, bt := range all {
@@ -187,6 +192,67 @@ func benchIngest(b *testing.B, size int) {
 	b.ReportMetric(samples/elapsed.Seconds()/perObjectRate, "x-per-object")
 	b.ReportMetric(float64(rss)/(1<<20), "rss-MiB")
 	b.ReportMetric(float64(failures.Load()), "retries")
+	// Where the two cores went, in cores busy on average: the CPU is what the collector has to
+	// share with MinIO on one machine.
+	b.ReportMetric(ingestCPU[0], "collector-cores")
+	b.ReportMetric(ingestCPU[1], "minio-cores")
+	b.ReportMetric(ingestCPU[2], "nodes-cores")
+	b.ReportMetric(floorCPU[0], "floor-minio-cores")
+	b.ReportMetric(floorCPU[1], "floor-client-cores")
+}
+
+// cpuMeter measures the CPU time of processes and of this one over an interval.
+type cpuMeter struct {
+	pids  []int
+	start []time.Duration // per pid, then this process
+	at    time.Time
+}
+
+// startCPU starts measuring pids and this process.
+func startCPU(pids ...int) *cpuMeter {
+	m := &cpuMeter{pids: pids, at: time.Now()}
+	m.start = m.read()
+	return m
+}
+
+// stop returns each process's average number of busy cores since startCPU, pids first, this
+// process last.
+func (m *cpuMeter) stop() []float64 {
+	end, wall := m.read(), time.Since(m.at)
+	cores := make([]float64, len(end))
+	for i := range end {
+		cores[i] = float64(end[i]-m.start[i]) / float64(wall)
+	}
+	return cores
+}
+
+func (m *cpuMeter) read() []time.Duration {
+	var out []time.Duration
+	for _, pid := range m.pids {
+		out = append(out, procCPU(pid))
+	}
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return append(out, time.Duration(ru.Utime.Nano()+ru.Stime.Nano()))
+}
+
+// procCPU is the user and system time process pid has used, from /proc (-1 when unreadable).
+func procCPU(pid int) time.Duration {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	// The command name (field 2) may hold spaces; the fields after it are space-separated,
+	// utime and stime being the 14th and 15th of the line, in clock ticks (100 per second on
+	// Linux, USER_HZ).
+	rest := string(data[bytes.LastIndexByte(data, ')')+2:])
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return -1
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * (time.Second / 100)
 }
 
 // vmHWM is the peak resident set of process pid in bytes, from /proc.

@@ -41,7 +41,7 @@ type WAL interface {
 
 // Options are what a Handler works with besides its configuration.
 type Options struct {
-	// WAL receives accepted samples, one record (sample.MarshalRecord) each.
+	// WAL receives accepted samples, one record (sample.MarshalStored) each.
 	WAL WAL
 	// Dedup remembers stored keys; nil makes one of Config.DedupKeys.
 	Dedup *Dedup
@@ -240,8 +240,8 @@ func (h *Handler) store(ctx context.Context, node string, samples []*sample.Samp
 			res.Duplicates++
 			continue
 		}
-		rec, err := s.MarshalValidatedRecord() // Decode (ReadTar) validated it
-		if err != nil {                        // cannot happen, but never store what does not encode
+		rec, err := s.MarshalStored() // Decode (ReadTar) validated it
+		if err != nil {               // cannot happen, but never store what does not encode
 			c.Done(false)
 			res.Rejected = append(res.Rejected, Rejection{Key: s.Meta.Key, Error: err.Error()})
 			h.m.rejected[ReasonInvalid].Inc()

@@ -189,9 +189,9 @@ func TestDuplicatesAndDurability(t *testing.T) {
 	}
 	recs, _ := e.wal.Peek(10, 0)
 	for i, r := range recs {
-		s, err := sample.UnmarshalRecord(r.Data)
-		if err != nil || s.Meta.RequestID != collectortest.Sample(t, "edge-a", i, 256).Meta.RequestID {
-			t.Fatalf("record %d: %v", i, err)
+		st, err := sample.ParseStored(r.Data)
+		if want := collectortest.Sample(t, "edge-a", i, 256).Index(); err != nil || st.Entry != want {
+			t.Fatalf("record %d: %v, want the stored form of sample %d", i, err, i)
 		}
 	}
 	// An empty batch is valid.

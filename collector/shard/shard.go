@@ -12,9 +12,9 @@
 package shard
 
 import (
+	"bufio"
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -136,7 +136,7 @@ type shard struct {
 	group     groupKey
 	first     uint64    // seq of its first record: its name
 	firstTime time.Time // when the log stamped that record
-	samples   []*sample.Sample
+	samples   []*sample.Stored
 	seqs      []uint64
 	keys      map[string]bool
 	bytes     int64
@@ -302,7 +302,7 @@ func (b *Builder) processLocked(r spool.Record, ready []*shard) []*shard {
 	}
 	// Ingest validated the sample before appending it and the log checked the record's CRC:
 	// validating it again would cost most of the builder's time.
-	s, err := sample.UnmarshalValidatedRecord(r.Data)
+	s, err := sample.ParseStored(r.Data)
 	if err != nil {
 		// The log checked the record's CRC, so this is a bug or a format change: keep going,
 		// loudly, rather than block every later sample.
@@ -310,9 +310,10 @@ func (b *Builder) processLocked(r spool.Record, ready []*shard) []*shard {
 		b.logger.Error("shard: a write-ahead log record does not decode; skipping it", "seq", r.Seq, "err", err)
 		return ready
 	}
-	g := groupKey{model: s.Meta.Model, version: s.Meta.Version, hour: s.Meta.Time.Unix() / 3600}
-	if s.Meta.Time.Unix() < 0 {
-		g.hour = (s.Meta.Time.Unix() - 3599) / 3600
+	e := &s.Entry
+	g := groupKey{model: e.Model, version: e.Version, hour: e.Time.Unix() / 3600}
+	if e.Time.Unix() < 0 {
+		g.hour = (e.Time.Unix() - 3599) / 3600
 	}
 	sh := b.open[g]
 	if sh == nil {
@@ -320,12 +321,12 @@ func (b *Builder) processLocked(r spool.Record, ready []*shard) []*shard {
 		b.open[g] = sh
 		b.pending[r.Seq] = sh
 	}
-	if sh.keys[s.Meta.Key] {
+	if sh.keys[e.Key] {
 		// The same sample twice in the log (its first copy left the dedup window): one shard
 		// holds it once.
 		return ready
 	}
-	sh.keys[s.Meta.Key] = true
+	sh.keys[e.Key] = true
 	sh.samples = append(sh.samples, s)
 	sh.seqs = append(sh.seqs, r.Seq)
 	sh.bytes += int64(len(r.Data))
@@ -383,12 +384,10 @@ func (b *Builder) upload(ctx context.Context, sh *shard) {
 	var index bytes.Buffer
 	tarSize := int64(1024) // the end-of-archive marker
 	for i, s := range sh.samples {
-		e := s.Index()
-		entries[i] = e
-		line, _ := json.Marshal(e)
-		index.Write(line)
+		entries[i] = s.Entry
+		index.Write(s.IndexLine)
 		index.WriteByte('\n')
-		tarSize += 512 + pad512(e.Bytes-int64(len(s.Input))) + 512 + pad512(int64(len(s.Input)))
+		tarSize += 512 + pad512(int64(len(s.Meta))) + 512 + pad512(int64(len(s.Input)))
 	}
 	backoff := b.cfg.Retry.InitialBackoff
 	for attempt := 1; ; attempt++ {
@@ -446,11 +445,20 @@ func pad512(n int64) int64 { return (n + 511) &^ 511 }
 
 // put uploads the tar, streamed as WriteTar produces it, then the index: a reader that finds
 // the index finds its tar.
-func (b *Builder) put(ctx context.Context, key string, samples []*sample.Sample, tarSize int64, index []byte) error {
+func (b *Builder) put(ctx context.Context, key string, samples []*sample.Stored, tarSize int64, index []byte) error {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.UploadTimeout)
 	defer cancel()
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(sample.WriteValidatedTar(pw, samples)) }()
+	go func() {
+		// Buffered: a pipe write hands over to the reader, and a tar of small samples is
+		// written in pieces of a few hundred bytes.
+		w := bufio.NewWriterSize(pw, 1<<20)
+		err := sample.WriteStoredTar(w, samples)
+		if err == nil {
+			err = w.Flush()
+		}
+		pw.CloseWithError(err)
+	}()
 	err := b.opts.Bucket.Put(ctx, key+".tar", pr, tarSize)
 	pr.CloseWithError(errors.New("upload ended")) // stops the writer if Put gave up early
 	if err != nil {

@@ -187,8 +187,10 @@ func (b *s3Bucket) Put(ctx context.Context, key string, r io.Reader, size int64)
 		r = &exactReader{r: r, want: size}
 	}
 	_, err := b.client.PutObject(ctx, b.bucket, b.prefix+key, r, size, minio.PutObjectOptions{
-		PartSize:    b.partSize,
-		ContentType: "application/octet-stream",
+		PartSize:              b.partSize,
+		ContentType:           "application/octet-stream",
+		ConcurrentStreamParts: true,
+		NumThreads:            4,
 	})
 	if err != nil {
 		return opError("put", key, s3Error(err))

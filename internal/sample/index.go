@@ -24,11 +24,16 @@ type IndexEntry struct {
 
 // Index returns the sample's index entry.
 func (s *Sample) Index() IndexEntry {
-	m := s.Meta
 	meta, _ := s.MetaJSON()
+	return s.index(len(meta))
+}
+
+// index is Index for metadata JSON of metaLen bytes.
+func (s *Sample) index(metaLen int) IndexEntry {
+	m := s.Meta
 	return IndexEntry{
 		Key: m.Key, Model: m.Model, Version: m.Version, Node: m.Node, Time: m.Time, Reason: m.Reason,
 		Prediction: m.Prediction, PredictedClass: m.PredictedClass, MaxSoftmax: m.Confidence["max_softmax"],
-		Input: s.InputName(), Bytes: int64(len(meta) + len(s.Input)),
+		Input: s.InputName(), Bytes: int64(metaLen + len(s.Input)),
 	}
 }

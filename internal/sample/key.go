@@ -4,8 +4,6 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
-	"hash"
-	"io"
 	"math"
 	"slices"
 )
@@ -35,61 +33,50 @@ const keyDomain = "edgeloop.sample.key.v1"
 //	string input.name, string input.datatype, list of input.shape as i64, string input.file
 //	u64 length of the input file, then its bytes
 func Key(meta Meta, input []byte) string {
-	k := keyHash{h: sha256.New()}
-	k.str(keyDomain)
-	k.str(meta.Model)
-	k.str(meta.Version)
-	k.str(meta.Node)
-	k.u64(uint64(meta.Time.Unix()))
-	k.u32(uint32(meta.Time.Nanosecond()))
-	k.str(meta.RequestID)
-	k.u64(uint64(int64(meta.Prediction)))
-	k.str(meta.PredictedClass)
-	k.u32(uint32(len(meta.Scores)))
+	// The encoding is built in one buffer and hashed in two writes: a write per field cost a
+	// quarter of the hashing.
+	b := make([]byte, 0, 512)
+	b = appendStr(b, keyDomain)
+	b = appendStr(b, meta.Model)
+	b = appendStr(b, meta.Version)
+	b = appendStr(b, meta.Node)
+	b = binary.BigEndian.AppendUint64(b, uint64(meta.Time.Unix()))
+	b = binary.BigEndian.AppendUint32(b, uint32(meta.Time.Nanosecond()))
+	b = appendStr(b, meta.RequestID)
+	b = binary.BigEndian.AppendUint64(b, uint64(int64(meta.Prediction)))
+	b = appendStr(b, meta.PredictedClass)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(meta.Scores)))
 	for _, v := range meta.Scores {
-		k.u32(math.Float32bits(v))
+		b = binary.BigEndian.AppendUint32(b, math.Float32bits(v))
 	}
-	k.str(meta.ScoresKind)
+	b = appendStr(b, meta.ScoresKind)
 	names := sortedKeys(meta.Confidence)
-	k.u32(uint32(len(names)))
+	b = binary.BigEndian.AppendUint32(b, uint32(len(names)))
 	for _, name := range names {
-		k.str(name)
-		k.u64(math.Float64bits(meta.Confidence[name]))
+		b = appendStr(b, name)
+		b = binary.BigEndian.AppendUint64(b, math.Float64bits(meta.Confidence[name]))
 	}
-	k.str(meta.Reason)
-	k.str(meta.TraceID)
-	k.str(meta.Input.Name)
-	k.str(meta.Input.Datatype)
-	k.u32(uint32(len(meta.Input.Shape)))
+	b = appendStr(b, meta.Reason)
+	b = appendStr(b, meta.TraceID)
+	b = appendStr(b, meta.Input.Name)
+	b = appendStr(b, meta.Input.Datatype)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(meta.Input.Shape)))
 	for _, d := range meta.Input.Shape {
-		k.u64(uint64(d))
+		b = binary.BigEndian.AppendUint64(b, uint64(d))
 	}
-	k.str(meta.Input.File)
-	k.u64(uint64(len(input)))
-	k.h.Write(input)
-	sum := k.h.Sum(nil)
-	return hex.EncodeToString(sum[:16])
+	b = appendStr(b, meta.Input.File)
+	b = binary.BigEndian.AppendUint64(b, uint64(len(input)))
+	h := sha256.New()
+	h.Write(b)
+	h.Write(input)
+	var sum [sha256.Size]byte
+	return hex.EncodeToString(h.Sum(sum[:0])[:16])
 }
 
-// keyHash writes the canonical encoding's primitives into a hash.
-type keyHash struct {
-	h   hash.Hash
-	buf [8]byte
-}
-
-func (k *keyHash) u32(v uint32) {
-	binary.BigEndian.PutUint32(k.buf[:4], v)
-	k.h.Write(k.buf[:4])
-}
-
-func (k *keyHash) u64(v uint64) {
-	binary.BigEndian.PutUint64(k.buf[:], v)
-	k.h.Write(k.buf[:])
-}
-
-func (k *keyHash) str(s string) {
-	k.u32(uint32(len(s)))
-	io.WriteString(k.h, s)
+// appendStr appends a string of the canonical encoding: its u32 length, then its bytes.
+func appendStr(b []byte, s string) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(len(s)))
+	return append(b, s...)
 }
 
 // sortedKeys returns m's keys in byte order.

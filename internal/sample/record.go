@@ -16,24 +16,15 @@ const RecordVersion = 1
 // recordHeader is the version byte and the u32 length of the metadata JSON.
 const recordHeader = 1 + 4
 
-// MaxRecordBytes bounds a record: header, metadata and input at their limits.
-const MaxRecordBytes = recordHeader + MaxMetaBytes + MaxInputBytes
+// MaxRecordBytes bounds a record of either form (MarshalRecord's, MarshalStored's): header,
+// metadata, index line and input at their limits.
+const MaxRecordBytes = storedHeader + MaxMetaBytes + maxIndexLine + MaxInputBytes
 
 // MarshalRecord encodes a valid sample as one spool record: the version byte RecordVersion,
 // the big-endian u32 length of the metadata JSON, the metadata JSON, then the input bytes to
 // the end. The metadata is the same JSON as the sample's <key>.json.
 func (s *Sample) MarshalRecord() ([]byte, error) {
-	if err := s.Validate(); err != nil {
-		return nil, fmt.Errorf("sample: marshal record: %w", err)
-	}
-	return s.MarshalValidatedRecord()
-}
-
-// MarshalValidatedRecord is MarshalRecord without validating the sample again: only for
-// samples just validated (ReadTar's), where a second validation would double the collector's
-// cost per sample.
-func (s *Sample) MarshalValidatedRecord() ([]byte, error) {
-	meta, err := s.MetaJSON()
+	meta, err := s.validate()
 	if err != nil {
 		return nil, fmt.Errorf("sample: marshal record: %w", err)
 	}
@@ -48,18 +39,6 @@ func (s *Sample) MarshalValidatedRecord() ([]byte, error) {
 // input aliases b.
 func UnmarshalRecord(b []byte) (*Sample, error) {
 	s, err := unmarshalRecord(b, true)
-	if err != nil {
-		return nil, fmt.Errorf("sample: unmarshal record: %w", err)
-	}
-	return s, nil
-}
-
-// UnmarshalValidatedRecord decodes a record without validating the sample again: only for
-// records that were validated before being stored behind a checksum, such as the collector's
-// write-ahead log (CRC32C per record). Recomputing the content key and parsing the input of
-// every sample a second time would cost the shard builder most of its time.
-func UnmarshalValidatedRecord(b []byte) (*Sample, error) {
-	s, err := unmarshalRecord(b, false)
 	if err != nil {
 		return nil, fmt.Errorf("sample: unmarshal record: %w", err)
 	}

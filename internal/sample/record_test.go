@@ -3,6 +3,7 @@ package sample_test
 import (
 	"bytes"
 	"encoding/binary"
+	"encoding/json"
 	"strings"
 	"testing"
 
@@ -111,44 +112,115 @@ func TestUnmarshalRecordNormalises(t *testing.T) {
 	assertSame(t, back, s)
 }
 
-// TestValidatedVariants checks the trusted paths the collector's shard builder uses: they decode
-// and write what UnmarshalRecord and WriteTar would, skip only the validation, and still refuse
-// a malformed record and duplicate keys.
-func TestValidatedVariants(t *testing.T) {
+// TestStoredRoundTrip: a sample ReadTar returned, stored and parsed, gives the metadata JSON,
+// index entry and line, and tar bytes that the sample itself gives; a spool record parses to the
+// same; a sample not from ReadTar is validated before it is stored.
+func TestStoredRoundTrip(t *testing.T) {
+	want := newSample(t, 0)
+	want.Meta.Label = sample.IndexLabel(7)
+	var batch bytes.Buffer
+	if err := sample.WriteTar(&batch, []*sample.Sample{want}); err != nil {
+		t.Fatal(err)
+	}
+	read, _, err := sample.ReadTar(&batch, sample.Limits{})
+	if err != nil || len(read) != 1 {
+		t.Fatalf("ReadTar = %d samples, %v", len(read), err)
+	}
+	rec, err := read[0].MarshalStored()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec[0] != sample.StoredVersion {
+		t.Errorf("version byte = %d", rec[0])
+	}
+	spool, err := want.MarshalRecord()
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, _ := want.MetaJSON()
+	line, _ := json.Marshal(want.Index())
+	var wantTar bytes.Buffer
+	if err := sample.WriteTar(&wantTar, []*sample.Sample{want}); err != nil {
+		t.Fatal(err)
+	}
+	for name, rec := range map[string][]byte{"stored": rec, "spool record": spool} {
+		st, err := sample.ParseStored(rec)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if st.Entry != want.Index() || !bytes.Equal(st.Meta, meta) || !bytes.Equal(st.IndexLine, line) || !bytes.Equal(st.Input, want.Input) {
+			t.Errorf("%s: parsed %+v, want entry %+v and the sample's JSON, index line and input", name, st.Entry, want.Index())
+		}
+		var got bytes.Buffer
+		if err := sample.WriteStoredTar(&got, []*sample.Stored{st}); err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got.Bytes(), wantTar.Bytes()) {
+			t.Errorf("%s: WriteStoredTar wrote other bytes than WriteTar", name)
+		}
+		if err := sample.WriteStoredTar(&got, []*sample.Stored{st, st}); err == nil {
+			t.Errorf("%s: WriteStoredTar accepted a duplicate key", name)
+		}
+	}
+	tampered := newSample(t, 0)
+	tampered.Meta.Prediction = 1
+	if _, err := tampered.MarshalStored(); err == nil || !strings.Contains(err.Error(), "does not match") {
+		t.Errorf("MarshalStored of a tampered sample = %v, want the key mismatch", err)
+	}
+}
+
+// TestParseStoredTrustsTheSample: ParseStored does not validate the sample (the collector's
+// log did, before its CRC), so a record whose content no longer matches its key parses.
+func TestParseStoredTrustsTheSample(t *testing.T) {
+	rec, err := newSample(t, 0).MarshalStored()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec[len(rec)-1] ^= 1
+	if _, err := sample.ParseStored(rec); err != nil {
+		t.Fatalf("ParseStored = %v, want no validation", err)
+	}
+}
+
+func TestParseStoredErrors(t *testing.T) {
 	s := newSample(t, 0)
-	rec, err := s.MarshalRecord()
-	if err != nil {
-		t.Fatal(err)
+	meta, _ := s.MetaJSON()
+	line, _ := json.Marshal(s.Index())
+	record := func(version byte, metaLen, lineLen int, meta, line, input []byte) []byte {
+		b := []byte{version, 0, 0, 0, 0, 0, 0, 0, 0}
+		binary.BigEndian.PutUint32(b[1:], uint32(metaLen))
+		binary.BigEndian.PutUint32(b[5:], uint32(lineLen))
+		return append(append(append(b, meta...), line...), input...)
 	}
-	back, err := sample.UnmarshalValidatedRecord(rec)
-	if err != nil {
-		t.Fatal(err)
+	withLine := func(old, new string) []byte {
+		l := strings.Replace(string(line), old, new, 1)
+		return record(2, len(meta), len(l), meta, []byte(l), s.Input)
 	}
-	assertSame(t, back, s)
-	// A record whose sample would fail validation (its key no longer matches its content):
-	// the validating decoder refuses it, the trusted one does not look.
-	tampered := bytes.Clone(rec)
-	tampered[len(tampered)-1] ^= 1
-	if _, err := sample.UnmarshalRecord(tampered); err == nil {
-		t.Fatal("UnmarshalRecord accepted a sample whose key does not match its content")
+	tests := []struct {
+		name string
+		rec  []byte
+		want string
+	}{
+		{"empty", nil, "sample: parse stored record: 0 bytes, shorter than the 9-byte header"},
+		{"version", record(3, len(meta), len(line), meta, line, s.Input), "sample: parse stored record: record version 3, want 2 or 1"},
+		{"zero metadata", record(2, 0, len(line), meta, line, s.Input), "sample: parse stored record: metadata length 0, want 1 to 1048576"},
+		{"huge line", record(2, len(meta), 1<<20, meta, line, s.Input), "sample: parse stored record: index line length 1048576, want 1 to 4096"},
+		{"no input", record(2, len(meta), len(line), meta, line, nil), "sample: parse stored record: metadata and index line of 506 and"},
+		{"line not JSON", withLine(`{"key"`, `["key"`), "sample: parse stored record: index line: invalid character"},
+		{"model path", withLine(`"model":"fashion"`, `"model":"../x"`), `sample: parse stored record: index line: invalid key "` + goldenKey + `", model "../x"`},
+		{"input name", withLine(`.input.npy"`, `.input.npy/../x"`), "sample: parse stored record: index line: input"},
+		{"bytes", withLine(`"bytes":`, `"bytes":1`), "sample: parse stored record: index line: 1"},
+		{"spool record", []byte{1, 0, 0}, "sample: parse stored record: 3 bytes, shorter than the 5-byte header"},
 	}
-	if _, err := sample.UnmarshalValidatedRecord(tampered); err != nil {
-		t.Fatalf("UnmarshalValidatedRecord = %v, want no validation", err)
-	}
-	if _, err := sample.UnmarshalValidatedRecord(rec[:3]); err == nil {
-		t.Fatal("UnmarshalValidatedRecord accepted a truncated record")
-	}
-	var a, b bytes.Buffer
-	if err := sample.WriteTar(&a, []*sample.Sample{s}); err != nil {
-		t.Fatal(err)
-	}
-	if err := sample.WriteValidatedTar(&b, []*sample.Sample{s}); err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(a.Bytes(), b.Bytes()) {
-		t.Fatal("WriteValidatedTar wrote other bytes than WriteTar")
-	}
-	if err := sample.WriteValidatedTar(&b, []*sample.Sample{s, s}); err == nil {
-		t.Fatal("WriteValidatedTar accepted a duplicate key")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := sample.ParseStored(tt.rec)
+			if err == nil {
+				t.Fatalf("accepted %+v", got.Entry)
+			}
+			if !strings.HasPrefix(err.Error(), tt.want) {
+				t.Errorf("error:\n got %q\nwant %q...", err, tt.want)
+			}
+		})
 	}
 }

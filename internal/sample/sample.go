@@ -21,7 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -121,6 +120,9 @@ type Sample struct {
 	Meta Meta
 	// Input is the content of the input file Meta.Input.File names.
 	Input []byte
+	// metaJSON is Meta encoded, as ReadTar's validation left it, for MarshalStored: the
+	// collector would otherwise encode every sample's metadata twice. Nil elsewhere.
+	metaJSON []byte
 }
 
 // New returns a sample of meta and input with SchemaVersion and Key filled in and Time in
@@ -178,14 +180,52 @@ var (
 	maxTime = time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
 )
 
-var (
-	// nameRE is what model, version, node, reason and scorer names may be: safe as Prometheus
-	// label values, URL path segments and object-key path components ("." and ".." excluded).
-	nameRE  = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
-	keyRE   = regexp.MustCompile(`^[0-9a-f]{32}$`)
-	traceRE = regexp.MustCompile(`^[0-9a-f]{32}$`)
-	fileRE  = regexp.MustCompile(`^input\.[a-z0-9]{1,16}$`)
-)
+// ValidName reports whether s may be a model, version, node, reason or scorer name: 1-128
+// letters, digits, '.', '_' and '-', starting with a letter, digit or '_'. Such a name is safe
+// as a Prometheus label value, a URL path segment and an object-key path component ("." and
+// ".." excluded). It is a loop rather than a regular expression because ingest checks five
+// names per sample.
+func ValidName(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '_':
+		case (c == '.' || c == '-') && i > 0:
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// ValidKey reports whether s has the form of a sample key: 32 lowercase hex digits.
+func ValidKey(s string) bool { return len(s) == 32 && lowerHex(s) }
+
+// validFile reports whether s is a valid Meta.Input.File: "input." and 1-16 lowercase letters
+// or digits.
+func validFile(s string) bool {
+	ext, ok := strings.CutPrefix(s, "input.")
+	if !ok || len(ext) == 0 || len(ext) > 16 {
+		return false
+	}
+	for i := 0; i < len(ext); i++ {
+		if c := ext[i]; !('a' <= c && c <= 'z' || '0' <= c && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func lowerHex(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
 
 const nameRule = "must be 1-128 letters, digits, '.', '_' or '-', starting with a letter, digit or '_'"
 
@@ -200,13 +240,19 @@ var datatypes = map[string]bool{
 // *InvalidError. The key must be the one Key computes from the content, so a sample altered
 // after New (other than its label) fails.
 func (s *Sample) Validate() error {
+	_, err := s.validate()
+	return err
+}
+
+// validate is Validate returning the metadata's JSON, which it encodes to check its size.
+func (s *Sample) validate() ([]byte, error) {
 	var p problems
 	m := &s.Meta
 	if m.SchemaVersion != SchemaVersion {
 		p.add("schema_version", "must be %d, got %d", SchemaVersion, m.SchemaVersion)
 	}
 	for _, f := range []struct{ field, v string }{{"model", m.Model}, {"version", m.Version}, {"node", m.Node}, {"reason", m.Reason}} {
-		if !nameRE.MatchString(f.v) {
+		if !ValidName(f.v) {
 			p.add(f.field, "%s, got %s", nameRule, quote(f.v))
 		}
 	}
@@ -231,13 +277,13 @@ func (s *Sample) Validate() error {
 		p.add("scores_kind", "must be %q or %q, got %s", ScoresLogits, ScoresProbabilities, quote(m.ScoresKind))
 	}
 	for _, name := range sortedKeys(m.Confidence) {
-		if !nameRE.MatchString(name) {
+		if !ValidName(name) {
 			p.add("confidence", "scorer name %s: %s", quote(name), nameRule)
 		} else if v := m.Confidence[name]; math.IsNaN(v) || math.IsInf(v, 0) {
 			p.add("confidence."+name, "must be finite, got %v", v)
 		}
 	}
-	if m.TraceID != "" && (!traceRE.MatchString(m.TraceID) || m.TraceID == strings.Repeat("0", 32)) {
+	if m.TraceID != "" && (len(m.TraceID) != 32 || !lowerHex(m.TraceID) || m.TraceID == strings.Repeat("0", 32)) {
 		p.add("trace_id", "must be empty or 32 lowercase hex digits, not all zero, got %s", quote(m.TraceID))
 	}
 	if err := validateLabel(m.Label); err != nil {
@@ -245,25 +291,27 @@ func (s *Sample) Validate() error {
 	}
 	s.validateInput(&p)
 	switch {
-	case !keyRE.MatchString(m.Key):
+	case !ValidKey(m.Key):
 		p.add("key", "must be 32 lowercase hex digits, got %s", quote(m.Key))
 	default:
 		if want := Key(*m, s.Input); m.Key != want {
 			p.add("key", "%s does not match the sample's content, whose key is %s", m.Key, want)
 		}
 	}
+	var meta []byte
 	if len(p) == 0 {
 		// Only a valid sample is measured: an invalid one may not even encode (NaN).
-		if b, err := json.Marshal(m); err != nil {
+		var err error
+		if meta, err = json.Marshal(m); err != nil {
 			p.add("", "metadata does not encode: %v", err)
-		} else if len(b) > MaxMetaBytes {
-			p.add("", "metadata is %d bytes of JSON, above the limit of %d", len(b), MaxMetaBytes)
+		} else if len(meta) > MaxMetaBytes {
+			p.add("", "metadata is %d bytes of JSON, above the limit of %d", len(meta), MaxMetaBytes)
 		}
 	}
 	if len(p) > 0 {
-		return &InvalidError{Problems: p}
+		return nil, &InvalidError{Problems: p}
 	}
-	return nil
+	return meta, nil
 }
 
 func (s *Sample) validateInput(p *problems) {
@@ -292,7 +340,7 @@ func (s *Sample) validateInput(p *problems) {
 			elems *= d
 		}
 	}
-	if !fileRE.MatchString(in.File) {
+	if !validFile(in.File) {
 		p.add("input.file", "must be %q or \"input.<ext>\" with 1-16 lowercase letters or digits as ext, got %s", NPYFile, quote(in.File))
 	}
 	switch n := len(s.Input); {

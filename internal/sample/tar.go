@@ -60,39 +60,41 @@ const tarMode = 0o644
 // files with mode 0644, uid and gid 0, no user or group names, and the sample's time (whole
 // seconds) as modification time. Every sample is validated first, and keys must be distinct;
 // nothing is written otherwise. The underlying writer is not closed.
-func WriteTar(w io.Writer, samples []*Sample) error { return writeTar(w, samples, true) }
+func WriteTar(w io.Writer, samples []*Sample) error {
+	files := make([]tarSample, len(samples))
+	for i, s := range samples {
+		meta, err := s.validate()
+		if err != nil {
+			return fmt.Errorf("sample: write tar: sample %d (%s): %w", i, s.Meta.Key, err)
+		}
+		files[i] = tarSample{key: s.Meta.Key, inputName: s.InputName(), meta: meta, input: s.Input, time: s.Meta.Time}
+	}
+	return writeTarSamples(w, files)
+}
 
-// WriteValidatedTar is WriteTar for samples already validated (see UnmarshalValidatedRecord):
-// duplicate keys are still refused, the samples are not validated again.
-func WriteValidatedTar(w io.Writer, samples []*Sample) error { return writeTar(w, samples, false) }
+// tarSample is what a tar holds of one sample.
+type tarSample struct {
+	key, inputName string
+	meta, input    []byte
+	time           time.Time
+}
 
-func writeTar(w io.Writer, samples []*Sample, validate bool) error {
-	metas := make([][]byte, len(samples))
+func writeTarSamples(w io.Writer, samples []tarSample) error {
 	seen := make(map[string]int, len(samples))
 	for i, s := range samples {
-		if validate {
-			if err := s.Validate(); err != nil {
-				return fmt.Errorf("sample: write tar: sample %d (%s): %w", i, s.Meta.Key, err)
-			}
-		}
-		if j, dup := seen[s.Meta.Key]; dup {
+		if j, dup := seen[s.key]; dup {
 			// ReadTar would reject the key: one key, one sample per batch and shard.
-			return fmt.Errorf("sample: write tar: samples %d and %d have the same key %s", j, i, s.Meta.Key)
+			return fmt.Errorf("sample: write tar: samples %d and %d have the same key %s", j, i, s.key)
 		}
-		seen[s.Meta.Key] = i
-		b, err := s.MetaJSON()
-		if err != nil {
-			return fmt.Errorf("sample: write tar: %w", err)
-		}
-		metas[i] = b
+		seen[s.key] = i
 	}
 	tw := tar.NewWriter(w)
-	for i, s := range samples {
-		mtime := s.Meta.Time.UTC().Truncate(time.Second)
+	for _, s := range samples {
+		mtime := s.time.UTC().Truncate(time.Second)
 		for _, f := range []struct {
 			name string
 			data []byte
-		}{{s.MetaName(), metas[i]}, {s.InputName(), s.Input}} {
+		}{{s.key + ".json", s.meta}, {s.inputName, s.input}} {
 			h := &tar.Header{
 				Typeflag: tar.TypeReg,
 				Name:     f.name,
@@ -176,11 +178,11 @@ func readTar(r io.Reader, lim Limits) ([]*Sample, []Rejection, error) {
 		switch {
 		case h.Typeflag != tar.TypeReg: // the reader turns the old '\x00' flag into TypeReg
 			g.err = fmt.Errorf("member %s is not a regular file", quote(h.Name))
-		case !keyRE.MatchString(key):
+		case !ValidKey(key):
 			g.err = fmt.Errorf("member %s: the name must be <key>.json or <key>.input.<ext> with a key of 32 lowercase hex digits", quote(h.Name))
 		case suffix == "json":
 			dst = &g.meta
-		case fileRE.MatchString(suffix):
+		case validFile(suffix):
 			dst = &g.input
 			if g.input == nil {
 				g.file = suffix
@@ -242,7 +244,7 @@ func (g *group) sample() (*Sample, error) {
 		return nil, fmt.Errorf("the input member is %s.%s but the metadata's input.file is %s", g.key, g.file, quote(meta.Input.File))
 	}
 	s := &Sample{Meta: meta, Input: g.input}
-	if err := s.Validate(); err != nil {
+	if s.metaJSON, err = s.validate(); err != nil {
 		return nil, err
 	}
 	return s, nil

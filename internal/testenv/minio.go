@@ -42,6 +42,15 @@ type MinIOServer struct {
 	out  *Buffer
 	mu   sync.Mutex
 	stop func()
+	pid  int
+}
+
+// Pid is the running server's process id (0 while stopped), for benchmarks that account its
+// CPU time.
+func (m *MinIOServer) Pid() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.pid
 }
 
 // StartMinIO is MinIO returning the server, which Stop and Start control. It is stopped when
@@ -80,7 +89,7 @@ func StartMinIO(t testing.TB) *MinIOServer {
 func (m *MinIOServer) Stop() {
 	m.mu.Lock()
 	stop := m.stop
-	m.stop = nil
+	m.stop, m.pid = nil, 0
 	m.mu.Unlock()
 	if stop != nil {
 		stop()
@@ -137,7 +146,7 @@ func (m *MinIOServer) start() error {
 		stop()
 		return fmt.Errorf("%w\nminio output:\n%s", err, m.out.String())
 	}
-	m.stop = stop
+	m.stop, m.pid = stop, cmd.Process.Pid
 	return nil
 }
 

@@ -1,0 +1,133 @@
+package sample
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"strings"
+)
+
+// StoredVersion is the first byte of a record MarshalStored writes. It differs from
+// RecordVersion so that ParseStored can tell a spool record (left in a write-ahead log written
+// before stored records existed) from a stored one.
+const StoredVersion = 2
+
+// storedHeader is the version byte and the u32 lengths of the metadata JSON and index line.
+const storedHeader = 1 + 4 + 4
+
+// maxIndexLine bounds a stored record's index line. A valid sample's is far shorter: its
+// longest fields are four 128-byte names and a 256-byte class name, which JSON may escape to
+// six bytes a byte.
+const maxIndexLine = 4 << 10
+
+// Stored is a sample as the collector's write-ahead log holds it: validated and encoded once,
+// at ingest, with its index entry decoded and its metadata JSON and index line kept as bytes,
+// so that the shard builder writes them into a shard as they are instead of decoding and
+// encoding every sample again (that cost the builder more than half of its time).
+type Stored struct {
+	// Entry is the sample's index entry.
+	Entry IndexEntry
+	// Meta is the content of the sample's <key>.json.
+	Meta []byte
+	// IndexLine is Entry as one line of a shard's JSONL index, without the newline.
+	IndexLine []byte
+	// Input is the content of the sample's input file, named Entry.Input.
+	Input []byte
+}
+
+// MarshalStored encodes a sample that ReadTar returned, unchanged since, as a stored record:
+// the version byte StoredVersion, the big-endian u32 lengths of the metadata JSON and of the
+// index line, the metadata JSON, the index line, then the input bytes to the end. It does not
+// validate the sample again (ReadTar did), which would double the collector's cost per sample;
+// a sample from elsewhere is validated first.
+func (s *Sample) MarshalStored() ([]byte, error) {
+	meta := s.metaJSON
+	if meta == nil {
+		var err error
+		if meta, err = s.validate(); err != nil {
+			return nil, fmt.Errorf("sample: marshal stored record: %w", err)
+		}
+	}
+	line, err := json.Marshal(s.index(len(meta)))
+	if err != nil || len(line) > maxIndexLine {
+		return nil, fmt.Errorf("sample: marshal stored record: index line of %d bytes: %v", len(line), err)
+	}
+	b := make([]byte, storedHeader, storedHeader+len(meta)+len(line)+len(s.Input))
+	b[0] = StoredVersion
+	binary.BigEndian.PutUint32(b[1:], uint32(len(meta)))
+	binary.BigEndian.PutUint32(b[5:], uint32(len(line)))
+	b = append(b, meta...)
+	b = append(b, line...)
+	return append(b, s.Input...), nil
+}
+
+// ParseStored decodes a record MarshalStored wrote, or a spool record MarshalRecord wrote,
+// without validating the sample: only for records that were validated before being stored
+// behind a checksum, such as the collector's write-ahead log (CRC32C per record). It checks
+// what the shard builder relies on: the lengths, the index line's JSON, and the names and key
+// that become object keys and member names. The result aliases b.
+func ParseStored(b []byte) (*Stored, error) {
+	st, err := parseStored(b)
+	if err != nil {
+		return nil, fmt.Errorf("sample: parse stored record: %w", err)
+	}
+	return st, nil
+}
+
+func parseStored(b []byte) (*Stored, error) {
+	if len(b) > 0 && b[0] == RecordVersion {
+		s, err := unmarshalRecord(b, false)
+		if err != nil {
+			return nil, err
+		}
+		meta := b[recordHeader : len(b)-len(s.Input)]
+		e := s.index(len(meta))
+		line, err := json.Marshal(e)
+		if err != nil {
+			return nil, err
+		}
+		return &Stored{Entry: e, Meta: meta, IndexLine: line, Input: s.Input}, nil
+	}
+	if len(b) < storedHeader {
+		return nil, fmt.Errorf("%d bytes, shorter than the %d-byte header", len(b), storedHeader)
+	}
+	if b[0] != StoredVersion {
+		return nil, fmt.Errorf("record version %d, want %d or %d", b[0], StoredVersion, RecordVersion)
+	}
+	metaLen, lineLen := binary.BigEndian.Uint32(b[1:]), binary.BigEndian.Uint32(b[5:])
+	rest := b[storedHeader:]
+	switch {
+	case metaLen == 0 || metaLen > MaxMetaBytes:
+		return nil, fmt.Errorf("metadata length %d, want 1 to %d", metaLen, MaxMetaBytes)
+	case lineLen == 0 || lineLen > maxIndexLine:
+		return nil, fmt.Errorf("index line length %d, want 1 to %d", lineLen, maxIndexLine)
+	case uint64(metaLen)+uint64(lineLen) >= uint64(len(rest)):
+		return nil, fmt.Errorf("metadata and index line of %d and %d bytes, but only %d bytes follow the header", metaLen, lineLen, len(rest))
+	}
+	st := &Stored{Meta: rest[:metaLen], IndexLine: rest[metaLen : metaLen+lineLen], Input: rest[metaLen+lineLen:]}
+	if err := json.Unmarshal(st.IndexLine, &st.Entry); err != nil {
+		return nil, fmt.Errorf("index line: %w", err)
+	}
+	e := &st.Entry
+	file, keyed := strings.CutPrefix(e.Input, e.Key+".")
+	switch {
+	case !ValidKey(e.Key) || !ValidName(e.Model) || !ValidName(e.Version):
+		return nil, fmt.Errorf("index line: invalid key %s, model %s or version %s", quote(e.Key), quote(e.Model), quote(e.Version))
+	case !keyed || !validFile(file):
+		return nil, fmt.Errorf("index line: input %s is not <key>.input.<ext>", quote(e.Input))
+	case e.Bytes != int64(len(st.Meta)+len(st.Input)):
+		return nil, fmt.Errorf("index line: %d bytes, but the record holds %d", e.Bytes, len(st.Meta)+len(st.Input))
+	}
+	return st, nil
+}
+
+// WriteStoredTar writes stored samples as WriteTar writes samples: the same bytes for the same
+// samples. Keys must be distinct; nothing is written otherwise.
+func WriteStoredTar(w io.Writer, samples []*Stored) error {
+	files := make([]tarSample, len(samples))
+	for i, s := range samples {
+		files[i] = tarSample{key: s.Entry.Key, inputName: s.Entry.Input, meta: s.Meta, input: s.Input, time: s.Entry.Time}
+	}
+	return writeTarSamples(w, files)
+}
