@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"errors"
+	"time"
 
 	"github.com/edgeloop/edgeloop/internal/config"
 	"github.com/edgeloop/edgeloop/internal/sample"
@@ -17,8 +18,12 @@ type Config struct {
 	// MaxSamples bounds the distinct keys of a batch. Default 2,000; past it, 413.
 	MaxSamples int `yaml:"max_samples"`
 	// MaxConcurrent bounds the batches decoded at once, which bounds memory: each may hold up
-	// to max_uncompressed_bytes. Default 64; past it, 503 with Retry-After.
+	// to max_uncompressed_bytes. Default 64; past it, a batch waits up to QueueTimeout.
 	MaxConcurrent int `yaml:"max_concurrent"`
+	// QueueTimeout is how long a batch past MaxConcurrent waits for a slot, its body unread,
+	// before the answer is 503 with Retry-After. A burst of nodes is then served in turn rather
+	// than sent away to send again. Default 1s; 0 answers 503 at once.
+	QueueTimeout time.Duration `yaml:"queue_timeout"`
 	// MaxWALBytes is how much the write-ahead log may hold before ingest answers 503 with
 	// Retry-After: the backpressure that keeps an object-store outage from filling the disk.
 	// Default 8 GiB.
@@ -37,6 +42,7 @@ func DefaultConfig() Config {
 		MaxUncompressedBytes: 64 << 20,
 		MaxSamples:           2000,
 		MaxConcurrent:        64,
+		QueueTimeout:         time.Second,
 		MaxWALBytes:          8 << 30,
 		DedupKeys:            1_000_000,
 		RetryAfterSeconds:    5,
@@ -58,6 +64,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxConcurrent <= 0 {
 		errs = append(errs, config.Errorf("max_concurrent", "must be positive, got %d", c.MaxConcurrent))
+	}
+	if c.QueueTimeout < 0 || c.QueueTimeout > time.Minute {
+		errs = append(errs, config.Errorf("queue_timeout", "must be from 0 to 1m, got %s", c.QueueTimeout))
 	}
 	if c.MaxWALBytes <= 0 {
 		errs = append(errs, config.Errorf("max_wal_bytes", "must be positive, got %d", c.MaxWALBytes))

@@ -150,6 +150,31 @@ func (h *Handler) tooLarge(w http.ResponseWriter, msg string) {
 	w.Write(append(b, '\n'))
 }
 
+// acquire takes one of the MaxConcurrent decoding slots, waiting up to QueueTimeout (and
+// while the client waits) for one: false means none came.
+func (h *Handler) acquire(ctx context.Context) bool {
+	select {
+	case h.sem <- struct{}{}:
+		return true
+	default:
+	}
+	if h.cfg.QueueTimeout <= 0 {
+		return false
+	}
+	h.m.queued.Inc()
+	defer h.m.queued.Dec()
+	timer := time.NewTimer(h.cfg.QueueTimeout)
+	defer timer.Stop()
+	select {
+	case h.sem <- struct{}{}:
+		return true
+	case <-timer.C:
+		return false
+	case <-ctx.Done():
+		return false
+	}
+}
+
 func (h *Handler) serveSamples(w http.ResponseWriter, r *http.Request) {
 	node, _ := auth.NodeFrom(r.Context())
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-tar" {
@@ -165,13 +190,11 @@ func (h *Handler) serveSamples(w http.ResponseWriter, r *http.Request) {
 		h.tooLarge(w, fmt.Sprintf("body of %d bytes is above the limit of %d", r.ContentLength, h.cfg.MaxBodyBytes))
 		return
 	}
-	select {
-	case h.sem <- struct{}{}:
-		defer func() { <-h.sem }()
-	default:
-		h.unavailable(w, fmt.Sprintf("overloaded: %d batches in flight", h.cfg.MaxConcurrent))
+	if !h.acquire(r.Context()) {
+		h.unavailable(w, fmt.Sprintf("overloaded: %d batches in flight and none finished within %s", h.cfg.MaxConcurrent, h.cfg.QueueTimeout))
 		return
 	}
+	defer func() { <-h.sem }()
 	if held := h.opts.WAL.Stats().Bytes; held > h.cfg.MaxWALBytes {
 		// The object store is behind (down, or slower than ingest): refuse rather than fill
 		// the disk; the nodes keep their samples in their own spools meanwhile.
@@ -331,7 +354,7 @@ type metrics struct {
 	rejected                      map[string]prometheus.Counter
 	requests                      *prometheus.CounterVec
 	receivedBytes                 prometheus.Counter
-	inflight                      prometheus.Gauge
+	inflight, queued              prometheus.Gauge
 
 	mu    sync.Mutex
 	nodes map[string]*nodeMetrics // cached children: the hot path skips WithLabelValues
@@ -361,6 +384,8 @@ func newMetrics() *metrics {
 			Help: "Request body bytes read by ingest, as sent (compressed)."}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{Name: "edgeloop_collector_inflight_requests",
 			Help: "Ingest API requests being handled now."}),
+		queued: prometheus.NewGauge(prometheus.GaugeOpts{Name: "edgeloop_collector_queued_requests",
+			Help: "Ingest requests waiting for one of ingest.max_concurrent decoding slots (at most ingest.queue_timeout)."}),
 		rejected: map[string]prometheus.Counter{},
 		nodes:    map[string]*nodeMetrics{},
 		codes:    map[int]prometheus.Counter{},
@@ -375,7 +400,7 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.received, m.accepted, m.duplicate, m.lastSeen, m.rejectedVec, m.requests, m.receivedBytes, m.inflight} {
+	for _, c := range []prometheus.Collector{m.received, m.accepted, m.duplicate, m.lastSeen, m.rejectedVec, m.requests, m.receivedBytes, m.inflight, m.queued} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

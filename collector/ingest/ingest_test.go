@@ -27,6 +27,7 @@ type env struct {
 	auth   *auth.Auth
 	tokens string
 	reg    *prometheus.Registry
+	h      *ingest.Handler
 }
 
 func newEnv(t *testing.T, mutate func(*ingest.Config)) *env {
@@ -55,7 +56,7 @@ func newEnv(t *testing.T, mutate func(*ingest.Config)) *env {
 	h.Register(mux, a)
 	srv := httptest.NewServer(mux)
 	t.Cleanup(srv.Close)
-	return &env{srv: srv, wal: wal, auth: a, tokens: tokens, reg: reg}
+	return &env{srv: srv, wal: wal, auth: a, tokens: tokens, reg: reg, h: h}
 }
 
 type answer struct {
@@ -316,10 +317,11 @@ func TestHostileInput(t *testing.T) {
 }
 
 func TestOverload(t *testing.T) {
-	t.Run("too many concurrent", func(t *testing.T) {
-		e := newEnv(t, func(c *ingest.Config) { c.MaxConcurrent = 1 })
+	// slow starts a batch that stays in the handler, holding the one decoding slot, until the
+	// returned function sends the rest of it; that function returns the batch's status.
+	slow := func(t *testing.T, e *env) func() int {
 		pr, pw := io.Pipe()
-		done := make(chan int)
+		done := make(chan int, 1)
 		go func() {
 			req, _ := http.NewRequest(http.MethodPost, e.srv.URL+"/v1/samples", pr)
 			req.Header.Set("Content-Type", "application/x-tar")
@@ -333,24 +335,54 @@ func TestOverload(t *testing.T) {
 			done <- resp.StatusCode
 		}()
 		tarBytes := collectortest.Tar(t, collectortest.Sample(t, "edge-a", 1, 256))
-		pw.Write(tarBytes[:512]) // the first request is now inside the handler, reading
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			a := e.post(t, collectortest.Token("edge-a"), "", batch(t, "edge-a", 5, 1), nil)
-			if a.code == 503 {
-				if a.header.Get("Retry-After") == "" {
-					t.Fatal("503 without Retry-After")
-				}
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("no 503 with one batch in flight and max_concurrent 1 (last %d)", a.code)
-			}
-			time.Sleep(10 * time.Millisecond)
+		pw.Write(tarBytes[:512])
+		waitFor(t, "the slow batch takes the slot", func() bool { return e.h.Inflight() == 1 })
+		return func() int {
+			pw.Write(tarBytes[512:])
+			pw.Close()
+			return <-done
 		}
-		pw.Write(tarBytes[512:])
-		pw.Close()
-		if code := <-done; code != 200 {
+	}
+	overloaded := func(t *testing.T, a answer, within string) {
+		t.Helper()
+		if a.code != 503 || a.header.Get("Retry-After") == "" || a.body["error"] != "overloaded: 1 batches in flight and none finished within "+within {
+			t.Fatalf("got %d %v (Retry-After %q), want 503 overloaded with Retry-After", a.code, a.body, a.header.Get("Retry-After"))
+		}
+	}
+	t.Run("past max_concurrent a batch waits for a slot", func(t *testing.T) {
+		e := newEnv(t, func(c *ingest.Config) { c.MaxConcurrent, c.QueueTimeout = 1, time.Minute })
+		finish := slow(t, e)
+		queued := make(chan answer, 1)
+		go func() { queued <- e.post(t, collectortest.Token("edge-a"), "", batch(t, "edge-a", 5, 1), nil) }()
+		waitFor(t, "a queued request", func() bool { return gaugeValue(t, e.reg, "edgeloop_collector_queued_requests") == 1 })
+		select {
+		case a := <-queued:
+			t.Fatalf("answered %d while the slot was taken", a.code)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if code := finish(); code != 200 {
+			t.Fatalf("the slow batch: %d", code)
+		}
+		if a := <-queued; a.code != 200 || a.result.Accepted != 1 {
+			t.Fatalf("the queued batch: %d %v", a.code, a.body)
+		}
+		if q := gaugeValue(t, e.reg, "edgeloop_collector_queued_requests"); q != 0 {
+			t.Fatalf("%v requests still queued", q)
+		}
+	})
+	t.Run("refused after queue_timeout", func(t *testing.T) {
+		e := newEnv(t, func(c *ingest.Config) { c.MaxConcurrent, c.QueueTimeout = 1, 50*time.Millisecond })
+		finish := slow(t, e)
+		overloaded(t, e.post(t, collectortest.Token("edge-a"), "", batch(t, "edge-a", 5, 1), nil), "50ms")
+		if code := finish(); code != 200 {
+			t.Fatalf("the slow batch: %d", code)
+		}
+	})
+	t.Run("refused at once without a queue", func(t *testing.T) {
+		e := newEnv(t, func(c *ingest.Config) { c.MaxConcurrent, c.QueueTimeout = 1, 0 })
+		finish := slow(t, e)
+		overloaded(t, e.post(t, collectortest.Token("edge-a"), "", batch(t, "edge-a", 5, 1), nil), "0s")
+		if code := finish(); code != 200 {
 			t.Fatalf("the slow batch: %d", code)
 		}
 	})

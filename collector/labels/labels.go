@@ -26,6 +26,7 @@ import (
 	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/collector/catalog"
 	"github.com/edgeloop/edgeloop/internal/objstore"
+	"github.com/edgeloop/edgeloop/internal/sample"
 )
 
 // Limits of one request.
@@ -50,12 +51,8 @@ const (
 // LabelsPrefix starts every label object's key: labels/<model>/dt=<date>/<file>.jsonl.
 const LabelsPrefix = "labels/"
 
-var (
-	// nameRE is sample.Meta's rule for model names: they become object-key segments.
-	nameRE   = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
-	keyRE    = regexp.MustCompile(`^[0-9a-f]{32}$`)
-	sourceRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
-)
+// sourceRE is what a label's source may be (annotator, teacher model, ...).
+var sourceRE = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 
 // Options configure the labelling API.
 type Options struct {
@@ -100,7 +97,7 @@ func New(opts Options) (*Service, error) {
 		return nil, errors.New("labels: no catalog")
 	case opts.RequireOperator == nil:
 		return nil, errors.New("labels: no operator authentication")
-	case !nameRE.MatchString(opts.Instance):
+	case !sample.ValidName(opts.Instance):
 		return nil, fmt.Errorf("labels: instance %q is not a valid name", opts.Instance)
 	}
 	if opts.SigningKey == nil {
@@ -242,7 +239,7 @@ func (p problems) err() error {
 // validate checks a request and returns its lines.
 func (s *Service) validate(req Request) ([]Line, error) {
 	var p problems
-	if !nameRE.MatchString(req.Model) {
+	if !sample.ValidName(req.Model) {
 		p.add("model: %q is not a model name (1-128 letters, digits, '.', '_', '-')", req.Model)
 	}
 	switch {
@@ -254,7 +251,7 @@ func (s *Service) validate(req Request) ([]Line, error) {
 	now := s.opts.Now().UTC()
 	lines := make([]Line, 0, len(req.Labels))
 	for i, l := range req.Labels {
-		if !keyRE.MatchString(l.Key) {
+		if !sample.ValidKey(l.Key) {
 			p.add("labels[%d].key: want 32 lowercase hex digits, got %.40q", i, l.Key)
 		}
 		v, err := validLabel(l.Label)
@@ -366,7 +363,7 @@ func (s *Service) ready(w http.ResponseWriter) bool {
 
 func (s *Service) dataset(w http.ResponseWriter, r *http.Request) {
 	model := r.PathValue("model")
-	if !nameRE.MatchString(model) {
+	if !sample.ValidName(model) {
 		auth.Error(w, http.StatusBadRequest, fmt.Sprintf("model: %q is not a model name", model))
 		return
 	}

@@ -85,7 +85,7 @@ func (s *Service) baseURL(r *http.Request) string {
 
 func (s *Service) tasks(w http.ResponseWriter, r *http.Request) {
 	model := r.PathValue("model")
-	if !nameRE.MatchString(model) {
+	if !sample.ValidName(model) {
 		auth.Error(w, http.StatusBadRequest, fmt.Sprintf("model: %q is not a model name", model))
 		return
 	}
@@ -176,7 +176,7 @@ func annotator(raw json.RawMessage) string {
 
 func (s *Service) importLS(w http.ResponseWriter, r *http.Request) {
 	model := r.PathValue("model")
-	if !nameRE.MatchString(model) {
+	if !sample.ValidName(model) {
 		auth.Error(w, http.StatusBadRequest, fmt.Sprintf("model: %q is not a model name", model))
 		return
 	}
@@ -190,7 +190,7 @@ func (s *Service) importLS(w http.ResponseWriter, r *http.Request) {
 	skipped := 0
 	now := s.opts.Now().UTC()
 	for i, t := range export {
-		if !keyRE.MatchString(t.Data.Key) {
+		if !sample.ValidKey(t.Data.Key) {
 			p.add("task %d (index %d): data.key: want 32 lowercase hex digits, got %.40q: were the tasks exported by edgeloop?", t.ID, i, t.Data.Key)
 			continue
 		}
@@ -240,7 +240,7 @@ var errNoImage = errors.New("the sample's input is not a 2-D (or 784-value) .npy
 
 func (s *Service) png(w http.ResponseWriter, r *http.Request) {
 	key, ok := strings.CutSuffix(r.PathValue("file"), ".png")
-	if !ok || !keyRE.MatchString(key) {
+	if !ok || !sample.ValidKey(key) {
 		auth.Error(w, http.StatusNotFound, "want /v1/samples/<32 hex digit key>.png")
 		return
 	}

@@ -9,6 +9,9 @@
 //   - a batch on the wire and a dataset shard in object storage: a tar of samples (WriteTar,
 //     ReadTar), which any WebDataset reader and the reference trainer read;
 //   - files on disk, such as the sender's dead-letter directory: the tar's members.
+//   - a stored record in the collector's write-ahead log (MarshalStored, ParseStored): the
+//     spool record's content plus the sample's index line, encoded once at ingest so that the
+//     shard builder copies bytes into shards (WriteStoredTar) instead of re-encoding them.
 //
 // Every decoding path validates what it returns (Validate), bounds what it allocates, and never
 // panics on hostile input: samples cross the boundary between thousands of physically
