@@ -189,7 +189,9 @@ func (b *s3Bucket) Put(ctx context.Context, key string, r io.Reader, size int64)
 	_, err := b.client.PutObject(ctx, b.bucket, b.prefix+key, r, size, minio.PutObjectOptions{
 		PartSize:              b.partSize,
 		ContentType:           "application/octet-stream",
-		ConcurrentStreamParts: true,
+		// A large object of known size sends four parts at once (four part buffers); one of
+		// unknown size buffers one part at a time, as its size may be anything.
+		ConcurrentStreamParts: size > int64(b.partSize),
 		NumThreads:            4,
 	})
 	if err != nil {
