@@ -184,7 +184,9 @@ func (s *Server) mountOperatorAPI(base *slog.Logger) error {
 	for _, p := range []string{"/v1/labels", "/v1/datasets/", "/v1/labelstudio/", "/v1/samples/"} {
 		s.mux.Handle(p, lab.Handler())
 	}
-	s.mux.Handle(models.PathPrefix, models.NewHandler(s.bucket, models.Root, s.auth.RequireNode, base.With("component", "models")))
+	repo := models.NewHandler(s.bucket, models.Root, s.auth.RequireNode, base.With("component", "models"))
+	s.mux.Handle(models.PathPrefix, repo)
+	s.mux.Handle(models.ModelsPath, repo)
 	return nil
 }
 

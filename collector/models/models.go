@@ -9,7 +9,8 @@
 // <key> (keys keep their "models/" prefix, so the model repository's layout is unchanged), with
 // ETag, Last-Modified and Content-Length, and 304 for a matching If-None-Match; GET PathPrefix
 // with ?prefix=<p>&recursive=<bool> lists keys as objstore.Listing JSON. Only keys under
-// models/ exist in this view: anything else is 404, whatever the bucket holds.
+// models/ exist in this view: anything else is 404, whatever the bucket holds. The same objects
+// are at ModelsPath+<model>/<file> (GET /v1/models/fashion/3/model.onnx).
 package models
 
 import (
@@ -28,6 +29,12 @@ import (
 // PathPrefix is where the handler is mounted: the bucket URL of the repository is the
 // collector's address followed by PathPrefix without its trailing "/".
 const PathPrefix = "/v1/repo/"
+
+// ModelsPath is the model repository by model: GET or HEAD ModelsPath+<model>/<file> is the
+// object models/<model>/<file>, as PathPrefix+"models/<model>/<file>" is. The collector mounts
+// the handler here too, so that a node or an operator can fetch a model's file by the path the
+// API names models by; model sync uses PathPrefix, which also lists.
+const ModelsPath = "/v1/models/"
 
 // Root is the part of the bucket that nodes may read: the model repository.
 const Root = "models/"
@@ -60,6 +67,10 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
 		auth.Error(w, http.StatusMethodNotAllowed, "the model repository is read-only: GET or HEAD")
+		return
+	}
+	if rest, ok := strings.CutPrefix(r.URL.Path, ModelsPath); ok {
+		h.object(w, r, "models/"+rest)
 		return
 	}
 	key, ok := strings.CutPrefix(r.URL.Path, PathPrefix)

@@ -229,18 +229,25 @@ func testRepositoryOverHTTP(t *testing.T, store objstore.Bucket) {
 	}
 }
 
-func TestHandlerRefusals(t *testing.T) {
+// modelAndSamples is a bucket holding a model file and, outside the repository, a shard: both
+// "data".
+func modelAndSamples(t *testing.T) objstore.Bucket {
+	t.Helper()
 	store, err := objstore.NewFS(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
-	ctx := context.Background()
+	t.Cleanup(func() { store.Close() })
 	for _, k := range []string{"models/m/1/model.onnx", "samples/m/1/x.tar"} {
-		if err := store.Put(ctx, k, strings.NewReader("data"), 4); err != nil {
+		if err := store.Put(context.Background(), k, strings.NewReader("data"), 4); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return store
+}
+
+func TestHandlerRefusals(t *testing.T) {
+	store := modelAndSamples(t)
 	base := serve(t, store, models.Root)
 	for _, c := range []struct {
 		name, method, path, token string
@@ -329,5 +336,64 @@ func TestConditionalHeaders(t *testing.T) {
 				t.Fatalf("ETag header %q, want %q", resp.Header.Get("ETag"), objstore.QuoteETag(attrs.ETag))
 			}
 		})
+	}
+}
+
+// TestModelsPath: GET /v1/models/<model>/<file> is the repository's models/<model>/<file>, with
+// the same ETag and conditional answers, and reaches nothing outside models/.
+func TestModelsPath(t *testing.T) {
+	store := modelAndSamples(t)
+	ctx := context.Background()
+	attrs, _ := store.Attributes(ctx, "models/m/1/model.onnx")
+	h := models.NewHandler(store, models.Root, requireNode, nil)
+	mux := http.NewServeMux()
+	mux.Handle(models.PathPrefix, h)
+	mux.Handle(models.ModelsPath, h)
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	for _, c := range []struct {
+		name, method, path, inm string
+		want                    int
+		body                    string
+	}{
+		{"get", "GET", "/v1/models/m/1/model.onnx", "", http.StatusOK, "data"},
+		{"head", "HEAD", "/v1/models/m/1/model.onnx", "", http.StatusOK, ""},
+		{"not modified", "GET", "/v1/models/m/1/model.onnx", objstore.QuoteETag(attrs.ETag), http.StatusNotModified, ""},
+		{"same via the bucket API", "GET", "/v1/repo/models/m/1/model.onnx", "", http.StatusOK, "data"},
+		{"missing", "GET", "/v1/models/m/2/model.onnx", "", http.StatusNotFound, ""},
+		{"no file", "GET", "/v1/models/", "", http.StatusBadRequest, ""},
+		// ServeMux cleans the path to /v1/samples/..., which this handler does not serve.
+		{"dot-dot", "GET", "/v1/models/../samples/m/1/x.tar", "", http.StatusNotFound, ""},
+		{"escaped dot-dot", "GET", "/v1/models/%2e%2e/samples/m/1/x.tar", "", http.StatusBadRequest, ""},
+		{"put", "PUT", "/v1/models/m/1/model.onnx", "", http.StatusMethodNotAllowed, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			req, _ := http.NewRequest(c.method, srv.URL+c.path, nil)
+			req.Header.Set("Authorization", "Bearer "+nodeToken)
+			if c.inm != "" {
+				req.Header.Set("If-None-Match", c.inm)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != c.want || (c.body != "" && string(body) != c.body) {
+				t.Fatalf("%s %s = %d %q, want %d %q", c.method, c.path, resp.StatusCode, body, c.want, c.body)
+			}
+			if c.want == http.StatusOK || c.want == http.StatusNotModified {
+				if resp.Header.Get("ETag") != objstore.QuoteETag(attrs.ETag) {
+					t.Fatalf("ETag %q, want %q", resp.Header.Get("ETag"), objstore.QuoteETag(attrs.ETag))
+				}
+			}
+			if strings.Contains(string(body), "data") && c.want != http.StatusOK {
+				t.Fatalf("%d leaked content: %s", resp.StatusCode, body)
+			}
+		})
+	}
+	req, _ := http.NewRequest("GET", srv.URL+"/v1/models/m/1/model.onnx", nil)
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("without a token: %v %v, want 401", resp, err)
 	}
 }
