@@ -218,8 +218,8 @@ func (h *Handler) serveSamples(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	res, status, msg := h.store(r.Context(), node, samples, rejected)
 	nm := h.m.node(node)
+	res, status, msg := h.store(r.Context(), node, nm, samples, rejected)
 	nm.received.Add(float64(len(samples) + len(rejected)))
 	if status != http.StatusOK {
 		h.unavailable(w, msg)
@@ -236,11 +236,11 @@ func (h *Handler) serveSamples(w http.ResponseWriter, r *http.Request) {
 // store appends the new samples to the WAL and makes them durable. A status other than 200
 // means the WAL failed; samples appended before the failure stay (a resend finds them as
 // duplicates).
-func (h *Handler) store(ctx context.Context, node string, samples []*sample.Sample, rejected []sample.Rejection) (Result, int, string) {
+func (h *Handler) store(ctx context.Context, node string, nm *nodeMetrics, samples []*sample.Sample, rejected []sample.Rejection) (Result, int, string) {
 	res := Result{Rejected: make([]Rejection, 0, len(rejected))}
 	for _, rj := range rejected {
 		res.Rejected = append(res.Rejected, Rejection{Key: rj.Key, Error: rj.Err.Error()})
-		h.m.rejected[ReasonInvalid].Inc()
+		nm.invalid.Inc()
 	}
 	claims := make([]*Claim, 0, len(samples))
 	records := make([][]byte, 0, len(samples))
@@ -252,7 +252,7 @@ func (h *Handler) store(ctx context.Context, node string, samples []*sample.Samp
 	for _, s := range samples {
 		if s.Meta.Node != node {
 			res.Rejected = append(res.Rejected, Rejection{Key: s.Meta.Key, Error: "node mismatch: the credential is bound to " + node})
-			h.m.rejected[ReasonNodeMismatch].Inc()
+			nm.nodeMismatch.Inc()
 			continue
 		}
 		c, err := h.dedup.Reserve(ctx, s.Meta.Key)
@@ -267,7 +267,7 @@ func (h *Handler) store(ctx context.Context, node string, samples []*sample.Samp
 		if err != nil {               // cannot happen, but never store what does not encode
 			c.Done(false)
 			res.Rejected = append(res.Rejected, Rejection{Key: s.Meta.Key, Error: err.Error()})
-			h.m.rejected[ReasonInvalid].Inc()
+			nm.invalid.Inc()
 			continue
 		}
 		claims = append(claims, c)
@@ -350,8 +350,7 @@ func (h *Handler) count(next http.Handler) http.Handler {
 type metrics struct {
 	received, accepted, duplicate *prometheus.CounterVec
 	lastSeen                      *prometheus.GaugeVec
-	rejectedVec                   *prometheus.CounterVec
-	rejected                      map[string]prometheus.Counter
+	rejected                      *prometheus.CounterVec
 	requests                      *prometheus.CounterVec
 	receivedBytes                 prometheus.Counter
 	inflight, queued              prometheus.Gauge
@@ -363,6 +362,7 @@ type metrics struct {
 
 type nodeMetrics struct {
 	received, accepted, duplicate prometheus.Counter
+	invalid, nodeMismatch         prometheus.Counter // rejected, by reason
 	lastSeen                      prometheus.Gauge
 }
 
@@ -376,8 +376,8 @@ func newMetrics() *metrics {
 			Help: "Samples received again while still remembered (resends), not stored twice, by node."}, []string{"node"}),
 		lastSeen: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "edgeloop_collector_node_last_seen_timestamp_seconds",
 			Help: "Unix time of the node's last batch answered 200: what a 'node silent' alert compares with time()."}, []string{"node"}),
-		rejectedVec: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeloop_collector_samples_rejected_total",
-			Help: "Samples rejected in a 200 answer, by reason: invalid (breaks the format), node_mismatch (claims another node than its credential's)."}, []string{"reason"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeloop_collector_samples_rejected_total",
+			Help: "Samples rejected in a 200 answer, by node and reason: invalid (breaks the format), node_mismatch (claims another node than its credential's)."}, []string{"node", "reason"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeloop_collector_requests_total",
 			Help: "Ingest API answers (/v1/samples, /v1/limits), by HTTP status code."}, []string{"code"}),
 		receivedBytes: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeloop_collector_received_bytes_total",
@@ -386,12 +386,8 @@ func newMetrics() *metrics {
 			Help: "Ingest API requests being handled now."}),
 		queued: prometheus.NewGauge(prometheus.GaugeOpts{Name: "edgeloop_collector_queued_requests",
 			Help: "Ingest requests waiting for one of ingest.max_concurrent decoding slots (at most ingest.queue_timeout)."}),
-		rejected: map[string]prometheus.Counter{},
-		nodes:    map[string]*nodeMetrics{},
-		codes:    map[int]prometheus.Counter{},
-	}
-	for _, r := range []string{ReasonInvalid, ReasonNodeMismatch} {
-		m.rejected[r] = m.rejectedVec.WithLabelValues(r)
+		nodes: map[string]*nodeMetrics{},
+		codes: map[int]prometheus.Counter{},
 	}
 	for _, c := range []int{200, 400, 401, 403, 413, 415, 503} {
 		m.codes[c] = m.requests.WithLabelValues(strconv.Itoa(c))
@@ -400,7 +396,7 @@ func newMetrics() *metrics {
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.received, m.accepted, m.duplicate, m.lastSeen, m.rejectedVec, m.requests, m.receivedBytes, m.inflight, m.queued} {
+	for _, c := range []prometheus.Collector{m.received, m.accepted, m.duplicate, m.lastSeen, m.rejected, m.requests, m.receivedBytes, m.inflight, m.queued} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}
@@ -414,7 +410,8 @@ func (m *metrics) node(id string) *nodeMetrics {
 	n := m.nodes[id]
 	if n == nil {
 		n = &nodeMetrics{received: m.received.WithLabelValues(id), accepted: m.accepted.WithLabelValues(id),
-			duplicate: m.duplicate.WithLabelValues(id), lastSeen: m.lastSeen.WithLabelValues(id)}
+			duplicate: m.duplicate.WithLabelValues(id), lastSeen: m.lastSeen.WithLabelValues(id),
+			invalid: m.rejected.WithLabelValues(id, ReasonInvalid), nodeMismatch: m.rejected.WithLabelValues(id, ReasonNodeMismatch)}
 		m.nodes[id] = n
 	}
 	return n

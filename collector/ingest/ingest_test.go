@@ -147,6 +147,14 @@ func TestAuthMatrix(t *testing.T) {
 			}
 		})
 	}
+	for _, c := range []struct {
+		node, reason string
+		want         float64
+	}{{"edge-a", "node_mismatch", 3}, {"edge-a", "invalid", 0}, {"edge-b", "node_mismatch", 0}} {
+		if got := counterValue(t, e.reg, "edgeloop_collector_samples_rejected_total", "node", c.node, "reason", c.reason); got != c.want {
+			t.Errorf("rejected{node=%s,reason=%s} = %v, want %v", c.node, c.reason, got, c.want)
+		}
+	}
 	t.Run("revoked by reload", func(t *testing.T) {
 		collectortest.WriteTokens(t, e.tokens, "edge-b") // edge-a's token removed
 		if err := e.auth.Reload(); err != nil {
@@ -282,6 +290,9 @@ func TestHostileInput(t *testing.T) {
 				t.Fatalf("413 without limits: %v", a.body)
 			}
 		})
+	}
+	if got := counterValue(t, e.reg, "edgeloop_collector_samples_rejected_total", "node", "edge-a", "reason", "invalid"); got != 5 {
+		t.Errorf("rejected{node=edge-a,reason=invalid} = %v, want the 5 samples rejected above", got)
 	}
 	t.Run("huge header value", func(t *testing.T) {
 		a := e.post(t, tok, strings.Repeat("x", 64<<10), batch(t, "edge-a", 0, 1), nil)
