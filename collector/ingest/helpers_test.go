@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edgeloop/edgeloop/internal/testenv"
 )
 
 func writeFileErr(path, content string) error { return os.WriteFile(path, []byte(content), 0o600) }
@@ -24,47 +26,17 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// gaugeValue is the value of the unlabelled gauge name in reg.
-func gaugeValue(t *testing.T, reg *prometheus.Registry, name string) float64 {
+// metricValue is the value of the series of name in reg with the given label pairs (name,
+// value, ...), failing the test when there is none.
+func metricValue(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
+	want := map[string]string{}
+	for i := 0; i+1 < len(labels); i += 2 {
+		want[labels[i]] = labels[i+1]
 	}
-	for _, mf := range mfs {
-		if mf.GetName() == name {
-			return mf.GetMetric()[0].GetGauge().GetValue()
-		}
+	v, ok := testenv.MetricValue(t, reg, name, want)
+	if !ok {
+		t.Fatalf("no %s with labels %v", name, labels)
 	}
-	t.Fatalf("no metric %s", name)
-	return 0
-}
-
-// counterValue is the value of counter name in reg with the given label pairs (name, value, ...).
-func counterValue(t *testing.T, reg *prometheus.Registry, name string, labels ...string) float64 {
-	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	metrics:
-		for _, m := range mf.GetMetric() {
-			have := map[string]string{}
-			for _, lp := range m.GetLabel() {
-				have[lp.GetName()] = lp.GetValue()
-			}
-			for i := 0; i+1 < len(labels); i += 2 {
-				if have[labels[i]] != labels[i+1] {
-					continue metrics
-				}
-			}
-			return m.GetCounter().GetValue()
-		}
-	}
-	t.Fatalf("no %s with labels %v", name, labels)
-	return 0
+	return v
 }

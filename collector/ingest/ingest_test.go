@@ -151,7 +151,7 @@ func TestAuthMatrix(t *testing.T) {
 		node, reason string
 		want         float64
 	}{{"edge-a", "node_mismatch", 3}, {"edge-a", "invalid", 0}, {"edge-b", "node_mismatch", 0}} {
-		if got := counterValue(t, e.reg, "edgeloop_collector_samples_rejected_total", "node", c.node, "reason", c.reason); got != c.want {
+		if got := metricValue(t, e.reg, "edgeloop_collector_samples_rejected_total", "node", c.node, "reason", c.reason); got != c.want {
 			t.Errorf("rejected{node=%s,reason=%s} = %v, want %v", c.node, c.reason, got, c.want)
 		}
 	}
@@ -291,7 +291,7 @@ func TestHostileInput(t *testing.T) {
 			}
 		})
 	}
-	if got := counterValue(t, e.reg, "edgeloop_collector_samples_rejected_total", "node", "edge-a", "reason", "invalid"); got != 5 {
+	if got := metricValue(t, e.reg, "edgeloop_collector_samples_rejected_total", "node", "edge-a", "reason", "invalid"); got != 5 {
 		t.Errorf("rejected{node=edge-a,reason=invalid} = %v, want the 5 samples rejected above", got)
 	}
 	t.Run("huge header value", func(t *testing.T) {
@@ -365,7 +365,7 @@ func TestOverload(t *testing.T) {
 		finish := slow(t, e)
 		queued := make(chan answer, 1)
 		go func() { queued <- e.post(t, collectortest.Token("edge-a"), "", batch(t, "edge-a", 5, 1), nil) }()
-		waitFor(t, "a queued request", func() bool { return gaugeValue(t, e.reg, "edgeloop_collector_queued_requests") == 1 })
+		waitFor(t, "a queued request", func() bool { return metricValue(t, e.reg, "edgeloop_collector_queued_requests") == 1 })
 		select {
 		case a := <-queued:
 			t.Fatalf("answered %d while the slot was taken", a.code)
@@ -377,7 +377,7 @@ func TestOverload(t *testing.T) {
 		if a := <-queued; a.code != 200 || a.result.Accepted != 1 {
 			t.Fatalf("the queued batch: %d %v", a.code, a.body)
 		}
-		if q := gaugeValue(t, e.reg, "edgeloop_collector_queued_requests"); q != 0 {
+		if q := metricValue(t, e.reg, "edgeloop_collector_queued_requests"); q != 0 {
 			t.Fatalf("%v requests still queued", q)
 		}
 	})

@@ -16,6 +16,7 @@ import (
 	"github.com/edgeloop/edgeloop/exporter/runtime/builtin"
 	"github.com/edgeloop/edgeloop/exporter/runtime/builtin/builtintest"
 	"github.com/edgeloop/edgeloop/exporter/runtime/upstream"
+	"github.com/edgeloop/edgeloop/internal/testenv"
 )
 
 // tinyRequest is the tiny model's two hand-computed rows: logits (2.5, 4, 6), class 2, and
@@ -180,28 +181,7 @@ func errorOf(t testing.TB, r reply) string {
 // name whose labels include want; ok is false when there is no such series.
 func metric(t testing.TB, g prometheus.Gatherer, name string, want map[string]string) (float64, bool) {
 	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	next:
-		for _, m := range mf.GetMetric() {
-			for k, v := range want {
-				if labelOf(m, k) != v {
-					continue next
-				}
-			}
-			if h := m.GetHistogram(); h != nil {
-				return float64(h.GetSampleCount()), true
-			}
-			return m.GetCounter().GetValue(), true
-		}
-	}
-	return 0, false
+	return testenv.MetricValue(t, g, name, want)
 }
 
 func labelOf(m *dto.Metric, name string) string { return pairValue(m.GetLabel(), name) }

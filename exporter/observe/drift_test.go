@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edgeloop/edgeloop/internal/testenv"
 )
 
 // Rows of a 3-class probability output whose max-softmax confidence lands in a known bin:
@@ -56,23 +58,7 @@ func observeN(m *Model, n int, row []float32) {
 // gauge returns the value of the named gauge for version, and whether it is exported at all.
 func gauge(t *testing.T, g prometheus.Gatherer, name, version string) (float64, bool) {
 	t.Helper()
-	mfs, err := g.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "version" && l.GetValue() == version {
-					return m.GetGauge().GetValue(), true
-				}
-			}
-		}
-	}
-	return 0, false
+	return testenv.MetricValue(t, g, name, map[string]string{"version": version})
 }
 
 // TestPSIKnown drives the real Observe path into windows whose PSI against the reference is

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"os"
 	"os/exec"
+	"slices"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 )
 
@@ -51,4 +53,41 @@ func CheckMetricsGolden(t *testing.T, g prometheus.Gatherer, golden string, upda
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("promtool check metrics: %v\n%s", err, out)
 	}
+}
+
+// MetricValue returns the value of the series of family name in g whose labels include want:
+// a counter's, gauge's or untyped value, or a histogram's or summary's sample count. ok is
+// false when there is no such series.
+func MetricValue(t testing.TB, g prometheus.Gatherer, name string, want map[string]string) (value float64, ok bool) {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	series:
+		for _, m := range mf.GetMetric() {
+			for k, v := range want {
+				if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == k && l.GetValue() == v }) {
+					continue series
+				}
+			}
+			switch {
+			case m.Counter != nil:
+				return m.GetCounter().GetValue(), true
+			case m.Gauge != nil:
+				return m.GetGauge().GetValue(), true
+			case m.Histogram != nil:
+				return float64(m.GetHistogram().GetSampleCount()), true
+			case m.Summary != nil:
+				return float64(m.GetSummary().GetSampleCount()), true
+			default:
+				return m.GetUntyped().GetValue(), true
+			}
+		}
+	}
+	return 0, false
 }
