@@ -189,10 +189,6 @@ func (b *s3Bucket) Put(ctx context.Context, key string, r io.Reader, size int64)
 	_, err := b.client.PutObject(ctx, b.bucket, b.prefix+key, r, size, minio.PutObjectOptions{
 		PartSize:    b.partSize,
 		ContentType: "application/octet-stream",
-		// A large object of known size sends four parts at once (four part buffers); one of
-		// unknown size buffers one part at a time, as its size may be anything.
-		ConcurrentStreamParts: size > int64(b.partSize),
-		NumThreads:            4,
 	})
 	if err != nil {
 		return opError("put", key, s3Error(err))
