@@ -451,8 +451,9 @@ func (b *Builder) put(ctx context.Context, key string, samples []*sample.Stored,
 	pr, pw := io.Pipe()
 	go func() {
 		// Buffered: a pipe write hands over to the reader, and a tar of small samples is
-		// written in pieces of a few hundred bytes.
-		w := bufio.NewWriterSize(pw, 1<<20)
+		// written in pieces of a few hundred bytes. Small enough that a large input, written
+		// into an empty buffer, goes to the pipe without a copy.
+		w := bufio.NewWriterSize(pw, 64<<10)
 		err := sample.WriteStoredTar(w, samples)
 		if err == nil {
 			err = w.Flush()
