@@ -285,6 +285,22 @@ func waitStarted(t *testing.T, b *fakeBackend) jobs.Spec {
 	}
 }
 
+// waitRunning waits until the controller records job id as running: the backend learns of a
+// job (waitStarted) before the controller records that it started.
+func waitRunning(t *testing.T, e *testEnv, id string) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		for _, j := range e.c.Jobs() {
+			if j.ID == id && j.Phase == PhaseRunning {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job %s not running: %+v", id, e.c.Jobs())
+		}
+	}
+}
+
 func waitEnded(t *testing.T, e *testEnv) Job {
 	t.Helper()
 	select {
@@ -624,6 +640,7 @@ func TestJobsAPI(t *testing.T) {
 		t.Fatalf("manual: %d %s", code, body)
 	}
 	spec := waitStarted(t, b)
+	waitRunning(t, e, spec.ID)
 	get := func(path, token string) (int, string) {
 		req, _ := http.NewRequest(http.MethodGet, e.url+path, nil)
 		if token != "" {
