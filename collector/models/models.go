@@ -70,7 +70,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if rest, ok := strings.CutPrefix(r.URL.Path, ModelsPath); ok {
-		h.object(w, r, "models/"+rest)
+		h.object(w, r, Root+rest)
 		return
 	}
 	key, ok := strings.CutPrefix(r.URL.Path, PathPrefix)

@@ -16,7 +16,6 @@ import (
 	"github.com/edgeloop/edgeloop/exporter/runtime/builtin"
 	"github.com/edgeloop/edgeloop/exporter/runtime/builtin/builtintest"
 	"github.com/edgeloop/edgeloop/exporter/runtime/upstream"
-	"github.com/edgeloop/edgeloop/internal/testenv"
 )
 
 // tinyRequest is the tiny model's two hand-computed rows: logits (2.5, 4, 6), class 2, and
@@ -175,13 +174,6 @@ func errorOf(t testing.TB, r reply) string {
 		t.Fatalf("status %d: body is not a V2 error: %q", r.status, r.body)
 	}
 	return e.Error
-}
-
-// metric returns the value of a counter, or the sample count of a histogram, of the family
-// name whose labels include want; ok is false when there is no such series.
-func metric(t testing.TB, g prometheus.Gatherer, name string, want map[string]string) (float64, bool) {
-	t.Helper()
-	return testenv.MetricValue(t, g, name, want)
 }
 
 func labelOf(m *dto.Metric, name string) string { return pairValue(m.GetLabel(), name) }

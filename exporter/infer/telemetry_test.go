@@ -11,6 +11,7 @@ import (
 	"github.com/edgeloop/edgeloop/exporter/observe"
 	"github.com/edgeloop/edgeloop/exporter/runtime/builtin"
 	"github.com/edgeloop/edgeloop/internal/onnx"
+	"github.com/edgeloop/edgeloop/internal/testenv"
 )
 
 // TestTelemetry sends a scripted mix of requests and checks what the telemetry core counted:
@@ -64,14 +65,14 @@ edgeloop_inference_requests_total{model="tiny",outcome="upstream_error",version=
 		t.Fatal(err)
 	}
 	labels := map[string]string{"model": "tiny", "version": "1"}
-	if n, _ := metric(t, reg, "edgeloop_inference_confidence", labels); n != 3 {
+	if n, _ := testenv.MetricValue(t, reg, "edgeloop_inference_confidence", labels); n != 3 {
 		t.Fatalf("confidence count = %g, want 3 (one per scored row)", n)
 	}
-	if n, _ := metric(t, reg, "edgeloop_inference_duration_seconds", labels); n != 4 {
+	if n, _ := testenv.MetricValue(t, reg, "edgeloop_inference_duration_seconds", labels); n != 4 {
 		t.Fatalf("latency count = %g, want 4 (every observed request)", n)
 	}
 	for _, stage := range []string{"preprocess", "infer", "postprocess"} {
-		if n, _ := metric(t, reg, "edgeloop_inference_stage_duration_seconds", map[string]string{"stage": stage}); n != 2 {
+		if n, _ := testenv.MetricValue(t, reg, "edgeloop_inference_stage_duration_seconds", map[string]string{"stage": stage}); n != 2 {
 			t.Fatalf("stage %s count = %g, want 2 (the successful requests)", stage, n)
 		}
 	}
@@ -104,7 +105,7 @@ func TestRuntimeError(t *testing.T) {
 	if r.status != http.StatusInternalServerError || !strings.Contains(errorOf(t, r), "inner dimensions differ") {
 		t.Fatalf("status %d: %s", r.status, r.body)
 	}
-	if n, _ := metric(t, reg, "edgeloop_inference_requests_total", map[string]string{"outcome": "runtime_error"}); n != 1 {
+	if n, _ := testenv.MetricValue(t, reg, "edgeloop_inference_requests_total", map[string]string{"outcome": "runtime_error"}); n != 1 {
 		t.Fatalf("runtime_error = %g", n)
 	}
 	checkTinyOK := do(t, "POST", ts.URL+"/v2/models/tiny/infer", `{"inputs":[{"name":"input","shape":[1,4],"datatype":"FP32","data":[1,2,3,4]}]}`, nil)

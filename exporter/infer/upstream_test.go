@@ -18,6 +18,7 @@ import (
 
 	"github.com/edgeloop/edgeloop/exporter/runtime/upstream"
 	"github.com/edgeloop/edgeloop/internal/telemetry"
+	"github.com/edgeloop/edgeloop/internal/testenv"
 )
 
 // fakeUpstream is an httptest V2 server whose answer the test scripts.
@@ -37,7 +38,7 @@ func frontFor(t *testing.T, upURL string, ucfg upstream.Config, opts Options) (f
 
 func requests(t *testing.T, reg prometheus.Gatherer, outcome string) float64 {
 	t.Helper()
-	v, _ := metric(t, reg, "edgeloop_inference_requests_total", map[string]string{"model": "tiny", "version": "1", "outcome": outcome})
+	v, _ := testenv.MetricValue(t, reg, "edgeloop_inference_requests_total", map[string]string{"model": "tiny", "version": "1", "outcome": outcome})
 	return v
 }
 
@@ -76,7 +77,7 @@ func TestUpstreamPassesResponsesThrough(t *testing.T) {
 			if got := requests(t, f.reg, tt.outcome); got != 1 {
 				t.Fatalf("requests_total{outcome=%q} = %g, want 1", tt.outcome, got)
 			}
-			conf, _ := metric(t, f.reg, "edgeloop_inference_confidence", map[string]string{"model": "tiny"})
+			conf, _ := testenv.MetricValue(t, f.reg, "edgeloop_inference_confidence", map[string]string{"model": "tiny"})
 			if want := map[bool]float64{true: 1, false: 0}[tt.outcome == "success"]; conf != want {
 				t.Fatalf("confidence histogram count = %g, want %g", conf, want)
 			}
@@ -96,7 +97,7 @@ func TestUpstreamByteForByte(t *testing.T) {
 	if direct.status != 200 || via.status != 200 || string(direct.body) != string(via.body) {
 		t.Fatalf("direct %d %s\nvia front %d %s", direct.status, direct.body, via.status, via.body)
 	}
-	if n, _ := metric(t, f.reg, "edgeloop_inference_confidence", map[string]string{"model": "tiny"}); n != 2 {
+	if n, _ := testenv.MetricValue(t, f.reg, "edgeloop_inference_confidence", map[string]string{"model": "tiny"}); n != 2 {
 		t.Fatalf("confidence count = %g, want 2 (two rows scored from the upstream response)", n)
 	}
 }

@@ -203,7 +203,8 @@ func ValidName(s string) bool {
 	return true
 }
 
-// ValidKey reports whether s has the form of a sample key: 32 lowercase hex digits.
+// ValidKey reports whether s has the form of a sample key: 32 lowercase hex digits, the form
+// of a trace id too.
 func ValidKey(s string) bool { return len(s) == 32 && lowerHex(s) }
 
 // validFile reports whether s is a valid Meta.Input.File: "input." and 1-16 lowercase letters
@@ -286,7 +287,7 @@ func (s *Sample) validate() ([]byte, error) {
 			p.add("confidence."+name, "must be finite, got %v", v)
 		}
 	}
-	if m.TraceID != "" && (len(m.TraceID) != 32 || !lowerHex(m.TraceID) || m.TraceID == strings.Repeat("0", 32)) {
+	if m.TraceID != "" && (!ValidKey(m.TraceID) || m.TraceID == strings.Repeat("0", 32)) {
 		p.add("trace_id", "must be empty or 32 lowercase hex digits, not all zero, got %s", quote(m.TraceID))
 	}
 	if err := validateLabel(m.Label); err != nil {

@@ -77,17 +77,16 @@ func ParseStored(b []byte) (*Stored, error) {
 
 func parseStored(b []byte) (*Stored, error) {
 	if len(b) > 0 && b[0] == RecordVersion {
+		// A spool record, from a log written before stored records: re-encoded as one, so
+		// that one encoder makes every index line. Rare, so the copy does not matter.
 		s, err := unmarshalRecord(b, false)
 		if err != nil {
 			return nil, err
 		}
-		meta := b[recordHeader : len(b)-len(s.Input)]
-		e := s.index(len(meta))
-		line, err := json.Marshal(e)
-		if err != nil {
+		s.metaJSON = b[recordHeader : len(b)-len(s.Input)]
+		if b, err = s.MarshalStored(); err != nil {
 			return nil, err
 		}
-		return &Stored{Entry: e, Meta: meta, IndexLine: line, Input: s.Input}, nil
 	}
 	if len(b) < storedHeader {
 		return nil, fmt.Errorf("%d bytes, shorter than the %d-byte header", len(b), storedHeader)
