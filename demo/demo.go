@@ -28,7 +28,7 @@ import (
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/retrain"
-	"github.com/edgeloop/edgeloop/retrain/trainer"
+	"github.com/edgeloop/edgeloop/trainers/go"
 )
 
 // Config is what `edgeloop demo` runs with; its flags set it.

@@ -17,7 +17,7 @@ import (
 
 	"github.com/edgeloop/edgeloop/collector/labels"
 	"github.com/edgeloop/edgeloop/internal/objstore"
-	"github.com/edgeloop/edgeloop/retrain/trainer"
+	"github.com/edgeloop/edgeloop/trainers/go"
 )
 
 // dataset reads the training data: dataset manifests from the collector, the files they

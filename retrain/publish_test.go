@@ -14,7 +14,7 @@ import (
 	"github.com/edgeloop/edgeloop/internal/testenv"
 	"github.com/edgeloop/edgeloop/retrain/jobs"
 	"github.com/edgeloop/edgeloop/retrain/publish"
-	"github.com/edgeloop/edgeloop/retrain/trainer"
+	"github.com/edgeloop/edgeloop/trainers/go"
 )
 
 // trainingBackend is a fakeBackend whose jobs write a real (small) model, as `edgeloop train`

@@ -15,7 +15,7 @@ import (
 	"github.com/edgeloop/edgeloop/retrain/gate"
 	"github.com/edgeloop/edgeloop/retrain/jobs"
 	"github.com/edgeloop/edgeloop/retrain/publish"
-	"github.com/edgeloop/edgeloop/retrain/trainer"
+	"github.com/edgeloop/edgeloop/trainers/go"
 )
 
 // A job's directory in state_dir/jobs/<id>/ holds data/ (the dataset, downloaded, with its

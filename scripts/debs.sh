@@ -4,6 +4,10 @@
 set -euo pipefail
 packages=(
   dataset-fashion-mnist # the real data set: trainer, runtime accuracy tests, benchmarks
+  libonnx-testdata      # ONNX's backend node tests: the built-in runtime's conformance suite
+  python3-torch         # the PyTorch training job, and reference outputs for exported CNNs
+  python3-onnx          # torch.onnx.export needs it
+  python3-numpy         # the PyTorch job reads .npy inputs
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/edgeloop/edgeloop/internal/telemetry"
-	"github.com/edgeloop/edgeloop/retrain/trainer"
+	"github.com/edgeloop/edgeloop/trainers/go"
 )
 
 // hiddenFlag is a comma-separated list of layer widths, such as --hidden 256,128.
@@ -44,7 +44,7 @@ type samplesFlag []string
 func (l *samplesFlag) String() string     { return strings.Join(*l, ",") }
 func (l *samplesFlag) Set(v string) error { *l = append(*l, v); return nil }
 
-// runTrain is `edgeloop train`: the reference training job. Logic lives in retrain/trainer.
+// runTrain is `edgeloop train`: the reference training job. Logic lives in trainers/go.
 func runTrain(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("edgeloop train", flag.ContinueOnError)
 	fs.SetOutput(stderr)

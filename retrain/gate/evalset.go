@@ -10,7 +10,7 @@ import (
 	"path/filepath"
 
 	"github.com/edgeloop/edgeloop/internal/fmnist"
-	"github.com/edgeloop/edgeloop/retrain/trainer"
+	"github.com/edgeloop/edgeloop/trainers/go"
 )
 
 // EvalSet is the held-out set the gate evaluates every model on: the held-out captured

@@ -15,7 +15,7 @@ import (
 	"github.com/edgeloop/edgeloop/exporter/observe"
 	"github.com/edgeloop/edgeloop/exporter/runtime/builtin"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
-	"github.com/edgeloop/edgeloop/retrain/trainer"
+	"github.com/edgeloop/edgeloop/trainers/go"
 )
 
 // DefaultBatchSize is how many images Evaluate runs through the model at once: large enough

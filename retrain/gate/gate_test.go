@@ -21,7 +21,7 @@ import (
 	"github.com/edgeloop/edgeloop/internal/npy"
 	"github.com/edgeloop/edgeloop/internal/sample"
 	"github.com/edgeloop/edgeloop/internal/testenv"
-	"github.com/edgeloop/edgeloop/retrain/trainer"
+	"github.com/edgeloop/edgeloop/trainers/go"
 )
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

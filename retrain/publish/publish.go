@@ -20,7 +20,7 @@ import (
 
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/retrain/gate"
-	"github.com/edgeloop/edgeloop/retrain/trainer"
+	"github.com/edgeloop/edgeloop/trainers/go"
 )
 
 // The aliases a retrain moves. Exporters follow one of them (models[].version in their
