@@ -497,7 +497,18 @@ const (
 	hasInt32Data
 	hasInt64Data
 	hasUint64Data
+	hasDoubleData
 )
+
+// DecodeTensor parses a serialized TensorProto, such as the input_*.pb and output_*.pb files of
+// ONNX's backend test data, with the checks Decode applies to initializers.
+func DecodeTensor(data []byte) (*Tensor, error) {
+	t, err := decodeTensor(data)
+	if err != nil {
+		return nil, fmt.Errorf("onnx decode tensor: %w", err)
+	}
+	return &t, nil
+}
 
 func decodeTensor(data []byte) (Tensor, error) {
 	var (
@@ -505,6 +516,7 @@ func decodeTensor(data []byte) (Tensor, error) {
 		raw    []byte
 		floats []float32
 		ints   []int64
+		dbls   []float64
 		fields int
 	)
 	err := walk(data, func(f field) error {
@@ -535,8 +547,11 @@ func decodeTensor(data []byte) (Tensor, error) {
 		case tensorUint64Data:
 			ints, err = appendVarints(ints, f)
 			fields |= hasUint64Data
-		case tensorStringData, tensorDoubleData:
-			err = fmt.Errorf("field %d: string and double tensor data are not supported", f.num)
+		case tensorDoubleData:
+			dbls, err = appendDoubles(dbls, f)
+			fields |= hasDoubleData
+		case tensorStringData:
+			err = fmt.Errorf("field %d: string tensor data is not supported", f.num)
 		case tensorSegment:
 			err = errors.New("segmented tensors are not supported")
 		case tensorExternalData:
@@ -580,11 +595,16 @@ func decodeTensor(data []byte) (Tensor, error) {
 			return t, fmt.Errorf("data field %s in a tensor of type %v", dataFieldName(fields), t.DataType)
 		}
 		t.Int64 = ints
+	case hasDoubleData:
+		if t.DataType != Double {
+			return t, fmt.Errorf("double_data in a tensor of type %v", t.DataType)
+		}
+		t.Float64 = dbls
 	default:
 		return t, errors.New("more than one data field is set")
 	}
 	if fields != hasRaw && fields != 0 {
-		if n := int64(len(t.Float32) + len(t.Int64)); n != elems {
+		if n := int64(len(t.Float32) + len(t.Int64) + len(t.Float64)); n != elems {
 			return t, fmt.Errorf("has %d elements, dims %v call for %d", n, t.Dims, elems)
 		}
 	}
@@ -595,6 +615,8 @@ func decodeTensor(data []byte) (Tensor, error) {
 		switch { // an empty tensor still holds a (non-nil) empty slice of its kind
 		case t.DataType == Float:
 			t.Float32 = []float32{}
+		case t.DataType == Double:
+			t.Float64 = []float64{}
 		default:
 			t.Int64 = []int64{}
 		}
@@ -625,8 +647,27 @@ func dataFieldName(field int) string {
 		return "int64_data"
 	case hasUint64Data:
 		return "uint64_data"
+	case hasDoubleData:
+		return "double_data"
 	}
 	return "raw_data"
+}
+
+// appendDoubles appends a repeated double field, packed or not.
+func appendDoubles(dst []float64, f field) ([]float64, error) {
+	switch f.typ {
+	case protowire.Fixed64Type:
+		return append(dst, math.Float64frombits(f.u)), nil
+	case protowire.BytesType:
+		if len(f.b)%8 != 0 {
+			return dst, fmt.Errorf("field %d: packed doubles of %d bytes", f.num, len(f.b))
+		}
+		for b := f.b; len(b) > 0; b = b[8:] {
+			dst = append(dst, math.Float64frombits(binary.LittleEndian.Uint64(b)))
+		}
+		return dst, nil
+	}
+	return dst, f.wrongType("double")
 }
 
 // decodeRaw fills t's data from little-endian raw_data whose length has been checked.
@@ -636,6 +677,13 @@ func decodeRaw(t *Tensor, raw []byte, size int) {
 		t.Float32 = make([]float32, n)
 		for i := range t.Float32 {
 			t.Float32[i] = math.Float32frombits(binary.LittleEndian.Uint32(raw[4*i:]))
+		}
+		return
+	}
+	if t.DataType == Double {
+		t.Float64 = make([]float64, n)
+		for i := range t.Float64 {
+			t.Float64[i] = math.Float64frombits(binary.LittleEndian.Uint64(raw[8*i:]))
 		}
 		return
 	}

@@ -191,9 +191,12 @@ func encodeTensor(t *Tensor) ([]byte, error) {
 	if !ok {
 		return nil, fmt.Errorf("tensor data of type %v is not supported", t.DataType)
 	}
-	n, other := len(t.Int64), len(t.Float32)
-	if t.DataType == Float {
-		n, other = other, n
+	n, other := len(t.Int64), len(t.Float32)+len(t.Float64)
+	switch t.DataType {
+	case Float:
+		n, other = len(t.Float32), len(t.Int64)+len(t.Float64)
+	case Double:
+		n, other = len(t.Float64), len(t.Int64)+len(t.Float32)
 	}
 	if int64(n) != elems || other != 0 {
 		return nil, fmt.Errorf("has %d elements of type %v (and %d of another), dims %v call for %d", n, t.DataType, other, t.Dims, elems)
@@ -212,6 +215,9 @@ func encodeTensor(t *Tensor) ([]byte, error) {
 	raw := make([]byte, 0, n*size)
 	for _, f := range t.Float32 {
 		raw = binary.LittleEndian.AppendUint32(raw, math.Float32bits(f))
+	}
+	for _, f := range t.Float64 {
+		raw = binary.LittleEndian.AppendUint64(raw, math.Float64bits(f))
 	}
 	for _, v := range t.Int64 {
 		switch size {

@@ -21,9 +21,9 @@ import "strconv"
 // DataType is an element type, numbered as TensorProto.DataType.
 type DataType int32
 
-// The element types of onnx.proto. Tensor data is decoded for Float (into Tensor.Float32) and
-// for the integer and boolean types (widened into Tensor.Int64); the others may appear in
-// ValueInfo but not as tensor data.
+// The element types of onnx.proto. Tensor data is decoded for Float (into Tensor.Float32), Double
+// (into Tensor.Float64) and for the integer and boolean types (widened into Tensor.Int64); the
+// others may appear in ValueInfo but not as tensor data.
 const (
 	Undefined  DataType = 0
 	Float      DataType = 1
@@ -86,12 +86,13 @@ func (d DataType) String() string {
 }
 
 // elemSize is the width of one element in raw_data, and whether tensor data of the type is
-// supported (into Float32 for Float, widened into Int64 for the integer and boolean types).
+// supported (into Float32 for Float, Float64 for Double, widened into Int64 for the integer and
+// boolean types).
 func (d DataType) elemSize() (int, bool) {
 	switch d {
 	case Float, Int32, Uint32:
 		return 4, true
-	case Int64:
+	case Int64, Double:
 		return 8, true
 	case Uint8, Int8, Bool:
 		return 1, true
@@ -181,6 +182,7 @@ type Tensor struct {
 	Dims     []int64
 	Float32  []float32
 	Int64    []int64
+	Float64  []float64 // the elements of a DOUBLE tensor
 }
 
 // ValueInfo is a ValueInfoProto of a tensor type: a graph input or output.

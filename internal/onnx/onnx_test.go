@@ -243,6 +243,45 @@ func withGraph(graph ...[]byte) []byte {
 // withTensor is a model whose graph has one initializer with the given body.
 func withTensor(body ...[]byte) []byte { return withGraph(ld(0x2a, body...)) }
 
+// TestDecodeTensor reads DOUBLE tensors in each of their encodings, as the backend test data
+// of ONNX stores them, and checks that Encode writes them back.
+func TestDecodeTensor(t *testing.T) {
+	one, two := []byte{0, 0, 0, 0, 0, 0, 0xf0, 0x3f}, []byte{0, 0, 0, 0, 0, 0, 0, 0x40}
+	tests := []struct {
+		name string
+		data []byte
+	}{
+		{"raw_data", append([]byte{0x08, 0x02, 0x10, 0x0b, 0x4a, 16}, append(one, two...)...)},
+		{"packed double_data", append([]byte{0x08, 0x02, 0x10, 0x0b, 0x52, 16}, append(one, two...)...)},
+		{"unpacked double_data", append(append([]byte{0x08, 0x02, 0x10, 0x0b, 0x51}, one...), append([]byte{0x51}, two...)...)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := DecodeTensor(tt.data)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.DataType != Double || len(got.Float64) != 2 || got.Float64[0] != 1 || got.Float64[1] != 2 {
+				t.Fatalf("got %+v, want DOUBLE [1 2]", got)
+			}
+			m := sampleModel()
+			m.Graph.Initializers = append(m.Graph.Initializers, *got)
+			m.Graph.Initializers[len(m.Graph.Initializers)-1].Name = "d"
+			enc := encodeOrDie(t, m)
+			back, err := Decode(enc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if d := back.Graph.Initializer("d"); d == nil || len(d.Float64) != 2 || d.Float64[1] != 2 {
+				t.Fatalf("after Encode and Decode: %+v", d)
+			}
+		})
+	}
+	if _, err := DecodeTensor([]byte{0x10, 0x0a, 0x4a, 2, 0, 0}); err == nil || !strings.HasPrefix(err.Error(), "onnx decode tensor: ") {
+		t.Errorf("float16 tensor: error %v, want an onnx decode tensor error", err)
+	}
+}
+
 func TestDecodeErrors(t *testing.T) {
 	valid := encodeOrDie(t, sampleModel())
 	tests := []struct {
@@ -276,8 +315,10 @@ func TestDecodeErrors(t *testing.T) {
 		{"float_data in int64 tensor", withTensor([]byte{0x10, 0x07, 0x25, 0, 0, 0, 0}), "float_data in a tensor of type INT64"},
 		{"int64_data in float tensor", withTensor([]byte{0x10, 0x01, 0x38, 0x01}), "int64_data in a tensor of type FLOAT"},
 		{"two data fields", withTensor([]byte{0x10, 0x01, 0x25, 0, 0, 0, 0}, str(0x4a, "abcd")), "more than one data field"},
-		{"double tensor", withTensor([]byte{0x10, 0x0b}, str(0x4a, "abcdefgh")), "type DOUBLE is not supported"},
-		{"double_data", withTensor([]byte{0x10, 0x0b, 0x51, 0, 0, 0, 0, 0, 0, 0, 0}), "double tensor data are not supported"},
+		{"float16 tensor", withTensor([]byte{0x10, 0x0a}, str(0x4a, "ab")), "type FLOAT16 is not supported"},
+		{"string_data", withTensor([]byte{0x10, 0x08}, str(0x32, "ab")), "string tensor data is not supported"},
+		{"double_data in float tensor", withTensor([]byte{0x10, 0x01, 0x51, 0, 0, 0, 0, 0, 0, 0, 0}), "double_data in a tensor of type FLOAT"},
+		{"packed doubles odd length", withTensor([]byte{0x10, 0x0b}, ld(0x52, []byte{1, 2, 3})), "packed doubles of 3 bytes"},
 		{"external data", withTensor([]byte{0x10, 0x01, 0x70, 0x01}), "external tensor data"},
 		{"uint8 out of range", withTensor([]byte{0x08, 0x01, 0x10, 0x02, 0x28, 0xac, 0x02}), "element 0 = 300 does not fit type UINT8"},
 		{"sparse initializer", withGraph(ld(0x7a)), "sparse initializers"},
@@ -305,7 +346,8 @@ func TestEncodeErrors(t *testing.T) {
 	}{
 		{"data shorter than dims", func(m *Model) { m.Graph.Initializers[0].Float32 = m.Graph.Initializers[0].Float32[:5] }, `initializer[0] "w": has 5 elements of type FLOAT (and 0 of another), dims [2 3] call for 6`},
 		{"float tensor with int data", func(m *Model) { m.Graph.Initializers[1].Int64 = []int64{1} }, `initializer[1] "b": has 2 elements of type FLOAT (and 1 of another)`},
-		{"unsupported type", func(m *Model) { m.Graph.Initializers[0].DataType = Double }, "type DOUBLE is not supported"},
+		{"unsupported type", func(m *Model) { m.Graph.Initializers[0].DataType = Float16 }, "type FLOAT16 is not supported"},
+		{"double tensor with float data", func(m *Model) { m.Graph.Initializers[0].DataType = Double }, "has 0 elements of type DOUBLE (and 6 of another)"},
 		{"value out of range", func(m *Model) { m.Graph.Initializers[9].Int64[1] = 256 }, "element 1 = 256 does not fit type UINT8"},
 		{"negative dim", func(m *Model) { m.Graph.Initializers[0].Dims = []int64{-2, -3} }, "negative dimension"},
 		{"duplicate initializer", func(m *Model) { m.Graph.Initializers[1].Name = "w" }, `initializer[1] "w": name given twice`},
