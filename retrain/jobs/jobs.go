@@ -14,13 +14,15 @@ import (
 )
 
 // The job contract's environment. The reference trainer (`edgeloop train`) reads the first
-// four; a user's container reads whichever it needs.
+// four; a user's container reads whichever it needs. EnvBaseModel is set only when the spec
+// has a BaseModel, so a job that fine-tunes must treat its absence as "train from scratch".
 const (
 	EnvModel           = "EDGELOOP_MODEL"
 	EnvBaseVersion     = "EDGELOOP_BASE_VERSION"
 	EnvDatasetManifest = "EDGELOOP_DATASET_MANIFEST"
 	EnvOutput          = "EDGELOOP_OUTPUT"
 	EnvJobID           = "EDGELOOP_JOB_ID"
+	EnvBaseModel       = "EDGELOOP_BASE_MODEL"
 )
 
 // Spec is one job: what the contract hands to the training code.
@@ -37,6 +39,11 @@ type Spec struct {
 	// Output is the output prefix the job writes model.onnx and metrics.json under: a local
 	// directory for the local backend, a URL for the others.
 	Output string `json:"output"`
+	// BaseModel is where the base version's files are (model.onnx, edgeloop.json and any
+	// extra file such as checkpoint.pt): a local directory for the local backend, an object
+	// URL prefix for the others. Empty when there is no base version or its files are not
+	// handed to the job; a job then trains from scratch.
+	BaseModel string `json:"base_model,omitempty"`
 	// Timeout bounds the job's run time; 0 means none. Backends that can enforce it
 	// themselves (Kubernetes' activeDeadlineSeconds) do; the controller cancels the job when
 	// it passes in any case.
@@ -66,15 +73,26 @@ func (s Spec) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Env returns the contract's environment variables for the spec.
+// Env returns the contract's environment variables for the spec. EnvBaseModel is in it only
+// when BaseModel is set: an empty value would read as a path to a job that does not check.
 func (s Spec) Env() map[string]string {
-	return map[string]string{
+	env := map[string]string{
 		EnvModel:           s.Model,
 		EnvBaseVersion:     strconv.FormatInt(s.BaseVersion, 10),
 		EnvDatasetManifest: s.DatasetManifest,
 		EnvOutput:          s.Output,
 		EnvJobID:           s.ID,
 	}
+	if s.BaseModel != "" {
+		env[EnvBaseModel] = s.BaseModel
+	}
+	return env
+}
+
+// contractEnv is the set of every contract variable, the optional ones included: what a
+// backend's configured environment may not set, since Env leaves EnvBaseModel out when empty.
+func contractEnv() map[string]bool {
+	return map[string]bool{EnvModel: true, EnvBaseVersion: true, EnvDatasetManifest: true, EnvOutput: true, EnvJobID: true, EnvBaseModel: true}
 }
 
 // State is where a job is.

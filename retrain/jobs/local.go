@@ -79,7 +79,7 @@ func (c LocalConfig) Validate() error {
 	if _, err := localParseCommand(c.Command); err != nil {
 		errs = append(errs, err)
 	}
-	contract := Spec{}.Env()
+	contract := contractEnv()
 	for _, k := range slices.Sorted(maps.Keys(c.Env)) {
 		switch {
 		case k == "" || strings.ContainsAny(k, "=\x00"):

@@ -1,0 +1,68 @@
+package jobs
+
+import (
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+)
+
+func TestSpecEnv(t *testing.T) {
+	base := Spec{ID: "job-1", Model: "fashion", BaseVersion: 3, DatasetManifest: "s3://b/jobs/fashion/job-1/dataset.json", Output: "s3://b/jobs/fashion/job-1/output/"}
+	want := map[string]string{
+		EnvModel:           "fashion",
+		EnvBaseVersion:     "3",
+		EnvDatasetManifest: "s3://b/jobs/fashion/job-1/dataset.json",
+		EnvOutput:          "s3://b/jobs/fashion/job-1/output/",
+		EnvJobID:           "job-1",
+	}
+	for _, tc := range []struct {
+		name      string
+		baseModel string
+		want      map[string]string
+	}{
+		// Absent, not empty: a job reading "" as a path would look for the base version in
+		// its working directory.
+		{"no base model", "", want},
+		{"base model", "s3://b/models/fashion/3/?endpoint=minio:9000", func() map[string]string {
+			w := maps.Clone(want)
+			w[EnvBaseModel] = "s3://b/models/fashion/3/?endpoint=minio:9000"
+			return w
+		}()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := base
+			s.BaseModel = tc.baseModel
+			if got := s.Env(); !maps.Equal(got, tc.want) {
+				t.Errorf("Env() = %v\nwant     %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestConfiguredEnvCannotSetContract checks that neither backend with a configured environment
+// lets it set a contract variable, the optional EDGELOOP_BASE_MODEL included: a spec without a
+// base model would otherwise hand the job the configured value.
+func TestConfiguredEnvCannotSetContract(t *testing.T) {
+	all := slices.Sorted(maps.Keys(Spec{BaseModel: "x"}.Env()))
+	if len(all) != 6 {
+		t.Fatalf("contract variables %v, want 6: update this test and contractEnv together", all)
+	}
+	if got := slices.Sorted(maps.Keys(contractEnv())); !slices.Equal(got, all) {
+		t.Fatalf("contractEnv() = %v, want %v", got, all)
+	}
+	for _, name := range all {
+		t.Run(name, func(t *testing.T) {
+			lc := DefaultLocalConfig()
+			lc.Env = map[string]string{name: "x"}
+			if err := lc.Validate(); err == nil || !strings.Contains(err.Error(), "env."+name+": is set by the job contract") {
+				t.Errorf("local: Validate() = %v, want it refused", err)
+			}
+			kc := kubeTestConfig()
+			kc.Env = map[string]string{name: "x"}
+			if err := kc.Validate(); err == nil || !strings.Contains(err.Error(), "EDGELOOP_ variables are the job contract's") {
+				t.Errorf("kubernetes: Validate() = %v, want it refused", err)
+			}
+		})
+	}
+}
