@@ -3,6 +3,7 @@ package sender
 import (
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -118,8 +119,8 @@ func TestMetricsDocumented(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(mfs) != 11 {
-		t.Errorf("%d metrics, want 11", len(mfs))
+	if len(mfs) != 13 {
+		t.Errorf("%d metrics, want 13", len(mfs))
 	}
 	for _, mf := range mfs {
 		if !strings.Contains(string(doc), "`"+mf.GetName()+"`") {
@@ -134,7 +135,8 @@ func TestMetricsDocumented(t *testing.T) {
 		t.Errorf("lint: %s: %s", p.Metric, p.Text)
 	}
 	// Every label value the code can use is documented too.
-	for _, v := range append(errorReasons, outcomeSent, outcomeFailed, deadRejected, deadTooLarge, deadBadRequest, deadUndecodable) {
+	values := append(slices.Clone(errorReasons), outcomeSent, outcomeFailed, deadRejected, deadTooLarge, deadBadRequest, deadUndecodable, dlRetained, dlDropped)
+	for _, v := range append(values, badResponseReasons...) {
 		if !regexp.MustCompile("`" + regexp.QuoteMeta(v) + "`").Match(doc) {
 			t.Errorf("docs/metrics.md does not document the label value %s", v)
 		}

@@ -32,6 +32,10 @@ type deadLetter struct {
 	size     int64
 }
 
+// errEntryTooLarge is add's answer for an entry larger than the cap on its own: no retry
+// can store it.
+var errEntryTooLarge = errors.New("dead letter: entry larger than dead_letter_max_bytes")
+
 // dlEntry is one dead-lettered sample or record.
 type dlEntry struct {
 	id    string
@@ -107,7 +111,7 @@ func (d *deadLetter) add(id string, files []dlFile, now time.Time) error {
 		size += int64(len(f.data))
 	}
 	if size > d.maxBytes {
-		return fmt.Errorf("dead letter: entry %s of %d bytes is larger than dead_letter_max_bytes (%d)", id, size, d.maxBytes)
+		return fmt.Errorf("%w: %s of %d bytes, cap %d", errEntryTooLarge, id, size, d.maxBytes)
 	}
 	if old := d.byID[id]; old != nil {
 		if err := d.remove(old); err != nil {

@@ -236,6 +236,7 @@ type verdict struct {
 	header   map[string]string
 	rejected map[string]string // key → message, with status 200
 	msg      string            // the error message of a non-200
+	raw      string            // with status 200: this body instead of the contract's answer, nothing stored
 }
 
 // collector is a fake collector implementing docs/wire-format.md's POST /v1/samples.
@@ -317,6 +318,10 @@ func (c *collector) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if v.status != http.StatusOK {
 		reply(v.status, map[string]string{"error": v.msg})
+		return
+	}
+	if v.raw != "" {
+		reply(http.StatusOK, json.RawMessage(v.raw))
 		return
 	}
 	type rejection struct {

@@ -39,6 +39,24 @@ const (
 	deadUndecodable = "undecodable" // the spool record does not decode to a valid sample
 )
 
+// Reasons a 200 answer is not taken as the collector's account of a batch: the
+// bad_responses_total label values. The batch is then not acknowledged but sent again.
+const (
+	badNotJSON       = "not_json"       // the body is not a JSON object
+	badMissingField  = "missing_field"  // accepted, duplicates or rejected is absent (or null)
+	badCountMismatch = "count_mismatch" // accepted + duplicates + rejected is not the batch's size, or a count is negative
+	badUnknownKey    = "unknown_key"    // a rejected key the batch does not hold, or one listed twice
+)
+
+var badResponseReasons = []string{badNotJSON, badMissingField, badCountMismatch, badUnknownKey}
+
+// What became of a sample whose dead-letter entry could not be written: the
+// dead_letter_failures_total label values.
+const (
+	dlRetained = "retained" // kept in the spool and sent again later (a write error)
+	dlDropped  = "dropped"  // logged only: the entry alone is larger than dead_letter_max_bytes
+)
+
 // metrics are the sender's series, documented in docs/sender.md and docs/metrics.md. Labelled
 // children are created once, at zero, so that increase() sees the first event.
 type metrics struct {
@@ -53,6 +71,9 @@ type metrics struct {
 	backoff         prometheus.Gauge
 	throttled       prometheus.Counter
 	lastSuccess     prometheus.Gauge
+
+	badResponses       map[string]prometheus.Counter
+	deadLetterFailures map[string]prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -68,10 +89,20 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		Name: "edgeloop_sender_errors_total",
 		Help: "Failures of the sender, by reason; failed requests are retried, split or dead-lettered.",
 	}, []string{"reason"})
+	bad := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "edgeloop_sender_bad_responses_total",
+		Help: "200 answers that do not account for every sample of the batch, by reason; the batch is not acknowledged but sent again.",
+	}, []string{"reason"})
+	dlFail := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "edgeloop_sender_dead_letter_failures_total",
+		Help: "Refused samples whose dead-letter entry could not be written, by what became of them: retained (kept in the spool, sent again) or dropped (larger than the cap).",
+	}, []string{"action"})
 	m := &metrics{
-		batches:    map[string]prometheus.Counter{},
-		deadLetter: map[string]prometheus.Counter{},
-		errors:     map[string]prometheus.Counter{},
+		badResponses:       map[string]prometheus.Counter{},
+		deadLetterFailures: map[string]prometheus.Counter{},
+		batches:            map[string]prometheus.Counter{},
+		deadLetter:         map[string]prometheus.Counter{},
+		errors:             map[string]prometheus.Counter{},
 		samplesSent: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "edgeloop_sender_samples_sent_total",
 			Help: "Samples the collector accepted (stored now or earlier), durable at the collector.",
@@ -115,8 +146,14 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range errorReasons {
 		m.errors[r] = errs.WithLabelValues(r)
 	}
+	for _, r := range badResponseReasons {
+		m.badResponses[r] = bad.WithLabelValues(r)
+	}
+	for _, a := range []string{dlRetained, dlDropped} {
+		m.deadLetterFailures[a] = dlFail.WithLabelValues(a)
+	}
 	if reg != nil {
-		reg.MustRegister(batches, deadLetter, errs, m.samplesSent, m.samplesRejected, m.deadLetterBytes,
+		reg.MustRegister(bad, dlFail, batches, deadLetter, errs, m.samplesSent, m.samplesRejected, m.deadLetterBytes,
 			m.bytesSent, m.duration, m.backoff, m.throttled, m.lastSuccess)
 	}
 	return m

@@ -7,7 +7,10 @@
 // retries with capped, fully jittered backoff, honours Retry-After, and drains a backlog
 // through a rate limit. Nothing blocks the queue for good: a sample the collector refuses as
 // invalid (or that is too large even alone, or a record that does not decode) is moved to a
-// capped dead-letter directory and acknowledged. docs/sender.md describes the behaviour.
+// capped dead-letter directory and acknowledged. A 200 is taken only when its body accounts
+// for every sample of the batch, and a sample is acknowledged only once its dead-letter entry
+// is written; otherwise the records stay in the spool and are sent again, which the collector
+// deduplicates. docs/sender.md describes the behaviour.
 package sender
 
 import (
@@ -96,9 +99,12 @@ type Sender struct {
 	dead      *deadLetter
 
 	// The state of Run's goroutine.
-	failures int    // consecutive failed attempts: the backoff exponent
-	streak   string // the failure reason last logged, "" after a success
-	tarBuf   bytes.Buffer
+	failures   int    // consecutive failed attempts: the backoff exponent
+	streak     string // the failure reason last logged, "" after a success
+	tarBuf     bytes.Buffer
+	acked      uint64 // the last sequence number acknowledged
+	holdFrom   uint64 // the oldest record of this batch that must stay in the queue; 0: none
+	holdStreak int    // consecutive batches with a record held: the exponent of their backoff
 }
 
 // item is a decoded record on its way.
@@ -278,7 +284,9 @@ func (s *Sender) ship(ctx context.Context, recs []Record) error {
 	for _, r := range recs {
 		smp, err := sample.UnmarshalRecord(r.Data)
 		if err != nil {
-			s.deadLetterRecord(r, err)
+			if !s.deadLetterRecord(r, err) {
+				s.hold(r.Seq)
+			}
 			continue
 		}
 		if seen[smp.Meta.Key] {
@@ -290,24 +298,55 @@ func (s *Sender) ship(ctx context.Context, recs []Record) error {
 	if len(items) > 0 {
 		err := s.deliver(ctx, items, 0)
 		if errors.Is(err, errRepeek) {
-			return nil
+			err = nil
+		} else if err == nil {
+			s.ack(ctx, recs[len(recs)-1].Seq)
 		}
 		if err != nil {
 			return err
 		}
+	} else {
+		s.ack(ctx, recs[len(recs)-1].Seq)
 	}
-	s.ack(ctx, recs[len(recs)-1].Seq)
-	return nil
+	if s.holdFrom == 0 {
+		s.holdStreak = 0
+		return nil
+	}
+	// A dead-letter entry could not be written: the records from it on come back from Peek
+	// after a backoff of their own (the collector answered, so s.failures was reset).
+	s.holdFrom = 0
+	failures := s.failures
+	s.failures = s.holdStreak
+	wait := s.backoff()
+	s.holdStreak, s.failures = s.failures, failures
+	return s.pause(ctx, wait)
 }
 
-// ack acknowledges the records through seq. A failure is logged and waited on with backoff:
-// the records come back from Peek and are sent again, which the collector deduplicates.
+// hold keeps the record seq, and every one after it, in the queue for now: its dead-letter
+// entry could not be written.
+func (s *Sender) hold(seq uint64) {
+	if s.holdFrom == 0 || seq < s.holdFrom {
+		s.holdFrom = seq
+	}
+}
+
+// ack acknowledges the records through seq, but none from a held one on. A failure is logged
+// and waited on with backoff: the records come back from Peek and are sent again, which the
+// collector deduplicates.
 func (s *Sender) ack(ctx context.Context, seq uint64) {
+	if s.holdFrom != 0 {
+		seq = min(seq, s.holdFrom-1)
+	}
+	if seq <= s.acked {
+		return
+	}
 	if err := s.q.Ack(seq); err != nil {
 		s.metrics.errors[reasonQueue].Inc()
 		s.logger.Error("cannot acknowledge sent samples in the spool; they will be sent again", "through_seq", seq, "err", err)
 		_ = s.pause(ctx, s.backoff())
+		return
 	}
+	s.acked = seq
 }
 
 // deliver sends items until the collector has answered for each of them: stored, rejected,
@@ -323,7 +362,9 @@ func (s *Sender) deliver(ctx context.Context, items []item, depth int) error {
 			// Every item passed UnmarshalRecord's validation, so this is a bug, not bad data;
 			// dead-lettering keeps the samples and the queue moving.
 			for _, it := range items {
-				s.deadLetterSample(it, deadUndecodable, "cannot encode the batch: "+err.Error())
+				if !s.deadLetterSample(it, deadUndecodable, "cannot encode the batch: "+err.Error()) {
+					s.hold(it.seq)
+				}
 			}
 			return nil
 		}
@@ -334,6 +375,9 @@ func (s *Sender) deliver(ctx context.Context, items []item, depth int) error {
 			}
 		}
 		res := s.post(ctx, body, len(items))
+		if res.action == actDone {
+			res = checkAnswer(res, items)
+		}
 		switch res.action {
 		case actDone:
 			s.succeeded(items, res.body)
@@ -342,7 +386,9 @@ func (s *Sender) deliver(ctx context.Context, items []item, depth int) error {
 			s.failed(res, len(items), depth > 0)
 			s.failures = 0 // the collector is up and answering; only this batch is refused
 			if len(items) == 1 {
-				s.deadLetterSample(items[0], res.deadReason, res.deadMessage())
+				if !s.deadLetterSample(items[0], res.deadReason, res.deadMessage()) {
+					s.hold(items[0].seq)
+				}
 				return nil
 			}
 			half := len(items) / 2
@@ -412,7 +458,42 @@ func (s *Sender) encode(items []item) ([]byte, error) {
 	return s.enc.EncodeAll(s.tarBuf.Bytes(), make([]byte, 0, s.tarBuf.Len()/2)), nil
 }
 
-// succeeded books a 200: rejected samples are dead-lettered, the rest are durable.
+// checkAnswer turns a 200 whose body does not account for exactly the batch's samples into a
+// retry (reason bad_response): every field present, no negative count, the counts adding up
+// to the batch, each rejected key one of the batch's, listed once. Anything less may be a
+// proxy's or another service's answer, and acknowledging on it would lose the samples;
+// sending again is safe, since the collector deduplicates by key.
+func checkAnswer(res result, items []item) result {
+	bad := func(reason, msg string) result {
+		res.action, res.reason, res.bad, res.msg, res.body = actRetry, reasonBadResponse, reason, "200 response: "+msg, nil
+		return res
+	}
+	b := res.body
+	if b == nil {
+		return bad(badMissingField, "no body")
+	}
+	if b.Accepted < 0 || b.Duplicates < 0 {
+		return bad(badCountMismatch, fmt.Sprintf("negative counts: accepted %d, duplicates %d", b.Accepted, b.Duplicates))
+	}
+	if got := b.Accepted + b.Duplicates + len(b.Rejected); got != len(items) {
+		return bad(badCountMismatch, fmt.Sprintf("accepted %d + duplicates %d + rejected %d is not the batch's %d samples",
+			b.Accepted, b.Duplicates, len(b.Rejected), len(items)))
+	}
+	keys := make(map[string]bool, len(items))
+	for _, it := range items {
+		keys[it.s.Meta.Key] = true
+	}
+	for _, r := range b.Rejected {
+		if !keys[r.Key] {
+			return bad(badUnknownKey, fmt.Sprintf("rejected key %.80q is not in the batch, or is listed twice", r.Key))
+		}
+		delete(keys, r.Key)
+	}
+	return res
+}
+
+// succeeded books a 200 that checkAnswer passed: rejected samples are dead-lettered, the
+// rest are durable.
 func (s *Sender) succeeded(items []item, body *ingestResponse) {
 	rejected := make(map[string]string, len(body.Rejected))
 	for _, r := range body.Rejected {
@@ -422,12 +503,10 @@ func (s *Sender) succeeded(items []item, body *ingestResponse) {
 	for _, it := range items {
 		if msg, ok := rejected[it.s.Meta.Key]; ok {
 			n++
-			s.deadLetterSample(it, deadRejected, "rejected by the collector: "+msg)
+			if !s.deadLetterSample(it, deadRejected, "rejected by the collector: "+msg) {
+				s.hold(it.seq)
+			}
 		}
-	}
-	if got := body.Accepted + body.Duplicates + len(body.Rejected); got != len(items) || n != len(body.Rejected) {
-		s.logger.Warn("the collector's counts do not match the batch", "samples", len(items),
-			"accepted", body.Accepted, "duplicates", body.Duplicates, "rejected", len(body.Rejected), "rejected_in_batch", n)
 	}
 	s.metrics.batches[outcomeSent].Inc()
 	s.metrics.samplesSent.Add(float64(len(items) - n))
@@ -446,6 +525,9 @@ func (s *Sender) succeeded(items []item, body *ingestResponse) {
 func (s *Sender) failed(res result, n int, quiet bool) {
 	s.metrics.batches[outcomeFailed].Inc()
 	s.metrics.errors[res.reason].Inc()
+	if res.bad != "" {
+		s.metrics.badResponses[res.bad].Inc()
+	}
 	level := slog.LevelWarn
 	if res.reason == reasonAuth || res.reason == reasonOther {
 		level = slog.LevelError
@@ -463,11 +545,16 @@ func (s *Sender) failed(res result, n int, quiet bool) {
 	case res.reason == reasonAuth:
 		msg = "collector refused the node's credential; retrying with backoff and re-reading the credential"
 	}
-	s.logger.Log(context.Background(), level, msg, "reason", res.reason, "status", res.status, "err", res.msg, "samples", n, "url", s.endpoint)
+	args := []any{"reason", res.reason, "status", res.status, "err", res.msg, "samples", n, "url", s.endpoint}
+	if res.bad != "" {
+		args = append(args, "bad_response", res.bad)
+	}
+	s.logger.Log(context.Background(), level, msg, args...)
 }
 
 // deadLetterSample keeps a sample the collector will not take in the dead-letter directory.
-func (s *Sender) deadLetterSample(it item, reason, msg string) {
+// false means the entry could not be written: the sample must stay in the queue.
+func (s *Sender) deadLetterSample(it item, reason, msg string) bool {
 	key := it.s.Meta.Key
 	s.metrics.deadLetter[reason].Inc()
 	s.logger.Warn("sample dead-lettered", "key", key, "seq", it.seq, "reason", reason, "err", msg, "dir", s.cfg.DeadLetterDir)
@@ -475,31 +562,47 @@ func (s *Sender) deadLetterSample(it item, reason, msg string) {
 	if err != nil {
 		meta = nil // cannot happen for a validated sample; keep the input and the message
 	}
-	s.keep(key, []dlFile{
+	return s.keep(key, []dlFile{
 		{it.s.MetaName(), meta},
 		{it.s.InputName(), it.s.Input},
 		{key + errorSuffix, []byte(msg + "\n")},
 	})
 }
 
-// deadLetterRecord keeps a spool record that does not decode, raw, under its sequence number.
-func (s *Sender) deadLetterRecord(r Record, err error) {
+// deadLetterRecord keeps a spool record that does not decode, raw, under its sequence number;
+// false as deadLetterSample.
+func (s *Sender) deadLetterRecord(r Record, err error) bool {
 	id := strconv.FormatUint(r.Seq, 10)
 	s.metrics.errors[reasonUndecodable].Inc()
 	s.metrics.deadLetter[deadUndecodable].Inc()
 	s.logger.Warn("spool record does not decode; dead-lettered", "seq", r.Seq, "bytes", len(r.Data), "err", err, "dir", s.cfg.DeadLetterDir)
-	s.keep(id, []dlFile{{id + ".record", r.Data}, {id + errorSuffix, []byte(err.Error() + "\n")}})
+	return s.keep(id, []dlFile{{id + ".record", r.Data}, {id + errorSuffix, []byte(err.Error() + "\n")}})
 }
 
-func (s *Sender) keep(id string, files []dlFile) {
+// keep writes a dead-letter entry. It reports false when the write failed (a full or broken
+// disk): the caller keeps the sample in the queue, to be sent and refused again later, rather
+// than acknowledge what nothing holds. An entry larger than the cap alone, or a directory
+// turned off (dead_letter_max_bytes 0), is the operator's choice: logged, and true.
+func (s *Sender) keep(id string, files []dlFile) bool {
 	if s.cfg.DeadLetterMaxBytes == 0 {
-		return // dead letter off: the log line is all that remains
+		return true // dead letter off: the log line is all that remains
 	}
-	if err := s.dead.add(id, files, s.now()); err != nil {
-		s.metrics.errors[reasonDeadLetter].Inc()
-		s.logger.Error("cannot write the dead-letter entry; it is lost", "id", id, "err", err)
-	}
+	err := s.dead.add(id, files, s.now())
 	s.metrics.deadLetterBytes.Set(float64(s.dead.size))
+	switch {
+	case err == nil:
+		return true
+	case errors.Is(err, errEntryTooLarge):
+		s.metrics.errors[reasonDeadLetter].Inc()
+		s.metrics.deadLetterFailures[dlDropped].Inc()
+		s.logger.Error("cannot write the dead-letter entry; it is larger than the cap and is lost", "id", id, "err", err)
+		return true
+	default:
+		s.metrics.errors[reasonDeadLetter].Inc()
+		s.metrics.deadLetterFailures[dlRetained].Inc()
+		s.logger.Error("cannot write the dead-letter entry; the sample stays in the spool and is sent again later", "id", id, "err", err)
+		return false
+	}
 }
 
 // action is what to do after an attempt.
@@ -518,6 +621,7 @@ type result struct {
 	status     int    // HTTP status; 0 without a response
 	msg        string // the collector's error message, or the network error
 	body       *ingestResponse
+	bad        string // for reason bad_response: the bad_responses_total reason
 	retryAfter time.Duration
 	deadReason string // for actSplit: the dead-letter reason of a sample refused alone
 }
@@ -530,14 +634,35 @@ func (r result) deadMessage() string {
 	return fmt.Sprintf("the collector refused a batch of this sample alone as %s (%d): %s", what, r.status, r.msg)
 }
 
-// ingestResponse is the collector's 200 body.
+// ingestResponse is the collector's 200 body, every field present (parseAnswer).
 type ingestResponse struct {
-	Accepted   int `json:"accepted"`
-	Duplicates int `json:"duplicates"`
-	Rejected   []struct {
-		Key   string `json:"key"`
-		Error string `json:"error"`
-	} `json:"rejected"`
+	Accepted   int
+	Duplicates int
+	Rejected   []rejection
+}
+
+type rejection struct {
+	Key   string `json:"key"`
+	Error string `json:"error"`
+}
+
+// parseAnswer decodes a 200 body, telling an absent (or null) field from a zero one: "{}"
+// from a proxy must not read as "nothing to store". Unknown fields are allowed, so that a
+// newer collector may add some. It returns the bad_responses_total reason of a body that is
+// not the contract's.
+func parseAnswer(data []byte) (*ingestResponse, string, error) {
+	var w struct {
+		Accepted   *int         `json:"accepted"`
+		Duplicates *int         `json:"duplicates"`
+		Rejected   *[]rejection `json:"rejected"`
+	}
+	if err := json.Unmarshal(data, &w); err != nil {
+		return nil, badNotJSON, err
+	}
+	if w.Accepted == nil || w.Duplicates == nil || w.Rejected == nil {
+		return nil, badMissingField, errors.New(`want "accepted", "duplicates" and "rejected", got ` + errorMessage(data))
+	}
+	return &ingestResponse{Accepted: *w.Accepted, Duplicates: *w.Duplicates, Rejected: *w.Rejected}, "", nil
 }
 
 // post makes one request with body, a batch of n samples, and classifies the answer. The
@@ -605,13 +730,13 @@ func (s *Sender) do(ctx context.Context, body []byte) result {
 	res.msg = errorMessage(data)
 	switch code := resp.StatusCode; {
 	case code == http.StatusOK:
-		var b ingestResponse
-		if err := json.Unmarshal(data, &b); err != nil {
+		b, bad, err := parseAnswer(data)
+		if err != nil {
 			// Nothing says which samples were stored; sending again is safe (keys dedupe).
-			res.action, res.reason, res.msg = actRetry, reasonBadResponse, "200 response: "+err.Error()
+			res.action, res.reason, res.bad, res.msg = actRetry, reasonBadResponse, bad, "200 response: "+err.Error()
 			return res
 		}
-		res.action, res.body = actDone, &b
+		res.action, res.body = actDone, b
 	case code == http.StatusBadRequest:
 		res.action, res.reason, res.deadReason = actSplit, reasonBadRequest, deadBadRequest
 	case code == http.StatusRequestEntityTooLarge:
