@@ -234,8 +234,8 @@ func (h *Handler) serveSamples(w http.ResponseWriter, r *http.Request) {
 }
 
 // store appends the new samples to the WAL and makes them durable. A status other than 200
-// means the WAL failed; samples appended before the failure stay (a resend finds them as
-// duplicates).
+// means the WAL failed; samples appended before the failure may stay in the log, but are not
+// remembered as stored (a resend stores them again).
 func (h *Handler) store(ctx context.Context, node string, nm *nodeMetrics, samples []*sample.Sample, rejected []sample.Rejection) (Result, int, string) {
 	res := Result{Rejected: make([]Rejection, 0, len(rejected))}
 	for _, rj := range rejected {
@@ -281,10 +281,14 @@ func (h *Handler) store(ctx context.Context, node string, nm *nodeMetrics, sampl
 			werr = err
 		}
 	}
-	// What was written is in the log and will reach a shard: remember it as stored even
-	// when the batch as a whole fails, so a resend does not store it twice.
+	// A key is remembered as stored only once its record is synced. After a failed fsync
+	// (or append) nothing says the record is on disk — Linux may have dropped the pages that
+	// failed — so the keys are released: the node's resend is stored again rather than
+	// answered "duplicates", which would make the node delete what may be lost. A record
+	// that did reach the disk is then in the log twice; the shard builder keeps a key once
+	// per shard, and keys are content-derived, so a reader drops any other copy.
 	for i := range appended {
-		claims[i].Done(true)
+		claims[i].Done(werr == nil)
 	}
 	if appended > 0 {
 		h.opts.Appended()
