@@ -180,9 +180,12 @@ func (p Preprocess) Apply(img image.Image, shape []int64) ([]float32, error) {
 			return [3]uint8{rgba.Pix[i], rgba.Pix[i+1], rgba.Pix[i+2]}
 		}
 	}
-	scale := p.Scale
-	if scale == 0 {
-		scale = 1.0 / 255
+	// The default divides by 255 rather than multiplying by 1/255: float32(level)/255 is what
+	// the Fashion-MNIST loader and dataset.DecodeInput compute for uint8 data, so a PNG and a
+	// uint8 .npy of the same image give bit-identical values (and the same content key).
+	level := func(l uint8) float64 { return float64(float32(l) / 255) }
+	if p.Scale != 0 {
+		level = func(l uint8) float64 { return float64(l) * p.Scale }
 	}
 	mean := func(c int) float64 { return pick(p.Mean, c, 0) }
 	std := func(c int) float64 { return pick(p.Std, c, 1) }
@@ -191,7 +194,10 @@ func (p Preprocess) Apply(img image.Image, shape []int64) ([]float32, error) {
 		for x := 0; x < g.w; x++ {
 			px := levels(x, y)
 			for c := 0; c < g.c; c++ {
-				v := (float64(px[c])*scale - mean(c)) / std(c)
+				v := level(px[c])
+				if len(p.Mean) > 0 || len(p.Std) > 0 {
+					v = (v - mean(c)) / std(c)
+				}
 				var i int
 				if g.nhwc {
 					i = (y*g.w+x)*g.c + c

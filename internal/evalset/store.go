@@ -257,9 +257,12 @@ func Load(ctx context.Context, b objstore.Bucket, model, name string) (*Set, err
 	s := &Set{Manifest: *m}
 	spec := m.Spec()
 	w := spec.Width()
-	s.Keys = make([]string, 0, m.Count)
-	s.Labels = make([]int, 0, m.Count)
-	s.Inputs = make([]float32, 0, m.Count*w)
+	// Capacity follows the manifest only up to a bound: a hostile manifest may claim a count
+	// its shards do not hold, and memory should grow with what is actually read.
+	count := min(m.Count, 1<<16)
+	s.Keys = make([]string, 0, count)
+	s.Labels = make([]int, 0, count)
+	s.Inputs = make([]float32, 0, min(m.Count*w, 1<<24))
 	fail := func(format string, args ...any) (*Set, error) {
 		return nil, fmt.Errorf("evalset: load %s/%s: %s", model, name, fmt.Sprintf(format, args...))
 	}
