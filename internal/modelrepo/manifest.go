@@ -36,6 +36,9 @@ type Manifest struct {
 	Files map[string]FileDigest `json:"files"`
 	// Classes names the output classes, in the order of the output tensor's last dimension.
 	Classes []string `json:"classes,omitempty"`
+	// Task is what the model does: TaskClassification, or empty in manifests written before
+	// the field existed (which were all classifiers).
+	Task string `json:"task,omitempty"`
 	// Input is the model's input tensor.
 	Input Tensor `json:"input"`
 	// Output is the output tensor whose scores the exporter turns into a prediction and
@@ -55,12 +58,33 @@ type Manifest struct {
 	// ReferenceScorer names the confidence scorer the histogram was made with ("max_softmax",
 	// "margin", "entropy").
 	ReferenceScorer string `json:"reference_scorer,omitempty"`
+	// Calibration is the softmax temperature the retrain gate fitted on its evaluation set,
+	// so that exporters can estimate accuracy from calibrated confidence; nil when none was
+	// fitted.
+	Calibration *Calibration `json:"calibration,omitempty"`
 	// ParentVersion is the version this one was retrained from; 0 for none.
 	ParentVersion int64 `json:"parent_version,omitempty"`
 	// Datasets are URIs of the data the version was trained on (shards, dataset manifests).
 	Datasets []string `json:"datasets,omitempty"`
 	// Signature signs everything above; see SigningBytes.
 	Signature *Signature `json:"signature,omitempty"`
+}
+
+// TaskClassification is the Task of a classifier: one output of class scores.
+const TaskClassification = "classification"
+
+// Calibration is a version's fitted softmax temperature (docs/model-repository.md).
+type Calibration struct {
+	// Temperature T: calibrated probabilities are softmax(logits / T).
+	Temperature float64 `json:"temperature"`
+	// ECE is the expected calibration error (15 equal-width bins) of the calibrated
+	// probabilities on the evaluation set; ECEBefore that of the raw ones.
+	ECE       float64 `json:"ece"`
+	ECEBefore float64 `json:"ece_before"`
+	// EvalDigest names the evaluation set the temperature was fitted on.
+	EvalDigest string `json:"eval_digest"`
+	// Samples is the evaluation set's size.
+	Samples int `json:"samples"`
 }
 
 // FileDigest is what the manifest records of one file.
@@ -313,6 +337,23 @@ func (m *Manifest) Validate() error {
 			bad("classes[%d]: %q appears twice", i, c)
 		}
 		seen[c] = true
+	}
+	if m.Task != "" && m.Task != TaskClassification {
+		bad("task: must be %q or empty, got %q", TaskClassification, m.Task)
+	}
+	if c := m.Calibration; c != nil {
+		if !(c.Temperature > 0) || math.IsInf(c.Temperature, 0) {
+			bad("calibration.temperature: must be positive and finite, got %v", c.Temperature)
+		}
+		if !(c.ECE >= 0 && c.ECE <= 1) || !(c.ECEBefore >= 0 && c.ECEBefore <= 1) {
+			bad("calibration: ece and ece_before must be between 0 and 1, got %v and %v", c.ECE, c.ECEBefore)
+		}
+		if !sha256RE.MatchString(c.EvalDigest) {
+			bad("calibration.eval_digest: must be 64 lowercase hex digits, got %q", c.EvalDigest)
+		}
+		if c.Samples < 1 {
+			bad("calibration.samples: must be positive, got %d", c.Samples)
+		}
 	}
 	errs = append(errs, validateTensor("input", m.Input.Name, m.Input.Datatype, m.Input.Shape, true)...)
 	errs = append(errs, m.validateOutput("output", &m.Output)...)

@@ -242,9 +242,16 @@ func TestValidate(t *testing.T) {
 		{"scorer alone", func(m *modelrepo.Manifest) { m.ReferenceHistogram = nil }, "reference_scorer: set without reference_histogram"},
 		{"parent self", func(m *modelrepo.Manifest) { m.ParentVersion = 3 }, "parent_version: must be 0 (none) or another version's number, got 3"},
 		{"dataset uri", func(m *modelrepo.Manifest) { m.Datasets = []string{"shard.tar"} }, `datasets[0]: must be a URI with a scheme`},
+		{"task", func(m *modelrepo.Manifest) { m.Task = "detection" }, `task: must be "classification" or empty, got "detection"`},
+		{"temperature", func(m *modelrepo.Manifest) { m.Calibration.Temperature = 0 }, "calibration.temperature: must be positive and finite, got 0"},
+		{"calibration ece", func(m *modelrepo.Manifest) { m.Calibration.ECE = 2 }, "calibration: ece and ece_before must be between 0 and 1"},
+		{"calibration digest", func(m *modelrepo.Manifest) { m.Calibration.EvalDigest = "x" }, "calibration.eval_digest: must be 64 lowercase hex digits"},
+		{"calibration samples", func(m *modelrepo.Manifest) { m.Calibration.Samples = 0 }, "calibration.samples: must be positive"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			m := sampleManifest()
+			m.Task = modelrepo.TaskClassification
+			m.Calibration = &modelrepo.Calibration{Temperature: 1.5, ECE: 0.02, ECEBefore: 0.08, EvalDigest: strings.Repeat("e", 64), Samples: 500}
 			c.edit(&m)
 			err := m.Validate()
 			if !errors.Is(err, modelrepo.ErrInvalidManifest) || !strings.Contains(err.Error(), c.want) {
@@ -259,6 +266,48 @@ func TestValidate(t *testing.T) {
 	m := sampleManifest()
 	if err := m.Validate(); err != nil {
 		t.Fatalf("sample manifest: %v", err)
+	}
+}
+
+// TestTaskAndCalibrationSigned: the fields the gate adds are signed like the rest, and a
+// manifest without them (every version published before they existed) encodes exactly as
+// before, so its signature still verifies (TestSigningBytesGolden pins that encoding).
+func TestTaskAndCalibrationSigned(t *testing.T) {
+	key := seedKey(7)
+	v := modelrepo.NewVerifier(key.Public().(ed25519.PublicKey))
+	m := sampleManifest()
+	m.Task = modelrepo.TaskClassification
+	m.Calibration = &modelrepo.Calibration{Temperature: 1.5, ECE: 0.02, ECEBefore: 0.08, EvalDigest: strings.Repeat("e", 64), Samples: 500}
+	if err := modelrepo.NewSigner(key).Sign(&m); err != nil {
+		t.Fatal(err)
+	}
+	data, err := m.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := modelrepo.VerifyManifest(data, v, "fashion", 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Task != modelrepo.TaskClassification || got.Calibration == nil || got.Calibration.Temperature != 1.5 {
+		t.Fatalf("round trip lost the fields: task %q calibration %+v", got.Task, got.Calibration)
+	}
+	// Changing the temperature breaks the signature.
+	tampered := bytes.Replace(data, []byte(`"temperature": 1.5`), []byte(`"temperature": 0.5`), 1)
+	if bytes.Equal(tampered, data) {
+		t.Fatal("test did not find the temperature in the manifest")
+	}
+	if _, err := modelrepo.VerifyManifest(tampered, v, "fashion", 3); err == nil {
+		t.Fatal("a tampered temperature verified")
+	}
+	// Without the fields, nothing of them is encoded.
+	old := sampleManifest()
+	b, err := old.SigningBytes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, []byte("task")) || bytes.Contains(b, []byte("calibration")) {
+		t.Fatalf("an old manifest's signing bytes now mention the new fields: %s", b)
 	}
 }
 
