@@ -355,8 +355,8 @@ func TestLoadErrors(t *testing.T) {
 	}{
 		{
 			name:        "unknown operator",
-			model:       graph(13, input(-1, 3), nil, "y", node("Conv", []string{"x"}, nil)),
-			want:        `builtin: node[0] "conv" (Conv): operator "Conv": not supported by the built-in runtime`,
+			model:       graph(13, input(-1, 3), nil, "y", node("LSTM", []string{"x"}, nil)),
+			want:        `builtin: node[0] "lstm" (LSTM): operator "LSTM": not supported by the built-in runtime`,
 			unsupported: true,
 		},
 		{

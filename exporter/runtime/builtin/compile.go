@@ -14,6 +14,7 @@ type value struct {
 	data    []float32 // the elements: a view of buf, of another value, or of request data
 	ints    []int64   // the elements of an integer constant (Reshape's shape)
 	buf     []float32 // owned storage, kept between requests
+	tmp     []float32 // a kernel's working storage (Conv's im2col matrix), kept likewise
 	isConst bool
 }
 
@@ -90,16 +91,48 @@ func (c *compiler) add(name string, info slotInfo, v value) (int, error) {
 	return len(c.slots) - 1, nil
 }
 
-// constant turns an initializer or a Constant node's tensor into a value.
+// constant turns an initializer or a Constant node's tensor into a value. Integer and boolean
+// tensors become integer constants, usable where an operator wants one (shapes, axes, pads,
+// indices) and by the folding of integer subgraphs (fold.go).
 func constant(t *onnx.Tensor) (slotInfo, value, error) {
 	shape := append([]int64{}, t.Dims...)
-	switch {
-	case t.DataType == onnx.Float:
+	switch t.DataType {
+	case onnx.Float:
 		return slotInfo{shape: shape, konst: true}, value{shape: shape, data: t.Float32, isConst: true}, nil
-	case t.DataType == onnx.Int64 || t.DataType == onnx.Int32:
+	case onnx.Int64, onnx.Int32, onnx.Int16, onnx.Int8, onnx.Uint32, onnx.Uint16, onnx.Uint8, onnx.Bool:
 		return slotInfo{shape: shape, ints: true, konst: true}, value{shape: shape, ints: t.Int64, isConst: true}, nil
 	}
 	return slotInfo{}, value{}, fmt.Errorf("tensor %q: data type %s: %w", t.Name, t.DataType, ErrUnsupported)
+}
+
+// constantNode is the value of a Constant node: a tensor, or (opset 12) a scalar or list
+// attribute.
+func constantNode(n *onnx.Node) (slotInfo, value, error) {
+	if err := checkAttrs(n, map[string]onnx.AttrType{"value": onnx.AttrTensor, "value_float": onnx.AttrFloat,
+		"value_floats": onnx.AttrFloats, "value_int": onnx.AttrInt, "value_ints": onnx.AttrInts}); err != nil {
+		return slotInfo{}, value{}, err
+	}
+	if len(n.Attrs) != 1 {
+		return slotInfo{}, value{}, fmt.Errorf("a Constant needs exactly one value attribute, has %d", len(n.Attrs))
+	}
+	for name, a := range n.Attrs {
+		switch name {
+		case "value":
+			if a.Tensor == nil {
+				return slotInfo{}, value{}, errors.New("attribute value has no tensor")
+			}
+			return constant(a.Tensor)
+		case "value_float":
+			return constant(&onnx.Tensor{DataType: onnx.Float, Float32: []float32{a.Float}})
+		case "value_floats":
+			return constant(&onnx.Tensor{DataType: onnx.Float, Dims: []int64{int64(len(a.Floats))}, Float32: a.Floats})
+		case "value_int":
+			return constant(&onnx.Tensor{DataType: onnx.Int64, Int64: []int64{a.Int}})
+		case "value_ints":
+			return constant(&onnx.Tensor{DataType: onnx.Int64, Dims: []int64{int64(len(a.Ints))}, Int64: a.Ints})
+		}
+	}
+	return slotInfo{}, value{}, errors.New("a Constant needs a value attribute")
 }
 
 func compile(m *onnx.Model) (*Model, error) {
@@ -191,40 +224,81 @@ func compile(m *onnx.Model) (*Model, error) {
 	return mod, nil
 }
 
-// node checks one node and returns its step, or nil for a Constant, which becomes a value.
+// arg is one resolved input of a node at load.
+type arg struct {
+	slot int // -1 for an omitted optional input
+	info slotInfo
+	val  *value // the constant, when info.konst
+}
+
+// present reports whether input i was given.
+func present(args []arg, i int) bool { return i < len(args) && args[i].slot >= 0 }
+
+// node checks one node and returns its step, or nil for a node whose output is a constant:
+// a Constant, or a node whose inputs are all constants (folded here, once, at load).
 func (c *compiler) node(n *onnx.Node, name string, shapes [][]int64) (*step, error) {
 	if n.Domain != "" && n.Domain != "ai.onnx" {
 		return nil, fmt.Errorf("operator domain %q: %w", n.Domain, ErrUnsupported)
 	}
-	if len(n.Outputs) != 1 || n.Outputs[0] == "" {
-		return nil, fmt.Errorf("has %d outputs, want 1", len(n.Outputs))
+	if len(n.Outputs) == 0 || n.Outputs[0] == "" {
+		return nil, fmt.Errorf("has no output")
+	}
+	for i, o := range n.Outputs[1:] {
+		if o != "" { // MaxPool's Indices, Dropout's mask, BatchNormalization's training statistics
+			return nil, fmt.Errorf("output %d (%q): only the first output of %s: %w", i+1, o, n.OpType, ErrUnsupported)
+		}
 	}
 	if n.OpType == "Constant" {
-		if err := checkAttrs(n, map[string]onnx.AttrType{"value": onnx.AttrTensor}); err != nil {
-			return nil, err
+		if len(n.Inputs) != 0 {
+			return nil, fmt.Errorf("a Constant takes no inputs, has %d", len(n.Inputs))
 		}
-		a, ok := n.Attrs["value"]
-		if !ok || a.Tensor == nil || len(n.Inputs) != 0 {
-			return nil, fmt.Errorf("only a Constant with a value tensor and no inputs: %w", ErrUnsupported)
-		}
-		info, v, err := constant(a.Tensor)
+		info, v, err := constantNode(n)
 		if err != nil {
 			return nil, err
 		}
 		_, err = c.add(n.Outputs[0], info, v)
 		return nil, err
 	}
-	k, spec, err := c.kernel(n)
+	args := make([]arg, len(n.Inputs))
+	allConst := true
+	for i, in := range n.Inputs {
+		if in == "" {
+			args[i] = arg{slot: -1}
+			continue
+		}
+		slot, ok := c.names[in]
+		if !ok {
+			return nil, fmt.Errorf("input %q is neither a graph input, an initializer nor the output of an earlier node (nodes must be in topological order)", in)
+		}
+		args[i] = arg{slot: slot, info: c.slots[slot]}
+		if args[i].info.konst {
+			args[i].val = &c.vals[slot]
+		} else {
+			allConst = false
+		}
+	}
+	if info, v, ok, err := c.fold(n, args); ok || err != nil {
+		if err != nil {
+			return nil, err
+		}
+		_, err = c.add(n.Outputs[0], info, v)
+		return nil, err
+	}
+	k, spec, err := c.kernel(n, args)
 	if err != nil {
 		return nil, err
 	}
-	if len(n.Inputs) < spec.min || len(n.Inputs) > len(spec.kinds) {
-		return nil, fmt.Errorf("has %d inputs, want %d to %d", len(n.Inputs), spec.min, len(spec.kinds))
+	maxIn := len(spec.kinds)
+	if spec.variadic {
+		maxIn = len(n.Inputs)
+	}
+	if len(n.Inputs) < spec.min || len(n.Inputs) > maxIn {
+		return nil, fmt.Errorf("has %d inputs, want %d to %d", len(n.Inputs), spec.min, maxIn)
 	}
 	st := &step{name: name, k: k, alias: spec.alias, in: make([]int, len(n.Inputs))}
 	shapes = shapes[:0]
-	for i, in := range n.Inputs {
-		if in == "" {
+	for i, a := range args {
+		if a.slot < 0 {
 			if i < spec.min {
 				return nil, fmt.Errorf("input %d is required", i)
 			}
@@ -232,29 +306,33 @@ func (c *compiler) node(n *onnx.Node, name string, shapes [][]int64) (*step, err
 			shapes = append(shapes, nil)
 			continue
 		}
-		slot, ok := c.names[in]
-		if !ok {
-			return nil, fmt.Errorf("input %q is neither a graph input, an initializer nor the output of an earlier node (nodes must be in topological order)", in)
+		kind := argFloat
+		if !spec.variadic {
+			kind = spec.kinds[i]
 		}
-		info := c.slots[slot]
-		switch spec.kinds[i] {
+		switch kind {
 		case argFloat:
-			if info.ints {
-				return nil, fmt.Errorf("input %q: an integer tensor where %s takes FLOAT: %w", in, n.OpType, ErrUnsupported)
+			if a.info.ints {
+				return nil, fmt.Errorf("input %q: an integer tensor where %s takes FLOAT: %w", n.Inputs[i], n.OpType, ErrUnsupported)
 			}
 		case argConstInts:
-			if !info.ints || !info.konst {
-				return nil, fmt.Errorf("input %q: must be an INT64 initializer or Constant (computed shapes are %w)", in, ErrUnsupported)
-			}
-			if r, ok := k.(*reshape); ok {
-				r.target = c.vals[slot].ints
-			}
+			// The kernel read the constant when it was built (c.constInts).
 		}
-		st.in[i] = slot
-		shapes = append(shapes, info.shape)
+		st.in[i] = a.slot
+		shapes = append(shapes, a.info.shape)
 	}
 	shape, err := k.shape(nil, shapes)
 	if err != nil {
+		return nil, err
+	}
+	if allConst && len(args) > 0 {
+		// Every input is a constant: compute the output once, now, and keep it as a constant
+		// (a Transpose of weights, a Reshape of a bias, an Unsqueeze of a scale).
+		info, v, err := c.evalConst(st, shape)
+		if err != nil {
+			return nil, err
+		}
+		_, err = c.add(n.Outputs[0], info, v)
 		return nil, err
 	}
 	st.out, err = c.add(n.Outputs[0], slotInfo{shape: shape}, value{})
@@ -262,6 +340,41 @@ func (c *compiler) node(n *onnx.Node, name string, shapes [][]int64) (*step, err
 		return nil, err
 	}
 	return st, nil
+}
+
+// evalConst runs a step whose inputs are all constants at load.
+func (c *compiler) evalConst(st *step, shape []int64) (slotInfo, value, error) {
+	if prod(shape) < 0 {
+		return slotInfo{}, value{}, fmt.Errorf("constant of unknown shape %v", shape)
+	}
+	vals := make([]value, len(c.vals)+1)
+	copy(vals, c.vals)
+	out := &vals[len(c.vals)]
+	out.shape = append([]int64{}, shape...)
+	tmp := *st
+	tmp.out = len(c.vals)
+	args := make([]*value, len(st.in))
+	shapes := make([][]int64, len(st.in))
+	if err := tmp.exec(vals, shapes, args); err != nil {
+		return slotInfo{}, value{}, err
+	}
+	v := value{shape: out.shape, data: out.data, isConst: true}
+	if st.alias {
+		v.data = append([]float32{}, out.data...)
+	}
+	return slotInfo{shape: v.shape, konst: true}, v, nil
+}
+
+// constInts returns the integer constant at input i, or an error naming why it cannot be used.
+func constInts(n *onnx.Node, args []arg, i int) ([]int64, error) {
+	if !present(args, i) {
+		return nil, fmt.Errorf("input %d is required", i)
+	}
+	a := args[i]
+	if !a.info.ints || !a.info.konst {
+		return nil, fmt.Errorf("input %q: must be an INT64 initializer or Constant (computed shapes are %w)", n.Inputs[i], ErrUnsupported)
+	}
+	return a.val.ints, nil
 }
 
 type argKind uint8
@@ -273,9 +386,10 @@ const (
 
 // opSpec says which inputs an operator takes.
 type opSpec struct {
-	kinds []argKind // one per input position
-	min   int       // required inputs
-	alias bool
+	kinds    []argKind // one per input position
+	min      int       // required inputs
+	alias    bool
+	variadic bool // any number ≥ min of FLOAT inputs (Concat)
 }
 
 func unary(alias bool) opSpec { return opSpec{kinds: []argKind{argFloat}, min: 1, alias: alias} }
@@ -284,7 +398,7 @@ func binary() opSpec { return opSpec{kinds: []argKind{argFloat, argFloat}, min: 
 
 // kernel builds the node's kernel from its attributes, refusing any attribute it does not
 // implement: ignoring one would silently compute something else than the model means.
-func (c *compiler) kernel(n *onnx.Node) (kernel, opSpec, error) {
+func (c *compiler) kernel(n *onnx.Node, args []arg) (kernel, opSpec, error) {
 	switch n.OpType {
 	case "Gemm":
 		if err := checkAttrs(n, map[string]onnx.AttrType{"alpha": onnx.AttrFloat, "beta": onnx.AttrFloat, "transA": onnx.AttrInt, "transB": onnx.AttrInt}); err != nil {
@@ -298,22 +412,23 @@ func (c *compiler) kernel(n *onnx.Node) (kernel, opSpec, error) {
 			opSpec{kinds: []argKind{argFloat, argFloat, argFloat}, min: 2}, nil
 	case "MatMul":
 		return matmul{}, binary(), checkAttrs(n, nil)
-	case "Add":
-		return add{}, binary(), checkAttrs(n, nil)
-	case "Relu":
-		return relu{}, unary(false), checkAttrs(n, nil)
-	case "Sigmoid":
-		return sigmoid{}, unary(false), checkAttrs(n, nil)
-	case "Softmax":
+	case "Add", "Sub", "Mul", "Div":
+		return binop{op: n.OpType}, binary(), checkAttrs(n, nil)
+	case "Relu", "Sigmoid", "Tanh", "Abs", "Neg", "Exp", "Sqrt", "LeakyRelu", "HardSigmoid", "HardSwish", "Elu":
+		return c.activation(n)
+	case "Clip":
+		return c.clip(n)
+	case "Softmax", "LogSoftmax":
 		if err := checkAttrs(n, map[string]onnx.AttrType{"axis": onnx.AttrInt}); err != nil {
 			return nil, opSpec{}, err
 		}
 		// Opset 13 made Softmax act on one axis (default -1); before, it flattened the input
 		// to 2-D at axis (default 1) and normalised each row.
+		log := n.OpType == "LogSoftmax"
 		if c.opset >= 13 {
-			return softmax{axis: n.AttrInt("axis", -1)}, unary(false), nil
+			return softmax{axis: n.AttrInt("axis", -1), log: log}, unary(false), nil
 		}
-		return softmax{axis: n.AttrInt("axis", 1), coerce2D: true}, unary(false), nil
+		return softmax{axis: n.AttrInt("axis", 1), coerce2D: true, log: log}, unary(false), nil
 	case "Flatten":
 		if err := checkAttrs(n, map[string]onnx.AttrType{"axis": onnx.AttrInt}); err != nil {
 			return nil, opSpec{}, err
@@ -326,9 +441,62 @@ func (c *compiler) kernel(n *onnx.Node) (kernel, opSpec, error) {
 		if az := n.AttrInt("allowzero", 0); az != 0 {
 			return nil, opSpec{}, fmt.Errorf("attribute allowzero=%d: %w", az, ErrUnsupported)
 		}
-		return &reshape{}, opSpec{kinds: []argKind{argFloat, argConstInts}, min: 2, alias: true}, nil
+		target, err := constInts(n, args, 1)
+		if err != nil {
+			return nil, opSpec{}, err
+		}
+		return &reshape{target: target}, opSpec{kinds: []argKind{argFloat, argConstInts}, min: 2, alias: true}, nil
 	case "Identity":
 		return identity{}, unary(true), checkAttrs(n, nil)
+	case "Dropout":
+		return c.dropout(n, args)
+	case "Cast":
+		// Cast of a computed FLOAT tensor to FLOAT; casts of constants are folded (fold.go).
+		if err := checkAttrs(n, map[string]onnx.AttrType{"to": onnx.AttrInt, "saturate": onnx.AttrInt}); err != nil {
+			return nil, opSpec{}, err
+		}
+		if to := onnx.DataType(n.AttrInt("to", 0)); to != onnx.Float {
+			return nil, opSpec{}, fmt.Errorf("cast of a computed tensor to %v (only to FLOAT): %w", to, ErrUnsupported)
+		}
+		return identity{}, unary(true), nil
+	case "Conv":
+		return c.conv(n, args)
+	case "MaxPool", "AveragePool":
+		return c.pool(n)
+	case "GlobalAveragePool", "GlobalMaxPool":
+		return globalPool{max: n.OpType == "GlobalMaxPool"}, unary(false), checkAttrs(n, nil)
+	case "BatchNormalization":
+		return c.batchNorm(n, args)
+	case "Concat":
+		if err := checkAttrs(n, map[string]onnx.AttrType{"axis": onnx.AttrInt}); err != nil {
+			return nil, opSpec{}, err
+		}
+		if _, ok := n.Attrs["axis"]; !ok {
+			return nil, opSpec{}, errors.New("attribute axis is required")
+		}
+		return concat{axis: n.AttrInt("axis", 0)}, opSpec{min: 1, variadic: true}, nil
+	case "Transpose":
+		if err := checkAttrs(n, map[string]onnx.AttrType{"perm": onnx.AttrInts}); err != nil {
+			return nil, opSpec{}, err
+		}
+		var perm []int64
+		if a, ok := n.Attrs["perm"]; ok {
+			perm = a.Ints
+		}
+		return transpose{perm: perm}, unary(false), nil
+	case "Squeeze", "Unsqueeze":
+		return c.squeeze(n, args)
+	case "Pad":
+		return c.pad(n, args)
+	case "Gather":
+		if err := checkAttrs(n, map[string]onnx.AttrType{"axis": onnx.AttrInt}); err != nil {
+			return nil, opSpec{}, err
+		}
+		idx, err := constInts(n, args, 1)
+		if err != nil {
+			return nil, opSpec{}, err
+		}
+		return &gather{axis: n.AttrInt("axis", 0), indices: idx}, opSpec{kinds: []argKind{argFloat, argConstInts}, min: 2}, nil
 	}
 	return nil, opSpec{}, fmt.Errorf("operator %q: %w", n.OpType, ErrUnsupported)
 }

@@ -149,10 +149,10 @@ func (matmul) run(out *value, in []*value) {
 	sgemm(false, false, rows, n, k, 1, a.data, k, b.data, n, 0, out.data, n)
 }
 
-// add is ONNX Add with multidirectional (NumPy) broadcasting.
-type add struct{}
+// binop is ONNX Add, Sub, Mul and Div with multidirectional (NumPy) broadcasting.
+type binop struct{ op string }
 
-func (add) shape(dst []int64, in [][]int64) ([]int64, error) {
+func (binop) shape(dst []int64, in [][]int64) ([]int64, error) {
 	return broadcastShape(dst, in[0], in[1])
 }
 
@@ -188,19 +188,25 @@ func dimFromRight(shape []int64, fromRight int) int64 {
 	return shape[len(shape)-1-fromRight]
 }
 
-func (add) run(out *value, in []*value) {
+func (o binop) run(out *value, in []*value) {
 	a, b, y := in[0].data, in[1].data, out.data
 	switch {
 	case len(a) == len(y) && len(b) == len(y):
-		for i := range y {
-			y[i] = a[i] + b[i]
-		}
+		applyRows(o.op, y, a, b, false)
 	case len(a) == len(y) && isTrailing(in[1].shape, out.shape):
-		addRows(y, a, b)
+		applyRows(o.op, y, a, b, false)
 	case len(b) == len(y) && isTrailing(in[0].shape, out.shape):
-		addRows(y, b, a)
+		applyRows(o.op, y, b, a, true)
+	case len(a) == len(y) && len(b) > 0 && isChannel(in[1].shape, out.shape):
+		applyChannels(o.op, y, a, b, false)
+	case len(b) == len(y) && len(a) > 0 && isChannel(in[0].shape, out.shape):
+		applyChannels(o.op, y, b, a, true)
 	default:
-		addBroadcast(out, in[0], in[1])
+		i := 0
+		broadcastEach(out.shape, in[0].shape, in[1].shape, func(ia, ib int) {
+			y[i] = apply(o.op, a[ia], b[ib])
+			i++
+		})
 	}
 }
 
@@ -222,22 +228,92 @@ func isTrailing(shape, full []int64) bool {
 	return true
 }
 
-// addRows adds the row b to every len(b)-long row of a.
-func addRows(y, a, b []float32) {
-	n := len(b)
+func apply(op string, a, b float32) float32 {
+	switch op {
+	case "Add":
+		return a + b
+	case "Sub":
+		return a - b
+	case "Mul":
+		return a * b
+	}
+	return a / b
+}
+
+// applyRows computes y = a op r for every len(r)-long row of a (r is as long as a or one
+// repeated row); swapped computes r op a, for a broadcast left operand.
+func applyRows(op string, y, a, r []float32, swapped bool) {
+	n := len(r)
 	for off := 0; off < len(y); off += n {
 		ya, aa := y[off:off+n], a[off:off+n]
-		for j, v := range b {
-			ya[j] = aa[j] + v
+		switch {
+		case op == "Add":
+			for j, v := range r {
+				ya[j] = aa[j] + v
+			}
+		case op == "Mul":
+			for j, v := range r {
+				ya[j] = aa[j] * v
+			}
+		case op == "Sub" && !swapped:
+			for j, v := range r {
+				ya[j] = aa[j] - v
+			}
+		case op == "Sub":
+			for j, v := range r {
+				ya[j] = v - aa[j]
+			}
+		case !swapped:
+			for j, v := range r {
+				ya[j] = aa[j] / v
+			}
+		default:
+			for j, v := range r {
+				ya[j] = v / aa[j]
+			}
 		}
 	}
 }
 
-// addBroadcast is the general case: walk y in order, stepping through a and b with stride 0
-// along their broadcast dimensions.
-func addBroadcast(out, ta, tb *value) {
-	r := len(out.shape)
-	var dims, sa, sb, idx [onnx.MaxRank]int64
+// isChannel reports whether shape is one value per channel of an NCHW-like full shape:
+// [C, 1, …, 1] aligned on full's dimension 1 (a per-channel scale or bias).
+func isChannel(shape, full []int64) bool {
+	for len(shape) > 0 && shape[0] == 1 && len(shape) > len(full)-1 {
+		shape = shape[1:]
+	}
+	if len(full) < 3 || len(shape) != len(full)-1 || shape[0] != full[1] {
+		return false
+	}
+	for _, d := range shape[1:] {
+		if d != 1 {
+			return false
+		}
+	}
+	return true
+}
+
+// applyChannels computes y = a op c[channel] over an NCHW-like a, c holding one value per
+// channel.
+func applyChannels(op string, y, a, c []float32, swapped bool) {
+	inner := len(y) / len(c)
+	for blk := range len(y) / inner {
+		v := c[blk%len(c)]
+		ya, aa := y[blk*inner:(blk+1)*inner], a[blk*inner:(blk+1)*inner]
+		for j, x := range aa {
+			if swapped {
+				ya[j] = apply(op, v, x)
+			} else {
+				ya[j] = apply(op, x, v)
+			}
+		}
+	}
+}
+
+// broadcastEach calls fn with the element offsets into a and b of each element of out, in
+// order, stepping with stride 0 along broadcast dimensions.
+func broadcastEach(out, sa, sb []int64, fn func(ia, ib int)) {
+	r := len(out)
+	var dims, stA, stB, idx [onnx.MaxRank]int64
 	strides := func(shape []int64, s *[onnx.MaxRank]int64) {
 		step := int64(1)
 		for i := r - 1; i >= 0; i-- {
@@ -250,49 +326,25 @@ func addBroadcast(out, ta, tb *value) {
 			step *= d
 		}
 	}
-	copy(dims[:], out.shape)
-	strides(ta.shape, &sa)
-	strides(tb.shape, &sb)
-	a, b, y := ta.data, tb.data, out.data
+	copy(dims[:], out)
+	strides(sa, &stA)
+	strides(sb, &stB)
 	var ia, ib int64
-	for i := range y {
-		y[i] = a[ia] + b[ib]
+	for range numel(out) {
+		fn(int(ia), int(ib))
 		// Advance the odometer from the last dimension, undoing a dimension's strides when it
 		// wraps.
 		for d := r - 1; d >= 0; d-- {
 			idx[d]++
-			ia += sa[d]
-			ib += sb[d]
+			ia += stA[d]
+			ib += stB[d]
 			if idx[d] < dims[d] {
 				break
 			}
-			ia -= sa[d] * dims[d]
-			ib -= sb[d] * dims[d]
+			ia -= stA[d] * dims[d]
+			ib -= stB[d] * dims[d]
 			idx[d] = 0
 		}
-	}
-}
-
-// relu is ONNX Relu.
-type relu struct{}
-
-func (relu) shape(dst []int64, in [][]int64) ([]int64, error) { return append(dst, in[0]...), nil }
-
-func (relu) run(out *value, in []*value) {
-	y := out.data
-	for i, v := range in[0].data {
-		y[i] = max(v, 0)
-	}
-}
-
-// sigmoid is ONNX Sigmoid.
-type sigmoid struct{}
-
-func (sigmoid) shape(dst []int64, in [][]int64) ([]int64, error) { return append(dst, in[0]...), nil }
-
-func (sigmoid) run(out *value, in []*value) {
-	for i, v := range in[0].data {
-		out.data[i] = float32(1 / (1 + math.Exp(-float64(v))))
 	}
 }
 
@@ -301,6 +353,7 @@ func (sigmoid) run(out *value, in []*value) {
 type softmax struct {
 	axis     int64
 	coerce2D bool
+	log      bool // LogSoftmax
 }
 
 func (s softmax) norm(rank int) (int, error) {
@@ -342,6 +395,13 @@ func (s softmax) run(out *value, in []*value) {
 				e := math.Exp(float64(x[base+j*inner] - mx))
 				y[base+j*inner] = float32(e)
 				sum += e
+			}
+			if s.log {
+				ls := float32(math.Log(sum))
+				for j := range n {
+					y[base+j*inner] = x[base+j*inner] - mx - ls
+				}
+				continue
 			}
 			inv := 1 / sum
 			for j := range n {
