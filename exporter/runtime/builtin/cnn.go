@@ -241,10 +241,13 @@ func (c *conv) run(out *value, in []*value) {
 	p := int(g.out[0] * g.out[1])
 	kk := cg * int(g.k[0]*g.k[1])
 	pointwise := g.k == [2]int64{1, 1} && g.s == [2]int64{1, 1} && g.padB == [2]int64{} && g.padE == [2]int64{}
-	if !pointwise && cap(out.tmp) < kk*p {
-		out.tmp = make([]float32, kk*p)
+	var col []float32
+	if !pointwise {
+		if cap(out.tmp) < kk*p {
+			out.tmp = make([]float32, kk*p)
+		}
+		col = out.tmp[:kk*p]
 	}
-	col := out.tmp[:kk*p]
 	var bias []float32
 	if len(in) > 2 && in[2] != nil {
 		bias = in[2].data
