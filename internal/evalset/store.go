@@ -45,6 +45,11 @@ type sampleMeta struct {
 // that already holds a manifest is refused (ErrExists): sets are immutable. Two writers racing
 // for one new name are not detected (the store has no conditional put); the later manifest wins.
 func Write(ctx context.Context, b objstore.Bucket, s *Set) (*Manifest, error) {
+	return write(ctx, b, s, max(1, shardTargetBytes/(4*max(1, s.Width()))))
+}
+
+// write is Write with perShard samples in each shard.
+func write(ctx context.Context, b objstore.Bucket, s *Set, perShard int) (*Manifest, error) {
 	m := &s.Manifest
 	if m.Task == "" {
 		m.Task = TaskClassification
@@ -63,8 +68,6 @@ func Write(ctx context.Context, b objstore.Bucket, s *Set) (*Manifest, error) {
 	m.ClassCounts = s.ClassCounts()
 	m.Digest = s.ComputeDigest()
 	m.Shards = nil
-	w := s.Width()
-	perShard := max(1, shardTargetBytes/(4*w))
 	prefix := Prefix(m.Model, m.Name)
 	for first := 0; first < s.Len(); first += perShard {
 		end := min(first+perShard, s.Len())
