@@ -33,7 +33,7 @@ from . import store
 
 # Fashion-MNIST's class names in label order (internal/fmnist.ClassNames).
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-                         "Shirt", "Sandal", "Sneaker", "Bag", "Ankle boot"]
+                         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 # MAX_MEMBER bounds one file inside a shard, as the Go trainer does (sample.MaxInputBytes is the
 # collector's bound; the shards it writes stay well inside this one for 28x28 inputs, and a

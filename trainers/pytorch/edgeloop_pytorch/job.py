@@ -157,7 +157,12 @@ def load_base(location: str, scratch: str, log) -> Base:
             raise JobError(f"base model: {outputs.CHECKPOINT_FILE} is not an edgeloop PyTorch checkpoint (format {outputs.CHECKPOINT_FORMAT!r})")
         if ck.get("version") != outputs.CHECKPOINT_VERSION:
             raise JobError(f"base model: {outputs.CHECKPOINT_FILE} has version {ck.get('version')!r}, this job reads {outputs.CHECKPOINT_VERSION}")
-        b.checkpoint = ck
+        try:
+            meta = json.loads(ck["meta"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise JobError(f"base model: {outputs.CHECKPOINT_FILE}: meta: {e}") from e
+        meta["state_dict"] = ck.get("state_dict")
+        b.checkpoint = meta
     else:
         log.info("base model has no checkpoint.pt: training from scratch", base_model=location)
     return b
@@ -432,13 +437,17 @@ def run(cfg: Config, log, stop=lambda: False) -> dict:
         settings = {"epochs": cfg.epochs, "batch_size": cfg.batch, "learning_rate": cfg.lr, "seed": cfg.seed,
                     "threads": cfg.threads, "eval_split": d.eval_split, "samples_repeat": cfg.samples_repeat,
                     "train_limit": cfg.train_limit, "eval_limit": cfg.eval_limit}
+        # Everything but the weights is one JSON string: torch 1.13's weights_only loader,
+        # which a fine-tune uses so that a checkpoint cannot run code, refuses pickled floats.
         checkpoint = {
             "format": outputs.CHECKPOINT_FORMAT, "version": outputs.CHECKPOINT_VERSION,
-            "arch": arch, "arch_config": {"hidden": hidden, "width": width},
-            "classes": list(d.classes), "input_shape": list(d.shape),
+            "meta": json.dumps({
+                "arch": arch, "arch_config": {"hidden": hidden, "width": width},
+                "classes": list(d.classes), "input_shape": list(d.shape),
+                "config": settings, "model": cfg.model, "base_version": cfg.base_version,
+                "torch_version": torch.__version__, "accuracy": ev["accuracy"], "loss": ev["loss"],
+            }),
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-            "config": settings, "model": cfg.model, "base_version": cfg.base_version,
-            "torch_version": torch.__version__,
         }
         last = history[-1]
         metrics = {"model": cfg.model}
