@@ -37,6 +37,7 @@ func commands() []command {
 		{"collector", "run the data-center collector: sample ingest, write-ahead log and shards on :9751", runCollector},
 		{"retrain", "run the retrain controller: Alertmanager webhook, policy, jobs, gate, publish on :9752", runRetrain},
 		{"model", "manage a signed model repository: keygen, sign, verify, publish, ls", runModel},
+		{"evalset", "manage labelled evaluation sets in the object store: create, ls, show", runEvalset},
 		{"train", "train the builtin Fashion-MNIST model and write model.onnx + metrics.json", runTrain},
 		{"demo", "run the whole loop on loopback with simulated edge nodes and drift (make demo)", runDemo},
 		{"version", "print the version and exit", runVersion},

@@ -38,6 +38,12 @@ var headerNames = map[string]bool{"file": true, "filename": true, "path": true, 
 // the CSV's line number, up to 20 of them in one error. A file whose values repeat an earlier
 // file's with the same label is dropped (Set.Duplicates); with another label it is an error.
 func FromFiles(dir, labelsCSV string, spec dataset.Spec, pre Preprocess) (*Set, error) {
+	return FromFilesProgress(dir, labelsCSV, spec, pre, nil)
+}
+
+// FromFilesProgress is FromFiles calling progress (when not nil) after each file with the
+// number of files read and the number listed, so a command can report on a long build.
+func FromFilesProgress(dir, labelsCSV string, spec dataset.Spec, pre Preprocess, progress func(done, total int)) (*Set, error) {
 	if err := spec.Validate(); err != nil {
 		return nil, fmt.Errorf("evalset: from files: %w", err)
 	}
@@ -72,7 +78,10 @@ func FromFiles(dir, labelsCSV string, spec dataset.Spec, pre Preprocess) (*Set, 
 		}
 	}
 	seen := map[string]labelRow{}
-	for _, r := range rows {
+	for i, r := range rows {
+		if progress != nil {
+			progress(i, len(rows))
+		}
 		values, err := readInput(dir, r.file, spec, pre)
 		if err != nil {
 			problem(r, "%v", err)
@@ -91,6 +100,9 @@ func FromFiles(dir, labelsCSV string, spec dataset.Spec, pre Preprocess) (*Set, 
 		s.Keys = append(s.Keys, key)
 		s.Labels = append(s.Labels, r.label)
 		s.Inputs = append(s.Inputs, values...)
+	}
+	if progress != nil {
+		progress(len(rows), len(rows))
 	}
 	if nproblems > 0 {
 		if nproblems > maxFileErrors {
