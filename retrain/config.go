@@ -14,6 +14,7 @@ import (
 
 	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/internal/config"
+	ds "github.com/edgeloop/edgeloop/internal/dataset"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/telemetry"
@@ -111,6 +112,23 @@ type ModelConfig struct {
 	// an alias ("stable") or a version number. Default: "stable" when publish.stable is set and
 	// the alias exists, else "latest".
 	Serving string `yaml:"serving"`
+	// Classes are the model's classes in output order, for a first model whose ONNX file
+	// carries no "classes" metadata (later versions take them from the serving manifest).
+	Classes []string `yaml:"classes"`
+	// EvalSets replaces gate.eval_sets for this model: the evaluation sets
+	// (evalsets/<model>/<name>/) its versions are scored on besides the held-out samples.
+	EvalSets []string `yaml:"eval_sets"`
+	// Gate overrides the gate's defaults for this model: the evaluator and any rule key.
+	Gate ModelGateConfig `yaml:"gate"`
+}
+
+// ModelGateConfig is models[].gate: what differs from the `gate:` defaults for one model.
+type ModelGateConfig struct {
+	// Evaluator replaces gate.evaluator: builtin, oip or job.
+	Evaluator string `yaml:"evaluator"`
+	// RulesOverride holds the rule keys (primary_metric, min_improvement, ...) that replace
+	// gate's.
+	gate.RulesOverride `yaml:",inline"`
 }
 
 // PolicyConfig is the `policy:` section (docs/retrain.md, "Policy").
@@ -244,6 +262,16 @@ func (c *Config) Validate() error {
 				errs = append(errs, config.Errorf(fmt.Sprintf("models[%d].serving", i), "%v", err))
 			}
 		}
+		if len(m.Classes) > 0 {
+			if err := (ds.Spec{Shape: []int64{1}, Datatype: ds.DatatypeFP32, Classes: m.Classes}).Validate(); err != nil {
+				errs = append(errs, config.Errorf(fmt.Sprintf("models[%d].classes", i), "%v", err))
+			}
+		}
+		// A model that overrides the gate must be valid as a whole with its overrides (the
+		// defaults alone are checked as gate.*).
+		if g := c.modelGate(m); m.Gate.Evaluator != "" || m.EvalSets != nil || g.Rules != c.Gate.Rules {
+			errs = append(errs, config.Nest(fmt.Sprintf("models[%d].gate", i), g.Validate()))
+		}
 	}
 	for i, a := range c.Alerts {
 		if !alertNameRE.MatchString(a) {
@@ -251,6 +279,20 @@ func (c *Config) Validate() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// modelGate is the gate configuration of one model: the `gate:` defaults with the model's
+// overrides.
+func (c *Config) modelGate(m ModelConfig) gate.Config {
+	g := c.Gate
+	g.Rules = m.Gate.Apply(g.Rules)
+	if m.Gate.Evaluator != "" {
+		g.Evaluator = m.Gate.Evaluator
+	}
+	if m.EvalSets != nil {
+		g.EvalSets = m.EvalSets
+	}
+	return g
 }
 
 // Validate checks the section.

@@ -166,7 +166,7 @@ func TestConfigDocumented(t *testing.T) {
 	if i := strings.Index(section, "\n## "); i >= 0 {
 		section = section[:i]
 	}
-	linked := []string{"backend.local", "backend.kubernetes", "backend.http"}
+	linked := []string{"backend.local", "backend.kubernetes", "backend.http", "gate.job.local"}
 	for _, k := range configKeys(reflect.TypeFor[Config](), "", linked) {
 		if slices.Contains(linked, k) {
 			if !strings.Contains(section, "`"+k+"`") {

@@ -2,32 +2,44 @@ package retrain
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
-	"github.com/edgeloop/edgeloop/internal/fmnist"
+	ds "github.com/edgeloop/edgeloop/internal/dataset"
+	"github.com/edgeloop/edgeloop/internal/evalset"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
-	"github.com/edgeloop/edgeloop/internal/testenv"
+	"github.com/edgeloop/edgeloop/retrain/gate"
+	"github.com/edgeloop/edgeloop/retrain/gate/gatetest"
 	"github.com/edgeloop/edgeloop/retrain/jobs"
 	"github.com/edgeloop/edgeloop/retrain/publish"
-	"github.com/edgeloop/edgeloop/trainers/go"
 )
 
-// trainingBackend is a fakeBackend whose jobs write a real (small) model, as `edgeloop train`
-// would, into the spec's output directory when they start.
+// trainingBackend is a fakeBackend whose jobs write a real (small) model into the spec's
+// output directory when they start: a linear classifier of gatetest's 3×8×8, 4-class images,
+// worse or better by weight noise, with a checkpoint.pt beside it, as a fine-tuning job writes.
 type trainingBackend struct {
 	*fakeBackend
-	dataDir string
+	mu     sync.Mutex
+	noise  []float64 // weight noise of each job's model, in start order
+	specs  []jobs.Spec
+	protos [][]float32
 }
 
 func (b *trainingBackend) Start(ctx context.Context, s jobs.Spec) (jobs.Ref, error) {
-	cfg := trainer.DefaultConfig()
-	cfg.DataDir, cfg.TrainLimit, cfg.Epochs, cfg.Hidden, cfg.Model = b.dataDir, 3000, 2, []int{32}, s.Model
-	if _, err := trainer.Run(ctx, cfg, s.Output, testLogger()); err != nil {
+	b.mu.Lock()
+	n := len(b.specs)
+	b.specs = append(b.specs, s)
+	noise := b.noise[min(n, len(b.noise)-1)]
+	b.mu.Unlock()
+	gatetest.WriteModel(testingTB{}, s.Output, gatetest.Spec(), b.protos, gatetest.ModelOptions{WeightNoise: noise, Seed: uint64(n + 1), Scale: 0.01})
+	if err := os.WriteFile(filepath.Join(s.Output, "checkpoint.pt"), []byte("checkpoint of job "+s.ID), 0o644); err != nil {
 		return jobs.Ref{}, err
 	}
 	ref, err := b.fakeBackend.Start(ctx, s)
@@ -35,17 +47,51 @@ func (b *trainingBackend) Start(ctx context.Context, s jobs.Spec) (jobs.Ref, err
 	return ref, err
 }
 
+// testingTB lets WriteModel run inside a backend: its failures panic, which fails the test.
+type testingTB struct{ testing.TB }
+
+func (testingTB) Helper()           {}
+func (testingTB) Fatal(args ...any) { panic(args) }
+
+// writeGolden stores an evaluation set "golden" of n gatetest samples for model in the
+// repository bucket.
+func writeGolden(t *testing.T, cfg Config, model string, protos [][]float32, n int) *evalset.Manifest {
+	t.Helper()
+	b, err := objstore.Open(context.Background(), cfg.Repository.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	spec := gatetest.Spec()
+	in, labels := gatetest.Samples(spec, protos, n, 8, 21)
+	keys := make([]string, n)
+	for i := range keys {
+		keys[i] = ds.ContentKey(in[i*spec.Width() : (i+1)*spec.Width()])
+	}
+	m, err := evalset.Write(context.Background(), b, &evalset.Set{
+		Manifest: evalset.Manifest{Model: model, Name: "golden", Classes: spec.Classes, Input: evalset.Input{Shape: spec.Shape, Datatype: spec.Datatype}, Source: "test"},
+		Keys:     keys, Inputs: in, Labels: labels,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
 // TestFirstModelCanarySoak runs a job to its end with the real gate and publish: a first
-// model (no serving version) is judged by first_model_min_accuracy, published as version 1 to
-// canary, soaks, and stable follows when the soak is over.
+// model of another shape than Fashion-MNIST (3×8×8, 4 classes, classes from its ONNX
+// metadata) is judged by first_model_min on an evaluation set from the bucket, published as
+// version 1 to canary with its checkpoint and calibration, soaks, and stable follows when the
+// soak is over.
 func TestFirstModelCanarySoak(t *testing.T) {
-	dataDir := testenv.FashionMNIST(t, fmnist.DefaultDir)
 	cfg, _ := testConfig(t)
-	cfg.Gate.FashionMNISTDir = dataDir
-	cfg.Gate.ReferenceImages, cfg.Gate.MinEvalSamples, cfg.Gate.FirstModelMinAccuracy = 500, 500, 0.5
+	protos := gatetest.Prototypes(gatetest.Spec(), 1)
+	golden := writeGolden(t, cfg, "fashion", protos, 400)
+	cfg.Gate.EvalSets = []string{"golden", "absent"}
+	cfg.Gate.MinEvalSamples, cfg.Gate.FirstModelMin = 400, 0.5
 	cfg.Publish = PublishConfig{Canary: true, Stable: true, Soak: time.Hour}
 	clk := &clock{t: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)}
-	b := &trainingBackend{fakeBackend: newFakeBackend(), dataDir: dataDir}
+	b := &trainingBackend{fakeBackend: newFakeBackend(), noise: []float64{0.2}, protos: protos}
 	e := start(t, cfg, b, clk)
 	if code, body := e.post(t, "/v1/models/fashion/retrain", operatorToken, nil); code != 202 {
 		t.Fatalf("manual: %d %s", code, body)
@@ -59,7 +105,7 @@ func TestFirstModelCanarySoak(t *testing.T) {
 	deadline := time.Now().Add(2 * time.Minute)
 	for {
 		if j := e.c.Jobs(); len(j) == 1 && j[0].Phase == PhaseSoaking {
-			if j[0].Version != 1 || j[0].Gate == nil || !j[0].Gate.Promote || j[0].Gate.Current != nil {
+			if j[0].Version != 1 || j[0].Gate == nil || !j[0].Gate.Promote || j[0].Gate.Current != nil || j[0].Dataset.EvalSamples != 400 {
 				t.Fatalf("soaking job: %+v", j[0])
 			}
 			break
@@ -85,6 +131,9 @@ func TestFirstModelCanarySoak(t *testing.T) {
 	if err != nil || m.ParentVersion != 0 || len(m.ReferenceHistogram) == 0 {
 		t.Fatalf("manifest: %+v %v", m, err)
 	}
+	if _, ok := m.Files["checkpoint.pt"]; !ok || m.Calibration == nil || m.Task != modelrepo.TaskClassification {
+		t.Errorf("manifest files %v calibration %+v task %q: want checkpoint.pt, a temperature and the task", m.Files, m.Calibration, m.Task)
+	}
 	clk.Add(time.Hour + time.Second)
 	j := waitEnded(t, e)
 	if j.Phase != PhasePromoted || j.Error != "" {
@@ -93,13 +142,73 @@ func TestFirstModelCanarySoak(t *testing.T) {
 	if a, err := repo.Alias(context.Background(), "fashion", publish.AliasStable); err != nil || a.Version != 1 {
 		t.Fatalf("stable after the soak: %+v %v", a, err)
 	}
-	// The dataset copy is gone with the job's end; the gate's report stays.
+	// The dataset copy is gone with the job's end; the gate's record stays, naming the set
+	// and what it refused.
 	if _, err := os.Stat(filepath.Join(e.c.jobDir(j.ID), dataDir)); !os.IsNotExist(err) {
 		t.Errorf("data dir still there: %v", err)
 	}
-	if _, err := os.Stat(filepath.Join(e.c.jobDir(j.ID), "gate.json")); err != nil {
-		t.Errorf("gate.json: %v", err)
+	var rec gate.Result
+	if err := readJSON(filepath.Join(e.c.jobDir(j.ID), gateFile), &rec); err != nil {
+		t.Fatal(err)
 	}
+	if len(rec.Set.Parts) != 1 || rec.Set.Parts[0].Digest != golden.Digest || len(rec.Set.Refused) != 1 ||
+		rec.Set.Refused[0].Source != "absent" || rec.Candidate.EvalDigest != rec.Set.Digest || m.Calibration.EvalDigest != rec.Set.Digest {
+		t.Errorf("gate.json set %+v, candidate digest %s, manifest calibration %+v", rec.Set, rec.Candidate.EvalDigest, m.Calibration)
+	}
+}
+
+// TestRetrainFromServingVersion: the second job fine-tunes from version 1 (the local
+// backend gets the verified version's directory as BaseModel), both versions are scored on
+// the same set with the serving version's spec, and the per-model rule decides: a worse
+// candidate is refused naming the broken rules, a better one published.
+func TestRetrainFromServingVersion(t *testing.T) {
+	cfg, _ := testConfig(t)
+	protos := gatetest.Prototypes(gatetest.Spec(), 1)
+	writeGolden(t, cfg, "fashion", protos, 400)
+	cfg.Models[0].EvalSets = []string{"golden"}
+	minImp := 0.01
+	cfg.Models[0].Gate.MinImprovement = &minImp
+	cfg.Gate.MinEvalSamples, cfg.Gate.FirstModelMin = 400, 0.3
+	cfg.Policy.Cooldown = 0
+	clk := &clock{t: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)}
+	// Version 1 middling, then a worse candidate, then a better one.
+	b := &trainingBackend{fakeBackend: newFakeBackend(), noise: []float64{1.2, 3, 0.1}, protos: protos}
+	e := start(t, cfg, b, clk)
+	run := func() Job {
+		t.Helper()
+		if code, body := e.post(t, "/v1/models/fashion/retrain", operatorToken, nil); code != 202 {
+			t.Fatalf("manual: %d %s", code, body)
+		}
+		return waitEnded(t, e)
+	}
+	if j := run(); j.Phase != PhasePromoted {
+		t.Fatalf("first model: %s %s", j.Phase, j.Error)
+	}
+	worse := run()
+	if worse.Phase != PhaseRejected || worse.Gate == nil || !strings.Contains(worse.Gate.Reason, "+ margin 0.0100") {
+		t.Fatalf("worse candidate: %s %q %+v", worse.Phase, worse.Error, worse.Gate)
+	}
+	better := run()
+	if better.Phase != PhasePromoted || better.Version != 2 || better.Gate.Current == nil || better.Gate.Candidate.Accuracy <= better.Gate.Current.Accuracy {
+		t.Fatalf("better candidate: %s %q %+v", better.Phase, better.Error, better.Gate)
+	}
+	t.Logf("worse: %s", worse.Gate.Reason)
+	t.Logf("better: %s", better.Gate.Reason)
+	b.mu.Lock()
+	specs := append([]jobs.Spec(nil), b.specs...)
+	b.mu.Unlock()
+	if specs[0].BaseModel != "" || specs[1].BaseModel == "" || specs[1].BaseVersion != 1 {
+		t.Errorf("base model of job 1 %q, of job 2 %q (base version %d)", specs[0].BaseModel, specs[1].BaseModel, specs[1].BaseVersion)
+	}
+	var rec gate.Result
+	if err := readJSON(filepath.Join(e.c.jobDir(better.ID), gateFile), &rec); err != nil {
+		t.Fatal(err)
+	}
+	if rec.Current == nil || rec.Current.EvalDigest != rec.Candidate.EvalDigest || rec.Current.Evaluator != gate.EvaluatorBuiltin {
+		t.Errorf("gate.json reports: %+v / %+v", rec.Candidate, rec.Current)
+	}
+	data, _ := json.Marshal(rec.Decision)
+	t.Logf("decision: %s", data)
 }
 
 func testLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

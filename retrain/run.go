@@ -8,8 +8,10 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
+	ds "github.com/edgeloop/edgeloop/internal/dataset"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/retrain/gate"
@@ -172,6 +174,11 @@ func (c *Controller) prepare(ctx context.Context, j *Job, logger *slog.Logger) e
 	} else if spec.DatasetManifest, spec.Output, err = c.remoteIO(ctx, j, m); err != nil {
 		return err
 	}
+	if base > 0 {
+		if spec.BaseModel, err = c.baseModel(ctx, j, base); err != nil {
+			return err
+		}
+	}
 	logger.Info("dataset ready", "serving_version", base, "shards", len(local.Shards), "label_files", len(local.Labels),
 		"labels", labels, "manifest", spec.DatasetManifest)
 	if c.isCancelled(j.ID) {
@@ -193,6 +200,22 @@ func (c *Controller) prepare(ctx context.Context, j *Job, logger *slog.Logger) e
 		}
 	}
 	return nil
+}
+
+// baseModel is where a job fine-tuning from version base finds its files (jobs.Spec.BaseModel):
+// for the local backend, the job's verified copy of the version (which the gate reuses as the
+// serving version); for remote backends, the version's object URL prefix in the repository
+// bucket, with the bucket URL's query as remoteIO's URLs have it.
+func (c *Controller) baseModel(ctx context.Context, j *Job, base int64) (string, error) {
+	if c.out != nil {
+		return objectURL(c.cfg.Repository.Bucket, modelrepo.VersionPrefix(j.Model, base))
+	}
+	sdir := filepath.Join(c.jobDir(j.ID), servingDir)
+	os.RemoveAll(sdir)
+	if _, err := c.repo.Download(ctx, j.Model, base, sdir, c.verifier); err != nil {
+		return "", fmt.Errorf("base version %d: %w", base, err)
+	}
+	return sdir, nil
 }
 
 // remoteIO puts the dataset manifest where a remote job can read it and returns its URL and
@@ -290,68 +313,147 @@ func (c *Controller) wait(ctx context.Context, j *Job, logger *slog.Logger) erro
 	return nil
 }
 
-// fetchOutputs brings a remote job's outputs to the job's output directory, and checks that
-// the contract's model.onnx is there.
+// Bounds on what fetchOutputs brings from a remote job's output prefix: far above a model,
+// its metrics and a checkpoint, low enough that a job writing garbage cannot fill the
+// controller's disk.
+const (
+	maxOutputFiles = 64
+	maxOutputBytes = 8 << 30
+)
+
+// fetchOutputs brings a remote job's outputs (every file under its output prefix: model.onnx,
+// metrics.json and extra files such as checkpoint.pt, which publish includes in the version)
+// to the job's output directory, and checks that the contract's model.onnx is there.
 func (c *Controller) fetchOutputs(ctx context.Context, j *Job) error {
 	dir := filepath.Join(c.jobDir(j.ID), outputDir)
 	if c.out != nil {
 		prefix := "jobs/" + j.Model + "/" + j.ID + "/output/"
-		for _, name := range []string{trainer.ModelFile, trainer.MetricsFile} {
-			err := objstore.Download(ctx, c.out, prefix+name, filepath.Join(dir, name))
-			if objstore.IsNotFound(err) {
-				continue // checked below for model.onnx; metrics.json is optional
+		var names []string
+		var total int64
+		err := c.out.Iter(ctx, prefix, false, func(key string) error {
+			name := strings.TrimPrefix(key, prefix)
+			if strings.HasSuffix(name, "/") {
+				return nil // a subdirectory: versions are flat, so it is not published
 			}
+			if err := modelrepo.ValidateFileName(name); err != nil {
+				return permanent("the job wrote %q under its output prefix: %v", name, err)
+			}
+			if len(names) >= maxOutputFiles {
+				return permanent("the job wrote more than %d files under its output prefix", maxOutputFiles)
+			}
+			a, err := c.out.Attributes(ctx, key)
 			if err != nil {
+				return err
+			}
+			if total += a.Size; total > maxOutputBytes {
+				return permanent("the job wrote more than %d bytes under its output prefix", int64(maxOutputBytes))
+			}
+			names = append(names, name)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		for _, name := range names {
+			if err := objstore.Download(ctx, c.out, prefix+name, filepath.Join(dir, name)); err != nil {
 				return err
 			}
 		}
 	}
-	if _, err := os.Stat(filepath.Join(dir, trainer.ModelFile)); err != nil {
-		return permanent("the job exited 0 but wrote no %s under its output prefix", trainer.ModelFile)
+	if _, err := os.Stat(filepath.Join(dir, modelrepo.ModelFile)); err != nil {
+		return permanent("the job exited 0 but wrote no %s under its output prefix", modelrepo.ModelFile)
 	}
 	return nil
 }
 
-// evaluate runs the gate on the candidate and the serving version.
+// gateFile is the gate's record in the job's directory: a gate.Result.
+const gateFile = "gate.json"
+
+// evaluate runs the gate on the candidate and the serving version: the evaluation set is
+// built for the serving version's input spec (the candidate's for a first model) from the
+// model's evaluation sets and the held-out side of the job's labelled samples, both versions
+// are scored on it by the model's evaluator, and the model's rule decides.
 func (c *Controller) evaluate(ctx context.Context, j *Job, logger *slog.Logger) error {
 	dir := c.jobDir(j.ID)
+	mc := c.models[j.Model]
+	gcfg := c.cfg.modelGate(mc)
+	candDir := filepath.Join(dir, outputDir)
+	var current *gate.Model
+	var spec ds.Spec
+	if j.BaseVersion > 0 {
+		sdir, m, err := c.servingCopy(ctx, j)
+		if err != nil {
+			return err
+		}
+		if spec, err = gate.SpecFromManifest(m); err != nil {
+			return permanent("serving version: %v", err)
+		}
+		cm, err := gate.NewModel(gate.RoleCurrent, sdir, m)
+		if err != nil {
+			return permanent("serving version %d: %v", j.BaseVersion, err)
+		}
+		current = &cm
+	} else {
+		var err error
+		if spec, err = gate.SpecForFirstModel(candDir, mc.Classes); err != nil {
+			return permanent("first model: %v", err)
+		}
+	}
+	cand, err := gate.NewModel(gate.RoleCandidate, candDir, nil)
+	if err != nil {
+		return permanent("%v", err)
+	}
 	data, err := trainer.ReadManifest(filepath.Join(dir, dataDir, manifestFile))
 	if err != nil {
 		return permanent("%v", err)
 	}
-	set, err := gate.LoadEvalSet(c.cfg.Gate, *data, logger)
+	var held *ds.Labelled
+	if len(data.Shards) > 0 {
+		all, err := ds.ReadLabelled(data.Shards, data.Labels, spec, logger)
+		if err != nil {
+			return permanent("held-out samples: %v", err)
+		}
+		_, held = all.Split()
+	}
+	var bucket objstore.Bucket
+	if len(gcfg.EvalSets) > 0 {
+		bucket = c.repo.Bucket()
+	}
+	set, err := gate.BuildSet(ctx, spec, gate.Sources{Bucket: bucket, Model: j.Model, EvalSets: gcfg.EvalSets, HeldOut: held}, logger)
+	if err != nil {
+		return err // the bucket failed: retried
+	}
+	if set.Len() == 0 {
+		d := gate.Decision{Reason: fmt.Sprintf("refused: the evaluation set is empty (%d samples refused); list evaluation sets in eval_sets or label captured samples", set.RefusedSamples())}
+		if err := writeJSON(filepath.Join(dir, gateFile), gate.Result{Set: set.Summarize(), Decision: d}); err != nil {
+			return err
+		}
+		c.m.gate.WithLabelValues(j.Model, "refuse").Inc()
+		c.update(j.ID, func(j *Job) { j.Gate = &d })
+		c.finish(j.ID, PhaseRejected, "the gate refused the candidate: "+d.Reason, nil)
+		return nil
+	}
+	ev, err := c.evaluator(j, gcfg, logger)
 	if err != nil {
 		return permanent("%v", err)
 	}
-	cand, err := gate.EvaluateFile(ctx, filepath.Join(dir, outputDir, trainer.ModelFile), set, gate.Options{})
+	res, err := gate.Run(ctx, ev, set, cand, current, gate.Options{Rules: gcfg.Rules, Calibrate: gcfg.Calibrate})
 	if err != nil {
-		return permanent("candidate: %v", err)
-	}
-	var cur *gate.Report
-	if j.BaseVersion > 0 {
-		sdir := filepath.Join(dir, servingDir)
-		os.RemoveAll(sdir)
-		m, err := c.repo.Download(ctx, j.Model, j.BaseVersion, sdir, c.verifier)
-		if err != nil {
-			return fmt.Errorf("serving version %d: %w", j.BaseVersion, err)
+		if errors.Is(err, gate.ErrUnavailable) {
+			return err // the inference server or the job backend: retried
 		}
-		if cur, err = gate.EvaluateFile(ctx, filepath.Join(sdir, modelrepo.ModelFile), set, gate.OptionsFromManifest(m)); err != nil {
-			return permanent("serving version %d: %v", j.BaseVersion, err)
-		}
+		return permanent("%v", err)
 	}
-	d := gate.Decide(c.cfg.Gate, cand, cur)
+	d := res.Decision
 	decision := "refuse"
 	if d.Promote {
 		decision = "promote"
 	}
 	c.m.gate.WithLabelValues(j.Model, decision).Inc()
-	logger.Info("gate decided", "promote", d.Promote, "reason", d.Reason, "candidate_accuracy", d.Candidate.Accuracy,
-		"serving_accuracy", servingAccuracy(d), "eval_images", set.Len())
-	if err := writeJSON(filepath.Join(dir, "gate.json"), struct {
-		Candidate *gate.Report  `json:"candidate"`
-		Current   *gate.Report  `json:"current,omitempty"`
-		Decision  gate.Decision `json:"decision"`
-	}{cand, cur, d}); err != nil {
+	logger.Info("gate decided", "promote", d.Promote, "reason", d.Reason, "evaluator", ev.Name(), "primary_metric", d.PrimaryMetric,
+		"candidate", d.Candidate.Primary, "serving", servingPrimary(d), "eval_samples", set.Len(),
+		"refused_samples", set.RefusedSamples(), "eval_digest", set.Digest)
+	if err := writeJSON(filepath.Join(dir, gateFile), res); err != nil {
 		return err
 	}
 	if !d.Promote {
@@ -363,11 +465,38 @@ func (c *Controller) evaluate(ctx context.Context, j *Job, logger *slog.Logger) 
 	return nil
 }
 
-func servingAccuracy(d gate.Decision) any {
+// servingCopy returns the job's verified copy of the serving version, downloading it unless
+// prepare already did (for a job that fine-tunes from it) and it still verifies.
+func (c *Controller) servingCopy(ctx context.Context, j *Job) (string, *modelrepo.Manifest, error) {
+	sdir := filepath.Join(c.jobDir(j.ID), servingDir)
+	if m, err := modelrepo.VerifyDir(sdir, c.verifier, j.Model, j.BaseVersion); err == nil {
+		return sdir, m, nil
+	}
+	os.RemoveAll(sdir)
+	m, err := c.repo.Download(ctx, j.Model, j.BaseVersion, sdir, c.verifier)
+	if err != nil {
+		return "", nil, fmt.Errorf("serving version %d: %w", j.BaseVersion, err)
+	}
+	return sdir, m, nil
+}
+
+// evaluator builds the model's evaluator.
+func (c *Controller) evaluator(j *Job, g gate.Config, logger *slog.Logger) (gate.Evaluator, error) {
+	switch g.Evaluator {
+	case gate.EvaluatorOIP:
+		return gate.NewOIP(g.OIP, c.signer, logger)
+	case gate.EvaluatorJob:
+		return gate.NewJobEvaluator(g.Job, nil, j.ID, j.Model, filepath.Join(c.jobDir(j.ID), "eval"), logger)
+	default:
+		return gate.Builtin{}, nil
+	}
+}
+
+func servingPrimary(d gate.Decision) any {
 	if d.Current == nil {
 		return "none"
 	}
-	return d.Current.Accuracy
+	return d.Current.Primary
 }
 
 // publish publishes a promoted candidate. It is idempotent: when the model's latest version
@@ -375,12 +504,12 @@ func servingAccuracy(d gate.Decision) any {
 // adopts that version instead of publishing a second copy.
 func (c *Controller) publish(ctx context.Context, j *Job, logger *slog.Logger) error {
 	dir := c.jobDir(j.ID)
-	var rec struct {
-		Candidate *gate.Report  `json:"candidate"`
-		Decision  gate.Decision `json:"decision"`
-	}
-	if err := readJSON(filepath.Join(dir, "gate.json"), &rec); err != nil {
+	var rec gate.Result
+	if err := readJSON(filepath.Join(dir, gateFile), &rec); err != nil {
 		return permanent("%v", err)
+	}
+	if rec.Candidate == nil {
+		return permanent("%s has no candidate report", gateFile)
 	}
 	if v, ok := c.alreadyPublished(ctx, j, rec.Candidate.ModelSHA256); ok {
 		logger.Info("candidate already published; adopting it", "version", v)
@@ -406,7 +535,7 @@ func (c *Controller) publish(ctx context.Context, j *Job, logger *slog.Logger) e
 	soak := c.cfg.Publish.Soak > 0
 	m, err := publish.Publish(ctx, c.repo, c.signer, publish.Input{
 		Model: j.Model, CandidateDir: filepath.Join(dir, outputDir), ParentVersion: j.BaseVersion,
-		Datasets: datasets, Report: rec.Candidate, Decision: &rec.Decision,
+		Datasets: datasets, Report: rec.Candidate, Decision: &rec.Decision, Set: &rec.Set,
 		Canary: c.cfg.Publish.Canary, Stable: c.cfg.Publish.Stable && !soak,
 	})
 	if err != nil && m == nil {

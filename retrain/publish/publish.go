@@ -13,14 +13,12 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
 
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/retrain/gate"
-	"github.com/edgeloop/edgeloop/trainers/go"
 )
 
 // The aliases a retrain moves. Exporters follow one of them (models[].version in their
@@ -38,8 +36,10 @@ const GateFile = "gate.json"
 type Input struct {
 	// Model is the model's name in the repository.
 	Model string
-	// CandidateDir is the training job's output directory: model.onnx and (optionally)
-	// metrics.json. Other files in it are not published.
+	// CandidateDir is the training job's output directory: model.onnx, optionally
+	// metrics.json, and extra files (such as checkpoint.pt) that are published with the
+	// version, listed and signed in its manifest. A config.pbtxt or edgeloop.json there is
+	// not copied: both are generated.
 	CandidateDir string
 	// ParentVersion is the version the candidate was retrained from; 0 for a first model.
 	// It replaces the base_version of metrics.json.
@@ -52,25 +52,32 @@ type Input struct {
 	Report *gate.Report
 	// Decision is the gate's verdict, recorded in GateFile when given.
 	Decision *gate.Decision
+	// Set describes the evaluation set, recorded in GateFile when given.
+	Set *gate.SetSummary
 	// Canary points AliasCanary at the new version; Stable points AliasStable at it.
 	Canary, Stable bool
 }
 
 // gateRecord is the content of GateFile.
 type gateRecord struct {
-	Report   *gate.Report   `json:"report"`
-	Decision *gate.Decision `json:"decision,omitempty"`
+	Report   *gate.Report     `json:"report"`
+	Decision *gate.Decision   `json:"decision,omitempty"`
+	Set      *gate.SetSummary `json:"set,omitempty"`
 }
+
+// maxExtraFiles bounds the extra files of a version (the manifest allows 64 files in all).
+const maxExtraFiles = 32
 
 // Publish publishes in.CandidateDir as the next version of in.Model (one above the highest),
 // signed by signer, and then points the aliases in asks for at it. The version's files are
-// model.onnx, metrics.json when the job wrote one, GateFile and a generated config.pbtxt.
+// model.onnx, metrics.json when the job wrote one, the job's extra files, GateFile and a
+// generated config.pbtxt.
 //
 // The manifest's metrics are the gate's, not the job's: "accuracy", "loss" and the per-class
 // "accuracy" are measured on the held-out set, the same way for every version, so versions
 // compare; the job's own accuracy and loss stay in metrics.json and are copied as
 // "trainer_accuracy" and "trainer_loss". The reference histogram is the gate's max_softmax
-// histogram on the held-out set.
+// histogram on the evaluation set, and the fitted temperature is the manifest's calibration.
 //
 // The manifest is written last (modelrepo.Repository.Publish), so a publish that fails leaves
 // no visible version. An alias that cannot be set after a successful publish returns the
@@ -143,11 +150,26 @@ func prepare(ctx context.Context, repo *modelrepo.Repository, in Input) (*modelr
 	}
 
 	metrics := map[string]float64{
-		"accuracy":              r.Accuracy,
-		"loss":                  r.Loss,
-		"mean_confidence":       r.MeanConfidence,
-		"eval_samples":          float64(r.Samples),
-		"eval_captured_samples": float64(r.Captured.Samples),
+		"accuracy":        r.Accuracy,
+		"macro_f1":        r.MacroF1,
+		"top_k_accuracy":  r.TopKAccuracy,
+		"top_k":           float64(r.TopK),
+		"loss":            r.Loss,
+		"mean_confidence": r.MeanConfidence,
+		"ece":             r.ECE,
+		"eval_samples":    float64(r.Samples),
+	}
+	for _, p := range r.Parts {
+		if p.Name == gate.PartHeldOut {
+			metrics["eval_captured_samples"] = float64(p.Samples)
+		}
+	}
+	m.Task = modelrepo.TaskClassification
+	m.Calibration = nil
+	if c := r.Calibration; c != nil {
+		m.Calibration = &modelrepo.Calibration{Temperature: c.Temperature, ECE: c.ECEAfter, ECEBefore: r.ECE,
+			EvalDigest: r.EvalDigest, Samples: r.Samples}
+		metrics["ece_calibrated"] = c.ECEAfter
 	}
 	// DraftManifest put the job's numbers under the plain names; they move aside.
 	for _, name := range []string{"accuracy", "loss"} {
@@ -156,31 +178,71 @@ func prepare(ctx context.Context, repo *modelrepo.Repository, in Input) (*modelr
 		}
 	}
 	m.Metrics = metrics
-	acc, counts := make([]float64, len(r.PerClass)), make([]float64, len(r.PerClass))
-	complete := true
+	k := len(r.PerClass)
+	acc, prec, f1, counts := make([]float64, k), make([]float64, k), make([]float64, k), make([]float64, k)
+	complete, predicted := true, true
 	for i, c := range r.PerClass {
-		acc[i], counts[i] = c.Accuracy, float64(c.Samples)
+		acc[i], prec[i], f1[i], counts[i] = c.Recall, c.Precision, c.F1, float64(c.Samples)
 		complete = complete && c.Samples > 0
+		predicted = predicted && c.Predicted > 0
 	}
 	m.PerClassMetrics = map[string][]float64{"eval_samples": counts}
-	if complete { // a class without held-out images has no accuracy, and 0 would read as one
-		m.PerClassMetrics["accuracy"] = acc
+	if complete { // a class without evaluation samples has no recall, and 0 would read as one
+		m.PerClassMetrics["accuracy"] = acc // the class's recall, under the name exporters read
+		m.PerClassMetrics["f1"] = f1
+	}
+	if predicted { // likewise precision of a class never predicted
+		m.PerClassMetrics["precision"] = prec
 	}
 	m.ReferenceHistogram, m.ReferenceScorer = slices.Clone(r.ConfidenceHistogram), r.ConfidenceScorer
 
-	record, err := json.MarshalIndent(gateRecord{Report: r, Decision: in.Decision}, "", "  ")
+	record, err := json.MarshalIndent(gateRecord{Report: r, Decision: in.Decision, Set: in.Set}, "", "  ")
 	if err != nil {
 		return nil, nil, err
 	}
 	files := []modelrepo.File{checkedFile(modelPath, modelrepo.ModelFile, d), modelrepo.BytesFile(GateFile, append(record, '\n'))}
-	metricsPath := filepath.Join(in.CandidateDir, trainer.MetricsFile)
-	switch st, err := os.Stat(metricsPath); {
-	case err == nil && st.Mode().IsRegular():
-		files = append(files, modelrepo.File{Name: trainer.MetricsFile, Size: st.Size(), Open: func() (io.ReadCloser, error) { return os.Open(metricsPath) }})
-	case err != nil && !errors.Is(err, fs.ErrNotExist):
+	extra, err := extraFiles(in.CandidateDir)
+	if err != nil {
 		return nil, nil, err
 	}
-	return m, files, nil
+	return m, append(files, extra...), nil
+}
+
+// extraFiles are the files of dir published besides model.onnx and GateFile: metrics.json and
+// whatever else the job wrote (checkpoint.pt, a label map), as the model repository's layout
+// promises. Generated files (config.pbtxt, edgeloop.json) are left out, as are
+// subdirectories; a name the repository cannot hold or too many files is an error, so a
+// version never silently lacks a file its job wrote.
+func extraFiles(dir string) ([]modelrepo.File, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var files []modelrepo.File
+	for _, e := range entries {
+		name := e.Name()
+		switch name {
+		case modelrepo.ModelFile, GateFile, modelrepo.ConfigFile, modelrepo.ManifestFile:
+			continue
+		}
+		if !e.Type().IsRegular() {
+			continue // subdirectories and links: versions are flat files
+		}
+		if err := modelrepo.ValidateFileName(name); err != nil {
+			return nil, fmt.Errorf("the job's output %s: %w", name, err)
+		}
+		if len(files) == maxExtraFiles {
+			return nil, fmt.Errorf("the job's output has more than %d extra files", maxExtraFiles)
+		}
+		path := filepath.Join(dir, name)
+		d, err := modelrepo.DigestFile(path)
+		if err != nil {
+			return nil, err
+		}
+		// Checked as uploaded, like model.onnx: the bytes signed are the bytes read now.
+		files = append(files, checkedFile(path, name, d))
+	}
+	return files, nil
 }
 
 // checkedFile is the file at path, which must still have digest d as it is uploaded: the

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/edgeloop/edgeloop/exporter/runtime/builtin/builtintest"
+	"github.com/edgeloop/edgeloop/internal/dataset"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/onnx"
@@ -27,7 +28,7 @@ type fixture struct {
 	repo   *modelrepo.Repository
 	signer *modelrepo.Signer
 	verify *modelrepo.Verifier
-	set    *gate.EvalSet
+	set    *gate.Set
 }
 
 func newFixture(t *testing.T) *fixture {
@@ -42,12 +43,25 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	s := modelrepo.NewSigner(priv)
-	// A held-out set for 4-input, 3-class models: seeded inputs and labels.
+	// An evaluation set for 4-input, 3-class models: seeded inputs and labels, the last 60
+	// as the held-out captured part.
 	rng := rand.New(rand.NewPCG(3, 4))
-	set := &gate.EvalSet{Images: builtintest.Input(5, 600, 4), Width: 4, Classes: []string{"cat", "dog", "bird"}, Captured: 60}
+	var labels []int
 	for range 600 {
-		set.Labels = append(set.Labels, uint8(rng.IntN(3)))
+		labels = append(labels, rng.IntN(3))
 	}
+	spec := dataset.Spec{Shape: []int64{4}, Datatype: dataset.DatatypeFP32, Classes: []string{"cat", "dog", "bird"}}
+	inputs := builtintest.Input(5, 600, 4)
+	set, err := gate.NewSet(spec, "golden", inputs[:540*4], labels[:540])
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := gate.NewSet(spec, gate.PartHeldOut, inputs[540*4:], labels[540:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	set.Parts = append(set.Parts, gate.Part{Name: gate.PartHeldOut, Offset: 540, Samples: 60, Digest: held.Parts[0].Digest})
+	set.Inputs, set.Labels = inputs, labels
 	set.Digest = set.ComputeDigest()
 	return &fixture{bucket: b, repo: modelrepo.New(b), signer: s, verify: modelrepo.NewVerifier(s.Public()), set: set}
 }
@@ -73,14 +87,26 @@ func (f *fixture) candidate(t *testing.T, seed uint64) (string, *gate.Report) {
 	if err := os.WriteFile(filepath.Join(dir, "metrics.json"), []byte(metrics), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(filepath.Join(dir, "train.log"), []byte("not for publishing\n"), 0o644); err != nil {
+	// An extra file, as the PyTorch job writes for fine-tuning: published with the version.
+	if err := os.WriteFile(filepath.Join(dir, "checkpoint.pt"), []byte("weights\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	r, err := gate.EvaluateFile(context.Background(), filepath.Join(dir, "model.onnx"), f.set, gate.Options{})
+	// Generated files and subdirectories in the output are not published.
+	if err := os.WriteFile(filepath.Join(dir, "config.pbtxt"), []byte("stale\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(dir, "logs"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	m2, err := gate.NewModel(gate.RoleCandidate, dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return dir, r
+	res, err := gate.Run(context.Background(), gate.Builtin{}, f.set, m2, nil, gate.Options{Rules: gate.DefaultRules(), Calibrate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, res.Candidate
 }
 
 func TestPublish(t *testing.T) {
@@ -88,7 +114,7 @@ func TestPublish(t *testing.T) {
 	f := newFixture(t)
 	dir, report := f.candidate(t, 1)
 	datasets := []string{"s3://edgeloop/samples/pets/1/dt=2026-11-29/hour=03/000001.tar", "s3://edgeloop/labels/pets/2026-11-29.jsonl"}
-	decision := gate.Decide(gate.DefaultConfig(), report, nil)
+	decision := gate.Decide(gate.DefaultRules(), report, nil)
 
 	// A first model: no parent, straight to stable.
 	m1, err := Publish(ctx, f.repo, f.signer, Input{Model: "pets", CandidateDir: dir, Datasets: datasets, Report: report, Decision: &decision, Stable: true})
@@ -123,31 +149,44 @@ func TestPublish(t *testing.T) {
 	}
 	wantMetrics := map[string]float64{
 		"accuracy": report2.Accuracy, "loss": report2.Loss, "mean_confidence": report2.MeanConfidence,
-		"eval_samples": 600, "eval_captured_samples": 60, "trainer_accuracy": 0.97, "trainer_loss": 0.1,
+		"macro_f1": report2.MacroF1, "top_k_accuracy": report2.TopKAccuracy, "top_k": 3, "ece": report2.ECE,
+		"ece_calibrated": report2.Calibration.ECEAfter,
+		"eval_samples":   600, "eval_captured_samples": 60, "trainer_accuracy": 0.97, "trainer_loss": 0.1,
 	}
 	if fmt.Sprint(got.Metrics) != fmt.Sprint(wantMetrics) {
 		t.Errorf("metrics %v\nwant %v", got.Metrics, wantMetrics)
 	}
 	var acc, counts []float64
 	for _, c := range report2.PerClass {
-		acc, counts = append(acc, c.Accuracy), append(counts, float64(c.Samples))
+		acc, counts = append(acc, c.Recall), append(counts, float64(c.Samples))
 	}
-	if !slices.Equal(got.PerClassMetrics["accuracy"], acc) || !slices.Equal(got.PerClassMetrics["eval_samples"], counts) || len(got.PerClassMetrics) != 2 {
+	if !slices.Equal(got.PerClassMetrics["accuracy"], acc) || !slices.Equal(got.PerClassMetrics["eval_samples"], counts) || len(got.PerClassMetrics["f1"]) != 3 {
 		t.Errorf("per-class metrics %v, want accuracy %v and eval_samples %v", got.PerClassMetrics, acc, counts)
+	}
+	if got.Task != modelrepo.TaskClassification || got.Calibration == nil ||
+		got.Calibration.Temperature != report2.Calibration.Temperature || got.Calibration.EvalDigest != f.set.Digest || got.Calibration.Samples != 600 {
+		t.Errorf("task %q calibration %+v, want the gate's temperature %v on %s", got.Task, got.Calibration, report2.Calibration.Temperature, f.set.Digest)
 	}
 	var names []string
 	for n := range got.Files {
 		names = append(names, n)
 	}
 	slices.Sort(names)
-	if want := []string{"config.pbtxt", "gate.json", "metrics.json", "model.onnx"}; !slices.Equal(names, want) {
+	if want := []string{"checkpoint.pt", "config.pbtxt", "gate.json", "metrics.json", "model.onnx"}; !slices.Equal(names, want) {
 		t.Errorf("files %q, want %q", names, want)
 	}
 
-	// Download checks every file against the signed manifest; gate.json holds the report.
+	// Download checks every file against the signed manifest; gate.json holds the report;
+	// the extra file is the job's, the config.pbtxt the generated one.
 	dl := filepath.Join(t.TempDir(), "v1")
 	if _, err := f.repo.Download(ctx, "pets", 1, dl, f.verify); err != nil {
 		t.Fatal(err)
+	}
+	if ck := mustRead(t, filepath.Join(dl, "checkpoint.pt")); string(ck) != "weights\n" {
+		t.Errorf("checkpoint.pt: %q", ck)
+	}
+	if cfg := mustRead(t, filepath.Join(dl, "config.pbtxt")); strings.Contains(string(cfg), "stale") {
+		t.Errorf("the job's config.pbtxt was published instead of the generated one")
 	}
 	var rec struct {
 		Report   gate.Report    `json:"report"`
@@ -226,7 +265,7 @@ func TestPublishFailuresLeaveNoVersion(t *testing.T) {
 	dir2, report2 := f.candidate(t, 2)
 	good := Input{Model: "pets", CandidateDir: dir2, ParentVersion: 1, Report: report2, Canary: true, Stable: true}
 	changed := t.TempDir()
-	for _, name := range []string{"model.onnx", "metrics.json"} {
+	for _, name := range []string{"model.onnx", "metrics.json", "checkpoint.pt"} {
 		data, _ := os.ReadFile(filepath.Join(dir2, name))
 		if name == "model.onnx" {
 			data[len(data)-1] ^= 1 // not what the gate evaluated
