@@ -391,43 +391,36 @@ func (pl *pool) run(out *value, in []*value) {
 		dst := out.data[c*oh*ow : (c+1)*oh*ow]
 		for oy := range oh {
 			y0 := oy*sh - pt
+			kiLo, kiHi := validRange(y0, kh, dh, 0, ih)
+			piLo, piHi := validRange(y0, kh, dh, -pt, ph)
 			for ox := range ow {
 				x0 := ox*sw - pleft
-				acc := float32(math.Inf(-1))
-				if !pl.max {
-					acc = 0
-				}
-				count := 0
-				for ki := range kh {
-					iy := y0 + ki*dh
-					if iy < 0 || iy >= ih {
-						if pl.includePads && iy >= -pt && iy < ph {
-							count += countIn(x0, kw, dw, -pleft, pw)
+				kjLo, kjHi := validRange(x0, kw, dw, 0, iw)
+				if pl.max {
+					acc := float32(math.Inf(-1))
+					for ki := kiLo; ki < kiHi; ki++ {
+						row := src[(y0+ki*dh)*iw:]
+						for kj := kjLo; kj < kjHi; kj++ {
+							acc = max(acc, row[x0+kj*dw])
 						}
-						continue
 					}
-					row := src[iy*iw : (iy+1)*iw]
-					for kj := range kw {
-						ix := x0 + kj*dw
-						if ix < 0 || ix >= iw {
-							if pl.includePads && ix >= -pleft && ix < pw {
-								count++
-							}
-							continue
-						}
-						v := row[ix]
-						if pl.max {
-							acc = max(acc, v)
-						} else {
-							acc += v
-						}
-						count++
+					dst[oy*ow+ox] = acc
+					continue
+				}
+				var acc float32
+				for ki := kiLo; ki < kiHi; ki++ {
+					row := src[(y0+ki*dh)*iw:]
+					for kj := kjLo; kj < kjHi; kj++ {
+						acc += row[x0+kj*dw]
 					}
 				}
-				if !pl.max {
-					if count > 0 {
-						acc /= float32(count)
-					}
+				count := (kiHi - kiLo) * (kjHi - kjLo)
+				if pl.includePads {
+					lo, hi := validRange(x0, kw, dw, -pleft, pw)
+					count = (piHi - piLo) * (hi - lo)
+				}
+				if count > 0 {
+					acc /= float32(count)
 				}
 				dst[oy*ow+ox] = acc
 			}
@@ -435,15 +428,17 @@ func (pl *pool) run(out *value, in []*value) {
 	}
 }
 
-// countIn counts the kernel columns x0 + j·d, j < k, that fall in [lo, hi).
-func countIn(x0, k, d, lo, hi int) int {
-	n := 0
-	for j := range k {
-		if ix := x0 + j*d; ix >= lo && ix < hi {
-			n++
-		}
+// validRange returns the kernel taps [lo, hi) whose positions x0 + j·d, j < k, fall in
+// [lo, hi) of the input.
+func validRange(x0, k, d, lo, hi int) (int, int) {
+	first, last := 0, k
+	for first < k && x0+first*d < lo {
+		first++
 	}
-	return n
+	for last > first && x0+(last-1)*d >= hi {
+		last--
+	}
+	return first, last
 }
 
 // globalPool is ONNX GlobalAveragePool and GlobalMaxPool: one value per image and channel.
