@@ -39,6 +39,7 @@ func commands() []command {
 		{"model", "manage a signed model repository: keygen, sign, verify, publish, ls", runModel},
 		{"evalset", "manage labelled evaluation sets in the object store: create, ls, show", runEvalset},
 		{"train", "train the builtin Fashion-MNIST model and write model.onnx + metrics.json", runTrain},
+		{"evaluate", "score models on an evaluation set for the retrain gate (its evaluation job)", runEvaluate},
 		{"demo", "run the whole loop on loopback with simulated edge nodes and drift (make demo)", runDemo},
 		{"version", "print the version and exit", runVersion},
 	}
