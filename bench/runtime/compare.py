@@ -2,13 +2,15 @@
 """Compares edgeloop's built-in ONNX runtime with PyTorch on the same models and thread count:
 the p50 latency of single-row requests (batch 1) and rows per second at batch 32.
 
-    /usr/bin/python3 bench/runtime/compare.py [--threads 1] [--seconds 3]
+    /usr/bin/python3 bench/runtime/compare.py [--threads 1] [--seconds 3] [--tags openblas]
 
 It exports the reference MLP (784-256-128-10, `edgeloop train`'s shape), the small CNN and the
 MobileNet-style network of exporter/runtime/builtin/testdata/make_cnn.py to a temporary
 directory, times PyTorch (eager, torch.no_grad, torch.set_num_threads) on them, runs
 `go run ./bench/runtime` on the same files with GOMAXPROCS set to the same thread count, and
-prints one Markdown table. Run it from the repository root with Debian's python3 (torch).
+prints one Markdown table. With --tags openblas the runtime's matrix products run on OpenBLAS
+(OPENBLAS_NUM_THREADS is set to the thread count too). Run it from the repository root with
+Debian's python3 (torch).
 """
 import argparse
 import json
@@ -55,6 +57,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seconds", type=float, default=3)
+    ap.add_argument("--tags", default="", help="go build tags for the runtime, such as openblas")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -68,12 +71,12 @@ def main():
             model.eval()
             make_cnn.export(model, torch.randn((1,) + shape), os.path.join(d, name + ".onnx"), keep_bn=False)
             torch_res[name] = time_torch(model, shape, args.seconds)
-        env = dict(os.environ, GOMAXPROCS=str(args.threads))
-        out = subprocess.run(["go", "run", "./bench/runtime", "-dir", d, "-models", ",".join(m[0] for m in models),
+        env = dict(os.environ, GOMAXPROCS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads))
+        out = subprocess.run(["go", "run", "-tags=" + args.tags, "./bench/runtime", "-dir", d, "-models", ",".join(m[0] for m in models),
                               "-threads", str(args.threads), "-seconds", str(args.seconds)],
                              cwd=ROOT, env=env, check=True, capture_output=True, text=True).stdout
     go_res = {r["model"]: r for r in map(json.loads, out.splitlines())}
-    print("threads: %d, torch %s" % (args.threads, torch.__version__))
+    print("threads: %d, torch %s, go build tags: %r" % (args.threads, torch.__version__, args.tags))
     print()
     print("| model | batch 1 p50 built-in | batch 1 p50 PyTorch | PyTorch/built-in | batch 32 rows/s built-in "
           "| batch 32 rows/s PyTorch | PyTorch/built-in |")
