@@ -53,4 +53,3 @@ func sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 		}
 	}
 }
-

@@ -7,7 +7,7 @@ import (
 	"github.com/edgeloop/edgeloop/internal/onnx"
 )
 
-func aInts(v ...int64) onnx.Attribute  { return onnx.Attribute{Type: onnx.AttrInts, Ints: v} }
+func aInts(v ...int64) onnx.Attribute { return onnx.Attribute{Type: onnx.AttrInts, Ints: v} }
 func aString(s string) onnx.Attribute { return onnx.Attribute{Type: onnx.AttrString, String: s} }
 
 // named is node with an explicit output, for graphs of several nodes.
