@@ -212,3 +212,74 @@ func TestRetrainFromServingVersion(t *testing.T) {
 }
 
 func testLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// remoteTrainingBackend is a trainingBackend for a remote backend: its jobs write their
+// outputs under the output URL (a file:// bucket prefix), with extra files, as a Kubernetes
+// job writes to S3.
+type remoteTrainingBackend struct{ *trainingBackend }
+
+func (b remoteTrainingBackend) Start(ctx context.Context, s jobs.Spec) (jobs.Ref, error) {
+	out := strings.TrimPrefix(s.Output, "file://")
+	local := s
+	local.Output = out
+	ref, err := b.trainingBackend.Start(ctx, local)
+	if err != nil {
+		return ref, err
+	}
+	// A subdirectory is not part of the contract's outputs and is not fetched.
+	if err := os.MkdirAll(filepath.Join(out, "logs"), 0o755); err != nil {
+		return ref, err
+	}
+	return ref, os.WriteFile(filepath.Join(out, "logs", "train.log"), []byte("log\n"), 0o644)
+}
+
+// TestRemoteJobOutputsAndBaseModel: a remote job's every output file (checkpoint.pt included)
+// is fetched and published with the version, and the next job is pointed at the serving
+// version's object prefix in the repository bucket as its base model.
+func TestRemoteJobOutputsAndBaseModel(t *testing.T) {
+	cfg, _ := testConfig(t)
+	cfg.Backend.Type = "kubernetes"
+	cfg.Backend.Kubernetes.Image = "registry.example.com/trainer:1"
+	protos := gatetest.Prototypes(gatetest.Spec(), 1)
+	writeGolden(t, cfg, "fashion", protos, 400)
+	cfg.Gate.EvalSets = []string{"golden"}
+	cfg.Gate.MinEvalSamples, cfg.Gate.FirstModelMin = 400, 0.3
+	cfg.Policy.Cooldown = 0
+	clk := &clock{t: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)}
+	b := remoteTrainingBackend{&trainingBackend{fakeBackend: newFakeBackend(), noise: []float64{1, 0.1}, protos: protos}}
+	e := start(t, cfg, b, clk)
+	for i := range 2 {
+		if code, body := e.post(t, "/v1/models/fashion/retrain", operatorToken, nil); code != 202 {
+			t.Fatalf("manual: %d %s", code, body)
+		}
+		if j := waitEnded(t, e); j.Phase != PhasePromoted || j.Version != int64(i+1) {
+			t.Fatalf("job %d: %s %q version %d", i, j.Phase, j.Error, j.Version)
+		}
+	}
+	bucket, err := objstore.Open(context.Background(), cfg.Repository.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := modelrepo.New(bucket).UnverifiedManifest(context.Background(), "fashion", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"model.onnx", "checkpoint.pt", "gate.json", "config.pbtxt"} {
+		if _, ok := m.Files[name]; !ok {
+			t.Errorf("version 2 lacks %s: %v", name, m.Files)
+		}
+	}
+	if _, ok := m.Files["train.log"]; ok {
+		t.Errorf("a file of an output subdirectory was published: %v", m.Files)
+	}
+	b.mu.Lock()
+	specs := append([]jobs.Spec(nil), b.specs...)
+	b.mu.Unlock()
+	want := strings.TrimPrefix(cfg.Repository.Bucket, "file://") + "/models/fashion/1"
+	if specs[0].BaseModel != "" || specs[1].BaseModel != "file://"+want {
+		t.Errorf("base models %q and %q, want none and %q", specs[0].BaseModel, specs[1].BaseModel, "file://"+want)
+	}
+	if _, err := os.Stat(filepath.Join(want, "checkpoint.pt")); err != nil {
+		t.Errorf("the base model prefix holds no checkpoint.pt: %v", err)
+	}
+}
