@@ -488,8 +488,8 @@ func TestJobCNN(t *testing.T) {
 		floor  float64
 	}{
 		{"cnn", 2, 0.5},
-		// A MobileNet learns slowly from 500 images; the check here is the export and its ops.
-		{"mobilenet", 1, 0.15},
+		// A MobileNet learns more slowly from 500 images (0.39 after one epoch).
+		{"mobilenet", 1, 0.25},
 	} {
 		t.Run(tc.arch, func(t *testing.T) {
 			out := filepath.Join(t.TempDir(), "out")

@@ -16,7 +16,7 @@ sys.dont_write_bytecode = True  # the job's directory may be read-only (an image
 
 from edgeloop_pytorch import data, job, outputs, store  # noqa: E402
 from edgeloop_pytorch.log import LEVELS, Logger  # noqa: E402
-from edgeloop_pytorch.models import ARCHS  # noqa: E402
+from edgeloop_pytorch.archs import ARCHS  # noqa: E402
 
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
@@ -58,7 +58,7 @@ def class_list(s: str):
 
 def parse(argv, env):
     d = job.Config()
-    p = Parser(prog="train.py", description="edgeloop's PyTorch training job: trains a CNN (or MLP) classifier "
+    p = Parser(prog="train.py", allow_abbrev=False, description="edgeloop's PyTorch training job: trains a CNN (or MLP) classifier "
                "and writes model.onnx, checkpoint.pt and metrics.json under the output prefix. Docs: docs/trainer-pytorch.md.")
     p.add_argument("--out", default=env.get(ENV_OUTPUT, ""), help=f"output directory or s3:// prefix (env {ENV_OUTPUT}; required)")
     p.add_argument("--model", default=env.get(ENV_MODEL) or d.model, help=f"model name (env {ENV_MODEL}; default fashion)")
@@ -82,6 +82,8 @@ def parse(argv, env):
     p.add_argument("--eval-limit", type=int, default=0, help="evaluate on the first N images of the split only (0: all)")
     p.add_argument("--train-limit", type=int, default=0, help="use only the first N Fashion-MNIST training images (0: all)")
     p.add_argument("--samples-repeat", type=int, default=1, help="each labelled sample joins the training data N times (1-100)")
+    p.add_argument("--bn-recalibrate", type=int, default=d.bn_recalibrate, metavar="N",
+                   help="re-estimate BatchNorm statistics on N training images after each epoch (0: off; default 2048)")
     p.add_argument("--on-mismatch", default=d.on_mismatch, help="a checkpoint whose arch, classes or input shape differ: error (default) or scratch")
     p.add_argument("--log.format", dest="log_format", default="logfmt", choices=("logfmt", "json"))
     p.add_argument("--log.level", dest="log_level", default="info", choices=sorted(LEVELS))
@@ -93,7 +95,7 @@ def parse(argv, env):
                      arch=a.arch, hidden=a.hidden, width=a.width, epochs=a.epochs, batch=a.batch, lr=a.lr,
                      seed=a.seed, threads=a.threads, device=a.device, eval_split=a.eval_split,
                      eval_limit=a.eval_limit, train_limit=a.train_limit, samples_repeat=a.samples_repeat,
-                     on_mismatch=a.on_mismatch)
+                     on_mismatch=a.on_mismatch, bn_recalibrate=a.bn_recalibrate)
     errs = job.validate(cfg)
     if errs:
         raise UsageError("invalid settings:\n" + "\n".join(errs))

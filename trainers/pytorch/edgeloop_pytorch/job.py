@@ -7,13 +7,13 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
 
 import numpy as np
 
 from . import data, outputs, store
-from .models import ARCHS, build
+from .archs import ARCHS
 
 MANIFEST_FILE = "edgeloop.json"  # internal/modelrepo.ManifestFile
 
@@ -48,6 +48,7 @@ class Config:
     train_limit: int = 0
     samples_repeat: int = 1
     on_mismatch: str = "error"
+    bn_recalibrate: int = 2048
 
 
 def data_default() -> str:
@@ -93,6 +94,8 @@ def validate(c: Config) -> List[str]:
         errs.append(f"train-limit: must not be negative, got {c.train_limit}")
     if not 1 <= c.samples_repeat <= 100:
         errs.append(f"samples-repeat: must be between 1 and 100, got {c.samples_repeat}")
+    if not 0 <= c.bn_recalibrate <= 1 << 20:
+        errs.append(f"bn-recalibrate: must be between 0 and 1048576, got {c.bn_recalibrate}")
     if c.on_mismatch not in ("error", "scratch"):
         errs.append(f"on-mismatch: must be error or scratch, got {c.on_mismatch!r}")
     if len(set(c.classes)) != len(c.classes) or any(not x for x in c.classes):
@@ -117,8 +120,6 @@ def load_base(location: str, scratch: str, log) -> Base:
     (or file:// URI) or an s3:// prefix. Either file may be missing (a version written by
     `edgeloop train` has no checkpoint; a job's output directory has no manifest); the
     location itself must exist."""
-    import torch
-
     b = Base(location=location)
     if not location:
         return b
@@ -148,6 +149,8 @@ def load_base(location: str, scratch: str, log) -> Base:
         if not isinstance(b.manifest, dict):
             raise JobError(f"base model: {MANIFEST_FILE} is not a JSON object")
     if outputs.CHECKPOINT_FILE in paths:
+        import torch
+
         try:
             # weights_only: tensors and plain containers only, no pickled code.
             ck = torch.load(paths[outputs.CHECKPOINT_FILE], map_location="cpu", weights_only=True)
@@ -314,6 +317,7 @@ def resolve_arch(cfg: Config, base: Base, d: Data, log):
 
 
 def predict(model, x: np.ndarray, device, batch: int = 1000) -> np.ndarray:
+    """The model's logits for x, in evaluation mode, batch images at a time."""
     import torch
 
     model.eval()
@@ -322,6 +326,33 @@ def predict(model, x: np.ndarray, device, batch: int = 1000) -> np.ndarray:
         for i in range(0, len(x), batch):
             out.append(model(torch.from_numpy(x[i:i + batch]).to(device)).float().cpu().numpy())
     return np.concatenate(out)
+
+
+def recalibrate_bn(model, x, n: int, seed: int, device, batch: int = 256) -> None:
+    """Re-estimates BatchNorm's running statistics as the plain average over n training
+    images (a fixed sample of seed) with the weights as they are now. Training keeps an
+    exponential average over the last few dozen steps, in which the weights moved: after a
+    short run (a fine-tune on a few hundred samples) the evaluation-mode model then scores far
+    below the training-mode one, MobileNet's depthwise layers most."""
+    import torch
+    from torch import nn
+
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not bns or n == 0:
+        return
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed + 1))[:n]
+    saved = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average
+    model.train()
+    with torch.no_grad():
+        for i in range(0, len(idx), batch):
+            part = idx[i:i + batch]
+            if len(part) > 1:  # BatchNorm needs two values per channel
+                model(x[part].to(device))
+    for m, mom in zip(bns, saved):
+        m.momentum = mom
 
 
 def set_determinism(cfg: Config):
@@ -350,6 +381,8 @@ def set_determinism(cfg: Config):
 def train(cfg: Config, d: Data, arch: str, hidden: List[int], width: int, ck: Optional[dict], device, log, stop):
     import torch
     from torch import nn
+
+    from .models import build
 
     model = build(arch, d.shape, len(d.classes), hidden, width)
     if ck is not None:
@@ -390,6 +423,7 @@ def train(cfg: Config, d: Data, arch: str, hidden: List[int], width: int, ck: Op
             loss_sum += float(loss) * len(idx)
             right += int((logits.argmax(1) == yb).sum())
             seen += len(idx)
+        recalibrate_bn(model, x, cfg.bn_recalibrate, cfg.seed, device)
         logits = predict(model, d.eval_x, device)
         ev = outputs.evaluation(logits, d.eval_y, d.classes)
         h = {"epoch": epoch, "train_loss": loss_sum / seen, "train_accuracy": right / seen,
@@ -408,10 +442,8 @@ def train(cfg: Config, d: Data, arch: str, hidden: List[int], width: int, ck: Op
 def run(cfg: Config, log, stop=lambda: False) -> dict:
     """Runs the job and returns metrics.json's content. Outputs go to cfg.out: a local
     directory (model.onnx written before metrics.json, each renamed into place) or an s3://
-    prefix (metrics.json and checkpoint.pt uploaded first, model.onnx last)."""
-    import torch
-
-    device = set_determinism(cfg)
+    prefix (metrics.json and checkpoint.pt uploaded first, model.onnx last). Data and
+    settings are checked before torch is imported, so that a bad job fails in a second."""
     scratch = tempfile.mkdtemp(prefix="edgeloop-pytorch-")
     try:
         base = load_base(cfg.base_model, scratch, log)
@@ -422,12 +454,14 @@ def run(cfg: Config, log, stop=lambda: False) -> dict:
             else:
                 manifest = data.read_local_manifest(store.local_path(cfg.dataset_manifest))
         d = load_data(cfg, base, manifest, log)
+        device = set_determinism(cfg)
         arch, hidden, width, ck = resolve_arch(cfg, base, d, log)
         log.info("training", model=cfg.model, arch=arch, input_shape=list(d.shape), classes=len(d.classes),
                  train_images=len(d.train_y), eval_images=len(d.eval_y), eval_split=d.eval_split,
                  epochs=cfg.epochs, batch=cfg.batch, lr=cfg.lr, seed=cfg.seed, threads=cfg.threads,
                  device=str(device), fine_tune=ck is not None)
         model, ev, history, duration = train(cfg, d, arch, hidden, width, ck, device, log, stop)
+        import torch
 
         meta = {"edgeloop.model": cfg.model, "edgeloop.arch": arch,
                 "edgeloop.preprocessing": f"{'x'.join(str(s) for s in d.shape)} float32 NCHW; Fashion-MNIST and uint8 samples: grey levels divided by 255"}

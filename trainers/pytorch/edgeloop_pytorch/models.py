@@ -8,7 +8,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-ARCHS = ("cnn", "mobilenet", "mlp")
+from .archs import ARCHS
 
 
 def conv_bn(cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1, act=nn.ReLU) -> nn.Sequential:

@@ -9,9 +9,6 @@ import tempfile
 from typing import Dict, List, Sequence
 
 import numpy as np
-import torch
-
-from .models import WithProbabilities
 
 MODEL_FILE = "model.onnx"
 METRICS_FILE = "metrics.json"
@@ -57,11 +54,14 @@ def classes_json(classes: Sequence[str]) -> str:
     return s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
 
 
-def export_onnx(model: torch.nn.Module, shape: Sequence[int], classes: Sequence[str], metadata: Dict[str, str]) -> bytes:
+def export_onnx(model, shape: Sequence[int], classes: Sequence[str], metadata: Dict[str, str]) -> bytes:
     """Exports model (in eval mode, on the CPU) as ONNX opset 13: input "input" FLOAT
     [batch, C, H, W], outputs "logits" and "probabilities" FLOAT [batch, classes], the class
     names in metadata_props "classes" as a JSON list, plus metadata."""
     import onnx  # Debian python3-onnx; torch.onnx.export needs it too
+    import torch
+
+    from .models import WithProbabilities
 
     model = model.to("cpu").eval()
     dummy = torch.zeros((1,) + tuple(shape), dtype=torch.float32)
