@@ -234,8 +234,8 @@ func newFixture(t *testing.T) *fixture {
 		// The same image as sample 0 from another node: a new sample key, the same content.
 		captured(t, 9001, "edge-9999", uint8NPY(train.Image(1000)), []int64{1, 28, 28}, sample.IndexLabel(int(train.Labels[1000]))),
 		// Refusals, one of each reason the job can meet here.
-		captured(t, 9002, "edge-9999", npyBytes(t, []int{784}, img), []int64{784}, sample.IndexLabel(1)),                // shape
-		captured(t, 9003, "edge-9999", npyBytes(t, []int{1, 28, 28}, img), []int64{1, 28, 28}, sample.NameLabel("Hat")), // label
+		captured(t, 9002, "edge-9999", npyBytes(t, []int{784}, img), []int64{784}, sample.IndexLabel(1)),                                                            // shape
+		captured(t, 9003, "edge-9999", npyBytes(t, []int{1, 28, 28}, img), []int64{1, 28, 28}, sample.NameLabel("Hat")),                                             // label
 		captured(t, 9004, "edge-9999", npyBytes(t, []int{1, 28, 28}, append([]float32{float32(math.NaN())}, img[1:]...)), []int64{1, 28, 28}, sample.IndexLabel(2)), // nonfinite
 	)
 	for i, ss := range shards {
