@@ -72,6 +72,7 @@ type slotInfo struct {
 	shape []int64 // -1 for dynamic dimensions
 	ints  bool    // an integer constant, usable only where an operator wants one
 	konst bool
+	sym   bool // an integer constant that may hold symbolic dimensions (symbolic.go)
 }
 
 type compiler struct {
@@ -321,6 +322,15 @@ func (c *compiler) node(n *onnx.Node, name string, shapes [][]int64) (*step, err
 		st.in[i] = a.slot
 		shapes = append(shapes, a.info.shape)
 	}
+	if r, ok := k.(*reshape); ok && len(r.refs) > 0 {
+		// The target names dimensions of other values: they become extra inputs of the step,
+		// so that its shape function sees their run-time shapes.
+		for _, slot := range r.refs {
+			st.in = append(st.in, slot.slot)
+			shapes = append(shapes, c.slots[slot.slot].shape)
+		}
+		allConst = false
+	}
 	shape, err := k.shape(nil, shapes)
 	if err != nil {
 		return nil, err
@@ -373,6 +383,9 @@ func constInts(n *onnx.Node, args []arg, i int) ([]int64, error) {
 	a := args[i]
 	if !a.info.ints || !a.info.konst {
 		return nil, fmt.Errorf("input %q: must be an INT64 initializer or Constant (computed shapes are %w)", n.Inputs[i], ErrUnsupported)
+	}
+	if a.info.sym && hasSym(a.val.ints) {
+		return nil, fmt.Errorf("input %q: holds a dimension known only at run time, which %s cannot take: %w", n.Inputs[i], n.OpType, ErrUnsupported)
 	}
 	return a.val.ints, nil
 }
@@ -441,11 +454,11 @@ func (c *compiler) kernel(n *onnx.Node, args []arg) (kernel, opSpec, error) {
 		if az := n.AttrInt("allowzero", 0); az != 0 {
 			return nil, opSpec{}, fmt.Errorf("attribute allowzero=%d: %w", az, ErrUnsupported)
 		}
-		target, err := constInts(n, args, 1)
+		r, err := c.reshapeTarget(n, args)
 		if err != nil {
 			return nil, opSpec{}, err
 		}
-		return &reshape{target: target}, opSpec{kinds: []argKind{argFloat, argConstInts}, min: 2, alias: true}, nil
+		return r, opSpec{kinds: []argKind{argFloat, argConstInts}, min: 2, alias: true}, nil
 	case "Identity":
 		return identity{}, unary(true), checkAttrs(n, nil)
 	case "Dropout":

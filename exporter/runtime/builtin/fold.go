@@ -51,7 +51,15 @@ func (c *compiler) fold(n *onnx.Node, args []arg) (slotInfo, value, bool, error)
 			return slotInfo{}, value{}, true, fmt.Errorf("input %q: an integer computation on a value known only at run time (the runtime folds integer subgraphs at load): %w", n.Inputs[i], ErrUnsupported)
 		}
 	}
+	sym := false
+	for _, a := range args {
+		sym = sym || a.slot >= 0 && a.info.sym && hasSym(a.val.ints)
+	}
+	if sym && (n.OpType == "Add" || n.OpType == "Sub" || n.OpType == "Mul" || n.OpType == "Div") {
+		return slotInfo{}, value{}, true, fmt.Errorf("arithmetic on a dimension known only at run time: %w", ErrUnsupported)
+	}
 	info, v, err := c.foldInts(n, args)
+	info.sym = sym && hasSym(v.ints)
 	return info, v, true, err
 }
 
@@ -181,12 +189,16 @@ func foldShape(n *onnx.Node, args []arg) (slotInfo, value, error) {
 	if start < end {
 		dims = append(dims, x[start:end]...)
 	}
-	for _, d := range dims {
-		if d < 0 {
-			return slotInfo{}, value{}, fmt.Errorf("Shape of %q, whose shape %v is known only at run time: %w", n.Inputs[0], x, ErrUnsupported)
+	sym := false
+	for i, d := range dims {
+		if d < 0 { // a symbolic dimension (symbolic.go)
+			dims[i] = encodeSym(args[0].slot, int(start)+i)
+			sym = true
 		}
 	}
-	return intConst([]int64{int64(len(dims))}, dims)
+	info, v, err := intConst([]int64{int64(len(dims))}, dims)
+	info.sym = sym
+	return info, v, err
 }
 
 func foldConstantOfShape(n *onnx.Node, args []arg) (slotInfo, value, error) {
@@ -252,6 +264,14 @@ func foldCast(n *onnx.Node, a arg) (slotInfo, value, error) {
 	}
 	to := onnx.DataType(n.AttrInt("to", 0))
 	shape := a.info.shape
+	if a.info.sym && hasSym(a.val.ints) {
+		if to != onnx.Int64 && to != onnx.Int32 {
+			return slotInfo{}, value{}, fmt.Errorf("cast of a dimension known only at run time to %v: %w", to, ErrUnsupported)
+		}
+		info, v, err := intConst(shape, a.val.ints)
+		info.sym = true
+		return info, v, err
+	}
 	switch to {
 	case onnx.Float:
 		if !a.info.ints {

@@ -399,7 +399,12 @@ func (flatten) run(*value, []*value) {}
 
 // reshape is ONNX Reshape with the target shape from a constant: 0 copies the input's
 // dimension, -1 is inferred. The output shares the input's data.
-type reshape struct{ target []int64 }
+type reshape struct {
+	target []int64
+	// refs are the target's symbolic dimensions (symbolic.go), one per element whose pos is
+	// set: that element is dimension dim of the step's extra input 2+i.
+	refs []symRef
+}
 
 func (r *reshape) shape(dst []int64, in [][]int64) ([]int64, error) {
 	x := in[0]
@@ -410,7 +415,20 @@ func (r *reshape) shape(dst []int64, in [][]int64) ([]int64, error) {
 	infer := -1
 	known := int64(1) // product of the output dimensions other than the inferred one
 	start := len(dst)
+	next := 0 // the next symbolic reference
 	for i, d := range r.target {
+		if next < len(r.refs) && r.refs[next].pos == i {
+			d = in[2+next][r.refs[next].dim]
+			next++
+			if d < 0 { // known only at run time
+				dst = append(dst, -1)
+				known = -1
+				continue
+			}
+			if d == 0 {
+				return nil, fmt.Errorf("target %v: a dimension of size 0", r.target)
+			}
+		}
 		switch {
 		case d == 0:
 			if i >= len(x) {

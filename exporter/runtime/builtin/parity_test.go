@@ -24,6 +24,7 @@ var parityCases = []struct {
 	{"small_cnn.onnx", "small_cnn", []string{"1", "8"}},
 	{"small_cnn_bn.onnx", "small_cnn", []string{"1", "8"}},
 	{"small_cnn_view.onnx", "small_cnn", []string{"1"}}, // exported at a fixed batch of 1
+	{"small_cnn_view_dyn.onnx", "small_cnn", []string{"1", "8"}},
 	{"mobilenet.onnx", "mobilenet", []string{"1", "8"}},
 	{"mobilenet_bn.onnx", "mobilenet", []string{"1", "8"}},
 }
@@ -90,8 +91,8 @@ func checkParity(t *testing.T, dir string) {
 			}
 		})
 	}
-	if checked != 9 {
-		t.Errorf("checked %d model and batch pairs, want 9", checked)
+	if checked != 11 {
+		t.Errorf("checked %d model and batch pairs, want 11", checked)
 	}
 }
 

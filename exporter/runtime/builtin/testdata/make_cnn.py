@@ -11,7 +11,9 @@ BatchNormalization nodes kept (training=TrainingMode.PRESERVE, do_constant_foldi
 then NAME_x1.npy / NAME_y1.npy (batch 1) and NAME_x8.npy / NAME_y8.npy (batch 8). A third
 export, small_cnn_view.onnx, flattens with view() at a fixed batch of 1 without constant
 folding, so that the runtime's own folding of the Shape/Gather/Unsqueeze/Concat chain is
-tested (with the PyTorch outputs small_cnn_y1.npy: it is the same network). The
+tested (with the PyTorch outputs small_cnn_y1.npy: it is the same network), and
+small_cnn_view_dyn.onnx does the same with a dynamic batch, where the chain starts from the
+Shape of a dimension known only at run time. The
 committed files beside this script are its output; parity_test.go compares the runtime with
 them, and re-runs the script when torch is installed.
 """
@@ -111,6 +113,7 @@ def main():
                 torch.onnx.export(model, x1, os.path.join(out, name + "_view.onnx"), opset_version=13,
                                   input_names=["input"], output_names=["logits"],
                                   training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False)
+                export(model, x1, os.path.join(out, name + "_view_dyn.onnx"), keep_bn=True)
                 model.view = False
 
 
