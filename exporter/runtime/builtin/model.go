@@ -1,16 +1,22 @@
-// Package builtin runs ONNX classification models on the CPU in pure Go (no cgo), so that an
-// edge node without Triton can serve the reference model from the exporter itself.
+// Package builtin runs ONNX classification models on the CPU in Go, so that an edge node
+// without Triton can serve the reference model from the exporter itself.
 //
 // Load compiles the graph once into a plan: one kernel per node, in the graph's topological
-// order, with every shape checked as far as the fixed dimensions allow. The plan is immutable
+// order, with every shape checked as far as the fixed dimensions allow. Nodes whose inputs are
+// all constants, and the integer subgraphs exporters write around Reshape (Shape, Gather,
+// Unsqueeze, Concat, ...), are computed at load (fold.go, symbolic.go). The plan is immutable
 // and shared by all requests; each Run borrows its intermediate buffers from a sync.Pool, so
-// the steady state allocates nothing and any number of goroutines may Run the same Model.
+// the steady state allocates only the Result and any number of goroutines may Run the same
+// Model.
 //
-// The supported operators are those of MLP classifiers as PyTorch, scikit-learn (skl2onnx)
-// and `edgeloop train` export them: Gemm, MatMul, Add, Relu, Sigmoid, Softmax, Flatten,
-// Reshape, Identity and Constant. Anything else is refused at load with the node and operator
-// named, never at request time. Matrix products use gonum's float32 BLAS (see
-// docs/inference.md for why it was chosen over our own kernel and over gonnx).
+// The supported operators are those of MLP and CNN image classifiers (NCHW) as PyTorch,
+// scikit-learn (skl2onnx) and `edgeloop train` export them: Gemm, MatMul, Conv (grouped and
+// depthwise), MaxPool, AveragePool, the global pools, BatchNormalization, the usual
+// activations, element-wise arithmetic with broadcasting, Concat, Transpose, Pad and the
+// shape operators; docs/inference.md lists them with their attributes. Anything else is
+// refused at load with the node and operator named, never at request time. Matrix products
+// use gonum's float32 BLAS in pure Go, or OpenBLAS through cgo when built with -tags openblas
+// (see docs/inference.md for why gonum was chosen over our own kernel and over gonnx).
 package builtin
 
 import (
