@@ -8,6 +8,7 @@ packages=(
   python3-torch         # the PyTorch training job, and reference outputs for exported CNNs
   python3-onnx          # torch.onnx.export needs it
   python3-numpy         # the PyTorch job reads .npy inputs
+  libopenblas-dev       # the built-in runtime's optional OpenBLAS products (go build -tags openblas)
 )
 missing=()
 for p in "${packages[@]}"; do
