@@ -3,7 +3,6 @@ package retrain
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -210,8 +209,6 @@ func TestRetrainFromServingVersion(t *testing.T) {
 	data, _ := json.Marshal(rec.Decision)
 	t.Logf("decision: %s", data)
 }
-
-func testLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // remoteTrainingBackend is a trainingBackend for a remote backend: its jobs write their
 // outputs under the output URL (a file:// bucket prefix), with extra files, as a Kubernetes
