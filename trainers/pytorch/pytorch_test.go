@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -230,13 +231,15 @@ func newFixture(t *testing.T) *fixture {
 		shards[i%2] = append(shards[i%2], s)
 	}
 	img := train.Image(1500)
+	nan := append([]float32{float32(math.NaN())}, img[1:]...)
 	shards[1] = append(shards[1],
 		// The same image as sample 0 from another node: a new sample key, the same content.
 		captured(t, 9001, "edge-9999", uint8NPY(train.Image(1000)), []int64{1, 28, 28}, sample.IndexLabel(int(train.Labels[1000]))),
-		// Refusals, one of each reason the job can meet here.
-		captured(t, 9002, "edge-9999", npyBytes(t, []int{784}, img), []int64{784}, sample.IndexLabel(1)),                                                            // shape
-		captured(t, 9003, "edge-9999", npyBytes(t, []int{1, 28, 28}, img), []int64{1, 28, 28}, sample.NameLabel("Hat")),                                             // label
-		captured(t, 9004, "edge-9999", npyBytes(t, []int{1, 28, 28}, append([]float32{float32(math.NaN())}, img[1:]...)), []int64{1, 28, 28}, sample.IndexLabel(2)), // nonfinite
+		// Refusals, one of each reason the job can meet here: shape ([784] is not [1,28,28]),
+		// label (no class "Hat"), nonfinite.
+		captured(t, 9002, "edge-9999", npyBytes(t, []int{784}, img), []int64{784}, sample.IndexLabel(1)),
+		captured(t, 9003, "edge-9999", npyBytes(t, []int{1, 28, 28}, img), []int64{1, 28, 28}, sample.NameLabel("Hat")),
+		captured(t, 9004, "edge-9999", npyBytes(t, []int{1, 28, 28}, nan), []int64{1, 28, 28}, sample.IndexLabel(2)),
 	)
 	for i, ss := range shards {
 		p := filepath.Join(f.dir, "samples", fmt.Sprintf("shard-%d.tar", i))
@@ -286,24 +289,12 @@ func (f *fixture) checkSamples(t *testing.T, m metrics) {
 		got.Duplicates != st.Duplicates || got.Rejected != st.RejectedTotal() || got.HeldOut != f.wantHeld {
 		t.Errorf("samples = %+v, internal/dataset: %+v with %d held out", got, st, f.wantHeld)
 	}
-	if !maps(m.RejectedByReason, st.Rejected) {
+	if !maps.Equal(m.RejectedByReason, st.Rejected) {
 		t.Errorf("rejected_by_reason = %v, internal/dataset: %v", m.RejectedByReason, st.Rejected)
 	}
 	if want := trainLimit + st.Labelled - f.wantHeld; m.TrainSize != want {
 		t.Errorf("train_size = %d, want %d Fashion-MNIST images + %d samples not held out", m.TrainSize, trainLimit, want-trainLimit)
 	}
-}
-
-func maps(a, b map[string]int) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // scoreWithBuiltin runs the written model.onnx in the exporter's built-in runtime on the
