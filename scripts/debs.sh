@@ -8,6 +8,7 @@ packages=(
   python3-torch         # the PyTorch training job, and reference outputs for exported CNNs
   python3-onnx          # torch.onnx.export needs it
   python3-numpy         # the PyTorch job reads .npy inputs
+  python3-boto3         # the PyTorch job reads and writes s3:// URLs
   libopenblas-dev       # the built-in runtime's optional OpenBLAS products (go build -tags openblas)
 )
 missing=()
