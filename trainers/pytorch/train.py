@@ -109,16 +109,17 @@ def main(argv=None) -> int:
         print(f"train.py: {e}", file=sys.stderr)
         return EXIT_USAGE
     log = Logger(a.log_format, a.log_level, component="train")
-    stopped = []
 
     def on_signal(signum, _frame):
-        # Stop between two steps and exit 1, as the Go trainer does on SIGINT/SIGTERM.
-        stopped.append(signum)
+        # A cancelled job (the controller's Cancel, a pod's deletion) fails with status 1, as
+        # the Go trainer does on SIGINT/SIGTERM, instead of dying by the signal; outputs are
+        # written through temporary names, so none is left half-written.
+        raise job.JobError(f"cancelled by signal {signal.Signals(signum).name}")
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     try:
-        m = job.run(cfg, log, stop=lambda: bool(stopped))
+        m = job.run(cfg, log)
     except (job.JobError, data.DataError, store.StoreError, ValueError) as e:
         log.error("training failed", err=str(e))
         return EXIT_FAILURE

@@ -378,7 +378,9 @@ def set_determinism(cfg: Config):
     return torch.device(dev)
 
 
-def train(cfg: Config, d: Data, arch: str, hidden: List[int], width: int, ck: Optional[dict], device, log, stop):
+def train(cfg: Config, d: Data, arch: str, hidden: List[int], width: int, ck: Optional[dict], device, log):
+    """Trains (or fine-tunes from ck) and evaluates after each epoch; returns the model, the
+    last evaluation, the history and the training time in seconds."""
     import torch
     from torch import nn
 
@@ -410,8 +412,6 @@ def train(cfg: Config, d: Data, arch: str, hidden: List[int], width: int, ck: Op
         perm = torch.randperm(n, generator=gen)
         loss_sum, right, seen = 0.0, 0, 0
         for i in range(0, n, cfg.batch):
-            if stop():
-                raise JobError("cancelled")
             idx = perm[i:i + cfg.batch]
             xb, yb = x[idx].to(device), y[idx].to(device)
             opt.zero_grad(set_to_none=True)
@@ -439,7 +439,7 @@ def train(cfg: Config, d: Data, arch: str, hidden: List[int], width: int, ck: Op
 # --- the whole job -----------------------------------------------------------------------------
 
 
-def run(cfg: Config, log, stop=lambda: False) -> dict:
+def run(cfg: Config, log) -> dict:
     """Runs the job and returns metrics.json's content. Outputs go to cfg.out: a local
     directory (model.onnx written before metrics.json, each renamed into place) or an s3://
     prefix (metrics.json and checkpoint.pt uploaded first, model.onnx last). Data and
@@ -460,7 +460,7 @@ def run(cfg: Config, log, stop=lambda: False) -> dict:
                  train_images=len(d.train_y), eval_images=len(d.eval_y), eval_split=d.eval_split,
                  epochs=cfg.epochs, batch=cfg.batch, lr=cfg.lr, seed=cfg.seed, threads=cfg.threads,
                  device=str(device), fine_tune=ck is not None)
-        model, ev, history, duration = train(cfg, d, arch, hidden, width, ck, device, log, stop)
+        model, ev, history, duration = train(cfg, d, arch, hidden, width, ck, device, log)
         import torch
 
         meta = {"edgeloop.model": cfg.model, "edgeloop.arch": arch,
