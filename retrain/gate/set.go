@@ -135,7 +135,7 @@ func BuildSet(ctx context.Context, spec dataset.Spec, src Sources, logger *slog.
 		}
 		sort.Strings(reasons)
 		for _, r := range reasons {
-			set.Refused = append(set.Refused, Refusal{Source: PartHeldOut, Reason: r, Samples: h.Stats.Rejected[r]})
+			set.Refused = append(set.Refused, Refusal{Source: PartHeldOut, Reason: describeRejection(r, spec), Samples: h.Stats.Rejected[r]})
 		}
 		if len(h.Labels) > 0 {
 			set.add(Part{Name: PartHeldOut, Digest: valuesDigest(spec, h.Labels, h.Inputs)}, h.Inputs, h.Labels)
@@ -151,6 +151,28 @@ func BuildSet(ctx context.Context, spec dataset.Spec, src Sources, logger *slog.
 		logger.Info("evaluation set built", "samples", set.Len(), "parts", len(set.Parts), "refused", set.RefusedSamples(), "digest", set.Digest[:16])
 	}
 	return set, nil
+}
+
+// describeRejection words a dataset.ReadLabelled refusal reason for gate.json.
+func describeRejection(reason string, spec dataset.Spec) string {
+	var why string
+	switch reason {
+	case dataset.ReasonShape:
+		why = fmt.Sprintf("the input's shape does not fit %v", spec.Shape)
+	case dataset.ReasonDtype:
+		why = "the input's dtype cannot be read as float32"
+	case dataset.ReasonLabel:
+		why = fmt.Sprintf("the label names none of the classes %q", spec.Classes)
+	case dataset.ReasonNPY:
+		why = "no input.npy, or one that does not decode"
+	case dataset.ReasonNonFinite:
+		why = "a value is NaN or infinite"
+	case dataset.ReasonMeta:
+		why = "no sample .json, or not a JSON object"
+	default:
+		return "captured samples refused: " + reason
+	}
+	return "captured samples refused (" + reason + "): " + why
 }
 
 func (s *Set) add(p Part, inputs []float32, labels []int) {

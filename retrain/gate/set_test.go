@@ -2,6 +2,7 @@ package gate_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -58,7 +59,7 @@ func TestSecondModelThroughTheGate(t *testing.T) {
 	oin, ol := gatetest.Samples(other, protos, 8, 1, 5)
 	writeSet(t, b, "shapes", "other-classes", other, oin, ol)
 	hin, hl := gatetest.Samples(spec, protos, 100, 8, 9)
-	held := &dataset.Labelled{Inputs: hin, Labels: hl, Stats: dataset.Stats{Rejected: map[string]int{"shape": 3}}}
+	held := &dataset.Labelled{Inputs: hin, Labels: hl, Stats: dataset.Stats{Rejected: map[string]int{dataset.ReasonShape: 3}}}
 
 	set, err := gate.BuildSet(ctx, spec, gate.Sources{Bucket: b, Model: "shapes", EvalSets: []string{"golden", "wide", "other-classes", "missing"}, HeldOut: held}, discard())
 	if err != nil {
@@ -70,12 +71,13 @@ func TestSecondModelThroughTheGate(t *testing.T) {
 	reasons := map[string]string{}
 	for _, r := range set.Refused {
 		reasons[r.Source] += r.Reason
+		t.Logf("refused %s (%d samples): %s", r.Source, r.Samples, r.Reason)
 	}
 	for src, want := range map[string]string{
 		"wide":           "shape [3 16 16], the model takes [3 8 8]",
 		"other-classes":  "triangle",
 		"missing":        "not found",
-		gate.PartHeldOut: "shape",
+		gate.PartHeldOut: "captured samples refused (shape): the input's shape does not fit [3 8 8]",
 	} {
 		if !strings.Contains(reasons[src], want) {
 			t.Errorf("refusal of %s: %q, want it to say %q", src, reasons[src], want)
@@ -210,5 +212,45 @@ func TestMeasureByHand(t *testing.T) {
 	wantLoss := -(math.Log(0.7) + math.Log(0.4) + math.Log(0.8) + math.Log(0.3)) / 4
 	if !near(r.Loss, wantLoss) || !near(r.MeanConfidence, (0.7+0.5+0.8+0.6)/4) {
 		t.Errorf("loss %v (want %v), mean confidence %v", r.Loss, wantLoss, r.MeanConfidence)
+	}
+}
+
+// TestSpecForFirstModel: a first model's spec is its own ONNX input shape and classes
+// metadata; declared classes stand in for missing metadata and must agree with present ones.
+func TestSpecForFirstModel(t *testing.T) {
+	spec := gatetest.Spec()
+	protos := gatetest.Prototypes(spec, 1)
+	withClasses, without := t.TempDir(), t.TempDir()
+	gatetest.WriteModel(t, withClasses, spec, protos, gatetest.ModelOptions{})
+	gatetest.WriteModel(t, without, spec, protos, gatetest.ModelOptions{Classes: []string{}})
+	declared := []string{"w", "x", "y", "z"}
+	for _, tc := range []struct {
+		name     string
+		dir      string
+		declared []string
+		classes  []string
+		err      string
+	}{
+		{"from metadata", withClasses, nil, spec.Classes, ""},
+		{"metadata and the same declared", withClasses, spec.Classes, spec.Classes, ""},
+		{"metadata and other declared", withClasses, declared, nil, "differ from the configured"},
+		{"declared only", without, declared, declared, ""},
+		{"neither", without, nil, nil, "names no classes"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := gate.SpecForFirstModel(tc.dir, tc.declared)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) {
+					t.Fatalf("err = %v, want one containing %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(got.Shape) != "[3 8 8]" || got.Datatype != "FP32" || fmt.Sprint(got.Classes) != fmt.Sprint(tc.classes) {
+				t.Errorf("spec %+v, want shape [3 8 8], FP32, classes %q", got, tc.classes)
+			}
+		})
 	}
 }
