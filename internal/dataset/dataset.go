@@ -66,10 +66,11 @@ func (s Spec) Validate() error {
 				errs = append(errs, fmt.Errorf("shape[%d]: must be > 0, got %d (a variable dimension has no place in a per-sample shape)", i, d))
 				break
 			}
-			if w *= d; w > MaxWidth {
+			if d > MaxWidth || w*d > MaxWidth { // d first: w*d must not overflow
 				errs = append(errs, fmt.Errorf("shape: %v has more than %d values per sample", s.Shape, MaxWidth))
 				break
 			}
+			w *= d
 		}
 	}
 	if s.Datatype != DatatypeFP32 {
@@ -104,13 +105,10 @@ func (s Spec) Width() int {
 	}
 	w := int64(1)
 	for _, d := range s.Shape {
-		if d <= 0 || w > MaxWidth {
+		if d <= 0 || d > MaxWidth || w*d > MaxWidth { // d first: w*d must not overflow
 			return 0
 		}
 		w *= d
-	}
-	if w > MaxWidth {
-		return 0
 	}
 	return int(w)
 }

@@ -42,6 +42,7 @@ func TestSpecValidate(t *testing.T) {
 		{"batch dim", dataset.Spec{Shape: []int64{-1, 784}, Datatype: "FP32", Classes: []string{"a"}}, "shape[0]: must be > 0"},
 		{"zero dim", dataset.Spec{Shape: []int64{28, 0}, Datatype: "FP32", Classes: []string{"a"}}, "shape[1]: must be > 0"},
 		{"too wide", dataset.Spec{Shape: []int64{1 << 20, 1 << 20}, Datatype: "FP32", Classes: []string{"a"}}, "more than"},
+		{"overflow", dataset.Spec{Shape: []int64{4, 1 << 62, 4}, Datatype: "FP32", Classes: []string{"a"}}, "more than"},
 		{"too many dims", dataset.Spec{Shape: []int64{1, 1, 1, 1, 1, 1, 1, 1, 1}, Datatype: "FP32", Classes: []string{"a"}}, "at most 8 dimensions"},
 		{"dtype", dataset.Spec{Shape: []int64{4}, Datatype: "UINT8", Classes: []string{"a"}}, `datatype: only "FP32"`},
 		{"no classes", dataset.Spec{Shape: []int64{4}, Datatype: "FP32"}, "classes: must name at least one class"},
@@ -66,6 +67,9 @@ func TestSpecValidate(t *testing.T) {
 	}
 	if w := rgbSpec.Width(); w != 3072 {
 		t.Errorf("rgb Width = %d", w)
+	}
+	if w := (dataset.Spec{Shape: []int64{4, 1 << 62, 4}}).Width(); w != 0 {
+		t.Errorf("Width of an overflowing shape = %d, want 0", w)
 	}
 	if w := (dataset.Spec{Shape: []int64{-1, 3}}).Width(); w != 0 {
 		t.Errorf("Width of an invalid shape = %d, want 0", w)
@@ -221,10 +225,11 @@ func TestHeldOut(t *testing.T) {
 	other := 0
 	for i := range n {
 		k := fmt.Sprintf("not-a-content-key-%d", i)
-		if dataset.HeldOut(k) != dataset.HeldOut(k) {
+		first, second := dataset.HeldOut(k), dataset.HeldOut(k)
+		if first != second {
 			t.Fatal("HeldOut is not deterministic")
 		}
-		if dataset.HeldOut(k) {
+		if first {
 			other++
 		}
 	}
@@ -242,18 +247,7 @@ type member struct {
 func writeTar(t testing.TB, path string, gz bool, members ...member) {
 	t.Helper()
 	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	for _, m := range members {
-		if err := tw.WriteHeader(&tar.Header{Name: m.name, Mode: 0o644, Size: int64(len(m.data)), Typeflag: tar.TypeReg}); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write(m.data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
+	writeTarTo(t, &b, members...)
 	data := b.Bytes()
 	if gz {
 		var z bytes.Buffer
@@ -266,6 +260,23 @@ func writeTar(t testing.TB, path string, gz bool, members ...member) {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeTarTo writes members as a tar to b.
+func writeTarTo(t testing.TB, b *bytes.Buffer, members ...member) {
+	t.Helper()
+	tw := tar.NewWriter(b)
+	for _, m := range members {
+		if err := tw.WriteHeader(&tar.Header{Name: m.name, Mode: 0o644, Size: int64(len(m.data)), Typeflag: tar.TypeReg}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tw.Write(m.data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tw.Close(); err != nil {
 		t.Fatal(err)
 	}
 }

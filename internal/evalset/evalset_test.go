@@ -35,12 +35,20 @@ var (
 
 func fsBucket(t *testing.T) objstore.Bucket {
 	t.Helper()
-	b, err := objstore.NewFS(t.TempDir())
+	b, err := newFS(t)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { b.Close() })
 	return b
+}
+
+// newFS returns a filesystem bucket in a temporary directory, closed when the test ends.
+func newFS(t testing.TB) (objstore.Bucket, error) {
+	b, err := objstore.NewFS(t.TempDir())
+	if err == nil {
+		t.Cleanup(func() { b.Close() })
+	}
+	return b, err
 }
 
 // pattern returns n values in [0, 1] that depend on seed.
