@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/npy"
 )
 
@@ -49,6 +50,21 @@ type Spec struct {
 	Datatype string
 	// Classes names the classes in the model's output order.
 	Classes []string
+}
+
+// SpecOf returns the Spec of a model version: its manifest's input shape without the batch
+// dimension (a leading -1 or 0; a fixed leading dimension is kept), input datatype and classes,
+// validated.
+func SpecOf(m *modelrepo.Manifest) (Spec, error) {
+	shape := m.Input.Shape
+	if len(shape) > 1 && shape[0] <= 0 {
+		shape = shape[1:]
+	}
+	s := Spec{Shape: append([]int64(nil), shape...), Datatype: m.Input.Datatype, Classes: append([]string(nil), m.Classes...)}
+	if err := s.Validate(); err != nil {
+		return Spec{}, fmt.Errorf("model %s version %d: %w", m.Model, m.Version, err)
+	}
+	return s, nil
 }
 
 // Validate reports every problem of the spec in one error, naming the field.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/edgeloop/edgeloop/internal/dataset"
 	"github.com/edgeloop/edgeloop/internal/fmnist"
+	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/npy"
 	"github.com/edgeloop/edgeloop/internal/sample"
 	"github.com/edgeloop/edgeloop/internal/testenv"
@@ -73,6 +74,31 @@ func TestSpecValidate(t *testing.T) {
 	}
 	if w := (dataset.Spec{Shape: []int64{-1, 3}}).Width(); w != 0 {
 		t.Errorf("Width of an invalid shape = %d, want 0", w)
+	}
+}
+
+func TestSpecOf(t *testing.T) {
+	for _, tc := range []struct {
+		shape []int64
+		want  []int64 // nil: an error
+	}{
+		{[]int64{-1, 1, 28, 28}, []int64{1, 28, 28}},
+		{[]int64{-1, 784}, []int64{784}},
+		{[]int64{1, 3, 32, 32}, []int64{1, 3, 32, 32}},
+		{[]int64{-1, -1, 28}, nil},
+		{[]int64{-1}, nil},
+	} {
+		m := &modelrepo.Manifest{Model: "m", Version: 2, Classes: []string{"a", "b"}, Input: modelrepo.Tensor{Name: "x", Datatype: "FP32", Shape: tc.shape}}
+		s, err := dataset.SpecOf(m)
+		if tc.want == nil {
+			if err == nil || !strings.Contains(err.Error(), "model m version 2") {
+				t.Errorf("SpecOf(%v) = %v, %v, want an error", tc.shape, s, err)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(s.Shape, tc.want) || s.Datatype != "FP32" || !reflect.DeepEqual(s.Classes, []string{"a", "b"}) {
+			t.Errorf("SpecOf(%v) = %+v, %v", tc.shape, s, err)
+		}
 	}
 }
 

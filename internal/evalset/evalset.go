@@ -233,8 +233,8 @@ func (s *Set) Check(spec dataset.Spec) error {
 func (m *Manifest) Check(spec dataset.Spec) error {
 	var problems []string
 	shape := spec.Shape
-	if len(shape) == len(m.Input.Shape)+1 && shape[0] <= 1 {
-		shape = shape[1:] // the model's batch dimension (-1, or 1 for a fixed batch of one)
+	if len(shape) > 1 && shape[0] <= 0 {
+		shape = shape[1:] // the model's variable batch dimension; a fixed 1 is a leading 1-dim
 	}
 	if !shapeFits(m.Input.Shape, shape) {
 		problems = append(problems, fmt.Sprintf("the set's samples have shape %v, the model takes %v", m.Input.Shape, spec.Shape))

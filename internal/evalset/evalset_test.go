@@ -361,6 +361,9 @@ func TestCheck(t *testing.T) {
 	}{
 		{"same", fashionSpec, ""},
 		{"batch dim", dataset.Spec{Shape: []int64{-1, 1, 28, 28}, Datatype: "FP32", Classes: fmnist.ClassNames()}, ""},
+		{"batch, no channel dim", dataset.Spec{Shape: []int64{-1, 28, 28}, Datatype: "FP32", Classes: fmnist.ClassNames()}, ""},
+		{"fixed batch of one", dataset.Spec{Shape: []int64{1, 1, 28, 28}, Datatype: "FP32", Classes: fmnist.ClassNames()}, ""},
+		{"variable height", dataset.Spec{Shape: []int64{-1, 1, -1, 28}, Datatype: "FP32", Classes: fmnist.ClassNames()}, "shape"},
 		{"no channel dim", dataset.Spec{Shape: []int64{28, 28}, Datatype: "FP32", Classes: fmnist.ClassNames()}, ""},
 		{"flat", dataset.Spec{Shape: []int64{-1, 784}, Datatype: "FP32", Classes: fmnist.ClassNames()}, "the set's samples have shape [1 28 28], the model takes [-1 784]"},
 		{"rgb", rgbSpec, "shape"},
