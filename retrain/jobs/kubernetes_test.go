@@ -800,9 +800,9 @@ func TestKubernetesConfigValidate(t *testing.T) {
 const kubeDocExample = `
 kubeconfig: ""
 namespace: ml-training
-image: registry.example.com/edgeloop:1.4.0
-command: [edgeloop, train]
-args: []
+image: registry.example.com/edgeloop-train-pytorch:1.4.0
+command: []                    # the image's entrypoint: python train.py
+args: [--arch, cnn, --device, auto, --threads, "8", --epochs, "3", --lr, "0.0003"]
 env:
   AWS_REGION: eu-west-1
 resources:
@@ -830,8 +830,12 @@ func TestKubernetesConfigYAML(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.Namespace != "ml-training" || c.Resources.GPUs != 1 || c.Resources.Memory != "32Gi" || c.TTLAfterFinished != time.Hour ||
-		len(c.Tolerations) != 1 || c.Tolerations[0].Operator != "Exists" || c.Labels["team"] != "vision" {
+		len(c.Tolerations) != 1 || c.Tolerations[0].Operator != "Exists" || c.Labels["team"] != "vision" ||
+		len(c.Command) != 0 || len(c.Args) != 10 {
 		t.Fatalf("decoded %+v", c)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("the documented example: %v", err)
 	}
 
 	c = DefaultKubernetesConfig()
