@@ -24,6 +24,7 @@ import (
 	"github.com/edgeloop/edgeloop/exporter/runtime/builtin"
 	"github.com/edgeloop/edgeloop/internal/dataset"
 	"github.com/edgeloop/edgeloop/internal/fmnist"
+	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/npy"
 	"github.com/edgeloop/edgeloop/internal/sample"
 	"github.com/edgeloop/edgeloop/internal/testenv"
@@ -121,6 +122,19 @@ func readMetrics(t *testing.T, dir string) metrics {
 	var full metrics
 	if err := json.Unmarshal(b, &full); err != nil {
 		t.Fatal(err)
+	}
+	// And what `edgeloop model publish` takes of it into the version's manifest.
+	tm, err := modelrepo.ReadTrainerMetrics(filepath.Join(dir, "metrics.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var man modelrepo.Manifest
+	if err := tm.Apply(&man); err != nil {
+		t.Fatalf("modelrepo: %v", err)
+	}
+	if man.Model != full.Model || !slices.Equal(man.Classes, full.Classes) || man.Metrics["accuracy"] != full.Accuracy ||
+		len(man.PerClassMetrics["accuracy"]) != len(full.Classes) || man.ReferenceScorer != "max_softmax" {
+		t.Errorf("manifest from metrics.json: %+v", man)
 	}
 	return full
 }

@@ -35,9 +35,8 @@ from . import store
 FASHION_MNIST_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                          "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
-# MAX_MEMBER bounds one file inside a shard, as the Go trainer does (sample.MaxInputBytes is the
-# collector's bound; the shards it writes stay well inside this one for 28x28 inputs, and a
-# larger input needs the larger bound).
+# MAX_MEMBER bounds one file inside a shard: internal/dataset.MaxMemberBytes, which is
+# sample.MaxInputBytes, the largest input a node may send.
 MAX_MEMBER = 8 << 20
 
 # HOLDOUT_BUCKETS is internal/dataset.HoldoutBuckets: bucket 0 of 10 is the gate's.
