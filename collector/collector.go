@@ -198,11 +198,11 @@ func traced(t *telemetry.Tracing, next http.Handler) http.Handler {
 }
 
 // spoolConfig is the log's configuration: never drop a record; refuse (503) rather than
-// exceed the disk budget. Ingest refuses past max_wal_bytes first; the spool's own bound
-// leaves room for the batches in flight then.
+// exceed the disk budget. Ingest reserves each batch's bytes under max_wal_bytes before it
+// appends, so the spool's own bound, one record above, is a backstop it never reaches.
 func (s *Server) spoolConfig() spool.Config {
 	c := spool.DefaultConfig()
-	c.MaxBytes = s.cfg.Ingest.MaxWALBytes + int64(s.cfg.Ingest.MaxConcurrent+1)*s.cfg.Ingest.MaxUncompressedBytes*2
+	c.MaxBytes = s.cfg.Ingest.MaxWALBytes + spool.FrameSize(sample.MaxRecordBytes)
 	c.MaxAge = 0
 	c.FullPolicy = spool.PolicyDropNewest
 	c.SegmentBytes = s.cfg.WAL.SegmentBytes

@@ -20,13 +20,20 @@ type Config struct {
 	// MaxConcurrent bounds the batches decoded at once, which bounds memory: each may hold up
 	// to max_uncompressed_bytes. Default 64; past it, a batch waits up to QueueTimeout.
 	MaxConcurrent int `yaml:"max_concurrent"`
+	// MaxConcurrentPerNode bounds the batches of one node in the handler at once, waiting for
+	// a slot included, so that one node (a slow uplink, a misbehaving sender, a stolen token)
+	// cannot take the slots every node shares. Past it the node's batch is answered 429 with
+	// Retry-After at once, its body unread; other nodes are not affected. Default 4 (a
+	// sender has one batch in flight).
+	MaxConcurrentPerNode int `yaml:"max_concurrent_per_node"`
 	// QueueTimeout is how long a batch past MaxConcurrent waits for a slot, its body unread,
 	// before the answer is 503 with Retry-After. A burst of nodes is then served in turn rather
 	// than sent away to send again. Default 1s; 0 answers 503 at once.
 	QueueTimeout time.Duration `yaml:"queue_timeout"`
 	// MaxWALBytes is how much the write-ahead log may hold before ingest answers 503 with
 	// Retry-After: the backpressure that keeps an object-store outage from filling the disk.
-	// Default 8 GiB.
+	// It is a hard ceiling: each batch reserves its records' bytes once decoded, and one
+	// that does not fit beside the log and the batches ahead of it is refused. Default 8 GiB.
 	MaxWALBytes int64 `yaml:"max_wal_bytes"`
 	// DedupKeys is how many recent keys are remembered to answer resends as duplicates (about
 	// 50 bytes each). Default 1,000,000.
@@ -42,6 +49,7 @@ func DefaultConfig() Config {
 		MaxUncompressedBytes: 64 << 20,
 		MaxSamples:           2000,
 		MaxConcurrent:        64,
+		MaxConcurrentPerNode: 4,
 		QueueTimeout:         time.Second,
 		MaxWALBytes:          8 << 30,
 		DedupKeys:            1_000_000,
@@ -64,6 +72,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxConcurrent <= 0 {
 		errs = append(errs, config.Errorf("max_concurrent", "must be positive, got %d", c.MaxConcurrent))
+	}
+	if c.MaxConcurrentPerNode <= 0 {
+		errs = append(errs, config.Errorf("max_concurrent_per_node", "must be positive, got %d", c.MaxConcurrentPerNode))
 	}
 	if c.QueueTimeout < 0 || c.QueueTimeout > time.Minute {
 		errs = append(errs, config.Errorf("queue_timeout", "must be from 0 to 1m, got %s", c.QueueTimeout))

@@ -18,6 +18,7 @@ import (
 	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/internal/sample"
 	"github.com/edgeloop/edgeloop/internal/spool"
+	"github.com/edgeloop/edgeloop/internal/web"
 )
 
 // The reasons of edgeloop_collector_samples_rejected_total.
@@ -64,6 +65,10 @@ type Handler struct {
 	sem     chan struct{}
 	m       *metrics
 	limits  []byte // the JSON of GET /v1/limits
+
+	mu       sync.Mutex
+	perNode  map[string]int // batches of each node in the handler, waiting for a slot included
+	reserved int64          // WAL bytes reserved by batches decoded but not yet appended
 }
 
 // New returns the ingest handler.
@@ -75,7 +80,7 @@ func New(cfg Config, opts Options) (*Handler, error) {
 		return nil, errors.New("ingest: no write-ahead log")
 	}
 	h := &Handler{cfg: cfg, opts: opts, logger: opts.Logger, decoder: NewDecoder(cfg.Limits()), dedup: opts.Dedup,
-		sem: make(chan struct{}, cfg.MaxConcurrent)}
+		sem: make(chan struct{}, cfg.MaxConcurrent), perNode: map[string]int{}}
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
 	}
@@ -150,6 +155,63 @@ func (h *Handler) tooLarge(w http.ResponseWriter, msg string) {
 	w.Write(append(b, '\n'))
 }
 
+// enter counts a batch of node in, false when the node already has MaxConcurrentPerNode.
+func (h *Handler) enter(node string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.perNode[node] >= h.cfg.MaxConcurrentPerNode {
+		return false
+	}
+	h.perNode[node]++
+	return true
+}
+
+func (h *Handler) leave(node string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.perNode[node]--; h.perNode[node] <= 0 {
+		delete(h.perNode, node)
+	}
+}
+
+// reserve books need bytes of the write-ahead log for a batch about to be appended, false when
+// the log, with what the batches ahead of it reserved, has no room under MaxWALBytes. Checking
+// before decoding alone would let every batch in flight pass the limit together.
+func (h *Handler) reserve(need int64) (held int64, ok bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	// The log's bytes include records appended by batches that have not released their
+	// reservation yet: counted twice for a moment, which errs on the safe side.
+	held = h.opts.WAL.Stats().Bytes + h.reserved
+	if held+need > h.cfg.MaxWALBytes {
+		return held, false
+	}
+	h.reserved += need
+	h.m.reserved.Set(float64(h.reserved))
+	return held, true
+}
+
+func (h *Handler) release(need int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.reserved -= need
+	h.m.reserved.Set(float64(h.reserved))
+}
+
+// heldBytes is the log's bytes and the reservations on it.
+func (h *Handler) heldBytes() int64 {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.opts.WAL.Stats().Bytes + h.reserved
+}
+
+// unread marks an answer given without reading the body: the connection closes after it.
+// Otherwise the server drains up to 256 KiB of the body before answering, and a body that
+// never ends (the slow node the answer refuses) would hold the answer back.
+func unread(w http.ResponseWriter) {
+	w.Header().Set("Connection", "close")
+}
+
 // acquire takes one of the MaxConcurrent decoding slots, waiting up to QueueTimeout (and
 // while the client waits) for one: false means none came.
 func (h *Handler) acquire(ctx context.Context) bool {
@@ -190,12 +252,22 @@ func (h *Handler) serveSamples(w http.ResponseWriter, r *http.Request) {
 		h.tooLarge(w, fmt.Sprintf("body of %d bytes is above the limit of %d", r.ContentLength, h.cfg.MaxBodyBytes))
 		return
 	}
+	if !h.enter(node) {
+		// Before the shared slots: one node's slow or stuck batches must not hold them all.
+		unread(w)
+		w.Header().Set("Retry-After", strconv.Itoa(h.cfg.RetryAfterSeconds))
+		auth.Error(w, http.StatusTooManyRequests, fmt.Sprintf("too many batches of node %s in flight (max_concurrent_per_node %d)", node, h.cfg.MaxConcurrentPerNode))
+		return
+	}
+	defer h.leave(node)
 	if !h.acquire(r.Context()) {
+		unread(w)
 		h.unavailable(w, fmt.Sprintf("overloaded: %d batches in flight and none finished within %s", h.cfg.MaxConcurrent, h.cfg.QueueTimeout))
 		return
 	}
 	defer func() { <-h.sem }()
-	if held := h.opts.WAL.Stats().Bytes; held > h.cfg.MaxWALBytes {
+	if held := h.heldBytes(); held >= h.cfg.MaxWALBytes {
+		unread(w)
 		// The object store is behind (down, or slower than ingest): refuse rather than fill
 		// the disk; the nodes keep their samples in their own spools meanwhile.
 		h.unavailable(w, fmt.Sprintf("write-ahead log full: %d bytes waiting for the object store, limit %d", held, h.cfg.MaxWALBytes))
@@ -207,6 +279,11 @@ func (h *Handler) serveSamples(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		switch {
+		case errors.Is(body.err, web.ErrBodyTooSlow):
+			// Not the batch's fault: the node retries it (a 400 would split and dead-letter).
+			h.logger.Warn("batch body too slow; answered 408", "node", node, "err", body.err)
+			unread(w)
+			auth.Error(w, http.StatusRequestTimeout, body.err.Error())
 		case errors.As(err, &mbe):
 			h.tooLarge(w, fmt.Sprintf("body is above the limit of %d bytes", h.cfg.MaxBodyBytes))
 		case errors.Is(err, ErrTooLarge):
@@ -273,6 +350,15 @@ func (h *Handler) store(ctx context.Context, node string, nm *nodeMetrics, sampl
 		claims = append(claims, c)
 		records = append(records, rec)
 	}
+	var need int64
+	for _, rec := range records {
+		need += spool.FrameSize(len(rec))
+	}
+	if held, ok := h.reserve(need); !ok {
+		h.logger.Warn("write-ahead log full; batch refused", "node", node, "bytes", need, "held", held, "max_wal_bytes", h.cfg.MaxWALBytes)
+		return res, http.StatusServiceUnavailable, fmt.Sprintf("write-ahead log full: %d bytes held or reserved, %d more would pass the limit of %d", held, need, h.cfg.MaxWALBytes)
+	}
+	defer h.release(need)
 	// One write for the batch (per segment), then one fsync: the group commit of the 200.
 	seqs, werr := h.opts.WAL.AppendBatch(ctx, records)
 	appended := len(seqs)
@@ -305,14 +391,20 @@ func (h *Handler) store(ctx context.Context, node string, nm *nodeMetrics, sampl
 	return res, http.StatusOK, ""
 }
 
+// countingReader counts a body's bytes and keeps its first error other than EOF, which the
+// decoders may not pass on as they got it.
 type countingReader struct {
-	r io.Reader
-	n int64
+	r   io.Reader
+	n   int64
+	err error
 }
 
 func (c *countingReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	if err != nil && err != io.EOF && c.err == nil {
+		c.err = err
+	}
 	return n, err
 }
 
@@ -358,6 +450,7 @@ type metrics struct {
 	requests                      *prometheus.CounterVec
 	receivedBytes                 prometheus.Counter
 	inflight, queued              prometheus.Gauge
+	reserved                      prometheus.Gauge
 
 	mu    sync.Mutex
 	nodes map[string]*nodeMetrics // cached children: the hot path skips WithLabelValues
@@ -390,17 +483,19 @@ func newMetrics() *metrics {
 			Help: "Ingest API requests being handled now."}),
 		queued: prometheus.NewGauge(prometheus.GaugeOpts{Name: "edgeloop_collector_queued_requests",
 			Help: "Ingest requests waiting for one of ingest.max_concurrent decoding slots (at most ingest.queue_timeout)."}),
+		reserved: prometheus.NewGauge(prometheus.GaugeOpts{Name: "edgeloop_collector_wal_reserved_bytes",
+			Help: "Write-ahead log bytes reserved by batches decoded and being stored; with the log's bytes, what ingest.max_wal_bytes bounds."}),
 		nodes: map[string]*nodeMetrics{},
 		codes: map[int]prometheus.Counter{},
 	}
-	for _, c := range []int{200, 400, 401, 403, 413, 415, 503} {
+	for _, c := range []int{200, 400, 401, 403, 408, 413, 415, 429, 503} {
 		m.codes[c] = m.requests.WithLabelValues(strconv.Itoa(c))
 	}
 	return m
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.received, m.accepted, m.duplicate, m.lastSeen, m.rejected, m.requests, m.receivedBytes, m.inflight, m.queued} {
+	for _, c := range []prometheus.Collector{m.received, m.accepted, m.duplicate, m.lastSeen, m.rejected, m.requests, m.receivedBytes, m.inflight, m.queued, m.reserved} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

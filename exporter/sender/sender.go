@@ -746,6 +746,9 @@ func (s *Sender) do(ctx context.Context, body []byte) result {
 		// A rotated credential may be on disk; and new connections present a new certificate.
 		s.creds.invalidate()
 		s.transport.CloseIdleConnections()
+	case code == http.StatusRequestTimeout:
+		// The collector cut a body that arrived too slowly: the uplink, not the batch.
+		res.action, res.reason = actRetry, reasonNetwork
 	case code == http.StatusTooManyRequests:
 		res.action, res.reason = actRetry, reasonTooMany
 	case code == http.StatusServiceUnavailable:

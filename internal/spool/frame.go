@@ -49,6 +49,10 @@ type frame struct {
 // frameSize is the bytes a record of n data bytes takes on disk.
 func frameSize(n int) int64 { return headerSize + int64(n) }
 
+// FrameSize is what a record of n bytes adds to Stats.Bytes (and to MaxBytes' count): the
+// record and its framing. The collector reserves room in its write-ahead log with it.
+func FrameSize(n int) int64 { return frameSize(n) }
+
 // encodeFrame writes the frame of (seq, nanos, data) into buf, which it grows if needed, and
 // returns the frame.
 func encodeFrame(buf []byte, seq uint64, nanos int64, data []byte) []byte {

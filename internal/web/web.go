@@ -8,10 +8,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"os"
 	"sort"
 	"strings"
 	"sync"
@@ -34,6 +36,36 @@ type Config struct {
 	// Pprof serves Go's profiling endpoints under /debug/pprof/. Off by default: they reveal
 	// internals and cost CPU, and edge nodes are physically insecure.
 	Pprof bool `yaml:"pprof"`
+	// BodyMinBytesPerSecond is the slowest a request body may arrive: after BodyGracePeriod,
+	// a body must have delivered this many bytes a second since its first read, or its next
+	// read fails with ErrBodyTooSlow and the connection is closed. It keeps slow or stalled
+	// uploads from holding a server's request slots for good. 0 means the default, 8192.
+	BodyMinBytesPerSecond int64 `yaml:"body_min_bytes_per_second"`
+	// BodyGracePeriod is how long a body may take before the rate applies (a slow start, a
+	// retransmission). 0 means the default, 10s.
+	BodyGracePeriod time.Duration `yaml:"body_grace_period"`
+}
+
+// Defaults of the body deadline (Config.BodyMinBytesPerSecond, Config.BodyGracePeriod).
+const (
+	DefaultBodyMinBytesPerSecond = 8192
+	DefaultBodyGracePeriod       = 10 * time.Second
+)
+
+// ErrBodyTooSlow is the error of a request body read past its deadline (Config.
+// BodyMinBytesPerSecond); handlers answer it with 408.
+var ErrBodyTooSlow = errors.New("request body arrives too slowly")
+
+// bodyRate returns the body deadline's rate and grace, defaults applied.
+func (c Config) bodyRate() (int64, time.Duration) {
+	rate, grace := c.BodyMinBytesPerSecond, c.BodyGracePeriod
+	if rate == 0 {
+		rate = DefaultBodyMinBytesPerSecond
+	}
+	if grace == 0 {
+		grace = DefaultBodyGracePeriod
+	}
+	return rate, grace
 }
 
 // Validate checks the listen address and the web configuration file.
@@ -41,6 +73,12 @@ func (c Config) Validate() error {
 	var errs []error
 	if _, port, err := net.SplitHostPort(c.Listen); err != nil || port == "" {
 		errs = append(errs, config.Errorf("listen", "must be host:port (like :9750 or 127.0.0.1:9750), got %q", c.Listen))
+	}
+	if c.BodyMinBytesPerSecond < 0 {
+		errs = append(errs, config.Errorf("body_min_bytes_per_second", "must not be negative (0 means the default, %d), got %d", DefaultBodyMinBytesPerSecond, c.BodyMinBytesPerSecond))
+	}
+	if c.BodyGracePeriod < 0 {
+		errs = append(errs, config.Errorf("body_grace_period", "must not be negative (0 means the default, %s), got %s", DefaultBodyGracePeriod, c.BodyGracePeriod))
 	}
 	if c.WebConfigFile != "" {
 		if err := toolkit.Validate(c.WebConfigFile); err != nil {
@@ -140,16 +178,78 @@ func Listen(cfg Config, h http.Handler, logger *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("web: listen on %s: %w", cfg.Listen, err)
 	}
+	rate, grace := cfg.bodyRate()
 	return &Server{
 		cfg:      cfg,
 		listener: l,
 		logger:   logger,
 		srv: &http.Server{
-			Handler:           h,
+			Handler:           bodyDeadline(h, rate, grace),
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 		},
 	}, nil
+}
+
+// bodyDeadline makes every request body arrive at rate bytes a second after grace: the
+// connection's read deadline is moved on as bytes arrive (http.ResponseController), so a slow
+// body fails its read instead of holding a handler — and whatever slot it took — for as long as
+// the client likes. The http.Server's own timeouts cannot do it: ReadTimeout would bound every
+// body by one duration, however large.
+func bodyDeadline(h http.Handler, rate int64, grace time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = &rateBody{ReadCloser: r.Body, rc: http.NewResponseController(w), rate: rate, grace: grace}
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// rateBody is a request body read under bodyDeadline.
+type rateBody struct {
+	io.ReadCloser
+	rc       *http.ResponseController
+	rate     int64
+	grace    time.Duration
+	start    time.Time
+	n        int64
+	deadline time.Time
+	off      bool // the connection takes no deadlines (a test's recorder): no limit
+	done     bool
+}
+
+func (b *rateBody) Read(p []byte) (int, error) {
+	if b.done || b.off {
+		return b.ReadCloser.Read(p)
+	}
+	now := time.Now()
+	if b.start.IsZero() {
+		b.start = now
+	}
+	// By n bytes read, the next byte is due at start + grace + n/rate. The deadline moves in
+	// steps of at least 100ms, each a timer update: a stricter deadline by less than that
+	// is within the grace.
+	due := b.start.Add(b.grace + time.Duration(float64(b.n)/float64(b.rate)*float64(time.Second)))
+	if due.Sub(b.deadline) >= 100*time.Millisecond {
+		if err := b.rc.SetReadDeadline(due); err != nil {
+			b.off = true
+			return b.ReadCloser.Read(p)
+		}
+		b.deadline = due
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		b.done = true
+		return n, fmt.Errorf("%w: %d bytes in %s, under %d bytes a second after %s: %w", ErrBodyTooSlow, b.n, now.Sub(b.start).Round(time.Millisecond), b.rate, b.grace, err)
+	case err != nil:
+		// The whole body is in (or the read failed): a deadline left behind would cut the
+		// connection while the handler works on its answer.
+		b.done = true
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
+	return n, err
 }
 
 // Addr is the address the server listens on.
