@@ -96,7 +96,7 @@ func (s *Spool) commit(through uint64) error {
 	}
 	var dirErr error
 	if dirDirty {
-		if dirErr = s.hk.syncDir(s.dir); dirErr != nil {
+		if dirErr = s.fs.SyncDir(s.dir); dirErr != nil {
 			errs = append(errs, fmt.Errorf("fsync directory: %w", dirErr))
 		}
 	}

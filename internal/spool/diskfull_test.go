@@ -51,7 +51,7 @@ func TestDiskFull(t *testing.T) {
 			if tt.segmentSize > 0 {
 				cfg.SegmentBytes = tt.segmentSize
 			}
-			s := mustOpen(t, dir, cfg, Options{Registerer: reg, hooks: disk.hooks()})
+			s := mustOpen(t, dir, cfg, Options{Registerer: reg, FS: disk})
 			var want [][]byte
 			var wantSeqs []uint64
 			add := func(i int) {
@@ -127,7 +127,7 @@ func TestOpenOnFullDisk(t *testing.T) {
 	dir := t.TempDir()
 	writeRecords(t, dir, 2)
 	disk := &faultyDisk{failCreate: true}
-	s := mustOpen(t, dir, testConfig(), Options{hooks: disk.hooks()})
+	s := mustOpen(t, dir, testConfig(), Options{FS: disk})
 	if st := s.Stats(); !st.Paused || st.Records != 2 {
 		t.Fatalf("Stats = %+v, want paused with the 2 records", st)
 	}
@@ -154,7 +154,7 @@ func TestAckOnFullDisk(t *testing.T) {
 	disk := &faultyDisk{}
 	cfg := testConfig()
 	cfg.SegmentBytes = minSegmentBytes
-	s := mustOpen(t, dir, cfg, Options{hooks: disk.hooks()})
+	s := mustOpen(t, dir, cfg, Options{FS: disk})
 	for i := range 9 {
 		mustAppend(t, s, payload(uint64(i), 3000)) // a segment each
 	}

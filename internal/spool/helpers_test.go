@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/edgeloop/edgeloop/internal/fsutil"
 )
 
 // testConfig is the default configuration with the timer-driven group commit out of the way,
@@ -167,25 +169,25 @@ func crashCopy(t testing.TB, s *Spool, dst string, kind crashKind, rng *rand.Ran
 
 // fastDisk skips fsyncs, for tests whose crashes are simulated by crashCopy from the spool's
 // own bookkeeping: they need no real durability, and a thousand fsyncs would slow them.
-func fastDisk() *hooks {
-	return &hooks{
-		openFile: func(name string, flag int, perm os.FileMode) (file, error) {
-			f, err := os.OpenFile(name, flag, perm)
-			if err != nil {
-				return nil, err
-			}
-			return noSyncFile{f}, nil
-		},
-		writeFile: func(path string, data []byte, perm os.FileMode) error {
-			tmp := filepath.Join(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-fast")
-			if err := os.WriteFile(tmp, data, perm); err != nil {
-				return err
-			}
-			return os.Rename(tmp, path)
-		},
-		syncDir: func(string) error { return nil },
+type fastDisk struct{}
+
+func (fastDisk) OpenFile(name string, flag int, perm os.FileMode) (fsutil.File, error) {
+	f, err := os.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
 	}
+	return noSyncFile{f}, nil
 }
+
+func (fastDisk) WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	tmp := filepath.Join(filepath.Dir(path), ".tmp-"+filepath.Base(path)+"-fast")
+	if err := os.WriteFile(tmp, data, perm); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func (fastDisk) SyncDir(string) error { return nil }
 
 type noSyncFile struct{ *os.File }
 
@@ -212,26 +214,25 @@ func (d *faultyDisk) get() faultyDisk {
 	return faultyDisk{failWrites: d.failWrites, failTruncate: d.failTruncate, failCreate: d.failCreate, failPosition: d.failPosition}
 }
 
-func (d *faultyDisk) hooks() *hooks {
-	return &hooks{
-		openFile: func(name string, flag int, perm os.FileMode) (file, error) {
-			if flag&os.O_CREATE != 0 && d.get().failCreate {
-				return nil, &os.PathError{Op: "open", Path: name, Err: syscall.ENOSPC}
-			}
-			f, err := os.OpenFile(name, flag, perm)
-			if err != nil {
-				return nil, err
-			}
-			return &faultyFile{File: f, d: d}, nil
-		},
-		writeFile: func(path string, data []byte, perm os.FileMode) error {
-			if d.get().failPosition {
-				return &os.PathError{Op: "write", Path: path, Err: syscall.ENOSPC}
-			}
-			return os.WriteFile(path, data, perm)
-		},
+func (d *faultyDisk) OpenFile(name string, flag int, perm os.FileMode) (fsutil.File, error) {
+	if flag&os.O_CREATE != 0 && d.get().failCreate {
+		return nil, &os.PathError{Op: "open", Path: name, Err: syscall.ENOSPC}
 	}
+	f, err := os.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return &faultyFile{File: f, d: d}, nil
 }
+
+func (d *faultyDisk) WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
+	if d.get().failPosition {
+		return &os.PathError{Op: "write", Path: path, Err: syscall.ENOSPC}
+	}
+	return os.WriteFile(path, data, perm)
+}
+
+func (d *faultyDisk) SyncDir(dir string) error { return fsutil.SyncDir(dir) }
 
 type faultyFile struct {
 	*os.File

@@ -121,7 +121,7 @@ func runModel(t *testing.T, seed uint64, ops int) {
 	if rng.IntN(3) == 0 {
 		cfg.FullPolicy = PolicyDropNewest
 	}
-	opts := Options{hooks: fastDisk()}
+	opts := Options{FS: fastDisk{}}
 	root := t.TempDir()
 	gen := 0
 	dir := filepath.Join(root, "0")

@@ -204,7 +204,7 @@ func (s *Spool) recoverDir() error {
 		}
 		s.paused = true
 		s.logger.Warn("spool: disk full; opened paused, appends fail until space returns", "dir", s.dir, "err", err)
-	} else if err := s.hk.syncDir(s.dir); err != nil {
+	} else if err := s.fs.SyncDir(s.dir); err != nil {
 		return fmt.Errorf("spool: open: %w", err)
 	} else {
 		s.active.dirSynced = true
@@ -218,7 +218,7 @@ func (s *Spool) recoverDir() error {
 	if posDamaged || !posFound {
 		// A position file always exists from now on, so that an ack on a full disk can
 		// overwrite it in place (writePosition).
-		if err := s.hk.writeFile(posPath, encodePosition(s.head), 0o600); err != nil {
+		if err := s.fs.WriteFileAtomic(posPath, encodePosition(s.head), 0o600); err != nil {
 			s.logger.Warn("spool: cannot write the position file", "file", posPath, "err", err)
 		} else {
 			s.persistedHead = s.head
@@ -262,7 +262,7 @@ func (s *Spool) recoverSegment(sf segFile, next uint64) (*segment, []scanned, er
 			b = b[:end]
 		}
 	}
-	f, err := s.hk.openFile(sf.path, os.O_RDONLY, 0)
+	f, err := s.fs.OpenFile(sf.path, os.O_RDONLY, 0)
 	if err != nil {
 		return nil, nil, err
 	}

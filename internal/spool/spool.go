@@ -69,9 +69,12 @@ type Options struct {
 	// MetricPrefix names the metrics: "<prefix>_records" and so on. Default "edgeloop_spool"
 	// (the exporter's capture spool); the collector's write-ahead log uses its own.
 	MetricPrefix string
-
-	// hooks replace the spool's file operations in tests that make the disk fail.
-	hooks *hooks
+	// FS does the spool's file operations; nil means fsutil.OS. Tests pass one that fails.
+	// Through it go: creating and opening segments and every read, write, truncation,
+	// fsync and close of them; writing the position file (atomically, or in place on a full
+	// disk); fsyncing the directory. Not yet: recovery's listing and whole-file reads, the
+	// truncation of a torn tail, and removing or renaming files (os directly).
+	FS fsutil.FS
 }
 
 // Record is one stored record as Peek returns it.
@@ -105,29 +108,8 @@ type Stats struct {
 	Segments int
 }
 
-// file is what the spool needs of an open segment; *os.File, or a test's failing one.
-type file interface {
-	ReadAt(p []byte, off int64) (int, error)
-	WriteAt(p []byte, off int64) (int, error)
-	Truncate(size int64) error
-	Sync() error
-	Close() error
-}
-
-// hooks are the file operations the spool uses, replaceable by tests.
-type hooks struct {
-	openFile  func(name string, flag int, perm os.FileMode) (file, error)
-	writeFile func(path string, data []byte, perm os.FileMode) error
-	syncDir   func(dir string) error
-}
-
-func osOpenFile(name string, flag int, perm os.FileMode) (file, error) {
-	f, err := os.OpenFile(name, flag, perm)
-	if err != nil {
-		return nil, err
-	}
-	return f, nil
-}
+// file is what the spool needs of an open segment.
+type file = fsutil.File
 
 // segment is one segment file. Its fields are guarded by Spool.mu.
 type segment struct {
@@ -178,7 +160,7 @@ type Spool struct {
 	logger   *slog.Logger
 	now      func() time.Time
 	syncEach bool
-	hk       hooks
+	fs       fsutil.FS
 	reg      prometheus.Registerer
 	metrics  *metrics
 
@@ -229,7 +211,7 @@ func Open(dir string, cfg Config, opts Options) (*Spool, error) {
 		logger:   opts.Logger,
 		now:      opts.Now,
 		syncEach: opts.SyncEachAppend,
-		hk:       hooks{openFile: osOpenFile, writeFile: fsutil.WriteFileAtomic, syncDir: fsutil.SyncDir},
+		fs:       opts.FS,
 		reg:      opts.Registerer,
 		dropped:  map[string]uint64{ReasonFull: 0, ReasonFullNewest: 0, ReasonAge: 0},
 		pending:  make(chan struct{}, 1),
@@ -243,16 +225,8 @@ func Open(dir string, cfg Config, opts Options) (*Spool, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	if h := opts.hooks; h != nil {
-		if h.openFile != nil {
-			s.hk.openFile = h.openFile
-		}
-		if h.writeFile != nil {
-			s.hk.writeFile = h.writeFile
-		}
-		if h.syncDir != nil {
-			s.hk.syncDir = h.syncDir
-		}
+	if s.fs == nil {
+		s.fs = fsutil.OS{}
 	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: open: %w", err)
@@ -460,7 +434,7 @@ func (s *Spool) activeLocked(size int64) (*segment, error) {
 func (s *Spool) rollLocked() (*segment, error) {
 	for range 4 {
 		path := filepath.Join(s.dir, segmentName(s.nextSeq))
-		f, err := s.hk.openFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		f, err := s.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 		if errors.Is(err, os.ErrExist) {
 			s.nextSeq++
 			continue
@@ -761,11 +735,11 @@ func (s *Spool) persistPosition() error {
 func (s *Spool) writePosition(head uint64) error {
 	path := filepath.Join(s.dir, positionName)
 	data := encodePosition(head)
-	err := s.hk.writeFile(path, data, 0o600)
+	err := s.fs.WriteFileAtomic(path, data, 0o600)
 	if err == nil || !isDiskFull(err) {
 		return err
 	}
-	f, oerr := s.hk.openFile(path, os.O_WRONLY, 0)
+	f, oerr := s.fs.OpenFile(path, os.O_WRONLY, 0)
 	if oerr != nil {
 		return errors.Join(err, oerr)
 	}

@@ -435,7 +435,7 @@ func TestConcurrent(t *testing.T) {
 	cfg.SyncRecords = 16
 	cfg.SyncInterval = time.Millisecond
 	// Hundreds of acks: real fsyncs would make the test's time the disk's.
-	s := mustOpen(t, t.TempDir(), cfg, Options{hooks: fastDisk()})
+	s := mustOpen(t, t.TempDir(), cfg, Options{FS: fastDisk{}})
 	var wg sync.WaitGroup
 	for a := range appenders {
 		wg.Go(func() {
