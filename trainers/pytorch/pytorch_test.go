@@ -512,6 +512,26 @@ func TestJobCNN(t *testing.T) {
 	}
 }
 
+// TestJobDeterministic trains twice with the same settings and data and requires the same
+// model.onnx, byte for byte.
+func TestJobDeterministic(t *testing.T) {
+	needPython(t, "torch, onnx, numpy")
+	dir := testenv.FashionMNIST(t, fmnist.DefaultDir)
+	var models [2][]byte
+	for i := range models {
+		out := filepath.Join(t.TempDir(), "out")
+		mustSucceed(t, runJob(t, map[string]string{"EDGELOOP_OUTPUT": out}, "--base-data", dir, "--train-limit", "200",
+			"--eval-limit", "100", "--batch", "32", "--epochs", "1", "--arch", "cnn", "--seed", "7"))
+		var err error
+		if models[i], err = os.ReadFile(filepath.Join(out, "model.onnx")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(models[0], models[1]) {
+		t.Fatalf("two runs with the same settings wrote different models (%d and %d bytes)", len(models[0]), len(models[1]))
+	}
+}
+
 func TestJobFlags(t *testing.T) {
 	needPython(t, "torch, onnx, numpy")
 	for _, tc := range []struct {

@@ -76,7 +76,7 @@ def parse(argv, env):
     p.add_argument("--batch", type=int, default=d.batch)
     p.add_argument("--lr", type=float, default=d.lr, help="Adam's initial learning rate, decayed along a cosine to 0")
     p.add_argument("--seed", type=int, default=d.seed)
-    p.add_argument("--threads", type=int, default=d.threads, help="CPU threads (default 1; the result does not depend on it)")
+    p.add_argument("--threads", type=int, default=d.threads, help="CPU threads (default 1); the same thread count gives the same weights, bit for bit")
     p.add_argument("--device", default=d.device, help="cpu, cuda or auto (default cpu)")
     p.add_argument("--eval-split", default=d.eval_split, help='"test" (Fashion-MNIST test set), a fraction such as 0.1, or "auto" (default)')
     p.add_argument("--eval-limit", type=int, default=0, help="evaluate on the first N images of the split only (0: all)")
