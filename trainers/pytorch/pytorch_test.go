@@ -426,6 +426,7 @@ func commonArgs(f *fixture, more ...string) []string {
 // outputs, then fine-tunes it: a second run pointed at the first's output by
 // EDGELOOP_BASE_MODEL starts from its weights.
 func TestJobMLPAndFineTune(t *testing.T) {
+	t.Parallel() // each job uses one thread: two at once fill two cores
 	needPython(t, "torch, onnx, numpy")
 	f := newFixture(t)
 	first := filepath.Join(t.TempDir(), "v1")
@@ -485,6 +486,7 @@ func TestJobMLPAndFineTune(t *testing.T) {
 
 // TestJobCNN trains the two convolutional architectures and runs them in the built-in runtime.
 func TestJobCNN(t *testing.T) {
+	t.Parallel() // each job uses one thread: two at once fill two cores
 	needPython(t, "torch, onnx, numpy")
 	f := newFixture(t)
 	for _, tc := range []struct {
@@ -515,6 +517,7 @@ func TestJobCNN(t *testing.T) {
 // TestJobDeterministic trains twice with the same settings and data and requires the same
 // model.onnx, byte for byte.
 func TestJobDeterministic(t *testing.T) {
+	t.Parallel() // each job uses one thread: two at once fill two cores
 	needPython(t, "torch, onnx, numpy")
 	dir := testenv.FashionMNIST(t, fmnist.DefaultDir)
 	var models [2][]byte
