@@ -17,9 +17,7 @@ evaluation gate:
 import ast
 import gzip
 import hashlib
-import io
 import json
-import math
 import os
 import re
 import struct
