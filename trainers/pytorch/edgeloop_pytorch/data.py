@@ -83,9 +83,10 @@ class Refused(Exception):
 
 
 def read_npy(data: bytes) -> Tuple[np.ndarray, str]:
-    """Reads a .npy file of float32, float64 or uint8 values (any byte order) as numpy does,
-    refusing what internal/npy refuses: other dtypes, Fortran order over two or more dims of
-    more than one, truncated data. Returns the array as float32 values and its descr."""
+    """Reads a .npy file of float32, float64 or uint8 values (any byte order) with numpy,
+    refusing what internal/npy refuses: other dtypes, other header keys, Fortran order over two
+    or more dims of more than one, truncated data or data after the array. Returns the array
+    as float32 values and its descr."""
     if len(data) < 10 or data[:6] != b"\x93NUMPY":
         raise Refused("npy", "not a .npy file")
     major = data[6]
@@ -98,7 +99,10 @@ def read_npy(data: bytes) -> Tuple[np.ndarray, str]:
     else:
         raise Refused("npy", f"format version {major} not supported")
     try:
-        header = ast.literal_eval(data[start:start + hlen].decode("latin1"))
+        # numpy's own reader parses the header the same way (a Python literal).
+        header = ast.literal_eval(data[start:start + hlen].decode("utf-8" if major == 3 else "latin1"))
+        if not isinstance(header, dict) or set(header) != {"descr", "fortran_order", "shape"}:
+            raise ValueError("want exactly the keys descr, fortran_order and shape")
         descr, fortran, shape = header["descr"], header["fortran_order"], tuple(header["shape"])
     except Exception as e:
         raise Refused("npy", f"header: {e}") from e
@@ -111,8 +115,8 @@ def read_npy(data: bytes) -> Tuple[np.ndarray, str]:
     n = int(np.prod(shape, dtype=np.int64)) if shape else 1
     body = data[start + hlen:]
     dt = np.dtype(descr)
-    if len(body) < n * dt.itemsize:
-        raise Refused("npy", f"{len(body)} bytes of data for shape {shape} of {descr}")
+    if len(body) != n * dt.itemsize:  # internal/npy refuses data after the array too
+        raise Refused("npy", f"{len(body)} bytes of data for shape {shape} of {descr}, want {n * dt.itemsize}")
     a = np.frombuffer(body, dtype=dt, count=n).astype(np.float32).reshape(shape)
     return a, descr
 
