@@ -3,6 +3,9 @@ package spool
 import (
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
 	"time"
 )
 
@@ -57,22 +60,59 @@ type commitTarget struct {
 	err  error
 }
 
+// errRewritePending refuses appends while the records of a segment whose fsync failed are
+// only in memory.
+var errRewritePending = errors.New("records whose fsync failed are not written again yet")
+
 // commit fsyncs every segment written since its last fsync, and the directory when a segment
 // was created, then persists the head if drops moved it. A commit covers every record
 // written before it began, so when through is already durable there is nothing to do:
 // appenders waiting under SyncEachAppend share one fsync.
+//
+// An fsync that fails poisons its segment: Linux may have dropped the pages it could not
+// write and marked them clean, so a later fsync of the same file would succeed without them.
+// The segment is never fsynced again; its unsynced records are written again, from the
+// copies kept in memory, to a new segment, whose fsync — tried once more within this commit —
+// is what makes them durable.
 func (s *Spool) commit(through uint64) error {
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
+	err, rewrote := s.commitOnce(through)
+	if err != nil && rewrote {
+		if err2, _ := s.commitOnce(through); err2 == nil {
+			s.logger.Warn("spool: an fsync failed; the records it left unsynced were written again to a new segment and synced", "err", err)
+			return nil
+		} else {
+			err = errors.Join(err, err2)
+		}
+	}
+	if err != nil {
+		s.logger.Error("spool: group commit failed; the records since the last one are not durable", "err", err)
+		return fmt.Errorf("spool: sync: %w: %w", ErrUnavailable, err)
+	}
+	return nil
+}
+
+// commitOnce is one round of commit; rewrote reports that records of a poisoned segment were
+// written again to a new one, which a further round can make durable.
+func (s *Spool) commitOnce(through uint64) (err error, rewrote bool) {
 	s.mu.Lock()
-	if through != 0 && s.syncedSeq >= through {
+	if through != 0 && s.syncedSeq >= through && len(s.rewrite) == 0 {
 		s.mu.Unlock()
-		return nil
+		return nil, false
+	}
+	var errs []error
+	if len(s.rewrite) > 0 {
+		if err := s.rewriteLocked(); err != nil {
+			errs = append(errs, err)
+		} else {
+			rewrote = true
+		}
 	}
 	var targets []commitTarget
 	var newSegs []*segment
 	for _, seg := range s.segs {
-		if seg.size > seg.synced {
+		if seg.size > seg.synced && !seg.poisoned {
 			seg.refs++
 			targets = append(targets, commitTarget{seg: seg, size: seg.size})
 		}
@@ -84,7 +124,6 @@ func (s *Spool) commit(through uint64) error {
 	s.dirDirty = false
 	s.mu.Unlock()
 
-	var errs []error
 	for i := range targets {
 		t := &targets[i]
 		start := time.Now()
@@ -102,15 +141,23 @@ func (s *Spool) commit(through uint64) error {
 	}
 
 	s.mu.Lock()
+	poisoned := false
 	for _, t := range targets {
 		if t.err == nil {
-			t.seg.synced = max(t.seg.synced, t.size)
+			s.syncedLocked(t.seg, t.size)
 		} else {
-			// Linux may have dropped the pages that failed, and a later fsync would report
-			// success: never append to this segment again.
-			t.seg.broken = true
+			t.seg.broken, t.seg.poisoned = true, true
+			s.rewrite = append(s.rewrite, t.seg)
+			poisoned = true
 		}
 		s.releaseLocked(t.seg)
+	}
+	if poisoned {
+		if err := s.rewriteLocked(); err != nil {
+			errs = append(errs, err)
+		} else {
+			rewrote = true
+		}
 	}
 	if dirDirty {
 		if dirErr == nil {
@@ -133,9 +180,111 @@ func (s *Spool) commit(through uint64) error {
 	if err := s.persistPosition(); err != nil {
 		errs = append(errs, err)
 	}
-	if err := errors.Join(errs...); err != nil {
-		s.logger.Error("spool: group commit failed; the records since the last one may not survive a power cut", "records", n, "err", err)
-		return fmt.Errorf("spool: sync: %w: %w", ErrUnavailable, err)
+	return errors.Join(errs...), rewrote
+}
+
+// syncedLocked records that seg is fsynced through size, letting go of the copies of the
+// frames before it.
+func (s *Spool) syncedLocked(seg *segment, size int64) {
+	if size <= seg.synced {
+		return
 	}
+	k := copy(seg.tail, seg.tail[size-seg.synced:])
+	seg.tail = seg.tail[:k]
+	if k == 0 && cap(seg.tail) > 4<<20 {
+		seg.tail = nil // a rare huge batch should not pin its buffer
+	}
+	seg.synced = size
+}
+
+// rewriteLocked writes the unsynced records of every poisoned segment again, each to a new
+// segment. While one cannot be (the disk refuses that too), appends are refused and the spool
+// reports paused: the records are only in memory, and nothing reports them durable.
+func (s *Spool) rewriteLocked() error {
+	for len(s.rewrite) > 0 {
+		if err := s.rewriteSegmentLocked(s.rewrite[0]); err != nil {
+			if !s.paused {
+				s.paused = true
+				s.logger.Error("spool: cannot write again the records of a segment whose fsync failed; appends refused until it succeeds", "dir", s.dir, "err", err)
+			}
+			return err
+		}
+		s.rewrite = s.rewrite[1:]
+	}
+	s.rewrite = nil
+	if s.paused && s.active != nil {
+		s.paused = false
+		s.logger.Info("spool: records of a failed fsync written again; appends resumed", "dir", s.dir)
+	}
+	return nil
+}
+
+// rewriteSegmentLocked moves the live records of poisoned segment seg that its last good
+// fsync did not cover to a new segment, named by the first of them so that the directory's
+// order of names stays the order of numbers (recovery relies on it). seg keeps its synced
+// records, and is cut back to them; a segment with none is replaced, its name reused.
+func (s *Spool) rewriteSegmentLocked(seg *segment) error {
+	var moved []int // positions in s.idx
+	var total int64
+	for i := s.idxStart; i < len(s.idx); i++ {
+		if e := &s.idx[i]; e.seg == seg && !e.dead && e.off >= seg.synced {
+			moved = append(moved, i)
+			total += frameSize(int(e.n))
+		}
+	}
+	if len(moved) > 0 {
+		first := s.idx[moved[0]].seq
+		buf := make([]byte, 0, total)
+		for _, i := range moved {
+			e := s.idx[i]
+			from := e.off - seg.synced
+			buf = append(buf, seg.tail[from:from+frameSize(int(e.n))]...)
+		}
+		replace := first == seg.first // then seg holds no synced record: its name is free
+		path := filepath.Join(s.dir, segmentName(first))
+		if replace {
+			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("rewrite %s: %w", seg.path, err)
+			}
+		}
+		f, err := s.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return fmt.Errorf("rewrite %s: new segment: %w", seg.path, err)
+		}
+		if _, err := f.WriteAt(buf, 0); err != nil {
+			f.Close()
+			os.Remove(path)
+			return fmt.Errorf("rewrite %s: %w", seg.path, err)
+		}
+		u := &segment{first: first, path: path, f: f, size: int64(len(buf)), tail: buf}
+		var off int64
+		for _, i := range moved {
+			e := &s.idx[i]
+			e.seg, e.off = u, off
+			off += frameSize(int(e.n))
+		}
+		at := slices.Index(s.segs, seg)
+		if replace {
+			s.segs[at] = u
+			seg.detached = true
+			if seg.refs == 0 {
+				seg.f.Close()
+			}
+		} else {
+			s.segs = slices.Insert(s.segs, at+1, u)
+		}
+		if s.active == seg {
+			s.active = u // the last segment: appends may follow its records
+		}
+		s.dirDirty = true
+		s.logger.Warn("spool: an fsync failed; its unsynced records are written again to a new segment", "failed", seg.path, "segment", path, "records", len(moved))
+	}
+	if seg.size > seg.synced && !seg.detached {
+		// Cut off the copies, so that recovery finds only what the segment's name covers.
+		if err := seg.f.Truncate(seg.synced); err != nil {
+			s.logger.Warn("spool: cannot cut the unsynced records off a segment whose fsync failed; recovery will", "segment", seg.path, "err", err)
+		}
+	}
+	seg.size, seg.tail = seg.synced, nil
 	return nil
 }

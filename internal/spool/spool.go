@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sort"
 	"sync"
 	"syscall"
 	"time"
@@ -120,8 +121,12 @@ type segment struct {
 	synced    int64 // bytes known to be fsynced
 	dirSynced bool  // its directory entry is durable
 	broken    bool  // a write or fsync failed: never append to it again
+	poisoned  bool  // an fsync failed: never fsynced again, its unsynced records go elsewhere
 	refs      int   // readers and fsyncs in flight outside the lock
 	detached  bool  // no longer held: close when refs drop to 0
+	// tail holds the bytes [synced, size): the frames written but not yet fsynced, kept so
+	// that they can be written again elsewhere when an fsync fails (commit.go).
+	tail []byte
 }
 
 // entry indexes one stored record.
@@ -185,6 +190,7 @@ type Spool struct {
 	syncedSeq     uint64 // records up to it are durable
 	dirDirty      bool   // a segment was created since the directory was last fsynced
 	paused        bool
+	rewrite       []*segment // poisoned segments whose unsynced records are not written again yet
 	dropped       map[string]uint64
 	corrupt       uint64
 	buf           []byte // frame encoding buffer, reused under mu
@@ -360,6 +366,11 @@ func (s *Spool) AppendBatch(ctx context.Context, records [][]byte) ([]uint64, er
 // too, the segment is retired so that nothing follows the torn bytes; either way the records
 // stored stay readable.
 func (s *Spool) writeLocked(records [][]byte) ([]uint64, error) {
+	if len(s.rewrite) > 0 {
+		// Records whose fsync failed are only in memory until written again: take no more
+		// before they are safe.
+		return nil, s.diskErrorLocked("append", errRewritePending)
+	}
 	seqs, wasSynced := make([]uint64, 0, len(records)), s.unsynced == 0
 	stored := 0
 	for stored < len(records) {
@@ -383,6 +394,9 @@ func (s *Spool) writeLocked(records [][]byte) ([]uint64, error) {
 			end++
 		}
 		_, err = seg.f.WriteAt(s.buf, seg.size)
+		if err == nil {
+			seg.tail = append(seg.tail, s.buf...)
+		}
 		if cap(s.buf) > 4<<20 {
 			s.buf = nil // a rare huge batch should not pin its buffer
 		}
@@ -591,10 +605,23 @@ func (s *Spool) PeekAfter(after uint64, max int, maxBytes int64) ([]Record, erro
 		for _, e := range picks {
 			s.releaseLocked(e.seg)
 		}
-		for _, seq := range bad {
-			s.killLocked(seq)
+		var moved uint64 // the lowest record that failed where it was read but lives elsewhere now
+		for _, e := range bad {
+			if !s.killLocked(e) && (moved == 0 || e.seq < moved) {
+				moved = e.seq
+			}
 		}
 		s.mu.Unlock()
+		if moved != 0 {
+			// Written again to a new segment after a failed fsync while it was being read
+			// from the old one: return what precedes it, never a batch with a hole that an
+			// ack through a later record would lose.
+			recs = recs[:sort.Search(len(recs), func(i int) bool { return recs[i].Seq >= moved })]
+			if len(recs) == 0 {
+				continue
+			}
+			return recs, nil
+		}
 		if len(recs) > 0 || len(bad) == 0 {
 			return recs, nil
 		}
@@ -603,10 +630,10 @@ func (s *Spool) PeekAfter(after uint64, max int, maxBytes int64) ([]Record, erro
 }
 
 // read reads the picked records' frames, in runs of adjacent frames with one read each, and
-// returns the records that check out and the sequence numbers of those that do not.
-func (s *Spool) read(picks []entry) ([]Record, []uint64) {
+// returns the records that check out and the picks that do not.
+func (s *Spool) read(picks []entry) ([]Record, []entry) {
 	recs := make([]Record, 0, len(picks))
-	var bad []uint64
+	var bad []entry
 	for i := 0; i < len(picks); {
 		j := i + 1
 		end := picks[i].off + frameSize(int(picks[i].n))
@@ -628,7 +655,7 @@ func (s *Spool) read(picks []entry) ([]Record, []uint64) {
 			}
 			if err != nil {
 				s.logger.Error("spool: a stored record failed its check when read back; skipping it", "seq", e.seq, "segment", e.seg.path, "err", err)
-				bad = append(bad, e.seq)
+				bad = append(bad, e)
 				err = nil
 				continue
 			}
@@ -639,8 +666,11 @@ func (s *Spool) read(picks []entry) ([]Record, []uint64) {
 	return recs, bad
 }
 
-// killLocked marks the record seq damaged: skipped from now on, no longer counted as stored.
-func (s *Spool) killLocked(seq uint64) {
+// killLocked marks the record picked as p damaged: skipped from now on, no longer counted as
+// stored. It reports false, killing nothing, when the record was moved to another segment
+// since it was picked (written again after a failed fsync).
+func (s *Spool) killLocked(p entry) bool {
+	seq := p.seq
 	lo, hi := s.idxStart, len(s.idx)
 	for lo < hi {
 		m := int(uint(lo+hi) >> 1)
@@ -651,14 +681,18 @@ func (s *Spool) killLocked(seq uint64) {
 		}
 	}
 	if lo == len(s.idx) || s.idx[lo].seq != seq || s.idx[lo].dead {
-		return // acked or dropped meanwhile
+		return true // acked or dropped meanwhile
 	}
 	e := &s.idx[lo]
+	if e.seg != p.seg || e.off != p.off {
+		return false
+	}
 	e.dead = true
 	s.records--
 	s.bytes -= frameSize(int(e.n))
 	s.corrupt++
 	s.freed.broadcast()
+	return true
 }
 
 // releaseLocked ends a use of seg outside the lock.
