@@ -332,10 +332,9 @@ func im2col(col, x []float32, cg int, g *geometry) {
 
 // pool is ONNX MaxPool and AveragePool over 1 or 2 spatial dimensions.
 type pool struct {
-	w            window
-	max          bool
-	includePads  bool // AveragePool's count_include_pad
-	storageOrder int64
+	w           window
+	max         bool
+	includePads bool // AveragePool's count_include_pad
 }
 
 func (c *compiler) pool(n *onnx.Node) (kernel, opSpec, error) {
@@ -344,7 +343,7 @@ func (c *compiler) pool(n *onnx.Node) (kernel, opSpec, error) {
 	isMax := n.OpType == "MaxPool"
 	if isMax {
 		known["dilations"] = onnx.AttrInts
-		known["storage_order"] = onnx.AttrInt
+		known["storage_order"] = onnx.AttrInt // it orders the Indices output only, which is refused
 	} else {
 		known["count_include_pad"] = onnx.AttrInt
 	}

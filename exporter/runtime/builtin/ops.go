@@ -337,7 +337,7 @@ func (c *compiler) squeeze(n *onnx.Node, args []arg) (kernel, opSpec, error) {
 		}
 	}
 	if k.unsqueeze && k.axes == nil {
-		return nil, opSpec{}, errors.New("Unsqueeze needs axes")
+		return nil, opSpec{}, errors.New("an Unsqueeze needs axes")
 	}
 	return k, spec, nil
 }
@@ -374,7 +374,7 @@ func (s *squeeze) shape(dst []int64, in [][]int64) ([]int64, error) {
 	if s.axes == nil {
 		for _, d := range x {
 			if d < 0 {
-				return nil, fmt.Errorf("Squeeze without axes of shape %v with dynamic dimensions: %w", x, ErrUnsupported)
+				return nil, fmt.Errorf("a Squeeze without axes of shape %v with dynamic dimensions: %w", x, ErrUnsupported)
 			}
 			if d != 1 {
 				dst = append(dst, d)
