@@ -35,6 +35,11 @@ func parseWindow(n *onnx.Node, rank int, needKernel bool) (window, error) {
 		if len(a.Ints) != want {
 			return nil, fmt.Errorf("attribute %s has %d values, want %d for %d spatial dimensions", name, len(a.Ints), want, rank)
 		}
+		for _, v := range a.Ints {
+			if v > onnx.MaxElements { // keeps the window arithmetic far from overflow
+				return nil, fmt.Errorf("attribute %s %v: values above %d", name, a.Ints, int64(onnx.MaxElements))
+			}
+		}
 		return a.Ints, nil
 	}
 	k, err := get("kernel_shape", rank)

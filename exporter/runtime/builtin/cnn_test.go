@@ -288,6 +288,11 @@ func TestCNNLoadErrors(t *testing.T) {
 			unsupported: true,
 		},
 		{
+			name:  "pads that would make a huge output",
+			model: graph(13, input(-1, 3), []onnx.Tensor{ints("p", 0, 1<<30, 0, 1<<30)}, "y", node("Pad", []string{"x", "p"}, nil)),
+			want:  `builtin: node[0] "pad" (Pad): output of shape [-1 2147483651]: shape [2147483651] has more than 2147483647 elements`,
+		},
+		{
 			name:  "transpose perm that is not a permutation",
 			model: graph(13, input(2, 3), nil, "y", node("Transpose", []string{"x"}, map[string]onnx.Attribute{"perm": aInts(0, 0)})),
 			want:  `builtin: node[0] "transpose" (Transpose): perm [0 0] is not a permutation of 2 dimensions`,

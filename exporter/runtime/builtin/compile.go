@@ -58,7 +58,11 @@ func (st *step) exec(vals []value, shapes [][]int64, args []*value) error {
 		out.data = args[0].data
 		return nil
 	}
-	n := int(numel(shape))
+	total, err := checkedNumel(shape)
+	if err != nil { // a window or pad from the model's attributes, applied to this request
+		return fmt.Errorf("%s: output: %w", st.name, err)
+	}
+	n := int(total)
 	if cap(out.buf) < n {
 		out.buf = make([]float32, n)
 	}
@@ -334,6 +338,15 @@ func (c *compiler) node(n *onnx.Node, name string, shapes [][]int64) (*step, err
 	shape, err := k.shape(nil, shapes)
 	if err != nil {
 		return nil, err
+	}
+	known := make([]int64, 0, len(shape))
+	for _, d := range shape {
+		if d >= 0 {
+			known = append(known, d)
+		}
+	}
+	if _, err := checkedNumel(known); err != nil {
+		return nil, fmt.Errorf("output of shape %v: %w", shape, err)
 	}
 	if allConst && len(args) > 0 {
 		// Every input is a constant: compute the output once, now, and keep it as a constant

@@ -455,6 +455,11 @@ func (p *pad) shape(dst []int64, in [][]int64) ([]int64, error) {
 	if len(p.pads) != 2*len(x) {
 		return nil, fmt.Errorf("pads %v: want %d values for %d dimensions", p.pads, 2*len(x), len(x))
 	}
+	for _, v := range p.pads {
+		if v > onnx.MaxElements || v < -onnx.MaxElements { // keeps the sums far from overflow
+			return nil, fmt.Errorf("pads %v: values beyond ±%d", p.pads, int64(onnx.MaxElements))
+		}
+	}
 	if len(in) > 2 && in[2] != nil && prod(in[2]) > 1 {
 		return nil, fmt.Errorf("constant_value of shape %v: want a scalar", in[2])
 	}
