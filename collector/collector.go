@@ -14,6 +14,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -49,6 +50,45 @@ type Options struct {
 	// Routes mounts more endpoints on the collector's mux (catalog, labels, datasets), with
 	// the Auth that guards them: wrap handlers in a.RequireOperator or a.RequireNode.
 	Routes func(mux *http.ServeMux, a *auth.Auth)
+	// FS does the write-ahead log's file operations (spool.Options.FS); nil means the real
+	// file system. Tests pass one that fails.
+	FS fsutil.FS
+	// Now is the wall clock under the log's stamps (see walClock); nil means time.Now.
+	Now func() time.Time
+}
+
+// walClock is the clock the write-ahead log stamps records with and the shard builder cuts
+// shards by: the wall clock, never going back. A shard boundary must be a function of the
+// log (docs/collector.md), but the builder also cuts a shard when it finds nothing newer and
+// the shard is due by the clock; a record appended after that is then stamped no earlier than
+// the cut, so a replay of the log cuts before it too. With the raw wall clock, a step back
+// (NTP, a VM resumed) would stamp it earlier, and a replay after a crash would put it in the
+// old shard as well as in the one it went to.
+type walClock struct {
+	now  func() time.Time
+	mu   sync.Mutex
+	last time.Time
+}
+
+// Now returns the wall time, or the last time returned if that is later.
+func (c *walClock) Now() time.Time {
+	t := c.now().Round(0) // the wall reading only: the monotonic one would hide a step back
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t.Before(c.last) {
+		return c.last
+	}
+	c.last = t
+	return t
+}
+
+// floor makes the clock return nothing earlier than t: the newest stamp in the log at start.
+func (c *walClock) floor(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if t.After(c.last) {
+		c.last = t.Round(0)
+	}
 }
 
 // Server is one collector instance. Build it with New, then Run it.
@@ -104,17 +144,23 @@ func New(cfg Config, opts Options) (*Server, error) {
 		return nil, err
 	}
 	s.instance = cfg.Instance + "-" + walID
+	clock := &walClock{now: opts.Now}
+	if clock.now == nil {
+		clock.now = time.Now
+	}
 	s.wal, err = spool.Open(filepath.Join(cfg.WAL.Dir, "records"), s.spoolConfig(), spool.Options{
 		Registerer: s.registry, Logger: base.With("component", "wal"), MetricPrefix: WALMetricPrefix,
+		FS: opts.FS, Now: clock.Now,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("collector: write-ahead log: %w", err)
 	}
 	dedup := ingest.NewDedup(cfg.Ingest.DedupKeys)
-	seeded, err := seedDedup(s.wal, dedup)
+	seeded, newest, err := seedDedup(s.wal, dedup)
 	if err != nil {
 		return nil, fmt.Errorf("collector: %w", err)
 	}
+	clock.floor(newest)
 	if s.catalog, err = catalog.New(catalog.Options{Bucket: s.bucket, Logger: base.With("component", "catalog")}); err != nil {
 		return nil, fmt.Errorf("collector: %w", err)
 	}
@@ -129,6 +175,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 	s.builder, err = shard.New(cfg.Shards, shard.Options{
 		Instance: s.instance, Bucket: s.bucket, Log: s.wal, JournalPath: filepath.Join(cfg.WAL.Dir, "uploaded-shards"),
 		OnShard: onShard, Readiness: s.ready, Registerer: s.registry, Logger: base.With("component", "shard"),
+		Now: clock.Now,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("collector: %w", err)
@@ -237,6 +284,8 @@ func loadWALID(dir string) (string, error) {
 		return "", fmt.Errorf("collector: write-ahead log id: %w", err)
 	}
 	id := hex.EncodeToString(r[:])
+	// WriteNew fsyncs the directory too: a power cut must not lose the id of a log whose
+	// records survive, or the next start would name shards as another log's.
 	if err := fsutil.WriteNew(path, []byte(id+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("collector: write-ahead log id: %w", err)
 	}
@@ -244,20 +293,24 @@ func loadWALID(dir string) (string, error) {
 }
 
 // seedDedup remembers the keys of every record in the log: a resend of a batch whose answer a
-// crash cut off is a duplicate.
-func seedDedup(wal *spool.Spool, d *ingest.Dedup) (int, error) {
+// crash cut off is a duplicate. It also returns the newest stamp in the log.
+func seedDedup(wal *spool.Spool, d *ingest.Dedup) (int, time.Time, error) {
 	var after uint64
+	var newest time.Time
 	n := 0
 	for {
 		recs, err := wal.PeekAfter(after, 4096, 64<<20)
 		if err != nil {
-			return n, fmt.Errorf("seed duplicates from the write-ahead log: %w", err)
+			return n, newest, fmt.Errorf("seed duplicates from the write-ahead log: %w", err)
 		}
 		if len(recs) == 0 {
-			return n, nil
+			return n, newest, nil
 		}
 		for _, r := range recs {
 			after = r.Seq
+			if r.Time.After(newest) {
+				newest = r.Time
+			}
 			if st, err := sample.ParseStored(r.Data); err == nil {
 				d.Seed(st.Entry.Key)
 				n++

@@ -65,8 +65,15 @@ func SyncDir(dir string) error {
 	return d.Sync()
 }
 
-// WriteNew writes a file that must not exist yet, durably; on failure nothing is left.
+// WriteNew writes a file that must not exist yet, durably — its content and its directory
+// entry, so that a power cut cannot leave the name missing or empty; on failure nothing is
+// left.
 func WriteNew(path string, data []byte, perm os.FileMode) error {
+	return writeNew(path, data, perm, SyncDir)
+}
+
+// writeNew is WriteNew with the directory fsync passed in, for its test.
+func writeNew(path string, data []byte, perm os.FileMode, syncDir func(string) error) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, perm)
 	if err != nil {
 		return err
@@ -77,6 +84,9 @@ func WriteNew(path string, data []byte, perm os.FileMode) error {
 	}
 	if cerr := f.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
 	}
 	if err != nil {
 		os.Remove(path)
@@ -111,7 +121,8 @@ func WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	return SyncDir(filepath.Dir(path))
 }
 
-// CopyNew copies src to dst, which must not exist yet, durably; on failure nothing is left.
+// CopyNew copies src to dst, which must not exist yet, durably (content and directory entry);
+// on failure nothing is left.
 func CopyNew(src, dst string, perm os.FileMode) error {
 	in, err := os.Open(src)
 	if err != nil {
@@ -128,6 +139,9 @@ func CopyNew(src, dst string, perm os.FileMode) error {
 	}
 	if cerr := out.Close(); err == nil {
 		err = cerr
+	}
+	if err == nil {
+		err = SyncDir(filepath.Dir(dst))
 	}
 	if err != nil {
 		os.Remove(dst)

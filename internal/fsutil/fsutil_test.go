@@ -67,3 +67,28 @@ func TestCopyNew(t *testing.T) {
 		t.Fatal("a failed copy left its destination")
 	}
 }
+
+// TestWriteNewSyncsDirectory: the new file's directory entry is made durable, after the file
+// itself, and a failure of that fsync leaves nothing (the caller must not rely on the name).
+func TestWriteNewSyncsDirectory(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "id")
+	var synced []string
+	err := writeNew(path, []byte("0123abcd\n"), 0o600, func(d string) error {
+		if _, err := os.Stat(path); err != nil {
+			t.Errorf("directory fsynced before the file exists: %v", err)
+		}
+		synced = append(synced, d)
+		return SyncDir(d)
+	})
+	if err != nil || len(synced) != 1 || synced[0] != dir {
+		t.Fatalf("writeNew = %v, directories fsynced %v; want %s once", err, synced, dir)
+	}
+	other := filepath.Join(dir, "other")
+	if err := writeNew(other, []byte("x"), 0o600, func(string) error { return errors.New("EIO") }); err == nil {
+		t.Fatal("writeNew succeeded though the directory fsync failed")
+	}
+	if _, err := os.Stat(other); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("a file whose directory fsync failed was left: %v", err)
+	}
+}
