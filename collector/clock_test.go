@@ -45,7 +45,7 @@ func TestWALClockNeverGoesBack(t *testing.T) {
 	ctx := context.Background()
 	wal.Append(ctx, []byte("a"))
 	wall.set(t0.Add(10 * time.Minute))
-	cut := clock.Now() // the builder finds nothing newer and cuts a shard due by now
+	cut := clock.Now()           // the builder finds nothing newer and cuts a shard due by now
 	wall.set(t0.Add(-time.Hour)) // the wall clock steps back
 	wal.Append(ctx, []byte("b"))
 	recs, err := wal.Peek(10, 0)
