@@ -174,6 +174,9 @@ func appendSpatial(dst []int64, rank int, out [2]int64) []int64 {
 type conv struct {
 	w     window
 	group int64
+	// post is an activation applied to each output block while it is in cache, set when the
+	// convolution's only consumer was a Relu or a Clip with constant bounds (fuse.go).
+	post *clip
 }
 
 func (c *compiler) conv(n *onnx.Node, args []arg) (kernel, opSpec, error) {
@@ -278,6 +281,12 @@ func (c *conv) run(out *value, in []*value) {
 				beta = 1
 			}
 			sgemm(false, false, mg, p, kk, 1, w.data[gr*mg*kk:(gr+1)*mg*kk], kk, src, p, beta, yg, p)
+			if c.post != nil {
+				lo, hi := c.post.lo, c.post.hi
+				for i, v := range yg {
+					yg[i] = min(max(v, lo), hi)
+				}
+			}
 		}
 	}
 }
@@ -390,6 +399,10 @@ func (pl *pool) run(out *value, in []*value) {
 	// The padded extent, for count_include_pad: windows that run past it (ceil_mode) count
 	// only the positions inside.
 	ph, pw := ih+int(g.padE[0]), iw+int(g.padE[1])
+	if pl.max && kh == 2 && kw == 2 && sh == 2 && sw == 2 && dh == 1 && dw == 1 && pt == 0 && pleft == 0 && 2*oh <= ih && 2*ow <= iw {
+		maxPool2x2(out.data, x.data, planes, ih, iw, oh, ow) // every window inside the input
+		return
+	}
 	for c := range planes {
 		src := x.data[c*ih*iw : (c+1)*ih*iw]
 		dst := out.data[c*oh*ow : (c+1)*oh*ow]
@@ -427,6 +440,23 @@ func (pl *pool) run(out *value, in []*value) {
 					acc /= float32(count)
 				}
 				dst[oy*ow+ox] = acc
+			}
+		}
+	}
+}
+
+// maxPool2x2 is MaxPool with 2×2 windows, stride 2, no padding, all windows inside the input:
+// the pooling of most CNNs, without the general loop's bookkeeping.
+func maxPool2x2(dst, src []float32, planes, ih, iw, oh, ow int) {
+	for c := range planes {
+		plane := src[c*ih*iw : (c+1)*ih*iw]
+		out := dst[c*oh*ow : (c+1)*oh*ow]
+		for oy := range oh {
+			r0 := plane[2*oy*iw : 2*oy*iw+2*ow]
+			r1 := plane[(2*oy+1)*iw : (2*oy+1)*iw+2*ow]
+			o := out[oy*ow : (oy+1)*ow]
+			for ox := range o {
+				o[ox] = max(max(r0[2*ox], r0[2*ox+1]), max(r1[2*ox], r1[2*ox+1]))
 			}
 		}
 	}

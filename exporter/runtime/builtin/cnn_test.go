@@ -324,3 +324,35 @@ func TestCNNLoadErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestFuse checks that the CNN exports' activations ride on their convolutions, and that an
+// activation whose input has another consumer keeps its own step.
+func TestFuse(t *testing.T) {
+	for _, tc := range []struct {
+		file  string
+		fused int
+	}{{"small_cnn.onnx", 2}, {"small_cnn_bn.onnx", 0}, {"mobilenet.onnx", 7}} {
+		_, data := loadTestModel(t, tc.file)
+		m, err := Load(data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fused := 0
+		for _, st := range m.steps {
+			if c, ok := st.k.(*conv); ok && c.post != nil {
+				fused++
+			}
+		}
+		// With BatchNormalization kept, the Relu follows the BatchNormalization, not the Conv.
+		if fused != tc.fused {
+			t.Errorf("%s: %d convolutions carry their activation, want %d", tc.file, fused, tc.fused)
+		}
+	}
+	// y = Relu(Conv(x)) + Conv(x): the Relu must not be fused.
+	m := mustCompile(t, graph(13, input(1, 1, 1, 2), []onnx.Tensor{floats("w", []int64{1, 1, 1, 1}, -1)}, "y",
+		named("Conv", "c", []string{"x", "w"}, nil), named("Relu", "r", []string{"c"}, nil), node("Add", []string{"r", "c"}, nil)))
+	out := run(t, m, Tensor{Shape: []int64{1, 1, 1, 2}, Data: []float32{1, -2}})
+	if !near(out[0].Data, []float32{-1, 4}, 1e-6) {
+		t.Errorf("Relu(Conv(x)) + Conv(x) = %v, want [-1 4]", out[0].Data)
+	}
+}

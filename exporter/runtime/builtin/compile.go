@@ -226,6 +226,7 @@ func compile(m *onnx.Model) (*Model, error) {
 		mod.outSlots = append(mod.outSlots, slot)
 	}
 	mod.consts = c.vals
+	fuse(mod)
 	return mod, nil
 }
 
@@ -443,7 +444,7 @@ func (c *compiler) kernel(n *onnx.Node, args []arg) (kernel, opSpec, error) {
 	case "Relu", "Sigmoid", "Tanh", "Abs", "Neg", "Exp", "Sqrt", "LeakyRelu", "HardSigmoid", "HardSwish", "Elu":
 		return c.activation(n)
 	case "Clip":
-		return c.clip(n)
+		return c.clip(n, args)
 	case "Softmax", "LogSoftmax":
 		if err := checkAttrs(n, map[string]onnx.AttrType{"axis": onnx.AttrInt}); err != nil {
 			return nil, opSpec{}, err

@@ -102,7 +102,7 @@ type clip struct {
 	inputs bool // read the bounds from inputs 1 and 2 when given
 }
 
-func (c *compiler) clip(n *onnx.Node) (kernel, opSpec, error) {
+func (c *compiler) clip(n *onnx.Node, args []arg) (kernel, opSpec, error) {
 	lowest, highest := float32(-math.MaxFloat32), float32(math.MaxFloat32)
 	if c.opset < 11 {
 		if err := checkAttrs(n, map[string]onnx.AttrType{"min": onnx.AttrFloat, "max": onnx.AttrFloat, "consumed_inputs": onnx.AttrInts}); err != nil {
@@ -113,7 +113,25 @@ func (c *compiler) clip(n *onnx.Node) (kernel, opSpec, error) {
 	if err := checkAttrs(n, nil); err != nil {
 		return nil, opSpec{}, err
 	}
-	return &clip{lo: lowest, hi: highest, inputs: true}, opSpec{kinds: []argKind{argFloat, argFloat, argFloat}, min: 1}, nil
+	k := &clip{lo: lowest, hi: highest, inputs: true}
+	// Constant bounds (ReLU6's 0 and 6) are read once, here, which also lets a preceding
+	// convolution apply them (fuse in fuse.go).
+	k.inputs = false
+	for i, dst := range []*float32{&k.lo, &k.hi} {
+		if !present(args, i+1) {
+			continue
+		}
+		a := args[i+1]
+		if !a.info.konst || a.info.ints || len(a.val.data) != 1 {
+			k.inputs = true
+			continue
+		}
+		*dst = a.val.data[0]
+	}
+	if k.inputs {
+		k.lo, k.hi = lowest, highest
+	}
+	return k, opSpec{kinds: []argKind{argFloat, argFloat, argFloat}, min: 1}, nil
 }
 
 func (*clip) shape(dst []int64, in [][]int64) ([]int64, error) {
