@@ -203,7 +203,7 @@ func checkSet(set *Set) error {
 
 // fitShape is the shape of a batch for a model input called name of shape inShape, with the
 // batch dimension (the first) to be filled in. The model's dimensions after the batch must be
-// the sample shape, or (a flattening model, [-1, 784] for [1, 28, 28]) hold the same number
+// the sample shape, or (a flattening model, [-1, 192] for [3, 8, 8]) hold the same number
 // of values with at most one variable dimension.
 func fitShape(name string, inShape, sample []int64) ([]int64, error) {
 	in := struct {
