@@ -77,6 +77,8 @@ func FromFilesProgress(dir, labelsCSV string, spec dataset.Spec, pre Preprocess,
 			problems = append(problems, fmt.Sprintf("%s:%d: %s: %s", labelsCSV, r.line, r.file, fmt.Sprintf(format, args...)))
 		}
 	}
+	// Grown once rather than by doubling: the values are most of the memory a build takes.
+	s.Inputs = make([]float32, 0, min(len(rows)*w, 1<<26))
 	seen := map[string]labelRow{}
 	for i, r := range rows {
 		if progress != nil {

@@ -68,10 +68,15 @@ func write(ctx context.Context, b objstore.Bucket, s *Set, perShard int) (*Manif
 	m.ClassCounts = s.ClassCounts()
 	m.Digest = s.ComputeDigest()
 	m.Shards = nil
+	w := s.Width()
 	prefix := Prefix(m.Model, m.Name)
 	for first := 0; first < s.Len(); first += perShard {
 		end := min(first+perShard, s.Len())
 		var buf bytes.Buffer
+		// A sample is three 512-byte tar blocks (two headers, the JSON) plus its .npy rounded
+		// up to a block, and the tar ends with two zero blocks: sized once, as growing by
+		// doubling would hold up to twice the shard.
+		buf.Grow((end-first)*(3*512+(128+4*w+511)/512*512) + 2*512)
 		if err := s.writeShard(&buf, first, end); err != nil {
 			return nil, fmt.Errorf("evalset: write %s/%s: %w", m.Model, m.Name, err)
 		}
