@@ -733,3 +733,53 @@ func TestFreeze(t *testing.T) {
 		}
 	}
 }
+
+func TestParseManifest(t *testing.T) {
+	data, err := os.ReadFile("testdata/manifest-valid.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := evalset.ParseManifest(data)
+	if err != nil {
+		t.Fatalf("valid manifest: %v", err)
+	}
+	if m.Count != 3 || m.Spec().Width() != 4 || m.Created.IsZero() {
+		t.Errorf("parsed %+v", m)
+	}
+	// One file per invalid case in testdata/manifests, each the valid one with one change.
+	cases := []struct{ file, want string }{
+		{"schema-version.json", "schema_version: this edgeloop reads 1 to 1, got 2"},
+		{"model-name.json", "model name"},
+		{"set-name.json", "set name"},
+		{"task.json", `task: must be "classification"`},
+		{"shape.json", "shape[0]: must be > 0"},
+		{"datatype.json", `datatype: only "FP32"`},
+		{"classes-twice.json", `"a" appears twice`},
+		{"count.json", "count: must be > 0"},
+		{"class-counts-len.json", "class_counts: 1 entries for 2 classes"},
+		{"class-counts-sum.json", "class_counts: sum to 2, count is 3"},
+		{"class-counts-negative.json", "class_counts[1]: negative"},
+		{"no-shards.json", "shards: must list at least one shard"},
+		{"shard-path.json", "is not a shard name"},
+		{"digest.json", "digest: must be 64 lowercase hex digits"},
+		{"digest-upper.json", "digest: must be 64 lowercase hex digits"},
+		{"unknown-field.json", `unknown field "extra"`},
+		{"trailing.json", "data after the JSON object"},
+		{"not-json.json", "manifest: invalid character"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.file, func(t *testing.T) {
+			data, err := os.ReadFile(filepath.Join("testdata/manifests", tc.file))
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = evalset.ParseManifest(data)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("ParseManifest = %v, want an error containing %q", err, tc.want)
+			}
+		})
+	}
+	if entries, _ := os.ReadDir("testdata/manifests"); len(entries) != len(cases) {
+		t.Errorf("%d files in testdata/manifests, %d in the table", len(entries), len(cases))
+	}
+}
