@@ -329,11 +329,12 @@ func ReadShard(r io.Reader) ([]*ShardSample, error) {
 	var order []*ShardSample
 	for {
 		h, err := tr.Next()
+		if lr.N <= 0 {
+			// Checked first: the limit reads as an end of stream to the tar reader.
+			return nil, fmt.Errorf("shard: more than %d bytes of tar", int64(MaxShardBytes))
+		}
 		if errors.Is(err, io.EOF) {
 			return order, nil
-		}
-		if lr.N <= 0 {
-			return nil, fmt.Errorf("shard: more than %d bytes of tar", int64(MaxShardBytes))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("shard: %w", err)
