@@ -313,6 +313,11 @@ func readShardFile(name string) ([]*ShardSample, error) {
 // members (encoded images, index files) are skipped. A member above MaxMemberBytes, more than
 // MaxShardSamples samples or MaxShardBytes of tar, or a broken tar is an error.
 func ReadShard(r io.Reader) ([]*ShardSample, error) {
+	return readShard(r, MaxShardBytes)
+}
+
+// readShard is ReadShard with maxBytes of tar.
+func readShard(r io.Reader, maxBytes int64) ([]*ShardSample, error) {
 	br := bufio.NewReader(r)
 	var src io.Reader = br
 	if magic, _ := br.Peek(2); bytes.Equal(magic, []byte{0x1f, 0x8b}) {
@@ -323,7 +328,7 @@ func ReadShard(r io.Reader) ([]*ShardSample, error) {
 		defer zr.Close()
 		src = zr
 	}
-	lr := &io.LimitedReader{R: src, N: MaxShardBytes + 1}
+	lr := &io.LimitedReader{R: src, N: maxBytes + 1}
 	tr := tar.NewReader(lr)
 	byKey := map[string]*ShardSample{}
 	var order []*ShardSample
@@ -331,7 +336,7 @@ func ReadShard(r io.Reader) ([]*ShardSample, error) {
 		h, err := tr.Next()
 		if lr.N <= 0 {
 			// Checked first: the limit reads as an end of stream to the tar reader.
-			return nil, fmt.Errorf("shard: more than %d bytes of tar", int64(MaxShardBytes))
+			return nil, fmt.Errorf("shard: more than %d bytes of tar", maxBytes)
 		}
 		if errors.Is(err, io.EOF) {
 			return order, nil
