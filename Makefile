@@ -10,7 +10,8 @@ TESTFLAGS ?= -race -count=1 -timeout 20m -tags integration
 
 # Decoders of untrusted input, fuzzed briefly by `make test` (seeds in each testdata/fuzz).
 FUZZ_TARGETS := ./internal/spool:FuzzRecordDecode ./internal/sample:FuzzUnmarshalRecord \
-	./internal/sample:FuzzReadTar ./exporter/runtime/oip:FuzzParseRequest ./internal/onnx:FuzzDecode ./collector/ingest:FuzzIngestDecode
+	./internal/sample:FuzzReadTar ./exporter/runtime/oip:FuzzParseRequest ./internal/onnx:FuzzDecode ./collector/ingest:FuzzIngestDecode \
+	./internal/dataset:FuzzReadShard ./internal/evalset:FuzzParseManifest
 FUZZTIME ?= 10s
 
 .PHONY: help build test test-unit fuzz tools lint bench demo clean dashboards
