@@ -113,6 +113,7 @@ func (c *clock) Add(d time.Duration) {
 type fakeCollector struct {
 	mu     sync.Mutex
 	labels []string
+	shards []string
 	bucket string
 	srv    *httptest.Server
 	fail   bool
@@ -132,7 +133,7 @@ func newFakeCollector(t *testing.T, bucketDir string) *fakeCollector {
 			return
 		}
 		model := strings.TrimPrefix(r.URL.Path, "/v1/datasets/")
-		_ = json.NewEncoder(w).Encode(labels.Manifest{Model: model, Shards: []string{}, Labels: fc.labels})
+		_ = json.NewEncoder(w).Encode(labels.Manifest{Model: model, Shards: append([]string{}, fc.shards...), Labels: fc.labels})
 	}))
 	t.Cleanup(fc.srv.Close)
 	return fc

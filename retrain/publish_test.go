@@ -1,6 +1,7 @@
 package retrain
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"os"
@@ -13,7 +14,9 @@ import (
 	ds "github.com/edgeloop/edgeloop/internal/dataset"
 	"github.com/edgeloop/edgeloop/internal/evalset"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
+	"github.com/edgeloop/edgeloop/internal/npy"
 	"github.com/edgeloop/edgeloop/internal/objstore"
+	"github.com/edgeloop/edgeloop/internal/sample"
 	"github.com/edgeloop/edgeloop/retrain/gate"
 	"github.com/edgeloop/edgeloop/retrain/gate/gatetest"
 	"github.com/edgeloop/edgeloop/retrain/jobs"
@@ -279,4 +282,90 @@ func TestRemoteJobOutputsAndBaseModel(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(want, "checkpoint.pt")); err != nil {
 		t.Errorf("the base model prefix holds no checkpoint.pt: %v", err)
 	}
+}
+
+// writeCapturedShard stores n captured samples of gatetest's images (all labelled in their
+// JSON) and bad more of another shape in a shard under samples/ in the bucket at dir, and
+// returns its key: what the collector's dataset manifest lists.
+func writeCapturedShard(t *testing.T, dir string, protos [][]float32, n, bad int) string {
+	t.Helper()
+	spec := gatetest.Spec()
+	in, labels := gatetest.Samples(spec, protos, n, 8, 77)
+	var samples []*sample.Sample
+	for i := range n + bad {
+		shape := []int{3, 8, 8}
+		values := in[(i%n)*spec.Width() : (i%n+1)*spec.Width()]
+		if i >= n {
+			shape = []int{3, 4, 16} // as many values in another layout: refused, not reshaped
+			values = append([]float32{float32(i)}, values[1:]...)
+		}
+		var b bytes.Buffer
+		if err := npy.WriteFloat32(&b, shape, values); err != nil {
+			t.Fatal(err)
+		}
+		meta := sample.Meta{
+			Model: "fashion", Version: "1", Node: "edge-1", Time: time.Date(2026, 11, 29, 3, 0, 0, i, time.UTC),
+			Prediction: 0, Scores: make([]float32, 4), ScoresKind: sample.ScoresLogits,
+			Confidence: map[string]float64{"max_softmax": 0.3}, Reason: "low_confidence",
+			Input: sample.InputInfo{Name: "input", Datatype: "FP32", Shape: []int64{1, int64(shape[0]), int64(shape[1]), int64(shape[2])}, File: sample.NPYFile},
+			Label: sample.IndexLabel(labels[i%n]),
+		}
+		s, err := sample.New(meta, b.Bytes())
+		if err != nil {
+			t.Fatal(err)
+		}
+		samples = append(samples, s)
+	}
+	var tarball bytes.Buffer
+	if err := sample.WriteTar(&tarball, samples); err != nil {
+		t.Fatal(err)
+	}
+	key := "samples/fashion/1/dt=2026-11-29/hour=03/000001.tar"
+	p := filepath.Join(dir, filepath.FromSlash(key))
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, tarball.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return key
+}
+
+// TestHeldOutCapturedSamples: the job's labelled captured samples are read against the
+// model's spec, the held-out tenth joins the evaluation set as its own part, and samples of
+// another shape are refused and counted in gate.json.
+func TestHeldOutCapturedSamples(t *testing.T) {
+	cfg, fc := testConfig(t)
+	protos := gatetest.Prototypes(gatetest.Spec(), 1)
+	writeGolden(t, cfg, "fashion", protos, 400)
+	fc.mu.Lock()
+	fc.shards = []string{writeCapturedShard(t, fc.bucket, protos, 600, 7)}
+	fc.mu.Unlock()
+	cfg.Gate.EvalSets = []string{"golden"}
+	cfg.Gate.MinEvalSamples, cfg.Gate.FirstModelMin = 400, 0.3
+	clk := &clock{t: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)}
+	b := &trainingBackend{fakeBackend: newFakeBackend(), noise: []float64{0.5}, protos: protos}
+	e := start(t, cfg, b, clk)
+	if code, body := e.post(t, "/v1/models/fashion/retrain", operatorToken, nil); code != 202 {
+		t.Fatalf("manual: %d %s", code, body)
+	}
+	j := waitEnded(t, e)
+	if j.Phase != PhasePromoted {
+		t.Fatalf("job: %s %q", j.Phase, j.Error)
+	}
+	var rec gate.Result
+	if err := readJSON(filepath.Join(e.c.jobDir(j.ID), gateFile), &rec); err != nil {
+		t.Fatal(err)
+	}
+	parts := rec.Set.Parts
+	if len(parts) != 2 || parts[1].Name != gate.PartHeldOut || parts[1].Samples < 30 || parts[1].Samples > 100 {
+		t.Fatalf("parts %+v: want golden and about 60 of 600 held out", parts)
+	}
+	if len(rec.Set.Refused) != 1 || rec.Set.Refused[0].Samples != 7 || !strings.Contains(rec.Set.Refused[0].Reason, "shape") {
+		t.Errorf("refused %+v, want the 7 samples of another shape", rec.Set.Refused)
+	}
+	if rec.Candidate.Samples != 400+parts[1].Samples || len(rec.Candidate.Parts) != 2 {
+		t.Errorf("candidate report: %d samples, parts %+v", rec.Candidate.Samples, rec.Candidate.Parts)
+	}
+	t.Logf("held out %d of 600 captured samples; refused %+v; held-out accuracy %.3f", parts[1].Samples, rec.Set.Refused, rec.Candidate.Parts[1].Accuracy)
 }
