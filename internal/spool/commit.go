@@ -77,9 +77,9 @@ var errRewritePending = errors.New("records whose fsync failed are not written a
 func (s *Spool) commit(through uint64) error {
 	s.syncMu.Lock()
 	defer s.syncMu.Unlock()
-	err, rewrote := s.commitOnce(through)
+	rewrote, err := s.commitOnce(through)
 	if err != nil && rewrote {
-		if err2, _ := s.commitOnce(through); err2 == nil {
+		if _, err2 := s.commitOnce(through); err2 == nil {
 			s.logger.Warn("spool: an fsync failed; the records it left unsynced were written again to a new segment and synced", "err", err)
 			return nil
 		} else {
@@ -95,11 +95,11 @@ func (s *Spool) commit(through uint64) error {
 
 // commitOnce is one round of commit; rewrote reports that records of a poisoned segment were
 // written again to a new one, which a further round can make durable.
-func (s *Spool) commitOnce(through uint64) (err error, rewrote bool) {
+func (s *Spool) commitOnce(through uint64) (rewrote bool, err error) {
 	s.mu.Lock()
 	if through != 0 && s.syncedSeq >= through && len(s.rewrite) == 0 {
 		s.mu.Unlock()
-		return nil, false
+		return false, nil
 	}
 	var errs []error
 	if len(s.rewrite) > 0 {
@@ -180,7 +180,7 @@ func (s *Spool) commitOnce(through uint64) (err error, rewrote bool) {
 	if err := s.persistPosition(); err != nil {
 		errs = append(errs, err)
 	}
-	return errors.Join(errs...), rewrote
+	return rewrote, errors.Join(errs...)
 }
 
 // syncedLocked records that seg is fsynced through size, letting go of the copies of the
