@@ -79,12 +79,12 @@ func (s *Spool) commit(through uint64) error {
 	defer s.syncMu.Unlock()
 	rewrote, err := s.commitOnce(through)
 	if err != nil && rewrote {
-		if _, err2 := s.commitOnce(through); err2 == nil {
+		_, err2 := s.commitOnce(through)
+		if err2 == nil {
 			s.logger.Warn("spool: an fsync failed; the records it left unsynced were written again to a new segment and synced", "err", err)
 			return nil
-		} else {
-			err = errors.Join(err, err2)
 		}
+		err = errors.Join(err, err2)
 	}
 	if err != nil {
 		s.logger.Error("spool: group commit failed; the records since the last one are not durable", "err", err)
