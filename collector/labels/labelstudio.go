@@ -6,11 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"image"
-	"image/color"
 	"image/png"
 	"io"
-	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -20,6 +17,7 @@ import (
 	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/collector/catalog"
 	"github.com/edgeloop/edgeloop/internal/npy"
+	"github.com/edgeloop/edgeloop/internal/preview"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/sample"
 )
@@ -235,8 +233,8 @@ func (s *Service) importLS(w http.ResponseWriter, r *http.Request) {
 	catalog.WriteJSON(w, answer)
 }
 
-// errNoImage says that a sample's input cannot be shown as a grey image.
-var errNoImage = errors.New("the sample's input is not a 2-D (or 784-value) .npy array")
+// errNoImage says that a sample's input is not a .npy array that can be shown as an image.
+var errNoImage = errors.New("the sample's input is not an image-shaped .npy array")
 
 func (s *Service) png(w http.ResponseWriter, r *http.Request) {
 	key, ok := strings.CutSuffix(r.PathValue("file"), ".png")
@@ -262,7 +260,7 @@ func (s *Service) png(w http.ResponseWriter, r *http.Request) {
 		auth.Error(w, http.StatusBadGateway, "could not read the sample's shard")
 		return
 	}
-	img, err := render(arr)
+	img, err := preview.Image(arr)
 	if err != nil {
 		auth.Error(w, http.StatusNotFound, err.Error())
 		return
@@ -310,48 +308,3 @@ func (s *Service) readInput(r *http.Request, shardKey, key string) (*npy.Array, 
 	}
 }
 
-// render draws a 2-D array (dimensions of size 1 ignored), or 784 values as 28×28, as grey
-// levels: uint8 values as they are, values within [0, 1] scaled to 255, others stretched
-// from their minimum to their maximum.
-func render(a *npy.Array) (image.Image, error) {
-	var dims []int
-	for _, d := range a.Shape {
-		if d != 1 {
-			dims = append(dims, d)
-		}
-	}
-	var h, w int
-	switch {
-	case len(dims) == 2:
-		h, w = dims[0], dims[1]
-	case len(a.Data) == 784:
-		h, w = 28, 28
-	default:
-		return nil, errNoImage
-	}
-	if h*w != len(a.Data) || h > 4096 || w > 4096 {
-		return nil, errNoImage
-	}
-	lo, hi := float32(math.Inf(1)), float32(math.Inf(-1))
-	for _, v := range a.Data {
-		lo, hi = min(lo, v), max(hi, v)
-	}
-	scale := func(v float32) float32 { return v }
-	switch {
-	case strings.HasSuffix(a.Descr, "u1"):
-	case lo >= 0 && hi <= 1:
-		scale = func(v float32) float32 { return v * 255 }
-	case lo >= 0 && hi <= 255:
-	case hi > lo:
-		scale = func(v float32) float32 { return (v - lo) / (hi - lo) * 255 }
-	}
-	img := image.NewGray(image.Rect(0, 0, w, h))
-	for i, v := range a.Data {
-		g := scale(v)
-		if g != g { // NaN
-			g = 0
-		}
-		img.SetGray(i%w, i/w, color.Gray{Y: uint8(max(0, min(255, math.Round(float64(g)))))})
-	}
-	return img, nil
-}
