@@ -514,6 +514,74 @@ func TestJobCNN(t *testing.T) {
 	}
 }
 
+// TestJobRGBShards trains on shards alone (no Fashion-MNIST): 3×16×16 images of three colour
+// classes labelled by name. The input shape and the classes come from the data, the evaluation
+// split is a fraction, and the built-in runtime runs the model on [batch, 3, 16, 16].
+func TestJobRGBShards(t *testing.T) {
+	t.Parallel()
+	needPython(t, "torch, onnx, numpy")
+	rng := rand.New(rand.NewPCG(3, 16))
+	names := []string{"red", "green", "blue"} // the job sorts them: blue, green, red
+	var samples []*sample.Sample
+	var inputs []float32
+	var labels []int
+	for i := range 240 {
+		c := i % 3
+		img := make([]float32, 3*16*16)
+		for j := range img {
+			img[j] = 0.3 * rng.Float32()
+			if j/256 == c { // the class's channel is the bright one
+				img[j] += 0.5
+			}
+		}
+		samples = append(samples, captured(t, i, "edge-0001", npyBytes(t, []int{3, 16, 16}, img), []int64{3, 16, 16}, sample.NameLabel(names[c])))
+		inputs = append(inputs, img...)
+		labels = append(labels, 2-c) // index in the sorted names
+	}
+	dir := t.TempDir()
+	var b bytes.Buffer
+	if err := sample.WriteTar(&b, samples); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "rgb.tar"), b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "out")
+	mustSucceed(t, runJob(t, map[string]string{"EDGELOOP_OUTPUT": out}, "--base-data", "none", "--samples", filepath.Join(dir, "rgb.tar"),
+		"--arch", "cnn", "--width", "8", "--epochs", "3", "--batch", "16", "--lr", "0.01", "--eval-split", "0.2"))
+	m := readMetrics(t, out)
+	if !slices.Equal(m.Classes, []string{"blue", "green", "red"}) || !slices.Equal(m.InputShape, []int{3, 16, 16}) || m.EvalSplit != "0.2" ||
+		m.Samples.Labelled != 240 || m.TrainSize+m.EvalSize != 240-m.Samples.HeldOut {
+		t.Errorf("classes %v input_shape %v eval_split %q samples %+v train %d eval %d", m.Classes, m.InputShape, m.EvalSplit, m.Samples, m.TrainSize, m.EvalSize)
+	}
+	data, err := os.ReadFile(filepath.Join(out, "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mod, err := builtin.Load(data)
+	if err != nil {
+		t.Fatalf("builtin.Load: %v", err)
+	}
+	if in := mod.Inputs()[0]; !slices.Equal(in.Shape, []int64{-1, 3, 16, 16}) {
+		t.Errorf("input shape %v, want [-1 3 16 16]", in.Shape)
+	}
+	res, err := mod.Run(context.Background(), []builtin.Tensor{{Shape: []int64{240, 3, 16, 16}, Data: inputs}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Release()
+	right := 0
+	for i, y := range labels {
+		if argmax(res.Outputs[0].Data[i*3:(i+1)*3]) == y {
+			right++
+		}
+	}
+	t.Logf("built-in runtime: %d of 240 right; the job measured %.3f on its %d evaluation images", right, m.Accuracy, m.EvalSize)
+	if right < 200 {
+		t.Errorf("%d of 240 right, want at least 200 (chance: 80)", right)
+	}
+}
+
 // TestJobDeterministic trains twice with the same settings and data and requires the same
 // model.onnx, byte for byte.
 func TestJobDeterministic(t *testing.T) {
