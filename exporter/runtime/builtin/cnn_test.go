@@ -356,3 +356,20 @@ func TestFuse(t *testing.T) {
 		t.Errorf("Relu(Conv(x)) + Conv(x) = %v, want [-1 4]", out[0].Data)
 	}
 }
+
+// TestReduceAsGlobalPool checks ReduceMean over the spatial axes, PyTorch's x.mean([2, 3]),
+// with and without keepdims.
+func TestReduceAsGlobalPool(t *testing.T) {
+	for _, keep := range []int64{0, 1} {
+		m := mustCompile(t, graph(13, input(-1, 2, 2, 2), nil, "y",
+			node("ReduceMean", []string{"x"}, map[string]onnx.Attribute{"axes": aInts(2, 3), "keepdims": aInt(keep)})))
+		out := run(t, m, Tensor{Shape: []int64{1, 2, 2, 2}, Data: []float32{1, 2, 3, 4, 10, 20, 30, 40}})
+		want := []int64{1, 2}
+		if keep == 1 {
+			want = []int64{1, 2, 1, 1}
+		}
+		if !equalShape(out[0].Shape, want) || !near(out[0].Data, []float32{2.5, 25}, 1e-6) {
+			t.Errorf("keepdims=%d: got %v %v, want %v [2.5 25]", keep, out[0].Shape, out[0].Data, want)
+		}
+	}
+}

@@ -441,7 +441,7 @@ func (c *compiler) kernel(n *onnx.Node, args []arg) (kernel, opSpec, error) {
 		return matmul{}, binary(), checkAttrs(n, nil)
 	case "Add", "Sub", "Mul", "Div":
 		return binop{op: n.OpType}, binary(), checkAttrs(n, nil)
-	case "Relu", "Sigmoid", "Tanh", "Abs", "Neg", "Exp", "Sqrt", "LeakyRelu", "HardSigmoid", "HardSwish", "Elu":
+	case "Relu", "Sigmoid", "Tanh", "Abs", "Neg", "Exp", "Log", "Sqrt", "Reciprocal", "Softplus", "LeakyRelu", "HardSigmoid", "HardSwish", "Elu":
 		return c.activation(n)
 	case "Clip":
 		return c.clip(n, args)
@@ -515,6 +515,8 @@ func (c *compiler) kernel(n *onnx.Node, args []arg) (kernel, opSpec, error) {
 		return c.squeeze(n, args)
 	case "Pad":
 		return c.pad(n, args)
+	case "ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin":
+		return c.reduce(n, args)
 	case "Gather":
 		if err := checkAttrs(n, map[string]onnx.AttrType{"axis": onnx.AttrInt}); err != nil {
 			return nil, opSpec{}, err

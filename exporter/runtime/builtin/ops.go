@@ -9,7 +9,7 @@ import (
 )
 
 // activation is an element-wise operator of one input: Relu, Sigmoid, Tanh, Abs, Neg, Exp,
-// Sqrt, LeakyRelu, HardSigmoid, HardSwish and Elu.
+// Log, Sqrt, Reciprocal, Softplus, LeakyRelu, HardSigmoid, HardSwish and Elu.
 type activation struct {
 	op          string
 	alpha, beta float32
@@ -84,6 +84,18 @@ func (a activation) run(out *value, in []*value) {
 	case "Sqrt":
 		for i, v := range x {
 			y[i] = float32(math.Sqrt(float64(v)))
+		}
+	case "Log":
+		for i, v := range x {
+			y[i] = float32(math.Log(float64(v)))
+		}
+	case "Reciprocal":
+		for i, v := range x {
+			y[i] = 1 / v
+		}
+	case "Softplus":
+		for i, v := range x {
+			y[i] = float32(math.Log1p(math.Exp(float64(v))))
 		}
 	case "Elu":
 		for i, v := range x {
