@@ -87,6 +87,10 @@ func TestLoopWithPrometheusAndAlertmanager(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The traffic replays the first evalImages test images; the evaluation sets take the
+	// rest, so that the gate never scores an image a node captured and a job trained on.
+	const evalImages = 8000
+	traffic := fmnistSlice(testSet, 0, evalImages)
 	began := time.Now()
 	work := t.TempDir()
 	nodes := []string{"edge-1", "edge-2", "edge-3"}
@@ -144,6 +148,13 @@ func TestLoopWithPrometheusAndAlertmanager(t *testing.T) {
 	}
 	t.Logf("%s: collector and 3 exporters serve version 1", since(began))
 
+	// The evaluation sets, made with the real CLI from test images the traffic never sends
+	// (evalImages on): as the nodes see them, clean and drifted, [784] as the MLP takes them.
+	clean, cleanLabels := fmnistImages(testSet, evalImages, evalImages+1000, nil)
+	t.Log(createEvalSet(t, e.env, repoURL, "fashion", "fmnist-test-clean", []int{fmnist.Pixels}, fmnist.ClassNames(), clean, cleanLabels))
+	shifted, shiftedLabels := fmnistImages(testSet, evalImages+1000, evalImages+2000, demo.DefaultDrift.Apply)
+	t.Log(createEvalSet(t, e.env, repoURL, "fashion", "fmnist-test-drifted", []int{fmnist.Pixels}, fmnist.ClassNames(), shifted, shiftedLabels))
+
 	// The retrain controller: no drift targets of its own, so a job can only come from
 	// Alertmanager. cooldown keeps a later alert (on version 2) from starting a second job.
 	const webhookToken, opToken = "am-token", "op-token"
@@ -176,7 +187,7 @@ backend:
               "--model", "{{.Model}}", "--base-version", "{{.BaseVersion}}", "--data", %q,
               "--epochs", "5", "--samples-repeat", "10", "--log.format", "json"]
 gate:
-  fashion_mnist_dir: %s
+  eval_sets: [fmnist-test-clean, fmnist-test-drifted]
   max_class_regression: 0.05
 publish:
   stable: true
@@ -184,7 +195,7 @@ publish:
 		writeFile(t, "webhook.tokens", auth.HashToken("alertmanager", webhookToken)+"\n"),
 		writeFile(t, "operator.tokens", auth.HashToken("alice", opToken)+"\n"),
 		repoURL, filepath.Join(keys, modelrepo.PrivateKeyFile), e.addr,
-		writeFile(t, "collector.token", operatorToken+"\n"), dataDir, dataDir))
+		writeFile(t, "collector.token", operatorToken+"\n"), dataDir))
 	ctrl := startEnv(t, e.env, "retrain", "--config", retrainCfg)
 	ctrl.waitFor(t, "retrain controller started", 30*time.Second)
 	retrainURL := "http://" + retrainAddr
@@ -232,11 +243,11 @@ publish:
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	for i, n := range edges {
-		n.gen = demo.NewGenerator(n.name, "http://"+n.front, testSet, truth, demo.DefaultDrift, 10, 200*time.Millisecond, i*3331)
+		n.gen = demo.NewGenerator(n.name, "http://"+n.front, traffic, truth, demo.DefaultDrift, 10, 200*time.Millisecond, i*3331)
 		wg.Go(func() { n.gen.Run(ctx) })
 	}
 	var labLog testenv.Buffer
-	labeller := demo.NewLabeler("http://"+e.addr, operatorToken, e.bucket, truth, testSet, 2*time.Second, slog.New(slog.NewTextHandler(&labLog, nil)))
+	labeller := demo.NewLabeler("http://"+e.addr, operatorToken, e.bucket, truth, traffic, 2*time.Second, slog.New(slog.NewTextHandler(&labLog, nil)))
 	wg.Go(func() { labeller.Run(ctx, time.Second) })
 	t.Cleanup(func() {
 		if t.Failed() {

@@ -23,6 +23,7 @@ import (
 	"github.com/edgeloop/edgeloop/internal/sample"
 	"github.com/edgeloop/edgeloop/internal/testenv"
 	"github.com/edgeloop/edgeloop/retrain"
+	"github.com/edgeloop/edgeloop/retrain/gate"
 )
 
 // fmnistSamples makes captured samples of Fashion-MNIST training images [from, to) as node
@@ -80,11 +81,24 @@ func operatorDo(t *testing.T, method, url, token string, body any) (int, []byte)
 // serving on an exporter; labelled Fashion-MNIST samples reach MinIO through the collector;
 // an Alertmanager webhook (sent twice, as Alertmanager re-sends) makes the controller run
 // `edgeloop train` once with the local backend on those shards; the gate compares candidate
-// and version 1 on the same held-out set; version 2 is published signed with parent 1, and the
-// exporter hot-swaps to it.
+// and version 1 on the same set (an evaluation set made with `edgeloop evalset create` from
+// Fashion-MNIST test images, plus the held-out captured samples); version 2 is published signed
+// with parent 1, and the exporter hot-swaps to it. The gate runs the models in process
+// (builtin), and, in the oip variant, through the Open Inference Protocol front of a second
+// edgeloop exporter that follows the gate's scratch repository (poll mode).
 func TestRetrainEndToEnd(t *testing.T) {
+	for _, evaluator := range []string{"builtin", "oip"} {
+		t.Run(evaluator, func(t *testing.T) { retrainEndToEnd(t, evaluator) })
+	}
+}
+
+func retrainEndToEnd(t *testing.T, evaluator string) {
 	dataDir := testenv.FashionMNIST(t, fmnist.DefaultDir)
 	train, err := fmnist.Load(dataDir, fmnist.Train)
+	if err != nil {
+		t.Fatal(err)
+	}
+	test, err := fmnist.Load(dataDir, fmnist.Test)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -124,6 +138,17 @@ model_sync:
 		t.Fatalf("labels: %d %s", code, body)
 	}
 
+	// The evaluation set: 2,000 Fashion-MNIST test images (the captured samples are training
+	// images), as the MLP takes them ([784] per sample).
+	images, classes := fmnistImages(test, 0, 2000, nil)
+	t.Log(createEvalSet(t, e.env, repoURL, "fashion", "fmnist-test-2000", []int{fmnist.Pixels}, fmnist.ClassNames(), images, classes))
+	gateCfg := "  eval_sets: [fmnist-test-2000]\n"
+	if evaluator == "oip" {
+		scratch := "s3://edgeloop/gate-scratch?endpoint=" + e.minio.Endpoint + "&insecure=true"
+		front := startOIPExporter(t, e.env, scratch, filepath.Join(keys, "edgeloop.pub"), filepath.Join(work, "oip-cache"))
+		gateCfg += fmt.Sprintf("  evaluator: oip\n  oip:\n    mode: poll\n    url: http://%s\n    scratch_bucket: %s\n    ready_timeout: 1m\n", front, scratch)
+	}
+
 	// The controller, with the local backend running `edgeloop train` on a budget.
 	webhookTokens := writeFile(t, "webhook.tokens", auth.HashToken("alertmanager", "am-token")+"\n")
 	opTokens := writeFile(t, "operator.tokens", auth.HashToken("alice", "op-token")+"\n")
@@ -155,11 +180,10 @@ backend:
               "--model", "{{.Model}}", "--base-version", "{{.BaseVersion}}", "--data", %q,
               "--train-limit", "20000", "--epochs", "3", "--log.format", "json"]
 gate:
-  fashion_mnist_dir: %s
-publish:
+%spublish:
   stable: true
 `, addr, filepath.Join(work, "state"), webhookTokens, opTokens, repoURL, filepath.Join(keys, modelrepo.PrivateKeyFile),
-		e.addr, collectorToken, dataDir, dataDir))
+		e.addr, collectorToken, dataDir, gateCfg))
 	ctrl := startEnv(t, e.env, "retrain", "--config", cfgFile)
 	ctrl.waitFor(t, "retrain controller started", 30*time.Second)
 
@@ -224,6 +248,19 @@ publish:
 	}
 	if m.ParentVersion != 1 || len(m.Datasets) == 0 || !strings.Contains(strings.Join(m.Datasets, " "), "samples/fashion/") {
 		t.Errorf("manifest of version 2: parent %d, datasets %v", m.ParentVersion, m.Datasets)
+	}
+	if rec := readGateRecord(t, e.bucket, "fashion", 2); rec.Report.Evaluator != evaluator || rec.Report.Samples != job.Dataset.EvalSamples {
+		t.Errorf("gate.json of version 2: evaluator %q on %d samples, want %q on %d", rec.Report.Evaluator, rec.Report.Samples, evaluator, job.Dataset.EvalSamples)
+	}
+	if evaluator == "oip" {
+		// Both versions went through the scratch repository the gate's exporter follows.
+		def := gate.DefaultConfig().OIP
+		for _, name := range []string{def.CandidateName, def.CurrentName} {
+			key := "gate-scratch/models/" + name + "/1/edgeloop.json"
+			if ok, err := e.bucket.Exists(context.Background(), key); err != nil || !ok {
+				t.Errorf("scratch repository: no %s (%v)", key, err)
+			}
+		}
 	}
 	if a, err := repo.Alias(context.Background(), "fashion", "stable"); err != nil || a.Version != 2 {
 		t.Errorf("stable alias: %+v %v", a, err)
@@ -312,4 +349,29 @@ func TestTrainRemote(t *testing.T) {
 	if ok, err := bucket.Exists(ctx, "jobs/fashion/job-fashion-1/output/model.onnx"); err != nil || !ok {
 		t.Errorf("model.onnx not uploaded: %v", err)
 	}
+}
+
+// startOIPExporter starts an edgeloop exporter for the gate's oip evaluator in poll mode: it
+// serves the evaluator's two model names (gate.DefaultConfig's) from the scratch repository
+// at scratchURL, trusting pubKey, and it returns its inference front's address.
+func startOIPExporter(t *testing.T, env []string, scratchURL, pubKey, cacheDir string) string {
+	t.Helper()
+	def := gate.DefaultConfig().OIP
+	p, _ := startExporterEnv(t, env, fmt.Sprintf(`
+inference:
+  listen: 127.0.0.1:0
+models:
+  - name: %s
+  - name: %s
+model_sync:
+  repository: %s
+  trusted_keys: [%s]
+  cache_dir: %s
+  poll_interval: 1s
+`, def.CandidateName, def.CurrentName, scratchURL, pubKey, cacheDir))
+	front, _ := p.waitFor(t, "inference front started", 30*time.Second)["listen"].(string)
+	if front == "" {
+		t.Fatalf("the gate's exporter logged no inference address:\n%s", p.log())
+	}
+	return front
 }
