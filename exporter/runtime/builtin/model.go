@@ -12,8 +12,8 @@
 // The supported operators are those of MLP and CNN image classifiers (NCHW) as PyTorch,
 // scikit-learn (skl2onnx) and `edgeloop train` export them: Gemm, MatMul, Conv (grouped and
 // depthwise), MaxPool, AveragePool, the global pools, BatchNormalization, the usual
-// activations, element-wise arithmetic with broadcasting, Concat, Transpose, Pad and the
-// shape operators; docs/inference.md lists them with their attributes. Anything else is
+// activations, element-wise arithmetic with broadcasting, reductions, Concat, Transpose, Pad
+// and the shape operators; docs/inference.md lists them with their attributes. Anything else is
 // refused at load with the node and operator named, never at request time. Matrix products
 // use gonum's float32 BLAS in pure Go, or OpenBLAS through cgo when built with -tags openblas
 // (see docs/inference.md for why gonum was chosen over our own kernel and over gonnx).

@@ -2,6 +2,7 @@ package builtin
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"os"
 	"os/exec"
@@ -112,4 +113,43 @@ func readNpy(t *testing.T, path string) Tensor {
 		shape[i] = int64(d)
 	}
 	return Tensor{Shape: shape, Data: a.Data}
+}
+
+// TestCNNConcurrentRuns runs one CNN model from several goroutines at batch 1 and 8 at once:
+// each run must still match PyTorch (the kernels keep their working storage in the request's
+// pooled values, never in the shared plan).
+func TestCNNConcurrentRuns(t *testing.T) {
+	_, data := loadTestModel(t, "mobilenet_bn.onnx")
+	m, err := Load(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cases [2][2]Tensor
+	for i, b := range []string{"1", "8"} {
+		cases[i] = [2]Tensor{readNpy(t, "testdata/mobilenet_x"+b+".npy"), readNpy(t, "testdata/mobilenet_y"+b+".npy")}
+	}
+	errs := make(chan error, 8)
+	for g := range 8 {
+		go func() {
+			var err error
+			for i := range 10 {
+				c := cases[(g+i)%2]
+				res, rerr := m.Run(context.Background(), []Tensor{c[0]})
+				if rerr != nil {
+					err = rerr
+					break
+				}
+				if !near(res.Outputs[0].Data, c[1].Data, 1e-4) {
+					err = fmt.Errorf("goroutine %d run %d: logits differ from PyTorch's", g, i)
+				}
+				res.Release()
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
 }
