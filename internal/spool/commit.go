@@ -147,6 +147,7 @@ func (s *Spool) commitOnce(through uint64) (rewrote bool, err error) {
 			s.syncedLocked(t.seg, t.size)
 		} else {
 			t.seg.broken, t.seg.poisoned = true, true
+			s.fsyncErrors++
 			s.rewrite = append(s.rewrite, t.seg)
 			poisoned = true
 		}
@@ -277,6 +278,7 @@ func (s *Spool) rewriteSegmentLocked(seg *segment) error {
 			s.active = u // the last segment: appends may follow its records
 		}
 		s.dirDirty = true
+		s.rewritten += uint64(len(moved))
 		s.logger.Warn("spool: an fsync failed; its unsynced records are written again to a new segment", "failed", seg.path, "segment", path, "records", len(moved))
 	}
 	if seg.size > seg.synced && !seg.detached {

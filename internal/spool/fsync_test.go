@@ -189,8 +189,8 @@ func TestFsyncErrorPoisonsSegment(t *testing.T) {
 			if disk.syncFails != 1 {
 				t.Fatalf("%d fsyncs failed, want 1", disk.syncFails)
 			}
-			if st := s.Stats(); st.Unsynced != 0 || st.Records != len(want) {
-				t.Fatalf("stats %+v, want %d records, none unsynced", st, len(want))
+			if st := s.Stats(); st.Unsynced != 0 || st.Records != len(want) || st.FsyncErrors != 1 || st.Rewritten != 10 {
+				t.Fatalf("stats %+v, want %d records, none unsynced, 1 fsync error, 10 rewritten", st, len(want))
 			}
 			got := peekAll(t, s)
 			if !equalData(got, want) {

@@ -12,6 +12,7 @@ type metrics struct {
 	fsync prometheus.Histogram
 
 	records, bytes, oldestAge, unsynced, dropped, corrupt, paused, segments *prometheus.Desc
+	fsyncErrors, rewritten                                                  *prometheus.Desc
 }
 
 func newMetrics(s *Spool, prefix string) *metrics {
@@ -33,12 +34,16 @@ func newMetrics(s *Spool, prefix string) *metrics {
 		corrupt:   prometheus.NewDesc(prefix+"_corrupt_records_total", "Damaged records skipped: stretches of bad bytes found by recovery, records failing their CRC when read, unreadable files.", nil, nil),
 		paused:    prometheus.NewDesc(prefix+"_paused", "1 while appends fail on disk errors (a full disk, I/O errors), else 0.", nil, nil),
 		segments:  prometheus.NewDesc(prefix+"_segments", "Segment files the spool holds.", nil, nil),
+		fsyncErrors: prometheus.NewDesc(prefix+"_fsync_errors_total",
+			"Segment fsyncs that failed; each poisons its segment, whose unsynced records are written again to a new one.", nil, nil),
+		rewritten: prometheus.NewDesc(prefix+"_rewritten_records_total",
+			"Records written again to a new segment because the fsync of theirs failed.", nil, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.records, m.bytes, m.oldestAge, m.unsynced, m.dropped, m.corrupt, m.paused, m.segments} {
+	for _, d := range []*prometheus.Desc{m.records, m.bytes, m.oldestAge, m.unsynced, m.dropped, m.corrupt, m.paused, m.segments, m.fsyncErrors, m.rewritten} {
 		ch <- d
 	}
 }
@@ -64,6 +69,8 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.corrupt, prometheus.CounterValue, float64(st.Corrupt))
 	ch <- prometheus.MustNewConstMetric(m.paused, prometheus.GaugeValue, paused)
 	ch <- prometheus.MustNewConstMetric(m.segments, prometheus.GaugeValue, float64(st.Segments))
+	ch <- prometheus.MustNewConstMetric(m.fsyncErrors, prometheus.CounterValue, float64(st.FsyncErrors))
+	ch <- prometheus.MustNewConstMetric(m.rewritten, prometheus.CounterValue, float64(st.Rewritten))
 }
 
 // register adds the spool's collectors to reg, all or none.

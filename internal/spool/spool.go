@@ -107,6 +107,10 @@ type Stats struct {
 	Paused bool
 	// Segments is the number of segment files held.
 	Segments int
+	// FsyncErrors counts the segment fsyncs that failed since Open.
+	FsyncErrors uint64
+	// Rewritten counts the records written again to a new segment after a failed fsync.
+	Rewritten uint64
 }
 
 // file is what the spool needs of an open segment.
@@ -193,6 +197,8 @@ type Spool struct {
 	rewrite       []*segment // poisoned segments whose unsynced records are not written again yet
 	dropped       map[string]uint64
 	corrupt       uint64
+	fsyncErrors   uint64
+	rewritten     uint64
 	buf           []byte // frame encoding buffer, reused under mu
 	notEmpty      signal // for Wait
 	freed         signal // for the block policy
@@ -854,6 +860,9 @@ func (s *Spool) Stats() Stats {
 		Corrupt:  s.corrupt,
 		Paused:   s.paused,
 		Segments: len(s.segs),
+
+		FsyncErrors: s.fsyncErrors,
+		Rewritten:   s.rewritten,
 	}
 	for r, n := range s.dropped {
 		st.Dropped[r] = n
