@@ -294,6 +294,7 @@ func TestRetryableStatuses(t *testing.T) {
 		{"503 without", http.StatusServiceUnavailable, "", 500 * time.Millisecond, reasonUnavailable},
 		{"500", http.StatusInternalServerError, "", 500 * time.Millisecond, reasonServer},
 		{"502", http.StatusBadGateway, "", 500 * time.Millisecond, reasonServer},
+		{"408 body too slow", http.StatusRequestTimeout, "", 500 * time.Millisecond, reasonNetwork},
 		{"404", http.StatusNotFound, "", 500 * time.Millisecond, reasonOther},
 		{"307", http.StatusTemporaryRedirect, "", 500 * time.Millisecond, reasonOther},
 	}
