@@ -13,6 +13,7 @@ import (
 	"github.com/edgeloop/edgeloop/internal/fmnist"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/testenv"
+	"github.com/edgeloop/edgeloop/retrain/gate"
 )
 
 // createEvalSet makes the evaluation set evalsets/<model>/<name>/ in bucketURL with the real
@@ -36,9 +37,19 @@ func createEvalSet(t *testing.T, env []string, bucketURL, model, name string, sh
 // fmnistImages returns images [from, to) of d, each shifted by shift when it is not nil, and
 // their labels.
 func fmnistImages(d *fmnist.Dataset, from, to int, shift func(dst, src []float32) []float32) ([][]float32, []int) {
+	idx := make([]int, 0, to-from)
+	for i := from; i < to; i++ {
+		idx = append(idx, i)
+	}
+	return fmnistPick(d, idx, shift)
+}
+
+// fmnistPick returns the images of d numbered in idx, each shifted by shift when it is not
+// nil, and their labels.
+func fmnistPick(d *fmnist.Dataset, idx []int, shift func(dst, src []float32) []float32) ([][]float32, []int) {
 	var images [][]float32
 	var labels []int
-	for i := from; i < to; i++ {
+	for _, i := range idx {
 		img := append([]float32(nil), d.Image(i)...)
 		if shift != nil {
 			img = shift(make([]float32, len(img)), d.Image(i))
@@ -47,11 +58,6 @@ func fmnistImages(d *fmnist.Dataset, from, to int, shift func(dst, src []float32
 		labels = append(labels, int(d.Labels[i]))
 	}
 	return images, labels
-}
-
-// fmnistSlice is images [from, to) of d as a data set of their own (sharing d's memory).
-func fmnistSlice(d *fmnist.Dataset, from, to int) *fmnist.Dataset {
-	return &fmnist.Dataset{Images: d.Images[from*fmnist.Pixels : to*fmnist.Pixels], Labels: d.Labels[from:to]}
 }
 
 // gateRecord is the part of a published version's gate.json these tests read.
@@ -66,7 +72,7 @@ type gateRecord struct {
 			Samples int    `json:"samples"`
 		} `json:"parts"`
 	} `json:"report"`
-	Set json.RawMessage `json:"set"`
+	Set gate.SetSummary `json:"set"`
 }
 
 // readGateRecord reads gate.json of a published version from the repository bucket.

@@ -87,10 +87,14 @@ func TestLoopWithPrometheusAndAlertmanager(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The traffic replays the first evalImages test images; the evaluation sets take the
-	// rest, so that the gate never scores an image a node captured and a job trained on.
-	const evalImages = 8000
-	traffic := fmnistSlice(testSet, 0, evalImages)
+	// The demo's split: the evaluation sets take images of the test set's first half, the
+	// traffic replays the second half, so that the gate never scores an image a node
+	// captured and a job trained on.
+	split, err := demo.SplitTest(testSet, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mlp := demo.ModelIO{Name: "fashion", Input: "input", Shape: []int64{fmnist.Pixels}, Classes: fmnist.NumClasses}
 	began := time.Now()
 	work := t.TempDir()
 	nodes := []string{"edge-1", "edge-2", "edge-3"}
@@ -149,10 +153,12 @@ func TestLoopWithPrometheusAndAlertmanager(t *testing.T) {
 	t.Logf("%s: collector and 3 exporters serve version 1", since(began))
 
 	// The evaluation sets, made with the real CLI from test images the traffic never sends
-	// (evalImages on): as the nodes see them, clean and drifted, [784] as the MLP takes them.
-	clean, cleanLabels := fmnistImages(testSet, evalImages, evalImages+1000, nil)
+	// (half of split.Eval each): as the nodes see them, clean and drifted, [784] as the MLP
+	// takes them.
+	half := len(split.Eval) / 2
+	clean, cleanLabels := fmnistPick(testSet, split.Eval[:half], nil)
 	t.Log(createEvalSet(t, e.env, repoURL, "fashion", "fmnist-test-clean", []int{fmnist.Pixels}, fmnist.ClassNames(), clean, cleanLabels))
-	shifted, shiftedLabels := fmnistImages(testSet, evalImages+1000, evalImages+2000, demo.DefaultDrift.Apply)
+	shifted, shiftedLabels := fmnistPick(testSet, split.Eval[half:], demo.DefaultDrift.Apply)
 	t.Log(createEvalSet(t, e.env, repoURL, "fashion", "fmnist-test-drifted", []int{fmnist.Pixels}, fmnist.ClassNames(), shifted, shiftedLabels))
 
 	// The retrain controller: no drift targets of its own, so a job can only come from
@@ -243,11 +249,11 @@ publish:
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	for i, n := range edges {
-		n.gen = demo.NewGenerator(n.name, "http://"+n.front, traffic, truth, demo.DefaultDrift, 10, 200*time.Millisecond, i*3331)
+		n.gen = demo.NewGenerator(n.name, "http://"+n.front, mlp, testSet, split.Traffic, truth, demo.DefaultDrift, 10, 200*time.Millisecond, i*3331)
 		wg.Go(func() { n.gen.Run(ctx) })
 	}
 	var labLog testenv.Buffer
-	labeller := demo.NewLabeler("http://"+e.addr, operatorToken, e.bucket, truth, traffic, 2*time.Second, slog.New(slog.NewTextHandler(&labLog, nil)))
+	labeller := demo.NewLabeler("http://"+e.addr, operatorToken, e.bucket, mlp, truth, testSet, 2*time.Second, slog.New(slog.NewTextHandler(&labLog, nil)))
 	wg.Go(func() { labeller.Run(ctx, time.Second) })
 	t.Cleanup(func() {
 		if t.Failed() {
