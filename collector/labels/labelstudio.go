@@ -17,8 +17,8 @@ import (
 	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/collector/catalog"
 	"github.com/edgeloop/edgeloop/internal/npy"
-	"github.com/edgeloop/edgeloop/internal/preview"
 	"github.com/edgeloop/edgeloop/internal/objstore"
+	"github.com/edgeloop/edgeloop/internal/preview"
 	"github.com/edgeloop/edgeloop/internal/sample"
 )
 
@@ -307,4 +307,3 @@ func (s *Service) readInput(r *http.Request, shardKey, key string) (*npy.Array, 
 		return arr, nil
 	}
 }
-
