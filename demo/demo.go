@@ -24,15 +24,21 @@ import (
 	"github.com/edgeloop/edgeloop/collector"
 	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/exporter"
+	"github.com/edgeloop/edgeloop/internal/dataset"
+	"github.com/edgeloop/edgeloop/internal/evalset"
 	"github.com/edgeloop/edgeloop/internal/fmnist"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/retrain"
-	"github.com/edgeloop/edgeloop/trainers/go"
 )
 
 // Config is what `edgeloop demo` runs with; its flags set it.
 type Config struct {
+	// Model is the kind of model the loop trains and serves: ModelMLP or ModelCNN.
+	Model string
+	// Python is the interpreter that runs the PyTorch job (ModelCNN); PyTorchJob is the job's
+	// train.py.
+	Python, PyTorchJob string
 	// DataDir holds the Fashion-MNIST IDX files.
 	DataDir string
 	// WorkDir keeps the base model and signing key between runs, and each run's files
@@ -50,7 +56,8 @@ type Config struct {
 	Deadline time.Duration
 	// Settle is how long the drifted nodes are measured on the recovered model before the end.
 	Settle time.Duration
-	// BaseEpochs and RetrainEpochs are the training epochs of the base model and of a retrain.
+	// BaseEpochs and RetrainEpochs are the training epochs of the base model and of a retrain;
+	// 0 takes the model's default (MLP: 5 and 5, CNN: 1 and 1).
 	BaseEpochs, RetrainEpochs int
 	// Live draws a live terminal view; otherwise progress lines are printed.
 	Live bool
@@ -58,23 +65,42 @@ type Config struct {
 	Report string
 }
 
-// DefaultConfig returns the demo's defaults: three nodes, two of them drifted 30s after the
-// start, a ten-minute deadline.
+// DefaultConfig returns the demo's defaults: the Go MLP, three nodes, two of them drifted 30s
+// after every node serves the base model, a ten-minute deadline. PyTorchJob is left empty: the
+// command finds train.py.
 func DefaultConfig() Config {
 	dir := filepath.Join(os.TempDir(), "edgeloop-demo")
 	if cache, err := os.UserCacheDir(); err == nil {
 		dir = filepath.Join(cache, "edgeloop", "demo")
 	}
 	return Config{
+		Model: ModelMLP, Python: "/usr/bin/python3",
 		DataDir: fmnist.DefaultDir, WorkDir: dir, Nodes: 3, Drifted: 2, Rate: 50,
 		DriftAfter: 30 * time.Second, Drift: DefaultDrift, Deadline: 10 * time.Minute, Settle: 10 * time.Second,
-		BaseEpochs: 5, RetrainEpochs: 5,
 	}
 }
 
 // Validate checks the settings.
 func (c Config) Validate() error {
 	var errs []error
+	switch c.Model {
+	case ModelMLP:
+	case ModelCNN:
+		if c.PyTorchJob == "" {
+			errs = append(errs, errors.New("--pytorch-job is empty: --model cnn needs the path of trainers/pytorch/train.py"))
+		}
+		if c.Python == "" {
+			errs = append(errs, errors.New("--python is empty: --model cnn runs the PyTorch job with it"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--model must be %s or %s, got %q", ModelMLP, ModelCNN, c.Model))
+	}
+	if c.BaseEpochs < 0 || c.BaseEpochs > 100 {
+		errs = append(errs, fmt.Errorf("--base-epochs must be between 0 (the model's default) and 100, got %d", c.BaseEpochs))
+	}
+	if c.RetrainEpochs < 0 || c.RetrainEpochs > 100 {
+		errs = append(errs, fmt.Errorf("--retrain-epochs must be between 0 (the model's default) and 100, got %d", c.RetrainEpochs))
+	}
 	if c.Nodes < 1 || c.Nodes > 20 {
 		errs = append(errs, fmt.Errorf("--nodes must be between 1 and 20, got %d", c.Nodes))
 	}
@@ -122,6 +148,9 @@ type demo struct {
 	labels  *Labeler
 	truth   *Truth
 	test    *fmnist.Dataset
+	split   *Split
+	spec    dataset.Spec
+	io      ModelIO // the served model's input and classes, from its manifest
 
 	mu       sync.Mutex
 	timeline Timeline
@@ -166,9 +195,18 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Summary, error) {
 	d.logger = slog.New(slog.NewJSONHandler(logFile, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	d.say("edgeloop demo: work directory %s (logs: %s)", cfg.WorkDir, logFile.Name())
 
+	if cfg.Model == ModelCNN {
+		if err := checkTorch(ctx, cfg.Python, cfg.PyTorchJob); err != nil {
+			return nil, err
+		}
+	}
 	if d.test, err = fmnist.Load(cfg.DataDir, fmnist.Test); err != nil {
 		return nil, fmt.Errorf("demo: %w (on Debian: apt-get install dataset-fashion-mnist, or run make demo)", err)
 	}
+	if d.split, err = SplitTest(d.test, EvalPerClass); err != nil {
+		return nil, err
+	}
+	d.summary.Model = cfg.Model
 	base, err := d.baseModel(ctx)
 	if err != nil {
 		return nil, err
@@ -216,18 +254,16 @@ func (d *demo) baseModel(ctx context.Context) (string, error) {
 			return "", fmt.Errorf("demo: signing key: %w", err)
 		}
 	}
-	model := filepath.Join(dir, "model")
-	if _, err := os.Stat(filepath.Join(model, trainer.ModelFile)); err == nil {
+	// One base model per kind, so that switching --model does not train the other again.
+	model := filepath.Join(dir, d.cfg.Model)
+	if _, err := os.Stat(filepath.Join(model, modelrepo.MetricsFile)); err == nil {
 		d.say("base model: %s (delete it to train again)", model)
 		return model, nil
 	}
-	d.say("training the base model (%d epochs on the 60,000 Fashion-MNIST training images)...", d.cfg.BaseEpochs)
-	tc := trainer.DefaultConfig()
-	tc.DataDir, tc.Epochs, tc.Model = d.cfg.DataDir, d.cfg.BaseEpochs, modelName
 	t0 := time.Now()
 	tmp := model + ".tmp"
 	os.RemoveAll(tmp)
-	res, err := trainer.Run(ctx, tc, tmp, d.logger.With("component", "train"))
+	acc, err := d.trainBase(ctx, tmp)
 	if err != nil {
 		return "", fmt.Errorf("demo: base model: %w", err)
 	}
@@ -235,7 +271,7 @@ func (d *demo) baseModel(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("demo: base model: %w", err)
 	}
 	d.summary.BaseTraining = time.Since(t0)
-	d.say("base model trained in %s: accuracy %.4f on the test set", d.summary.BaseTraining.Round(100*time.Millisecond), res.Metrics.Accuracy)
+	d.say("base model trained in %s: accuracy %.4f on the test set", d.summary.BaseTraining.Round(100*time.Millisecond), acc)
 	return model, nil
 }
 
@@ -255,6 +291,9 @@ func (d *demo) start(ctx context.Context, wg *sync.WaitGroup, base string) error
 		return fmt.Errorf("demo: bucket: %w", err)
 	}
 	if err := d.publishBase(ctx, base); err != nil {
+		return err
+	}
+	if err := d.writeEvalSet(ctx); err != nil {
 		return err
 	}
 	cfgDir := filepath.Join(d.run, "config")
@@ -326,7 +365,7 @@ shards:
 		n := &node{name: name, drifted: i >= d.cfg.Nodes-d.cfg.Drifted, exp: e}
 		n.series = NodeSeries{Node: name, Drifted: n.drifted}
 		every := time.Second / 5
-		n.gen = NewGenerator(name, "http://"+e.InferenceAddr(), d.test, d.truth, d.cfg.Drift, max(1, d.cfg.Rate/5), every, i*3331)
+		n.gen = NewGenerator(name, "http://"+e.InferenceAddr(), d.io, d.test, d.split.Traffic, d.truth, d.cfg.Drift, max(1, d.cfg.Rate/5), every, i*1667)
 		d.nodes = append(d.nodes, n)
 	}
 
@@ -356,15 +395,14 @@ policy:
   min_new_labels: 300
   cooldown: 20s
   daily_budget: 20
-  job_timeout: 5m
+  job_timeout: 10m
   check_interval: 1s
 backend:
   type: local
   local:
-    command: [%q, "train", "--out", "{{.Output}}", "--dataset-manifest", "{{.DatasetManifest}}", "--model", "{{.Model}}",
-              "--base-version", "{{.BaseVersion}}", "--data", %q, "--epochs", "%d", "--samples-repeat", "10", "--log.format", "json"]
+    command: %s
 gate:
-  fashion_mnist_dir: %s
+  eval_sets: [%s]
   max_class_regression: 0.05
 publish:
   stable: true
@@ -374,7 +412,7 @@ drift:
   for: 10s
   interval: 1s
 `, filepath.Join(d.run, "retrain"), webhooks, operators, bucketURL, d.keys.Private, collURL, collToken, modelName,
-		exe, d.cfg.DataDir, d.cfg.RetrainEpochs, d.cfg.DataDir, strings.Join(targets, ", ")))
+		d.retrainCommand(exe), EvalSetName, strings.Join(targets, ", ")))
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
@@ -392,7 +430,7 @@ drift:
 		wg.Add(1)
 		go func() { defer wg.Done(); g.Run(ctx) }()
 	}
-	d.labels = NewLabeler(collURL, operatorTok, d.bucket, d.truth, d.test, 3*time.Second, d.logger.With("component", "labeller"))
+	d.labels = NewLabeler(collURL, operatorTok, d.bucket, d.io, d.truth, d.test, 3*time.Second, d.logger.With("component", "labeller"))
 	wg.Add(1)
 	go func() { defer wg.Done(); d.labels.Run(ctx, time.Second) }()
 	d.say("started: embedded S3 at %s, collector at %s, retrain at %s, %d nodes (%d to drift); configurations in %s",
@@ -434,6 +472,31 @@ func (d *demo) publishBase(ctx context.Context, dir string) error {
 		return fmt.Errorf("demo: %w", err)
 	}
 	d.summary.BaseVersion = strconv.FormatInt(m.Version, 10)
+	// The traffic, the labeller and the evaluation set follow the published manifest, not the
+	// demo's knowledge of the model: [784] for the Go MLP, [1,28,28] for the CNN.
+	if d.spec, err = dataset.SpecOf(m); err != nil {
+		return fmt.Errorf("demo: base model: %w", err)
+	}
+	d.io = ModelIO{Name: modelName, Input: m.Input.Name, Shape: d.spec.Shape, Classes: len(d.spec.Classes)}
+	if d.io.Width() != fmnist.Pixels || d.io.Classes != fmnist.NumClasses {
+		return fmt.Errorf("demo: base model: input %v and %d classes; the demo replays Fashion-MNIST (%d values, %d classes)", m.Input.Shape, d.io.Classes, fmnist.Pixels, fmnist.NumClasses)
+	}
+	return nil
+}
+
+// writeEvalSet writes the split's evaluation images to the bucket as the model's evaluation
+// set, in the served model's input shape.
+func (d *demo) writeEvalSet(ctx context.Context) error {
+	set, err := d.split.EvalSet(d.test, d.spec, modelName)
+	if err != nil {
+		return err
+	}
+	m, err := evalset.Write(ctx, d.bucket, set)
+	if err != nil {
+		return fmt.Errorf("demo: evaluation set: %w", err)
+	}
+	d.say("evaluation set %s/%s: %d test images (%d per class, indexes below %d), input %v; the traffic replays the %d images from index %d on",
+		modelName, m.Name, m.Count, EvalPerClass, d.split.Reserved, m.Input.Shape, len(d.split.Traffic), d.split.Reserved)
 	return nil
 }
 
@@ -538,6 +601,9 @@ func (d *demo) watchJobs() {
 					d.summary.Gate = j.Gate.Reason
 				}
 				d.newVer = strconv.FormatInt(j.Version, 10)
+				if !j.Started.IsZero() && !j.Finished.IsZero() {
+					d.summary.RetrainJob = j.Finished.Sub(j.Started)
+				}
 				d.event(EventPublished, "", fmt.Sprintf("version %d published (parent %d, %d labelled samples)", j.Version, j.BaseVersion, j.Dataset.Labels))
 			case retrain.PhaseFailed, retrain.PhaseTimedOut, retrain.PhaseError, retrain.PhaseCancelled:
 				d.event(EventJob, "", fmt.Sprintf("job %s %s: %s", j.ID, j.Phase, j.Error))

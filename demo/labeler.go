@@ -25,6 +25,7 @@ type Labeler struct {
 	collector string // the collector's base URL
 	token     string // an operator token of the collector
 	bucket    objstore.Bucket
+	model     ModelIO
 	truth     *Truth
 	test      *fmnist.Dataset
 	delay     time.Duration
@@ -36,11 +37,11 @@ type Labeler struct {
 	unknown  atomic.Int64 // samples whose image the traffic did not send (never expected)
 }
 
-// NewLabeler returns a labeller of the model "fashion": it lists shards at collectorURL
-// with an operator token, reads them from bucket, and finds each sample's true class in tr
-// (images of test).
-func NewLabeler(collectorURL, operatorToken string, bucket objstore.Bucket, tr *Truth, test *fmnist.Dataset, delay time.Duration, logger *slog.Logger) *Labeler {
-	return &Labeler{collector: collectorURL, token: operatorToken, bucket: bucket, truth: tr, test: test, delay: delay, logger: logger}
+// NewLabeler returns a labeller of the model m: it lists shards at collectorURL with an
+// operator token, reads them from bucket, and finds each sample's true class in tr (images of
+// test); a sample of another size than the model's input is not one the traffic sent.
+func NewLabeler(collectorURL, operatorToken string, bucket objstore.Bucket, m ModelIO, tr *Truth, test *fmnist.Dataset, delay time.Duration, logger *slog.Logger) *Labeler {
+	return &Labeler{collector: collectorURL, token: operatorToken, bucket: bucket, model: m, truth: tr, test: test, delay: delay, logger: logger}
 }
 
 // Labelled is the number of labels posted so far.
@@ -65,7 +66,7 @@ func (l *Labeler) Run(ctx context.Context, every time.Duration) {
 
 // pass labels the shards listed at least l.delay ago.
 func (l *Labeler) pass(ctx context.Context) error {
-	m, err := labels.FetchManifest(ctx, http.DefaultClient, l.collector, l.token, "fashion")
+	m, err := labels.FetchManifest(ctx, http.DefaultClient, l.collector, l.token, l.model.Name)
 	if err != nil {
 		return err
 	}
@@ -115,23 +116,24 @@ func (l *Labeler) labelShard(ctx context.Context, key string) ([]labels.Label, e
 	var out []labels.Label
 	for _, s := range samples {
 		a, err := npy.Read(bytes.NewReader(s.Input))
-		if err != nil || len(a.Data) != fmnist.Pixels {
+		if err != nil || len(a.Data) != l.model.Width() {
 			l.unknown.Add(1)
 			continue
 		}
-		index, ok := l.truth.lookup(keyOf(a.Data))
+		k := keyOf(a.Data)
+		index, ok := l.truth.lookup(k)
 		if !ok {
 			l.unknown.Add(1)
 			continue
 		}
-		l.truth.markLabelled(index)
+		l.truth.markLabelled(k)
 		out = append(out, labels.Label{Key: s.Meta.Key, Label: sample.IndexLabel(int(l.test.Labels[index])), Source: "human", Annotator: "demo-labeller"})
 	}
 	return out, nil
 }
 
 func (l *Labeler) post(ctx context.Context, ls []labels.Label) error {
-	data, err := json.Marshal(labels.Request{Model: "fashion", Labels: ls})
+	data, err := json.Marshal(labels.Request{Model: l.model.Name, Labels: ls})
 	if err != nil {
 		return err
 	}

@@ -87,9 +87,16 @@ func SummaryText(s *Summary) string {
 	if !s.OK && s.TimeToRecover > 0 {
 		line("time to recover", "%s (drift onset → new version serving)", repDuration(s.TimeToRecover))
 	}
-	line("model", "version %s → %s", repOr(s.BaseVersion, "?"), repOr(s.NewVersion, "none"))
+	if s.Model != "" {
+		line("model", "%s: version %s → %s", s.Model, repOr(s.BaseVersion, "?"), repOr(s.NewVersion, "none"))
+	} else {
+		line("model", "version %s → %s", repOr(s.BaseVersion, "?"), repOr(s.NewVersion, "none"))
+	}
 	line("gate", "%s", repOr(s.Gate, "no decision"))
 	line("base model training", "%s", repBaseTraining(s.BaseTraining))
+	if s.RetrainJob > 0 {
+		line("retrain job", "%s (training, gate and publication of the promoted version)", repDuration(s.RetrainJob))
+	}
 	line("traffic", "%d requests, %d samples captured, %d labelled", s.Requests, s.Captured, s.Labelled)
 	line("bytes", "%s sent by the nodes, %s uploaded as shards", repBytes(s.UplinkBytes), repBytes(s.ShardBytes))
 	line("duration", "%s", repDuration(s.Duration))

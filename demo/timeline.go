@@ -77,6 +77,8 @@ type Summary struct {
 	Labelled    int   `json:"labelled"`
 	UplinkBytes int64 `json:"uplink_bytes"`
 	ShardBytes  int64 `json:"shard_bytes"`
+	// Model is the kind of model (ModelMLP or ModelCNN).
+	Model string `json:"model,omitempty"`
 	// BaseVersion and NewVersion are the model versions before and after the retrain.
 	BaseVersion string `json:"base_version"`
 	NewVersion  string `json:"new_version"`
@@ -86,6 +88,9 @@ type Summary struct {
 	// drifted node; BaseTraining is how long the base model took to train (0: it existed).
 	TimeToRecover time.Duration `json:"time_to_recover"`
 	BaseTraining  time.Duration `json:"base_training"`
+	// RetrainJob is from the promoted job's start to its promotion: training, gate and
+	// publication (0: none promoted).
+	RetrainJob time.Duration `json:"retrain_job,omitempty"`
 	// Duration is the whole demo's.
 	Duration time.Duration `json:"duration"`
 }

@@ -31,15 +31,16 @@ func keyOf(img []float32) imageKey {
 }
 
 // Truth is what the traffic sent: input → test image, shared by the generators and the
-// labeller (the annotators' "ground truth").
+// labeller (the annotators' "ground truth"), and which inputs were labelled, by their values:
+// a model may have trained on exactly those.
 type Truth struct {
 	mu       sync.Mutex
-	images   map[imageKey]int // → index in the test set
-	labelled map[int]bool     // drifted images labelled for training
+	images   map[imageKey]int  // → index in the test set
+	labelled map[imageKey]bool // inputs labelled (what a retrain may train on)
 }
 
 // NewTruth returns an empty table.
-func NewTruth() *Truth { return &Truth{images: map[imageKey]int{}, labelled: map[int]bool{}} }
+func NewTruth() *Truth { return &Truth{images: map[imageKey]int{}, labelled: map[imageKey]bool{}} }
 
 func (t *Truth) remember(k imageKey, index int) {
 	t.mu.Lock()
@@ -54,16 +55,16 @@ func (t *Truth) lookup(k imageKey) (int, bool) {
 	return i, ok
 }
 
-func (t *Truth) markLabelled(index int) {
+func (t *Truth) markLabelled(k imageKey) {
 	t.mu.Lock()
-	t.labelled[index] = true
+	t.labelled[k] = true
 	t.mu.Unlock()
 }
 
-func (t *Truth) isLabelled(index int) bool {
+func (t *Truth) isLabelled(k imageKey) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.labelled[index]
+	return t.labelled[k]
 }
 
 // Tally counts classified images.
@@ -94,12 +95,14 @@ type phaseKey struct {
 	drifted bool
 }
 
-// Generator replays the Fashion-MNIST test set to one node's inference front, shifted by the
+// Generator replays Fashion-MNIST test images to one node's inference front, shifted by the
 // drift once it is switched on, and keeps score.
 type Generator struct {
 	node    string
 	front   string // base URL of the node's V2 API
 	test    *fmnist.Dataset
+	images  []int // the test images it replays, in order
+	model   ModelIO
 	truth   *Truth
 	drift   Drift
 	batch   int
@@ -117,10 +120,31 @@ type Generator struct {
 	fresh   map[phaseKey]*Tally // images never labelled for training
 }
 
-// NewGenerator returns a generator for one node: batches of batch images of test, from image
-// offset on, every interval, to the V2 API at front (http://host:port).
-func NewGenerator(node, front string, test *fmnist.Dataset, tr *Truth, d Drift, batch int, every time.Duration, offset int) *Generator {
-	return &Generator{node: node, front: front, test: test, truth: tr, drift: d, batch: batch, every: every, offset: offset,
+// ModelIO is what the traffic and the labeller need to know of the served model, taken from
+// its published manifest rather than assumed: the model's name, its input tensor's name and
+// per-sample shape (without the batch dimension), and its number of classes.
+type ModelIO struct {
+	Name    string
+	Input   string
+	Shape   []int64
+	Classes int
+}
+
+// Width is the number of values of one sample.
+func (m ModelIO) Width() int {
+	w := 1
+	for _, d := range m.Shape {
+		w *= int(d)
+	}
+	return w
+}
+
+// NewGenerator returns a generator for one node: batches of batch images, the test images
+// numbered in images taken in turn from position offset on, every interval, to the V2 API at
+// front (http://host:port) for the model m. Every image has fmnist.Pixels values, which must
+// be m.Width().
+func NewGenerator(node, front string, m ModelIO, test *fmnist.Dataset, images []int, tr *Truth, d Drift, batch int, every time.Duration, offset int) *Generator {
+	return &Generator{node: node, front: front, model: m, test: test, images: images, truth: tr, drift: d, batch: batch, every: every, offset: offset,
 		client: &http.Client{Timeout: 30 * time.Second}, totals: map[phaseKey]*Tally{}, fresh: map[phaseKey]*Tally{}}
 }
 
@@ -139,8 +163,10 @@ func (g *Generator) Run(ctx context.Context) {
 	t := time.NewTicker(g.every)
 	defer t.Stop()
 	next := g.offset
-	buf := make([]float32, g.batch*fmnist.Pixels)
+	w := g.model.Width()
+	buf := make([]float32, g.batch*w)
 	idx := make([]int, g.batch)
+	keys := make([]imageKey, g.batch)
 	for {
 		select {
 		case <-ctx.Done():
@@ -149,15 +175,16 @@ func (g *Generator) Run(ctx context.Context) {
 		}
 		drifted := g.driftOn.Load()
 		for i := range g.batch {
-			idx[i] = next % g.test.Len()
+			idx[i] = g.images[next%len(g.images)]
 			next++
-			img := buf[i*fmnist.Pixels : (i+1)*fmnist.Pixels]
+			img := buf[i*w : (i+1)*w]
 			if drifted {
 				g.drift.Apply(img, g.test.Image(idx[i]))
 			} else {
 				copy(img, g.test.Image(idx[i]))
 			}
-			g.truth.remember(keyOf(img), idx[i])
+			keys[i] = keyOf(img)
+			g.truth.remember(keys[i], idx[i])
 		}
 		version, probs, err := g.infer(ctx, buf)
 		if err != nil {
@@ -170,15 +197,15 @@ func (g *Generator) Run(ctx context.Context) {
 			g.mu.Unlock()
 			continue
 		}
-		g.score(version, probs, idx, drifted)
+		g.score(version, probs, idx, keys, drifted)
 	}
 }
 
-// score adds a batch's answers to the window and the totals.
-func (g *Generator) score(version string, probs []float32, idx []int, drifted bool) {
+// score adds a batch's answers to the window and the totals; keys are the sent inputs'.
+func (g *Generator) score(version string, probs []float32, idx []int, keys []imageKey, drifted bool) {
 	var batch, fresh Tally
 	for i, index := range idx {
-		row := probs[i*fmnist.NumClasses : (i+1)*fmnist.NumClasses]
+		row := probs[i*g.model.Classes : (i+1)*g.model.Classes]
 		best := 0
 		for c := range row {
 			if row[c] > row[best] {
@@ -190,7 +217,7 @@ func (g *Generator) score(version string, probs []float32, idx []int, drifted bo
 			one.Correct = 1
 		}
 		batch.add(one)
-		if !drifted || !g.truth.isLabelled(index) {
+		if !drifted || !g.truth.isLabelled(keys[i]) {
 			fresh.add(one)
 		}
 	}
@@ -251,16 +278,17 @@ type v2Response struct {
 }
 
 // infer classifies the images in buf and returns the answering version and the
-// probabilities, n×10.
+// probabilities, one row of the model's classes per image.
 func (g *Generator) infer(ctx context.Context, buf []float32) (string, []float32, error) {
-	n := len(buf) / fmnist.Pixels
+	n := len(buf) / g.model.Width()
+	shape := append([]int64{int64(n)}, g.model.Shape...)
 	body, err := json.Marshal(map[string]any{"inputs": []map[string]any{{
-		"name": "input", "datatype": "FP32", "shape": []int{n, fmnist.Pixels}, "data": buf,
+		"name": g.model.Input, "datatype": "FP32", "shape": shape, "data": buf,
 	}}})
 	if err != nil {
 		return "", nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.front+"/v2/models/fashion/infer", bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, g.front+"/v2/models/"+g.model.Name+"/infer", bytes.NewReader(body))
 	if err != nil {
 		return "", nil, err
 	}
@@ -278,9 +306,9 @@ func (g *Generator) infer(ctx context.Context, buf []float32) (string, []float32
 		return "", nil, fmt.Errorf("infer: %s: %s", resp.Status, out.Error)
 	}
 	for _, o := range out.Outputs {
-		if o.Name == "probabilities" && len(o.Data) == n*fmnist.NumClasses {
+		if o.Name == "probabilities" && len(o.Data) == n*g.model.Classes {
 			return out.Version, o.Data, nil
 		}
 	}
-	return "", nil, fmt.Errorf("infer: no probabilities output of %d values", n*fmnist.NumClasses)
+	return "", nil, fmt.Errorf("infer: no probabilities output of %d values", n*g.model.Classes)
 }
