@@ -3,6 +3,9 @@ GO       ?= go
 TOOLS    := scripts/tools.sh
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -X github.com/edgeloop/edgeloop/internal/version.version=$(VERSION)
+# GOTAGS=openblas builds the built-in runtime's matrix products on Debian's OpenBLAS (cgo,
+# libopenblas-dev): 4-5x the batch-32 throughput of the pure-Go default (docs/inference.md).
+GOTAGS   ?=
 # go-nvml's header marks NVML 13 deprecations; they are not ours to fix and drown real warnings.
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 # Test packages in parallel, but gently: the reference machine has two cores.
@@ -20,7 +23,7 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 build: ## build bin/edgeloop
-	$(GO) build -ldflags '$(LDFLAGS)' -o bin/edgeloop ./cmd/edgeloop
+	$(GO) build -tags '$(GOTAGS)' -ldflags '$(LDFLAGS)' -o bin/edgeloop ./cmd/edgeloop
 
 tools: ## install the pinned tools and missing Debian packages the tests need (instant once there)
 	scripts/debs.sh
@@ -30,6 +33,7 @@ test: tools ## install what the tests need, then run every unit and integration 
 	PROMTOOL=$$($(TOOLS) path promtool) MINIO=$$($(TOOLS) path minio) AMTOOL=$$($(TOOLS) path amtool) \
 	PROMETHEUS=$$($(TOOLS) path prometheus) ALERTMANAGER=$$($(TOOLS) path alertmanager) \
 	$(GO) test $(TESTFLAGS) ./...
+	$(GO) test -count=1 -tags openblas ./exporter/runtime/builtin/ # the OpenBLAS build of the runtime
 	$(MAKE) --no-print-directory fuzz
 
 fuzz: ## fuzz each decoder of untrusted input for FUZZTIME (default 10s)
