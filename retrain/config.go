@@ -18,6 +18,7 @@ import (
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/telemetry"
+	"github.com/edgeloop/edgeloop/internal/tokenurl"
 	"github.com/edgeloop/edgeloop/internal/web"
 	"github.com/edgeloop/edgeloop/retrain/gate"
 	"github.com/edgeloop/edgeloop/retrain/jobs"
@@ -97,6 +98,9 @@ type DatasetConfig struct {
 	CollectorURL string `yaml:"collector_url"`
 	// TokenFile holds an operator token of the collector.
 	TokenFile string `yaml:"token_file"`
+	// AllowInsecureToken lets token_file's token go to an http:// collector_url that is not a
+	// loopback address. Off by default (docs/security.md).
+	AllowInsecureToken bool `yaml:"allow_insecure_token"`
 	// Bucket is the bucket the manifests' keys are in, with credentials. Default: the
 	// repository's bucket.
 	Bucket string `yaml:"bucket"`
@@ -335,6 +339,8 @@ func (c RepositoryConfig) Validate() error {
 func (c DatasetConfig) Validate() error {
 	var errs []error
 	if err := httpURL(c.CollectorURL); err != nil {
+		errs = append(errs, config.Errorf("collector_url", "%v", err))
+	} else if err := tokenurl.Check(c.CollectorURL, c.TokenFile != "", c.AllowInsecureToken); err != nil {
 		errs = append(errs, config.Errorf("collector_url", "%v", err))
 	}
 	if c.Bucket != "" {

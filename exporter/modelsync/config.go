@@ -2,11 +2,13 @@ package modelsync
 
 import (
 	"errors"
+	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/edgeloop/edgeloop/internal/config"
 	"github.com/edgeloop/edgeloop/internal/objstore"
+	"github.com/edgeloop/edgeloop/internal/tokenurl"
 )
 
 // DefaultCacheDir is where verified versions are kept on the edge node.
@@ -19,6 +21,9 @@ type Config struct {
 	// s3://BUCKET[/PREFIX]?endpoint=HOST:PORT (docs/objstore.md). Required when a model is
 	// synced; credentials come from the environment, never the URL.
 	Repository string `yaml:"repository"`
+	// AllowInsecureToken lets the token that EDGELOOP_TOKEN_FILE names go to an http://
+	// repository that is not a loopback address. Off by default (docs/security.md).
+	AllowInsecureToken bool `yaml:"allow_insecure_token"`
 	// TrustedKeys are paths of PEM ed25519 public keys (edgeloop model keygen's edgeloop.pub).
 	// A version is loaded only when its manifest is signed by one of them. Required with
 	// Repository.
@@ -56,12 +61,26 @@ const initialBackoff = time.Second
 // Validate checks the section on its own; whether it is needed depends on the models, which
 // the exporter checks (NeedsRepository).
 func (c Config) Validate() error {
+	return c.validate(os.LookupEnv)
+}
+
+// validate checks the section with the environment lookupEnv: the repository's token file
+// comes from EDGELOOP_TOKEN_FILE, and whether one is set decides whether an http:// URL is
+// acceptable (tokenurl).
+func (c Config) validate(lookupEnv func(string) (string, bool)) error {
 	var errs []error
 	if c.Repository != "" {
-		// Only the URL's form is checked here; credentials are looked up when it is opened.
-		anyEnv := func(string) (string, bool) { return "set", true }
-		if _, err := objstore.ParseURL(c.Repository, anyEnv); err != nil {
+		// Only the URL's form is checked here; S3 credentials are looked up when it is opened.
+		env := func(k string) (string, bool) {
+			if k == objstore.EnvTokenFile {
+				return lookupEnv(k)
+			}
+			return "set", true
+		}
+		if t, err := objstore.ParseURL(c.Repository, env); err != nil {
 			errs = append(errs, config.Errorf("repository", "%v", err))
+		} else if err := c.checkToken(t); err != nil {
+			errs = append(errs, err)
 		}
 		if len(c.TrustedKeys) == 0 {
 			errs = append(errs, config.Errorf("trusted_keys", "must list at least one public key file: versions are loaded only when signed by a trusted key"))
@@ -88,4 +107,15 @@ func (c Config) Validate() error {
 		errs = append(errs, config.Errorf("timeout", "must be positive, got %s", c.Timeout))
 	}
 	return errors.Join(errs...)
+}
+
+// checkToken applies the plain-http token rule to the parsed repository URL.
+func (c Config) checkToken(t objstore.Target) error {
+	if t.HTTP == nil {
+		return nil
+	}
+	if err := tokenurl.Check(c.Repository, t.HTTP.TokenFile != "", c.AllowInsecureToken); err != nil {
+		return config.Errorf("repository", "%v (the token is the one %s names)", err, objstore.EnvTokenFile)
+	}
+	return nil
 }

@@ -87,7 +87,16 @@ func New(ctx context.Context, cfg Config, models []infer.ModelConfig, opts Optio
 	if cfg.Repository == "" {
 		return nil, errors.New("modelsync: no repository configured")
 	}
-	bucket, err := objstore.Open(ctx, cfg.Repository)
+	// The rule is checked again here, with the environment the bucket is opened with, so a
+	// caller that skipped Validate cannot send the token in clear text either.
+	target, err := objstore.ParseURL(cfg.Repository, os.LookupEnv)
+	if err != nil {
+		return nil, fmt.Errorf("modelsync: repository: %w", err)
+	}
+	if err := cfg.checkToken(target); err != nil {
+		return nil, fmt.Errorf("modelsync: %w", err)
+	}
+	bucket, err := target.Open(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("modelsync: repository: %w", err)
 	}

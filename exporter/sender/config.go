@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/edgeloop/edgeloop/internal/config"
+	"github.com/edgeloop/edgeloop/internal/tokenurl"
 )
 
 // DefaultDeadLetterDir is where samples the collector refused are kept on the edge node.
@@ -36,6 +37,10 @@ type Config struct {
 	// TokenFile holds the node's bearer token. It is read at start, then again every minute
 	// and after every 401 or 403, so a rotated token takes effect without a restart.
 	TokenFile string `yaml:"token_file"`
+	// AllowInsecureToken lets token_file's token go to an http:// URL that is not a loopback
+	// address. Off by default: a token in clear text lets anyone on the site's network act as
+	// the node (docs/security.md).
+	AllowInsecureToken bool `yaml:"allow_insecure_token"`
 	// TLS configures the connection: a client certificate instead of (or besides) a token,
 	// and the CA that signed the collector's certificate.
 	TLS TLSConfig `yaml:"tls"`
@@ -115,6 +120,10 @@ func (c Config) Validate() error {
 			errs = append(errs, config.Errorf("url", "must be an http:// or https:// base URL without credentials, query or fragment, got %q", c.URL))
 		} else {
 			scheme = u.Scheme
+			// With tls set over http the tls error below already says to use https.
+			if err := tokenurl.Check(c.URL, c.TokenFile != "", c.AllowInsecureToken || c.TLS.set()); err != nil {
+				errs = append(errs, config.Errorf("url", "%v", err))
+			}
 		}
 		if c.TokenFile == "" && c.TLS.CertFile == "" {
 			errs = append(errs, config.Errorf("token_file", "must be set, or tls.cert_file: the collector accepts samples only from a node with a credential"))
