@@ -662,23 +662,29 @@ func (d *demo) finish(reason string, ok bool) *Summary {
 	s.OK, s.Reason, s.NewVersion = ok, reason, d.newVer
 	s.Duration = time.Since(d.started)
 	d.event(EventEnd, "", map[bool]string{true: "recovered", false: "stopped: " + reason}[ok])
-	var before, drift, after, clean Tally
+	// The base model trained on no captured sample; the retrained one is scored only on test
+	// images never labelled, in any form, by the end of the run, and compared with the base
+	// model on the same images.
+	var before, drift, driftFresh, after, clean Tally
+	labelled := d.truth.isLabelled
 	for _, n := range d.nodes {
 		s.Requests += n.gen.Requests()
 		if n.drifted {
-			before.add(n.gen.Total(s.BaseVersion, false, false))
-			drift.add(n.gen.Total(s.BaseVersion, true, false))
+			before.add(n.gen.Total(s.BaseVersion, false))
+			drift.add(n.gen.Total(s.BaseVersion, true))
 			if d.newVer != "" {
-				after.add(n.gen.Total(d.newVer, true, true))
+				after.add(n.gen.TotalExcept(d.newVer, true, labelled))
+				driftFresh.add(n.gen.TotalExcept(s.BaseVersion, true, labelled))
 			}
 		} else if d.newVer != "" {
-			clean.add(n.gen.Total(d.newVer, false, false))
+			clean.add(n.gen.TotalExcept(d.newVer, false, labelled))
 		}
 		g := n.exp.Registry()
 		s.Captured += int(metricSum(g, "edgeloop_samples_captured_total"))
 		s.UplinkBytes += int64(metricSum(g, "edgeloop_sender_bytes_sent_total"))
 	}
 	s.AccuracyBefore, s.AccuracyDrift, s.AccuracyAfter, s.AccuracyClean = before.Accuracy(), drift.Accuracy(), after.Accuracy(), clean.Accuracy()
+	s.AccuracyDriftFresh, s.FreshImages = driftFresh.Accuracy(), after.N
 	s.Labelled = int(d.labels.labelled.Load())
 	s.ShardBytes = int64(metricSum(d.coll.Registry(), "edgeloop_collector_shard_upload_bytes_total"))
 	if !d.onset.IsZero() {

@@ -126,7 +126,7 @@ func (l *Labeler) labelShard(ctx context.Context, key string) ([]labels.Label, e
 			l.unknown.Add(1)
 			continue
 		}
-		l.truth.markLabelled(k)
+		l.truth.markLabelled(index)
 		out = append(out, labels.Label{Key: s.Meta.Key, Label: sample.IndexLabel(int(l.test.Labels[index])), Source: "human", Annotator: "demo-labeller"})
 	}
 	return out, nil

@@ -25,17 +25,19 @@ type Split struct {
 	// among the first half of the test set, in index order.
 	Eval []int
 	// Traffic are the images the nodes replay: the second half of the test set, less any
-	// image whose pixels equal an evaluation image's (Fashion-MNIST has a few repeated images).
+	// image whose pixels equal an evaluation image's or an earlier traffic image's, so that
+	// an index names one content (what the labeller and the "not trained on" count rely on).
 	Traffic []int
 	// Reserved is the first index of the traffic half (test.Len()/2).
 	Reserved int
-	// Dropped counts traffic images left out because an evaluation image has the same pixels.
+	// Dropped counts second-half images left out for repeating pixels.
 	Dropped int
 }
 
 // SplitTest splits test by the demo's fixed rule: indexes below test.Len()/2 are reserved for
 // evaluation, of which the first perClass of each class form the set; the traffic replays the
-// indexes from test.Len()/2 on. It fails when the first half lacks perClass images of a class.
+// indexes from test.Len()/2 on, each content once and none an evaluation image's. It fails
+// when the first half lacks perClass distinct images of a class.
 func SplitTest(test *fmnist.Dataset, perClass int) (*Split, error) {
 	half := test.Len() / 2
 	s := &Split{Reserved: half}
@@ -59,11 +61,14 @@ func SplitTest(test *fmnist.Dataset, perClass int) (*Split, error) {
 			return nil, fmt.Errorf("demo: split: the first %d test images hold %d distinct images of class %d, want %d", half, n, c, perClass)
 		}
 	}
+	sent := map[string]bool{}
 	for i := half; i < test.Len(); i++ {
-		if evalKeys[dataset.ContentKey(test.Image(i))] {
+		k := dataset.ContentKey(test.Image(i))
+		if evalKeys[k] || sent[k] {
 			s.Dropped++
 			continue
 		}
+		sent[k] = true
 		s.Traffic = append(s.Traffic, i)
 	}
 	return s, nil

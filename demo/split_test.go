@@ -10,7 +10,8 @@ import (
 )
 
 // checkDisjoint fails the test when an evaluation image is also a traffic image, by index or
-// by pixels, and returns the number of traffic images checked.
+// by pixels, or two traffic images have the same pixels, and returns the number of traffic
+// images checked.
 func checkDisjoint(t *testing.T, test *fmnist.Dataset, s *Split) int {
 	t.Helper()
 	evalIdx, evalKeys := map[int]bool{}, map[string]int{}
@@ -21,13 +22,19 @@ func checkDisjoint(t *testing.T, test *fmnist.Dataset, s *Split) int {
 		evalIdx[i] = true
 		evalKeys[dataset.ContentKey(test.Image(i))] = i
 	}
+	trafficKeys := map[string]int{}
 	for _, i := range s.Traffic {
 		if evalIdx[i] {
 			t.Errorf("image %d is both an evaluation and a traffic image", i)
 		}
-		if j, ok := evalKeys[dataset.ContentKey(test.Image(i))]; ok {
+		k := dataset.ContentKey(test.Image(i))
+		if j, ok := evalKeys[k]; ok {
 			t.Errorf("traffic image %d has the pixels of evaluation image %d", i, j)
 		}
+		if j, ok := trafficKeys[k]; ok {
+			t.Errorf("traffic images %d and %d have the same pixels", j, i)
+		}
+		trafficKeys[k] = i
 	}
 	return len(s.Traffic)
 }
@@ -83,7 +90,8 @@ func TestSplitFashionMNIST(t *testing.T) {
 // of a class refused.
 func TestSplitRule(t *testing.T) {
 	// 40 images: image i has label i%10 and pixels unique to i, except that image 25 repeats
-	// image 3's pixels and image 11 repeats image 1's (the same class, so the set skips it).
+	// image 3's pixels, image 11 repeats image 1's (the same class, so the set skips it) and
+	// image 37 repeats image 32's.
 	test := &fmnist.Dataset{Images: make([]float32, 40*fmnist.Pixels), Labels: make([]uint8, 40)}
 	for i := range 40 {
 		test.Labels[i] = uint8(i % 10)
@@ -92,6 +100,7 @@ func TestSplitRule(t *testing.T) {
 	copy(test.Image(25), test.Image(3))
 	test.Labels[25] = 3
 	copy(test.Image(11), test.Image(1))
+	copy(test.Image(37), test.Image(32))
 	cases := []struct {
 		name      string
 		perClass  int
@@ -99,7 +108,7 @@ func TestSplitRule(t *testing.T) {
 		wantErr   bool
 		wantDrops int
 	}{
-		{name: "one per class", perClass: 1, wantEval: []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, wantDrops: 1},
+		{name: "one per class", perClass: 1, wantEval: []int{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}, wantDrops: 2},
 		{name: "two per class skip the repeat", perClass: 2, wantErr: true}, // class 1 has 1 and 11 (a repeat) below 20
 	}
 	for _, tc := range cases {
@@ -117,8 +126,8 @@ func TestSplitRule(t *testing.T) {
 			if !slices.Equal(s.Eval, tc.wantEval) || s.Dropped != tc.wantDrops {
 				t.Errorf("eval %v, dropped %d; want %v, %d", s.Eval, s.Dropped, tc.wantEval, tc.wantDrops)
 			}
-			if slices.Contains(s.Traffic, 25) || len(s.Traffic) != 19 {
-				t.Errorf("traffic %v: want 20..39 without 25", s.Traffic)
+			if slices.Contains(s.Traffic, 25) || slices.Contains(s.Traffic, 37) || !slices.Contains(s.Traffic, 32) || len(s.Traffic) != 18 {
+				t.Errorf("traffic %v: want 20..39 without 25 and 37", s.Traffic)
 			}
 			checkDisjoint(t, test, s)
 		})

@@ -64,11 +64,16 @@ type Summary struct {
 	// AccuracyBefore, AccuracyDrift and AccuracyAfter are the drifted nodes' accuracy before
 	// the drift, under it with the old model, and on the recovered model (on images the
 	// retrain did not train on); AccuracyClean is the undrifted nodes' accuracy on the
-	// recovered model.
+	// recovered model, on images never labelled.
 	AccuracyBefore float64 `json:"accuracy_before"`
 	AccuracyDrift  float64 `json:"accuracy_drift"`
 	AccuracyAfter  float64 `json:"accuracy_after"`
 	AccuracyClean  float64 `json:"accuracy_clean"`
+	// AccuracyDriftFresh is the drifted nodes' accuracy under drift with the old model on the
+	// images AccuracyAfter counts (those never labelled), a like-for-like comparison;
+	// FreshImages is how many classifications AccuracyAfter counts.
+	AccuracyDriftFresh float64 `json:"accuracy_drift_fresh"`
+	FreshImages        int     `json:"fresh_images"`
 	// Requests counts the images classified; Captured the samples captured at the edge;
 	// Labelled those the labeller labelled; UplinkBytes the bytes the nodes sent to the
 	// collector; ShardBytes the bytes the collector uploaded as shards.

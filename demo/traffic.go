@@ -31,16 +31,17 @@ func keyOf(img []float32) imageKey {
 }
 
 // Truth is what the traffic sent: input → test image, shared by the generators and the
-// labeller (the annotators' "ground truth"), and which inputs were labelled, by their values:
-// a model may have trained on exactly those.
+// labeller (the annotators' "ground truth"), and which test images were labelled in any form
+// (clean or drifted): a retrain may have trained on those. The traffic holds no two images
+// with the same pixels (SplitTest), so an image's index stands for its content.
 type Truth struct {
 	mu       sync.Mutex
-	images   map[imageKey]int  // → index in the test set
-	labelled map[imageKey]bool // inputs labelled (what a retrain may train on)
+	images   map[imageKey]int // → index in the test set
+	labelled map[int]bool     // test images labelled
 }
 
 // NewTruth returns an empty table.
-func NewTruth() *Truth { return &Truth{images: map[imageKey]int{}, labelled: map[imageKey]bool{}} }
+func NewTruth() *Truth { return &Truth{images: map[imageKey]int{}, labelled: map[int]bool{}} }
 
 func (t *Truth) remember(k imageKey, index int) {
 	t.mu.Lock()
@@ -55,16 +56,16 @@ func (t *Truth) lookup(k imageKey) (int, bool) {
 	return i, ok
 }
 
-func (t *Truth) markLabelled(k imageKey) {
+func (t *Truth) markLabelled(index int) {
 	t.mu.Lock()
-	t.labelled[k] = true
+	t.labelled[index] = true
 	t.mu.Unlock()
 }
 
-func (t *Truth) isLabelled(k imageKey) bool {
+func (t *Truth) isLabelled(index int) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.labelled[k]
+	return t.labelled[index]
 }
 
 // Tally counts classified images.
@@ -117,7 +118,7 @@ type Generator struct {
 	errors  int
 	lastErr string
 	totals  map[phaseKey]*Tally
-	fresh   map[phaseKey]*Tally // images never labelled for training
+	byImage map[phaseKey]map[int]*Tally // the same, per test image
 }
 
 // ModelIO is what the traffic and the labeller need to know of the served model, taken from
@@ -145,7 +146,7 @@ func (m ModelIO) Width() int {
 // be m.Width().
 func NewGenerator(node, front string, m ModelIO, test *fmnist.Dataset, images []int, tr *Truth, d Drift, batch int, every time.Duration, offset int) *Generator {
 	return &Generator{node: node, front: front, model: m, test: test, images: images, truth: tr, drift: d, batch: batch, every: every, offset: offset,
-		client: &http.Client{Timeout: 30 * time.Second}, totals: map[phaseKey]*Tally{}, fresh: map[phaseKey]*Tally{}}
+		client: &http.Client{Timeout: 30 * time.Second}, totals: map[phaseKey]*Tally{}, byImage: map[phaseKey]map[int]*Tally{}}
 }
 
 // SetDrift switches the drift of the node's input stream on or off.
@@ -166,7 +167,6 @@ func (g *Generator) Run(ctx context.Context) {
 	w := g.model.Width()
 	buf := make([]float32, g.batch*w)
 	idx := make([]int, g.batch)
-	keys := make([]imageKey, g.batch)
 	for {
 		select {
 		case <-ctx.Done():
@@ -183,8 +183,7 @@ func (g *Generator) Run(ctx context.Context) {
 			} else {
 				copy(img, g.test.Image(idx[i]))
 			}
-			keys[i] = keyOf(img)
-			g.truth.remember(keys[i], idx[i])
+			g.truth.remember(keyOf(img), idx[i])
 		}
 		version, probs, err := g.infer(ctx, buf)
 		if err != nil {
@@ -197,13 +196,19 @@ func (g *Generator) Run(ctx context.Context) {
 			g.mu.Unlock()
 			continue
 		}
-		g.score(version, probs, idx, keys, drifted)
+		g.score(version, probs, idx, drifted)
 	}
 }
 
-// score adds a batch's answers to the window and the totals; keys are the sent inputs'.
-func (g *Generator) score(version string, probs []float32, idx []int, keys []imageKey, drifted bool) {
-	var batch, fresh Tally
+// score adds a batch's answers to the window and the totals.
+func (g *Generator) score(version string, probs []float32, idx []int, drifted bool) {
+	k := phaseKey{version: version, drifted: drifted}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.totals[k] == nil {
+		g.totals[k], g.byImage[k] = &Tally{}, map[int]*Tally{}
+	}
+	per := g.byImage[k]
 	for i, index := range idx {
 		row := probs[i*g.model.Classes : (i+1)*g.model.Classes]
 		best := 0
@@ -216,21 +221,14 @@ func (g *Generator) score(version string, probs []float32, idx []int, keys []ima
 		if best == int(g.test.Labels[index]) {
 			one.Correct = 1
 		}
-		batch.add(one)
-		if !drifted || !g.truth.isLabelled(keys[i]) {
-			fresh.add(one)
+		g.window.add(one)
+		g.totals[k].add(one)
+		if per[index] == nil {
+			per[index] = &Tally{}
 		}
+		per[index].add(one)
 	}
-	k := phaseKey{version: version, drifted: drifted}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.window.add(batch)
 	g.version = version
-	if g.totals[k] == nil {
-		g.totals[k], g.fresh[k] = &Tally{}, &Tally{}
-	}
-	g.totals[k].add(batch)
-	g.fresh[k].add(fresh)
 }
 
 // Take returns the window since the last take, and the version that answered last.
@@ -253,18 +251,28 @@ func (g *Generator) Requests() int {
 	return n
 }
 
-// Total returns the node's totals for a version and drift state (fresh: images never labelled).
-func (g *Generator) Total(version string, drifted, fresh bool) Tally {
+// Total returns the node's totals for a version and drift state.
+func (g *Generator) Total(version string, drifted bool) Tally {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	m := g.totals
-	if fresh {
-		m = g.fresh
-	}
-	if t := m[phaseKey{version, drifted}]; t != nil {
+	if t := g.totals[phaseKey{version, drifted}]; t != nil {
 		return *t
 	}
 	return Tally{}
+}
+
+// TotalExcept returns the node's totals for a version and drift state over the test images
+// skip does not name.
+func (g *Generator) TotalExcept(version string, drifted bool, skip func(index int) bool) Tally {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var sum Tally
+	for index, t := range g.byImage[phaseKey{version, drifted}] {
+		if !skip(index) {
+			sum.add(*t)
+		}
+	}
+	return sum
 }
 
 // v2Response is the part of a KServe V2 inference answer the generator reads.
