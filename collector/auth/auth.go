@@ -49,6 +49,14 @@ type Config struct {
 	// VerifyClientCertIfGiven); the node ID is the certificate's "edgeloop-node:<id>" URI SAN,
 	// else its subject CommonName.
 	ClientCAFile string `yaml:"client_ca_file"`
+	// CertDenyFile lists revoked node certificates, one "serial:<hex>" or
+	// "sha256:<fingerprint>" per line: a listed certificate is refused even though its CA
+	// signed it, so one stolen node's certificate is revoked without re-issuing the fleet's.
+	// Reloaded on SIGHUP.
+	CertDenyFile string `yaml:"cert_deny_file"`
+	// CertAllowFile, when set, lists the only node certificates accepted, in the same format:
+	// for fleets that enroll every certificate explicitly. Reloaded on SIGHUP.
+	CertAllowFile string `yaml:"cert_allow_file"`
 	// OperatorTokensFile lists the operators' tokens, in the same format, for the catalog,
 	// labels and dataset endpoints. Reloaded on SIGHUP.
 	OperatorTokensFile string `yaml:"operator_tokens_file"`
@@ -68,6 +76,18 @@ func (c Config) Validate() error {
 	if c.ClientCAFile != "" {
 		if _, err := loadCAs(c.ClientCAFile); err != nil {
 			errs = append(errs, fieldError("client_ca_file", err))
+		}
+	}
+	for _, f := range []struct{ field, path string }{{"cert_deny_file", c.CertDenyFile}, {"cert_allow_file", c.CertAllowFile}} {
+		if f.path == "" {
+			continue
+		}
+		if c.ClientCAFile == "" {
+			errs = append(errs, fieldError(f.field, errors.New("needs client_ca_file: it filters the client certificates that CA signed")))
+			continue
+		}
+		if _, err := LoadCertList(f.path); err != nil {
+			errs = append(errs, fieldError(f.field, err))
 		}
 	}
 	if c.TokensFile == "" && c.ClientCAFile == "" {
@@ -197,6 +217,8 @@ type Auth struct {
 	nodes     Tokens
 	operators Tokens
 	cas       *x509.CertPool
+	deny      CertList
+	allow     *CertList // nil: every certificate the CAs signed and deny does not list
 }
 
 // New loads the files cfg names.
@@ -230,10 +252,32 @@ func (a *Auth) load() error {
 			return err
 		}
 	}
+	var deny CertList
+	var allow *CertList
+	if a.cfg.CertDenyFile != "" {
+		if deny, err = LoadCertList(a.cfg.CertDenyFile); err != nil {
+			return err
+		}
+	}
+	if a.cfg.CertAllowFile != "" {
+		l, err := LoadCertList(a.cfg.CertAllowFile)
+		if err != nil {
+			return err
+		}
+		allow = &l
+	}
 	a.mu.Lock()
-	a.nodes, a.operators, a.cas = nodes, ops, cas
+	a.nodes, a.operators, a.cas, a.deny, a.allow = nodes, ops, cas, deny, allow
 	a.mu.Unlock()
 	return nil
+}
+
+// log returns the logger, also for an Auth built without New (tests).
+func (a *Auth) log() *slog.Logger {
+	if a.logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return a.logger
 }
 
 // Reload re-reads every file. When one is malformed or missing the old sets stay in force
@@ -244,9 +288,13 @@ func (a *Auth) Reload() error {
 		return fmt.Errorf("auth: reload: %w", err)
 	}
 	a.mu.RLock()
-	n, o := a.nodes.Len(), a.operators.Len()
+	n, o, d := a.nodes.Len(), a.operators.Len(), a.deny.Len()
+	allowed := -1
+	if a.allow != nil {
+		allowed = a.allow.Len()
+	}
 	a.mu.RUnlock()
-	a.logger.Info("auth: credentials reloaded", "node_tokens", n, "operator_tokens", o)
+	a.logger.Info("auth: credentials reloaded", "node_tokens", n, "operator_tokens", o, "denied_certs", d, "allowed_certs", allowed)
 	return nil
 }
 
@@ -293,7 +341,7 @@ func Bearer(r *http.Request) (string, bool) {
 // verified client certificate's. The error is the message of a 401.
 func (a *Auth) Node(r *http.Request) (string, error) {
 	a.mu.RLock()
-	nodes, cas := a.nodes, a.cas
+	nodes, cas, deny, allow := a.nodes, a.cas, a.deny, a.allow
 	a.mu.RUnlock()
 	if tok, ok := Bearer(r); ok {
 		if id, ok := nodes.Lookup(tok); ok {
@@ -302,7 +350,18 @@ func (a *Auth) Node(r *http.Request) (string, error) {
 		return "", errors.New("unknown or revoked token")
 	}
 	if cas != nil && r.TLS != nil && len(r.TLS.PeerCertificates) > 0 {
-		return certNode(r.TLS.PeerCertificates, cas)
+		id, err := certNode(r.TLS.PeerCertificates, cas)
+		if err != nil {
+			return "", err
+		}
+		// Checked after the chain, so that only a certificate that would otherwise be
+		// accepted is reported (and logged) as revoked.
+		leaf := r.TLS.PeerCertificates[0]
+		if deny.Contains(leaf) || (allow != nil && !allow.Contains(leaf)) {
+			a.log().Warn("auth: refused a revoked or unlisted node certificate", "node", id, "serial", leaf.SerialNumber.Text(16), "fingerprint", CertFingerprint(leaf))
+			return "", errors.New("client certificate revoked or not on the allow list")
+		}
+		return id, nil
 	}
 	return "", errors.New("no credential: send Authorization: Bearer <token> or a client certificate")
 }
