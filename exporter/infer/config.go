@@ -7,6 +7,9 @@ import (
 	"regexp"
 	"time"
 
+	toolkit "github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/exporter/observe"
 	"github.com/edgeloop/edgeloop/exporter/runtime/upstream"
 	"github.com/edgeloop/edgeloop/internal/config"
@@ -35,6 +38,16 @@ type Config struct {
 	WriteTimeout time.Duration `yaml:"write_timeout"`
 	// IdleTimeout closes keep-alive connections idle for longer. Default 2m.
 	IdleTimeout time.Duration `yaml:"idle_timeout"`
+	// WebConfigFile is an exporter-toolkit web configuration file, the same format as the
+	// metrics port's: TLS (tls_server_config), client certificates, basic auth. Empty: plain
+	// http, as before.
+	WebConfigFile string `yaml:"web_config_file"`
+	// TokensFile, when set, makes every request but /v2/health/live and /v2/health/ready carry
+	// "Authorization: Bearer <token>" with a token the file lists: lines "<client-id>
+	// sha256:<64 hex digits>" in the collector's tokens format (`edgeloop` hashes, never
+	// tokens). Empty: no token needed, as before. Use it with TLS, or tokens cross the site's
+	// network in clear text.
+	TokensFile string `yaml:"tokens_file"`
 }
 
 // Limits of the front's settings.
@@ -66,6 +79,16 @@ func (c Config) Validate() error {
 	}
 	if c.MaxBatch < 1 || c.MaxBatch > maxMaxBatch {
 		errs = append(errs, config.Errorf("max_batch", "must be between 1 and %d, got %d", maxMaxBatch, c.MaxBatch))
+	}
+	if c.WebConfigFile != "" {
+		if err := toolkit.Validate(c.WebConfigFile); err != nil {
+			errs = append(errs, config.Errorf("web_config_file", "%v", err))
+		}
+	}
+	if c.TokensFile != "" {
+		if _, err := auth.LoadTokens(c.TokensFile); err != nil {
+			errs = append(errs, config.Errorf("tokens_file", "%v", err))
+		}
 	}
 	for _, d := range []struct {
 		name string

@@ -20,6 +20,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	toolkit "github.com/prometheus/exporter-toolkit/web"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/edgeloop/edgeloop/internal/telemetry"
@@ -55,6 +56,8 @@ type Server struct {
 	expect  []string
 	capture Capturer
 
+	auth *tokenAuth // nil: no token needed
+
 	listener net.Listener
 	srv      *http.Server
 }
@@ -83,6 +86,14 @@ func NewServer(cfg Config, opts Options) (*Server, error) {
 	}
 	s.models.Store(&table)
 	s.handler = s.routes()
+	if cfg.TokensFile != "" {
+		a, err := newTokenAuth(cfg.TokensFile)
+		if err != nil {
+			return nil, fmt.Errorf("infer: tokens_file: %w", err)
+		}
+		s.auth = a
+		s.handler = a.wrap(s.handler)
+	}
 	return s, nil
 }
 
@@ -187,14 +198,21 @@ func (s *Server) Addr() string {
 }
 
 // Serve serves on the listener bound by Listen until ctx is done, then shuts down gracefully,
-// giving requests in flight up to ten seconds.
+// giving requests in flight up to ten seconds. With web_config_file set, the exporter-toolkit
+// serves it (TLS, client certificates, basic auth), as on the metrics port.
 func (s *Server) Serve(ctx context.Context) error {
 	if s.listener == nil {
 		return errors.New("infer: Serve called before Listen")
 	}
 	s.logger.Info("inference front listening", "address", s.Addr())
 	errc := make(chan error, 1)
-	go func() { errc <- s.srv.Serve(s.listener) }()
+	if s.cfg.WebConfigFile != "" {
+		webConfig := s.cfg.WebConfigFile
+		flags := &toolkit.FlagConfig{WebConfigFile: &webConfig}
+		go func() { errc <- toolkit.Serve(s.listener, s.srv, flags, s.logger) }()
+	} else {
+		go func() { errc <- s.srv.Serve(s.listener) }()
+	}
 	select {
 	case err := <-errc:
 		return fmt.Errorf("infer: serve %s: %w", s.cfg.Listen, err)
