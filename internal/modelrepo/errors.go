@@ -42,7 +42,7 @@ var (
 // Reason names the class of err in a few words fit for a metric label, such as
 // edgeloop_model_sync_failures_total{reason}: one of no_manifest, no_signature, unknown_key,
 // bad_signature, digest_mismatch, invalid_manifest, manifest_mismatch, version_not_found,
-// alias_not_found, version_exists, invalid_name, not_found, canceled, storage (any other
+// alias_not_found, version_exists, invalid_name, rollback, not_found, canceled, storage (any other
 // failure of the store or the local disk); "" for nil.
 func Reason(err error) string {
 	for _, r := range []struct {
@@ -60,6 +60,7 @@ func Reason(err error) string {
 		{ErrAliasNotFound, "alias_not_found"},
 		{ErrVersionExists, "version_exists"},
 		{ErrInvalidName, "invalid_name"},
+		{ErrPointerRollback, "rollback"},
 		{objstore.ErrNotFound, "not_found"},
 		{context.Canceled, "canceled"},
 		{context.DeadlineExceeded, "canceled"},

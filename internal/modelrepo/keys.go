@@ -12,7 +12,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/edgeloop/edgeloop/internal/fsutil"
 )
@@ -213,27 +212,12 @@ func (v *Verifier) KeyIDs() []string { return sortedKeys(v.keys) }
 // Verify checks m's signature: ErrNoSignature when it has none, ErrUnknownKey when the key
 // is not trusted, ErrBadSignature when it does not match. It does not validate the rest of m.
 func (v *Verifier) Verify(m *Manifest) error {
-	s := m.Signature
-	if s == nil || s.Value == "" {
+	if m.Signature == nil || m.Signature.Value == "" {
 		return ErrNoSignature
-	}
-	if s.Algorithm != AlgorithmEd25519 {
-		return fmt.Errorf("%w: algorithm %q (only %s is accepted)", ErrBadSignature, s.Algorithm, AlgorithmEd25519)
-	}
-	pub, ok := v.keys[s.KeyID]
-	if !ok {
-		return fmt.Errorf("%w: key_id %q (trusted: %s)", ErrUnknownKey, s.KeyID, strings.Join(v.KeyIDs(), ", "))
-	}
-	sig, err := base64.StdEncoding.DecodeString(s.Value)
-	if err != nil || len(sig) != ed25519.SignatureSize {
-		return fmt.Errorf("%w: value is not a base64 ed25519 signature", ErrBadSignature)
 	}
 	msg, err := m.SigningBytes()
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrBadSignature, err)
 	}
-	if !ed25519.Verify(pub, msg, sig) {
-		return fmt.Errorf("%w: key %s", ErrBadSignature, s.KeyID)
-	}
-	return nil
+	return v.verifySignature(m.Signature, msg)
 }

@@ -81,14 +81,26 @@ func AliasKey(model, alias string) string {
 // conditional GET instead of a listing. It is a hint, not the truth: Latest lists.
 func LatestKey(model string) string { return ModelPrefix(model) + "latest.json" }
 
-// Alias is the content of an alias object. Aliases are not signed: an alias only chooses
-// among versions whose manifests are, so whoever can write it can roll a model back or
-// forward to another signed version but cannot make an exporter load an unsigned one.
+// Alias is the content of an alias object or of the latest hint. A version's manifest is
+// signed, so whoever can write the bucket cannot make an exporter load an unsigned version;
+// but an unsigned pointer could still roll exporters back to an old signed version. So
+// pointers are signed too (SetSignedAlias, and Publish's latest hint), with a sequence that
+// only grows: an exporter refuses a signed pointer older than one it accepted. Pointers
+// written by SetAlias, or before signing existed, carry only Version and Updated.
 type Alias struct {
 	// Version is the version the alias points at.
 	Version int64 `json:"version"`
 	// Updated is when the alias was last set.
 	Updated time.Time `json:"updated"`
+	// Model is the model the pointer was signed for.
+	Model string `json:"model,omitempty"`
+	// Name is the alias the pointer was signed for, or "latest" for the latest hint.
+	Name string `json:"name,omitempty"`
+	// Sequence orders the signed pointers of one name: each one written is higher than the
+	// one before, and at least its Unix time in milliseconds.
+	Sequence int64 `json:"sequence,omitempty"`
+	// Signature signs everything above; see PointerSigningBytes.
+	Signature *Signature `json:"signature,omitempty"`
 }
 
 // Repository reads and writes model versions in a bucket. It is safe for concurrent use, but
@@ -274,7 +286,7 @@ func (r *Repository) publish(ctx context.Context, model string, draft Manifest, 
 		// The hint only spares pollers a listing; they list anyway when it is missing and
 		// every few polls, so a failure to write it delays nothing for long and the version,
 		// already published, stands.
-		_ = r.putPointer(ctx, LatestKey(model), version)
+		_ = r.putPointer(ctx, LatestKey(model), model, SelectorLatest, version, signer)
 	}
 	return &m, nil
 }
@@ -463,7 +475,10 @@ func ParseAlias(data []byte) (Alias, error) {
 	return a, nil
 }
 
-// SetAlias points alias of model at version, which must exist.
+// SetAlias points alias of model at version, which must exist, with an unsigned pointer as
+// before pointers were signed. Exporters accept it only until they have accepted a signed
+// pointer of that name (or never, with require_signed_pointers); SetSignedAlias is the one to
+// use where the signing key is at hand.
 func (r *Repository) SetAlias(ctx context.Context, model, alias string, version int64) error {
 	if err := ValidateModelName(model); err != nil {
 		return err
@@ -474,20 +489,10 @@ func (r *Repository) SetAlias(ctx context.Context, model, alias string, version 
 	if err := r.mustExist(ctx, model, version, ""); err != nil {
 		return fmt.Errorf("set alias %s: %w", alias, err)
 	}
-	if err := r.putPointer(ctx, AliasKey(model, alias), version); err != nil {
+	if err := r.putPointer(ctx, AliasKey(model, alias), model, alias, version, nil); err != nil {
 		return fmt.Errorf("set alias %s: %w", alias, err)
 	}
 	return nil
-}
-
-// putPointer writes an alias object pointing at version under key.
-func (r *Repository) putPointer(ctx context.Context, key string, version int64) error {
-	data, err := json.Marshal(Alias{Version: version, Updated: r.now().UTC().Truncate(time.Second)})
-	if err != nil {
-		return err
-	}
-	data = append(data, '\n')
-	return r.bucket.Put(ctx, key, bytes.NewReader(data), int64(len(data)))
 }
 
 // Pointer reads the alias or latest hint at key (AliasKey, LatestKey) with a conditional GET:
