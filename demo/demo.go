@@ -50,7 +50,7 @@ type Config struct {
 	Rate int
 	// DriftAfter is when the drift starts, from the moment every node serves the base model.
 	DriftAfter time.Duration
-	// Drift is the shift applied to the drifted nodes' inputs.
+	// Drift is the shift applied to the drifted nodes' inputs; zero: ModelDrift(Model).
 	Drift Drift
 	// Deadline ends the demo with a failure when the drifted nodes have not recovered.
 	Deadline time.Duration
@@ -76,7 +76,7 @@ func DefaultConfig() Config {
 	return Config{
 		Model: ModelMLP, Python: "/usr/bin/python3",
 		DataDir: fmnist.DefaultDir, WorkDir: dir, Nodes: 3, Drifted: 2, Rate: 50,
-		DriftAfter: 30 * time.Second, Drift: DefaultDrift, Deadline: 10 * time.Minute, Settle: 10 * time.Second,
+		DriftAfter: 30 * time.Second, Deadline: 10 * time.Minute, Settle: 10 * time.Second,
 	}
 }
 
@@ -178,6 +178,9 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Summary, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.Drift == (Drift{}) {
+		cfg.Drift = ModelDrift(cfg.Model)
+	}
 	d := &demo{cfg: cfg, out: out, started: time.Now(), run: filepath.Join(cfg.WorkDir, "run"), truth: NewTruth(), jobSeen: map[string]Phase{}}
 	d.timeline.Started = d.started
 	if err := os.RemoveAll(d.run); err != nil {
@@ -206,6 +209,7 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Summary, error) {
 	if d.split, err = SplitTest(d.test, EvalPerClass); err != nil {
 		return nil, err
 	}
+	d.truth.Withhold(d.split.Probes)
 	d.summary.Model = cfg.Model
 	base, err := d.baseModel(ctx)
 	if err != nil {
@@ -662,22 +666,21 @@ func (d *demo) finish(reason string, ok bool) *Summary {
 	s.OK, s.Reason, s.NewVersion = ok, reason, d.newVer
 	s.Duration = time.Since(d.started)
 	d.event(EventEnd, "", map[bool]string{true: "recovered", false: "stopped: " + reason}[ok])
-	// The base model trained on no captured sample; the retrained one is scored only on test
-	// images never labelled, in any form, by the end of the run, and compared with the base
-	// model on the same images.
+	// The base model trained on no captured sample; the retrained one is scored only on the
+	// probes, which the labeller never labels, and compared with the base model on them.
 	var before, drift, driftFresh, after, clean Tally
-	labelled := d.truth.isLabelled
+	mayBeTrained := func(index int) bool { return !d.truth.Withheld(index) }
 	for _, n := range d.nodes {
 		s.Requests += n.gen.Requests()
 		if n.drifted {
 			before.add(n.gen.Total(s.BaseVersion, false))
 			drift.add(n.gen.Total(s.BaseVersion, true))
 			if d.newVer != "" {
-				after.add(n.gen.TotalExcept(d.newVer, true, labelled))
-				driftFresh.add(n.gen.TotalExcept(s.BaseVersion, true, labelled))
+				after.add(n.gen.TotalExcept(d.newVer, true, mayBeTrained))
+				driftFresh.add(n.gen.TotalExcept(s.BaseVersion, true, mayBeTrained))
 			}
 		} else if d.newVer != "" {
-			clean.add(n.gen.TotalExcept(d.newVer, false, labelled))
+			clean.add(n.gen.TotalExcept(d.newVer, false, mayBeTrained))
 		}
 		g := n.exp.Registry()
 		s.Captured += int(metricSum(g, "edgeloop_samples_captured_total"))

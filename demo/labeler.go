@@ -35,6 +35,7 @@ type Labeler struct {
 	done     map[string]bool
 	labelled atomic.Int64
 	unknown  atomic.Int64 // samples whose image the traffic did not send (never expected)
+	withheld atomic.Int64 // samples of withheld images, left unlabelled
 }
 
 // NewLabeler returns a labeller of the model m: it lists shards at collectorURL with an
@@ -126,7 +127,10 @@ func (l *Labeler) labelShard(ctx context.Context, key string) ([]labels.Label, e
 			l.unknown.Add(1)
 			continue
 		}
-		l.truth.markLabelled(index)
+		if l.truth.Withheld(index) {
+			l.withheld.Add(1)
+			continue
+		}
 		out = append(out, labels.Label{Key: s.Meta.Key, Label: sample.IndexLabel(int(l.test.Labels[index])), Source: "human", Annotator: "demo-labeller"})
 	}
 	return out, nil

@@ -84,7 +84,7 @@ func SummaryText(s *Summary) string {
 	line("accuracy, drifted nodes", "before drift %s   under drift %s   after retrain %s (images not trained on)",
 		repAcc(s.AccuracyBefore), repAcc(s.AccuracyDrift), repAcc(s.AccuracyAfter))
 	if s.FreshImages > 0 {
-		line("", "after retrain: %d classifications of test images never labelled; the old model under drift scored %s on those images", s.FreshImages, repAcc(s.AccuracyDriftFresh))
+		line("", "after retrain: %d classifications of the probe images (1 in %d, never labelled); the old model scored %s on them under drift", s.FreshImages, ProbeEvery, repAcc(s.AccuracyDriftFresh))
 	}
 	line("accuracy, clean nodes", "after retrain %s (images not trained on)", repAcc(s.AccuracyClean))
 	if !s.OK && s.TimeToRecover > 0 {

@@ -16,6 +16,9 @@ const EvalSetName = "demo-golden"
 // EvalPerClass is how many images of each class the demo's evaluation set holds.
 const EvalPerClass = 200
 
+// ProbeEvery makes one traffic image in ProbeEvery a probe, never labelled.
+const ProbeEvery = 4
+
 // Split divides a test set into the part the evaluation set is drawn from and the part the
 // traffic replays, so that the gate never scores a model on an image a node sent (and so
 // could have been captured, labelled and trained on) and the traffic never sends an
@@ -32,6 +35,10 @@ type Split struct {
 	Reserved int
 	// Dropped counts second-half images left out for repeating pixels.
 	Dropped int
+	// Probes are the traffic images the labeller never labels (Truth.Withhold): every
+	// ProbeEvery-th of Traffic. A retrained model is scored on them, having never trained on
+	// them whatever the exporters captured.
+	Probes []int
 }
 
 // SplitTest splits test by the demo's fixed rule: indexes below test.Len()/2 are reserved for
@@ -69,6 +76,9 @@ func SplitTest(test *fmnist.Dataset, perClass int) (*Split, error) {
 			continue
 		}
 		sent[k] = true
+		if len(s.Traffic)%ProbeEvery == ProbeEvery-1 {
+			s.Probes = append(s.Probes, i)
+		}
 		s.Traffic = append(s.Traffic, i)
 	}
 	return s, nil

@@ -66,6 +66,9 @@ func TestSplitFashionMNIST(t *testing.T) {
 		}
 	}
 	n := checkDisjoint(t, test, s)
+	if len(s.Probes) != len(s.Traffic)/ProbeEvery || s.Probes[0] != s.Traffic[ProbeEvery-1] {
+		t.Errorf("%d probes, the first %d; want every %dth of %d traffic images", len(s.Probes), s.Probes[0], ProbeEvery, len(s.Traffic))
+	}
 	t.Logf("%d evaluation images, %d traffic images checked, %d dropped for repeating an evaluation image's pixels", len(s.Eval), n, s.Dropped)
 
 	// The set built from it has the model's shape, one key per sample, the split's labels.

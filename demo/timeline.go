@@ -64,13 +64,13 @@ type Summary struct {
 	// AccuracyBefore, AccuracyDrift and AccuracyAfter are the drifted nodes' accuracy before
 	// the drift, under it with the old model, and on the recovered model (on images the
 	// retrain did not train on); AccuracyClean is the undrifted nodes' accuracy on the
-	// recovered model, on images never labelled.
+	// recovered model, on the probe images, which are never labelled.
 	AccuracyBefore float64 `json:"accuracy_before"`
 	AccuracyDrift  float64 `json:"accuracy_drift"`
 	AccuracyAfter  float64 `json:"accuracy_after"`
 	AccuracyClean  float64 `json:"accuracy_clean"`
 	// AccuracyDriftFresh is the drifted nodes' accuracy under drift with the old model on the
-	// images AccuracyAfter counts (those never labelled), a like-for-like comparison;
+	// images AccuracyAfter counts (the probes, never labelled), a like-for-like comparison;
 	// FreshImages is how many classifications AccuracyAfter counts.
 	AccuracyDriftFresh float64 `json:"accuracy_drift_fresh"`
 	FreshImages        int     `json:"fresh_images"`

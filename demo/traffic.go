@@ -31,17 +31,33 @@ func keyOf(img []float32) imageKey {
 }
 
 // Truth is what the traffic sent: input → test image, shared by the generators and the
-// labeller (the annotators' "ground truth"), and which test images were labelled in any form
-// (clean or drifted): a retrain may have trained on those. The traffic holds no two images
-// with the same pixels (SplitTest), so an image's index stands for its content.
+// labeller (the annotators' "ground truth"), and the test images the labeller must never
+// label (Withhold), on which a retrained model can be scored knowing it never trained on them.
 type Truth struct {
 	mu       sync.Mutex
 	images   map[imageKey]int // → index in the test set
-	labelled map[int]bool     // test images labelled
+	withheld map[int]bool     // test images never labelled
 }
 
 // NewTruth returns an empty table.
-func NewTruth() *Truth { return &Truth{images: map[imageKey]int{}, labelled: map[int]bool{}} }
+func NewTruth() *Truth { return &Truth{images: map[imageKey]int{}, withheld: map[int]bool{}} }
+
+// Withhold keeps the labeller from labelling these test images, clean or drifted: a training
+// job only trains on labelled samples, so no retrained model has seen them.
+func (t *Truth) Withhold(indexes []int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, i := range indexes {
+		t.withheld[i] = true
+	}
+}
+
+// Withheld reports whether test image index is never labelled.
+func (t *Truth) Withheld(index int) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.withheld[index]
+}
 
 func (t *Truth) remember(k imageKey, index int) {
 	t.mu.Lock()
@@ -54,18 +70,6 @@ func (t *Truth) lookup(k imageKey) (int, bool) {
 	defer t.mu.Unlock()
 	i, ok := t.images[k]
 	return i, ok
-}
-
-func (t *Truth) markLabelled(index int) {
-	t.mu.Lock()
-	t.labelled[index] = true
-	t.mu.Unlock()
-}
-
-func (t *Truth) isLabelled(index int) bool {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.labelled[index]
 }
 
 // Tally counts classified images.
