@@ -28,6 +28,11 @@ type Config struct {
 	// A version is loaded only when its manifest is signed by one of them. Required with
 	// Repository.
 	TrustedKeys []string `yaml:"trusted_keys"`
+	// RequireSignedPointers refuses aliases and latest hints that are not signed by a trusted
+	// key. Without it an unsigned pointer is followed as before, until the first signed one of
+	// that name is accepted; from then on unsigned ones are refused. A signed pointer whose
+	// sequence is below the last accepted is always refused (docs/security.md).
+	RequireSignedPointers bool `yaml:"require_signed_pointers"`
 	// CacheDir holds the verified versions, so an exporter restarts serving its last version
 	// even while the repository is unreachable. Default /var/lib/edgeloop/models.
 	CacheDir string `yaml:"cache_dir"`

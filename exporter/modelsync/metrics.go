@@ -13,6 +13,7 @@ type metrics struct {
 	info        *prometheus.GaugeVec
 	loads       *prometheus.CounterVec
 	lastSuccess *prometheus.GaugeVec
+	rollbacks   *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -33,9 +34,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "edgeloop_model_sync_last_success_timestamp_seconds",
 			Help: "Unix time of the last sync attempt that reached the repository and left the selected version serving.",
 		}, []string{"model"}),
+		rollbacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgeloop_model_sync_rollbacks_refused_total",
+			Help: "Signed aliases or latest hints refused because their sequence was below the last accepted, or listings below the signed latest hint; the serving version stays.",
+		}, []string{"model"}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.failures, m.info, m.loads, m.lastSuccess)
+		reg.MustRegister(m.failures, m.info, m.loads, m.lastSuccess, m.rollbacks)
 	}
 	return m
 }
@@ -43,7 +48,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 // init creates a model's counters at zero, so increase() sees the first event.
 func (m *metrics) init(model string) {
 	m.loads.WithLabelValues(model)
+	m.rollbacks.WithLabelValues(model)
 }
+
+func (m *metrics) rollback(model string) { m.rollbacks.WithLabelValues(model).Inc() }
 
 func (m *metrics) failure(model, reason string) { m.failures.WithLabelValues(model, reason).Inc() }
 

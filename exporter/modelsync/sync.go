@@ -67,10 +67,11 @@ type model struct {
 
 	serving    int64 // version serving now; 0 for none
 	servingSHA string
-	pointerTag string // ETag of the alias or latest hint last read
-	pointerVer int64  // the version it named
-	polls      int    // polls since the versions were last listed
-	failures   int    // consecutive failed attempts
+	pointerTag string       // ETag of the alias or latest hint last read
+	pointerVer int64        // the version it named
+	pointer    pointerState // the signed pointer last accepted (persisted)
+	polls      int          // polls since the versions were last listed
+	failures   int          // consecutive failed attempts
 	// retired holds the Backends swapped out whose requests may still run, by version: the
 	// telemetry core refuses a second handle for a version until the first is closed.
 	retired map[int64]*infer.Backend
@@ -115,6 +116,12 @@ func New(ctx context.Context, cfg Config, models []infer.ModelConfig, opts Optio
 			continue
 		}
 		m := &model{cfg: mc, selector: mc.WithDefaults().Version, cacheDir: cacheDirOf(cfg.CacheDir, mc.Name), retired: map[int64]*infer.Backend{}}
+		if m.pointer, err = loadPointerState(m); err != nil {
+			// Guessing would either forget the rollback floor or lock the model out; the
+			// operator decides (removing the file forgets the floor).
+			s.Close()
+			return nil, fmt.Errorf("modelsync: model %s: pointer state: %w", mc.Name, err)
+		}
 		if mc.Runtime == infer.RuntimeUpstream {
 			if m.upstream, err = upstream.New(mc.Upstream.WithDefaults(), mc.Name, opts.Tracing); err != nil {
 				s.Close()
@@ -246,11 +253,19 @@ func (s *Syncer) resolve(ctx context.Context, m *model) (int64, error) {
 		case err != nil:
 			return 0, err
 		}
+		if err := s.checkPointer(m, p); err != nil {
+			return 0, err
+		}
 		m.pointerTag, m.pointerVer = etag, p.Version
 		return p.Version, nil
 	}
 	m.polls++
-	_, etag, err := s.repo.Pointer(ctx, modelrepo.LatestKey(name), m.pointerTag)
+	hint, etag, err := s.repo.Pointer(ctx, modelrepo.LatestKey(name), m.pointerTag)
+	if err == nil {
+		if err := s.checkPointer(m, hint); err != nil {
+			return 0, err
+		}
+	}
 	unchanged := objstore.IsNotModified(err)
 	if unchanged && m.polls < listEvery && m.pointerVer > 0 {
 		return m.pointerVer, nil
@@ -262,6 +277,17 @@ func (s *Syncer) resolve(ctx context.Context, m *model) (int64, error) {
 	v, lerr := s.repo.Latest(ctx, name)
 	if lerr != nil {
 		return 0, lerr
+	}
+	// A signed hint vouches that its version exists; a listing below it means newer versions
+	// were deleted from under the hint, which rolls nodes back as surely as an old hint would.
+	// Only in strict mode: by default deleting a manifest retires a version (docs/model-sync.md);
+	// strict mode retires with a signed hint instead (modelrepo.Repository.Retire).
+	if s.cfg.RequireSignedPointers && m.pointer.Signed && v < m.pointer.Version {
+		s.metrics.rollback(name)
+		s.logger.Error("refused a rollback: the repository lists no version as high as the signed latest hint", "model", name,
+			"listed", v, "hint_version", m.pointer.Version, "hint_sequence", m.pointer.Sequence, "serving", m.serving)
+		return 0, fmt.Errorf("%w: %s lists version %d as its newest, below the signed latest hint's version %d (sequence %d)",
+			modelrepo.ErrPointerRollback, name, v, m.pointer.Version, m.pointer.Sequence)
 	}
 	if !unchanged {
 		m.pointerTag = etag // "" when there is no hint: read it whole next time

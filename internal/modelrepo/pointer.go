@@ -165,3 +165,27 @@ func (v *Verifier) verifySignature(s *Signature, msg []byte) error {
 	}
 	return nil
 }
+
+// Retire removes version of model (deletes its manifest, so it ceases to exist for every
+// selector) and signs a latest hint naming the highest version left, with a fresh sequence:
+// exporters that refuse a listing below the signed hint (require_signed_pointers) move down
+// only on such a signed word. It returns the version the hint now names.
+func (r *Repository) Retire(ctx context.Context, model string, version int64, signer *Signer) (int64, error) {
+	if signer == nil {
+		return 0, errors.New("retire: no signing key")
+	}
+	if err := r.mustExist(ctx, model, version, ""); err != nil {
+		return 0, fmt.Errorf("retire %s version %d: %w", model, version, err)
+	}
+	if err := r.bucket.Delete(ctx, ManifestKey(model, version)); err != nil {
+		return 0, fmt.Errorf("retire %s version %d: %w", model, version, err)
+	}
+	latest, err := r.Latest(ctx, model)
+	if err != nil {
+		return 0, fmt.Errorf("retire %s version %d: %w", model, version, err)
+	}
+	if err := r.putPointer(ctx, LatestKey(model), model, SelectorLatest, latest, signer); err != nil {
+		return 0, fmt.Errorf("retire %s version %d: latest hint: %w", model, version, err)
+	}
+	return latest, nil
+}
