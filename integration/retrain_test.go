@@ -27,8 +27,9 @@ import (
 )
 
 // fmnistSamples makes captured samples of Fashion-MNIST training images [from, to) as node
-// would capture them (uint8 grey levels, the builtin model's input), with their true labels.
-func fmnistSamples(t *testing.T, ds *fmnist.Dataset, node string, from, to int) ([]*sample.Sample, []labels.Label) {
+// would capture them for a model whose input has the given shape (batch dimension of 1
+// included: [1, 784] for the MLP, [1, 1, 28, 28] for a CNN), with their true labels.
+func fmnistSamples(t *testing.T, ds *fmnist.Dataset, node string, from, to int, shape []int64) ([]*sample.Sample, []labels.Label) {
 	t.Helper()
 	var out []*sample.Sample
 	var ls []labels.Label
@@ -36,14 +37,18 @@ func fmnistSamples(t *testing.T, ds *fmnist.Dataset, node string, from, to int) 
 	for i := from; i < to; i++ {
 		var b bytes.Buffer
 		img := ds.Images[i*fmnist.Pixels : (i+1)*fmnist.Pixels]
-		if err := npy.WriteFloat32(&b, []int{1, 1, 28, 28}, img); err != nil {
+		dims := make([]int, len(shape))
+		for i, d := range shape {
+			dims[i] = int(d)
+		}
+		if err := npy.WriteFloat32(&b, dims, img); err != nil {
 			t.Fatal(err)
 		}
 		s, err := sample.New(sample.Meta{
 			Model: "fashion", Version: "1", Node: node, Time: base.Add(time.Duration(i) * time.Millisecond),
 			RequestID: fmt.Sprintf("req-%d", i), Prediction: 0, Scores: make([]float32, fmnist.NumClasses),
 			ScoresKind: sample.ScoresProbabilities, Confidence: map[string]float64{"max_softmax": 0.4},
-			Reason: "threshold", Input: sample.InputInfo{Name: "input", Datatype: "FP32", Shape: []int64{1, 1, 28, 28}, File: sample.NPYFile},
+			Reason: "threshold", Input: sample.InputInfo{Name: "input", Datatype: "FP32", Shape: shape, File: sample.NPYFile},
 		}, b.Bytes())
 		if err != nil {
 			t.Fatal(err)
@@ -53,6 +58,10 @@ func fmnistSamples(t *testing.T, ds *fmnist.Dataset, node string, from, to int) 
 	}
 	return out, ls
 }
+
+// mlpSampleShape is the input of a captured sample of the MLP `edgeloop train` makes, whose
+// input is [batch, 784].
+var mlpSampleShape = []int64{1, fmnist.Pixels}
 
 // operatorDo sends an operator request and returns the status and body.
 func operatorDo(t *testing.T, method, url, token string, body any) (int, []byte) {
@@ -127,7 +136,7 @@ model_sync:
 	p.waitForVersion(t, "1", 30*time.Second)
 
 	// 1,200 captured samples reach the bucket through the collector, then their labels.
-	samples, ls := fmnistSamples(t, train, "edge-1", 50000, 51200)
+	samples, ls := fmnistSamples(t, train, "edge-1", 50000, 51200, mlpSampleShape)
 	for i := 0; i < len(samples); i += 200 {
 		if code := e.postBatch(t, "edge-1", samples[i:i+200]); code != 200 {
 			t.Fatalf("ingest: %d", code)
@@ -249,8 +258,14 @@ gate:
 	if m.ParentVersion != 1 || len(m.Datasets) == 0 || !strings.Contains(strings.Join(m.Datasets, " "), "samples/fashion/") {
 		t.Errorf("manifest of version 2: parent %d, datasets %v", m.ParentVersion, m.Datasets)
 	}
-	if rec := readGateRecord(t, e.bucket, "fashion", 2); rec.Report.Evaluator != evaluator || rec.Report.Samples != job.Dataset.EvalSamples {
+	// Scored on the evaluation set and the held-out tenth of the captured samples, refusing
+	// nothing.
+	rec := readGateRecord(t, e.bucket, "fashion", 2)
+	if rec.Report.Evaluator != evaluator || rec.Report.Samples != job.Dataset.EvalSamples {
 		t.Errorf("gate.json of version 2: evaluator %q on %d samples, want %q on %d", rec.Report.Evaluator, rec.Report.Samples, evaluator, job.Dataset.EvalSamples)
+	}
+	if p := rec.Set.Parts; len(p) != 2 || p[0].Name != "fmnist-test-2000" || p[0].Samples != 2000 || p[1].Name != "held_out" || p[1].Samples < 60 || len(rec.Set.Refused) != 0 {
+		t.Errorf("gate.json's set: parts %+v, refused %+v; want fmnist-test-2000's 2000 and about 120 held out", p, rec.Set.Refused)
 	}
 	if evaluator == "oip" {
 		// Both versions went through the scratch repository the gate's exporter follows.
@@ -313,7 +328,7 @@ func TestTrainRemote(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	samples, ls := fmnistSamples(t, train, "edge-1", 0, 300)
+	samples, ls := fmnistSamples(t, train, "edge-1", 0, 300, mlpSampleShape)
 	var shard, lines bytes.Buffer
 	if err := sample.WriteTar(&shard, samples); err != nil {
 		t.Fatal(err)
