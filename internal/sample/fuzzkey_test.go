@@ -1,0 +1,148 @@
+package sample_test
+
+import (
+	"bytes"
+	"testing"
+
+	"github.com/edgeloop/edgeloop/internal/sample"
+	"github.com/edgeloop/edgeloop/internal/sample/samplefuzz"
+)
+
+// FuzzUnmarshalRecordKeyed is FuzzUnmarshalRecord past the key check: the fuzzed record's
+// metadata gets the key of its fuzzed content (samplefuzz.FixRecord) before it is decoded, so
+// the fuzzer explores the validation and round trip that follow the check instead of the
+// check's refusal. Seeds: testdata/fuzz/FuzzUnmarshalRecordKeyed.
+func FuzzUnmarshalRecordKeyed(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		s, err := sample.UnmarshalRecord(samplefuzz.FixRecord(data))
+		if err != nil {
+			return
+		}
+		if err := s.Validate(); err != nil {
+			t.Fatalf("UnmarshalRecord returned an invalid sample: %v", err)
+		}
+		if want := sample.Key(s.Meta, s.Input); s.Meta.Key != want {
+			t.Fatalf("accepted key %s, content's key %s", s.Meta.Key, want)
+		}
+		rec, err := s.MarshalRecord()
+		if err != nil {
+			t.Fatalf("MarshalRecord refuses what UnmarshalRecord accepted: %v", err)
+		}
+		again, err := sample.UnmarshalRecord(rec)
+		if err != nil {
+			t.Fatalf("UnmarshalRecord refuses what MarshalRecord wrote: %v", err)
+		}
+		rec2, err := again.MarshalRecord()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(rec, rec2) {
+			t.Fatal("the record changed on a second round trip")
+		}
+		// The stored form (the collector's shards) must take every accepted sample too.
+		stored, err := s.MarshalStored()
+		if err != nil {
+			t.Fatalf("MarshalStored refuses an accepted sample: %v", err)
+		}
+		if _, err := sample.ParseStored(stored); err != nil {
+			t.Fatalf("ParseStored refuses what MarshalStored wrote: %v", err)
+		}
+	})
+}
+
+// FuzzReadTarKeyed is FuzzReadTar past the key check: each sample of the fuzzed tar gets the
+// key of its fuzzed content, in its metadata and its members' names (samplefuzz.FixTar).
+// Seeds: testdata/fuzz/FuzzReadTarKeyed.
+func FuzzReadTarKeyed(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		samples, rejected, err := sample.ReadTar(bytes.NewReader(samplefuzz.FixTar(data)), fuzzLimits)
+		if err != nil {
+			if samples != nil || rejected != nil {
+				t.Fatal("samples returned with an error")
+			}
+			return
+		}
+		seen := map[string]bool{}
+		for _, s := range samples {
+			if err := s.Validate(); err != nil {
+				t.Fatalf("ReadTar returned an invalid sample: %v", err)
+			}
+			if seen[s.Meta.Key] {
+				t.Fatalf("key %s returned twice", s.Meta.Key)
+			}
+			seen[s.Meta.Key] = true
+		}
+		for _, r := range rejected {
+			if seen[r.Key] {
+				t.Fatalf("key %s both returned and rejected", r.Key)
+			}
+			if r.Err == nil {
+				t.Fatal("rejection without an error")
+			}
+		}
+		var b bytes.Buffer
+		if err := sample.WriteTar(&b, samples); err != nil {
+			t.Fatalf("WriteTar refuses what ReadTar returned: %v", err)
+		}
+		again, rejected, err := sample.ReadTar(&b, sample.Limits{})
+		if err != nil || len(rejected) != 0 || len(again) != len(samples) {
+			t.Fatalf("reading WriteTar's output: %d of %d samples, %v, %v", len(again), len(samples), rejected, err)
+		}
+		for i := range again {
+			assertSame(t, again[i], samples[i])
+		}
+		stored := make([]*sample.Stored, 0, len(samples))
+		for _, s := range samples {
+			b, err := s.MarshalStored()
+			if err != nil {
+				t.Fatalf("MarshalStored refuses a sample ReadTar returned: %v", err)
+			}
+			st, err := sample.ParseStored(b)
+			if err != nil {
+				t.Fatalf("ParseStored refuses what MarshalStored wrote: %v", err)
+			}
+			stored = append(stored, st)
+		}
+		if err := sample.WriteStoredTar(&bytes.Buffer{}, stored); err != nil {
+			t.Fatalf("WriteStoredTar refuses samples ReadTar returned: %v", err)
+		}
+	})
+}
+
+// TestFixKeysReachPastTheCheck checks the helper on the seeds: tampered content with a stale
+// key is refused as it is and accepted once FixRecord/FixTar recomputed the key.
+func TestFixKeysReachPastTheCheck(t *testing.T) {
+	s, err := sample.New(sample.Meta{Model: "fashion", Version: "3", Node: "edge-1", Time: fixedTime, Prediction: 0,
+		Scores: []float32{0.9, 0.1}, ScoresKind: sample.ScoresProbabilities, Confidence: map[string]float64{"max_softmax": 0.9}, Reason: "random",
+		Input: sample.InputInfo{Name: "input", Datatype: "UINT8", Shape: []int64{4}, File: "input.bin"}}, []byte{1, 2, 3, 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err := s.MarshalRecord()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec[len(rec)-1] ^= 0xff // the input changed: the key no longer matches
+	if _, err := sample.UnmarshalRecord(rec); err == nil {
+		t.Fatal("a tampered record was accepted")
+	}
+	if _, err := sample.UnmarshalRecord(samplefuzz.FixRecord(rec)); err != nil {
+		t.Fatalf("FixRecord: %v", err)
+	}
+	var b bytes.Buffer
+	s.Input = []byte{9, 9, 9, 9} // stale key
+	if err := sample.WriteTar(&b, []*sample.Sample{s}); err == nil {
+		t.Fatal("WriteTar took a sample with a stale key")
+	}
+	s.Input = []byte{1, 2, 3, 4}
+	if err := sample.WriteTar(&b, []*sample.Sample{s}); err != nil {
+		t.Fatal(err)
+	}
+	tampered := bytes.Replace(b.Bytes(), []byte{1, 2, 3, 4}, []byte{9, 9, 9, 9}, 1)
+	if got, _, err := sample.ReadTar(bytes.NewReader(tampered), sample.Limits{}); err != nil || len(got) != 0 {
+		t.Fatalf("a tampered tar gave %d samples, %v", len(got), err)
+	}
+	if got, rej, err := sample.ReadTar(bytes.NewReader(samplefuzz.FixTar(tampered)), sample.Limits{}); err != nil || len(got) != 1 {
+		t.Fatalf("FixTar: %d samples, %v, %v", len(got), rej, err)
+	}
+}
