@@ -43,9 +43,13 @@ const (
 	nSamples   = 200 // captured samples in the shards
 )
 
-// needPython reports Missing (a failure in CI, a skip elsewhere) unless python imports modules.
+// needPython reports Missing (a failure in CI, a skip elsewhere) unless python imports modules;
+// short mode skips the test.
 func needPython(t *testing.T, modules string) {
 	t.Helper()
+	if testing.Short() { // `make test-unit` runs no external programs
+		t.Skip("-short: not running python")
+	}
 	out, err := exec.Command(python, "-B", "-c", "import "+modules).CombinedOutput()
 	if err != nil {
 		testenv.Missing(t, fmt.Sprintf("%s cannot import %s (apt-get install python3-torch python3-onnx python3-numpy python3-boto3; scripts/debs.sh does): %v: %s", python, modules, err, out))
