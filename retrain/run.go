@@ -215,7 +215,8 @@ func (c *Controller) baseModel(ctx context.Context, j *Job, base int64) (string,
 	if _, err := c.repo.Download(ctx, j.Model, base, sdir, c.verifier); err != nil {
 		return "", fmt.Errorf("base version %d: %w", base, err)
 	}
-	return sdir, nil
+	// The job runs in a directory of its own: a relative state_dir would not find the files.
+	return filepath.Abs(sdir)
 }
 
 // remoteIO puts the dataset manifest where a remote job can read it and returns its URL and
