@@ -50,7 +50,10 @@ func startS3(dir, bucket string, logger *slog.Logger) (*s3Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded s3: %w", err)
 	}
-	s := &s3Server{addr: l.Addr().String(), srv: &http.Server{Handler: faker.Server(), ReadHeaderTimeout: 10 * time.Second}}
+	s := &s3Server{addr: l.Addr().String(), srv: &http.Server{Handler: faker.Server(), ReadHeaderTimeout: 10 * time.Second,
+		// net/http's own complaints (gofakes3 writes a second header on some errors) go to
+		// demo.log with the rest, not over the summary on the terminal.
+		ErrorLog: slog.NewLogLogger(logger.With("component", "s3").Handler(), slog.LevelWarn)}}
 	go func() {
 		if err := s.srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			logger.Error("embedded s3 stopped", "err", err)
