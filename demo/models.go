@@ -34,7 +34,7 @@ const (
 const (
 	cnnBaseImages    = 10000
 	cnnRetrainImages = 2000
-	cnnSamplesRepeat = 5
+	cnnSamplesRepeat = 3
 	cnnEvalImages    = 1000
 	cnnThreads       = 2
 	cnnRetrainLR     = "0.001"
