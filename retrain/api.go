@@ -118,6 +118,9 @@ type Alert struct {
 // maxWebhookAlerts bounds the alerts of one webhook that are decided on.
 const maxWebhookAlerts = 1000
 
+// maxWebhookProblems bounds the problems a refused payload's 400 lists.
+const maxWebhookProblems = 20
+
 // decodeWebhook reads and checks a payload; the error is a 400's message.
 func decodeWebhook(data []byte) (*Webhook, error) {
 	var wh Webhook
@@ -125,22 +128,31 @@ func decodeWebhook(data []byte) (*Webhook, error) {
 	if err := json.Unmarshal(data, &wh); err != nil {
 		return nil, fmt.Errorf("body is not an Alertmanager webhook payload: %v", err)
 	}
+	// The payload is untrusted and its strings go back in the 400 and into logs: each is
+	// quoted and cut to 64 bytes, and only the first maxWebhookProblems problems are listed.
 	var errs []string
+	add := func(format string, args ...any) {
+		if len(errs) < maxWebhookProblems {
+			errs = append(errs, fmt.Sprintf(format, args...))
+		} else if len(errs) == maxWebhookProblems {
+			errs = append(errs, "...")
+		}
+	}
 	if wh.Version != "4" {
-		errs = append(errs, fmt.Sprintf("version is %q: only Alertmanager's webhook version \"4\" is understood", wh.Version))
+		add("version is %.64q: only Alertmanager's webhook version \"4\" is understood", wh.Version)
 	}
 	if wh.GroupKey == "" {
-		errs = append(errs, "groupKey is empty")
+		add("groupKey is empty")
 	}
 	if len(wh.Alerts) > maxWebhookAlerts {
-		errs = append(errs, fmt.Sprintf("%d alerts: at most %d per webhook (set max_alerts in the webhook_config)", len(wh.Alerts), maxWebhookAlerts))
+		add("%d alerts: at most %d per webhook (set max_alerts in the webhook_config)", len(wh.Alerts), maxWebhookAlerts)
 	}
 	for i, a := range wh.Alerts {
 		if a.Status != "firing" && a.Status != "resolved" {
-			errs = append(errs, fmt.Sprintf("alerts[%d].status is %q: want firing or resolved", i, a.Status))
+			add("alerts[%d].status is %.64q: want firing or resolved", i, a.Status)
 		}
 		if a.Labels["alertname"] == "" {
-			errs = append(errs, fmt.Sprintf("alerts[%d].labels has no alertname", i))
+			add("alerts[%d].labels has no alertname", i)
 		}
 	}
 	if len(errs) > 0 {
