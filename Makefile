@@ -14,7 +14,7 @@ TESTFLAGS ?= -race -count=1 -timeout 20m -tags integration
 # Decoders of untrusted input, fuzzed briefly by `make test` (seeds in each testdata/fuzz).
 FUZZ_TARGETS := ./internal/spool:FuzzRecordDecode ./internal/sample:FuzzUnmarshalRecord \
 	./internal/sample:FuzzReadTar ./exporter/runtime/oip:FuzzParseRequest ./internal/onnx:FuzzDecode ./collector/ingest:FuzzIngestDecode \
-	./internal/dataset:FuzzReadShard ./internal/evalset:FuzzParseManifest
+	./internal/dataset:FuzzReadShard ./internal/evalset:FuzzParseManifest ./internal/sample:FuzzUnmarshalRecordKeyed ./internal/sample:FuzzReadTarKeyed ./collector/ingest:FuzzIngestDecodeKeyed ./internal/modelrepo:FuzzVerifyManifest ./internal/modelrepo:FuzzVerifyPointer ./retrain:FuzzDecodeWebhook ./collector/labels:FuzzPostLabels ./collector/labels:FuzzImportLabelStudio ./internal/npy:FuzzRead
 FUZZTIME ?= 10s
 
 .PHONY: help build test test-unit fuzz tools lint bench demo clean dashboards
