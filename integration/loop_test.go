@@ -93,7 +93,7 @@ func TestLoopWithPrometheusAndAlertmanager(t *testing.T) {
 	// The demo's split: the evaluation sets take images of the test set's first half, the
 	// traffic replays the second half, so that the gate never scores an image a node
 	// captured and a job trained on.
-	split, err := demo.SplitTest(testSet, 100)
+	split, err := demo.SplitTest(testSet, demo.EvalPerClass)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,13 +155,13 @@ func TestLoopWithPrometheusAndAlertmanager(t *testing.T) {
 	}
 	t.Logf("%s: collector and 3 exporters serve version 1", since(began))
 
-	// The evaluation sets, made with the real CLI from test images the traffic never sends
-	// (half of split.Eval each): as the nodes see them, clean and drifted, [784] as the MLP
-	// takes them.
-	half := len(split.Eval) / 2
-	clean, cleanLabels := fmnistPick(testSet, split.Eval[:half], nil)
+	// The evaluation sets, made with the real CLI from the 2,000 test images the traffic never
+	// sends (200 of each class), as the nodes see them: clean, and drifted; [784] as the MLP
+	// takes them. 400 samples of each class keep the per-class rule above the noise (one
+	// sample is 0.0025 of a class's recall).
+	clean, cleanLabels := fmnistPick(testSet, split.Eval, nil)
 	t.Log(createEvalSet(t, e.env, repoURL, "fashion", "fmnist-test-clean", []int{fmnist.Pixels}, fmnist.ClassNames(), clean, cleanLabels))
-	shifted, shiftedLabels := fmnistPick(testSet, split.Eval[half:], demo.DefaultDrift.Apply)
+	shifted, shiftedLabels := fmnistPick(testSet, split.Eval, demo.DefaultDrift.Apply)
 	t.Log(createEvalSet(t, e.env, repoURL, "fashion", "fmnist-test-drifted", []int{fmnist.Pixels}, fmnist.ClassNames(), shifted, shiftedLabels))
 
 	// The retrain controller: no drift targets of its own, so a job can only come from
