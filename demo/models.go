@@ -87,7 +87,7 @@ func checkTorch(ctx context.Context, python, job string) error {
 func (d *demo) trainBase(ctx context.Context, dir string) (float64, error) {
 	epochs, _ := d.cfg.epochs()
 	if d.cfg.Model == ModelMLP {
-		d.say("training the base model: the Go MLP, %d epochs on the 60,000 Fashion-MNIST training images...", epochs)
+		d.say("training the base model: the Go MLP, %s on the 60,000 Fashion-MNIST training images...", plural(epochs, "epoch"))
 		tc := trainer.DefaultConfig()
 		tc.DataDir, tc.Epochs, tc.Model = d.cfg.DataDir, epochs, modelName
 		res, err := trainer.Run(ctx, tc, dir, d.logger.With("component", "train"))
@@ -96,7 +96,7 @@ func (d *demo) trainBase(ctx context.Context, dir string) (float64, error) {
 		}
 		return res.Metrics.Accuracy, nil
 	}
-	d.say("training the base model: a CNN by the PyTorch job, %d epoch(s) on the first %d Fashion-MNIST training images (a few minutes on 2 busy cores)...", epochs, cnnBaseImages)
+	d.say("training the base model: a CNN by the PyTorch job, %s on the first %d Fashion-MNIST training images (log: %s)...", plural(epochs, "epoch"), cnnBaseImages, filepath.Join(d.run, "base-train.log"))
 	logPath := filepath.Join(d.run, "base-train.log")
 	logf, err := os.Create(logPath)
 	if err != nil {
@@ -145,6 +145,14 @@ func (d *demo) retrainCommand(exe string) string {
 		quoted[i] = strconv.Quote(a)
 	}
 	return "[" + strings.Join(quoted, ", ") + "]"
+}
+
+// plural is "1 epoch" or "5 epochs".
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return strconv.Itoa(n) + " " + word + "s"
 }
 
 // lastLines returns the last n lines of s.
