@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -190,5 +191,74 @@ func TestCertListConfig(t *testing.T) {
 				t.Fatalf("Validate = %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// nodeTLS issues a client certificate for node id and returns it as a TLS certificate.
+func (p *testPKI) nodeTLS(t *testing.T, id string, serial int64) tls.Certificate {
+	t.Helper()
+	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: id}, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &k.PublicKey, p.caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf, _ := x509.ParseCertificate(der)
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k, Leaf: leaf}
+}
+
+// TestCertRevocationOverTLS revokes a node over real TLS handshakes: the listener requests
+// client certificates as the collector's web configuration does (VerifyClientCertIfGiven with
+// the node CA); after the stolen node's fingerprint is added to the deny list and Reload runs
+// (what SIGHUP calls), its requests get 401 while another node's keep getting 200.
+func TestCertRevocationOverTLS(t *testing.T) {
+	p := newTestPKI(t)
+	deny := filepath.Join(p.dir, "deny")
+	os.WriteFile(deny, nil, 0o600)
+	a, err := New(Config{ClientCAFile: p.caFile, CertDenyFile: deny}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewUnstartedServer(a.RequireNode(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, _ := NodeFrom(r.Context())
+		w.Write([]byte(id))
+	})))
+	pool := x509.NewCertPool()
+	pool.AddCert(p.ca)
+	ts.TLS = &tls.Config{ClientAuth: tls.VerifyClientCertIfGiven, ClientCAs: pool}
+	ts.StartTLS()
+	t.Cleanup(ts.Close)
+	client := func(cert tls.Certificate) *http.Client {
+		tr := ts.Client().Transport.(*http.Transport).Clone()
+		tr.TLSClientConfig.Certificates = []tls.Certificate{cert}
+		tr.DisableKeepAlives = true // every request a new handshake, as a rebooted node's
+		return &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	}
+	stolen, other := client(p.nodeTLS(t, "edge-7", 0x77)), client(p.nodeTLS(t, "edge-8", 0x78))
+	get := func(c *http.Client) (int, string) {
+		t.Helper()
+		resp, err := c.Post(ts.URL+"/v1/samples", "application/x-tar", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b := new(bytes.Buffer)
+		b.ReadFrom(resp.Body)
+		return resp.StatusCode, b.String()
+	}
+	if code, id := get(stolen); code != 200 || id != "edge-7" {
+		t.Fatalf("before revocation: %d %q", code, id)
+	}
+	leaf := stolen.Transport.(*http.Transport).TLSClientConfig.Certificates[0].Leaf
+	os.WriteFile(deny, []byte(CertFingerprint(leaf)+"  # edge-7, stolen\n"), 0o600)
+	if err := a.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if code, body := get(stolen); code != http.StatusUnauthorized || !strings.Contains(body, "revoked") {
+		t.Fatalf("revoked node: %d %s, want 401", code, body)
+	}
+	if code, id := get(other); code != 200 || id != "edge-8" {
+		t.Fatalf("other node after the revocation: %d %q", code, id)
 	}
 }
