@@ -688,7 +688,7 @@ func (d *demo) finish(reason string, ok bool) *Summary {
 	}
 	s.AccuracyBefore, s.AccuracyDrift, s.AccuracyAfter, s.AccuracyClean = before.Accuracy(), drift.Accuracy(), after.Accuracy(), clean.Accuracy()
 	s.AccuracyDriftFresh, s.FreshImages = driftFresh.Accuracy(), after.N
-	s.Labelled = int(d.labels.labelled.Load())
+	s.Labelled, s.Withheld = int(d.labels.labelled.Load()), int(d.labels.withheld.Load())
 	s.ShardBytes = int64(metricSum(d.coll.Registry(), "edgeloop_collector_shard_upload_bytes_total"))
 	if !d.onset.IsZero() {
 		for _, e := range d.timeline.Events {

@@ -100,7 +100,11 @@ func SummaryText(s *Summary) string {
 	if s.RetrainJob > 0 {
 		line("retrain job", "%s (training, gate and publication of the promoted version)", repDuration(s.RetrainJob))
 	}
-	line("traffic", "%d requests, %d samples captured, %d labelled", s.Requests, s.Captured, s.Labelled)
+	if s.Withheld > 0 {
+		line("traffic", "%d requests, %d samples captured, %d labelled, %d left unlabelled (probe images)", s.Requests, s.Captured, s.Labelled, s.Withheld)
+	} else {
+		line("traffic", "%d requests, %d samples captured, %d labelled", s.Requests, s.Captured, s.Labelled)
+	}
 	line("bytes", "%s sent by the nodes, %s uploaded as shards", repBytes(s.UplinkBytes), repBytes(s.ShardBytes))
 	line("duration", "%s", repDuration(s.Duration))
 	return b.String()

@@ -80,6 +80,8 @@ type Summary struct {
 	Requests    int   `json:"requests"`
 	Captured    int   `json:"captured"`
 	Labelled    int   `json:"labelled"`
+	// Withheld counts captured samples of probe images, which the labeller left unlabelled.
+	Withheld int `json:"withheld,omitempty"`
 	UplinkBytes int64 `json:"uplink_bytes"`
 	ShardBytes  int64 `json:"shard_bytes"`
 	// Model is the kind of model (ModelMLP or ModelCNN).
