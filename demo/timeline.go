@@ -77,11 +77,11 @@ type Summary struct {
 	// Requests counts the images classified; Captured the samples captured at the edge;
 	// Labelled those the labeller labelled; UplinkBytes the bytes the nodes sent to the
 	// collector; ShardBytes the bytes the collector uploaded as shards.
-	Requests    int   `json:"requests"`
-	Captured    int   `json:"captured"`
-	Labelled    int   `json:"labelled"`
+	Requests int `json:"requests"`
+	Captured int `json:"captured"`
+	Labelled int `json:"labelled"`
 	// Withheld counts captured samples of probe images, which the labeller left unlabelled.
-	Withheld int `json:"withheld,omitempty"`
+	Withheld    int   `json:"withheld,omitempty"`
 	UplinkBytes int64 `json:"uplink_bytes"`
 	ShardBytes  int64 `json:"shard_bytes"`
 	// Model is the kind of model (ModelMLP or ModelCNN).
