@@ -596,7 +596,7 @@ func (c *Controller) soak(ctx context.Context, j *Job, logger *slog.Logger) erro
 		}
 	}
 	err := c.retry(ctx, logger, "promote to stable", func() error {
-		err := publish.PromoteAfterSoak(ctx, c.repo, c.verifier, j.Model, j.Version)
+		err := publish.PromoteAfterSoak(ctx, c.repo, c.verifier, c.signer, j.Model, j.Version)
 		if errors.Is(err, publish.ErrCanaryMoved) {
 			return fmt.Errorf("%w: %v", errPermanent, err)
 		}

@@ -261,7 +261,7 @@ func runModelPublish(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stdout, "published %s version %d (%d files, signed by key %s)\n", published.Model, published.Version, len(published.Files), signer.KeyID())
 	if *alias != "" {
-		if err := repo.SetAlias(ctx, published.Model, *alias, published.Version); err != nil {
+		if err := repo.SetSignedAlias(ctx, published.Model, *alias, published.Version, signer); err != nil {
 			return modelFail(stderr, "publish", "version %d is published, but the alias was not set: %v", published.Version, err)
 		}
 		fmt.Fprintf(stdout, "alias %s -> version %d\n", *alias, published.Version)
@@ -275,6 +275,7 @@ func runModelAlias(args []string, stdout, stderr io.Writer) int {
 	repoURL := fs.String("repo", "", "repository URL: file:///path or s3://bucket/prefix?endpoint=host:port&insecure=true")
 	model := fs.String("model", "", "model name")
 	del := fs.Bool("delete", false, "delete the alias instead of setting it")
+	key := fs.String("key", "", "private key file: sign the alias with a growing sequence, so exporters refuse an older one written back (without it the alias is unsigned)")
 	if err := fs.Parse(args); err != nil {
 		return flagExit(err)
 	}
@@ -312,7 +313,16 @@ func runModelAlias(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "alias %s of %s deleted\n", alias, *model)
 		return exitOK
 	}
-	if err := repo.SetAlias(ctx, *model, alias, version); err != nil {
+	if *key == "" {
+		err = repo.SetAlias(ctx, *model, alias, version)
+	} else {
+		var signer *modelrepo.Signer
+		if signer, err = modelrepo.LoadSigner(*key); err != nil {
+			return modelUsageError(stderr, fs, "--key: %v", err)
+		}
+		err = repo.SetSignedAlias(ctx, *model, alias, version, signer)
+	}
+	if err != nil {
 		return modelFail(stderr, "alias", "%v", err)
 	}
 	fmt.Fprintf(stdout, "alias %s of %s -> version %d\n", alias, *model, version)

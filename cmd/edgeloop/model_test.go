@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/onnx"
 	"github.com/edgeloop/edgeloop/internal/testenv"
@@ -190,9 +191,11 @@ func testPublishLs(t *testing.T, repo, key, pubs string) {
 	}
 
 	// Promote: stable moves to 2 (and both aliases show on version 2); then canary goes.
-	if code, stdout, stderr := runModelCmd(t, "alias", "--repo", repo, "--model", "pets", "stable", "2"); code != exitOK || !strings.Contains(stdout, "alias stable of pets -> version 2") {
+	if code, stdout, stderr := runModelCmd(t, "alias", "--repo", repo, "--key", key, "--model", "pets", "stable", "2"); code != exitOK || !strings.Contains(stdout, "alias stable of pets -> version 2") {
 		t.Fatalf("alias stable 2 = %d: %s %s", code, stdout, stderr)
 	}
+	checkSignedAlias(t, repo, key, "stable", 2)
+	checkSignedAlias(t, repo, key, "canary", 2)
 	if code, _, stderr := runModelCmd(t, "alias", "--repo", repo, "--model", "pets", "stable", "9"); code != exitFailure || !strings.Contains(stderr, "version not found") {
 		t.Fatalf("alias to a missing version = %d: %s", code, stderr)
 	}
@@ -205,5 +208,27 @@ func testPublishLs(t *testing.T, repo, key, pubs string) {
 	_, stdout, _ = runModelCmd(t, "ls", "--repo", repo)
 	if !regexp.MustCompile(`(?m)^pets\s+2\s+\S+\s+0\.9000\s+stable\s`).MatchString(stdout) || strings.Contains(stdout, "canary") {
 		t.Fatalf("ls after moving stable and deleting canary:\n%s", stdout)
+	}
+}
+
+// checkSignedAlias checks that alias of "pets" in repo points at version with a pointer
+// signed by key's public half.
+func checkSignedAlias(t *testing.T, repo, key, alias string, version int64) {
+	t.Helper()
+	bucket, err := objstore.Open(context.Background(), repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bucket.Close()
+	a, err := modelrepo.New(bucket).Alias(context.Background(), "pets", alias)
+	if err != nil {
+		t.Fatal(err)
+	}
+	signer, err := modelrepo.LoadSigner(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := modelrepo.VerifyPointer(&a, modelrepo.NewVerifier(signer.Public()), "pets", alias); err != nil || a.Version != version {
+		t.Errorf("alias %s: version %d, verify: %v; want version %d, signed", alias, a.Version, err, version)
 	}
 }

@@ -98,7 +98,8 @@ func Publish(ctx context.Context, repo *modelrepo.Repository, signer *modelrepo.
 		if !a.set {
 			continue
 		}
-		if err := repo.SetAlias(ctx, in.Model, a.name, m.Version); err != nil {
+		// Signed, with a growing sequence: exporters refuse an older alias written back.
+		if err := repo.SetSignedAlias(ctx, in.Model, a.name, m.Version, signer); err != nil {
 			return m, fmt.Errorf("publish %s: version %d is published, but alias %s was not set: %w", in.Model, m.Version, a.name, err)
 		}
 	}
@@ -290,7 +291,7 @@ var ErrCanaryMoved = errors.New("canary alias moved")
 // (timing the soak is the controller's job). It refuses when canary no longer points at
 // version (ErrCanaryMoved) or when the version's manifest does not verify against v; canary
 // is left where it is, so canary exporters keep serving the same version.
-func PromoteAfterSoak(ctx context.Context, repo *modelrepo.Repository, v *modelrepo.Verifier, model string, version int64) error {
+func PromoteAfterSoak(ctx context.Context, repo *modelrepo.Repository, v *modelrepo.Verifier, signer *modelrepo.Signer, model string, version int64) error {
 	a, err := repo.Alias(ctx, model, AliasCanary)
 	if err != nil {
 		return fmt.Errorf("promote %s version %d: %w", model, version, err)
@@ -301,7 +302,7 @@ func PromoteAfterSoak(ctx context.Context, repo *modelrepo.Repository, v *modelr
 	if _, err := repo.Manifest(ctx, model, version, v); err != nil {
 		return fmt.Errorf("promote: %w", err)
 	}
-	if err := repo.SetAlias(ctx, model, AliasStable, version); err != nil {
+	if err := repo.SetSignedAlias(ctx, model, AliasStable, version, signer); err != nil {
 		return fmt.Errorf("promote %s version %d: %w", model, version, err)
 	}
 	return nil

@@ -212,19 +212,29 @@ func TestPublish(t *testing.T) {
 	}
 
 	// After the soak, stable follows canary; promoting a version canary left is refused.
-	if err := PromoteAfterSoak(ctx, f.repo, f.verify, "pets", 1); !errors.Is(err, ErrCanaryMoved) {
+	if err := PromoteAfterSoak(ctx, f.repo, f.verify, f.signer, "pets", 1); !errors.Is(err, ErrCanaryMoved) {
 		t.Errorf("promoting version 1 while canary is 2: %v", err)
 	}
-	if err := PromoteAfterSoak(ctx, f.repo, modelrepo.NewVerifier(otherKey(t)), "pets", 2); !errors.Is(err, modelrepo.ErrUnknownKey) {
+	if err := PromoteAfterSoak(ctx, f.repo, modelrepo.NewVerifier(otherKey(t)), f.signer, "pets", 2); !errors.Is(err, modelrepo.ErrUnknownKey) {
 		t.Errorf("promoting with a verifier that does not trust the signer: %v", err)
 	}
-	if err := PromoteAfterSoak(ctx, f.repo, f.verify, "pets", 2); err != nil {
+	if err := PromoteAfterSoak(ctx, f.repo, f.verify, f.signer, "pets", 2); err != nil {
 		t.Fatal(err)
 	}
 	if aliases, _ := f.repo.Aliases(ctx, "pets"); aliases["stable"] != 2 || aliases["canary"] != 2 {
 		t.Errorf("after promotion: aliases %v", aliases)
 	}
-	if err := PromoteAfterSoak(ctx, f.repo, f.verify, "other", 1); !errors.Is(err, modelrepo.ErrAliasNotFound) {
+	// Both aliases are signed pointers, so exporters can refuse an older one written back.
+	for _, name := range []string{"stable", "canary"} {
+		a, err := f.repo.Alias(ctx, "pets", name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := modelrepo.VerifyPointer(&a, f.verify, "pets", name); err != nil {
+			t.Errorf("alias %s: %v", name, err)
+		}
+	}
+	if err := PromoteAfterSoak(ctx, f.repo, f.verify, f.signer, "other", 1); !errors.Is(err, modelrepo.ErrAliasNotFound) {
 		t.Errorf("promoting a model without canary: %v", err)
 	}
 }
