@@ -205,7 +205,9 @@ func (o *OIP) publishPoll(ctx context.Context, all []served) error {
 	for i := range all {
 		s := &all[i]
 		draft := *s.Manifest
-		draft.Signature, draft.Files, draft.Version, draft.Model = nil, nil, 0, s.name
+		// The scratch repository holds only these copies: a parent version named by the
+		// original would not exist there, and the manifest would be refused.
+		draft.Signature, draft.Files, draft.Version, draft.Model, draft.ParentVersion = nil, nil, 0, s.name, 0
 		draft.SchemaVersion = modelrepo.SchemaVersion
 		path := filepath.Join(s.Dir, modelrepo.ModelFile)
 		st, err := os.Stat(path)
@@ -214,6 +216,9 @@ func (o *OIP) publishPoll(ctx context.Context, all []served) error {
 		}
 		files := []modelrepo.File{{Name: modelrepo.ModelFile, Size: st.Size(), Open: func() (io.ReadCloser, error) { return os.Open(path) }}}
 		m, err := repo.Publish(ctx, s.name, draft, files, o.signer, modelrepo.PublishOptions{MaxBatchSize: o.cfg.BatchSize})
+		if errors.Is(err, modelrepo.ErrInvalidManifest) {
+			return fmt.Errorf("scratch repository: %w", err) // a retry would be refused the same way
+		}
 		if err != nil {
 			return unavailable("scratch repository: %v", err)
 		}
