@@ -193,6 +193,16 @@ func (e *Exporter) Readiness() *web.Readiness { return e.ready }
 // MetricsAddr is the address the metrics server listens on.
 func (e *Exporter) MetricsAddr() string { return e.metrics.Addr() }
 
+// Reload re-reads the credentials the exporter checks (the inference port's tokens_file), so
+// that a leaked client token is revoked without a restart; SIGHUP calls it. A file that cannot
+// be read keeps the tokens loaded before.
+func (e *Exporter) Reload() error {
+	if e.front == nil {
+		return nil
+	}
+	return e.front.ReloadAuth()
+}
+
 // Run serves until ctx is done or a part fails, then stops every part and returns.
 func (e *Exporter) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)

@@ -149,6 +149,8 @@ func runExporter(args []string, stdout, stderr io.Writer) int {
 		logger.Error("cannot start", "err", err)
 		return exitFailure
 	}
+	// SIGHUP reloads the inference port's tokens: a leaked client token is revoked in place.
+	defer reloadOnSIGHUP(ctx, e.Reload)()
 	if err := e.Run(ctx); err != nil {
 		logger.Error("stopped on error", "err", err)
 		return exitFailure
