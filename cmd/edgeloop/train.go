@@ -38,6 +38,20 @@ func (l *hiddenFlag) Set(v string) error {
 	return nil
 }
 
+// classesFlag is a comma-separated list of class names, such as --classes cat,dog,bird.
+type classesFlag []string
+
+func (l *classesFlag) String() string { return strings.Join(*l, ",") }
+
+func (l *classesFlag) Set(v string) error {
+	var out []string
+	for _, f := range strings.Split(v, ",") {
+		out = append(out, strings.TrimSpace(f))
+	}
+	*l = out
+	return nil
+}
+
 // samplesFlag is the repeatable --samples flag.
 type samplesFlag []string
 
@@ -58,9 +72,11 @@ func runTrain(args []string, stdout, stderr io.Writer) int {
 	out := os.Getenv(trainer.EnvOutput)
 	hidden := hiddenFlag(cfg.Hidden)
 	var samples samplesFlag
+	var classes classesFlag
 	logCfg := telemetry.DefaultLogConfig()
 
-	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, "directory of the Fashion-MNIST IDX files (Debian package dataset-fashion-mnist)")
+	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, `base dataset: directory of IDX image files (train-* and t10k-*; Fashion-MNIST's from Debian package dataset-fashion-mnist by default, or any such as MNIST); "" for the shards alone (--samples, --dataset-manifest)`)
+	fs.Var(&classes, "classes", "class names in label order, comma-separated; required with shards alone and with IDX data other than 28x28 images labelled 0-9 (which get Fashion-MNIST's names)")
 	fs.StringVar(&out, "out", out, "output directory, or object URL prefix (s3://bucket/prefix/?endpoint=...): model.onnx and metrics.json are written there (env "+trainer.EnvOutput+"; required)")
 	fs.Var(&samples, "samples", "WebDataset shard (.tar, .tar.gz) or directory of shards whose labelled samples are added to the training data (repeatable)")
 	fs.StringVar(&cfg.Manifest, "dataset-manifest", cfg.Manifest, "dataset manifest (JSON: shards and label files; a path or an object URL) to add to the training data (env "+trainer.EnvDatasetManifest+")")
@@ -72,15 +88,16 @@ func runTrain(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.BatchSize, "batch", cfg.BatchSize, "images per optimiser step")
 	fs.Float64Var(&cfg.LearningRate, "lr", cfg.LearningRate, "initial Adam learning rate (decays along a cosine to 0)")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "random seed: the same seed and data give the same model, bit for bit")
-	fs.StringVar(&cfg.EvalSplit, "eval-split", cfg.EvalSplit, `evaluate on "test" (the Fashion-MNIST test set) or on a held-out fraction of the training data, such as 0.1`)
-	fs.IntVar(&cfg.TrainLimit, "train-limit", cfg.TrainLimit, "use only the first N Fashion-MNIST training images (0: all)")
+	fs.StringVar(&cfg.EvalSplit, "eval-split", cfg.EvalSplit, `evaluate on "test" (the IDX test split; with shards alone, the held-out samples) or on a held-out fraction of the training data, such as 0.1`)
+	fs.IntVar(&cfg.TrainLimit, "train-limit", cfg.TrainLimit, "use only the first N IDX training images (0: all)")
 	fs.IntVar(&cfg.Workers, "workers", cfg.Workers, "goroutines for the matrix kernels (0: GOMAXPROCS); does not change the result")
 	fs.StringVar(&logCfg.Format, "log.format", logCfg.Format, "log format: logfmt or json")
 	fs.StringVar(&logCfg.Level, "log.level", logCfg.Level, "log level: debug, info, warn or error")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: edgeloop train --out DIR [flags]\n\n"+
-			"Trains the reference MLP on Fashion-MNIST (plus labelled samples) and writes model.onnx and\n"+
-			"metrics.json into DIR. Environment: %s, %s, %s, %s. Docs: docs/trainer.md.\n\n",
+			"Trains the reference MLP on a base dataset (IDX files, Fashion-MNIST by default, or shards\n"+
+			"alone) plus labelled samples, and writes model.onnx and metrics.json into DIR.\n"+
+			"Environment: %s, %s, %s, %s. Docs: docs/trainer.md.\n\n",
 			trainer.EnvModel, trainer.EnvBaseVersion, trainer.EnvDatasetManifest, trainer.EnvOutput)
 		fs.PrintDefaults()
 	}
@@ -91,7 +108,7 @@ func runTrain(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "edgeloop train: unexpected arguments %q\n", fs.Args())
 		return exitUsage
 	}
-	cfg.Hidden, cfg.Samples = hidden, samples
+	cfg.Hidden, cfg.Samples, cfg.Classes = hidden, samples, classes
 	if out == "" {
 		fmt.Fprintf(stderr, "edgeloop train: --out (or %s) is required\n", trainer.EnvOutput)
 		return exitUsage

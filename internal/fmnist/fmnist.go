@@ -202,3 +202,107 @@ func readExactly(r io.Reader, count int64, size int) ([]byte, error) {
 	}
 	return data, nil
 }
+
+// MaxIDXPixels bounds the pixels of one image ReadIDXImages accepts: the most values one
+// sample may have (internal/dataset.MaxWidth).
+const MaxIDXPixels = 1 << 24
+
+// IDX is one split of IDX image data of any image size, such as Fashion-MNIST's or MNIST's:
+// what `edgeloop train --data` reads when the data is not necessarily Fashion-MNIST.
+type IDX struct {
+	// Images holds Len()×Rows×Cols values in [0, 1] (the byte divided by 255), one image after
+	// the other, row-major.
+	Images []float32
+	// Labels holds one label byte per image; what they name is up to the caller.
+	Labels []uint8
+	// Rows and Cols are the height and width of every image.
+	Rows, Cols int
+}
+
+// Len is the number of images.
+func (d *IDX) Len() int { return len(d.Labels) }
+
+// LoadIDX reads one split from dir like Load, but takes images of any size (all of one size,
+// as an IDX file declares it) and any label byte. Files may be gzipped (<name>.gz, as Debian
+// installs them) or not (<name>).
+func LoadIDX(dir string, split Split) (*IDX, error) {
+	prefix, err := split.filePrefix()
+	if err != nil {
+		return nil, fmt.Errorf("idx load: %w", err)
+	}
+	var d IDX
+	if err := readMaybeGzip(filepath.Join(dir, prefix+"-images-idx3-ubyte"), func(r io.Reader) (err error) {
+		d.Images, d.Rows, d.Cols, err = ReadIDXImages(r)
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("idx load %s: %w", split, err)
+	}
+	if err := readMaybeGzip(filepath.Join(dir, prefix+"-labels-idx1-ubyte"), func(r io.Reader) (err error) {
+		d.Labels, err = readIDXLabels(r)
+		return err
+	}); err != nil {
+		return nil, fmt.Errorf("idx load %s: %w", split, err)
+	}
+	if n := len(d.Images) / (d.Rows * d.Cols); n != len(d.Labels) {
+		return nil, fmt.Errorf("idx load %s: %d images but %d labels", split, n, len(d.Labels))
+	}
+	return &d, nil
+}
+
+// readMaybeGzip reads base.gz when it exists (gunzipped), base otherwise.
+func readMaybeGzip(base string, read func(io.Reader) error) error {
+	if _, err := os.Stat(base + ".gz"); err == nil {
+		return readGzip(base+".gz", read)
+	}
+	f, err := os.Open(base)
+	if err != nil {
+		return fmt.Errorf("neither %s.gz nor %s: %w", base, filepath.Base(base), err)
+	}
+	defer f.Close()
+	if err := read(bufio.NewReader(f)); err != nil {
+		return fmt.Errorf("%s: %w", base, err)
+	}
+	return nil
+}
+
+// ReadIDXImages reads an uncompressed IDX image file of unsigned bytes (magic 0x00000803) of
+// any image size and returns its images as float32 in [0, 1] with the size of one image. The
+// file must hold exactly the images its header declares.
+func ReadIDXImages(r io.Reader) (images []float32, rows, cols int, err error) {
+	var h [4]uint32
+	if err := binary.Read(r, binary.BigEndian, &h); err != nil {
+		return nil, 0, 0, fmt.Errorf("idx images header: %w", err)
+	}
+	if h[0] != imagesMagic {
+		return nil, 0, 0, fmt.Errorf("idx images: magic %#08x, want %#08x (3-dimensional unsigned bytes)", h[0], imagesMagic)
+	}
+	if h[2] == 0 || h[3] == 0 || uint64(h[2])*uint64(h[3]) > MaxIDXPixels {
+		return nil, 0, 0, fmt.Errorf("idx images: %d×%d pixels: want 1 to %d pixels per image", h[2], h[3], MaxIDXPixels)
+	}
+	rows, cols = int(h[2]), int(h[3])
+	raw, err := readExactly(r, int64(h[1]), rows*cols)
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("idx images: %w", err)
+	}
+	images = make([]float32, len(raw))
+	for i, b := range raw {
+		images[i] = float32(b) / 255
+	}
+	return images, rows, cols, nil
+}
+
+// readIDXLabels reads an uncompressed IDX label file (magic 0x00000801) of any label byte.
+func readIDXLabels(r io.Reader) ([]uint8, error) {
+	var h [2]uint32
+	if err := binary.Read(r, binary.BigEndian, &h); err != nil {
+		return nil, fmt.Errorf("idx labels header: %w", err)
+	}
+	if h[0] != labelsMagic {
+		return nil, fmt.Errorf("idx labels: magic %#08x, want %#08x (1-dimensional unsigned bytes)", h[0], labelsMagic)
+	}
+	labels, err := readExactly(r, int64(h[1]), 1)
+	if err != nil {
+		return nil, fmt.Errorf("idx labels: %w", err)
+	}
+	return labels, nil
+}

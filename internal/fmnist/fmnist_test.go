@@ -190,3 +190,36 @@ func TestCorruptGzip(t *testing.T) {
 		t.Errorf("Load of a file with a bad checksum: %v, want a checksum error", err)
 	}
 }
+
+// TestLoadIDX reads IDX files of another image size and label range, gzipped and not.
+func TestLoadIDX(t *testing.T) {
+	dir := t.TempDir()
+	writeSplit(t, dir, gz(t, idx([]uint32{imagesMagic, 2, 2, 3}, []byte{255, 0, 0, 0, 0, 51, 1, 2, 3, 4, 5, 6})), nil)
+	if err := os.WriteFile(filepath.Join(dir, "t10k-labels-idx1-ubyte"), idx([]uint32{labelsMagic, 2}, []byte{42, 200}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d, err := LoadIDX(dir, Test)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d.Len() != 2 || d.Rows != 2 || d.Cols != 3 || !bytes.Equal(d.Labels, []byte{42, 200}) || d.Images[0] != 1 || d.Images[5] != 0.2 {
+		t.Fatalf("got %+v", d)
+	}
+	for _, tt := range []struct {
+		images []byte
+		want   string
+	}{
+		{idx([]uint32{imagesMagic, 1, 0, 3}, nil), "0×3 pixels: want 1 to 16777216 pixels per image"},
+		{idx([]uint32{imagesMagic, 1, 1 << 13, 1 << 12}, nil), "pixels per image"},
+		{idx([]uint32{imagesMagic, 2, 2, 3}, make([]byte, 6)), "truncated"},
+		{idx([]uint32{imagesMagic, 3, 2, 3}, make([]byte, 18)), "3 images but 2 labels"},
+	} {
+		writeSplit(t, dir, gz(t, tt.images), nil)
+		if _, err := LoadIDX(dir, Test); err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("images %x: %v, want an error containing %q", tt.images[:16], err, tt.want)
+		}
+	}
+	if _, err := LoadIDX(t.TempDir(), Train); err == nil || !strings.Contains(err.Error(), "neither") {
+		t.Errorf("no files: %v", err)
+	}
+}

@@ -216,10 +216,10 @@ func TestReadTarWholeBatchErrors(t *testing.T) {
 }
 
 // TestTarReadableAsWebDataset writes a shard file the way the collector will and reads it back
-// by the rules the reference trainer (trainers/go.LoadSamples) and WebDataset readers
+// by the rules the reference trainer (internal/dataset.ReadLabelled) and WebDataset readers
 // follow: members grouped by the name up to the first dot, "json" and "input.npy" by their
 // extension, the label from the JSON's "label" field, the input a .npy array of 784 values.
-// The lead's cross-check in trainers/go runs LoadSamples itself on such a file.
+// The cross-check in trainers/go (TestReadsCapturedShards) reads such a file itself.
 func TestTarReadableAsWebDataset(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "shard-000000.tar")
 	labelled := newSample(t, 0)

@@ -12,7 +12,8 @@ import (
 
 // Names and versions of the ONNX graph the trainer writes.
 const (
-	// InputName is the graph input: FLOAT [batch, 784].
+	// InputName is the graph input: FLOAT [batch, width], width the number of values of one
+	// input (784 for Fashion-MNIST).
 	InputName = "input"
 	// LogitsName is the output of the last Gemm: FLOAT [batch, classes].
 	LogitsName = "logits"
@@ -36,11 +37,18 @@ const (
 	metadataPreprocessing = "edgeloop.preprocessing"
 )
 
+// fashionPreprocessing is the preprocessing metadata of a model trained on Fashion-MNIST.
+const fashionPreprocessing = "28x28 grey levels divided by 255, row-major, flattened to 784"
+
 // ToONNX describes net as an ONNX model: per layer i (from 1) the initializers fc<i>.weight
 // [out, in] and fc<i>.bias [out] and a Gemm(transB=1) node, a Relu after each but the last,
 // the last Gemm writing "logits" and a Softmax(axis=1) writing "probabilities". Both are graph
-// outputs, so a runtime can be configured to read either.
-func ToONNX(net *Network, classes []string, model, baseVersion string) (*onnx.Model, error) {
+// outputs, so a runtime can be configured to read either. preprocessing says in words what an
+// input is (Data.Preprocessing); empty, Fashion-MNIST's.
+func ToONNX(net *Network, classes []string, model, baseVersion, preprocessing string) (*onnx.Model, error) {
+	if preprocessing == "" {
+		preprocessing = fashionPreprocessing
+	}
 	if len(classes) != net.Classes() {
 		return nil, fmt.Errorf("to onnx: %d class names for %d outputs", len(classes), net.Classes())
 	}
@@ -56,7 +64,7 @@ func ToONNX(net *Network, classes []string, model, baseVersion string) (*onnx.Mo
 		Metadata: map[string]string{
 			MetadataClasses:       string(names),
 			metadataModel:         model,
-			metadataPreprocessing: "28x28 grey levels divided by 255, row-major, flattened to 784",
+			metadataPreprocessing: preprocessing,
 		},
 		Graph: onnx.Graph{
 			Name: "edgeloop_mlp",

@@ -5,7 +5,6 @@ import (
 	"math"
 
 	"github.com/edgeloop/edgeloop/exporter/observe"
-	"github.com/edgeloop/edgeloop/internal/fmnist"
 )
 
 // HistogramBins is the number of equal-width bins over [0, 1] of the reference confidence
@@ -41,7 +40,12 @@ type Metrics struct {
 	TrainSize int         `json:"train_size"`
 	EvalSize  int         `json:"eval_size"`
 	Samples   SampleStats `json:"samples"`
-	// Datasets are file:// URIs of the data trained on: the Fashion-MNIST directory and every
+	// InputShape is one input's shape without the batch dimension, as the data gave it (the
+	// model's input is [batch, product of InputShape]).
+	InputShape []int64 `json:"input_shape,omitempty"`
+	// RejectedByReason counts the refused samples by reason (Samples.RejectedByReason).
+	RejectedByReason map[string]int `json:"rejected_by_reason,omitempty"`
+	// Datasets are file:// URIs of the data trained on: the IDX directory and every
 	// shard read (the model manifest's dataset references).
 	Datasets []string `json:"datasets"`
 	// The settings of the run.
@@ -62,7 +66,7 @@ type Metrics struct {
 const evalChunk = 1000
 
 // evaluate runs ds through net and measures accuracy, loss and confidence histograms.
-func evaluate(net *Network, ds *fmnist.Dataset, classes []string, workers int) (Metrics, error) {
+func evaluate(net *Network, ds *Examples, classes []string, workers int) (Metrics, error) {
 	scorers := []observe.Scorer{observe.MaxSoftmax, observe.Margin, observe.Entropy}
 	counts := make([][HistogramBins]int, len(scorers))
 	k := net.Classes()
@@ -75,14 +79,14 @@ func evaluate(net *Network, ds *fmnist.Dataset, classes []string, workers int) (
 	}
 	for start := 0; start < ds.Len(); start += evalChunk {
 		rows := min(evalChunk, ds.Len()-start)
-		acts[0] = ds.Images[start*fmnist.Pixels : (start+rows)*fmnist.Pixels]
+		acts[0] = ds.Inputs[start*ds.Width : (start+rows)*ds.Width]
 		for i := range net.Layers {
 			forward(&net.Layers[i], acts[i], acts[i+1], rows, workers, i < len(net.Layers)-1)
 		}
 		logits := acts[len(net.Layers)]
 		for r := range rows {
 			z := logits[r*k : (r+1)*k]
-			label := int(ds.Labels[start+r])
+			label := ds.Labels[start+r]
 			s, err := observe.Score(z, observe.Logits)
 			if err != nil {
 				return Metrics{}, fmt.Errorf("evaluate image %d: %w", start+r, err)

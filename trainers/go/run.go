@@ -48,15 +48,15 @@ func Run(ctx context.Context, cfg Config, outDir string, logger *slog.Logger) (*
 	if err != nil {
 		return nil, err
 	}
-	if err := WriteOutputs(outDir, res, data.Classes, cfg); err != nil {
+	if err := WriteOutputs(outDir, res, data, cfg); err != nil {
 		return nil, err
 	}
 	return res, nil
 }
 
-// WriteOutputs writes res as ModelFile and MetricsFile into outDir.
-func WriteOutputs(outDir string, res *Result, classes []string, cfg Config) error {
-	m, err := ToONNX(res.Network, classes, cfg.Model, cfg.BaseVersion)
+// WriteOutputs writes res, trained on data, as ModelFile and MetricsFile into outDir.
+func WriteOutputs(outDir string, res *Result, data *Data, cfg Config) error {
+	m, err := ToONNX(res.Network, data.Classes, cfg.Model, cfg.BaseVersion, data.Preprocessing)
 	if err != nil {
 		return fmt.Errorf("write outputs: %w", err)
 	}

@@ -8,11 +8,13 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/edgeloop/edgeloop/internal/dataset"
 	"github.com/edgeloop/edgeloop/internal/fmnist"
 	"github.com/edgeloop/edgeloop/internal/npy"
 	edgesample "github.com/edgeloop/edgeloop/internal/sample"
@@ -70,7 +72,9 @@ func writeShard(t *testing.T, path string, names []string, files map[string][]by
 }
 
 // sampleFixtures writes two shards into dir/shards and a label file, covering every kind of
-// sample LoadSamples meets, and returns the label file's path.
+// sample the trainer meets, and returns the label file's path. Inputs fit the Fashion-MNIST
+// model's input [784] by internal/dataset's rule: [784] or [1,784] (a [28,28] image is another
+// layout and refused, as the gate refuses it).
 func sampleFixtures(t *testing.T, dir string) string {
 	t.Helper()
 	dict := "{'descr': '|u1', 'fortran_order': False, 'shape': (784,), }\n"
@@ -78,7 +82,7 @@ func sampleFixtures(t *testing.T, dir string) string {
 	u8 = append(append(u8, dict...), bytes.Repeat([]byte{51}, fmnist.Pixels)...)
 	files := map[string][]byte{
 		"a.json":          []byte(`{"label": 7}`),
-		"a.input.npy":     npyBytes(t, []int{1, 28, 28}, image(0.5)),
+		"a.input.npy":     npyBytes(t, []int{1, 784}, image(0.5)),
 		"b.json":          []byte(`{"label": "Bag", "model": "fashion"}`),
 		"b.input.npy":     npyBytes(t, []int{784}, image(0.25)),
 		"c.json":          []byte(`{"label": "3"}`),
@@ -95,7 +99,7 @@ func sampleFixtures(t *testing.T, dir string) string {
 		"h.input.npy":     npyBytes(t, []int{784}, image(0)),
 		"i.input.npy":     npyBytes(t, []int{784}, image(0.75)), // labelled by the label file only
 		"sub/j.json":      []byte(`{"label": null}`),            // label posted later, in the file
-		"sub/j.input.npy": npyBytes(t, []int{28, 28}, image(1)),
+		"sub/j.input.npy": npyBytes(t, []int{784}, image(1)),
 	}
 	writeShard(t, filepath.Join(dir, "shards", "00.tar"),
 		[]string{"a.json", "a.input.npy", "b.json", "b.input.npy", "c.json", "c.input.npy", "d.json", "d.input.npy", "e.json", "e.input.npy"}, files)
@@ -112,56 +116,75 @@ func sampleFixtures(t *testing.T, dir string) string {
 	return labels
 }
 
-func TestLoadSamples(t *testing.T) {
+// fashionSpec is what a sample must be to join Fashion-MNIST: the model's input [784].
+func fashionSpec() dataset.Spec {
+	return dataset.Spec{Shape: []int64{fmnist.Pixels}, Datatype: dataset.DatatypeFP32, Classes: fmnist.ClassNames()}
+}
+
+// TestReadSamples checks the fixtures against the shared reader the trainer uses, and the
+// counts metrics.json reports.
+func TestReadSamples(t *testing.T) {
 	dir := t.TempDir()
 	labels := sampleFixtures(t, dir)
-	set, err := LoadSamples([]string{filepath.Join(dir, "shards")}, []string{labels}, fmnist.ClassNames(), discard())
+	set, err := dataset.ReadLabelled([]string{filepath.Join(dir, "shards")}, []string{labels}, fashionSpec(), discard())
 	if err != nil {
 		t.Fatal(err)
 	}
-	ds := set.Data
-	want := SampleStats{Shards: 2, Labelled: 5, Unlabelled: 1, Rejected: 4, Duplicates: 1}
-	if set.Stats != want {
-		t.Errorf("stats %+v, want %+v", set.Stats, want)
+	got := sampleStats(set.Stats)
+	want := SampleStats{Shards: 2, Labelled: 5, Unlabelled: 1, Rejected: 4, Duplicates: 1,
+		RejectedByReason: map[string]int{dataset.ReasonLabel: 2, dataset.ReasonShape: 1, dataset.ReasonNPY: 1}}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("stats %+v, want %+v", got, want)
 	}
 	if wantShards := []string{filepath.Join(dir, "shards", "00.tar"), filepath.Join(dir, "shards", "more", "01.tar.gz")}; !slices.Equal(set.Shards, wantShards) {
 		t.Errorf("shards read %q, want %q", set.Shards, wantShards)
 	}
 	// a (7), b (Bag = 8), c ("3"), i (Sandal = 5 from the label file), j (9 from the label file).
-	if wantLabels := []uint8{7, 8, 3, 5, 9}; !bytes.Equal(ds.Labels, wantLabels) {
+	ds := examplesOf(set)
+	if wantLabels := []int{7, 8, 3, 5, 9}; !slices.Equal(ds.Labels, wantLabels) {
 		t.Errorf("labels %v, want %v", ds.Labels, wantLabels)
 	}
 	for i, v := range []float32{0.5, 0.25, 0.2, 0.75, 1} { // c was uint8 51, scaled by 1/255
-		if img := ds.Image(i); img[0] != v || img[783] != v {
+		if img := ds.Input(i); img[0] != v || img[783] != v {
 			t.Errorf("sample %d: input starts with %v, want %v", i, img[0], v)
 		}
 	}
 }
 
-func TestLoadSamplesErrors(t *testing.T) {
+func TestLoadDataErrors(t *testing.T) {
 	dir := t.TempDir()
 	bad := filepath.Join(dir, "bad.tar")
 	if err := os.WriteFile(bad, []byte("this is not a tar file, but it is long enough to hold a header? no."), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	huge := filepath.Join(dir, "huge.tar")
-	writeShard(t, huge, []string{"x.json"}, map[string][]byte{"x.json": bytes.Repeat([]byte(" "), maxMember+1)})
+	writeShard(t, huge, []string{"x.json"}, map[string][]byte{"x.json": bytes.Repeat([]byte(" "), dataset.MaxMemberBytes+1)})
 	badLabels := filepath.Join(dir, "labels.jsonl")
 	if err := os.WriteFile(badLabels, []byte(`{"label": 1}`+"\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	manifest := filepath.Join(dir, "manifest.json")
+	if err := os.WriteFile(manifest, []byte(`{"shards": [], "labels": ["labels.jsonl"]}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	unlabelled := filepath.Join(dir, "unlabelled.tar")
+	writeShard(t, unlabelled, []string{"u.json", "u.input.npy"}, map[string][]byte{"u.json": []byte(`{}`), "u.input.npy": npyBytes(t, []int{4}, make([]float32, 4))})
 	for _, tt := range []struct {
-		shards, labels []string
-		want           string
+		shards   []string
+		manifest string
+		want     string
 	}{
-		{[]string{filepath.Join(dir, "missing.tar")}, nil, "no such file"},
-		{[]string{bad}, nil, "bad.tar"},
-		{[]string{huge}, nil, "more than the 1048576 a sample file may have"},
-		{nil, []string{badLabels}, "labels.jsonl:1: want a JSON object with a key and a label"},
+		{[]string{filepath.Join(dir, "missing.tar")}, "", "no such file"},
+		{[]string{bad}, "", "bad.tar"},
+		{[]string{huge}, "", "more than the 8388608 a sample file may have"},
+		{nil, manifest, "labels.jsonl:1: want a JSON object with a key and a label"},
+		{[]string{unlabelled}, "", "nothing to take the input shape from"},
 	} {
-		_, err := LoadSamples(tt.shards, tt.labels, fmnist.ClassNames(), discard())
+		cfg := DefaultConfig()
+		cfg.DataDir, cfg.Classes, cfg.Samples, cfg.Manifest = "", []string{"a", "b"}, tt.shards, tt.manifest
+		_, err := LoadData(cfg, discard())
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
-			t.Errorf("LoadSamples(%v, %v) = %v, want an error containing %q", tt.shards, tt.labels, err, tt.want)
+			t.Errorf("LoadData(shards %v, manifest %q) = %v, want an error containing %q", tt.shards, tt.manifest, err, tt.want)
 		}
 	}
 }
@@ -217,7 +240,7 @@ func TestLoadDataWithSamples(t *testing.T) {
 	// gate's split holds out are not trained on.
 	held := 0
 	for _, v := range []float32{0.5, 0.25, 0.2, 0.75, 1} {
-		if HeldOut(image(v)) {
+		if dataset.HeldOut(dataset.ContentKey(image(v))) {
 			held++
 		}
 	}
@@ -232,9 +255,9 @@ func TestLoadDataWithSamples(t *testing.T) {
 	// Every image is in exactly one of the two parts: count the samples' labels 7, 8, 3, 5, 9
 	// whose inputs are constant images (Fashion-MNIST images are not).
 	constant := 0
-	for _, part := range []*fmnist.Dataset{d.Train, d.Eval} {
+	for _, part := range []*Examples{d.Train, d.Eval} {
 		for i := range part.Len() {
-			img := part.Image(i)
+			img := part.Input(i)
 			if slices.Min(img) == slices.Max(img) {
 				constant++
 			}
@@ -256,10 +279,10 @@ func TestLoadDataWithSamples(t *testing.T) {
 	}
 }
 
-// TestLoadSamplesReadsCapturedShards checks the contract between the capture side and the
-// trainer: a shard written by internal/sample (as the sender's batches and the collector's
-// shards are) is read by LoadSamples, labels as index or class name.
-func TestLoadSamplesReadsCapturedShards(t *testing.T) {
+// TestReadsCapturedShards checks the contract between the capture side and the trainer: a
+// shard written by internal/sample (as the sender's batches and the collector's shards are)
+// gives the trainer its shape and samples, labels as index or class name.
+func TestReadsCapturedShards(t *testing.T) {
 	var samples []*edgesample.Sample
 	for i, label := range []json.RawMessage{edgesample.IndexLabel(4), edgesample.NameLabel("Sneaker"), nil} {
 		meta := edgesample.Meta{
@@ -282,17 +305,21 @@ func TestLoadSamplesReadsCapturedShards(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "shard.tar"), b.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	set, err := LoadSamples([]string{dir}, nil, fmnist.ClassNames(), discard())
+	shape, err := sampleShape([]string{dir}, nil, fmnist.ClassNames())
+	if err != nil || !slices.Equal(shape, []int64{fmnist.Pixels}) {
+		t.Fatalf("sample shape %v, %v; want [784]", shape, err)
+	}
+	set, err := dataset.ReadLabelled([]string{dir}, nil, fashionSpec(), discard())
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (SampleStats{Shards: 1, Labelled: 2, Unlabelled: 1}); set.Stats != want {
-		t.Fatalf("stats %+v, want %+v", set.Stats, want)
+	if got, want := sampleStats(set.Stats), (SampleStats{Shards: 1, Labelled: 2, Unlabelled: 1}); !reflect.DeepEqual(got, want) {
+		t.Fatalf("stats %+v, want %+v", got, want)
 	}
 	// Coat is class 4, Sneaker class 7; samples are read in the tar's key order.
-	got := map[uint8]float32{}
-	for i, l := range set.Data.Labels {
-		got[l] = set.Data.Image(i)[0]
+	got := map[int]float32{}
+	for i, l := range set.Labels {
+		got[l] = set.Input(i)[0]
 	}
 	if len(got) != 2 || got[4] != 0.1 || got[7] != 0.2 {
 		t.Fatalf("labels and inputs %v, want 4 → 0.1 and 7 → 0.2", got)

@@ -1,7 +1,8 @@
 // Package trainer is edgeloop's reference training job (`edgeloop train`): it trains a
-// multilayer perceptron classifier on Fashion-MNIST plus, optionally, the labelled samples the
-// collector gathered, in pure Go, and writes model.onnx and metrics.json as the training job
-// contract of DESIGN.md asks. docs/trainer.md describes the job, its flags and its outputs.
+// multilayer perceptron classifier in pure Go on a base dataset named by flag (IDX image files,
+// Fashion-MNIST by default, or the shards alone) plus, optionally, the labelled samples the
+// collector gathered, and writes model.onnx and metrics.json as the training job contract of
+// DESIGN.md asks. The input shape and the classes come from the data, never from code. docs/trainer.md describes the job, its flags and its outputs.
 //
 // Training is deterministic: the same Config and data give bit-for-bit the same weights, for
 // any number of workers. Each kernel hands every output element to exactly one worker and
@@ -21,13 +22,20 @@ import (
 	"time"
 
 	"github.com/edgeloop/edgeloop/internal/config"
+	"github.com/edgeloop/edgeloop/internal/dataset"
 	"github.com/edgeloop/edgeloop/internal/fmnist"
 )
 
 // Config is one training run. Field names in errors are the `edgeloop train` flag names.
 type Config struct {
-	// DataDir holds the Fashion-MNIST IDX files (default fmnist.DefaultDir).
+	// DataDir holds the base dataset's IDX files (default fmnist.DefaultDir, Fashion-MNIST):
+	// train-{images-idx3,labels-idx1}-ubyte and t10k-..., gzipped or not, of images of any one
+	// size. Empty: the base dataset is the shards alone (Samples and Manifest).
 	DataDir string
+	// Classes names the classes in label order. Optional with IDX images of Fashion-MNIST's
+	// format (28×28, labels 0 to 9), which then get Fashion-MNIST's names; required otherwise
+	// and with shards alone (docs/trainer.md).
+	Classes []string
 	// Samples are WebDataset shard files (.tar, .tar.gz) or directories of them whose labelled
 	// samples are added to the training data.
 	Samples []string
@@ -35,7 +43,7 @@ type Config struct {
 	Manifest string
 	// SamplesRepeat is how many times each labelled collected sample joins the training data
 	// (oversampling): a few hundred samples of a shifted distribution weigh little against
-	// 60,000 Fashion-MNIST images otherwise. Default 1.
+	// tens of thousands of IDX images otherwise. Default 1.
 	SamplesRepeat int
 	// Hidden are the widths of the hidden layers (default 256, 128).
 	Hidden []int
@@ -47,10 +55,11 @@ type Config struct {
 	LearningRate float64
 	// Seed drives initialisation, shuffling and the held-out split.
 	Seed uint64
-	// EvalSplit is what the model is evaluated on: "test" (the Fashion-MNIST test set) or a
-	// fraction such as "0.1" of the training data held out.
+	// EvalSplit is what the model is evaluated on: "test" (the IDX test split; with shards
+	// alone, the held-out side of the samples) or a fraction such as "0.1" of the training data
+	// held out.
 	EvalSplit string
-	// TrainLimit, when positive, uses only the first TrainLimit Fashion-MNIST training images.
+	// TrainLimit, when positive, uses only the first TrainLimit IDX training images.
 	TrainLimit int
 	// Workers is the number of goroutines the kernels use; 0 means GOMAXPROCS.
 	Workers int
@@ -60,8 +69,9 @@ type Config struct {
 	BaseVersion string
 }
 
-// DefaultConfig returns the reference settings: 784→256→128→10, 15 epochs of Adam on batches
-// of 128 with a cosine-decayed learning rate from 0.001, evaluated on the test set.
+// DefaultConfig returns the reference settings: Fashion-MNIST, 784→256→128→10, 15 epochs of
+// Adam on batches of 128 with a cosine-decayed learning rate from 0.001, evaluated on the test
+// set.
 func DefaultConfig() Config {
 	return Config{
 		DataDir:       fmnist.DefaultDir,
@@ -100,14 +110,24 @@ func validModelName(s string) bool {
 	return s != ""
 }
 
-// maxSamplesRepeat bounds SamplesRepeat: beyond it the collected samples drown Fashion-MNIST.
+// maxSamplesRepeat bounds SamplesRepeat: beyond it the collected samples drown the base dataset.
 const maxSamplesRepeat = 100
 
 // Validate checks every setting and names the offending flag.
 func (c Config) Validate() error {
 	var errs []error
 	if c.DataDir == "" {
-		errs = append(errs, config.Errorf("data", "must name the Fashion-MNIST directory"))
+		if len(c.Classes) == 0 {
+			errs = append(errs, config.Errorf("classes", "required when the base dataset is the shards alone (no --data)"))
+		}
+		if len(c.Samples) == 0 && c.Manifest == "" {
+			errs = append(errs, config.Errorf("data", "must name the IDX directory, or --samples or --dataset-manifest name the shards to train on"))
+		}
+	}
+	if len(c.Classes) > 0 {
+		if err := (dataset.Spec{Shape: []int64{1}, Datatype: dataset.DatatypeFP32, Classes: c.Classes}).Validate(); err != nil {
+			errs = append(errs, config.Errorf("classes", "%v", err))
+		}
 	}
 	if len(c.Hidden) > maxHiddenLayers {
 		errs = append(errs, config.Errorf("hidden", "at most %d hidden layers, got %d", maxHiddenLayers, len(c.Hidden)))
@@ -195,9 +215,12 @@ func Train(ctx context.Context, cfg Config, data *Data, logger *slog.Logger) (*R
 	if data.Train.Len() == 0 || data.Eval.Len() == 0 {
 		return nil, fmt.Errorf("train: %d training and %d evaluation images: need some of each", data.Train.Len(), data.Eval.Len())
 	}
+	if data.Train.Width < 1 || data.Eval.Width != data.Train.Width {
+		return nil, fmt.Errorf("train: training inputs of %d values, evaluation inputs of %d: need one width", data.Train.Width, data.Eval.Width)
+	}
 	start := time.Now()
 	rng := rand.New(rand.NewPCG(cfg.Seed, seedStream))
-	sizes := append(append([]int{fmnist.Pixels}, cfg.Hidden...), len(data.Classes))
+	sizes := append(append([]int{data.Train.Width}, cfg.Hidden...), len(data.Classes))
 	net, err := NewNetwork(sizes, rng)
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
@@ -251,6 +274,7 @@ func Train(ctx context.Context, cfg Config, data *Data, logger *slog.Logger) (*R
 	last := history[len(history)-1]
 	m.Model, m.BaseVersion = cfg.Model, cfg.BaseVersion
 	m.EvalSplit, m.TrainSize, m.EvalSize, m.Samples, m.Datasets = cfg.EvalSplit, data.Train.Len(), data.Eval.Len(), data.Samples, data.Sources
+	m.InputShape, m.RejectedByReason = data.Shape, data.Samples.RejectedByReason
 	m.Epochs, m.Seed, m.Hidden, m.BatchSize, m.LearningRate = cfg.Epochs, cfg.Seed, cfg.Hidden, cfg.BatchSize, cfg.LearningRate
 	m.TrainLoss, m.TrainAccuracy, m.History = last.TrainLoss, last.TrainAccuracy, history
 	m.DurationSeconds = time.Since(start).Seconds()
@@ -289,7 +313,7 @@ func newTrainState(net *Network, batch, workers int) *trainState {
 
 // step1 runs one mini-batch (the images ds[idx]) forward and backward and updates the weights
 // with Adam at learning rate lr. It returns the batch's summed loss and correct predictions.
-func (t *trainState) step1(ds *fmnist.Dataset, idx []int, lr float64) (float64, int) {
+func (t *trainState) step1(ds *Examples, idx []int, lr float64) (float64, int) {
 	loss, correct := t.gradients(ds, idx)
 	t.update(lr)
 	return loss, correct
@@ -297,11 +321,11 @@ func (t *trainState) step1(ds *fmnist.Dataset, idx []int, lr float64) (float64, 
 
 // gradients runs the images ds[idx] forward and backward, leaving the gradient of the batch's
 // mean loss in gw and gb. It returns the summed loss and the number of correct predictions.
-func (t *trainState) gradients(ds *fmnist.Dataset, idx []int) (float64, int) {
+func (t *trainState) gradients(ds *Examples, idx []int) (float64, int) {
 	rows, layers := len(idx), t.net.Layers
 	in := t.net.Inputs()
 	for r, i := range idx {
-		copy(t.acts[0][r*in:(r+1)*in], ds.Image(i))
+		copy(t.acts[0][r*in:(r+1)*in], ds.Input(i))
 	}
 	for i := range layers {
 		forward(&layers[i], t.acts[i], t.acts[i+1], rows, t.workers, i < len(layers)-1)
@@ -311,7 +335,7 @@ func (t *trainState) gradients(ds *fmnist.Dataset, idx []int) (float64, int) {
 	k := t.net.Classes()
 	parallel(t.workers, rows, func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			label := int(ds.Labels[idx[r]])
+			label := ds.Labels[idx[r]]
 			z, d := logits[r*k:(r+1)*k], top[r*k:(r+1)*k]
 			t.loss[r] = softmaxRow(z, d, label)
 			t.hit[r] = argmax(z) == label

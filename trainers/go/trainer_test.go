@@ -64,13 +64,23 @@ func smallConfig() Config {
 	return c
 }
 
+// examples holds Fashion-MNIST images as the trainer's Examples.
+func examples(ds *fmnist.Dataset) *Examples {
+	e := &Examples{Inputs: ds.Images, Labels: make([]int, ds.Len()), Width: fmnist.Pixels}
+	for i, l := range ds.Labels {
+		e.Labels[i] = int(l)
+	}
+	return e
+}
+
 // smallData is the first n training images and the whole test set.
 func smallData(t *testing.T, n int) *Data {
 	train, test := realData.load(t)
 	return &Data{
-		Train:   &fmnist.Dataset{Images: train.Images[:n*fmnist.Pixels], Labels: train.Labels[:n]},
-		Eval:    test,
+		Train:   examples(&fmnist.Dataset{Images: train.Images[:n*fmnist.Pixels], Labels: train.Labels[:n]}),
+		Eval:    examples(test),
 		Classes: fmnist.ClassNames(),
+		Shape:   []int64{fmnist.Pixels},
 	}
 }
 
@@ -210,21 +220,21 @@ func TestGradients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ds := &fmnist.Dataset{Labels: []uint8{0, 2, 1, 2}}
+	ds := &Examples{Labels: []int{0, 2, 1, 2}, Width: 6}
 	for range 4 * 6 {
-		ds.Images = append(ds.Images, rng.Float32())
+		ds.Inputs = append(ds.Inputs, rng.Float32())
 	}
 	idx := []int{0, 1, 2, 3}
 	st := newTrainState(net, len(idx), 2)
-	st.gradients(&fmnist.Dataset{Images: padImages(ds.Images, 6), Labels: ds.Labels}, idx)
+	st.gradients(ds, idx)
 	meanLoss := func() float64 {
-		logits, err := Predict(net, ds.Images)
+		logits, err := Predict(net, ds.Inputs)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var s float64
 		for r, l := range ds.Labels {
-			s += CrossEntropy(logits[r*3:(r+1)*3], int(l))
+			s += CrossEntropy(logits[r*3:(r+1)*3], l)
 		}
 		return s / float64(len(ds.Labels))
 	}
@@ -246,18 +256,6 @@ func TestGradients(t *testing.T) {
 			}
 		}
 	}
-}
-
-// padImages widens images of width w to fmnist.Pixels values each, since trainState copies
-// whole Fashion-MNIST images; the extra values are never read by a network of input width w.
-func padImages(images []float32, w int) []float32 {
-	var out []float32
-	for i := 0; i < len(images); i += w {
-		img := make([]float32, fmnist.Pixels)
-		copy(img, images[i:i+w])
-		out = append(out, img...)
-	}
-	return out
 }
 
 func TestRunWritesModelAndMetrics(t *testing.T) {
@@ -445,14 +443,14 @@ func TestTrainReachesBaseline(t *testing.T) {
 // random images, with one and with two workers.
 func BenchmarkStep(b *testing.B) {
 	rng := rand.New(rand.NewPCG(1, 1))
-	ds := &fmnist.Dataset{Images: make([]float32, 128*fmnist.Pixels), Labels: make([]uint8, 128)}
-	for i := range ds.Images {
+	ds := &Examples{Inputs: make([]float32, 128*fmnist.Pixels), Labels: make([]int, 128), Width: fmnist.Pixels}
+	for i := range ds.Inputs {
 		if rng.IntN(2) == 0 { // about half the pixels of a Fashion-MNIST image are 0
-			ds.Images[i] = rng.Float32()
+			ds.Inputs[i] = rng.Float32()
 		}
 	}
 	for i := range ds.Labels {
-		ds.Labels[i] = uint8(rng.IntN(10))
+		ds.Labels[i] = rng.IntN(10)
 	}
 	idx := make([]int, 128)
 	for i := range idx {
