@@ -164,16 +164,9 @@ func ReadImages(r io.Reader) ([]float32, error) {
 // ReadLabels reads an uncompressed IDX label file (magic 0x00000801) and checks that every
 // label is a class index.
 func ReadLabels(r io.Reader) ([]uint8, error) {
-	var h [2]uint32
-	if err := binary.Read(r, binary.BigEndian, &h); err != nil {
-		return nil, fmt.Errorf("idx labels header: %w", err)
-	}
-	if h[0] != labelsMagic {
-		return nil, fmt.Errorf("idx labels: magic %#08x, want %#08x (1-dimensional unsigned bytes)", h[0], labelsMagic)
-	}
-	labels, err := readExactly(r, int64(h[1]), 1)
+	labels, err := readIDXLabels(r)
 	if err != nil {
-		return nil, fmt.Errorf("idx labels: %w", err)
+		return nil, err
 	}
 	for i, l := range labels {
 		if l >= NumClasses {

@@ -111,19 +111,7 @@ func (r *Repository) SetSignedAlias(ctx context.Context, model, alias string, ve
 	if signer == nil {
 		return errors.New("set alias: no signing key")
 	}
-	if err := ValidateModelName(model); err != nil {
-		return err
-	}
-	if err := ValidateAliasName(alias); err != nil {
-		return err
-	}
-	if err := r.mustExist(ctx, model, version, ""); err != nil {
-		return fmt.Errorf("set alias %s: %w", alias, err)
-	}
-	if err := r.putPointer(ctx, AliasKey(model, alias), model, alias, version, signer); err != nil {
-		return fmt.Errorf("set alias %s: %w", alias, err)
-	}
-	return nil
+	return r.setAlias(ctx, model, alias, version, signer)
 }
 
 // putPointer writes a pointer to version under key: signed with a fresh sequence when signer

@@ -480,6 +480,11 @@ func ParseAlias(data []byte) (Alias, error) {
 // pointer of that name (or never, with require_signed_pointers); SetSignedAlias is the one to
 // use where the signing key is at hand.
 func (r *Repository) SetAlias(ctx context.Context, model, alias string, version int64) error {
+	return r.setAlias(ctx, model, alias, version, nil)
+}
+
+// setAlias is SetAlias and SetSignedAlias: the pointer is signed when signer is set.
+func (r *Repository) setAlias(ctx context.Context, model, alias string, version int64, signer *Signer) error {
 	if err := ValidateModelName(model); err != nil {
 		return err
 	}
@@ -489,7 +494,7 @@ func (r *Repository) SetAlias(ctx context.Context, model, alias string, version 
 	if err := r.mustExist(ctx, model, version, ""); err != nil {
 		return fmt.Errorf("set alias %s: %w", alias, err)
 	}
-	if err := r.putPointer(ctx, AliasKey(model, alias), model, alias, version, nil); err != nil {
+	if err := r.putPointer(ctx, AliasKey(model, alias), model, alias, version, signer); err != nil {
 		return fmt.Errorf("set alias %s: %w", alias, err)
 	}
 	return nil
