@@ -2,7 +2,25 @@ package retrain
 
 import (
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edgeloop/edgeloop/retrain/gate"
 )
+
+// refusedEvalSet is the `source` of edgeloop_retrain_gate_refused_samples_total for samples of
+// a configured evaluation set; captured samples count under gate.PartHeldOut. Set names are not
+// labels: operators name them freely, and the reason is in gate.json and the log.
+const refusedEvalSet = "eval_set"
+
+// countRefused adds what the gate left out of set to edgeloop_retrain_gate_refused_samples_total.
+func (m *metrics) countRefused(model string, set *gate.Set) {
+	for _, r := range set.Refused {
+		src := refusedEvalSet
+		if r.Source == gate.PartHeldOut {
+			src = gate.PartHeldOut
+		}
+		m.refused.WithLabelValues(model, src).Add(float64(r.Samples))
+	}
+}
 
 // Trigger sources, the `source` label of edgeloop_retrain_triggers_total.
 const (
@@ -38,6 +56,7 @@ type metrics struct {
 	duration    *prometheus.HistogramVec
 	lastSuccess *prometheus.GaugeVec
 	gate        *prometheus.CounterVec
+	refused     *prometheus.CounterVec
 	active      *prometheus.GaugeVec
 	published   *prometheus.GaugeVec
 }
@@ -69,6 +88,10 @@ func newMetrics(reg prometheus.Registerer, models []string) *metrics {
 			Name: "edgeloop_retrain_gate_decisions_total",
 			Help: "Gate decisions on candidates, by model and decision (promote, refuse).",
 		}, []string{"model", "decision"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "edgeloop_retrain_gate_refused_samples_total",
+			Help: "Samples the gate left out of an evaluation because they did not fit the serving version's shape, dtype or classes, by model and source (eval_set, held_out).",
+		}, []string{"model", "source"}),
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "edgeloop_retrain_active_jobs",
 			Help: "Jobs in progress, by model (0 or 1).",
@@ -78,7 +101,7 @@ func newMetrics(reg prometheus.Registerer, models []string) *metrics {
 			Help: "The version the controller last published, by model (0: none yet).",
 		}, []string{"model"}),
 	}
-	reg.MustRegister(m.triggers, m.skipped, m.jobs, m.duration, m.lastSuccess, m.gate, m.active, m.published)
+	reg.MustRegister(m.triggers, m.skipped, m.jobs, m.duration, m.lastSuccess, m.gate, m.refused, m.active, m.published)
 	// Every configured model's series exist from the start, so rate() and absent-based
 	// alerts see a 0 before the first event rather than nothing.
 	for _, model := range models {
@@ -90,6 +113,9 @@ func newMetrics(reg prometheus.Registerer, models []string) *metrics {
 		}
 		for _, d := range []string{"promote", "refuse"} {
 			m.gate.WithLabelValues(model, d)
+		}
+		for _, src := range []string{refusedEvalSet, gate.PartHeldOut} {
+			m.refused.WithLabelValues(model, src)
 		}
 		m.active.WithLabelValues(model)
 		m.duration.WithLabelValues(model)

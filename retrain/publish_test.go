@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	ds "github.com/edgeloop/edgeloop/internal/dataset"
 	"github.com/edgeloop/edgeloop/internal/evalset"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
@@ -363,6 +365,11 @@ func TestHeldOutCapturedSamples(t *testing.T) {
 	}
 	if len(rec.Set.Refused) != 1 || rec.Set.Refused[0].Samples != 7 || !strings.Contains(rec.Set.Refused[0].Reason, "shape") {
 		t.Errorf("refused %+v, want the 7 samples of another shape", rec.Set.Refused)
+	}
+	// The same refusals, counted by source for alerting (set names and reasons are not labels).
+	if got, none := testutil.ToFloat64(e.c.m.refused.WithLabelValues("fashion", gate.PartHeldOut)),
+		testutil.ToFloat64(e.c.m.refused.WithLabelValues("fashion", refusedEvalSet)); got != 7 || none != 0 {
+		t.Errorf("edgeloop_retrain_gate_refused_samples_total: held_out %v, eval_set %v; want 7 and 0", got, none)
 	}
 	if rec.Candidate.Samples != 400+parts[1].Samples || len(rec.Candidate.Parts) != 2 {
 		t.Errorf("candidate report: %d samples, parts %+v", rec.Candidate.Samples, rec.Candidate.Parts)

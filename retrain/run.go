@@ -424,6 +424,7 @@ func (c *Controller) evaluate(ctx context.Context, j *Job, logger *slog.Logger) 
 	if err != nil {
 		return err // the bucket failed: retried
 	}
+	c.m.countRefused(j.Model, set)
 	if set.Len() == 0 {
 		d := gate.Decision{Reason: fmt.Sprintf("refused: the evaluation set is empty (%d samples refused); list evaluation sets in eval_sets or label captured samples", set.RefusedSamples())}
 		if err := writeJSON(filepath.Join(dir, gateFile), gate.Result{Set: set.Summarize(), Decision: d}); err != nil {
