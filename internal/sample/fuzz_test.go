@@ -10,30 +10,36 @@ import (
 // FuzzUnmarshalRecord feeds arbitrary bytes to UnmarshalRecord (seeds: testdata/fuzz). It must
 // never panic; whatever it accepts must be valid and re-encode to the same record.
 func FuzzUnmarshalRecord(f *testing.F) {
-	f.Fuzz(func(t *testing.T, data []byte) {
-		s, err := sample.UnmarshalRecord(data)
-		if err != nil {
-			return
-		}
-		if err := s.Validate(); err != nil {
-			t.Fatalf("UnmarshalRecord returned an invalid sample: %v", err)
-		}
-		rec, err := s.MarshalRecord()
-		if err != nil {
-			t.Fatalf("MarshalRecord refuses what UnmarshalRecord accepted: %v", err)
-		}
-		again, err := sample.UnmarshalRecord(rec)
-		if err != nil {
-			t.Fatalf("UnmarshalRecord refuses what MarshalRecord wrote: %v", err)
-		}
-		rec2, err := again.MarshalRecord()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(rec, rec2) {
-			t.Fatal("the record changed on a second round trip")
-		}
-	})
+	f.Fuzz(func(t *testing.T, data []byte) { checkUnmarshalRecord(t, data) })
+}
+
+// checkUnmarshalRecord decodes data as a record and, when it is accepted, checks that the sample
+// is valid and that the record round-trips to the same bytes. It returns the accepted sample
+// (nil when refused) for the keyed target's further checks.
+func checkUnmarshalRecord(t *testing.T, data []byte) *sample.Sample {
+	s, err := sample.UnmarshalRecord(data)
+	if err != nil {
+		return nil
+	}
+	if err := s.Validate(); err != nil {
+		t.Fatalf("UnmarshalRecord returned an invalid sample: %v", err)
+	}
+	rec, err := s.MarshalRecord()
+	if err != nil {
+		t.Fatalf("MarshalRecord refuses what UnmarshalRecord accepted: %v", err)
+	}
+	again, err := sample.UnmarshalRecord(rec)
+	if err != nil {
+		t.Fatalf("UnmarshalRecord refuses what MarshalRecord wrote: %v", err)
+	}
+	rec2, err := again.MarshalRecord()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(rec, rec2) {
+		t.Fatal("the record changed on a second round trip")
+	}
+	return s
 }
 
 // fuzzLimits keep each input cheap while leaving room for a few real samples.
@@ -43,42 +49,49 @@ var fuzzLimits = sample.Limits{MaxSamples: 8, MaxMemberBytes: 64 << 10, MaxTotal
 // panic; every sample it returns must be valid with a distinct key, and a tar WriteTar makes of
 // them must read back as the same samples.
 func FuzzReadTar(f *testing.F) {
-	f.Fuzz(func(t *testing.T, data []byte) {
-		samples, rejected, err := sample.ReadTar(bytes.NewReader(data), fuzzLimits)
-		if err != nil {
-			if samples != nil || rejected != nil {
-				t.Fatal("samples returned with an error")
-			}
-			return
+	f.Fuzz(func(t *testing.T, data []byte) { checkReadTar(t, data) })
+}
+
+// checkReadTar reads data as a batch and checks what ReadTar returns: valid samples with
+// distinct keys, rejections with errors, and a WriteTar of the samples that reads back the
+// same. It returns the samples, and whether ReadTar took the batch, for the keyed target's
+// further checks.
+func checkReadTar(t *testing.T, data []byte) (samples []*sample.Sample, ok bool) {
+	samples, rejected, err := sample.ReadTar(bytes.NewReader(data), fuzzLimits)
+	if err != nil {
+		if samples != nil || rejected != nil {
+			t.Fatal("samples returned with an error")
 		}
-		seen := map[string]bool{}
-		for _, s := range samples {
-			if err := s.Validate(); err != nil {
-				t.Fatalf("ReadTar returned an invalid sample: %v", err)
-			}
-			if seen[s.Meta.Key] {
-				t.Fatalf("key %s returned twice", s.Meta.Key)
-			}
-			seen[s.Meta.Key] = true
+		return nil, false
+	}
+	seen := map[string]bool{}
+	for _, s := range samples {
+		if err := s.Validate(); err != nil {
+			t.Fatalf("ReadTar returned an invalid sample: %v", err)
 		}
-		for _, r := range rejected {
-			if seen[r.Key] {
-				t.Fatalf("key %s both returned and rejected", r.Key)
-			}
-			if r.Err == nil {
-				t.Fatal("rejection without an error")
-			}
+		if seen[s.Meta.Key] {
+			t.Fatalf("key %s returned twice", s.Meta.Key)
 		}
-		var b bytes.Buffer
-		if err := sample.WriteTar(&b, samples); err != nil {
-			t.Fatalf("WriteTar refuses what ReadTar returned: %v", err)
+		seen[s.Meta.Key] = true
+	}
+	for _, r := range rejected {
+		if seen[r.Key] {
+			t.Fatalf("key %s both returned and rejected", r.Key)
 		}
-		again, rejected, err := sample.ReadTar(&b, sample.Limits{})
-		if err != nil || len(rejected) != 0 || len(again) != len(samples) {
-			t.Fatalf("reading WriteTar's output: %d of %d samples, %v, %v", len(again), len(samples), rejected, err)
+		if r.Err == nil {
+			t.Fatal("rejection without an error")
 		}
-		for i := range again {
-			assertSame(t, again[i], samples[i])
-		}
-	})
+	}
+	var b bytes.Buffer
+	if err := sample.WriteTar(&b, samples); err != nil {
+		t.Fatalf("WriteTar refuses what ReadTar returned: %v", err)
+	}
+	again, rejected, err := sample.ReadTar(&b, sample.Limits{})
+	if err != nil || len(rejected) != 0 || len(again) != len(samples) {
+		t.Fatalf("reading WriteTar's output: %d of %d samples, %v, %v", len(again), len(samples), rejected, err)
+	}
+	for i := range again {
+		assertSame(t, again[i], samples[i])
+	}
+	return samples, true
 }

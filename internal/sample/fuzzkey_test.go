@@ -14,30 +14,12 @@ import (
 // check's refusal. Seeds: testdata/fuzz/FuzzUnmarshalRecordKeyed.
 func FuzzUnmarshalRecordKeyed(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
-		s, err := sample.UnmarshalRecord(samplefuzz.FixRecord(data))
-		if err != nil {
+		s := checkUnmarshalRecord(t, samplefuzz.FixRecord(data))
+		if s == nil {
 			return
-		}
-		if err := s.Validate(); err != nil {
-			t.Fatalf("UnmarshalRecord returned an invalid sample: %v", err)
 		}
 		if want := sample.Key(s.Meta, s.Input); s.Meta.Key != want {
 			t.Fatalf("accepted key %s, content's key %s", s.Meta.Key, want)
-		}
-		rec, err := s.MarshalRecord()
-		if err != nil {
-			t.Fatalf("MarshalRecord refuses what UnmarshalRecord accepted: %v", err)
-		}
-		again, err := sample.UnmarshalRecord(rec)
-		if err != nil {
-			t.Fatalf("UnmarshalRecord refuses what MarshalRecord wrote: %v", err)
-		}
-		rec2, err := again.MarshalRecord()
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.Equal(rec, rec2) {
-			t.Fatal("the record changed on a second round trip")
 		}
 		// The stored form (the collector's shards) must take every accepted sample too.
 		stored, err := s.MarshalStored()
@@ -55,41 +37,9 @@ func FuzzUnmarshalRecordKeyed(f *testing.F) {
 // Seeds: testdata/fuzz/FuzzReadTarKeyed.
 func FuzzReadTarKeyed(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
-		samples, rejected, err := sample.ReadTar(bytes.NewReader(samplefuzz.FixTar(data)), fuzzLimits)
-		if err != nil {
-			if samples != nil || rejected != nil {
-				t.Fatal("samples returned with an error")
-			}
+		samples, ok := checkReadTar(t, samplefuzz.FixTar(data))
+		if !ok {
 			return
-		}
-		seen := map[string]bool{}
-		for _, s := range samples {
-			if err := s.Validate(); err != nil {
-				t.Fatalf("ReadTar returned an invalid sample: %v", err)
-			}
-			if seen[s.Meta.Key] {
-				t.Fatalf("key %s returned twice", s.Meta.Key)
-			}
-			seen[s.Meta.Key] = true
-		}
-		for _, r := range rejected {
-			if seen[r.Key] {
-				t.Fatalf("key %s both returned and rejected", r.Key)
-			}
-			if r.Err == nil {
-				t.Fatal("rejection without an error")
-			}
-		}
-		var b bytes.Buffer
-		if err := sample.WriteTar(&b, samples); err != nil {
-			t.Fatalf("WriteTar refuses what ReadTar returned: %v", err)
-		}
-		again, rejected, err := sample.ReadTar(&b, sample.Limits{})
-		if err != nil || len(rejected) != 0 || len(again) != len(samples) {
-			t.Fatalf("reading WriteTar's output: %d of %d samples, %v, %v", len(again), len(samples), rejected, err)
-		}
-		for i := range again {
-			assertSame(t, again[i], samples[i])
 		}
 		stored := make([]*sample.Stored, 0, len(samples))
 		for _, s := range samples {
