@@ -6,7 +6,6 @@ import (
 	"github.com/klauspost/compress/zstd"
 
 	"github.com/edgeloop/edgeloop/collector/ingest"
-	"github.com/edgeloop/edgeloop/internal/sample"
 	"github.com/edgeloop/edgeloop/internal/sample/samplefuzz"
 )
 
@@ -15,8 +14,7 @@ import (
 // zstd is set, as a sender would, so the fuzzer spends its time on what the decoder does with
 // samples that pass the key check. Seeds: testdata/fuzz/FuzzIngestDecodeKeyed.
 func FuzzIngestDecodeKeyed(f *testing.F) {
-	lim := sample.Limits{MaxSamples: 8, MaxMemberBytes: 1 << 20, MaxTotalBytes: 4 << 20}
-	d := ingest.NewDecoder(lim)
+	d := ingest.NewDecoder(fuzzLimits)
 	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
 	if err != nil {
 		f.Fatal(err)
@@ -26,21 +24,9 @@ func FuzzIngestDecodeKeyed(f *testing.F) {
 		if compress {
 			body, encoding = enc.EncodeAll(body, nil), "zstd"
 		}
-		samples, rejected, err := d.Decode(bytesReader(body), encoding)
-		if err != nil {
-			if samples != nil || rejected != nil {
-				t.Fatal("samples returned with an error")
-			}
-			return
-		}
-		if len(samples)+len(rejected) > lim.MaxSamples {
-			t.Fatalf("%d keys past the limit of %d", len(samples)+len(rejected), lim.MaxSamples)
-		}
+		samples := checkDecode(t, d, body, encoding)
 		seen := map[string]bool{}
 		for _, s := range samples {
-			if err := s.Validate(); err != nil {
-				t.Fatalf("invalid sample returned: %v", err)
-			}
 			if seen[s.Meta.Key] {
 				t.Fatalf("key %s returned twice", s.Meta.Key)
 			}
