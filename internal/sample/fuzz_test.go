@@ -93,5 +93,20 @@ func checkReadTar(t *testing.T, data []byte) (samples []*sample.Sample, ok bool)
 	for i := range again {
 		assertSame(t, again[i], samples[i])
 	}
+	// The collector's stored record carries each sample's index line (request_id included):
+	// it must parse back to the sample's own index entry.
+	for _, s := range samples {
+		rec, err := s.MarshalStored()
+		if err != nil {
+			t.Fatalf("MarshalStored refuses what ReadTar returned: %v", err)
+		}
+		st, err := sample.ParseStored(rec)
+		if err != nil {
+			t.Fatalf("ParseStored refuses what MarshalStored wrote: %v", err)
+		}
+		if st.Entry != s.Index() {
+			t.Fatalf("stored index entry %+v, want %+v", st.Entry, s.Index())
+		}
+	}
 	return samples, true
 }

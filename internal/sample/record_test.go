@@ -224,3 +224,64 @@ func TestParseStoredErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestIndexLineRequestID: an index line carries the sample's request id when it has one and
+// omits it otherwise; a line written before the field existed still parses (as ""); and the
+// longest valid fields, escaped, still fit a stored record's index line.
+func TestIndexLineRequestID(t *testing.T) {
+	s := newSample(t, 0)
+	line, _ := json.Marshal(s.Index())
+	if !strings.Contains(string(line), `"request_id":"req-42"`) {
+		t.Fatalf("index line %s lacks the request id", line)
+	}
+	rec, err := s.MarshalStored()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := sample.ParseStored(rec)
+	if err != nil || st.Entry.RequestID != "req-42" {
+		t.Fatalf("ParseStored = %+v, %v, want request id req-42", st, err)
+	}
+
+	// An old line: the same record with request_id cut out of its index line.
+	meta, _ := s.MetaJSON()
+	old := strings.Replace(string(line), `"request_id":"req-42",`, "", 1)
+	b := make([]byte, 9, 9+len(meta)+len(old)+len(s.Input))
+	b[0] = sample.StoredVersion
+	binary.BigEndian.PutUint32(b[1:], uint32(len(meta)))
+	binary.BigEndian.PutUint32(b[5:], uint32(len(old)))
+	b = append(append(append(b, meta...), old...), s.Input...)
+	if st, err := sample.ParseStored(b); err != nil || st.Entry.RequestID != "" || st.Entry.Key != s.Meta.Key {
+		t.Fatalf("old index line: %+v, %v", st, err)
+	}
+
+	nm := testMeta(1)
+	nm.RequestID = ""
+	none, err := sample.New(nm, npyInput(t, 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if line, _ := json.Marshal(none.Index()); strings.Contains(string(line), "request_id") {
+		t.Errorf("index line %s names a request id the sample has not", line)
+	}
+
+	// The worst case: every name at 128 bytes, class name and request id at 256 bytes that
+	// JSON escapes to six bytes each.
+	m := testMeta(2)
+	long := strings.Repeat("n", 128)
+	m.Model, m.Version, m.Node, m.Reason = long, long, long, long
+	m.RequestID, m.PredictedClass = strings.Repeat("<", 256), strings.Repeat("&", 256)
+	worst, err := sample.New(m, npyInput(t, 2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec, err = worst.MarshalStored()
+	if err != nil {
+		t.Fatalf("MarshalStored of the longest valid fields: %v", err)
+	}
+	wl, _ := json.Marshal(worst.Index())
+	t.Logf("longest index line: %d bytes", len(wl))
+	if st, err := sample.ParseStored(rec); err != nil || st.Entry.RequestID != m.RequestID {
+		t.Fatalf("ParseStored of the longest valid fields: %v", err)
+	}
+}

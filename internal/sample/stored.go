@@ -16,9 +16,9 @@ const StoredVersion = 2
 // storedHeader is the version byte and the u32 lengths of the metadata JSON and index line.
 const storedHeader = 1 + 4 + 4
 
-// maxIndexLine bounds a stored record's index line. A valid sample's is far shorter: its
-// longest fields are four 128-byte names and a 256-byte class name, which JSON may escape to
-// six bytes a byte.
+// maxIndexLine bounds a stored record's index line. A valid sample's is shorter: its longest
+// fields are four 128-byte names and two 256-byte texts (class name and request id), which
+// JSON may escape to six bytes a byte: 3,849 bytes in all (TestIndexLineRequestID).
 const maxIndexLine = 4 << 10
 
 // Stored is a sample as the collector's write-ahead log holds it: validated and encoded once,
