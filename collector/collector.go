@@ -50,8 +50,9 @@ type Options struct {
 	// Routes mounts more endpoints on the collector's mux (catalog, labels, datasets), with
 	// the Auth that guards them: wrap handlers in a.RequireOperator or a.RequireNode.
 	Routes func(mux *http.ServeMux, a *auth.Auth)
-	// FS does the write-ahead log's file operations (spool.Options.FS); nil means the real
-	// file system. Tests pass one that fails.
+	// FS does the file operations of the write-ahead log (spool.Options.FS), its id file and
+	// the shard journal (shard.Options.FS); nil means the real file system. Tests pass one
+	// that fails.
 	FS fsutil.FS
 	// Now is the wall clock under the log's stamps (see walClock); nil means time.Now.
 	Now func() time.Time
@@ -139,7 +140,8 @@ func New(cfg Config, opts Options) (*Server, error) {
 			s.close()
 		}
 	}()
-	walID, err := loadWALID(cfg.WAL.Dir)
+	fsys := fsutil.Or(opts.FS)
+	walID, err := loadWALID(fsys, cfg.WAL.Dir)
 	if err != nil {
 		return nil, err
 	}
@@ -150,7 +152,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 	}
 	s.wal, err = spool.Open(filepath.Join(cfg.WAL.Dir, "records"), s.spoolConfig(), spool.Options{
 		Registerer: s.registry, Logger: base.With("component", "wal"), MetricPrefix: WALMetricPrefix,
-		FS: opts.FS, Now: clock.Now,
+		FS: fsys, Now: clock.Now,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("collector: write-ahead log: %w", err)
@@ -173,7 +175,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 		}
 	}
 	s.builder, err = shard.New(cfg.Shards, shard.Options{
-		Instance: s.instance, Bucket: s.bucket, Log: s.wal, JournalPath: filepath.Join(cfg.WAL.Dir, "uploaded-shards"),
+		Instance: s.instance, Bucket: s.bucket, Log: s.wal, JournalPath: filepath.Join(cfg.WAL.Dir, "uploaded-shards"), FS: fsys,
 		OnShard: onShard, Readiness: s.ready, Registerer: s.registry, Logger: base.With("component", "shard"),
 		Now: clock.Now,
 	})
@@ -263,12 +265,12 @@ var walIDRE = regexp.MustCompile(`^[0-9a-f]{8}$`)
 // loadWALID returns the log's random id, creating it with the directory. It joins the instance
 // in shard names: a collector whose log disk is replaced starts its sequence numbers again,
 // and must not overwrite the shards its old log made.
-func loadWALID(dir string) (string, error) {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+func loadWALID(fsys fsutil.FS, dir string) (string, error) {
+	if err := fsys.MkdirAll(dir, 0o700); err != nil {
 		return "", fmt.Errorf("collector: write-ahead log: %w", err)
 	}
 	path := filepath.Join(dir, "id")
-	b, err := os.ReadFile(path)
+	b, err := fsys.ReadFile(path)
 	if err == nil {
 		id := strings.TrimSpace(string(b))
 		if !walIDRE.MatchString(id) {
@@ -286,7 +288,7 @@ func loadWALID(dir string) (string, error) {
 	id := hex.EncodeToString(r[:])
 	// WriteNew fsyncs the directory too: a power cut must not lose the id of a log whose
 	// records survive, or the next start would name shards as another log's.
-	if err := fsutil.WriteNew(path, []byte(id+"\n"), 0o600); err != nil {
+	if err := fsys.WriteNew(path, []byte(id+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("collector: write-ahead log id: %w", err)
 	}
 	return id, nil

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -20,13 +19,14 @@ import (
 // records' sequence numbers as runs "a-b" or single numbers. It is rewritten whole (atomically)
 // after each upload; it stays small because acks prune it.
 type journal struct {
+	fs     fsutil.FS
 	path   string
 	shards map[uint64][]uint64 // first seq → the shard's seqs, ascending
 }
 
-func loadJournal(path string) (*journal, error) {
-	j := &journal{path: path, shards: map[uint64][]uint64{}}
-	data, err := os.ReadFile(path)
+func loadJournal(fsys fsutil.FS, path string) (*journal, error) {
+	j := &journal{fs: fsys, path: path, shards: map[uint64][]uint64{}}
+	data, err := fsys.ReadFile(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return j, nil
 	}
@@ -119,7 +119,7 @@ func (j *journal) prune(acked uint64) error {
 		}
 		b.WriteByte('\n')
 	}
-	if err := fsutil.WriteFileAtomic(j.path, b.Bytes(), 0o600); err != nil {
+	if err := j.fs.WriteFileAtomic(j.path, b.Bytes(), 0o600); err != nil {
 		return fmt.Errorf("shard: journal: %w", err)
 	}
 	return nil

@@ -26,6 +26,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edgeloop/edgeloop/internal/config"
+	"github.com/edgeloop/edgeloop/internal/fsutil"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/sample"
 	"github.com/edgeloop/edgeloop/internal/spool"
@@ -109,6 +110,8 @@ type Options struct {
 	Log Log
 	// JournalPath is the file listing uploaded shards not yet acked (beside the log).
 	JournalPath string
+	// FS does the journal's file operations; nil means fsutil.OS. Tests pass one that fails.
+	FS fsutil.FS
 	// OnShard, when set, is called after a shard and its index are uploaded, with the shard's
 	// key (".tar") and its index entries. The catalog subscribes here. It runs on an upload
 	// goroutine: a slow OnShard slows uploads.
@@ -173,7 +176,7 @@ func New(cfg Config, opts Options) (*Builder, error) {
 	if opts.Bucket == nil || opts.Log == nil || opts.Instance == "" || opts.JournalPath == "" {
 		return nil, errors.New("shard: Bucket, Log, Instance and JournalPath are required")
 	}
-	j, err := loadJournal(opts.JournalPath)
+	j, err := loadJournal(fsutil.Or(opts.FS), opts.JournalPath)
 	if err != nil {
 		return nil, err
 	}

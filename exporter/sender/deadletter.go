@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -25,6 +24,7 @@ const errorSuffix = ".error.txt"
 // or a spool sequence number for a record that does not decode) and a total size cap, kept by
 // removing the oldest entries first. Only the sender's goroutine uses it.
 type deadLetter struct {
+	fs       fsutil.FS
 	dir      string
 	maxBytes int64
 	entries  []*dlEntry // oldest first
@@ -53,21 +53,27 @@ type dlFile struct {
 // openDeadLetter creates dir if needed and indexes the entries already there, oldest first by
 // modification time, so the cap holds across restarts. maxBytes 0 disables the directory.
 func openDeadLetter(dir string, maxBytes int64) (*deadLetter, error) {
-	d := &deadLetter{dir: dir, maxBytes: maxBytes, byID: map[string]*dlEntry{}}
+	return openDeadLetterFS(fsutil.OS{}, dir, maxBytes)
+}
+
+// openDeadLetterFS is openDeadLetter doing every file operation through fsys, which tests
+// make fail (docs/faults.md).
+func openDeadLetterFS(fsys fsutil.FS, dir string, maxBytes int64) (*deadLetter, error) {
+	d := &deadLetter{fs: fsys, dir: dir, maxBytes: maxBytes, byID: map[string]*dlEntry{}}
 	if maxBytes == 0 {
 		return d, nil
 	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := fsys.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("dead letter: %w", err)
 	}
-	files, err := os.ReadDir(dir)
+	files, err := fsys.ReadDir(dir)
 	if err != nil {
 		return nil, fmt.Errorf("dead letter: %w", err)
 	}
 	for _, f := range files {
 		name := f.Name()
 		if strings.HasPrefix(name, tmpPrefix) {
-			os.Remove(filepath.Join(dir, name)) // a write a crash interrupted
+			fsys.Remove(filepath.Join(dir, name)) // a write a crash interrupted; tried again at the next open
 			continue
 		}
 		if !f.Type().IsRegular() {
@@ -128,7 +134,7 @@ func (d *deadLetter) add(id string, files []dlFile, now time.Time) error {
 		// Indexed before it is written, so that a failed entry's files are removed with it
 		// when it is evicted.
 		e.files = append(e.files, f.name)
-		if err := fsutil.WriteFileAtomic(filepath.Join(d.dir, f.name), f.data, 0o600); err != nil {
+		if err := d.fs.WriteFileAtomic(filepath.Join(d.dir, f.name), f.data, 0o600); err != nil {
 			return fmt.Errorf("dead letter: %w", err)
 		}
 		e.size += int64(len(f.data))
@@ -149,14 +155,14 @@ func (d *deadLetter) evict(room int64) error {
 
 func (d *deadLetter) remove(e *dlEntry) error {
 	for _, name := range e.files {
-		if err := os.Remove(filepath.Join(d.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := d.fs.Remove(filepath.Join(d.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("dead letter: evict %s: %w", e.id, err)
 		}
 	}
 	d.size -= e.size
 	delete(d.byID, e.id)
 	d.entries = slices.DeleteFunc(d.entries, func(x *dlEntry) bool { return x == e })
-	if err := fsutil.SyncDir(d.dir); err != nil {
+	if err := d.fs.SyncDir(d.dir); err != nil {
 		return fmt.Errorf("dead letter: %w", err)
 	}
 	return nil

@@ -1,9 +1,11 @@
 // Package fsutil holds the durable file operations that edge nodes need, where power fails and
 // disks fill: a file is either wholly written or absent, and a rename survives a crash.
 //
-// FS is the seam through which durable stores (internal/spool, and so the collector's
-// write-ahead log) do their file operations, so that tests can make them fail as disks do: a
-// full disk, an I/O error, an fsync that fails and loses the pages it could not write.
+// FS is the seam through which durable stores (internal/spool and so the collector's
+// write-ahead log, the collector's shard journal, the exporter's dead-letter directory) do
+// every file operation, so that tests can make each one fail as disks do: a full disk, an I/O
+// error, a short write, an fsync that fails and loses the pages it could not write
+// (internal/fsutil/fsfault enumerates them; docs/faults.md lists the call sites).
 package fsutil
 
 import (
@@ -21,16 +23,30 @@ type File interface {
 	Close() error
 }
 
-// FS is the file system seam. It holds the operations whose failures decide durability —
-// opening and creating files (then writing, reading, truncating and fsyncing them), replacing
-// a small file atomically, and fsyncing a directory — and is meant to grow, one operation at a
-// time, until every call site of a store goes through it (listing, reading whole files,
-// renaming and removing do not yet; their users say which). OS is the real one.
+// FS is the file system seam: every operation whose failure a durable store must survive —
+// opening and creating files (then writing, reading, truncating and fsyncing them), reading
+// whole files and directories, creating directories, removing, renaming and truncating by
+// name, replacing a small file atomically, writing a new file durably, and fsyncing a
+// directory. OS is the real one; a store takes an FS and uses nothing else for its files.
 type FS interface {
 	// OpenFile is os.OpenFile.
 	OpenFile(name string, flag int, perm os.FileMode) (File, error)
+	// ReadFile is os.ReadFile.
+	ReadFile(name string) ([]byte, error)
+	// ReadDir is os.ReadDir.
+	ReadDir(name string) ([]os.DirEntry, error)
+	// MkdirAll is os.MkdirAll.
+	MkdirAll(path string, perm os.FileMode) error
+	// Remove is os.Remove.
+	Remove(name string) error
+	// Rename is os.Rename.
+	Rename(oldpath, newpath string) error
+	// Truncate is os.Truncate.
+	Truncate(name string, size int64) error
 	// WriteFileAtomic is the package's WriteFileAtomic.
 	WriteFileAtomic(path string, data []byte, perm os.FileMode) error
+	// WriteNew is the package's WriteNew.
+	WriteNew(path string, data []byte, perm os.FileMode) error
 	// SyncDir is the package's SyncDir.
 	SyncDir(dir string) error
 }
@@ -47,13 +63,44 @@ func (OS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
 	return f, nil
 }
 
+// ReadFile calls os.ReadFile.
+func (OS) ReadFile(name string) ([]byte, error) { return os.ReadFile(name) }
+
+// ReadDir calls os.ReadDir.
+func (OS) ReadDir(name string) ([]os.DirEntry, error) { return os.ReadDir(name) }
+
+// MkdirAll calls os.MkdirAll.
+func (OS) MkdirAll(path string, perm os.FileMode) error { return os.MkdirAll(path, perm) }
+
+// Remove calls os.Remove.
+func (OS) Remove(name string) error { return os.Remove(name) }
+
+// Rename calls os.Rename.
+func (OS) Rename(oldpath, newpath string) error { return os.Rename(oldpath, newpath) }
+
+// Truncate calls os.Truncate.
+func (OS) Truncate(name string, size int64) error { return os.Truncate(name, size) }
+
 // WriteFileAtomic calls the package's WriteFileAtomic.
 func (OS) WriteFileAtomic(path string, data []byte, perm os.FileMode) error {
 	return WriteFileAtomic(path, data, perm)
 }
 
+// WriteNew calls the package's WriteNew.
+func (OS) WriteNew(path string, data []byte, perm os.FileMode) error {
+	return WriteNew(path, data, perm)
+}
+
 // SyncDir calls the package's SyncDir.
 func (OS) SyncDir(dir string) error { return SyncDir(dir) }
+
+// Or returns fsys, or OS when fsys is nil: the default of a store's FS option.
+func Or(fsys FS) FS {
+	if fsys == nil {
+		return OS{}
+	}
+	return fsys
+}
 
 // SyncDir makes a creation, rename or removal in dir durable.
 func SyncDir(dir string) error {

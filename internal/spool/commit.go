@@ -244,7 +244,7 @@ func (s *Spool) rewriteSegmentLocked(seg *segment) error {
 		replace := first == seg.first // then seg holds no synced record: its name is free
 		path := filepath.Join(s.dir, segmentName(first))
 		if replace {
-			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			if err := s.fs.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("rewrite %s: %w", seg.path, err)
 			}
 		}
@@ -254,7 +254,7 @@ func (s *Spool) rewriteSegmentLocked(seg *segment) error {
 		}
 		if _, err := f.WriteAt(buf, 0); err != nil {
 			f.Close()
-			os.Remove(path)
+			s.fs.Remove(path)
 			return fmt.Errorf("rewrite %s: %w", seg.path, err)
 		}
 		u := &segment{first: first, path: path, f: f, size: int64(len(buf)), tail: buf}

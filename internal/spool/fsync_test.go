@@ -19,6 +19,7 @@ import (
 // of the same file succeeds without writing them. It keeps each file's durable image, what a
 // power cut would leave: a write becomes durable only through a successful fsync of its file.
 type pageLossDisk struct {
+	fsutil.OS  // what it does not model
 	mu         sync.Mutex
 	durable    map[string][]byte // path → what survives a power cut
 	failSyncs  int               // the next this many segment fsyncs fail

@@ -169,7 +169,7 @@ func crashCopy(t testing.TB, s *Spool, dst string, kind crashKind, rng *rand.Ran
 
 // fastDisk skips fsyncs, for tests whose crashes are simulated by crashCopy from the spool's
 // own bookkeeping: they need no real durability, and a thousand fsyncs would slow them.
-type fastDisk struct{}
+type fastDisk struct{ fsutil.OS }
 
 func (fastDisk) OpenFile(name string, flag int, perm os.FileMode) (fsutil.File, error) {
 	f, err := os.OpenFile(name, flag, perm)
@@ -195,6 +195,7 @@ func (noSyncFile) Sync() error { return nil }
 
 // faultyDisk makes segment writes, file creations and position writes fail on cue.
 type faultyDisk struct {
+	fsutil.OS    // what it does not make fail
 	mu           sync.Mutex
 	failWrites   bool // WriteAt writes half, then fails with ENOSPC
 	failTruncate bool // and the truncation that should undo it fails too

@@ -114,7 +114,7 @@ type segFile struct {
 func (s *Spool) recoverDir() error {
 	posPath := filepath.Join(s.dir, positionName)
 	posDamaged, posFound := false, true
-	switch b, err := os.ReadFile(posPath); {
+	switch b, err := s.fs.ReadFile(posPath); {
 	case errors.Is(err, fs.ErrNotExist):
 		posFound = false
 	default:
@@ -128,7 +128,7 @@ func (s *Spool) recoverDir() error {
 		s.head, s.persistedHead = head, head
 	}
 
-	dirents, err := os.ReadDir(s.dir)
+	dirents, err := s.fs.ReadDir(s.dir)
 	if err != nil {
 		return fmt.Errorf("spool: open: %w", err)
 	}
@@ -142,7 +142,7 @@ func (s *Spool) recoverDir() error {
 		if strings.HasPrefix(name, ".tmp-"+positionName) {
 			// A position write that a crash interrupted; the file it would have replaced
 			// is intact.
-			os.Remove(filepath.Join(s.dir, name))
+			s.fs.Remove(filepath.Join(s.dir, name))
 			continue
 		}
 		if name != positionName {
@@ -171,7 +171,7 @@ func (s *Spool) recoverDir() error {
 			// and out of the listing so that their numbers can never mix with new ones.
 			s.corrupt++
 			aside := sf.path + ".unreadable"
-			rerr := os.Rename(sf.path, aside)
+			rerr := s.fs.Rename(sf.path, aside)
 			s.logger.Error("spool: cannot read a segment; moved it aside", "segment", sf.path, "moved_to", aside, "err", err, "rename_err", rerr)
 			continue
 		}
@@ -211,7 +211,7 @@ func (s *Spool) recoverDir() error {
 		s.dirDirty = false
 	}
 	for _, path := range stale {
-		if err := os.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		if err := s.fs.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			s.logger.Warn("spool: cannot delete a segment without records", "segment", path, "err", err)
 		}
 	}
@@ -244,7 +244,7 @@ func (s *Spool) recoverDir() error {
 // recoverSegment reads one segment and opens it for Peek. The fsync makes durable what a
 // killed predecessor wrote but did not sync, before new records are stored after it.
 func (s *Spool) recoverSegment(sf segFile, next uint64) (*segment, []scanned, error) {
-	b, err := os.ReadFile(sf.path)
+	b, err := s.fs.ReadFile(sf.path)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -256,7 +256,7 @@ func (s *Spool) recoverSegment(sf segFile, next uint64) (*segment, []scanned, er
 	if end < len(b) {
 		// A torn tail holds no good record: cut it off, so that it is counted once and not
 		// again at every Open. Damage between good records stays until acks delete it.
-		if err := os.Truncate(sf.path, int64(end)); err != nil {
+		if err := s.fs.Truncate(sf.path, int64(end)); err != nil {
 			s.logger.Warn("spool: cannot cut a torn tail off a segment", "segment", sf.path, "err", err)
 		} else {
 			b = b[:end]

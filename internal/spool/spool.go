@@ -70,11 +70,12 @@ type Options struct {
 	// MetricPrefix names the metrics: "<prefix>_records" and so on. Default "edgeloop_spool"
 	// (the exporter's capture spool); the collector's write-ahead log uses its own.
 	MetricPrefix string
-	// FS does the spool's file operations; nil means fsutil.OS. Tests pass one that fails.
-	// Through it go: creating and opening segments and every read, write, truncation,
-	// fsync and close of them; writing the position file (atomically, or in place on a full
-	// disk); fsyncing the directory. Not yet: recovery's listing and whole-file reads, the
-	// truncation of a torn tail, and removing or renaming files (os directly).
+	// FS does every one of the spool's file operations; nil means fsutil.OS. Tests pass one
+	// that fails (internal/fsutil/fsfault): creating the directory, creating and opening
+	// segments and every read, write, truncation, fsync and close of them; recovery's listing,
+	// whole-file reads, the truncation of a torn tail and the renaming aside of an unreadable
+	// segment; writing the position file (atomically, or in place on a full disk); removing
+	// files; fsyncing the directory. docs/faults.md lists the call sites.
 	FS fsutil.FS
 }
 
@@ -237,10 +238,8 @@ func Open(dir string, cfg Config, opts Options) (*Spool, error) {
 	if s.now == nil {
 		s.now = time.Now
 	}
-	if s.fs == nil {
-		s.fs = fsutil.OS{}
-	}
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	s.fs = fsutil.Or(s.fs)
+	if err := s.fs.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool: open: %w", err)
 	}
 	if err := s.recoverDir(); err != nil {
@@ -761,7 +760,7 @@ func (s *Spool) persistPosition() error {
 	for _, seg := range gone {
 		// The removal itself need not be durable: a segment that comes back is wholly
 		// below the persisted head, and Open deletes it again.
-		if err := os.Remove(seg.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		if err := s.fs.Remove(seg.path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			s.logger.Warn("spool: cannot delete an acked segment", "segment", seg.path, "err", err)
 		}
 	}
