@@ -149,20 +149,27 @@ func (p *Pipeline) Spool() *spool.Spool { return p.spool }
 // Wants reports whether predictions of model are considered for capture.
 func (p *Pipeline) Wants(model string) bool { return p.models == nil || p.models[model] }
 
-// Consider offers every row of a successful request to the sampler and stores the rows it
-// chooses. It is called after the response was written, so nothing here delays the client
-// beyond holding its connection for the append.
-func (p *Pipeline) Consider(ctx context.Context, pred *infer.Prediction) { p.Capture(ctx, pred) }
+// Consider offers every row of a successful request to the sampler, stores the rows it
+// chooses, and returns their sample keys for the response's infer.CaptureKeyHeader. It is
+// called before the response is written: a captured request waits for its append.
+func (p *Pipeline) Consider(ctx context.Context, pred *infer.Prediction) []string {
+	return p.capture(ctx, pred)
+}
 
 // Capture is Consider, returning how many rows were stored: once it returns, they are in the
 // spool and survive a crash of the process (and a power cut after the next group commit).
 func (p *Pipeline) Capture(ctx context.Context, pred *infer.Prediction) int {
+	return len(p.capture(ctx, pred))
+}
+
+// capture is Consider.
+func (p *Pipeline) capture(ctx context.Context, pred *infer.Prediction) []string {
 	rows := int(firstDim(pred.Input.Shape))
 	if rows < 1 || len(pred.Scores)%rows != 0 || len(pred.Input.Data)%rows != 0 {
 		p.sampler.Skipped(pred.Model, "shape")
-		return 0
+		return nil
 	}
-	stored := 0
+	var stored []string
 	k, width := len(pred.Scores)/rows, len(pred.Input.Data)/rows
 	rowShape := pred.Input.Shape[1:]
 	for i := range rows {
@@ -177,16 +184,19 @@ func (p *Pipeline) Capture(ctx context.Context, pred *infer.Prediction) int {
 			Size: int64(width*4 + 1024), // the .npy input and the JSON beside it, near enough
 		}
 		d := p.sampler.Decide(&c)
-		if d.Capture && p.store(ctx, pred, i, row, scores, &c, d.Reason) {
-			stored++
+		if !d.Capture {
+			continue
+		}
+		if key, ok := p.store(ctx, pred, i, row, scores, &c, d.Reason); ok {
+			stored = append(stored, key)
 		}
 	}
 	return stored
 }
 
-// store encodes one chosen row as a sample and appends it to the spool; it reports whether
-// the sample was stored.
-func (p *Pipeline) store(ctx context.Context, pred *infer.Prediction, i int, row []float32, scores observe.Scores, c *sampler.Candidate, reason string) bool {
+// store encodes one chosen row as a sample and appends it to the spool; it returns the
+// sample's key and whether the sample was stored.
+func (p *Pipeline) store(ctx context.Context, pred *infer.Prediction, i int, row []float32, scores observe.Scores, c *sampler.Candidate, reason string) (string, bool) {
 	shape := make([]int, len(c.Shape))
 	for j, d := range c.Shape {
 		shape[j] = int(d)
@@ -194,7 +204,7 @@ func (p *Pipeline) store(ctx context.Context, pred *infer.Prediction, i int, row
 	var input bytes.Buffer
 	if err := npy.WriteFloat32(&input, shape, c.Input); err != nil {
 		p.sampler.Skipped(pred.Model, "encode")
-		return false
+		return "", false
 	}
 	requestID := pred.RequestID
 	if requestID != "" && firstDim(pred.Input.Shape) > 1 {
@@ -217,12 +227,12 @@ func (p *Pipeline) store(ctx context.Context, pred *infer.Prediction, i int, row
 	if err != nil {
 		p.logger.Warn("cannot encode a captured sample", "model", pred.Model, "err", err)
 		p.sampler.Skipped(pred.Model, "encode")
-		return false
+		return "", false
 	}
 	rec, err := s.MarshalRecord()
 	if err != nil {
 		p.sampler.Skipped(pred.Model, "encode")
-		return false
+		return "", false
 	}
 	if _, err := p.spool.Append(ctx, rec); err != nil {
 		reason := "spool_unavailable"
@@ -235,9 +245,9 @@ func (p *Pipeline) store(ctx context.Context, pred *infer.Prediction, i int, row
 			reason = "canceled"
 		}
 		p.sampler.Skipped(pred.Model, reason)
-		return false
+		return "", false
 	}
-	return true
+	return s.Meta.Key, true
 }
 
 func firstDim(shape []int64) int64 {

@@ -448,6 +448,13 @@ func (s *Server) runBuiltin(w http.ResponseWriter, r *http.Request, c *call) {
 	c.status = http.StatusOK
 	s.finish(c, observe.OutcomeSuccess, res.Outputs[b.outIndex].Data)
 	h := w.Header()
+	if name := r.PathValue("model"); s.wantsCapture(name) {
+		// Captured before the answer is written, so that the answer can name the samples.
+		// The model's first input is the one captured (sc.tensors is in the model's order).
+		info := m.Inputs()[0]
+		setCaptureKeys(h, s.capturePrediction(c, name, req.ID, res.Outputs[b.outIndex].Data,
+			Tensor{Name: info.Name, Datatype: info.Datatype, Shape: sc.tensors[0].Shape, Data: sc.tensors[0].Data}))
+	}
 	if jsonLen >= 0 {
 		h.Set("Content-Type", "application/octet-stream")
 		h.Set(oip.HeaderContentLength, strconv.Itoa(jsonLen))
@@ -457,12 +464,6 @@ func (s *Server) runBuiltin(w http.ResponseWriter, r *http.Request, c *call) {
 	h.Set("Content-Length", strconv.Itoa(len(sc.resp)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(sc.resp)
-	if name := r.PathValue("model"); s.wantsCapture(name) {
-		// The model's first input is the one captured (sc.tensors is in the model's order).
-		info := m.Inputs()[0]
-		s.capturePrediction(c, name, req.ID, res.Outputs[b.outIndex].Data,
-			Tensor{Name: info.Name, Datatype: info.Datatype, Shape: sc.tensors[0].Shape, Data: sc.tensors[0].Data})
-	}
 }
 
 // inputs matches the request's inputs to the model's, checks their datatype and batch size,
@@ -564,7 +565,8 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *call, versio
 	// which must not touch the response.
 	var body io.Reader = http.MaxBytesReader(nil, r.Body, s.cfg.MaxRequestBytes)
 	// With capture on, the body is kept as it streams: the input is decoded only if the
-	// answer succeeds, and only then is a row considered for capture.
+	// answer succeeds, and only then is a row considered for capture, before the answer is
+	// passed on (it names the samples captured).
 	var kept *bytes.Buffer
 	if s.wantsCapture(r.PathValue("model")) {
 		kept = bytes.NewBuffer(make([]byte, 0, max(r.ContentLength, 0)))
@@ -612,8 +614,9 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *call, versio
 	c.stage(observe.StagePostprocess)
 	c.status = resp.StatusCode
 	s.finish(c, outcome, scores)
-	s.passThrough(w, resp, nil)
 	if kept != nil && outcome == observe.OutcomeSuccess && len(scores) > 0 {
-		s.captureUpstream(c, r, kept, scores)
+		// Ours replaces a key an upstream edgeloop front named; without ours, its passes.
+		setCaptureKeys(resp.Header, s.captureUpstream(c, r, kept, scores))
 	}
+	s.passThrough(w, resp, nil)
 }
