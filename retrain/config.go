@@ -7,6 +7,7 @@ package retrain
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"path/filepath"
 	"regexp"
@@ -18,6 +19,7 @@ import (
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/telemetry"
+	"github.com/edgeloop/edgeloop/internal/token"
 	"github.com/edgeloop/edgeloop/internal/tokenurl"
 	"github.com/edgeloop/edgeloop/internal/web"
 	"github.com/edgeloop/edgeloop/retrain/gate"
@@ -342,6 +344,14 @@ func (c DatasetConfig) Validate() error {
 		errs = append(errs, config.Errorf("collector_url", "%v", err))
 	} else if err := tokenurl.Check(c.CollectorURL, c.TokenFile != "", c.AllowInsecureToken); err != nil {
 		errs = append(errs, config.Errorf("collector_url", "%v", err))
+	}
+	if c.TokenFile != "" {
+		// A hash list here (the collector's operator_tokens_file) used to pass and show only
+		// at the first trigger, as a 503 wrapping the collector's 401. A file not there (yet)
+		// is the first trigger's error: configurations are checked where secrets are not.
+		if _, err := token.ReadSecret(c.TokenFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			errs = append(errs, config.Errorf("token_file", "%v", err))
+		}
 	}
 	if c.Bucket != "" {
 		if err := objstore.CheckWritableURL(c.Bucket); err != nil {

@@ -23,6 +23,7 @@ import (
 	"sync"
 
 	"github.com/edgeloop/edgeloop/internal/config"
+	"github.com/edgeloop/edgeloop/internal/token"
 )
 
 // NodeURIPrefix starts the URI SAN that names a node in a client certificate:
@@ -110,9 +111,11 @@ func (t Tokens) Len() int { return len(t.entries) }
 
 // LoadTokens reads a tokens file: one "<id> sha256:<64 hex>" per line; blank lines and
 // "#" comments are skipped. Every malformed line is an error naming its number, and so is a
-// hash given twice (two IDs cannot share a credential).
+// hash given twice (two IDs cannot share a credential). An empty file, or one holding a bare
+// token instead of its hash, is refused with a message saying what the key expects
+// (internal/token).
 func LoadTokens(path string) (Tokens, error) {
-	data, err := os.ReadFile(path)
+	data, err := token.ReadHashList(path)
 	if err != nil {
 		return Tokens{}, fmt.Errorf("auth: tokens: %w", err)
 	}

@@ -2,11 +2,13 @@ package sender
 
 import (
 	"errors"
+	"io/fs"
 	"net/url"
 	"path/filepath"
 	"time"
 
 	"github.com/edgeloop/edgeloop/internal/config"
+	"github.com/edgeloop/edgeloop/internal/token"
 	"github.com/edgeloop/edgeloop/internal/tokenurl"
 )
 
@@ -127,6 +129,14 @@ func (c Config) Validate() error {
 		}
 		if c.TokenFile == "" && c.TLS.CertFile == "" {
 			errs = append(errs, config.Errorf("token_file", "must be set, or tls.cert_file: the collector accepts samples only from a node with a credential"))
+		}
+		if c.TokenFile != "" {
+			// Read here so that --config.check catches a hash list or an empty file, which
+			// would otherwise show only as the collector's 401. A file not there (yet) is
+			// New's error: configurations are checked on machines without the node's secret.
+			if _, err := token.ReadSecret(c.TokenFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, config.Errorf("token_file", "%v", err))
+			}
 		}
 	}
 	if c.TLS.set() && scheme == "http" {

@@ -68,6 +68,10 @@ func TestNewRefuses(t *testing.T) {
 	if err := os.WriteFile(spaced, []byte("two words\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	hashes := dir + "/node.sha256"
+	if err := os.WriteFile(hashes, []byte("edge-1 sha256:"+strings.Repeat("ab", 32)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	notPEM := dir + "/ca.crt"
 	if err := os.WriteFile(notPEM, []byte("not a certificate"), 0o600); err != nil {
 		t.Fatal(err)
@@ -81,8 +85,9 @@ func TestNewRefuses(t *testing.T) {
 		{"invalid", func(c *Config, _ *Options) { c.Timeout = 0 }, "sender: timeout: must be positive, got 0s"},
 		{"no node", func(_ *Config, o *Options) { o.Node = "" }, "sender: no node name"},
 		{"missing token file", func(c *Config, _ *Options) { c.TokenFile = dir + "/missing" }, "sender: token file: open " + dir + "/missing: no such file or directory"},
-		{"empty token", func(c *Config, _ *Options) { c.TokenFile = empty }, "sender: token file " + empty + " is empty"},
-		{"token with space", func(c *Config, _ *Options) { c.TokenFile = spaced }, "sender: token file " + spaced + ": the token must be printable ASCII without spaces"},
+		{"empty token", func(c *Config, _ *Options) { c.TokenFile = empty }, "sender: token_file: token file " + empty + ": empty token file"},
+		{"token with space", func(c *Config, _ *Options) { c.TokenFile = spaced }, "sender: token_file: token file " + spaced + ": the token must be printable ASCII without spaces"},
+		{"hash list as token", func(c *Config, _ *Options) { c.TokenFile = hashes }, "sender: token_file: token file " + hashes + `: holds a hash list ("<id> sha256:<hex>" lines), which a server reads; this key expects a secret: the raw token on one line (a *.token file)`},
 		{"bad CA", func(c *Config, _ *Options) { c.URL = "https://collector"; c.TLS.CAFile = notPEM }, "sender: tls ca_file " + notPEM + ": no PEM certificate found"},
 		{"missing certificate", func(c *Config, _ *Options) {
 			c.URL = "https://collector"

@@ -1,7 +1,6 @@
 package sender
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -9,14 +8,13 @@ import (
 	"os"
 	"sync"
 	"time"
+
+	"github.com/edgeloop/edgeloop/internal/token"
 )
 
 // refreshEvery is how often the token file and client certificate are read again even
 // without a 401 or 403, so that a rotation takes effect before the old credential expires.
 const refreshEvery = time.Minute
-
-// maxTokenBytes bounds the token file: a bearer token is a few hundred bytes.
-const maxTokenBytes = 16 << 10
 
 // credentials are the node's token and client certificate, re-read from their files when due
 // or after the collector refused them. The TLS handshake asks for the certificate from
@@ -55,25 +53,9 @@ func newCredentials(cfg Config, now func() time.Time) (*credentials, error) {
 	return c, nil
 }
 
-func readToken(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("token file: %w", err)
-	}
-	if len(b) > maxTokenBytes {
-		return "", fmt.Errorf("token file %s: %d bytes, more than a token (%d)", path, len(b), maxTokenBytes)
-	}
-	tok := string(bytes.TrimSpace(b))
-	if tok == "" {
-		return "", fmt.Errorf("token file %s is empty", path)
-	}
-	for _, r := range tok {
-		if r < 0x21 || r > 0x7e { // RFC 6750 token68 characters are printable ASCII
-			return "", fmt.Errorf("token file %s: the token must be printable ASCII without spaces", path)
-		}
-	}
-	return tok, nil
-}
+// readToken reads the node's secret by internal/token's rules (one raw token; a hash list is
+// the collector's side and refused).
+func readToken(path string) (string, error) { return token.ReadSecret(path) }
 
 // invalidate makes the next use read the files again: the collector refused the credential,
 // and a rotated one may be waiting on disk.

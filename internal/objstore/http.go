@@ -14,6 +14,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/edgeloop/edgeloop/internal/token"
 )
 
 // ErrReadOnly is returned (wrapped) by Put and Delete of a read-only bucket: the HTTP backend
@@ -24,9 +26,6 @@ var ErrReadOnly = errors.New("read-only bucket")
 // bearer token of an http(s):// bucket URL. The token itself never goes in the URL, which ends
 // up in logs and process lists.
 const EnvTokenFile = "EDGELOOP_TOKEN_FILE"
-
-// maxTokenFile bounds the token file: a token is a line, not a document.
-const maxTokenFile = 64 << 10
 
 // maxListing bounds a listing answer read from the server, so a confused or hostile server
 // cannot exhaust memory.
@@ -133,26 +132,9 @@ func (b *httpBucket) request(ctx context.Context, method, target string, header 
 	return b.client.Do(req)
 }
 
-// readToken reads a bearer token file.
-func readToken(name string) (string, error) {
-	f, err := os.Open(name)
-	if err != nil {
-		return "", fmt.Errorf("token file: %w", err)
-	}
-	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, maxTokenFile+1))
-	if err != nil {
-		return "", fmt.Errorf("token file: %w", err)
-	}
-	if len(data) > maxTokenFile {
-		return "", fmt.Errorf("token file %s: larger than %d bytes", name, maxTokenFile)
-	}
-	tok := strings.TrimSpace(string(data))
-	if tok == "" || strings.ContainsAny(tok, "\r\n") {
-		return "", fmt.Errorf("token file %s: want one non-empty line", name)
-	}
-	return tok, nil
-}
+// readToken reads a bearer token file by internal/token's rules: one raw token (a hash
+// list, the server's side, is refused with a message saying so).
+func readToken(name string) (string, error) { return token.ReadSecret(name) }
 
 // statusError turns an unexpected answer into an error carrying the server's message (the
 // collector answers {"error": "..."}), without echoing an unbounded body.

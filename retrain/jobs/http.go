@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/edgeloop/edgeloop/internal/config"
+	"github.com/edgeloop/edgeloop/internal/token"
 )
 
 // The http backend's modes: how it learns that a run has ended.
@@ -528,13 +529,9 @@ func (h *HTTP) do(ctx context.Context, method, rawURL string, body []byte, data 
 	if h.cfg.BearerTokenFile != "" {
 		// Read every time: tokens such as projected service account tokens are rotated
 		// under a running process.
-		tok, err := os.ReadFile(h.cfg.BearerTokenFile)
+		t, err := token.ReadSecret(h.cfg.BearerTokenFile)
 		if err != nil {
 			return 0, nil, fmt.Errorf("bearer_token_file: %w", err)
-		}
-		t := strings.TrimSpace(string(tok))
-		if t == "" {
-			return 0, nil, fmt.Errorf("bearer_token_file: %s is empty", h.cfg.BearerTokenFile)
 		}
 		req.Header.Set("Authorization", "Bearer "+t)
 	}

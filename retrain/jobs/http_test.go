@@ -248,7 +248,7 @@ func TestHTTPBearerTokenRotation(t *testing.T) {
 	if err := os.WriteFile(tokenFile, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.Start(t.Context(), httpSpec("job-token-2")); err == nil || !strings.Contains(err.Error(), "bearer_token_file: "+tokenFile+" is empty") {
+	if _, err := h.Start(t.Context(), httpSpec("job-token-2")); err == nil || !strings.Contains(err.Error(), "bearer_token_file: token file "+tokenFile+": empty token file") {
 		t.Errorf("start with an empty token file: %v", err)
 	}
 }
