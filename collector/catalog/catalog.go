@@ -18,6 +18,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -161,6 +162,15 @@ type Catalog struct {
 	models   map[string]map[string]*version
 	owner    map[[16]byte]*shard
 	badIndex int
+
+	// byRequest finds samples by request id (FindRequest): it maps the hash of an id to the
+	// key of the first sample seen with it, and moreRequest holds the keys of further samples
+	// whose ids hash the same (an id reused by several nodes or clients). Hashes rather than
+	// ids keep it at about 40 bytes a sample, whatever the ids' length; FindRequest confirms
+	// the id in the shard's index, which also drops hash collisions.
+	reqSeed     maphash.Seed
+	byRequest   map[uint64][16]byte
+	moreRequest map[uint64][][16]byte
 }
 
 // New returns an empty catalog over opts.Bucket; call Rebuild (or Run) to load what the bucket
@@ -172,6 +182,7 @@ func New(opts Options) (*Catalog, error) {
 	c := &Catalog{
 		bucket: opts.Bucket, settle: opts.Settle, maxIndex: opts.MaxIndexBytes, logger: opts.Logger, now: opts.Now,
 		shards: map[string]*shard{}, models: map[string]map[string]*version{}, owner: map[[16]byte]*shard{},
+		reqSeed: maphash.MakeSeed(), byRequest: map[uint64][16]byte{}, moreRequest: map[uint64][][16]byte{},
 	}
 	if c.settle <= 0 {
 		c.settle = DefaultSettle
@@ -265,6 +276,14 @@ func (c *Catalog) add(tarKey string, uploaded time.Time, entries []sample.IndexE
 			continue
 		}
 		c.owner[k] = sh
+		if e.RequestID != "" {
+			h := maphash.String(c.reqSeed, e.RequestID)
+			if _, ok := c.byRequest[h]; ok {
+				c.moreRequest[h] = append(c.moreRequest[h], k)
+			} else {
+				c.byRequest[h] = k
+			}
+		}
 		one := Counts{Samples: 1, Bytes: e.Bytes}
 		sh.owned.Counts.add(one)
 		r := sh.owned.ByReason[e.Reason]
@@ -616,4 +635,88 @@ func (c *Catalog) Locate(key string) (ShardInfo, bool) {
 		return ShardInfo{}, false
 	}
 	return sh.info, true
+}
+
+// Limits of FindRequest.
+const (
+	// MaxRequestID bounds a request id asked about: the sample format's limit on it.
+	MaxRequestID = 256
+	// MaxRequestShards bounds the shard indexes one FindRequest reads: an id that many
+	// shards share (a client numbering its requests from 1 on every node) is answered in
+	// part, and says so.
+	MaxRequestShards = 16
+)
+
+// SampleRef is a sample found by its request id: where it is and what made it.
+type SampleRef struct {
+	Key       string    `json:"key"`
+	RequestID string    `json:"request_id"`
+	Model     string    `json:"model"`
+	Version   string    `json:"version"`
+	Node      string    `json:"node"`
+	Time      time.Time `json:"time"`
+	// Shard is the key of the shard (".tar") that holds it.
+	Shard string `json:"shard"`
+}
+
+// FindRequest returns the samples captured from requests with id id (none when the catalog
+// knows of none), sorted by time then key, and whether the answer is partial: the samples
+// were in more than MaxRequestShards shards, and only the first of those (by key) were read.
+// A batch request's rows are captured with ids "<id>#<row>", each found by its own id.
+//
+// The catalog keeps only a hash of each id in memory, so each shard that may hold a match
+// costs one read of its index from the bucket (Options.MaxIndexBytes at most); an id that no
+// sample has costs no read.
+func (c *Catalog) FindRequest(ctx context.Context, id string) ([]SampleRef, bool, error) {
+	if id == "" {
+		return nil, false, nil
+	}
+	h := maphash.String(c.reqSeed, id)
+	c.mu.RLock()
+	var keys [][16]byte
+	if k, ok := c.byRequest[h]; ok {
+		keys = append(append(keys, k), c.moreRequest[h]...)
+	}
+	byShard := map[string]map[string]bool{}
+	for _, k := range keys {
+		if sh := c.owner[k]; sh != nil {
+			if byShard[sh.info.Key] == nil {
+				byShard[sh.info.Key] = map[string]bool{}
+			}
+			byShard[sh.info.Key][hex.EncodeToString(k[:])] = true
+		}
+	}
+	c.mu.RUnlock()
+	shards := make([]string, 0, len(byShard))
+	for k := range byShard {
+		shards = append(shards, k)
+	}
+	slices.Sort(shards)
+	partial := len(shards) > MaxRequestShards
+	if partial {
+		shards = shards[:MaxRequestShards]
+	}
+	var out []SampleRef
+	for _, shardKey := range shards {
+		entries, err := c.Entries(ctx, shardKey)
+		if err != nil {
+			return nil, false, fmt.Errorf("catalog: find request %q: %w", id, err)
+		}
+		want := byShard[shardKey]
+		for _, e := range entries {
+			if e.RequestID != id || !want[e.Key] {
+				continue
+			}
+			delete(want, e.Key) // once, however often the shard lists it
+			out = append(out, SampleRef{Key: e.Key, RequestID: e.RequestID, Model: e.Model, Version: e.Version,
+				Node: e.Node, Time: e.Time.UTC(), Shard: shardKey})
+		}
+	}
+	slices.SortFunc(out, func(a, b SampleRef) int {
+		if c := a.Time.Compare(b.Time); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Key, b.Key)
+	})
+	return out, partial, nil
 }

@@ -3,8 +3,12 @@ package catalog
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -17,9 +21,10 @@ import (
 //	GET /v1/catalog/{model}                           versions with totals
 //	GET /v1/catalog/{model}/{version}?since=<w>       counts, new since watermark w, next watermark
 //	GET /v1/catalog/{model}/{version}/shards?from=<RFC3339>&to=<RFC3339>
+//	GET /v1/samples?request_id=<id>                   the samples captured from a request
 //
-// Mount it at "/v1/catalog" and "/v1/catalog/". It answers 503 until the first Rebuild has
-// completed, as its answers would silently miss the bucket's content before that.
+// Mount it at "/v1/catalog", "/v1/catalog/" and "/v1/samples". It answers 503 until the first
+// Rebuild has completed, as its answers would silently miss the bucket's content before that.
 func (c *Catalog) Handler(requireOperator func(http.Handler) http.Handler) http.Handler {
 	if requireOperator == nil {
 		panic("catalog: Handler: nil requireOperator")
@@ -30,6 +35,7 @@ func (c *Catalog) Handler(requireOperator func(http.Handler) http.Handler) http.
 	mux.HandleFunc("GET /v1/catalog/{model}", c.serveVersions)
 	mux.HandleFunc("GET /v1/catalog/{model}/{version}", c.serveStats)
 	mux.HandleFunc("GET /v1/catalog/{model}/{version}/shards", c.serveShards)
+	mux.HandleFunc("GET /v1/samples", c.serveSamples)
 	return requireOperator(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !c.Synced() {
 			w.Header().Set("Retry-After", "10")
@@ -118,6 +124,48 @@ func (c *Catalog) serveShards(w http.ResponseWriter, r *http.Request) {
 		shards = []ShardInfo{}
 	}
 	WriteJSON(w, map[string]any{"model": model, "version": ver, "shards": shards})
+}
+
+// RequestAnswer is the answer of GET /v1/samples?request_id=.
+type RequestAnswer struct {
+	RequestID string      `json:"request_id"`
+	Samples   []SampleRef `json:"samples"`
+	// Partial says that the id's samples are in more than MaxRequestShards shards and only
+	// those of the first were read.
+	Partial bool `json:"partial,omitempty"`
+}
+
+// CheckRequestID checks a request id asked about; the error names the parameter.
+func CheckRequestID(id string) error {
+	switch {
+	case id == "":
+		return errors.New("request_id: missing: give the V2 infer request's id")
+	case len(id) > MaxRequestID:
+		return fmt.Errorf("request_id: %d bytes, longer than the %d a sample can hold", len(id), MaxRequestID)
+	case !utf8.ValidString(id) || strings.ContainsFunc(id, unicode.IsControl):
+		return fmt.Errorf("request_id: %s is not valid UTF-8 without control characters", quote(id))
+	}
+	return nil
+}
+
+func (c *Catalog) serveSamples(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	id := q.Get("request_id")
+	if err := CheckRequestID(id); err != nil {
+		auth.Error(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	found, partial, err := c.FindRequest(r.Context(), id)
+	if err != nil {
+		c.logger.Error("catalog: find request failed", "request_id", id, "err", err)
+		auth.Error(w, http.StatusBadGateway, "could not read a shard index from the object store")
+		return
+	}
+	if len(found) == 0 {
+		auth.Error(w, http.StatusNotFound, "no sample with request_id "+quote(id)+": not captured, or not shipped and stored yet")
+		return
+	}
+	WriteJSON(w, RequestAnswer{RequestID: id, Samples: found, Partial: partial})
 }
 
 var (

@@ -22,6 +22,12 @@ var Base = time.Date(2026, 3, 14, 15, 0, 0, 0, time.UTC)
 // class pred ("Coat" for 4, else its index), kept for reason.
 func Sample(t testing.TB, model, version, reason string, pred, seed int) *sample.Sample {
 	t.Helper()
+	return SampleOf(t, model, version, reason, pred, seed, "edge-0001", "")
+}
+
+// SampleOf is Sample made on node from the request with id requestID ("" for none).
+func SampleOf(t testing.TB, model, version, reason string, pred, seed int, node, requestID string) *sample.Sample {
+	t.Helper()
 	data := make([]float32, 784)
 	for i := range data {
 		data[i] = float32((i*7+seed*13)%256) / 255
@@ -35,7 +41,7 @@ func Sample(t testing.TB, model, version, reason string, pred, seed int) *sample
 		class = "Coat"
 	}
 	s, err := sample.New(sample.Meta{
-		Model: model, Version: version, Node: "edge-0001",
+		Model: model, Version: version, Node: node, RequestID: requestID,
 		Time:       Base.Add(time.Duration(seed) * time.Second),
 		Prediction: pred, PredictedClass: class,
 		Scores:     []float32{0.1, 0.2, 0.3, 0.4, 0.9, 0, 0, 0, 0, 0},
