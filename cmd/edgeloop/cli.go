@@ -38,6 +38,7 @@ func commands() []command {
 		{"retrain", "run the retrain controller: Alertmanager webhook, policy, jobs, gate, publish on :9752", runRetrain},
 		{"model", "manage a signed model repository: keygen, sign, verify, publish, ls", runModel},
 		{"evalset", "manage labelled evaluation sets in the object store: create, ls, show", runEvalset},
+		{"bucket", "create or list an object-store bucket (s3:// or file:// URL): create, ls", runBucket},
 		{"train", "train the builtin Fashion-MNIST model and write model.onnx + metrics.json", runTrain},
 		{"evaluate", "score models on an evaluation set for the retrain gate (its evaluation job)", runEvaluate},
 		{"demo", "run the whole loop on loopback with simulated edge nodes and drift (make demo)", runDemo},
