@@ -53,6 +53,12 @@ lint: ## gofmt, go vet and staticcheck (pinned)
 bench: ## run the benchmarks behind docs/benchmarks.md and compare them with benchstat
 	bench/run.sh
 
+.PHONY: chaos
+chaos: tools ## the chaos soak for CHAOS_DURATION (10m): SIGKILLs and network faults under traffic, then conservation (docs/benchmarks.md)
+	mkdir -p bench/out
+	MINIO=$$($(TOOLS) path minio) CHAOS_DURATION=$${CHAOS_DURATION:-10m} CHAOS_SUMMARY=$${CHAOS_SUMMARY:-$(CURDIR)/bench/out/chaos-summary.json} \
+	$(GO) test -count=1 -timeout 40m -tags integration -run '^TestChaosSoak$$' -v ./bench/chaos/
+
 dashboards: ## regenerate the Grafana dashboards in dashboards/json from their Go code
 	$(GO) run ./dashboards/gen
 
