@@ -18,7 +18,8 @@ import (
 )
 
 // fuzzService is a labelling API over a directory bucket with an empty catalog: the label
-// endpoints store what they accept without looking samples up.
+// endpoints store what they accept by key without looking samples up, and refuse every
+// request id as unknown.
 func fuzzService(f *testing.F) (http.Handler, objstore.Bucket) {
 	b, err := objstore.NewFS(f.TempDir())
 	if err != nil {
@@ -27,6 +28,10 @@ func fuzzService(f *testing.F) (http.Handler, objstore.Bucket) {
 	f.Cleanup(func() { b.Close() })
 	cat, err := catalog.New(catalog.Options{Bucket: b})
 	if err != nil {
+		f.Fatal(err)
+	}
+	// Loaded (empty), so that a label by request id is looked up and refused as unknown.
+	if err := cat.Rebuild(context.Background()); err != nil {
 		f.Fatal(err)
 	}
 	svc, err := labels.New(labels.Options{Bucket: b, Catalog: cat, Instance: "c0", RequireOperator: operator,

@@ -120,7 +120,7 @@ func New(opts Options) (*Service, error) {
 // Handler returns the API; mount it at "/v1/labels", "/v1/datasets/", "/v1/labelstudio/" and
 // "/v1/samples/":
 //
-//	POST /v1/labels                              store labels (operator)
+//	POST /v1/labels                              store labels, by key or request id (operator)
 //	GET  /v1/datasets/{model}?since=&version=    dataset manifest (operator)
 //	GET  /v1/labelstudio/{model}/tasks?since=&version=&limit=   Label Studio tasks (operator)
 //	POST /v1/labelstudio/{model}/import          Label Studio JSON export → labels (operator)
@@ -149,10 +149,15 @@ func (s *Service) Handler() http.Handler {
 	return mux
 }
 
-// Label is one label of a POST /v1/labels request.
+// Label is one label of a POST /v1/labels request. It names its sample by Key or by
+// RequestID, not both.
 type Label struct {
 	// Key is the sample's key: 32 lowercase hex digits.
-	Key string `json:"key"`
+	Key string `json:"key,omitempty"`
+	// RequestID names the sample by the id of the inference request it was captured from
+	// (a batch's row i as "<id>#<i>"): the catalog resolves it to a key, and it must name
+	// exactly one sample of the request's model.
+	RequestID string `json:"request_id,omitempty"`
 	// Label is the class: an index (≥ 0) or a name, as the trainer reads it.
 	Label json.RawMessage `json:"label"`
 	// Source says who labelled: human, teacher, labelstudio, ...
@@ -169,7 +174,9 @@ type Request struct {
 
 // Line is one line of a stored label file: the trainer reads "key" and "label".
 type Line struct {
-	Key       string          `json:"key"`
+	Key string `json:"key"`
+	// RequestID is the request id the label named its sample by, when it did.
+	RequestID string          `json:"request_id,omitempty"`
 	Label     json.RawMessage `json:"label"`
 	Source    string          `json:"source"`
 	Annotator string          `json:"annotator,omitempty"`
@@ -251,8 +258,15 @@ func (s *Service) validate(req Request) ([]Line, error) {
 	now := s.opts.Now().UTC()
 	lines := make([]Line, 0, len(req.Labels))
 	for i, l := range req.Labels {
-		if !sample.ValidKey(l.Key) {
-			p.add("labels[%d].key: want 32 lowercase hex digits, got %.40q", i, l.Key)
+		switch {
+		case l.Key != "" && l.RequestID != "":
+			p.add("labels[%d]: give key or request_id, not both", i)
+		case l.RequestID != "":
+			if err := catalog.CheckRequestID(l.RequestID); err != nil {
+				p.add("labels[%d].%v", i, err)
+			}
+		case !sample.ValidKey(l.Key):
+			p.add("labels[%d].key: want 32 lowercase hex digits (or give request_id instead), got %.40q", i, l.Key)
 		}
 		v, err := validLabel(l.Label)
 		if err != nil {
@@ -266,12 +280,117 @@ func (s *Service) validate(req Request) ([]Line, error) {
 				p.add("labels[%d].annotator: %v", i, err)
 			}
 		}
-		lines = append(lines, Line{Key: l.Key, Label: v, Source: l.Source, Annotator: l.Annotator, Time: now})
+		lines = append(lines, Line{Key: l.Key, RequestID: l.RequestID, Label: v, Source: l.Source, Annotator: l.Annotator, Time: now})
 	}
 	if err := p.err(); err != nil {
 		return nil, err
 	}
 	return lines, nil
+}
+
+// Unresolved is a label whose request id does not name exactly one sample of the model.
+type Unresolved struct {
+	// Index is the label's place in the request (or the task's in a Label Studio export).
+	Index     int    `json:"index"`
+	RequestID string `json:"request_id"`
+	// Reason is "unknown" (no sample has the id: not captured, or not stored yet),
+	// "ambiguous" (several samples have it; label them by key) or "other_model".
+	Reason string `json:"reason"`
+	// Keys are the samples the id names, for "ambiguous" and "other_model".
+	Keys []string `json:"keys,omitempty"`
+}
+
+// resolveStatus is the answer to a batch with labels that name no single sample: nothing of
+// the batch is stored, and the caller sends it again once fixed (or once the samples are in).
+const resolveStatus = http.StatusUnprocessableEntity
+
+// resolve fills in the key of every line that names its sample by request id, through the
+// catalog, and returns the lines whose id names no single sample of model, their Index set by
+// index. Lookups are one per distinct id; each reads the shard indexes of the samples the id
+// may name (catalog.FindRequest).
+func (s *Service) resolve(ctx context.Context, model string, lines []Line, index func(i int) int) ([]Unresolved, error) {
+	found := map[string][]catalog.SampleRef{}
+	var bad []Unresolved
+	for i := range lines {
+		id := lines[i].RequestID
+		if id == "" {
+			continue
+		}
+		refs, ok := found[id]
+		if !ok {
+			var partial bool
+			var err error
+			if refs, partial, err = s.opts.Catalog.FindRequest(ctx, id); err != nil {
+				return nil, err
+			}
+			if partial { // more samples than were read: ambiguous however many were
+				refs = append(refs, catalog.SampleRef{})
+			}
+			found[id] = refs
+		}
+		u := Unresolved{Index: index(i), RequestID: id}
+		switch {
+		case len(refs) == 0:
+			u.Reason = "unknown"
+		case len(refs) > 1:
+			u.Reason = "ambiguous"
+		case refs[0].Model != model:
+			u.Reason = "other_model"
+		default:
+			lines[i].Key = refs[0].Key
+			continue
+		}
+		for _, r := range refs {
+			if r.Key != "" {
+				u.Keys = append(u.Keys, r.Key)
+			}
+		}
+		bad = append(bad, u)
+	}
+	return bad, nil
+}
+
+// resolveLines runs resolve and answers the request when it cannot go on (false then): 503
+// while the catalog loads, 422 naming every label whose id names no single sample, with
+// nothing stored. field names a label's request id in messages, by its index.
+func (s *Service) resolveLines(w http.ResponseWriter, r *http.Request, model string, lines []Line, index func(i int) int, field func(index int) string) bool {
+	byID := false
+	for _, l := range lines {
+		byID = byID || l.RequestID != ""
+	}
+	if !byID {
+		return true
+	}
+	if !s.ready(w) {
+		return false
+	}
+	bad, err := s.resolve(r.Context(), model, lines, index)
+	if err != nil {
+		s.opts.Logger.Error("labels: resolve request ids failed", "model", model, "err", err)
+		auth.Error(w, http.StatusBadGateway, "could not read a shard index from the object store")
+		return false
+	}
+	if len(bad) == 0 {
+		return true
+	}
+	var p problems
+	for _, u := range bad {
+		switch u.Reason {
+		case "unknown":
+			p.add("%s %q: no sample has it (not captured, or not shipped and stored yet)", field(u.Index), u.RequestID)
+		case "ambiguous":
+			p.add("%s %q: names several samples (%s): label them by key", field(u.Index), u.RequestID, strings.Join(u.Keys, ", "))
+		default:
+			p.add("%s %q: its sample %s is not of model %q", field(u.Index), u.RequestID, strings.Join(u.Keys, ", "), model)
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(resolveStatus)
+	_ = json.NewEncoder(w).Encode(map[string]any{
+		"error":      "nothing stored: " + p.err().Error(),
+		"unresolved": bad,
+	})
+	return false
 }
 
 // store writes lines as one new label object of model and returns its key.
@@ -321,6 +440,10 @@ func (s *Service) postLabels(w http.ResponseWriter, r *http.Request) {
 	lines, err := s.validate(req)
 	if err != nil {
 		auth.Error(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if !s.resolveLines(w, r, req.Model, lines, func(i int) int { return i },
+		func(i int) string { return fmt.Sprintf("labels[%d].request_id", i) }) {
 		return
 	}
 	key, err := s.store(r.Context(), req.Model, lines)

@@ -91,7 +91,7 @@ func TestPostLabels(t *testing.T) {
 		want       string
 	}{
 		{"index and name", `{"model":"fashion","labels":[{"key":"` + key + `","label":4,"source":"human","annotator":"ann"},{"key":"` + key + `","label":"Coat","source":"teacher"}]}`, 201, `"stored": 2`},
-		{"bad key", `{"model":"fashion","labels":[{"key":"XYZ","label":1,"source":"human"}]}`, 400, `labels[0].key: want 32 lowercase hex digits, got \"XYZ\"`},
+		{"bad key", `{"model":"fashion","labels":[{"key":"XYZ","label":1,"source":"human"}]}`, 400, `labels[0].key: want 32 lowercase hex digits (or give request_id instead), got \"XYZ\"`},
 		{"negative", `{"model":"fashion","labels":[{"key":"` + key + `","label":-1,"source":"human"}]}`, 400, "labels[0].label: want a class index"},
 		{"fraction", `{"model":"fashion","labels":[{"key":"` + key + `","label":1.5,"source":"human"}]}`, 400, "labels[0].label: want a class index"},
 		{"null", `{"model":"fashion","labels":[{"key":"` + key + `","label":null,"source":"human"}]}`, 400, "labels[0].label: missing"},

@@ -30,10 +30,13 @@ type Task struct {
 }
 
 // TaskData is what the labelling interface shows ($image) and what the import reads back
-// (key).
+// (key, or request_id when a task made elsewhere has no key).
 type TaskData struct {
-	Image          string    `json:"image"`
-	Key            string    `json:"key"`
+	Image string `json:"image"`
+	Key   string `json:"key"`
+	// RequestID is the id of the inference request the sample was captured from ("" when
+	// the client sent none), so that an annotator can match a task to a request.
+	RequestID      string    `json:"request_id"`
 	PredictedClass string    `json:"predicted_class"`
 	Model          string    `json:"model"`
 	Version        string    `json:"version"`
@@ -128,7 +131,7 @@ func (s *Service) tasks(w http.ResponseWriter, r *http.Request) {
 			img := base + "/v1/samples/" + e.Key + ".png?" + url.Values{"exp": {strconv.FormatInt(exp, 10)}, "sig": {s.sign(e.Key, exp)}}.Encode()
 			tasks = append(tasks, Task{
 				ID: taskID(e.Key),
-				Data: TaskData{Image: img, Key: e.Key, PredictedClass: class, Model: e.Model, Version: e.Version,
+				Data: TaskData{Image: img, Key: e.Key, RequestID: e.RequestID, PredictedClass: class, Model: e.Model, Version: e.Version,
 					Node: e.Node, Reason: e.Reason, Time: e.Time},
 				Predictions: []LSPrediction{{ModelVersion: e.Version, Score: e.MaxSoftmax, Result: []LSResult{{
 					FromName: "label", ToName: "image", Type: "choices", Value: LSValue{Choices: []string{class}},
@@ -141,8 +144,11 @@ func (s *Service) tasks(w http.ResponseWriter, r *http.Request) {
 
 // lsExportTask is the part of a task in Label Studio's JSON export that the import reads.
 type lsExportTask struct {
-	ID          int64                `json:"id"`
-	Data        struct{ Key string } `json:"data"`
+	ID   int64 `json:"id"`
+	Data struct {
+		Key       string `json:"key"`
+		RequestID string `json:"request_id"`
+	} `json:"data"`
 	Annotations []struct {
 		Result       []LSResult      `json:"result"`
 		CompletedBy  json.RawMessage `json:"completed_by"`
@@ -185,11 +191,20 @@ func (s *Service) importLS(w http.ResponseWriter, r *http.Request) {
 	}
 	var p problems
 	var lines []Line
+	var lineTask []int // lines[j] is of export[lineTask[j]]
 	skipped := 0
 	now := s.opts.Now().UTC()
 	for i, t := range export {
-		if !sample.ValidKey(t.Data.Key) {
-			p.add("task %d (index %d): data.key: want 32 lowercase hex digits, got %.40q: were the tasks exported by edgeloop?", t.ID, i, t.Data.Key)
+		// A task without a key (made outside edgeloop) may name its sample by request id.
+		byID := t.Data.Key == "" && t.Data.RequestID != ""
+		switch {
+		case byID:
+			if err := catalog.CheckRequestID(t.Data.RequestID); err != nil {
+				p.add("task %d (index %d): data.%v", t.ID, i, err)
+				continue
+			}
+		case !sample.ValidKey(t.Data.Key):
+			p.add("task %d (index %d): data.key: want 32 lowercase hex digits (or data.request_id), got %.40q: were the tasks exported by edgeloop?", t.ID, i, t.Data.Key)
 			continue
 		}
 		// The last completed annotation wins: it is the latest review.
@@ -213,10 +228,19 @@ func (s *Service) importLS(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		label, _ := json.Marshal(choice)
-		lines = append(lines, Line{Key: t.Data.Key, Label: label, Source: "labelstudio", Annotator: who, Time: now})
+		l := Line{Key: t.Data.Key, Label: label, Source: "labelstudio", Annotator: who, Time: now}
+		if byID {
+			l.RequestID = t.Data.RequestID
+		}
+		lines = append(lines, l)
+		lineTask = append(lineTask, i)
 	}
 	if err := p.err(); err != nil {
 		auth.Error(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if !s.resolveLines(w, r, model, lines, func(j int) int { return lineTask[j] },
+		func(i int) string { return fmt.Sprintf("task %d (index %d): data.request_id", export[i].ID, i) }) {
 		return
 	}
 	answer := map[string]any{"stored": len(lines), "skipped": skipped}
