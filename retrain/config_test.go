@@ -111,8 +111,8 @@ func TestExampleConfig(t *testing.T) {
 	const example = "../docs/examples/retrain.yaml"
 	dir := t.TempDir()
 	t.Setenv("EDGELOOP_CONFIG_DIR", dir)
-	writeTokens(t, dir, "retrain-webhook.tokens", "alertmanager", "am-secret")
-	writeTokens(t, dir, "retrain-operator.tokens", "alice", "op-secret")
+	writeTokens(t, dir, "retrain-webhook.sha256", "alertmanager", "am-secret")
+	writeTokens(t, dir, "retrain-operator.sha256", "alice", "op-secret")
 	if _, err := modelrepo.GenerateKey(dir); err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestExampleConfig(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Web.Listen != ":9752" || cfg.Auth.WebhookTokensFile != filepath.Join(dir, "retrain-webhook.tokens") ||
+	if cfg.Web.Listen != ":9752" || cfg.Auth.WebhookTokensFile != filepath.Join(dir, "retrain-webhook.sha256") ||
 		cfg.Backend.Type != "local" || len(cfg.Models) != 2 || cfg.Models[1].Serving != "stable" ||
 		cfg.Policy.Cooldown != 6*time.Hour || cfg.Policy.MinNewLabels != 100 || !cfg.Publish.Stable ||
 		cfg.Gate.MaxClassRegression != 0.02 || cfg.Drift.PSIThreshold != 0.25 {
