@@ -230,7 +230,7 @@ func (s *Server) mountOperatorAPI(base *slog.Logger) error {
 	cat := s.catalog.Handler(s.auth.RequireOperator)
 	s.mux.Handle("/v1/catalog", cat)
 	s.mux.Handle("/v1/catalog/", cat)
-	s.mux.Handle("/v1/samples", cat) // ?request_id=; /v1/samples/ is the labels' PNGs
+	s.mux.Handle("GET /v1/samples", cat) // ?request_id=; POST is ingest, /v1/samples/ the labels' PNGs
 	for _, p := range []string{"/v1/labels", "/v1/datasets/", "/v1/labelstudio/", "/v1/samples/"} {
 		s.mux.Handle(p, lab.Handler())
 	}

@@ -23,8 +23,9 @@ import (
 //	GET /v1/catalog/{model}/{version}/shards?from=<RFC3339>&to=<RFC3339>
 //	GET /v1/samples?request_id=<id>                   the samples captured from a request
 //
-// Mount it at "/v1/catalog", "/v1/catalog/" and "/v1/samples". It answers 503 until the first
-// Rebuild has completed, as its answers would silently miss the bucket's content before that.
+// Mount it at "/v1/catalog", "/v1/catalog/" and "GET /v1/samples" (POST is ingest). It answers
+// 503 until the first Rebuild has completed, as its answers would silently miss the bucket's
+// content before that.
 func (c *Catalog) Handler(requireOperator func(http.Handler) http.Handler) http.Handler {
 	if requireOperator == nil {
 		panic("catalog: Handler: nil requireOperator")
