@@ -130,12 +130,14 @@ func (s *Spool) commitOnce(through uint64) (rewrote bool, err error) {
 		t.err = t.seg.f.Sync()
 		s.metrics.fsync.Observe(time.Since(start).Seconds())
 		if t.err != nil {
+			s.diskErrors.Add(1)
 			errs = append(errs, fmt.Errorf("fsync %s: %w", t.seg.path, t.err))
 		}
 	}
 	var dirErr error
 	if dirDirty {
 		if dirErr = s.fs.SyncDir(s.dir); dirErr != nil {
+			s.diskErrors.Add(1)
 			errs = append(errs, fmt.Errorf("fsync directory: %w", dirErr))
 		}
 	}
@@ -204,6 +206,7 @@ func (s *Spool) syncedLocked(seg *segment, size int64) {
 func (s *Spool) rewriteLocked() error {
 	for len(s.rewrite) > 0 {
 		if err := s.rewriteSegmentLocked(s.rewrite[0]); err != nil {
+			s.diskErrors.Add(1)
 			if !s.paused {
 				s.paused = true
 				s.logger.Error("spool: cannot write again the records of a segment whose fsync failed; appends refused until it succeeds", "dir", s.dir, "err", err)
@@ -284,6 +287,7 @@ func (s *Spool) rewriteSegmentLocked(seg *segment) error {
 	if seg.size > seg.synced && !seg.detached {
 		// Cut off the copies, so that recovery finds only what the segment's name covers.
 		if err := seg.f.Truncate(seg.synced); err != nil {
+			s.diskErrors.Add(1)
 			s.logger.Warn("spool: cannot cut the unsynced records off a segment whose fsync failed; recovery will", "segment", seg.path, "err", err)
 		}
 	}

@@ -12,7 +12,7 @@ type metrics struct {
 	fsync prometheus.Histogram
 
 	records, bytes, oldestAge, unsynced, dropped, corrupt, paused, segments *prometheus.Desc
-	fsyncErrors, rewritten                                                  *prometheus.Desc
+	fsyncErrors, rewritten, diskErrors                                      *prometheus.Desc
 }
 
 func newMetrics(s *Spool, prefix string) *metrics {
@@ -38,12 +38,14 @@ func newMetrics(s *Spool, prefix string) *metrics {
 			"Segment fsyncs that failed; each poisons its segment, whose unsynced records are written again to a new one.", nil, nil),
 		rewritten: prometheus.NewDesc(prefix+"_rewritten_records_total",
 			"Records written again to a new segment because the fsync of theirs failed.", nil, nil),
+		diskErrors: prometheus.NewDesc(prefix+"_disk_errors_total",
+			"File operations of the spool that failed, at any call site: a full disk, an I/O error, a short write, a failed fsync, a file that could not be removed (docs/faults.md).", nil, nil),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{m.records, m.bytes, m.oldestAge, m.unsynced, m.dropped, m.corrupt, m.paused, m.segments, m.fsyncErrors, m.rewritten} {
+	for _, d := range []*prometheus.Desc{m.records, m.bytes, m.oldestAge, m.unsynced, m.dropped, m.corrupt, m.paused, m.segments, m.fsyncErrors, m.rewritten, m.diskErrors} {
 		ch <- d
 	}
 }
@@ -71,6 +73,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(m.segments, prometheus.GaugeValue, float64(st.Segments))
 	ch <- prometheus.MustNewConstMetric(m.fsyncErrors, prometheus.CounterValue, float64(st.FsyncErrors))
 	ch <- prometheus.MustNewConstMetric(m.rewritten, prometheus.CounterValue, float64(st.Rewritten))
+	ch <- prometheus.MustNewConstMetric(m.diskErrors, prometheus.CounterValue, float64(st.DiskErrors))
 }
 
 // register adds the spool's collectors to reg, all or none.

@@ -24,6 +24,10 @@ const (
 	// damage: sane-looking headers inside damaged bytes are rare, so past this many the rest
 	// of the segment is given up rather than scanned at quadratic cost.
 	maxResyncChecks = 1024
+	// readAttempts is how many times recovery tries to read a file before it takes an I/O
+	// error for damage: an error that passes (a cable, a controller reset) must not make it
+	// give up acked positions or move a segment of stored records aside.
+	readAttempts = 3
 )
 
 func segmentName(first uint64) string {
@@ -114,7 +118,7 @@ type segFile struct {
 func (s *Spool) recoverDir() error {
 	posPath := filepath.Join(s.dir, positionName)
 	posDamaged, posFound := false, true
-	switch b, err := s.fs.ReadFile(posPath); {
+	switch b, err := s.readFile(posPath); {
 	case errors.Is(err, fs.ErrNotExist):
 		posFound = false
 	default:
@@ -141,8 +145,11 @@ func (s *Spool) recoverDir() error {
 		}
 		if strings.HasPrefix(name, ".tmp-"+positionName) {
 			// A position write that a crash interrupted; the file it would have replaced
-			// is intact.
-			s.fs.Remove(filepath.Join(s.dir, name))
+			// is intact. One that cannot be removed is tried again at the next Open.
+			if err := s.fs.Remove(filepath.Join(s.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				s.diskErrors.Add(1)
+				s.logger.Warn("spool: cannot delete an interrupted position write", "file", filepath.Join(s.dir, name), "err", err)
+			}
 			continue
 		}
 		if name != positionName {
@@ -172,6 +179,9 @@ func (s *Spool) recoverDir() error {
 			s.corrupt++
 			aside := sf.path + ".unreadable"
 			rerr := s.fs.Rename(sf.path, aside)
+			if rerr != nil {
+				s.diskErrors.Add(1)
+			}
 			s.logger.Error("spool: cannot read a segment; moved it aside", "segment", sf.path, "moved_to", aside, "err", err, "rename_err", rerr)
 			continue
 		}
@@ -199,12 +209,14 @@ func (s *Spool) recoverDir() error {
 	s.nextSeq = max(1, s.head, maxSeq+1, maxFirst+1)
 	s.syncedSeq = s.nextSeq - 1 // recoverSegment fsynced what it kept
 	if _, err := s.rollLocked(); err != nil {
+		s.diskErrors.Add(1)
 		if !isDiskFull(err) {
 			return fmt.Errorf("spool: open: create segment: %w", err)
 		}
 		s.paused = true
 		s.logger.Warn("spool: disk full; opened paused, appends fail until space returns", "dir", s.dir, "err", err)
 	} else if err := s.fs.SyncDir(s.dir); err != nil {
+		s.diskErrors.Add(1)
 		return fmt.Errorf("spool: open: %w", err)
 	} else {
 		s.active.dirSynced = true
@@ -212,6 +224,7 @@ func (s *Spool) recoverDir() error {
 	}
 	for _, path := range stale {
 		if err := s.fs.Remove(path); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			s.diskErrors.Add(1)
 			s.logger.Warn("spool: cannot delete a segment without records", "segment", path, "err", err)
 		}
 	}
@@ -219,6 +232,7 @@ func (s *Spool) recoverDir() error {
 		// A position file always exists from now on, so that an ack on a full disk can
 		// overwrite it in place (writePosition).
 		if err := s.fs.WriteFileAtomic(posPath, encodePosition(s.head), 0o600); err != nil {
+			s.diskErrors.Add(1)
 			s.logger.Warn("spool: cannot write the position file", "file", posPath, "err", err)
 		} else {
 			s.persistedHead = s.head
@@ -241,22 +255,54 @@ func (s *Spool) recoverDir() error {
 	return nil
 }
 
-// recoverSegment reads one segment and opens it for Peek. The fsync makes durable what a
-// killed predecessor wrote but did not sync, before new records are stored after it.
+// readFile reads a whole file, trying again after an I/O error (readAttempts in all); each
+// failure is counted and logged. A file that does not exist is no failure.
+func (s *Spool) readFile(path string) ([]byte, error) {
+	for attempt := 1; ; attempt++ {
+		b, err := s.fs.ReadFile(path)
+		if err == nil || errors.Is(err, fs.ErrNotExist) || attempt == readAttempts {
+			return b, err
+		}
+		s.diskErrors.Add(1)
+		s.logger.Warn("spool: cannot read a file; trying again", "file", path, "attempt", attempt, "err", err)
+	}
+}
+
+// recoverSegment reads one segment and opens it for Peek, trying again after an I/O error
+// (readAttempts in all): only an error that persists makes the segment unreadable.
 func (s *Spool) recoverSegment(sf segFile, next uint64) (*segment, []scanned, error) {
+	for attempt := 1; ; attempt++ {
+		seg, recs, damaged, err := s.recoverSegmentOnce(sf, next)
+		if err == nil {
+			if damaged > 0 {
+				s.corrupt += uint64(damaged)
+				s.logger.Warn("spool: skipped damaged records in a segment", "segment", sf.path, "stretches", damaged, "good_records", len(recs))
+			}
+			return seg, recs, nil
+		}
+		s.diskErrors.Add(1)
+		if attempt == readAttempts {
+			return nil, nil, err
+		}
+		s.logger.Warn("spool: cannot recover a segment; trying again", "segment", sf.path, "attempt", attempt, "err", err)
+	}
+}
+
+// recoverSegmentOnce is one try of recoverSegment; it returns the damaged stretches for the
+// caller to count once. The fsync makes durable what a killed predecessor wrote but did not
+// sync, before new records are stored after it; when it fails, the pages it could not write
+// may be gone (commit.go), so the segment is written again whole from the bytes just read.
+func (s *Spool) recoverSegmentOnce(sf segFile, next uint64) (*segment, []scanned, int, error) {
 	b, err := s.fs.ReadFile(sf.path)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	recs, damaged, end := scanSegment(b, sf.first, next)
-	if damaged > 0 {
-		s.corrupt += uint64(damaged)
-		s.logger.Warn("spool: skipped damaged records in a segment", "segment", sf.path, "stretches", damaged, "good_records", len(recs))
-	}
 	if end < len(b) {
 		// A torn tail holds no good record: cut it off, so that it is counted once and not
 		// again at every Open. Damage between good records stays until acks delete it.
 		if err := s.fs.Truncate(sf.path, int64(end)); err != nil {
+			s.diskErrors.Add(1)
 			s.logger.Warn("spool: cannot cut a torn tail off a segment", "segment", sf.path, "err", err)
 		} else {
 			b = b[:end]
@@ -264,11 +310,18 @@ func (s *Spool) recoverSegment(sf segFile, next uint64) (*segment, []scanned, er
 	}
 	f, err := s.fs.OpenFile(sf.path, os.O_RDONLY, 0)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, 0, err
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
-		return nil, nil, err
+		s.diskErrors.Add(1)
+		s.logger.Warn("spool: fsync of a recovered segment failed; writing it again from what was read", "segment", sf.path, "err", err)
+		if err := s.fs.WriteFileAtomic(sf.path, b, 0o600); err != nil {
+			return nil, nil, 0, fmt.Errorf("write again after a failed fsync: %w", err)
+		}
+		if f, err = s.fs.OpenFile(sf.path, os.O_RDONLY, 0); err != nil {
+			return nil, nil, 0, err
+		}
 	}
-	return &segment{first: sf.first, path: sf.path, f: f, size: int64(len(b)), synced: int64(len(b)), dirSynced: true}, recs, nil
+	return &segment{first: sf.first, path: sf.path, f: f, size: int64(len(b)), synced: int64(len(b)), dirSynced: true}, recs, damaged, nil
 }

@@ -14,12 +14,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -112,6 +114,10 @@ type Stats struct {
 	FsyncErrors uint64
 	// Rewritten counts the records written again to a new segment after a failed fsync.
 	Rewritten uint64
+	// DiskErrors counts the file operations that failed since Open, at every call site (a
+	// full disk, an I/O error, a failed fsync, one that could not be removed...):
+	// docs/faults.md lists them.
+	DiskErrors uint64
 }
 
 // file is what the spool needs of an open segment.
@@ -200,9 +206,10 @@ type Spool struct {
 	corrupt       uint64
 	fsyncErrors   uint64
 	rewritten     uint64
-	buf           []byte // frame encoding buffer, reused under mu
-	notEmpty      signal // for Wait
-	freed         signal // for the block policy
+	diskErrors    atomic.Uint64 // not under mu: some call sites are outside it
+	buf           []byte        // frame encoding buffer, reused under mu
+	notEmpty      signal        // for Wait
+	freed         signal        // for the block policy
 
 	pending chan struct{} // a record became unsynced, or the head moved: commit within SyncInterval
 	full    chan struct{} // SyncRecords records are unsynced: commit now
@@ -240,10 +247,12 @@ func Open(dir string, cfg Config, opts Options) (*Spool, error) {
 	}
 	s.fs = fsutil.Or(s.fs)
 	if err := s.fs.MkdirAll(dir, 0o700); err != nil {
+		s.logger.Error("spool: cannot create the directory", "dir", dir, "err", err)
 		return nil, fmt.Errorf("spool: open: %w", err)
 	}
 	if err := s.recoverDir(); err != nil {
 		s.closeFiles()
+		s.logger.Error("spool: cannot open", "dir", dir, "err", err)
 		return nil, err
 	}
 	s.metrics = newMetrics(s, opts.MetricPrefix)
@@ -381,6 +390,7 @@ func (s *Spool) writeLocked(records [][]byte) ([]uint64, error) {
 	for stored < len(records) {
 		seg, err := s.activeLocked(frameSize(len(records[stored])))
 		if err != nil {
+			s.diskErrors.Add(1)
 			return seqs, s.diskErrorLocked("append: new segment", err)
 		}
 		// The run of records that fit this segment, encoded back to back.
@@ -406,7 +416,9 @@ func (s *Spool) writeLocked(records [][]byte) ([]uint64, error) {
 			s.buf = nil // a rare huge batch should not pin its buffer
 		}
 		if err != nil {
+			s.diskErrors.Add(1)
 			if terr := seg.f.Truncate(seg.size); terr != nil {
+				s.diskErrors.Add(1)
 				seg.broken = true
 				s.logger.Warn("spool: cannot cut a failed write off its segment; starting a new one", "segment", seg.path, "err", terr)
 			}
@@ -605,10 +617,18 @@ func (s *Spool) PeekAfter(after uint64, max int, maxBytes int64) ([]Record, erro
 		if len(picks) == 0 {
 			return nil, nil
 		}
-		recs, bad := s.read(picks)
+		recs, bad, rerr := s.read(picks)
 		s.mu.Lock()
 		for _, e := range picks {
 			s.releaseLocked(e.seg)
+		}
+		if rerr != nil {
+			s.mu.Unlock()
+			// Not damage: the disk failed the read. The records stay; the next Peek reads
+			// them again.
+			s.diskErrors.Add(1)
+			s.logger.Warn("spool: cannot read stored records; they stay for the next peek", "err", rerr)
+			return nil, fmt.Errorf("spool: peek: %w: %w", ErrUnavailable, rerr)
 		}
 		var moved uint64 // the lowest record that failed where it was read but lives elsewhere now
 		for _, e := range bad {
@@ -635,8 +655,9 @@ func (s *Spool) PeekAfter(after uint64, max int, maxBytes int64) ([]Record, erro
 }
 
 // read reads the picked records' frames, in runs of adjacent frames with one read each, and
-// returns the records that check out and the picks that do not.
-func (s *Spool) read(picks []entry) ([]Record, []entry) {
+// returns the records that check out and the picks that do not. A read that the disk fails
+// (other than at the end of the file, which is damage) is an error: the records may be fine.
+func (s *Spool) read(picks []entry) ([]Record, []entry, error) {
 	recs := make([]Record, 0, len(picks))
 	var bad []entry
 	for i := 0; i < len(picks); {
@@ -648,6 +669,9 @@ func (s *Spool) read(picks []entry) ([]Record, []entry) {
 		}
 		buf := make([]byte, end-picks[i].off)
 		_, err := picks[i].seg.f.ReadAt(buf, picks[i].off)
+		if err != nil && !errors.Is(err, io.EOF) {
+			return nil, nil, fmt.Errorf("read %s: %w", picks[i].seg.path, err)
+		}
 		for _, e := range picks[i:j] {
 			size := frameSize(int(e.n))
 			var fr frame
@@ -668,7 +692,7 @@ func (s *Spool) read(picks []entry) ([]Record, []entry) {
 		}
 		i = j
 	}
-	return recs, bad
+	return recs, bad, nil
 }
 
 // killLocked marks the record picked as p damaged: skipped from now on, no longer counted as
@@ -751,6 +775,8 @@ func (s *Spool) persistPosition() error {
 		return nil
 	}
 	if err := s.writePosition(head); err != nil {
+		s.diskErrors.Add(1)
+		s.logger.Warn("spool: cannot persist the ack position; acked records may be delivered again after a restart", "err", err)
 		return fmt.Errorf("persist position: %w: %w", ErrUnavailable, err)
 	}
 	s.mu.Lock()
@@ -761,6 +787,7 @@ func (s *Spool) persistPosition() error {
 		// The removal itself need not be durable: a segment that comes back is wholly
 		// below the persisted head, and Open deletes it again.
 		if err := s.fs.Remove(seg.path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			s.diskErrors.Add(1)
 			s.logger.Warn("spool: cannot delete an acked segment", "segment", seg.path, "err", err)
 		}
 	}
@@ -792,7 +819,8 @@ func (s *Spool) writePosition(head uint64) error {
 	if werr != nil {
 		return errors.Join(err, werr)
 	}
-	s.logger.Warn("spool: disk full; overwrote the position file in place", "file", path)
+	s.diskErrors.Add(1) // the atomic replacement failed, though the position is on disk
+	s.logger.Warn("spool: disk full; overwrote the position file in place", "file", path, "err", err)
 	return nil
 }
 
@@ -862,6 +890,7 @@ func (s *Spool) Stats() Stats {
 
 		FsyncErrors: s.fsyncErrors,
 		Rewritten:   s.rewritten,
+		DiskErrors:  s.diskErrors.Load(),
 	}
 	for r, n := range s.dropped {
 		st.Dropped[r] = n

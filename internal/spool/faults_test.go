@@ -1,0 +1,283 @@
+package spool
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/edgeloop/edgeloop/internal/fsutil"
+	"github.com/edgeloop/edgeloop/internal/fsutil/fsfault"
+)
+
+// TestDiskFaultsAtEveryCallSite runs a day of the spool's life — recovery of a directory a
+// crash left (a stale acked segment, a temporary position file, a torn tail), appends that
+// roll segments, a group commit, reads, an ack that deletes segments, close — once per call
+// site, fault kind and occurrence, with one fault injected (fsfault.Enumerate). For each: no
+// record whose Append returned nil is lost, none whose Ack returned nil comes back, the fault
+// shows as an error to the caller or in DiskErrors (edgeloop_spool_disk_errors_total) and in
+// the log, and once it ends the spool opens, stores and delivers again. Both uses of the
+// spool: the exporter's capture spool (Append) and the collector's write-ahead log
+// (AppendBatch, drop_newest, its metric prefix).
+func TestDiskFaultsAtEveryCallSite(t *testing.T) {
+	for _, wal := range []bool{false, true} {
+		name := "capture"
+		if wal {
+			name = "wal"
+		}
+		t.Run(name, func(t *testing.T) {
+			rep := fsfault.Enumerate(t, fsfault.EnumerateOptions{MaxPerSite: 10}, func(t *testing.T, fsys *fsfault.FS, dir string) {
+				faultScenario(t, fsys, dir, wal)
+			})
+			// The sites the scenario must reach, so that a change that routes one around the
+			// seam, or a scenario that stops reaching it, fails here.
+			want := []string{
+				"mkdir spool", "readfile spool/position", "readdir spool", "remove spool/.tmp-position-N",
+				"readfile spool/N.seg", "truncate spool/N.seg", "open spool/N.seg", "fsync spool/N.seg",
+				"create spool/N.seg", "syncdir spool", "remove spool/N.seg", "write spool/N.seg",
+				"read spool/N.seg", "atomic.create spool/.tmp-position-N", "atomic.write spool/.tmp-position-N",
+				"atomic.fsync spool/.tmp-position-N", "atomic.rename spool/position", "atomic.syncdir spool",
+			}
+			var got []string
+			for _, sc := range rep.Sites {
+				got = append(got, sc.Site.String())
+			}
+			for _, w := range want {
+				if !slices.Contains(got, w) {
+					t.Errorf("call site %q not reached; reached %q", w, got)
+				}
+			}
+			if len(rep.Sites) < len(want) || rep.Runs < 40 || rep.Fired != rep.Runs {
+				t.Errorf("%d call sites, %d runs, %d fired: want at least %d sites, 40 runs, every fault fired", len(rep.Sites), rep.Runs, rep.Fired, len(want))
+			}
+			for _, k := range []fsfault.Kind{fsfault.ENOSPC, fsfault.EIO, fsfault.ShortWrite, fsfault.FsyncError} {
+				if rep.ByKind[k] == 0 {
+					t.Errorf("no run injected %s", k)
+				}
+			}
+		})
+	}
+}
+
+// faultLedger tracks what the scenario was told: records stored, records acked.
+type faultLedger struct {
+	seqOf   map[string]uint64 // data → seq, of every record Append stored (nil error)
+	maybe   map[string]bool   // data of every record ever offered: what may be found
+	acked   map[string]bool   // data of records whose Ack returned nil
+	peeked  map[string]bool   // data of records Peek returned: what a sender delivered
+	errs    []error           // errors the spool returned
+	nextRec int
+}
+
+func (l *faultLedger) data(i int) []byte {
+	return fmt.Appendf(nil, "record-%04d-%s", i, strings.Repeat("x", 300))
+}
+
+// offer returns the next record's data and notes it as possibly stored.
+func (l *faultLedger) offer() []byte {
+	l.nextRec++
+	d := l.data(l.nextRec)
+	l.maybe[string(d)] = true
+	return d
+}
+
+func (l *faultLedger) err(err error) {
+	if err != nil {
+		l.errs = append(l.errs, err)
+	}
+}
+
+func faultScenario(t *testing.T, fsys *fsfault.FS, root string, wal bool) {
+	dir := filepath.Join(root, "spool")
+	cfg := testConfig()
+	cfg.SegmentBytes = 4 << 10 // a dozen records each: the scenario rolls segments
+	opts := Options{}
+	if wal {
+		cfg.FullPolicy = PolicyDropNewest
+		opts.MetricPrefix = "edgeloop_collector_wal"
+	}
+	l := &faultLedger{seqOf: map[string]uint64{}, maybe: map[string]bool{}, acked: map[string]bool{}, peeked: map[string]bool{}}
+
+	// What a crash left, made on the real disk: records 1..30 stored, 1..14 acked; the first
+	// segment, wholly acked, back as if its deletion was lost; a temporary position file;
+	// a torn tail after the last record.
+	seed := mustOpen(t, dir, cfg, Options{FS: fsutil.OS{}})
+	for range 30 {
+		d := l.offer()
+		l.seqOf[string(d)] = mustAppend(t, seed, d)
+	}
+	if err := seed.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	segs := segmentFiles(t, dir)
+	firstSeg, err := os.ReadFile(segs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := seed.Ack(14); err != nil {
+		t.Fatal(err)
+	}
+	if err := seed.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for d, seq := range l.seqOf {
+		if seq <= 14 {
+			delete(l.seqOf, d)
+			l.acked[d] = true
+		}
+	}
+	if err := os.WriteFile(segs[0], firstSeg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, ".tmp-"+positionName+"-123"), []byte("torn"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tail, err := os.OpenFile(segs[len(segs)-1], os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tail.Write(encodeFrame(make([]byte, frameSize(40)), 999, 0, make([]byte, 40))[:30]); err != nil {
+		t.Fatal(err)
+	}
+	tail.Close()
+
+	// The day, through the faulty disk.
+	logs := &fsfault.Logs{}
+	opts.FS, opts.Logger = fsys, logs.Logger()
+	s, err := Open(dir, cfg, opts)
+	if err != nil {
+		l.err(err)
+		s, err = Open(dir, cfg, opts) // the fault has passed
+		if err != nil {
+			t.Fatalf("Open after the fault: %v", err)
+		}
+	}
+	ctx := context.Background()
+	appendSome := func(n int) {
+		if wal {
+			batch := make([][]byte, n)
+			for i := range batch {
+				batch[i] = l.offer()
+			}
+			seqs, err := s.AppendBatch(ctx, batch)
+			l.err(err)
+			for i, seq := range seqs {
+				l.seqOf[string(batch[i])] = seq
+			}
+			return
+		}
+		for range n {
+			d := l.offer()
+			seq, err := s.Append(ctx, d)
+			l.err(err)
+			if err == nil {
+				l.seqOf[string(d)] = seq
+			}
+		}
+	}
+	appendSome(10)
+	l.err(s.Sync())
+	recs, err := s.Peek(12, 0)
+	l.err(err)
+	checkRecords(t, l, recs)
+	if len(recs) > 0 {
+		through := recs[len(recs)-1].Seq
+		if err := s.Ack(through); err != nil {
+			// Not acked: the records may come back, or not (a later commit persists the head).
+			l.err(err)
+			for d, seq := range l.seqOf {
+				if seq <= through {
+					delete(l.seqOf, d)
+				}
+			}
+		} else {
+			for d, seq := range l.seqOf {
+				if seq <= through {
+					if !l.peeked[d] {
+						// A sender acks through the last record of the batch it delivered:
+						// one that Peek skipped is gone unsent.
+						t.Errorf("record %.11s (seq %d) lost: acked through %d without Peek ever returning it", d, seq, through)
+					}
+					delete(l.seqOf, d)
+					l.acked[d] = true
+				}
+			}
+		}
+	}
+	appendSome(14)
+	l.err(s.Sync())
+	recs, err = s.Peek(5, 0)
+	l.err(err)
+	checkRecords(t, l, recs)
+	l.err(s.Close())
+	st := s.Stats()
+
+	if fired := fsys.Fired(); len(fired) > 0 {
+		if len(l.errs) == 0 && st.DiskErrors == 0 {
+			t.Errorf("%s: no error returned and DiskErrors is 0: the fault is invisible", fired[0])
+		}
+		if !logs.Injected() {
+			t.Errorf("%s: not logged; logs: %q", fired[0], logs.Records())
+		}
+	} else if len(l.errs) > 0 || st.DiskErrors > 0 {
+		t.Errorf("clean run: errors %v, DiskErrors %d", l.errs, st.DiskErrors)
+	}
+
+	// The fault is over: reopened, the spool holds every record it stored and not acked,
+	// no record acked, and stores and delivers again.
+	fsys.Heal()
+	s2, err := Open(dir, cfg, Options{FS: fsys})
+	if err != nil {
+		t.Fatalf("Open after the fault: %v", err)
+	}
+	defer s2.Close()
+	all := peekAll(t, s2)
+	seen := map[string]bool{}
+	for _, r := range all {
+		d := string(r.Data)
+		switch {
+		case seen[d]:
+			t.Errorf("record %.11s found twice", d)
+		case l.acked[d]:
+			t.Errorf("record %.11s (seq %d) came back after its Ack returned nil", d, r.Seq)
+		case !l.maybe[d]:
+			t.Errorf("record %.11s was never appended", d)
+		}
+		seen[d] = true
+	}
+	for d, seq := range l.seqOf {
+		if !seen[d] {
+			t.Errorf("record %.11s (seq %d) lost: its Append returned nil and it was never acked (errors %v)", d, seq, l.errs)
+		}
+	}
+	seq, err := s2.Append(ctx, []byte("after the fault"))
+	if err == nil {
+		err = s2.Sync()
+	}
+	if err != nil {
+		t.Fatalf("append after the fault: %v", err)
+	}
+	if all = peekAll(t, s2); len(all) == 0 || string(all[len(all)-1].Data) != "after the fault" {
+		t.Fatalf("the record appended after the fault is not delivered")
+	}
+	if err := s2.Ack(seq); err != nil {
+		t.Fatalf("ack after the fault: %v", err)
+	}
+	if err := s2.Close(); err != nil {
+		t.Fatalf("close after the fault: %v", err)
+	}
+}
+
+// checkRecords checks that what Peek returned is what was appended.
+func checkRecords(t *testing.T, l *faultLedger, recs []Record) {
+	t.Helper()
+	for _, r := range recs {
+		if !l.maybe[string(r.Data)] {
+			t.Errorf("Peek returned a record never appended: seq %d, %.20q", r.Seq, r.Data)
+		}
+		l.peeked[string(r.Data)] = true
+	}
+}
