@@ -1,0 +1,108 @@
+package shard
+
+import (
+	"fmt"
+	"maps"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/edgeloop/edgeloop/internal/fsutil"
+	"github.com/edgeloop/edgeloop/internal/fsutil/fsfault"
+)
+
+// TestJournalDiskFaults runs the journal's life — load a journal a previous run left, record
+// uploaded shards, prune acked ones — once per call site, fault kind and occurrence, with one
+// fault injected (fsfault.Enumerate). The builder acks the write-ahead log past a shard only
+// after add returned nil, so for each run: a failed write returns its error (the builder logs
+// it and keeps the log unacked), the file holds either the state of the last write that
+// returned nil or that of a later failed one (never a mix, never less), and once the fault
+// ends the journal loads and records again.
+func TestJournalDiskFaults(t *testing.T) {
+	rep := fsfault.Enumerate(t, fsfault.EnumerateOptions{MaxPerSite: 10}, journalScenario)
+	want := []string{
+		"readfile uploaded-shards", "atomic.create .tmp-uploaded-shards-N", "atomic.write .tmp-uploaded-shards-N",
+		"atomic.fsync .tmp-uploaded-shards-N", "atomic.rename uploaded-shards", "atomic.syncdir .",
+	}
+	var got []string
+	for _, sc := range rep.Sites {
+		got = append(got, sc.Site.String())
+	}
+	for _, w := range want {
+		if !slices.Contains(got, w) {
+			t.Errorf("call site %q not reached; reached %q", w, got)
+		}
+	}
+	if rep.Runs < 30 || rep.Fired != rep.Runs {
+		t.Errorf("%d runs, %d fired: want at least 30, every fault fired", rep.Runs, rep.Fired)
+	}
+}
+
+func journalScenario(t *testing.T, fsys *fsfault.FS, dir string) {
+	path := filepath.Join(dir, "uploaded-shards")
+	seed, err := loadJournal(fsutil.OS{}, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := seed.add(1, []uint64{1, 2, 3, 4, 5}, 0); err != nil {
+		t.Fatal(err)
+	}
+
+	var errs []error
+	j, err := loadJournal(fsys, path)
+	if err != nil {
+		errs = append(errs, err)
+		if j, err = loadJournal(fsys, path); err != nil {
+			t.Fatalf("load after the fault: %v", err)
+		}
+	}
+	if skip := j.skipSet(); len(skip) != 5 || !skip[1] || !skip[5] {
+		t.Fatalf("skip set %v, want 1-5", skip)
+	}
+	// The states the file may hold at the end: the last written with a nil error, and any
+	// attempted after it (a failure after the rename leaves the new one).
+	states := []string{journalState(j.shards)}
+	write := func(err error) {
+		s := journalState(j.shards)
+		if err != nil {
+			errs = append(errs, err)
+			states = append(states, s)
+			return
+		}
+		states = []string{s}
+	}
+	write(j.add(10, []uint64{10, 11, 12, 14}, 0))
+	write(j.add(20, []uint64{20, 21, 22}, 5)) // prunes shard 1
+	write(j.prune(14))                        // prunes shard 10
+	write(j.add(30, []uint64{30, 31}, 14))
+
+	if fired := fsys.Fired(); len(fired) > 0 && len(errs) == 0 {
+		t.Errorf("%s: no error returned", fired[0])
+	} else if len(fired) == 0 && len(errs) > 0 {
+		t.Errorf("clean run: %v", errs)
+	}
+
+	fsys.Heal()
+	back, err := loadJournal(fsutil.OS{}, path)
+	if err != nil {
+		t.Fatalf("load after the fault: %v", err)
+	}
+	if s := journalState(back.shards); !slices.Contains(states, s) {
+		t.Errorf("journal holds %s; want one of %q (errors %v)", s, states, errs)
+	}
+	// Recovery: the next write records everything in memory, and it loads.
+	if err := j.add(40, []uint64{40}, 14); err != nil {
+		t.Fatalf("add after the fault: %v", err)
+	}
+	back, err = loadJournal(fsutil.OS{}, path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := journalState(back.shards), "map[20:[20 21 22] 30:[30 31] 40:[40]]"; got != want {
+		t.Errorf("after the fault the journal holds %s, want %s", got, want)
+	}
+}
+
+func journalState(m map[uint64][]uint64) string {
+	return fmt.Sprint(maps.Clone(m)) // fmt prints maps sorted by key
+}
