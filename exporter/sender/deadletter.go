@@ -131,14 +131,16 @@ func (d *deadLetter) add(id string, files []dlFile, now time.Time) error {
 	d.byID[id] = e
 	d.entries = append(d.entries, e)
 	for _, f := range files {
-		// Indexed before it is written, so that a failed entry's files are removed with it
-		// when it is evicted.
+		// Indexed and counted before it is written, so that a failed entry's files are
+		// removed with it when it is evicted, and the cap holds even when a write fails
+		// after its rename (a failed directory fsync): a failed write counts too much, never
+		// too little.
 		e.files = append(e.files, f.name)
+		e.size += int64(len(f.data))
+		d.size += int64(len(f.data))
 		if err := d.fs.WriteFileAtomic(filepath.Join(d.dir, f.name), f.data, 0o600); err != nil {
 			return fmt.Errorf("dead letter: %w", err)
 		}
-		e.size += int64(len(f.data))
-		d.size += int64(len(f.data))
 	}
 	return nil
 }

@@ -120,9 +120,9 @@ type SiteCount struct {
 
 // Options configure an FS.
 type Options struct {
-	// Pattern turns a path into the path part of its call site; nil means DefaultPattern
-	// relative to the FS's root.
-	Pattern func(path string) string
+	// Pattern turns a path under root into the path part of its call site; nil means
+	// DefaultPattern.
+	Pattern func(root, path string) string
 }
 
 var digits = regexp.MustCompile(`[0-9]+`)
@@ -156,9 +156,9 @@ type FS struct {
 func New(root string, opts Options) *FS {
 	p := opts.Pattern
 	if p == nil {
-		p = func(path string) string { return DefaultPattern(root, path) }
+		p = DefaultPattern
 	}
-	return &FS{inner: fsutil.OS{}, pattern: p, counts: map[Site]int{}}
+	return &FS{inner: fsutil.OS{}, pattern: func(path string) string { return p(root, path) }, counts: map[Site]int{}}
 }
 
 // Arm makes the FS inject f; it fires once, at the N-th call of its site counted from New.
