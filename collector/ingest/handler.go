@@ -276,6 +276,9 @@ func (h *Handler) serveSamples(w http.ResponseWriter, r *http.Request) {
 	body := &countingReader{r: http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes)}
 	samples, rejected, err := h.decoder.Decode(body, enc)
 	h.m.receivedBytes.Add(float64(body.n))
+	if err == nil && body.err != nil {
+		err = body.err // the decoder took a cut-off body for the end of the batch
+	}
 	if err != nil {
 		var mbe *http.MaxBytesError
 		switch {
@@ -284,6 +287,13 @@ func (h *Handler) serveSamples(w http.ResponseWriter, r *http.Request) {
 			h.logger.Warn("batch body too slow; answered 408", "node", node, "err", body.err)
 			unread(w)
 			auth.Error(w, http.StatusRequestTimeout, body.err.Error())
+		case body.err != nil && !errors.As(body.err, &mbe):
+			// The connection ended or failed before the body was whole: a network cut, whose
+			// answer can still reach the node through a proxy that half-closes. Retried, like a
+			// slow body; a 400 would dead-letter valid samples (docs/faults.md).
+			h.logger.Warn("batch body cut off; answered 408", "node", node, "bytes", body.n, "err", body.err)
+			unread(w)
+			auth.Error(w, http.StatusRequestTimeout, "batch body cut off: "+body.err.Error())
 		case errors.As(err, &mbe):
 			h.tooLarge(w, fmt.Sprintf("body is above the limit of %d bytes", h.cfg.MaxBodyBytes))
 		case errors.Is(err, ErrTooLarge):
