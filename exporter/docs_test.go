@@ -13,6 +13,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
+	"github.com/edgeloop/edgeloop/exporter/gpu"
 	"github.com/edgeloop/edgeloop/exporter/infer"
 	"github.com/edgeloop/edgeloop/exporter/observe"
 	"github.com/edgeloop/edgeloop/exporter/runtime/upstream"
@@ -31,7 +32,7 @@ func TestEveryMetricIsDocumented(t *testing.T) {
 
 	cfg := DefaultConfig()
 	cfg.Metrics.Listen = "127.0.0.1:0"
-	cfg.GPU.Enabled = false // the golden files below cover the GPU families
+	cfg.GPU.Enabled = gpu.EnabledFalse // the golden files below cover the GPU families
 	cfg.Inference.Telemetry.Stages = true
 	// A static upstream model and capture on, so the front and the capture pipeline register
 	// their metrics (the upstream is never called).

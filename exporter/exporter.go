@@ -53,7 +53,7 @@ func New(cfg Config, lib nvml.Interface, tracing *telemetry.Tracing, logger *slo
 		version.NewCollector("exporter"),
 	)
 	e := &Exporter{cfg: cfg, logger: logger.With("component", "exporter"), base: logger, tracing: tracing, registry: reg, ready: web.NewReadiness()}
-	if cfg.GPU.Enabled {
+	if !cfg.GPU.Enabled.Off() {
 		e.gpu = gpu.New(lib, cfg.GPU, cfg.Node, logger.With("component", "gpu"))
 		if err := reg.Register(e.gpu); err != nil {
 			return nil, fmt.Errorf("exporter: register gpu collector: %w", err)

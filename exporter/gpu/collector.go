@@ -33,8 +33,9 @@ type Collector struct {
 	m      metrics
 	set    *scrape.Set
 
-	upDesc      *prometheus.Desc
-	devicesDesc *prometheus.Desc
+	upDesc       *prometheus.Desc
+	devicesDesc  *prometheus.Desc
+	expectedDesc *prometheus.Desc
 
 	// procFS is /proc, where a process name is read when NVML cannot give it.
 	procFS fs.FS
@@ -44,11 +45,14 @@ type Collector struct {
 	// waitTimeout bounds each wait for an XID event, so Run notices its context ending.
 	waitTimeout time.Duration
 
-	// mu guards up and inv. Collect holds it for reading for the whole scrape, so that Run
-	// cannot shut NVML down while a scrape is calling it.
+	// mu guards up, expected and inv. Collect holds it for reading for the whole scrape, so
+	// that Run cannot shut NVML down while a scrape is calling it.
 	mu  sync.RWMutex
 	up  bool
 	inv *inventory
+	// expected is edgeloop_gpu_expected: gpu.enabled true, or auto and the NVIDIA driver's
+	// library was found. Once set it stays set: a driver that goes away is a fault.
+	expected bool
 
 	xid xidCounts
 	// discoverErr is the last discovery's error text; only Run's goroutine uses it.
@@ -72,6 +76,10 @@ func New(lib nvml.Interface, cfg Config, node string, logger *slog.Logger) *Coll
 		devicesDesc: prometheus.NewDesc("edgeloop_gpu_devices",
 			"Number of GPUs NVML reports (MIG devices not counted).",
 			[]string{"node"}, nil),
+		expectedDesc: prometheus.NewDesc("edgeloop_gpu_expected",
+			"Whether this node should have working GPU metrics (1: gpu.enabled is true, or auto and the NVIDIA driver is installed) or not (0: auto on a node without the driver). EdgeloopGPUNVMLDown fires only where it is 1.",
+			[]string{"node"}, nil),
+		expected: cfg.Enabled == EnabledTrue,
 	}
 	c.xid.counts = map[string]map[uint64]float64{}
 	c.xid.last = map[string]uint64{}
@@ -106,16 +114,13 @@ func New(lib nvml.Interface, cfg Config, node string, logger *slog.Logger) *Coll
 // Describe sends nothing: the collector is unchecked.
 func (c *Collector) Describe(chan<- *prometheus.Desc) {}
 
-// Collect sends edgeloop_gpu_nvml_up and, while NVML is up, every GPU series together with the
-// per-subcollector scrape success and duration.
+// Collect sends edgeloop_gpu_nvml_up and edgeloop_gpu_expected and, while NVML is up, every
+// GPU series together with the per-subcollector scrape success and duration.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
-	up := 0.0
-	if c.up {
-		up = 1
-	}
-	ch <- prometheus.MustNewConstMetric(c.upDesc, prometheus.GaugeValue, up, c.node)
+	ch <- prometheus.MustNewConstMetric(c.upDesc, prometheus.GaugeValue, boolValue(c.up), c.node)
+	ch <- prometheus.MustNewConstMetric(c.expectedDesc, prometheus.GaugeValue, boolValue(c.expected), c.node)
 	if !c.up {
 		return
 	}
@@ -128,7 +133,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 // returns.
 func (c *Collector) Run(ctx context.Context) {
 	if c.lib == nil {
-		c.logger.Warn("GPU metrics are off: no NVML library was given")
+		if c.cfg.Enabled == EnabledAuto {
+			c.logger.Info("GPU metrics are off: no NVML library was given; no GPU expected (gpu.enabled: auto)")
+		} else {
+			c.logger.Warn("GPU metrics are off: no NVML library was given")
+		}
 		<-ctx.Done()
 		return
 	}
@@ -157,10 +166,13 @@ func (c *Collector) Run(ctx context.Context) {
 }
 
 // initNVML calls nvml.Init until it succeeds or ctx ends, logging the failure once: on a node
-// without an NVIDIA GPU it fails forever, and a line per retry would only be noise. It then
-// discovers the devices.
+// without an NVIDIA GPU it fails forever, and a line per retry would only be noise. Under
+// gpu.enabled: auto a missing library means a node without the driver, said once at INFO; any
+// other failure means a driver that does not work, and a GPU is expected. It then discovers
+// the devices.
 func (c *Collector) initNVML(ctx context.Context) (*inventory, bool) {
 	failures := 0
+	logged := "" // the kind of failure last logged: "absent" or "failing"
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -170,13 +182,23 @@ func (c *Collector) initNVML(ctx context.Context) (*inventory, bool) {
 		case <-timer.C:
 		}
 		ret := c.lib.Init()
+		absent := ret == nvml.ERROR_LIBRARY_NOT_FOUND && c.cfg.Enabled == EnabledAuto
+		if !absent {
+			c.setExpected()
+		}
 		if ret == nvml.SUCCESS {
 			break
 		}
-		if failures == 0 {
-			c.logger.Warn("GPU metrics are off: NVML is not available (no NVIDIA driver or libnvidia-ml.so); retrying quietly, set gpu.enabled: false on nodes without NVIDIA GPUs",
+		switch {
+		case absent && logged != "absent":
+			c.logger.Info("no NVIDIA driver on this node (libnvidia-ml.so not found): GPU metrics are off and no GPU is expected (gpu.enabled: auto, edgeloop_gpu_expected 0); looking again quietly",
 				"err", ret.Error(), "retry_every", c.cfg.InitRetryInterval.String())
-		} else {
+			logged = "absent"
+		case !absent && logged != "failing":
+			c.logger.Warn("GPU metrics are off: NVML is not available (no NVIDIA driver, libnvidia-ml.so, or a driver that does not load); retrying quietly. Set gpu.enabled: auto or false on nodes without NVIDIA GPUs",
+				"err", ret.Error(), "retry_every", c.cfg.InitRetryInterval.String(), "gpu_enabled", string(c.cfg.Enabled))
+			logged = "failing"
+		default:
 			c.logger.Debug("NVML still not available", "err", ret.Error(), "attempt", failures+1)
 		}
 		failures++
@@ -188,6 +210,13 @@ func (c *Collector) initNVML(ctx context.Context) (*inventory, bool) {
 		"cuda_driver_version", inv.cudaVersion, "gpus", len(inv.gpus), "mig_devices", inv.migCount(),
 		"naming", c.cfg.Naming, "after_failed_attempts", failures)
 	return inv, true
+}
+
+// setExpected marks this node as one that should have GPU metrics.
+func (c *Collector) setExpected() {
+	c.mu.Lock()
+	c.expected = true
+	c.mu.Unlock()
 }
 
 // shutdown stops scrapes from reaching NVML, then releases it.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -20,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+	"go.yaml.in/yaml/v3"
 
 	"github.com/edgeloop/edgeloop/internal/config"
 	"github.com/edgeloop/edgeloop/internal/testenv"
@@ -28,9 +30,15 @@ import (
 var updateGolden = flag.Bool("update", false, "rewrite testdata/*.prom from the collector's current output")
 
 func newTestCollector(lib nvml.Interface, naming string) (*Collector, *testenv.Buffer) {
+	return newTestCollectorEnabled(lib, naming, DefaultConfig().Enabled)
+}
+
+// newTestCollectorEnabled is newTestCollector with gpu.enabled set to enabled.
+func newTestCollectorEnabled(lib nvml.Interface, naming string, enabled Enabled) (*Collector, *testenv.Buffer) {
 	logs := &testenv.Buffer{}
 	cfg := DefaultConfig()
 	cfg.Naming = naming
+	cfg.Enabled = enabled
 	cfg.InitRetryInterval = 5 * time.Millisecond
 	c := New(lib, cfg, "edge-01", slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	c.waitTimeout = 5 * time.Millisecond
@@ -179,6 +187,8 @@ func TestPromtoolCheckMetrics(t *testing.T) {
 	}
 }
 
+// TestNoNVMLThenDriverAppears: with gpu.enabled: true a node without the library is a fault
+// (a GPU is expected), logged once as a warning, and recovers when the driver appears.
 func TestNoNVMLThenDriverAppears(t *testing.T) {
 	s := newA100()
 	var calls atomic.Int32
@@ -190,7 +200,7 @@ func TestNoNVMLThenDriverAppears(t *testing.T) {
 		}
 		return nvml.ERROR_LIBRARY_NOT_FOUND
 	}
-	c, logs := newTestCollector(s, NamingEdgeloop)
+	c, logs := newTestCollectorEnabled(s, NamingEdgeloop, EnabledTrue)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
@@ -203,16 +213,11 @@ func TestNoNVMLThenDriverAppears(t *testing.T) {
 	}()
 
 	waitFor(t, "several Init retries", func() bool { return calls.Load() >= 4 })
-	want := `
-# HELP edgeloop_gpu_nvml_up Whether NVML is initialized and GPU metrics are being read (1) or not (0): no driver, no library, or still starting.
-# TYPE edgeloop_gpu_nvml_up gauge
-edgeloop_gpu_nvml_up{node="edge-01"} 0
-`
-	if err := testutil.CollectAndCompare(c, strings.NewReader(want)); err != nil {
+	if err := testutil.CollectAndCompare(c, strings.NewReader(upAndExpected(0, 1))); err != nil {
 		t.Errorf("without NVML: %v", err)
 	}
-	if n := testutil.CollectAndCount(c); n != 1 {
-		t.Errorf("without NVML the collector sent %d series, want only nvml_up", n)
+	if n := testutil.CollectAndCount(c); n != 2 {
+		t.Errorf("without NVML the collector sent %d series, want only nvml_up and expected", n)
 	}
 	out := logs.String()
 	if n := strings.Count(out, "NVML is not available"); n != 1 {
@@ -231,6 +236,95 @@ edgeloop_gpu_nvml_up{node="edge-01"} 0
 	}
 	if !strings.Contains(logs.String(), "NVML initialized") {
 		t.Errorf("recovery not logged:\n%s", logs.String())
+	}
+}
+
+// upAndExpected is the exposition of edgeloop_gpu_nvml_up and edgeloop_gpu_expected alone.
+func upAndExpected(up, expected int) string {
+	return fmt.Sprintf(`
+# HELP edgeloop_gpu_expected Whether this node should have working GPU metrics (1: gpu.enabled is true, or auto and the NVIDIA driver is installed) or not (0: auto on a node without the driver). EdgeloopGPUNVMLDown fires only where it is 1.
+# TYPE edgeloop_gpu_expected gauge
+edgeloop_gpu_expected{node="edge-01"} %d
+# HELP edgeloop_gpu_nvml_up Whether NVML is initialized and GPU metrics are being read (1) or not (0): no driver, no library, or still starting.
+# TYPE edgeloop_gpu_nvml_up gauge
+edgeloop_gpu_nvml_up{node="edge-01"} %d
+`, expected, up)
+}
+
+// TestAutoWithoutDriver: under gpu.enabled: auto (the default) a node without libnvidia-ml.so
+// exports edgeloop_gpu_expected 0 beside nvml_up 0, says so once at INFO with no warning, and
+// still picks up a driver installed later (expected then 1).
+func TestAutoWithoutDriver(t *testing.T) {
+	s := newA100()
+	var calls atomic.Int32
+	var driverLoaded atomic.Bool
+	s.InitFunc = func() nvml.Return {
+		calls.Add(1)
+		if driverLoaded.Load() {
+			return nvml.SUCCESS
+		}
+		return nvml.ERROR_LIBRARY_NOT_FOUND
+	}
+	c, logs := newTestCollector(s, NamingEdgeloop)
+	if c.cfg.Enabled != EnabledAuto {
+		t.Fatalf("default gpu.enabled = %q, want auto", c.cfg.Enabled)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.Run(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+
+	waitFor(t, "several Init retries", func() bool { return calls.Load() >= 4 })
+	if err := testutil.CollectAndCompare(c, strings.NewReader(upAndExpected(0, 0))); err != nil {
+		t.Errorf("auto without a driver: %v", err)
+	}
+	out := logs.String()
+	if n := strings.Count(out, "no NVIDIA driver on this node"); n != 1 {
+		t.Errorf("logged the missing driver %d times over %d attempts, want once:\n%s", n, calls.Load(), out)
+	}
+	if n := strings.Count(out, "level=WARN") + strings.Count(out, "level=ERROR"); n != 0 {
+		t.Errorf("%d warnings or errors on a CPU-only node, want none:\n%s", n, out)
+	}
+
+	driverLoaded.Store(true)
+	waitFor(t, "NVML up after the driver appears", func() bool { return testutil.ToFloat64(upOnly{c}) == 1 })
+	c.mu.RLock()
+	expected := c.expected
+	c.mu.RUnlock()
+	if !expected {
+		t.Error("edgeloop_gpu_expected stayed 0 after the driver appeared")
+	}
+}
+
+// TestAutoBrokenDriver: under auto, a library that is there but does not initialize is a
+// driver that does not work: a GPU is expected and the failure is a warning.
+func TestAutoBrokenDriver(t *testing.T) {
+	s := newA100()
+	var calls atomic.Int32
+	s.InitFunc = func() nvml.Return { calls.Add(1); return nvml.ERROR_DRIVER_NOT_LOADED }
+	c, logs := newTestCollector(s, NamingEdgeloop)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.Run(ctx)
+	}()
+	defer func() {
+		cancel()
+		<-done
+	}()
+	waitFor(t, "several Init retries", func() bool { return calls.Load() >= 3 })
+	if err := testutil.CollectAndCompare(c, strings.NewReader(upAndExpected(0, 1))); err != nil {
+		t.Errorf("auto with a broken driver: %v", err)
+	}
+	if n := strings.Count(logs.String(), "level=WARN"); n != 1 {
+		t.Errorf("%d warnings, want 1:\n%s", n, logs.String())
 	}
 }
 
@@ -273,8 +367,8 @@ func TestShutdownOnCancel(t *testing.T) {
 	if shutdowns.Load() != 1 || frees.Load() != 1 {
 		t.Errorf("Shutdown called %d times, event set freed %d times; want 1 and 1", shutdowns.Load(), frees.Load())
 	}
-	if n := testutil.CollectAndCount(c); n != 1 {
-		t.Errorf("after shutdown the collector sent %d series, want only nvml_up 0", n)
+	if n := testutil.CollectAndCount(c); n != 2 {
+		t.Errorf("after shutdown the collector sent %d series, want only nvml_up 0 and expected", n)
 	}
 }
 
@@ -288,6 +382,9 @@ func TestNilLibrary(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), "GPU metrics are off") {
 		t.Errorf("not logged:\n%s", logs.String())
+	}
+	if err := testutil.CollectAndCompare(c, strings.NewReader(upAndExpected(0, 0))); err != nil {
+		t.Errorf("auto without a library: %v", err)
 	}
 }
 
@@ -547,7 +644,9 @@ func TestConfigValidate(t *testing.T) {
 	}{
 		{"defaults", func(*Config) {}, ""},
 		{"dcgm", func(c *Config) { c.Naming = NamingDCGM }, ""},
-		{"disabled", func(c *Config) { c.Enabled = false }, ""},
+		{"disabled", func(c *Config) { c.Enabled = EnabledFalse }, ""},
+		{"enabled", func(c *Config) { c.Enabled = EnabledTrue }, ""},
+		{"bad enabled", func(c *Config) { c.Enabled = "yes" }, `enabled: must be true, false or auto, got "yes"`},
 		{"bad naming", func(c *Config) { c.Naming = "DCGM" }, `naming: must be "edgeloop" or "dcgm", got "DCGM"`},
 		{"empty naming", func(c *Config) { c.Naming = "" }, `naming: must be "edgeloop" or "dcgm", got ""`},
 		{"zero retry", func(c *Config) { c.InitRetryInterval = 0 }, "init_retry_interval: must be at least 1s, got 0s"},
@@ -568,6 +667,37 @@ func TestConfigValidate(t *testing.T) {
 			var fe *config.FieldError
 			if !errors.As(err, &fe) {
 				t.Errorf("Validate() = %T, want a *config.FieldError", err)
+			}
+		})
+	}
+}
+
+// TestEnabledYAML decodes gpu.enabled as YAML spells it.
+func TestEnabledYAML(t *testing.T) {
+	for _, tc := range []struct {
+		doc  string
+		want Enabled
+		err  bool
+	}{
+		{"enabled: true", EnabledTrue, false},
+		{"enabled: false", EnabledFalse, false},
+		{"enabled: auto", EnabledAuto, false},
+		{"enabled: \"true\"", EnabledTrue, false},
+		{"naming: dcgm", EnabledAuto, false},
+		{"enabled: yes", "yes", true}, // YAML 1.2: a string, refused by Validate
+		{"enabled: [true]", "", true},
+	} {
+		t.Run(tc.doc, func(t *testing.T) {
+			cfg := DefaultConfig()
+			err := yaml.Unmarshal([]byte(tc.doc), &cfg)
+			if err == nil {
+				err = cfg.Validate()
+			}
+			if (err != nil) != tc.err {
+				t.Fatalf("%q: err = %v, want error %v", tc.doc, err, tc.err)
+			}
+			if !tc.err && cfg.Enabled != tc.want {
+				t.Errorf("%q: enabled = %q, want %q", tc.doc, cfg.Enabled, tc.want)
 			}
 		})
 	}

@@ -2,7 +2,10 @@ package gpu
 
 import (
 	"errors"
+	"fmt"
 	"time"
+
+	"go.yaml.in/yaml/v3"
 
 	"github.com/edgeloop/edgeloop/internal/config"
 )
@@ -16,11 +19,50 @@ const (
 	NamingDCGM = "dcgm"
 )
 
+// Enabled is gpu.enabled: true, false or auto.
+type Enabled string
+
+// Values of Config.Enabled.
+const (
+	// EnabledAuto (the default) runs the collector and expects a GPU only where the NVIDIA
+	// driver is installed: a node without libnvidia-ml.so says so once and exports
+	// edgeloop_gpu_expected 0, so EdgeloopGPUNVMLDown stays quiet on CPU-only nodes.
+	EnabledAuto Enabled = "auto"
+	// EnabledTrue runs the collector and expects a GPU: NVML not coming up is a fault.
+	EnabledTrue Enabled = "true"
+	// EnabledFalse turns the collector off: no GPU series at all.
+	EnabledFalse Enabled = "false"
+)
+
+// Off reports whether the collector is turned off.
+func (e Enabled) Off() bool { return e == EnabledFalse }
+
+// UnmarshalYAML accepts the booleans true and false (as YAML spells them) and "auto".
+func (e *Enabled) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return fmt.Errorf("must be true, false or auto")
+	}
+	if n.Tag == "!!bool" {
+		var b bool
+		if err := n.Decode(&b); err != nil {
+			return err
+		}
+		*e = EnabledFalse
+		if b {
+			*e = EnabledTrue
+		}
+		return nil
+	}
+	*e = Enabled(n.Value)
+	return nil
+}
+
 // Config is the `gpu:` section of the exporter configuration.
 type Config struct {
-	// Enabled turns the NVML GPU collector on. Default true; a machine without NVML still runs,
-	// exporting edgeloop_gpu_nvml_up 0.
-	Enabled bool `yaml:"enabled"`
+	// Enabled turns the NVML GPU collector on (true), off (false), or on where the NVIDIA
+	// driver is installed (auto, the default; see EnabledAuto). With true or auto a machine
+	// without NVML still runs, exporting edgeloop_gpu_nvml_up 0.
+	Enabled Enabled `yaml:"enabled"`
 	// Naming selects the metric names: "edgeloop" (default) or "dcgm".
 	Naming string `yaml:"naming"`
 	// InitRetryInterval is how often to retry initializing NVML while it fails: a driver may be
@@ -32,11 +74,11 @@ type Config struct {
 	XIDEvents bool `yaml:"xid_events"`
 }
 
-// DefaultConfig returns the GPU collector's defaults: on, edgeloop naming, NVML init retried
+// DefaultConfig returns the GPU collector's defaults: auto, edgeloop naming, NVML init retried
 // every minute, per-process memory and XID events on.
 func DefaultConfig() Config {
 	return Config{
-		Enabled:           true,
+		Enabled:           EnabledAuto,
 		Naming:            NamingEdgeloop,
 		InitRetryInterval: time.Minute,
 		Processes:         true,
@@ -51,6 +93,11 @@ const minInitRetryInterval = time.Second
 // Validate checks the section, naming fields relative to it (the caller nests them under "gpu").
 func (c Config) Validate() error {
 	var errs []error
+	switch c.Enabled {
+	case EnabledAuto, EnabledTrue, EnabledFalse:
+	default:
+		errs = append(errs, config.Errorf("enabled", "must be true, false or auto, got %q", string(c.Enabled)))
+	}
 	switch c.Naming {
 	case NamingEdgeloop, NamingDCGM:
 	default:
