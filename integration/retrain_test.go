@@ -9,8 +9,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -94,9 +98,11 @@ func operatorDo(t *testing.T, method, url, token string, body any) (int, []byte)
 // Fashion-MNIST test images, plus the held-out captured samples); version 2 is published signed
 // with parent 1, and the exporter hot-swaps to it. The gate runs the models in process
 // (builtin), and, in the oip variant, through the Open Inference Protocol front of a second
-// edgeloop exporter that follows the gate's scratch repository (poll mode).
+// edgeloop exporter that follows the gate's scratch repository (poll mode), and, in the
+// job-http variant, in `edgeloop evaluate` processes that an HTTP job platform starts on the
+// request, set and models the controller staged in MinIO (the http backend, poll mode).
 func TestRetrainEndToEnd(t *testing.T) {
-	for _, evaluator := range []string{"builtin", "oip"} {
+	for _, evaluator := range []string{"builtin", "oip", "job-http"} {
 		t.Run(evaluator, func(t *testing.T) { retrainEndToEnd(t, evaluator) })
 	}
 }
@@ -156,6 +162,21 @@ model_sync:
 		scratch := "s3://edgeloop/gate-scratch?endpoint=" + e.minio.Endpoint + "&insecure=true"
 		front := startOIPExporter(t, e.env, scratch, filepath.Join(keys, "edgeloop.pub"), filepath.Join(work, "oip-cache"))
 		gateCfg += fmt.Sprintf("  evaluator: oip\n  oip:\n    mode: poll\n    url: http://%s\n    scratch_bucket: %s\n    ready_timeout: 1m\n", front, scratch)
+	}
+	var platform *evalPlatform
+	if evaluator == "job-http" {
+		platform = startEvalPlatform(t, e.env)
+		gateCfg += fmt.Sprintf(`  evaluator: job
+  job:
+    backend: http
+    http:
+      url: %s/runs
+      run_id: run_id
+      status_url: %s/runs/{{.RunID}}
+      status_field: state
+      message_field: message
+      poll_interval: 250ms
+`, platform.url, platform.url)
 	}
 
 	// The controller, with the local backend running `edgeloop train` on a budget.
@@ -261,8 +282,19 @@ gate:
 	// Scored on the evaluation set and the held-out tenth of the captured samples, refusing
 	// nothing.
 	rec := readGateRecord(t, e.bucket, "fashion", 2)
-	if rec.Report.Evaluator != evaluator || rec.Report.Samples != job.Dataset.EvalSamples {
-		t.Errorf("gate.json of version 2: evaluator %q on %d samples, want %q on %d", rec.Report.Evaluator, rec.Report.Samples, evaluator, job.Dataset.EvalSamples)
+	wantEvaluator := strings.TrimSuffix(evaluator, "-http")
+	if rec.Report.Evaluator != wantEvaluator || rec.Report.Samples != job.Dataset.EvalSamples {
+		t.Errorf("gate.json of version 2: evaluator %q on %d samples, want %q on %d", rec.Report.Evaluator, rec.Report.Samples, wantEvaluator, job.Dataset.EvalSamples)
+	}
+	if platform != nil {
+		// The evaluation ran on the platform, from what the controller staged in the bucket.
+		if n := platform.succeeded(); n != 1 {
+			t.Errorf("the job platform ran %d successful evaluations, want 1", n)
+		}
+		staged, err := objstore.List(context.Background(), e.bucket, "jobs/fashion/"+jobID+"/eval/", true)
+		if err != nil || len(staged) < 4 {
+			t.Errorf("staged evaluation files: %v (%v), want the request, inputs, two models and the report", staged, err)
+		}
 	}
 	if p := rec.Set.Parts; len(p) != 2 || p[0].Name != "fmnist-test-2000" || p[0].Samples != 2000 || p[1].Name != "held_out" || p[1].Samples < 60 || len(rec.Set.Refused) != 0 {
 		t.Errorf("gate.json's set: parts %+v, refused %+v; want fmnist-test-2000's 2000 and about 120 held out", p, rec.Set.Refused)
@@ -389,4 +421,83 @@ model_sync:
 		t.Fatalf("the gate's exporter logged no inference address:\n%s", p.log())
 	}
 	return front
+}
+
+// evalPlatform is an HTTP job platform for the gate's job evaluator on the http backend (poll
+// mode): POST /runs starts `edgeloop evaluate` as a process with the contract's variables from
+// the request body (s3:// URLs of the staged request and the output prefix), GET /runs/{id}
+// answers its state.
+type evalPlatform struct {
+	url  string
+	env  []string
+	mu   sync.Mutex
+	runs map[string]string
+	msgs map[string]string
+}
+
+func startEvalPlatform(t *testing.T, env []string) *evalPlatform {
+	t.Helper()
+	p := &evalPlatform{env: env, runs: map[string]string{}, msgs: map[string]string{}}
+	srv := httptest.NewServer(http.HandlerFunc(p.serve))
+	t.Cleanup(srv.Close)
+	p.url = srv.URL
+	return p
+}
+
+func (p *evalPlatform) serve(w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.Method == http.MethodPost && r.URL.Path == "/runs":
+		var body struct {
+			Env map[string]string `json:"env"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		p.mu.Lock()
+		id := fmt.Sprintf("run-%d", len(p.runs)+1)
+		p.runs[id] = "RUNNING"
+		p.mu.Unlock()
+		cmd := exec.Command(binary, "evaluate", "--log.format", "json")
+		cmd.Env = append(os.Environ(), p.env...)
+		for k, v := range body.Env {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+		go func() {
+			out, err := cmd.CombinedOutput()
+			state, msg := "SUCCEEDED", ""
+			if err != nil {
+				state, msg = "FAILED", fmt.Sprintf("%v: %s", err, out)
+			}
+			p.mu.Lock()
+			p.runs[id], p.msgs[id] = state, msg
+			p.mu.Unlock()
+		}()
+		json.NewEncoder(w).Encode(map[string]string{"run_id": id})
+	case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/runs/"):
+		p.mu.Lock()
+		state, ok := p.runs[strings.TrimPrefix(r.URL.Path, "/runs/")]
+		msg := p.msgs[strings.TrimPrefix(r.URL.Path, "/runs/")]
+		p.mu.Unlock()
+		if !ok {
+			http.NotFound(w, r)
+			return
+		}
+		json.NewEncoder(w).Encode(map[string]string{"state": state, "message": msg})
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// succeeded counts the runs that ended well.
+func (p *evalPlatform) succeeded() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, s := range p.runs {
+		if s == "SUCCEEDED" {
+			n++
+		}
+	}
+	return n
 }

@@ -32,6 +32,9 @@ type Options struct {
 	Tracing *telemetry.Tracing
 	// Backend replaces the configured backend.
 	Backend jobs.Backend
+	// EvalBackend replaces the backend of a remote gate.job.backend (kubernetes, http): the
+	// evaluation jobs' files are staged in the bucket as for the configured one.
+	EvalBackend jobs.Backend
 	// Now replaces the clock (policy times: cooldown, budget day, soak).
 	Now func() time.Time
 	// OnJobEnd is called with a copy of every job that reaches a final phase.
@@ -58,6 +61,7 @@ type Controller struct {
 	data     *dataset
 	out      objstore.Bucket // remote jobs' outputs (nil for the local backend)
 	outURL   string
+	dataURL  string // the dataset bucket's URL (c.data's bucket)
 	buckets  []objstore.Bucket
 
 	tokensMu       sync.RWMutex
@@ -143,7 +147,7 @@ func New(cfg Config, opts Options) (*Controller, error) {
 		}
 		dataURL = cfg.Dataset.Bucket
 	}
-	c.data = newDataset(cfg.Dataset, dataBucket, c.logger.With("part", "dataset"))
+	c.data, c.dataURL = newDataset(cfg.Dataset, dataBucket, c.logger.With("part", "dataset")), dataURL
 	if cfg.Backend.Type != "local" {
 		c.out, c.outURL = dataBucket, dataURL
 		if cfg.Backend.Output != "" && cfg.Backend.Output != dataURL {

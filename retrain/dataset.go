@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"os"
 	"path"
 	"path/filepath"
@@ -165,21 +164,4 @@ func (d *dataset) fetch(ctx context.Context, key, p string) error {
 		return fmt.Errorf("dataset: %w", err)
 	}
 	return nil
-}
-
-// objectURL is the URL of key in the bucket at bucketURL: the key joins the URL's path, the
-// query (endpoint, region) stays, so a job reads it with the same URL rules as edgeloop.
-func objectURL(bucketURL, key string) (string, error) {
-	u, err := url.Parse(bucketURL)
-	if err != nil {
-		return "", err
-	}
-	if u.Scheme == "file" {
-		return "file://" + filepath.Join(u.Path, filepath.FromSlash(key)), nil
-	}
-	u.Path = path.Join("/", u.Path, key)
-	if strings.HasSuffix(key, "/") {
-		u.Path += "/"
-	}
-	return u.String(), nil
 }

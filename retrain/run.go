@@ -208,7 +208,7 @@ func (c *Controller) prepare(ctx context.Context, j *Job, logger *slog.Logger) e
 // bucket, with the bucket URL's query as remoteIO's URLs have it.
 func (c *Controller) baseModel(ctx context.Context, j *Job, base int64) (string, error) {
 	if c.out != nil {
-		return objectURL(c.cfg.Repository.Bucket, modelrepo.VersionPrefix(j.Model, base))
+		return objstore.ObjectURL(c.cfg.Repository.Bucket, modelrepo.VersionPrefix(j.Model, base))
 	}
 	sdir := filepath.Join(c.jobDir(j.ID), servingDir)
 	os.RemoveAll(sdir)
@@ -230,10 +230,10 @@ func (c *Controller) remoteIO(ctx context.Context, j *Job, m any) (manifestURL, 
 	if err := c.out.Put(ctx, prefix+"dataset.json", bytes.NewReader(data), int64(len(data))); err != nil {
 		return "", "", fmt.Errorf("put dataset manifest: %w", err)
 	}
-	if manifestURL, err = objectURL(c.outURL, prefix+"dataset.json"); err != nil {
+	if manifestURL, err = objstore.ObjectURL(c.outURL, prefix+"dataset.json"); err != nil {
 		return "", "", err
 	}
-	outputURL, err = objectURL(c.outURL, prefix+"output/")
+	outputURL, err = objstore.ObjectURL(c.outURL, prefix+"output/")
 	return manifestURL, outputURL, err
 }
 
@@ -488,10 +488,54 @@ func (c *Controller) evaluator(j *Job, g gate.Config, logger *slog.Logger) (gate
 	case gate.EvaluatorOIP:
 		return gate.NewOIP(g.OIP, c.signer, logger)
 	case gate.EvaluatorJob:
-		return gate.NewJobEvaluator(g.Job, nil, j.ID, j.Model, filepath.Join(c.jobDir(j.ID), "eval"), logger)
+		backend, stage, err := c.evalBackend(j, g.Job, logger)
+		if err != nil {
+			return nil, err
+		}
+		return gate.NewJobEvaluator(g.Job, backend, stage, j.ID, j.Model, filepath.Join(c.jobDir(j.ID), "eval"), logger)
 	default:
 		return gate.Builtin{}, nil
 	}
+}
+
+// evalBackend is the backend that runs the model's evaluation jobs (gate.job.backend) and, for
+// a remote one, where their files are staged: the remote jobs' output bucket when training
+// runs remotely too, else the dataset bucket, under jobs/<model>/<job>/eval/. The local
+// backend is nil: the evaluator makes its own in the job's directory.
+func (c *Controller) evalBackend(j *Job, cfg gate.JobConfig, logger *slog.Logger) (jobs.Backend, *gate.Stage, error) {
+	if c.opts.EvalBackend != nil {
+		return c.opts.EvalBackend, c.evalStage(j), nil
+	}
+	logger = logger.With("part", "eval-backend")
+	var b jobs.Backend
+	switch cfg.Backend {
+	case gate.JobBackendKubernetes:
+		client, err := jobs.KubernetesClient(cfg.Kubernetes)
+		if err != nil {
+			return nil, nil, fmt.Errorf("gate.job.kubernetes: %w", err)
+		}
+		if b, err = jobs.NewKubernetes(cfg.Kubernetes, client, logger); err != nil {
+			return nil, nil, fmt.Errorf("gate.job.kubernetes: %w", err)
+		}
+	case gate.JobBackendHTTP:
+		h, err := jobs.NewHTTP(cfg.HTTP, c.externalURL(), logger)
+		if err != nil {
+			return nil, nil, fmt.Errorf("gate.job.http: %w", err)
+		}
+		b = h
+	default:
+		return nil, nil, nil
+	}
+	return b, c.evalStage(j), nil
+}
+
+// evalStage is where a remote evaluation job of j finds its files.
+func (c *Controller) evalStage(j *Job) *gate.Stage {
+	b, u := c.out, c.outURL
+	if b == nil {
+		b, u = c.data.bucket, c.dataURL
+	}
+	return &gate.Stage{Bucket: b, URL: u, Prefix: "jobs/" + j.Model + "/" + j.ID + "/eval/"}
 }
 
 func servingPrimary(d gate.Decision) any {
@@ -529,7 +573,7 @@ func (c *Controller) publish(ctx context.Context, j *Job, logger *slog.Logger) e
 			if err != nil {
 				continue
 			}
-			if u, err := objectURL(base, filepath.ToSlash(rel)); err == nil {
+			if u, err := objstore.ObjectURL(base, filepath.ToSlash(rel)); err == nil {
 				datasets = append(datasets, u)
 			}
 		}

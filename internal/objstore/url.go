@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -171,4 +172,45 @@ func CheckWritableURL(rawURL string) error {
 		return fmt.Errorf("must be s3:// or file://: an http(s) bucket is another collector's read-only model repository, got %q", rawURL)
 	}
 	return nil
+}
+
+// ObjectURL is the URL of key in the bucket bucketURL names: the key joins the URL's path and
+// the query (endpoint, region) stays, so a job handed the URL opens it with the same rules as
+// edgeloop. A key ending in '/' (a prefix) keeps its slash, except in a file:// URL, which names
+// a directory.
+func ObjectURL(bucketURL, key string) (string, error) {
+	u, err := url.Parse(bucketURL)
+	if err != nil {
+		return "", fmt.Errorf("objstore: bucket URL: %w", err)
+	}
+	if u.Scheme == "file" {
+		return "file://" + filepath.ToSlash(filepath.Join(filepath.FromSlash(u.Path), filepath.FromSlash(key))), nil
+	}
+	u.Path = path.Join("/", u.Path, key)
+	if strings.HasSuffix(key, "/") {
+		u.Path += "/"
+	}
+	return u.String(), nil
+}
+
+// IsObjectURL reports whether p is an object URL of a remote bucket (s3://...) rather than a
+// local path or a file:// URL.
+func IsObjectURL(p string) bool {
+	u, err := url.Parse(p)
+	return err == nil && len(u.Scheme) > 1 && u.Scheme != "file"
+}
+
+// SplitObjectURL splits an s3:// object URL, as ObjectURL makes them, into its bucket's URL
+// (same query, no path) and the key (the whole path: a bucket URL's prefix is part of the key).
+func SplitObjectURL(raw string) (bucketURL, key string, err error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "", "", fmt.Errorf("objstore: object URL: %w", err)
+	}
+	if u.Scheme != "s3" {
+		return "", "", fmt.Errorf("objstore: object URL %q: want s3://bucket/key", u.Redacted())
+	}
+	key = strings.TrimPrefix(u.Path, "/")
+	u.Path, u.RawPath = "", ""
+	return u.String(), key, nil
 }

@@ -134,10 +134,51 @@ type OIPConfig struct {
 type JobConfig struct {
 	// Timeout bounds an evaluation job.
 	Timeout time.Duration `yaml:"timeout"`
+	// Backend is the job backend that runs evaluation jobs: local (the default), kubernetes or
+	// http. A kubernetes or http job gets its request, the set and both models staged in the
+	// bucket (docs/gate.md, "The evaluation job").
+	Backend string `yaml:"backend"`
 	// Local is the local backend that runs evaluation jobs: its command (default `edgeloop
 	// evaluate --request {{.DatasetManifest}} --out {{.Output}}`), env, kill grace. The job
 	// contract's variables are set as for a training job (docs/gate.md).
 	Local jobs.LocalConfig `yaml:"local"`
+	// Kubernetes is the kubernetes backend for evaluation jobs, configured like backend.kubernetes
+	// (its image has no default; the default command is `edgeloop evaluate`, which reads the
+	// contract's variables).
+	Kubernetes jobs.KubernetesConfig `yaml:"kubernetes"`
+	// HTTP is the http backend for evaluation jobs, configured like backend.http, in poll mode
+	// only: callbacks reach the controller's job API, which knows training jobs only.
+	HTTP jobs.HTTPConfig `yaml:"http"`
+}
+
+// The backends an evaluation job runs on (gate.job.backend).
+const (
+	JobBackendLocal      = "local"
+	JobBackendKubernetes = "kubernetes"
+	JobBackendHTTP       = "http"
+)
+
+// Validate reports every invalid setting of the section the backend uses, naming it by its
+// YAML key.
+func (c JobConfig) Validate() error {
+	var errs []error
+	if c.Timeout < time.Second {
+		errs = append(errs, config.Errorf("timeout", "must be at least 1s, got %s", c.Timeout))
+	}
+	switch c.Backend {
+	case JobBackendLocal:
+		errs = append(errs, config.Nest("local", c.Local.Validate()))
+	case JobBackendKubernetes:
+		errs = append(errs, config.Nest("kubernetes", c.Kubernetes.Validate()))
+	case JobBackendHTTP:
+		errs = append(errs, config.Nest("http", c.HTTP.Validate()))
+		if c.HTTP.Mode != jobs.HTTPModePoll {
+			errs = append(errs, config.Errorf("http.mode", "must be %q for evaluation jobs (callbacks reach the controller's API for training jobs only), got %q", jobs.HTTPModePoll, c.HTTP.Mode))
+		}
+	default:
+		errs = append(errs, config.Errorf("backend", "must be %q, %q or %q, got %q", JobBackendLocal, JobBackendKubernetes, JobBackendHTTP, c.Backend))
+	}
+	return errors.Join(errs...)
 }
 
 // Config is the gate's part of the retrain configuration (the `gate:` section): the default
@@ -218,10 +259,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.Evaluator == EvaluatorJob {
-		if c.Job.Timeout < time.Second {
-			errs = append(errs, config.Errorf("job.timeout", "must be at least 1s, got %s", c.Job.Timeout))
-		}
-		errs = append(errs, config.Nest("job.local", c.Job.Local.Validate()))
+		errs = append(errs, config.Nest("job", c.Job.Validate()))
 	}
 	return errors.Join(errs...)
 }

@@ -51,7 +51,7 @@ func jobEvaluator(t *testing.T, mode string) gate.Evaluator {
 	cfg.Local.Command = []string{os.Args[0], "--request", "{{.DatasetManifest}}", "--out", "{{.Output}}"}
 	cfg.Local.Env = map[string]string{envEvalJob: mode}
 	cfg.Timeout = time.Minute
-	ev, err := gate.NewJobEvaluator(cfg, nil, "job-shapes-1", "shapes", t.TempDir(), discard())
+	ev, err := gate.NewJobEvaluator(cfg, nil, nil, "job-shapes-1", "shapes", t.TempDir(), discard())
 	if err != nil {
 		t.Fatal(err)
 	}

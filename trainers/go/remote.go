@@ -5,11 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net/url"
 	"os"
 	"path"
 	"path/filepath"
-	"strings"
 
 	"github.com/edgeloop/edgeloop/internal/objstore"
 )
@@ -23,21 +21,7 @@ import (
 const maxRemoteManifestBytes = 128 << 20
 
 // IsRemote reports whether p is an object URL rather than a local path or file:// URI.
-func IsRemote(p string) bool {
-	u, err := url.Parse(p)
-	return err == nil && len(u.Scheme) > 1 && u.Scheme != "file"
-}
-
-// splitObjectURL splits an object URL into its bucket's URL (the same query) and the key.
-func splitObjectURL(raw string) (bucketURL, key string, err error) {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "", "", err
-	}
-	key = strings.TrimPrefix(u.Path, "/")
-	u.Path = ""
-	return u.String(), key, nil
-}
+func IsRemote(p string) bool { return objstore.IsObjectURL(p) }
 
 // remoteManifest is a dataset manifest as the collector writes it: keys relative to Bucket.
 type remoteManifest struct {
@@ -50,7 +34,7 @@ type remoteManifest struct {
 // lists into dir, and returns the path of a local manifest of them (relative paths), which
 // ReadManifest reads.
 func FetchDataset(ctx context.Context, manifestURL, dir string, logger *slog.Logger) (string, error) {
-	bucketURL, key, err := splitObjectURL(manifestURL)
+	bucketURL, key, err := objstore.SplitObjectURL(manifestURL)
 	if err != nil {
 		return "", fmt.Errorf("fetch dataset: %w", err)
 	}
@@ -104,7 +88,7 @@ func FetchDataset(ctx context.Context, manifestURL, dir string, logger *slog.Log
 // UploadOutputs puts the contract's outputs (ModelFile, MetricsFile) of dir under the object
 // URL prefix outputURL, the model last, so that a model under the prefix means a finished job.
 func UploadOutputs(ctx context.Context, dir, outputURL string, logger *slog.Logger) error {
-	bucketURL, prefix, err := splitObjectURL(outputURL)
+	bucketURL, prefix, err := objstore.SplitObjectURL(outputURL)
 	if err != nil {
 		return fmt.Errorf("upload outputs: %w", err)
 	}
