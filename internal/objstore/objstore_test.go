@@ -361,3 +361,38 @@ func TestDownload(t *testing.T) {
 		t.Errorf("a file exists for a missing object: %v", err)
 	}
 }
+
+func TestObjectURLRoundTrip(t *testing.T) {
+	for _, c := range []struct{ bucket, key, want string }{
+		{"s3://b?endpoint=h:9000&insecure=true", "jobs/m/j/request.json", "s3://b/jobs/m/j/request.json?endpoint=h:9000&insecure=true"},
+		{"s3://b/prefix?endpoint=h:9000", "jobs/m/output/", "s3://b/prefix/jobs/m/output/?endpoint=h:9000"},
+		{"file:///var/lib/edgeloop", "jobs/m/output/", "file:///var/lib/edgeloop/jobs/m/output"},
+	} {
+		got, err := objstore.ObjectURL(c.bucket, c.key)
+		if err != nil || got != c.want {
+			t.Errorf("objstore.ObjectURL(%q, %q) = %q, %v; want %q", c.bucket, c.key, got, err, c.want)
+			continue
+		}
+		if !objstore.IsObjectURL(got) {
+			if c.bucket[:5] != "file:" {
+				t.Errorf("objstore.IsObjectURL(%q) = false", got)
+			}
+			continue
+		}
+		b, k, err := objstore.SplitObjectURL(got)
+		if err != nil {
+			t.Errorf("objstore.SplitObjectURL(%q): %v", got, err)
+			continue
+		}
+		// The key is the whole path: a bucket URL's prefix is part of it.
+		if back, _ := objstore.ObjectURL(b, k); back != got {
+			t.Errorf("objstore.SplitObjectURL(%q) = %q, %q, which joins back to %q", got, b, k, back)
+		}
+	}
+	if objstore.IsObjectURL("/var/lib/x") || objstore.IsObjectURL("file:///x") || !objstore.IsObjectURL("s3://b/k") {
+		t.Error("IsObjectURL: a local path or file URL is not an object URL; s3 is")
+	}
+	if _, _, err := objstore.SplitObjectURL("https://collector/v1/repo/x"); err == nil {
+		t.Error("SplitObjectURL accepted an http URL, whose path is not a key")
+	}
+}
