@@ -1,8 +1,9 @@
 // Package capture is the exporter's capture pipeline: for every prediction the inference front
 // serves, the sampler decides whether its input is worth a label; a captured sample is encoded
 // (internal/sample), appended to the crash-safe spool, and shipped to the collector by the
-// sender. Capture never fails or slows an inference: whatever goes wrong is counted and the
-// request has already been answered.
+// sender. Capture never fails an inference, and delays only a captured one, by its append to
+// the spool (the answer names the sample): whatever goes wrong is counted, and the request is
+// answered as if nothing had been captured.
 package capture
 
 import (
