@@ -43,7 +43,7 @@ func TestDiskFaultsAtEveryCallSite(t *testing.T) {
 			}
 			var got []string
 			for _, sc := range rep.Sites {
-				got = append(got, sc.Site.String())
+				got = append(got, sc.Site.OpPath())
 			}
 			for _, w := range want {
 				if !slices.Contains(got, w) {

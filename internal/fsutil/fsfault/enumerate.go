@@ -20,9 +20,14 @@ type Scenario func(t *testing.T, fsys *FS, dir string)
 type Report struct {
 	// Sites are the call sites the clean run reached, with their counts.
 	Sites []SiteCount
-	// Runs counts the faulted runs; Fired those whose fault was injected (all, or the test
-	// failed).
-	Runs, Fired int
+	// FaultOnlySites are the call sites that only runs with a fault reached (the paths that
+	// handle one: a segment written again after a failed fsync, a position file overwritten
+	// in place on a full disk), each with the count of the first run that reached it.
+	FaultOnlySites []SiteCount
+	// Runs counts the faulted runs; Fired those whose faults were all injected (all, or the
+	// test failed). SecondRuns counts those of Runs that injected a second fault into a
+	// fault-only site, after the fault that leads there.
+	Runs, Fired, SecondRuns int
 	// ByKind counts the faulted runs by kind.
 	ByKind map[Kind]int
 }
@@ -38,8 +43,10 @@ type EnumerateOptions struct {
 
 // Enumerate runs scenario once without faults to count the call sites it reaches, then
 // once per (site, kind of fault its operation can meet, occurrence), each as a subtest with
-// a fresh directory and exactly that fault armed. A run whose fault never fires fails: the
-// scenario is not deterministic. It logs the sites and the number of runs.
+// a fresh directory and exactly that fault armed. The sites that only a faulted run reached
+// (the code handling the fault) get a second round: the first fault that led there, then
+// each kind of fault at their first occurrences. A run whose faults do not all fire fails:
+// the scenario is not deterministic. It logs the sites and the number of runs.
 func Enumerate(t *testing.T, opts EnumerateOptions, scenario Scenario) Report {
 	t.Helper()
 	var rep Report
@@ -56,22 +63,58 @@ func Enumerate(t *testing.T, opts EnumerateOptions, scenario Scenario) Report {
 		t.Logf("call site %-40s reached %d times", sc.Site, sc.Count)
 	}
 	rep.ByKind = map[Kind]int{}
-	for _, ft := range Plan(rep.Sites, opts.MaxPerSite) {
+	clean := map[Site]bool{}
+	for _, sc := range rep.Sites {
+		clean[sc.Site] = true
+	}
+	type lead struct {
+		site  SiteCount
+		first Fault
+	}
+	var leads []lead
+	run := func(faults ...Fault) {
 		rep.Runs++
-		rep.ByKind[ft.Kind]++
-		t.Run(strings.ReplaceAll(ft.String(), "/", "|"), func(t *testing.T) {
+		rep.ByKind[faults[len(faults)-1].Kind]++
+		var names []string
+		for _, ft := range faults {
+			names = append(names, ft.String())
+		}
+		t.Run(strings.ReplaceAll(strings.Join(names, " then "), "/", "|"), func(t *testing.T) {
 			dir := t.TempDir()
 			fsys := New(dir, opts.FS)
-			fsys.Arm(ft)
+			for _, ft := range faults {
+				fsys.Arm(ft)
+			}
 			scenario(t, fsys, dir)
-			if len(fsys.Fired()) == 0 {
-				t.Errorf("fault %s never fired: the scenario is not deterministic", ft)
+			if fired := fsys.Fired(); len(fired) != len(faults) {
+				t.Errorf("faults %v armed, %v fired: the scenario is not deterministic", faults, fired)
 				return
 			}
 			rep.Fired++
+			if len(faults) > 1 {
+				return
+			}
+			for _, sc := range fsys.Sites() {
+				if !clean[sc.Site] {
+					clean[sc.Site] = true
+					leads = append(leads, lead{site: sc, first: faults[0]})
+				}
+			}
 		})
 	}
-	t.Logf("%d call sites, %d faulted runs (%d fired), by kind %v", len(rep.Sites), rep.Runs, rep.Fired, rep.ByKind)
+	for _, ft := range Plan(rep.Sites, opts.MaxPerSite) {
+		run(ft)
+	}
+	for _, l := range leads {
+		rep.FaultOnlySites = append(rep.FaultOnlySites, l.site)
+		t.Logf("fault-only call site %-40s reached %d times after %s", l.site.Site, l.site.Count, l.first)
+		for _, ft := range Plan([]SiteCount{l.site}, 2) {
+			rep.SecondRuns++
+			run(l.first, ft)
+		}
+	}
+	t.Logf("%d call sites, %d reached only under a fault; %d faulted runs (%d with a second fault), %d fired; by kind %v",
+		len(rep.Sites), len(rep.FaultOnlySites), rep.Runs, rep.SecondRuns, rep.Fired, rep.ByKind)
 	return rep
 }
 

@@ -18,7 +18,9 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -95,13 +97,20 @@ type injected struct{ errno syscall.Errno }
 func (e injected) Error() string   { return e.errno.Error() + " (injected)" }
 func (e injected) Unwrap() []error { return []error{e.errno, ErrInjected} }
 
-// Site is a call site: an operation and the pattern of its path.
+// Site is a call site: an operation, the pattern of its path, and the function that called
+// the FS (package-qualified, without the module path), so that the same operation on the
+// same file from two places in the code — a segment written by an append and written again
+// after a failed fsync — are two sites.
 type Site struct {
-	Op   string
-	Path string
+	Op     string
+	Path   string
+	Caller string
 }
 
-func (s Site) String() string { return s.Op + " " + s.Path }
+// OpPath is the site without its caller: "write spool/N.seg".
+func (s Site) OpPath() string { return s.Op + " " + s.Path }
+
+func (s Site) String() string { return s.Op + " " + s.Path + " @" + s.Caller }
 
 // Fault is one fault to inject: at the N-th call (from 1) of Site.
 type Fault struct {
@@ -146,7 +155,7 @@ type FS struct {
 	mu     sync.Mutex
 	counts map[Site]int
 	order  []Site // in the order first reached
-	armed  *Fault
+	armed  []Fault
 	fired  []Fault
 	healed bool
 	tmpSeq int
@@ -161,11 +170,12 @@ func New(root string, opts Options) *FS {
 	return &FS{inner: fsutil.OS{}, pattern: func(path string) string { return p(root, path) }, counts: map[Site]int{}}
 }
 
-// Arm makes the FS inject f; it fires once, at the N-th call of its site counted from New.
+// Arm makes the FS inject ft; it fires once, at the N-th call of its site counted from New.
+// Several faults may be armed at once.
 func (f *FS) Arm(ft Fault) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.armed = &ft
+	f.armed = append(f.armed, ft)
 }
 
 // Heal ends the part of a scenario under test: the fault is disarmed, fired or not, and
@@ -197,7 +207,7 @@ func (f *FS) Sites() []SiteCount {
 
 // hit counts a call and returns the kind of fault to inject into it, if any.
 func (f *FS) hit(op, path string) (Kind, bool) {
-	s := Site{Op: op, Path: f.pattern(path)}
+	s := Site{Op: op, Path: f.pattern(path), Caller: caller()}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.healed {
@@ -209,13 +219,35 @@ func (f *FS) hit(op, path string) (Kind, bool) {
 	}
 	n++
 	f.counts[s] = n
-	if a := f.armed; a != nil && a.Site == s && a.N == n {
-		f.fired = append(f.fired, *a)
-		f.armed = nil
-		return a.Kind, true
+	for i, a := range f.armed {
+		if a.Site == s && a.N == n {
+			f.fired = append(f.fired, a)
+			f.armed = append(f.armed[:i:i], f.armed[i+1:]...)
+			return a.Kind, true
+		}
 	}
 	return "", false
 }
+
+// caller returns the first function on the stack outside this package, without its
+// module path: "spool.(*Spool).writeLocked".
+func caller() string {
+	var pcs [16]uintptr
+	n := runtime.Callers(3, pcs[:])
+	frames := runtime.CallersFrames(pcs[:n])
+	for {
+		fr, more := frames.Next()
+		if !strings.HasPrefix(fr.Function, thisPackage) {
+			return fr.Function[strings.LastIndex(fr.Function, "/")+1:]
+		}
+		if !more {
+			return "?"
+		}
+	}
+}
+
+// thisPackage prefixes the names of this package's functions.
+const thisPackage = "github.com/edgeloop/edgeloop/internal/fsutil/fsfault."
 
 // fault returns the error of kind for op on path.
 func fault(op, path string, k Kind) error {
