@@ -237,7 +237,7 @@ func caller() string {
 	frames := runtime.CallersFrames(pcs[:n])
 	for {
 		fr, more := frames.Next()
-		if !strings.HasPrefix(fr.Function, thisPackage) {
+		if !isInternal(fr.Function) {
 			return fr.Function[strings.LastIndex(fr.Function, "/")+1:]
 		}
 		if !more {
@@ -248,6 +248,12 @@ func caller() string {
 
 // thisPackage prefixes the names of this package's functions.
 const thisPackage = "github.com/edgeloop/edgeloop/internal/fsutil/fsfault."
+
+// isInternal tells the FS's own methods, which are no call site, from their callers.
+func isInternal(fn string) bool {
+	rest, ok := strings.CutPrefix(fn, thisPackage)
+	return ok && (strings.HasPrefix(rest, "(*FS).") || strings.HasPrefix(rest, "(*file).") || strings.HasPrefix(rest, "dirEntry."))
+}
 
 // fault returns the error of kind for op on path.
 func fault(op, path string, k Kind) error {
