@@ -167,6 +167,8 @@ func New(cfg Config, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("collector: %w", err)
 	}
 	s.registry.MustRegister(s.catalog)
+	// Keys in uploaded shards are duplicates too, not only those still in the log.
+	dedup.SetKnown(func(key string) bool { _, ok := s.catalog.Locate(key); return ok })
 	onShard := s.catalog.AddShard
 	if opts.OnShard != nil {
 		onShard = func(ctx context.Context, key string, entries []sample.IndexEntry) {

@@ -27,8 +27,10 @@ type slot struct {
 
 // Dedup remembers the keys stored recently, in the write-ahead log or in an uploaded shard,
 // up to a bound: the oldest are forgotten first. It answers "already stored" for a resend of
-// a batch whose answer was lost, which is the common duplicate; a resend older than the
-// window is stored again (the catalog keys samples by content, so the copy is harmless).
+// a batch whose answer was lost, which is the common duplicate; with SetKnown it also asks
+// the catalog, so a resend older than the window, or arriving after a restart, is a duplicate
+// once the catalog knows its shard (a copy stored all the same is harmless: the catalog and
+// the dataset readers keep one copy per key).
 // Dedup is safe for concurrent use.
 type Dedup struct {
 	mu    sync.Mutex
@@ -36,6 +38,8 @@ type Dedup struct {
 	ring  []keyBytes // stored keys, oldest at next when full
 	next  int
 	full  bool
+	// known, when set, says whether a key is in an uploaded shard (SetKnown).
+	known func(key string) bool
 }
 
 // NewDedup returns a set remembering up to size keys (at least 1).
@@ -58,6 +62,17 @@ func (d *Dedup) Seed(key string) {
 	s := &slot{done: make(chan struct{}), stored: true}
 	close(s.done)
 	d.insertLocked(k, s)
+}
+
+// SetKnown gives the set a second memory: known reports whether a key is already in an
+// uploaded shard (the collector passes its catalog). After a restart the set holds only the
+// keys still in the write-ahead log, so without it a resend of a batch whose answer a crash
+// or a network fault cut off, arriving once its shard was uploaded, was stored again in a
+// second shard (found by the chaos soak, bench/chaos).
+func (d *Dedup) SetKnown(known func(key string) bool) {
+	d.mu.Lock()
+	d.known = known
+	d.mu.Unlock()
 }
 
 // Len is the number of keys remembered.
@@ -98,6 +113,12 @@ func (d *Dedup) Reserve(ctx context.Context, key string) (*Claim, error) {
 	k, ok := parseKey(key)
 	if !ok {
 		return &Claim{}, nil // not a key ReadTar returns; nothing to remember
+	}
+	d.mu.Lock()
+	known := d.known
+	d.mu.Unlock()
+	if known != nil && known(key) {
+		return nil, nil
 	}
 	for {
 		d.mu.Lock()
