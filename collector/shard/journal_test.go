@@ -1,14 +1,19 @@
 package shard
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"path/filepath"
 	"slices"
 	"testing"
+	"time"
 
+	"github.com/edgeloop/edgeloop/collector/collectortest"
 	"github.com/edgeloop/edgeloop/internal/fsutil"
 	"github.com/edgeloop/edgeloop/internal/fsutil/fsfault"
+	"github.com/edgeloop/edgeloop/internal/objstore"
+	"github.com/edgeloop/edgeloop/internal/spool"
 )
 
 // TestJournalDiskFaults runs the journal's life — load a journal a previous run left, record
@@ -105,4 +110,63 @@ func journalScenario(t *testing.T, fsys *fsfault.FS, dir string) {
 
 func journalState(m map[uint64][]uint64) string {
 	return fmt.Sprint(maps.Clone(m)) // fmt prints maps sorted by key
+}
+
+// TestJournalWriteFailureRecovers: a journal write that fails after an upload holds the
+// log's ack back, and once the disk works again the builder writes it and acks the log,
+// without a restart. (It used to hold the ack back until the process restarted, so the log
+// grew until max_wal_bytes refused every node's batches.)
+func TestJournalWriteFailureRecovers(t *testing.T) {
+	dir := t.TempDir()
+	wal, err := spool.Open(filepath.Join(dir, "records"), spool.DefaultConfig(), spool.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wal.Close()
+	bucket, err := objstore.NewFS(filepath.Join(dir, "bucket"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsys := fsfault.New(dir, fsfault.Options{})
+	fsys.Arm(fsfault.Fault{Site: fsfault.Site{Op: "atomic.create", Path: ".tmp-uploaded-shards-N", Caller: "shard.(*journal).prune"}, Kind: fsfault.EIO, N: 1})
+	logs := &fsfault.Logs{}
+	cfg := DefaultConfig()
+	cfg.MaxAge = 50 * time.Millisecond
+	cfg.Retry = RetryConfig{InitialBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
+	b, err := New(cfg, Options{Instance: "c1", Bucket: bucket, Log: wal, JournalPath: filepath.Join(dir, "uploaded-shards"), FS: fsys, Logger: logs.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	for i := range 3 {
+		rec, err := collectortest.Sample(t, "n1", i, 256).MarshalRecord()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := wal.Append(ctx, rec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.Notify()
+	journalPath := filepath.Join(dir, "uploaded-shards")
+	pruned := func() bool {
+		j, err := loadJournal(fsutil.OS{}, journalPath)
+		return err == nil && len(j.shards) == 0
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for (wal.Stats().Records > 0 || !pruned()) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if len(fsys.Fired()) != 1 || !logs.Injected() {
+		t.Fatalf("fault fired %v, logged %v: %q", fsys.Fired(), logs.Injected(), logs.Records())
+	}
+	if n := wal.Stats().Records; n > 0 {
+		t.Fatalf("%d records still in the log 10 s after the journal write failed once: the ack is held back for good", n)
+	}
+	if !pruned() {
+		t.Errorf("the journal still lists the shard after the log was acked past it")
+	}
 }

@@ -425,17 +425,33 @@ func (b *Builder) upload(ctx context.Context, sh *shard) {
 	b.logger.Debug("shard: uploaded", "shard", key+".tar", "samples", len(sh.samples), "bytes", tarSize)
 	b.mu.Lock()
 	delete(b.pending, sh.first)
-	// The journal first: once the log is acked past a record, only the journal says where it went.
-	if err := b.journal.add(sh.first, sh.seqs, b.acked); err != nil {
-		b.logger.Error("shard: cannot write the journal; the log is not acked past this shard", "shard", key, "err", err)
-		b.pending[sh.first] = &shard{first: sh.first} // hold the ack back: a restart rebuilds the same shard
-	} else {
-		before := b.acked
-		b.advanceLocked()
-		if b.acked != before {
-			if err := b.journal.prune(b.acked); err != nil {
-				b.logger.Warn("shard: cannot prune the journal", "err", err)
-			}
+	// The journal first: once the log is acked past a record, only the journal says where it
+	// went. While it cannot be written, the ack is held back and the write tried again with
+	// backoff (docs/faults.md); a restart meanwhile rebuilds the same shard.
+	backoff = b.cfg.Retry.InitialBackoff
+	for attempt := 1; ; attempt++ {
+		err := b.journal.add(sh.first, sh.seqs, b.acked)
+		if err == nil {
+			break
+		}
+		b.pending[sh.first] = &shard{first: sh.first}
+		b.mu.Unlock()
+		wait := time.Duration(rand.Int64N(int64(backoff)) + 1)
+		b.logger.Error("shard: cannot write the journal; the log is not acked past this shard until it is written", "shard", key, "attempt", attempt, "retry_in", wait, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		backoff = min(2*backoff, b.cfg.Retry.MaxBackoff)
+		b.mu.Lock()
+		delete(b.pending, sh.first)
+	}
+	before := b.acked
+	b.advanceLocked()
+	if b.acked != before {
+		if err := b.journal.prune(b.acked); err != nil {
+			b.logger.Warn("shard: cannot prune the journal", "err", err)
 		}
 	}
 	b.mu.Unlock()
