@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/edgeloop/edgeloop/collector/catalog"
@@ -16,15 +17,16 @@ import (
 	"github.com/edgeloop/edgeloop/internal/sample"
 )
 
-// countingBucket counts the reads of shard indexes, what FindRequest pays per lookup.
+// countingBucket counts the reads of shard indexes, what FindRequest pays per lookup (Rebuild
+// reads them concurrently).
 type countingBucket struct {
 	objstore.Bucket
-	indexReads int
+	indexReads atomic.Int64
 }
 
 func (b *countingBucket) Get(ctx context.Context, key string) (io.ReadCloser, objstore.Attributes, error) {
 	if strings.HasSuffix(key, catalog.IndexSuffix) {
-		b.indexReads++
+		b.indexReads.Add(1)
 	}
 	return b.Bucket.Get(ctx, key)
 }
@@ -59,7 +61,7 @@ func TestFindRequest(t *testing.T) {
 	tests := []struct {
 		id        string
 		want      []catalog.SampleRef
-		wantReads int
+		wantReads int64
 	}{
 		{id: "r-1", want: []catalog.SampleRef{ref(one, shardA)}, wantReads: 1},
 		{id: "shared", want: []catalog.SampleRef{ref(two, shardA), ref(twoElsewhere, shardB)}, wantReads: 2},
@@ -69,7 +71,7 @@ func TestFindRequest(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.id, func(t *testing.T) {
-			b.indexReads = 0
+			b.indexReads.Store(0)
 			got, partial, err := c.FindRequest(ctx, tt.id)
 			if err != nil || partial {
 				t.Fatalf("FindRequest(%q) = %v, partial %v", tt.id, err, partial)
@@ -77,8 +79,8 @@ func TestFindRequest(t *testing.T) {
 			if fmt.Sprint(got) != fmt.Sprint(tt.want) {
 				t.Errorf("FindRequest(%q) = %+v, want %+v", tt.id, got, tt.want)
 			}
-			if b.indexReads != tt.wantReads {
-				t.Errorf("FindRequest(%q) read %d shard indexes, want %d", tt.id, b.indexReads, tt.wantReads)
+			if n := b.indexReads.Load(); n != tt.wantReads {
+				t.Errorf("FindRequest(%q) read %d shard indexes, want %d", tt.id, n, tt.wantReads)
 			}
 		})
 	}
