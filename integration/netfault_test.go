@@ -9,12 +9,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -53,8 +55,9 @@ const (
 	slowSends      evidence = iota // sender requests slower than 250ms (edgeloop_sender_request_duration_seconds)
 	sendErrors                     // edgeloop_sender_errors_total{reason="network"} and the sender's WARN line
 	collectorDups                  // sendErrors, and the resent batches counted as duplicates by the collector
-	slowUploads                    // shard uploads slower than 640ms (edgeloop_collector_shard_upload_duration_seconds)
+	slowUploads                    // shard uploads slower than 320ms (edgeloop_collector_shard_upload_duration_seconds)
 	uploadFailures                 // edgeloop_collector_objstore_errors_total, the uploader's WARN line, /readyz 503
+	cutBodies                      // sendErrors, and edgeloop_collector_requests_total{code="408"} with the collector's WARN line
 )
 
 // netFault is one toxic on one hop.
@@ -63,31 +66,58 @@ type netFault struct {
 	hop    string   // "ingest" (sender → collector) or "s3" (collector → MinIO)
 	toxics []string // toxiproxy toxic definitions (JSON), applied in order
 	shows  evidence
+	// halfClose, when positive, has the half-closing relay behind the ingest proxy forward
+	// that many bytes of each connection and then close only its write side.
+	halfClose int64
 }
 
 // netFaults are the faults TestNetworkFaults applies, one at a time. Streams: upstream is what
 // the client sends (the sender's request, the collector's PUT), downstream what it receives.
 var netFaults = []netFault{
-	{"ingest latency", "ingest", []string{`{"type":"latency","stream":"upstream","attributes":{"latency":400,"jitter":50}}`}, slowSends},
-	{"ingest bandwidth", "ingest", []string{`{"type":"bandwidth","stream":"upstream","attributes":{"rate":4}}`}, slowSends},
-	{"ingest slicer", "ingest", []string{`{"type":"slicer","stream":"upstream","attributes":{"average_size":32,"size_variation":16,"delay":10000}}`}, slowSends},
-	{"ingest reset_peer", "ingest", []string{`{"type":"reset_peer","stream":"upstream","attributes":{"timeout":0}}`}, sendErrors},
-	{"ingest black hole, request", "ingest", []string{`{"type":"timeout","stream":"upstream","attributes":{"timeout":0}}`}, sendErrors},
-	{"ingest black hole, response", "ingest", []string{`{"type":"timeout","stream":"downstream","attributes":{"timeout":0}}`}, collectorDups},
-	{"ingest request cut", "ingest", []string{`{"type":"limit_data","stream":"upstream","attributes":{"bytes":600}}`}, sendErrors},
-	{"ingest response cut, half-open", "ingest", []string{
+	{name: "ingest latency", hop: "ingest", shows: slowSends,
+		toxics: []string{`{"type":"latency","stream":"upstream","attributes":{"latency":400,"jitter":50}}`}},
+	{name: "ingest bandwidth", hop: "ingest", shows: slowSends,
+		toxics: []string{`{"type":"bandwidth","stream":"upstream","attributes":{"rate":4}}`}},
+	{name: "ingest slicer", hop: "ingest", shows: slowSends,
+		toxics: []string{`{"type":"slicer","stream":"upstream","attributes":{"average_size":32,"size_variation":16,"delay":10000}}`}},
+	{name: "ingest reset_peer", hop: "ingest", shows: sendErrors,
+		toxics: []string{`{"type":"reset_peer","stream":"upstream","attributes":{"timeout":0}}`}},
+	{name: "ingest black hole, request", hop: "ingest", shows: sendErrors,
+		toxics: []string{`{"type":"timeout","stream":"upstream","attributes":{"timeout":0}}`}},
+	// The collector stores the batch; its answer is lost, and the resend is a duplicate.
+	{name: "ingest black hole, response", hop: "ingest", shows: collectorDups,
+		toxics: []string{`{"type":"timeout","stream":"downstream","attributes":{"timeout":0}}`}},
+	// Toxiproxy closes both directions when it cuts a stream: the collector's 408 goes nowhere.
+	{name: "ingest request cut", hop: "ingest", shows: cutBodies,
+		toxics: []string{`{"type":"limit_data","stream":"upstream","attributes":{"bytes":600}}`}},
+	// A proxy that half-closes, so that the collector's answer to the cut request reaches the
+	// sender (a 400 there would dead-letter valid samples), is played by halfCloser.
+	{name: "ingest request cut, half-closed", hop: "ingest", shows: cutBodies, halfClose: 600},
+	// The answer cut after 40 bytes, the connection then held open for a second.
+	{name: "ingest response cut, half-open", hop: "ingest", shows: collectorDups, toxics: []string{
 		`{"name":"cut","type":"limit_data","stream":"downstream","attributes":{"bytes":40}}`,
 		`{"name":"held","type":"slow_close","stream":"downstream","attributes":{"delay":1000}}`,
-	}, collectorDups},
-	{"s3 latency", "s3", []string{`{"type":"latency","stream":"downstream","attributes":{"latency":300}}`}, slowUploads},
-	{"s3 bandwidth", "s3", []string{`{"type":"bandwidth","stream":"upstream","attributes":{"rate":64}}`}, slowUploads},
-	{"s3 reset_peer", "s3", []string{`{"type":"reset_peer","stream":"upstream","attributes":{"timeout":0}}`}, uploadFailures},
-	{"s3 black hole", "s3", []string{`{"type":"timeout","stream":"upstream","attributes":{"timeout":0}}`}, uploadFailures},
-	{"s3 request cut", "s3", []string{`{"type":"limit_data","stream":"upstream","attributes":{"bytes":2048}}`}, uploadFailures},
-	{"s3 response cut, half-open", "s3", []string{
+	}},
+	{name: "s3 latency", hop: "s3", shows: slowUploads,
+		toxics: []string{`{"type":"latency","stream":"downstream","attributes":{"latency":300}}`}},
+	{name: "s3 bandwidth", hop: "s3", shows: slowUploads,
+		toxics: []string{`{"type":"bandwidth","stream":"upstream","attributes":{"rate":128}}`}},
+	// Below target_bytes per upload_timeout no upload completes: the uploader retries until
+	// the link is back.
+	{name: "s3 bandwidth under the shard size per upload_timeout", hop: "s3", shows: uploadFailures,
+		toxics: []string{`{"type":"bandwidth","stream":"upstream","attributes":{"rate":16}}`}},
+	{name: "s3 reset_peer", hop: "s3", shows: uploadFailures,
+		toxics: []string{`{"type":"reset_peer","stream":"upstream","attributes":{"timeout":0}}`}},
+	{name: "s3 black hole", hop: "s3", shows: uploadFailures,
+		toxics: []string{`{"type":"timeout","stream":"upstream","attributes":{"timeout":0}}`}},
+	{name: "s3 request cut", hop: "s3", shows: uploadFailures,
+		toxics: []string{`{"type":"limit_data","stream":"upstream","attributes":{"bytes":2048}}`}},
+	// MinIO stores the object; its answer is cut and the connection held: the upload is
+	// retried and overwrites the same keys.
+	{name: "s3 response cut, half-open", hop: "s3", shows: uploadFailures, toxics: []string{
 		`{"name":"cut","type":"limit_data","stream":"downstream","attributes":{"bytes":60}}`,
 		`{"name":"held","type":"slow_close","stream":"downstream","attributes":{"delay":1000}}`,
-	}, uploadFailures},
+	}},
 }
 
 // TestNetworkFaults puts Toxiproxy (in process, on loopback) between the exporter's capture
@@ -100,9 +130,10 @@ func TestNetworkFaults(t *testing.T) {
 	start := time.Now()
 	e := newCollectorEnv(t, netShards, netNode)
 	tp := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(nil), zerolog.Nop())
+	relay := startHalfCloser(t, e.addr)
 	proxies := map[string]*toxiproxy.Proxy{
 		"s3":     startProxy(t, tp, "s3", e.minio.Endpoint),
-		"ingest": startProxy(t, tp, "ingest", e.addr),
+		"ingest": startProxy(t, tp, "ingest", relay.addr),
 	}
 	// The collector reaches MinIO only through the proxy; the test reads the bucket directly.
 	cfg, err := os.ReadFile(e.config)
@@ -160,11 +191,13 @@ func TestNetworkFaults(t *testing.T) {
 					t.Fatalf("toxic %s: %v", tx, err)
 				}
 			}
+			relay.cut.Store(f.halfClose)
 			applied := time.Now()
 			shown := n.waitShown(t, f.shows, before, 15*time.Second)
 			time.Sleep(max(0, time.Second-time.Since(applied))) // at least 1s of fault
 			during := n.snapshot()
 			p.Toxics.ResetToxics(context.Background())
+			relay.cut.Store(0)
 			held := time.Since(applied)
 			got := stopTraffic()
 			for _, id := range got {
@@ -174,9 +207,9 @@ func TestNetworkFaults(t *testing.T) {
 			after := n.snapshot()
 			ackedDuring := during.sent - before.sent
 			acked := after.sent - before.sent
-			t.Logf("fault held %.1fs (%s); %d samples captured, %d acknowledged during the fault, %d in all; sender network errors %.0f, collector duplicates %.0f, object-store errors %.0f",
+			t.Logf("fault held %.1fs (%s); %d samples captured, %d acknowledged during the fault, %d in all; sender network errors %.0f, collector 408s %.0f, duplicates %.0f, object-store errors %.0f",
 				held.Seconds(), shown, len(got), int(ackedDuring), int(acked),
-				after.netErrors-before.netErrors, after.duplicates-before.duplicates, after.objstoreErrors-before.objstoreErrors)
+				after.netErrors-before.netErrors, after.cut408-before.cut408, after.duplicates-before.duplicates, after.objstoreErrors-before.objstoreErrors)
 			if len(got) < 50 {
 				t.Errorf("only %d samples captured during the fault; the case exercised too little", len(got))
 			}
@@ -231,6 +264,77 @@ func TestNetworkFaults(t *testing.T) {
 		len(netFaults), len(captured), len(shardNames(where)), len(where), time.Since(start).Seconds())
 }
 
+// halfCloser relays connections to upstream; while cut is positive, it forwards only that many
+// more bytes of what a client sends, then closes the write side towards upstream and drops
+// the rest, while upstream's answer still flows back: a proxy that half-closes after a cut.
+type halfCloser struct {
+	addr string
+	cut  atomic.Int64
+}
+
+func startHalfCloser(t *testing.T, upstream string) *halfCloser {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &halfCloser{addr: l.Addr().String()}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { l.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() { h.relay(c.(*net.TCPConn), upstream) })
+		}
+	})
+	return h
+}
+
+func (h *halfCloser) relay(client *net.TCPConn, upstream string) {
+	defer client.Close()
+	c, err := net.DialTimeout("tcp", upstream, 2*time.Second)
+	if err != nil {
+		return
+	}
+	up := c.(*net.TCPConn)
+	defer up.Close()
+	answered := make(chan struct{})
+	go func() {
+		defer close(answered)
+		io.Copy(client, up)
+		client.Close() // upstream closed: so does the client's side, and the loop below ends
+	}()
+	buf := make([]byte, 32<<10)
+	sent := int64(-1) // bytes forwarded since the cut was set; -1 while it is not
+	for {
+		n, err := client.Read(buf)
+		if limit := h.cut.Load(); limit > 0 && n > 0 {
+			sent = max(sent, 0)
+			if sent+int64(n) > limit {
+				up.Write(buf[:limit-sent])
+				up.CloseWrite()
+				io.Copy(io.Discard, client)
+				<-answered
+				return
+			}
+			sent += int64(n)
+		}
+		if n > 0 {
+			if _, err := up.Write(buf[:n]); err != nil {
+				return
+			}
+		}
+		if err != nil {
+			up.CloseWrite()
+			<-answered
+			return
+		}
+	}
+}
+
 // startProxy starts a Toxiproxy proxy on a free loopback port in front of upstream.
 func startProxy(t *testing.T, srv *toxiproxy.ApiServer, name, upstream string) *toxiproxy.Proxy {
 	t.Helper()
@@ -267,7 +371,8 @@ type netCounter struct {
 type counts struct {
 	sent, netErrors, slowSends          float64 // sender
 	duplicates, objstoreErrors, slowUps float64 // collector
-	senderWarns, uploadWarns            int     // log lines
+	cut408                              float64 // collector: requests answered 408
+	senderWarns, uploadWarns, cutWarns  int     // log lines
 }
 
 func (n *netCounter) sender(name string, labels map[string]string) float64 {
@@ -285,14 +390,18 @@ func (n *netCounter) snapshot() counts {
 	m := scrape("http://" + n.e.addr + "/metrics")
 	c.duplicates = sumSeries(m, "edgeloop_collector_samples_duplicate_total")
 	c.objstoreErrors = m["edgeloop_collector_objstore_errors_total"]
-	c.slowUps = m["edgeloop_collector_shard_upload_duration_seconds_count"] - m[`edgeloop_collector_shard_upload_duration_seconds_bucket{le="0.64"}`]
+	c.cut408 = m[`edgeloop_collector_requests_total{code="408"}`]
+	c.slowUps = m["edgeloop_collector_shard_upload_duration_seconds_count"] - m[`edgeloop_collector_shard_upload_duration_seconds_bucket{le="0.32"}`]
 	c.senderWarns = countLines(n.senderLog.String(), func(l map[string]any) bool {
 		return l["msg"] == "batch not delivered; retrying" && l["reason"] == "network"
 	})
 	n.col.mu.Lock()
 	for _, l := range n.col.lines {
-		if l["msg"] == "shard: upload failed; retrying" {
+		switch l["msg"] {
+		case "shard: upload failed; retrying":
 			c.uploadWarns++
+		case "batch body cut off; answered 408":
+			c.cutWarns++
 		}
 	}
 	n.col.mu.Unlock()
@@ -357,9 +466,13 @@ func (n *netCounter) waitShown(t *testing.T, ev evidence, before counts, timeout
 			if d := c.netErrors - before.netErrors; d > 0 && c.senderWarns > before.senderWarns {
 				seen = fmt.Sprintf("%.0f sender network errors, WARN logged", d)
 			}
+		case cutBodies:
+			if d := c.cut408 - before.cut408; d > 0 && c.cutWarns > before.cutWarns && c.netErrors > before.netErrors {
+				seen = fmt.Sprintf("%.0f batches cut off and answered 408, WARN logged, %.0f sender network errors", d, c.netErrors-before.netErrors)
+			}
 		case slowUploads:
 			if d := c.slowUps - before.slowUps; d > 0 {
-				seen = fmt.Sprintf("%.0f shard uploads over 640ms", d)
+				seen = fmt.Sprintf("%.0f shard uploads over 320ms", d)
 			}
 		case uploadFailures:
 			if !notReady {
@@ -399,7 +512,7 @@ func (n *netCounter) waitRecovered(t *testing.T, ev evidence, timeout time.Durat
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if ev == sendErrors || ev == collectorDups {
+	if ev == sendErrors || ev == collectorDups || ev == cutBodies {
 		if countLines(n.senderLog.String(), func(l map[string]any) bool { return l["msg"] == "the collector takes batches again" }) == 0 {
 			t.Error("the sender never logged that the collector takes batches again")
 		}
