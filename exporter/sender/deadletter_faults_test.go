@@ -18,7 +18,7 @@ import (
 // (entries and a temporary file), add an entry, replace one, add one that evicts the oldest —
 // once per call site, fault kind and occurrence, with one fault injected (fsfault.Enumerate).
 // For each run: a fault returns an error to the caller (the sender then keeps the sample in
-// its spool, counts edgeloop_exporter_dead_letter_failures_total{action="retained"} and logs
+// its spool, counts edgeloop_sender_dead_letter_failures_total{action="retained"} and logs
 // it: Sender.keep), except the removal of a crash's temporary file, which is tried again at
 // the next open; every entry whose add returned nil and that the cap did not evict is whole
 // on disk; and once the fault ends, the adds that failed succeed when tried again.
