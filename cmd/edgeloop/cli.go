@@ -39,6 +39,7 @@ func commands() []command {
 		{"model", "manage a signed model repository: keygen, sign, verify, publish, ls", runModel},
 		{"evalset", "manage labelled evaluation sets in the object store: create, ls, show", runEvalset},
 		{"bucket", "create or list an object-store bucket (s3:// or file:// URL): create, ls", runBucket},
+		{"traffic", "send Fashion-MNIST traffic that drifts to exporters, and play the annotators (docs/deploy-by-hand.md)", runTraffic},
 		{"train", "train the builtin Fashion-MNIST model and write model.onnx + metrics.json", runTrain},
 		{"evaluate", "score models on an evaluation set for the retrain gate (its evaluation job)", runEvaluate},
 		{"demo", "run the whole loop on loopback with simulated edge nodes and drift (make demo)", runDemo},
