@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
 	"github.com/edgeloop/edgeloop/collector/collectortest"
 	"github.com/edgeloop/edgeloop/internal/fsutil"
 	"github.com/edgeloop/edgeloop/internal/fsutil/fsfault"
@@ -162,6 +164,9 @@ func TestJournalWriteFailureRecovers(t *testing.T) {
 	}
 	if len(fsys.Fired()) != 1 || !logs.Injected() {
 		t.Fatalf("fault fired %v, logged %v: %q", fsys.Fired(), logs.Injected(), logs.Records())
+	}
+	if got := testutil.ToFloat64(b.m.journalErrors); got != 1 {
+		t.Errorf("edgeloop_collector_shard_journal_errors_total = %v, want 1", got)
 	}
 	if n := wal.Stats().Records; n > 0 {
 		t.Fatalf("%d records still in the log 10 s after the journal write failed once: the ack is held back for good", n)

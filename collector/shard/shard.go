@@ -435,6 +435,7 @@ func (b *Builder) upload(ctx context.Context, sh *shard) {
 			break
 		}
 		b.pending[sh.first] = &shard{first: sh.first}
+		b.m.journalErrors.Inc()
 		b.mu.Unlock()
 		wait := time.Duration(rand.Int64N(int64(backoff)) + 1)
 		b.logger.Error("shard: cannot write the journal; the log is not acked past this shard until it is written", "shard", key, "attempt", attempt, "retry_in", wait, "err", err)
@@ -451,6 +452,7 @@ func (b *Builder) upload(ctx context.Context, sh *shard) {
 	b.advanceLocked()
 	if b.acked != before {
 		if err := b.journal.prune(b.acked); err != nil {
+			b.m.journalErrors.Inc()
 			b.logger.Warn("shard: cannot prune the journal", "err", err)
 		}
 	}
@@ -495,6 +497,7 @@ type metrics struct {
 	bytes          prometheus.Counter
 	duration       prometheus.Histogram
 	objstoreErrors prometheus.Counter
+	journalErrors  prometheus.Counter
 	undecodable    prometheus.Counter
 	pending        prometheus.GaugeFunc
 }
@@ -509,6 +512,8 @@ func newMetrics(b *Builder) *metrics {
 			Help: "Duration of successful shard uploads (tar and index).", Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
 		objstoreErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeloop_collector_objstore_errors_total",
 			Help: "Failed object-store requests of the shard uploader."}),
+		journalErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeloop_collector_shard_journal_errors_total",
+			Help: "Failed writes of the shard journal; while the one after an upload fails, the write-ahead log is not acked past its shard."}),
 		undecodable: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeloop_collector_wal_undecodable_records_total",
 			Help: "Write-ahead log records that passed their CRC but do not decode as samples (skipped)."}),
 		pending: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgeloop_collector_shards_pending",
@@ -520,7 +525,7 @@ func newMetrics(b *Builder) *metrics {
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.uploads, m.bytes, m.duration, m.objstoreErrors, m.undecodable, m.pending} {
+	for _, c := range []prometheus.Collector{m.uploads, m.bytes, m.duration, m.objstoreErrors, m.journalErrors, m.undecodable, m.pending} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}
