@@ -145,8 +145,9 @@ func TestExampleConfig(t *testing.T) {
 	present := map[string]bool{}
 	yamlKeys(&root, "", present)
 	// The evaluation jobs' kubernetes and http sections are backend.kubernetes' and
-	// backend.http's types, shown in full there.
-	for _, k := range configKeys(reflect.TypeFor[Config](), "", []string{"gate.job.kubernetes", "gate.job.http"}) {
+	// backend.http's types, shown in full there; so is gate.job.local.trainer, which only
+	// the training command takes.
+	for _, k := range configKeys(reflect.TypeFor[Config](), "", []string{"gate.job.kubernetes", "gate.job.http", "gate.job.local.trainer"}) {
 		if !present[k] {
 			t.Errorf("%s: key %s is missing", example, k)
 		}

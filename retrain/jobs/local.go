@@ -32,8 +32,12 @@ type LocalConfig struct {
 	// job: {{.ID}}, {{.Model}}, {{.BaseVersion}}, {{.DatasetManifest}}, {{.Output}}, and
 	// {{.Edgeloop}}, the path of the running edgeloop binary. The default runs `edgeloop
 	// train`, the contract's reference trainer. No shell is involved: write
-	// ["/bin/sh", "-c", "..."] for one.
+	// ["/bin/sh", "-c", "..."] for one. Leave it at the default to run `edgeloop train` with
+	// Trainer's options; set it only for another program (setting both is an error).
 	Command []string `yaml:"command"`
+	// Trainer holds `edgeloop train`'s common options, added as flags to the default command,
+	// so that one option does not mean rewriting the whole command.
+	Trainer TrainerOptions `yaml:"trainer"`
 	// Env adds environment variables to the job's, which is the controller's environment plus
 	// the contract's EDGELOOP_* variables (those cannot be overridden here).
 	Env map[string]string `yaml:"env"`
@@ -47,6 +51,92 @@ type LocalConfig struct {
 	// LogTailBytes is how much of the end of job.log a final status carries (Status.LogTail),
 	// at most LogTailBytes (8 KiB, the default); 0 carries none.
 	LogTailBytes int `yaml:"log_tail_bytes"`
+}
+
+// TrainerOptions are the reference trainer's common flags (docs/trainer.md) as configuration
+// keys (`backend.local.trainer:`). A zero or unset option adds no flag: the trainer's own
+// default applies.
+type TrainerOptions struct {
+	// Epochs is --epochs: passes over the training data (trainer default 15).
+	Epochs int `yaml:"epochs"`
+	// SamplesRepeat is --samples-repeat: how many times each labelled collected sample joins
+	// the training data (trainer default 1); more weighs a shifted distribution more.
+	SamplesRepeat int `yaml:"samples_repeat"`
+	// Data is --data: the base dataset, a directory of IDX files; "" trains on the collected
+	// shards alone. Unset (null): the trainer's default, Fashion-MNIST from Debian's package.
+	Data *string `yaml:"data"`
+	// Classes is --classes: class names in label order, required with shards alone and with
+	// IDX data other than 28x28 images labelled 0-9.
+	Classes []string `yaml:"classes"`
+	// EvalSplit is --eval-split: "test", or a held-out fraction of the training data such as
+	// "0.1" (trainer default "test").
+	EvalSplit string `yaml:"eval_split"`
+}
+
+// IsZero reports whether no option is set.
+func (t TrainerOptions) IsZero() bool {
+	return t.Epochs == 0 && t.SamplesRepeat == 0 && t.Data == nil && len(t.Classes) == 0 && t.EvalSplit == ""
+}
+
+// Validate checks the options, naming fields relative to the section.
+func (t TrainerOptions) Validate() error {
+	var errs []error
+	if t.Epochs < 0 {
+		errs = append(errs, config.Errorf("epochs", "must not be negative (0: the trainer's default), got %d", t.Epochs))
+	}
+	if t.SamplesRepeat < 0 || t.SamplesRepeat > 100 {
+		errs = append(errs, config.Errorf("samples_repeat", "must be between 1 and 100 (0: the trainer's default), got %d", t.SamplesRepeat))
+	}
+	for i, c := range t.Classes {
+		if strings.TrimSpace(c) == "" || strings.ContainsAny(c, ",\x00") {
+			errs = append(errs, config.Errorf(fmt.Sprintf("classes[%d]", i), "must be a non-empty name without ',' (the flag's separator), got %q", c))
+		}
+	}
+	if t.EvalSplit != "" && t.EvalSplit != "test" {
+		if f, err := strconv.ParseFloat(t.EvalSplit, 64); err != nil || f <= 0 || f >= 1 {
+			errs = append(errs, config.Errorf("eval_split", `must be "test" or a fraction between 0 and 1 such as "0.1", got %q`, t.EvalSplit))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// args are the flags the options add to the default command, each a template that renders
+// to the value as written (a value containing "{{" is quoted rather than parsed).
+func (t TrainerOptions) args() []string {
+	var out []string
+	if t.Epochs > 0 {
+		out = append(out, "--epochs", strconv.Itoa(t.Epochs))
+	}
+	if t.SamplesRepeat > 0 {
+		out = append(out, "--samples-repeat", strconv.Itoa(t.SamplesRepeat))
+	}
+	if t.Data != nil {
+		out = append(out, "--data="+templateLiteral(*t.Data)) // one element: "" must stay a value
+	}
+	if len(t.Classes) > 0 {
+		out = append(out, "--classes", templateLiteral(strings.Join(t.Classes, ",")))
+	}
+	if t.EvalSplit != "" {
+		out = append(out, "--eval-split", t.EvalSplit)
+	}
+	return out
+}
+
+// templateLiteral returns a template that renders to s.
+func templateLiteral(s string) string {
+	if !strings.Contains(s, "{{") {
+		return s
+	}
+	return "{{" + strconv.Quote(s) + "}}"
+}
+
+// EffectiveCommand is the command a job runs: Command, plus Trainer's flags when Command is
+// the default one (Validate refuses Trainer with any other).
+func (c LocalConfig) EffectiveCommand() []string {
+	if c.Trainer.IsZero() {
+		return c.Command
+	}
+	return append(slices.Clone(c.Command), c.Trainer.args()...)
 }
 
 // DefaultKillGrace is the default of kill_grace: long enough for a trainer to write a
@@ -76,9 +166,12 @@ func DefaultLocalConfig() LocalConfig {
 // job.
 func (c LocalConfig) Validate() error {
 	var errs []error
-	if _, err := localParseCommand(c.Command); err != nil {
+	if !c.Trainer.IsZero() && !slices.Equal(c.Command, DefaultLocalConfig().Command) {
+		errs = append(errs, config.Errorf("trainer", "cannot be set together with command: trainer's options are flags of the default command (edgeloop train); with another command, put the flags in command and remove trainer"))
+	} else if _, err := localParseCommand(c.EffectiveCommand()); err != nil {
 		errs = append(errs, err)
 	}
+	errs = append(errs, config.Nest("trainer", c.Trainer.Validate()))
 	contract := contractEnv()
 	for _, k := range slices.Sorted(maps.Keys(c.Env)) {
 		switch {
@@ -201,7 +294,7 @@ func NewLocal(cfg LocalConfig, stateDir string, logger *slog.Logger) (*Local, er
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("local: %w", err)
 	}
-	command, err := localParseCommand(cfg.Command)
+	command, err := localParseCommand(cfg.EffectiveCommand())
 	if err != nil {
 		return nil, fmt.Errorf("local: %w", err)
 	}

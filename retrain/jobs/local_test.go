@@ -534,6 +534,44 @@ func TestLocalDefaultCommand(t *testing.T) {
 	}
 }
 
+// TestLocalTrainerOptions: backend.local.trainer's keys become edgeloop train's flags after
+// the default command's, in a fixed order; unset keys add nothing.
+func TestLocalTrainerOptions(t *testing.T) {
+	exe, _ := os.Executable()
+	for _, tc := range []struct {
+		name, yaml string
+		flags      []string
+	}{
+		{"none", "trainer: {}\n", nil},
+		{"epochs and repeat", "trainer: {epochs: 30, samples_repeat: 4}\n", []string{"--epochs", "30", "--samples-repeat", "4"}},
+		{"shards alone", "trainer:\n  data: \"\"\n  classes: [cat, dog]\n  eval_split: \"0.1\"\n",
+			[]string{"--data=", "--classes", "cat,dog", "--eval-split", "0.1"}},
+		{"data with braces", "trainer: {data: \"/srv/{{x}}\"}\n", []string{"--data=/srv/{{x}}"}},
+		{"default command kept", "command: [\"{{.Edgeloop}}\", train, --out, \"{{.Output}}\", --dataset-manifest, \"{{.DatasetManifest}}\", --model, \"{{.Model}}\", --base-version, \"{{.BaseVersion}}\"]\ntrainer: {epochs: 2}\n",
+			[]string{"--epochs", "2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := DefaultLocalConfig()
+			if err := config.Parse([]byte(tc.yaml), &cfg); err != nil {
+				t.Fatal(err)
+			}
+			l, err := NewLocal(cfg, t.TempDir(), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			spec := localSpec(t, "job-trainer")
+			args, err := l.render(spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := append([]string{exe, "train", "--out", spec.Output, "--dataset-manifest", spec.DatasetManifest, "--model", "fashion", "--base-version", "3"}, tc.flags...)
+			if !slices.Equal(args, want) {
+				t.Errorf("args =\n %q\nwant\n %q", args, want)
+			}
+		})
+	}
+}
+
 func TestNewLocalNeedsDir(t *testing.T) {
 	if _, err := NewLocal(DefaultLocalConfig(), "", nil); err == nil || !strings.HasPrefix(err.Error(), "local: no job directory") {
 		t.Errorf("err = %v", err)
@@ -590,6 +628,16 @@ func TestLocalConfigValidate(t *testing.T) {
 		{"log tail", func(c *LocalConfig) { c.LogTailBytes = 9000 }, "log_tail_bytes: must be between 0 and 8192, got 9000"},
 		{"two at once", func(c *LocalConfig) { c.KillGrace = -time.Second; c.LogTailBytes = -1 },
 			"kill_grace: must be positive, got -1s\nlog_tail_bytes: must be between 0 and 8192, got -1"},
+		{"trainer with a command", func(c *LocalConfig) {
+			c.Command = []string{"python", "train.py"}
+			c.Trainer.Epochs = 3
+		}, "trainer: cannot be set together with command: trainer's options are flags of the default command (edgeloop train); with another command, put the flags in command and remove trainer"},
+		{"trainer epochs", func(c *LocalConfig) { c.Trainer.Epochs = -1 }, "trainer.epochs: must not be negative (0: the trainer's default), got -1"},
+		{"trainer samples repeat", func(c *LocalConfig) { c.Trainer.SamplesRepeat = -2 }, "trainer.samples_repeat: must be between 1 and 100 (0: the trainer's default), got -2"},
+		{"trainer class", func(c *LocalConfig) { c.Trainer.Classes = []string{"Bag", "T-shirt,top"} },
+			`trainer.classes[1]: must be a non-empty name without ',' (the flag's separator), got "T-shirt,top"`},
+		{"trainer eval split", func(c *LocalConfig) { c.Trainer.EvalSplit = "train" },
+			`trainer.eval_split: must be "test" or a fraction between 0 and 1 such as "0.1", got "train"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultLocalConfig()
