@@ -382,8 +382,16 @@ publish:
 			c.stop()
 		}
 		if t.Failed() {
+			// The whole logs go to a directory that outlives the test; the tails to the output.
+			dir := filepath.Join(os.TempDir(), fmt.Sprintf("edgeloop-chaos-%d", cfg.seed))
+			if err := os.MkdirAll(dir, 0o755); err == nil {
+				for _, c := range all {
+					_ = os.WriteFile(filepath.Join(dir, c.name+".log"), []byte(c.tail(1<<30)), 0o644)
+				}
+				t.Logf("component logs in %s", dir)
+			}
 			for _, c := range all {
-				t.Logf("%s log (tail):\n%s", c.name, c.tail(20000))
+				t.Logf("%s log (tail):\n%s", c.name, c.tail(6000))
 			}
 		}
 	})
