@@ -356,7 +356,10 @@ func (s *Server) Reload() error { return s.auth.Reload() }
 func (s *Server) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	s.logger.Info("collector started", "listen", s.web.Addr(), "instance", s.instance, "bucket", fmt.Sprint(s.bucket))
+	// instance is the configured name; shard and label file names carry it with the WAL's id
+	// appended (shard_prefix), so a wiped WAL never reuses an old shard's name.
+	s.logger.Info("collector started", "listen", s.web.Addr(), "instance", s.cfg.Instance,
+		"wal_id", strings.TrimPrefix(s.instance, s.cfg.Instance+"-"), "shard_prefix", s.instance, "bucket", fmt.Sprint(s.bucket))
 	var wg sync.WaitGroup
 	errc := make(chan error, 2)
 	wg.Go(func() {
