@@ -14,6 +14,7 @@ import (
 
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
+	"github.com/edgeloop/edgeloop/retrain/publish"
 )
 
 // modelCommands are the subcommands of `edgeloop model`; docs/model-repository.md shows them
@@ -372,6 +373,26 @@ func runModelLs(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+// accuracyColumns returns ls's two accuracy columns, so that each means one thing: the
+// trainer's own accuracy on its evaluation split, and the gate's on its evaluation set ("-"
+// where there is none). A version the controller published carries the gate's record
+// (publish.GateFile) and the gate's score under "accuracy", the trainer's moved to
+// "trainer_accuracy"; a version published by hand has only the trainer's, under "accuracy".
+func accuracyColumns(m *modelrepo.Manifest) (trainer, gate string) {
+	format := func(v float64, ok bool) string {
+		if !ok {
+			return "-"
+		}
+		return strconv.FormatFloat(v, 'f', 4, 64)
+	}
+	acc, hasAcc := m.Metrics["accuracy"]
+	if _, gated := m.Files[publish.GateFile]; gated {
+		t, ok := m.Metrics["trainer_accuracy"]
+		return format(t, ok), format(acc, hasAcc)
+	}
+	return format(acc, hasAcc), "-"
+}
+
 // modelList prints one row per version: the manifest is read without verification unless
 // verifier is set, in which case the SIGNATURE column says whether an exporter would accept it.
 func modelList(ctx context.Context, repo *modelrepo.Repository, only string, verifier *modelrepo.Verifier, w io.Writer) error {
@@ -383,7 +404,7 @@ func modelList(ctx context.Context, repo *modelrepo.Repository, only string, ver
 		}
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	header := "MODEL\tVERSION\tCREATED\tACCURACY\tALIASES\tKEY"
+	header := "MODEL\tVERSION\tCREATED\tTRAINER_ACC\tGATE_ACC\tALIASES\tKEY"
 	if verifier != nil {
 		header += "\tSIGNATURE"
 	}
@@ -402,15 +423,13 @@ func modelList(ctx context.Context, repo *modelrepo.Repository, only string, ver
 			byVersion[v] = append(byVersion[v], name)
 		}
 		for _, v := range versions {
-			created, accuracy, keyID := "-", "-", "-"
+			created, trainerAcc, gateAcc, keyID := "-", "-", "-", "-"
 			m, err := repo.UnverifiedManifest(ctx, model, v)
 			if err != nil {
 				created = "unreadable: " + modelrepo.Reason(err)
 			} else {
 				created = m.Created.UTC().Format(time.RFC3339)
-				if a, ok := m.Metrics["accuracy"]; ok {
-					accuracy = strconv.FormatFloat(a, 'f', 4, 64)
-				}
+				trainerAcc, gateAcc = accuracyColumns(m)
 				if m.Signature != nil {
 					keyID = m.Signature.KeyID
 				}
@@ -421,7 +440,7 @@ func modelList(ctx context.Context, repo *modelrepo.Repository, only string, ver
 			if aliasCol == "" {
 				aliasCol = "-"
 			}
-			row := fmt.Sprintf("%s\t%d\t%s\t%s\t%s\t%s", model, v, created, accuracy, aliasCol, keyID)
+			row := fmt.Sprintf("%s\t%d\t%s\t%s\t%s\t%s\t%s", model, v, created, trainerAcc, gateAcc, aliasCol, keyID)
 			if verifier != nil {
 				status := "ok"
 				if _, err := repo.Manifest(ctx, model, v, verifier); err != nil {

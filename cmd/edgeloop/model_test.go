@@ -13,6 +13,7 @@ import (
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/onnx"
 	"github.com/edgeloop/edgeloop/internal/testenv"
+	"github.com/edgeloop/edgeloop/retrain/publish"
 )
 
 func runModelCmd(t *testing.T, args ...string) (code int, stdout, stderr string) {
@@ -51,6 +52,29 @@ func trainerOutput(t *testing.T, accuracy string) string {
 		t.Fatal(err)
 	}
 	return dir
+}
+
+// TestAccuracyColumns: ls shows the trainer's accuracy and the gate's in two columns, whichever
+// way the version was published.
+func TestAccuracyColumns(t *testing.T) {
+	gated := map[string]modelrepo.FileDigest{"model.onnx": {}, publish.GateFile: {}}
+	for _, tc := range []struct {
+		name          string
+		m             modelrepo.Manifest
+		trainer, gate string
+	}{
+		{"by hand", modelrepo.Manifest{Metrics: map[string]float64{"accuracy": 0.915}, Files: map[string]modelrepo.FileDigest{"model.onnx": {}}}, "0.9150", "-"},
+		{"by the controller", modelrepo.Manifest{Metrics: map[string]float64{"accuracy": 0.908, "trainer_accuracy": 0.915}, Files: gated}, "0.9150", "0.9080"},
+		{"controller, job without accuracy", modelrepo.Manifest{Metrics: map[string]float64{"accuracy": 0.7}, Files: gated}, "-", "0.7000"},
+		{"no metrics", modelrepo.Manifest{}, "-", "-"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			trainer, gate := accuracyColumns(&tc.m)
+			if trainer != tc.trainer || gate != tc.gate {
+				t.Errorf("columns = %s, %s; want %s, %s", trainer, gate, tc.trainer, tc.gate)
+			}
+		})
+	}
 }
 
 func TestModelUsage(t *testing.T) {
@@ -181,8 +205,9 @@ func testPublishLs(t *testing.T, repo, key, pubs string) {
 	if len(lines) != 3 || !strings.HasPrefix(lines[0], "MODEL") {
 		t.Fatalf("ls output:\n%s", stdout)
 	}
-	row1 := regexp.MustCompile(`^pets\s+1\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+0\.8100\s+stable\s+[0-9a-f]{16}\s+ok$`)
-	row2 := regexp.MustCompile(`^pets\s+2\s+\S+\s+0\.9000\s+canary\s+[0-9a-f]{16}\s+ok$`)
+	// Published by hand: the trainer's accuracy, and no gate score.
+	row1 := regexp.MustCompile(`^pets\s+1\s+\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\s+0\.8100\s+-\s+stable\s+[0-9a-f]{16}\s+ok$`)
+	row2 := regexp.MustCompile(`^pets\s+2\s+\S+\s+0\.9000\s+-\s+canary\s+[0-9a-f]{16}\s+ok$`)
 	if !row1.MatchString(lines[1]) || !row2.MatchString(lines[2]) {
 		t.Fatalf("ls rows:\n%s", stdout)
 	}
@@ -206,7 +231,7 @@ func testPublishLs(t *testing.T, repo, key, pubs string) {
 		t.Fatalf("alias --delete = %d: %s", code, stderr)
 	}
 	_, stdout, _ = runModelCmd(t, "ls", "--repo", repo)
-	if !regexp.MustCompile(`(?m)^pets\s+2\s+\S+\s+0\.9000\s+stable\s`).MatchString(stdout) || strings.Contains(stdout, "canary") {
+	if !regexp.MustCompile(`(?m)^pets\s+2\s+\S+\s+0\.9000\s+-\s+stable\s`).MatchString(stdout) || strings.Contains(stdout, "canary") {
 		t.Fatalf("ls after moving stable and deleting canary:\n%s", stdout)
 	}
 }
