@@ -6,9 +6,9 @@ import (
 	"io"
 	"os"
 
+	"github.com/edgeloop/edgeloop/internal/jobenv"
 	"github.com/edgeloop/edgeloop/internal/telemetry"
 	"github.com/edgeloop/edgeloop/retrain/gate"
-	"github.com/edgeloop/edgeloop/retrain/jobs"
 )
 
 // runEvaluate is `edgeloop evaluate`: the reference evaluation job of the retrain gate's job
@@ -17,8 +17,8 @@ func runEvaluate(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("edgeloop evaluate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	// The job contract's environment variables give the defaults; flags win over them.
-	request := fs.String("request", os.Getenv(jobs.EnvDatasetManifest), "the evaluation request (request.json); default $"+jobs.EnvDatasetManifest)
-	out := fs.String("out", os.Getenv(jobs.EnvOutput), "directory to write report.json into; default $"+jobs.EnvOutput)
+	request := fs.String("request", os.Getenv(jobenv.DatasetManifest), "the evaluation request (request.json); default $"+jobenv.DatasetManifest)
+	out := fs.String("out", os.Getenv(jobenv.Output), "directory to write report.json into; default $"+jobenv.Output)
 	logCfg := telemetry.DefaultLogConfig()
 	fs.StringVar(&logCfg.Level, "log.level", logCfg.Level, "debug, info, warn or error")
 	fs.StringVar(&logCfg.Format, "log.format", logCfg.Format, "logfmt or json")

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgeloop/edgeloop/internal/jobenv"
 	"github.com/edgeloop/edgeloop/internal/telemetry"
 	"github.com/edgeloop/edgeloop/trainers/go"
 )
@@ -64,12 +65,12 @@ func runTrain(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	// The job contract's environment variables give the defaults; flags win over them.
 	cfg := trainer.DefaultConfig()
-	if v := os.Getenv(trainer.EnvModel); v != "" {
+	if v := os.Getenv(jobenv.Model); v != "" {
 		cfg.Model = v
 	}
-	cfg.BaseVersion = os.Getenv(trainer.EnvBaseVersion)
-	cfg.Manifest = os.Getenv(trainer.EnvDatasetManifest)
-	out := os.Getenv(trainer.EnvOutput)
+	cfg.BaseVersion = os.Getenv(jobenv.BaseVersion)
+	cfg.Manifest = os.Getenv(jobenv.DatasetManifest)
+	out := os.Getenv(jobenv.Output)
 	hidden := hiddenFlag(cfg.Hidden)
 	var samples samplesFlag
 	var classes classesFlag
@@ -77,11 +78,11 @@ func runTrain(args []string, stdout, stderr io.Writer) int {
 
 	fs.StringVar(&cfg.DataDir, "data", cfg.DataDir, `base dataset: directory of IDX image files (train-* and t10k-*; Fashion-MNIST's from Debian package dataset-fashion-mnist by default, or any such as MNIST); "" for the shards alone (--samples, --dataset-manifest)`)
 	fs.Var(&classes, "classes", "class names in label order, comma-separated; required with shards alone and with IDX data other than 28x28 images labelled 0-9 (which get Fashion-MNIST's names)")
-	fs.StringVar(&out, "out", out, "output directory, or object URL prefix (s3://bucket/prefix/?endpoint=...): model.onnx and metrics.json are written there (env "+trainer.EnvOutput+"; required)")
+	fs.StringVar(&out, "out", out, "output directory, or object URL prefix (s3://bucket/prefix/?endpoint=...): model.onnx and metrics.json are written there (env "+jobenv.Output+"; required)")
 	fs.Var(&samples, "samples", "WebDataset shard (.tar, .tar.gz) or directory of shards whose labelled samples are added to the training data (repeatable)")
-	fs.StringVar(&cfg.Manifest, "dataset-manifest", cfg.Manifest, "dataset manifest (JSON: shards and label files; a path or an object URL) to add to the training data (env "+trainer.EnvDatasetManifest+")")
-	fs.StringVar(&cfg.Model, "model", cfg.Model, "model name, written into the model's metadata and metrics.json (env "+trainer.EnvModel+")")
-	fs.StringVar(&cfg.BaseVersion, "base-version", cfg.BaseVersion, "version this run retrains, written into the metadata and metrics.json (env "+trainer.EnvBaseVersion+")")
+	fs.StringVar(&cfg.Manifest, "dataset-manifest", cfg.Manifest, "dataset manifest (JSON: shards and label files; a path or an object URL) to add to the training data (env "+jobenv.DatasetManifest+")")
+	fs.StringVar(&cfg.Model, "model", cfg.Model, "model name, written into the model's metadata and metrics.json (env "+jobenv.Model+")")
+	fs.StringVar(&cfg.BaseVersion, "base-version", cfg.BaseVersion, "version this run retrains, written into the metadata and metrics.json (env "+jobenv.BaseVersion+")")
 	fs.IntVar(&cfg.SamplesRepeat, "samples-repeat", cfg.SamplesRepeat, "how many times each labelled collected sample joins the training data (oversampling a shifted distribution)")
 	fs.Var(&hidden, "hidden", "hidden layer widths, comma-separated")
 	fs.IntVar(&cfg.Epochs, "epochs", cfg.Epochs, "passes over the training data")
@@ -98,7 +99,7 @@ func runTrain(args []string, stdout, stderr io.Writer) int {
 			"Trains the reference MLP on a base dataset (IDX files, Fashion-MNIST by default, or shards\n"+
 			"alone) plus labelled samples, and writes model.onnx and metrics.json into DIR.\n"+
 			"Environment: %s, %s, %s, %s. Docs: docs/trainer.md.\n\n",
-			trainer.EnvModel, trainer.EnvBaseVersion, trainer.EnvDatasetManifest, trainer.EnvOutput)
+			jobenv.Model, jobenv.BaseVersion, jobenv.DatasetManifest, jobenv.Output)
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -110,7 +111,7 @@ func runTrain(args []string, stdout, stderr io.Writer) int {
 	}
 	cfg.Hidden, cfg.Samples, cfg.Classes = hidden, samples, classes
 	if out == "" {
-		fmt.Fprintf(stderr, "edgeloop train: --out (or %s) is required\n", trainer.EnvOutput)
+		fmt.Fprintf(stderr, "edgeloop train: --out (or %s) is required\n", jobenv.Output)
 		return exitUsage
 	}
 	if err := cfg.Validate(); err != nil {

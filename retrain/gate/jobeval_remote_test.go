@@ -19,6 +19,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes/fake"
 
+	"github.com/edgeloop/edgeloop/internal/jobenv"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/testenv"
 	"github.com/edgeloop/edgeloop/retrain/gate"
@@ -76,7 +77,7 @@ func kubelet(t *testing.T, ctx context.Context, client *fake.Clientset, ns strin
 				cond := batchv1.JobCondition{Type: batchv1.JobComplete, Status: corev1.ConditionTrue, LastTransitionTime: metav1.Now()}
 				if strings.Join(c.Command, " ") != "edgeloop evaluate" {
 					cond.Type, cond.Message = batchv1.JobFailed, fmt.Sprintf("command %q is not the evaluation job's", c.Command)
-				} else if err := gate.RunEvalJob(ctx, env[jobs.EnvDatasetManifest], env[jobs.EnvOutput], discard()); err != nil {
+				} else if err := gate.RunEvalJob(ctx, env[jobenv.DatasetManifest], env[jobenv.Output], discard()); err != nil {
 					cond.Type, cond.Message = batchv1.JobFailed, err.Error()
 				}
 				ran.Add(1)

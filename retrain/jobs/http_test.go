@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/edgeloop/edgeloop/internal/config"
+	"github.com/edgeloop/edgeloop/internal/jobenv"
 )
 
 // kfpBody is a start body for Kubeflow Pipelines v2's POST /apis/v2beta1/runs, as in
@@ -317,7 +318,7 @@ func TestHTTPBodyIsJSONEscaped(t *testing.T) {
 		"id": spec.ID, "model": spec.Model, "base_version": 3.0, "dataset_manifest": spec.DatasetManifest, "output": spec.Output,
 		"callback_url": "https://retrain.example:9752/v1/jobs/job-quote/complete",
 		"env": map[string]any{
-			EnvModel: spec.Model, EnvBaseVersion: "3", EnvDatasetManifest: spec.DatasetManifest, EnvOutput: spec.Output, EnvJobID: spec.ID,
+			jobenv.Model: spec.Model, jobenv.BaseVersion: "3", jobenv.DatasetManifest: spec.DatasetManifest, jobenv.Output: spec.Output, jobenv.JobID: spec.ID,
 		},
 	}
 	if g, w := httpMustJSON(t, body), httpMustJSON(t, want); g != w {

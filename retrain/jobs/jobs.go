@@ -11,18 +11,8 @@ import (
 	"regexp"
 	"strconv"
 	"time"
-)
 
-// The job contract's environment. The reference trainer (`edgeloop train`) reads the first
-// four; a user's container reads whichever it needs. EnvBaseModel is set only when the spec
-// has a BaseModel, so a job that fine-tunes must treat its absence as "train from scratch".
-const (
-	EnvModel           = "EDGELOOP_MODEL"
-	EnvBaseVersion     = "EDGELOOP_BASE_VERSION"
-	EnvDatasetManifest = "EDGELOOP_DATASET_MANIFEST"
-	EnvOutput          = "EDGELOOP_OUTPUT"
-	EnvJobID           = "EDGELOOP_JOB_ID"
-	EnvBaseModel       = "EDGELOOP_BASE_MODEL"
+	"github.com/edgeloop/edgeloop/internal/jobenv"
 )
 
 // Spec is one job: what the contract hands to the training code.
@@ -73,26 +63,30 @@ func (s Spec) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Env returns the contract's environment variables for the spec. EnvBaseModel is in it only
+// Env returns the contract's environment variables for the spec. jobenv.BaseModel is in it only
 // when BaseModel is set: an empty value would read as a path to a job that does not check.
 func (s Spec) Env() map[string]string {
 	env := map[string]string{
-		EnvModel:           s.Model,
-		EnvBaseVersion:     strconv.FormatInt(s.BaseVersion, 10),
-		EnvDatasetManifest: s.DatasetManifest,
-		EnvOutput:          s.Output,
-		EnvJobID:           s.ID,
+		jobenv.Model:           s.Model,
+		jobenv.BaseVersion:     strconv.FormatInt(s.BaseVersion, 10),
+		jobenv.DatasetManifest: s.DatasetManifest,
+		jobenv.Output:          s.Output,
+		jobenv.JobID:           s.ID,
 	}
 	if s.BaseModel != "" {
-		env[EnvBaseModel] = s.BaseModel
+		env[jobenv.BaseModel] = s.BaseModel
 	}
 	return env
 }
 
 // contractEnv is the set of every contract variable, the optional ones included: what a
-// backend's configured environment may not set, since Env leaves EnvBaseModel out when empty.
+// backend's configured environment may not set, since Env leaves jobenv.BaseModel out when empty.
 func contractEnv() map[string]bool {
-	return map[string]bool{EnvModel: true, EnvBaseVersion: true, EnvDatasetManifest: true, EnvOutput: true, EnvJobID: true, EnvBaseModel: true}
+	env := map[string]bool{}
+	for _, k := range jobenv.All() {
+		env[k] = true
+	}
+	return env
 }
 
 // State is where a job is.

@@ -5,16 +5,18 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/edgeloop/edgeloop/internal/jobenv"
 )
 
 func TestSpecEnv(t *testing.T) {
 	base := Spec{ID: "job-1", Model: "fashion", BaseVersion: 3, DatasetManifest: "s3://b/jobs/fashion/job-1/dataset.json", Output: "s3://b/jobs/fashion/job-1/output/"}
 	want := map[string]string{
-		EnvModel:           "fashion",
-		EnvBaseVersion:     "3",
-		EnvDatasetManifest: "s3://b/jobs/fashion/job-1/dataset.json",
-		EnvOutput:          "s3://b/jobs/fashion/job-1/output/",
-		EnvJobID:           "job-1",
+		jobenv.Model:           "fashion",
+		jobenv.BaseVersion:     "3",
+		jobenv.DatasetManifest: "s3://b/jobs/fashion/job-1/dataset.json",
+		jobenv.Output:          "s3://b/jobs/fashion/job-1/output/",
+		jobenv.JobID:           "job-1",
 	}
 	for _, tc := range []struct {
 		name      string
@@ -26,7 +28,7 @@ func TestSpecEnv(t *testing.T) {
 		{"no base model", "", want},
 		{"base model", "s3://b/models/fashion/3/?endpoint=minio:9000", func() map[string]string {
 			w := maps.Clone(want)
-			w[EnvBaseModel] = "s3://b/models/fashion/3/?endpoint=minio:9000"
+			w[jobenv.BaseModel] = "s3://b/models/fashion/3/?endpoint=minio:9000"
 			return w
 		}()},
 	} {

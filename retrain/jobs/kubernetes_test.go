@@ -23,6 +23,7 @@ import (
 	k8stesting "k8s.io/client-go/testing"
 
 	"github.com/edgeloop/edgeloop/internal/config"
+	"github.com/edgeloop/edgeloop/internal/jobenv"
 )
 
 // kubeTestConfig is a valid configuration with every key set and a short poll interval.
@@ -238,12 +239,12 @@ func TestKubernetesStartCreatesJob(t *testing.T) {
 		env[e.Name] = e.Value
 	}
 	wantEnv := map[string]string{
-		EnvModel:           "fashion/mnist",
-		EnvBaseVersion:     "7",
-		EnvDatasetManifest: "s3://edgeloop/datasets/job-20240101-0001/manifest.json",
-		EnvOutput:          "s3://edgeloop/candidates/job-20240101-0001/",
-		EnvJobID:           "job-20240101-0001",
-		"AWS_REGION":       "eu-west-1",
+		jobenv.Model:           "fashion/mnist",
+		jobenv.BaseVersion:     "7",
+		jobenv.DatasetManifest: "s3://edgeloop/datasets/job-20240101-0001/manifest.json",
+		jobenv.Output:          "s3://edgeloop/candidates/job-20240101-0001/",
+		jobenv.JobID:           "job-20240101-0001",
+		"AWS_REGION":           "eu-west-1",
 	}
 	if fmt.Sprint(env) != fmt.Sprint(wantEnv) || len(c.Env) != len(wantEnv) {
 		t.Errorf("env = %v, want %v", c.Env, wantEnv)

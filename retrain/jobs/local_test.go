@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/edgeloop/edgeloop/internal/config"
+	"github.com/edgeloop/edgeloop/internal/jobenv"
 )
 
 // localSpec returns a job whose paths are in a fresh temporary directory.
@@ -620,7 +621,7 @@ func TestLocalConfigValidate(t *testing.T) {
 			`command[1]: template: command[1]:1: function "quote" not defined`},
 		{"empty program", func(c *LocalConfig) { c.Command = []string{"{{if false}}x{{end}}", "train"} },
 			"command[0]: must name a program, renders empty"},
-		{"contract variable", func(c *LocalConfig) { c.Env = map[string]string{EnvOutput: "/tmp"} },
+		{"contract variable", func(c *LocalConfig) { c.Env = map[string]string{jobenv.Output: "/tmp"} },
 			"env.EDGELOOP_OUTPUT: is set by the job contract and cannot be overridden"},
 		{"bad variable name", func(c *LocalConfig) { c.Env = map[string]string{"A=B": "x"} },
 			`env: variable name "A=B" must be non-empty without '=' or NUL`},

@@ -10,20 +10,6 @@ import (
 
 	"github.com/edgeloop/edgeloop/internal/fsutil"
 	"github.com/edgeloop/edgeloop/internal/onnx"
-	"github.com/edgeloop/edgeloop/retrain/jobs"
-)
-
-// The job contract's environment variables (defined by retrain/jobs, whose backends set
-// them): `edgeloop train` takes them as the defaults of its flags.
-const (
-	// EnvModel names the model (flag --model).
-	EnvModel = jobs.EnvModel
-	// EnvBaseVersion is the version being retrained (flag --base-version).
-	EnvBaseVersion = jobs.EnvBaseVersion
-	// EnvDatasetManifest is the path of the dataset manifest (flag --dataset-manifest).
-	EnvDatasetManifest = jobs.EnvDatasetManifest
-	// EnvOutput is the output directory (flag --out).
-	EnvOutput = jobs.EnvOutput
 )
 
 // Output file names under the output directory, as the job contract names them.
