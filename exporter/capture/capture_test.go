@@ -97,10 +97,25 @@ func testConfig(t testing.TB, dir, url string) capture.Config {
 	return capturetest.Config(t, dir, url, token)
 }
 
+// The floors of TestKillNineLosesNothingAcknowledged: a run that acknowledged fewer samples,
+// or saw fewer spool segments come and go, fails instead of passing on next to nothing. A
+// run on two shared cores acknowledges 10,000 to 23,000 samples and sees about 800 segments
+// (docs/faults.md#process-kills).
+const (
+	minKillAcked    = 2000
+	minKillSegments = 200
+)
+
+// killSegmentBytes is the children's spool segment size: about 25 samples a segment, so the
+// kills land in rolls and in the deletions acks make. (The smallest allowed, 4 KiB, doubles
+// the test's time: every restart fsyncs each segment the spool keeps.)
+const killSegmentBytes = 16 << 10
+
 // TestKillNineLosesNothingAcknowledged runs a child process that captures numbered samples
-// and prints each number once Capture has returned, kills it with SIGKILL at random moments,
-// restarts it on the same spool, and finally lets one child drain the spool: every printed
-// number must have reached the receiver, and the spool must reopen every time.
+// into a spool of 16 KiB segments and prints each number once Capture has returned, kills it
+// with SIGKILL at random moments, restarts it on the same spool, and finally lets one child
+// drain the spool: every printed number must have reached the receiver, the spool must reopen
+// every time, and the run must have acknowledged at least minKillAcked samples.
 func TestKillNineLosesNothingAcknowledged(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts ~50 processes")
@@ -110,6 +125,25 @@ func TestKillNineLosesNothingAcknowledged(t *testing.T) {
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	acked := map[string]bool{}
 	const iterations = 50
+	// The segment files that came and went, listed every 2 ms: evidence that the spool
+	// rolled and deleted segments while the children were being killed.
+	segments := map[string]bool{}
+	stopWatch := make(chan struct{})
+	watched := make(chan struct{})
+	go func() {
+		defer close(watched)
+		for {
+			select {
+			case <-stopWatch:
+				return
+			case <-time.After(2 * time.Millisecond):
+			}
+			names, _ := filepath.Glob(filepath.Join(dir, "spool", "*.seg"))
+			for _, n := range names {
+				segments[filepath.Base(n)] = true
+			}
+		}
+	}()
 	deadline := time.Now().Add(3 * time.Minute)
 	for i := range iterations {
 		if time.Now().After(deadline) {
@@ -132,6 +166,8 @@ func TestKillNineLosesNothingAcknowledged(t *testing.T) {
 		}
 		_ = cmd.Wait()
 	}
+	close(stopWatch)
+	<-watched
 	// A last child only sends, until the spool is empty.
 	cmd, lines := startChild(t, dir, recv.srv.URL, "drain", 0)
 	for range lines {
@@ -149,7 +185,13 @@ func TestKillNineLosesNothingAcknowledged(t *testing.T) {
 	if missing > 0 {
 		t.Fatalf("%d of %d acknowledged samples never reached the receiver", missing, len(acked))
 	}
-	t.Logf("%d kills, %d acknowledged samples, all received (%d distinct received)", iterations, len(acked), len(got))
+	t.Logf("%d kills, %d acknowledged samples, all received (%d distinct received), %d spool segments seen", iterations, len(acked), len(got), len(segments))
+	if len(acked) < minKillAcked {
+		t.Fatalf("only %d samples acknowledged over %d kills, want at least %d", len(acked), iterations, minKillAcked)
+	}
+	if len(segments) < minKillSegments {
+		t.Fatalf("only %d spool segments seen, want at least %d: the spool did not roll often enough", len(segments), minKillSegments)
+	}
 }
 
 // startChild runs this test binary as a capture child and returns the numbers it acknowledges.
@@ -195,7 +237,9 @@ func TestChildProcess(t *testing.T) {
 	}
 	dir, url := os.Getenv("EDGELOOP_CAPTURE_DIR"), os.Getenv("EDGELOOP_CAPTURE_URL")
 	start, _ := strconv.Atoi(os.Getenv("EDGELOOP_CAPTURE_START"))
-	p, err := capture.New(testConfig(t, dir, url), capture.Options{Node: "edge-1"})
+	cfg := testConfig(t, dir, url)
+	cfg.Spool.SegmentBytes = killSegmentBytes
+	p, err := capture.New(cfg, capture.Options{Node: "edge-1"})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "child: open:", err)
 		os.Exit(3)
