@@ -7,6 +7,9 @@
 //   - tests/*.yml: `promtool test rules` unit tests, each alert firing and staying silent;
 //   - prometheus.yml and alertmanager.yml: example configurations that load the rules and
 //     route the drift alerts to the retrain controller's webhook.
+//   - lab/: the lab profile (docs/timings.md), generated from the production files by
+//     lab_test.go with only the drift alerts' `for:` and the retrain route's timings shortened,
+//     and lab/tests/*.yml, its promtool tests.
 //
 // The tests run `promtool check rules`, `promtool test rules` and `promtool check config`
 // (found through internal/testenv), `amtool check-config` where amtool is installed, and
