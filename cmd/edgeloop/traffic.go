@@ -28,6 +28,8 @@ type trafficFlags struct {
 	exporters  modelStrings // name=url
 	drifted    modelStrings
 	driftAfter time.Duration
+	contrast   float64
+	brightness float64
 	rate       int
 	duration   time.Duration
 	every      time.Duration
@@ -47,6 +49,8 @@ func (f *trafficFlags) register(fs *flag.FlagSet) {
 	fs.Var(&f.exporters, "exporter", "NAME=URL of an exporter's inference port, e.g. edge-1=http://127.0.0.1:8001 (repeatable; NAME is the node's name)")
 	fs.Var(&f.drifted, "drift", "NAME of an exporter whose stream drifts after --drift-after (repeatable or comma-separated)")
 	fs.DurationVar(&f.driftAfter, "drift-after", time.Minute, "when the drift starts; 0 drifts from the first request")
+	fs.Float64Var(&f.contrast, "drift-contrast", float64(demo.DefaultDrift.Contrast), "the drift: each pixel x becomes clamp(contrast·x + brightness, 0, 1)")
+	fs.Float64Var(&f.brightness, "drift-brightness", float64(demo.DefaultDrift.Brightness), "the drift's brightness shift (see --drift-contrast)")
 	fs.IntVar(&f.rate, "rate", 50, "images per second sent to each exporter (in batches of 10)")
 	fs.DurationVar(&f.duration, "duration", 0, "stop after this long (0: run until interrupted)")
 	fs.DurationVar(&f.every, "report-every", 10*time.Second, "how often to print each node's version and accuracy")
@@ -130,7 +134,8 @@ func runTraffic(args []string, stdout, stderr io.Writer) int {
 	gens := make([]*demo.Generator, len(nodes))
 	done := make(chan struct{}, len(nodes)+1)
 	for i, n := range nodes {
-		gens[i] = demo.NewGenerator(n.name, n.url, m, test, split.Traffic, truth, demo.DefaultDrift, batch, interval, i*3331)
+		drift := demo.Drift{Contrast: float32(f.contrast), Brightness: float32(f.brightness)}
+		gens[i] = demo.NewGenerator(n.name, n.url, m, test, split.Traffic, truth, drift, batch, interval, i*3331)
 		go func() { gens[i].Run(ctx); done <- struct{}{} }()
 	}
 	running := len(nodes)
@@ -146,7 +151,8 @@ func runTraffic(args []string, stdout, stderr io.Writer) int {
 		go func() { l.Run(ctx, time.Second); done <- struct{}{} }()
 		running++
 	}
-	fmt.Fprintf(stdout, "traffic: %d images/s to each of %s; drift on %s after %s\n", f.rate, names(nodes), strings.Join(drifted, ", "), f.driftAfter)
+	fmt.Fprintf(stdout, "traffic: %d images/s to each of %s; drift (contrast %g, brightness %+g) on %s after %s\n",
+		f.rate, names(nodes), f.contrast, f.brightness, orDash(strings.Join(drifted, ", ")), f.driftAfter)
 	// What each node's stream is and which versions answered it, for the lines and the summary.
 	drifting := make([]bool, len(nodes))
 	seen := make([][]string, len(nodes))
@@ -256,6 +262,9 @@ func (f *trafficFlags) check() (demo.ModelIO, []trafficNode, []string, error) {
 	}
 	if f.rate < 1 || f.rate > 10000 {
 		return m, nil, nil, fmt.Errorf("--rate must be 1 to 10000 images per second, got %d", f.rate)
+	}
+	if f.contrast < 0 || f.contrast > 10 || f.brightness < -1 || f.brightness > 1 {
+		return m, nil, nil, fmt.Errorf("--drift-contrast must be 0 to 10 and --drift-brightness -1 to 1, got %g and %g", f.contrast, f.brightness)
 	}
 	if f.every <= 0 || f.driftAfter < 0 || f.duration < 0 {
 		return m, nil, nil, errors.New("--report-every must be positive, --drift-after and --duration not negative")

@@ -26,6 +26,7 @@ func TestTrafficFlags(t *testing.T) {
 		{"drift unknown node", func(f *trafficFlags) { f.drifted = []string{"edge-1,edge-9"} }, `--drift "edge-9" is not an --exporter's name`},
 		{"shape not numbers", func(f *trafficFlags) { f.shape = "28x28" }, "want positive integers"},
 		{"shape of another size", func(f *trafficFlags) { f.shape = "3,32,32" }, "holds 3072 values"},
+		{"drift contrast negative", func(f *trafficFlags) { f.contrast = -1 }, "--drift-contrast must be 0 to 10"},
 		{"one class", func(f *trafficFlags) { f.classes = 1 }, "--classes must be at least 2"},
 		{"rate zero", func(f *trafficFlags) { f.rate = 0 }, "--rate must be 1 to 10000"},
 		{"negative drift-after", func(f *trafficFlags) { f.driftAfter = -1 }, "--drift-after and --duration not negative"},
@@ -39,7 +40,7 @@ func TestTrafficFlags(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			f := trafficFlags{exporters: []string{"edge-1=http://127.0.0.1:8001", "edge-2=http://127.0.0.1:8002/"}, drifted: []string{"edge-2"},
-				rate: 50, every: 1, shape: "784", classes: 10, model: "fashion", input: "input"}
+				rate: 50, every: 1, contrast: 0.7, brightness: 0.15, shape: "784", classes: 10, model: "fashion", input: "input"}
 			c.edit(&f)
 			m, nodes, drifted, err := f.check()
 			if c.error != "" {
