@@ -2,12 +2,14 @@ package modelsync
 
 import (
 	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/edgeloop/edgeloop/internal/config"
 	"github.com/edgeloop/edgeloop/internal/objstore"
+	"github.com/edgeloop/edgeloop/internal/token"
 	"github.com/edgeloop/edgeloop/internal/tokenurl"
 )
 
@@ -121,6 +123,13 @@ func (c Config) checkToken(t objstore.Target) error {
 	}
 	if err := tokenurl.Check(c.Repository, t.HTTP.TokenFile != "", c.AllowInsecureToken); err != nil {
 		return config.Errorf("repository", "%v (the token is the one %s names)", err, objstore.EnvTokenFile)
+	}
+	if t.HTTP.TokenFile != "" {
+		// A hash list or an empty file here would show only as the collector's 401. A file
+		// not there (yet) is the first poll's error.
+		if _, err := token.ReadSecret(t.HTTP.TokenFile); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return config.Errorf("repository", "%v (the file %s names)", err, objstore.EnvTokenFile)
+		}
 	}
 	return nil
 }
