@@ -22,7 +22,7 @@ import (
 	"github.com/edgeloop/edgeloop/internal/web"
 )
 
-// Defaults of DESIGN.md's port plan and the file system layout.
+// Defaults of docs/architecture.md's port plan and the file system layout.
 const (
 	DefaultListen = ":9751"
 	DefaultWALDir = "/var/lib/edgeloop/collector/wal"

@@ -31,7 +31,7 @@ func TestExampleConfig(t *testing.T) {
 func TestDefaults(t *testing.T) {
 	cfg := DefaultConfig()
 	if cfg.Web.Listen != ":9751" {
-		t.Errorf("listen = %q, want :9751 (DESIGN.md)", cfg.Web.Listen)
+		t.Errorf("listen = %q, want :9751 (docs/architecture.md)", cfg.Web.Listen)
 	}
 	if cfg.WAL.Dir != "/var/lib/edgeloop/collector/wal" || cfg.Ingest.MaxSamples != 2000 || cfg.Shards.TargetBytes != 64<<20 {
 		t.Errorf("defaults drifted from docs/collector.md: %+v", cfg)

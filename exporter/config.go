@@ -18,7 +18,7 @@ import (
 	"github.com/edgeloop/edgeloop/internal/web"
 )
 
-// DefaultMetricsListen is the exporter's default metrics address (DESIGN.md's port plan).
+// DefaultMetricsListen is the exporter's default metrics address (docs/architecture.md's port plan).
 const DefaultMetricsListen = ":9750"
 
 // Config is the exporter's whole configuration file (exporter.yaml). Every field is documented in

@@ -36,7 +36,7 @@ func TestValidConfigs(t *testing.T) {
 func TestDefaultsMatchDesign(t *testing.T) {
 	cfg := DefaultConfig()
 	if cfg.Metrics.Listen != ":9750" {
-		t.Errorf("metrics.listen = %q, want :9750 (DESIGN.md)", cfg.Metrics.Listen)
+		t.Errorf("metrics.listen = %q, want :9750 (docs/architecture.md)", cfg.Metrics.Listen)
 	}
 	if cfg.Tracing.Endpoint != "" {
 		t.Errorf("tracing must be off by default, endpoint = %q", cfg.Tracing.Endpoint)

@@ -26,7 +26,7 @@ import (
 	"github.com/edgeloop/edgeloop/retrain/jobs"
 )
 
-// Defaults of DESIGN.md's port plan and the file system layout.
+// Defaults of docs/architecture.md's port plan and the file system layout.
 const (
 	DefaultListen   = ":9752"
 	DefaultStateDir = "/var/lib/edgeloop/retrain"

@@ -77,11 +77,11 @@ func TestDefaultsNeedFile(t *testing.T) {
 	}
 }
 
-// TestDefaults pins the defaults that DESIGN.md and docs/retrain.md state.
+// TestDefaults pins the defaults that docs/architecture.md and docs/retrain.md state.
 func TestDefaults(t *testing.T) {
 	cfg := DefaultConfig()
 	if cfg.Web.Listen != ":9752" {
-		t.Errorf("listen = %q, want :9752 (DESIGN.md)", cfg.Web.Listen)
+		t.Errorf("listen = %q, want :9752 (docs/architecture.md)", cfg.Web.Listen)
 	}
 	p := cfg.Policy
 	if cfg.StateDir != "/var/lib/edgeloop/retrain" || p.Cooldown != 6*time.Hour || p.MinNewLabels != 100 ||

@@ -30,7 +30,7 @@ import (
 	"github.com/edgeloop/edgeloop/internal/sample"
 )
 
-// Object-key layout of shards (DESIGN.md): samples/<model>/<version>/dt=D/hour=H/<name>.tar
+// Object-key layout of shards (docs/architecture.md): samples/<model>/<version>/dt=D/hour=H/<name>.tar
 // beside <name>.index.jsonl.
 const (
 	SamplesPrefix = "samples/"

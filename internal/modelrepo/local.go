@@ -16,7 +16,7 @@ import (
 	"github.com/edgeloop/edgeloop/internal/onnx"
 )
 
-// MetricsFile is what a training job writes beside model.onnx (DESIGN.md's job contract).
+// MetricsFile is what a training job writes beside model.onnx (the job contract, docs/architecture.md).
 const MetricsFile = "metrics.json"
 
 // TrainerMetrics is the part of a training job's metrics.json that goes into a manifest.

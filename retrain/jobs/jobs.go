@@ -1,5 +1,5 @@
 // Package jobs runs training jobs for the retrain controller. A Backend starts a job that
-// follows DESIGN.md's training job contract, waits for it, and can re-attach to it from a Ref
+// follows the job contract (docs/architecture.md), waits for it, and can re-attach to it from a Ref
 // saved by an earlier controller process, so that a restart in the middle of a job does not
 // start a second one. docs/retrain.md describes the contract and each backend.
 package jobs

@@ -1,8 +1,9 @@
 // Package trainer is edgeloop's reference training job (`edgeloop train`): it trains a
 // multilayer perceptron classifier in pure Go on a base dataset named by flag (IDX image files,
 // Fashion-MNIST by default, or the shards alone) plus, optionally, the labelled samples the
-// collector gathered, and writes model.onnx and metrics.json as the training job contract of
-// DESIGN.md asks. The input shape and the classes come from the data, never from code. docs/trainer.md describes the job, its flags and its outputs.
+// collector gathered, and writes model.onnx and metrics.json as the job contract
+// (docs/architecture.md) asks. The input shape and the classes come from the data, never from
+// code. docs/trainer.md describes the job, its flags and its outputs.
 //
 // Training is deterministic: the same Config and data give bit-for-bit the same weights, for
 // any number of workers. Each kernel hands every output element to exactly one worker and
