@@ -64,6 +64,10 @@ type commitTarget struct {
 // only in memory.
 var errRewritePending = errors.New("records whose fsync failed are not written again yet")
 
+// rewriteSuffix names the file a poisoned segment's replacement is written to before it is
+// renamed over it; recovery deletes one a crash left.
+const rewriteSuffix = ".rewrite"
+
 // commit fsyncs every segment written since its last fsync, and the directory when a segment
 // was created, then persists the head if drops moved it. A commit covers every record
 // written before it began, so when through is already durable there is nothing to do:
@@ -246,18 +250,27 @@ func (s *Spool) rewriteSegmentLocked(seg *segment) error {
 		}
 		replace := first == seg.first // then seg holds no synced record: its name is free
 		path := filepath.Join(s.dir, segmentName(first))
+		// A replacement is written under another name and renamed over the poisoned segment
+		// only once written: until then that segment still holds the records, so a rewrite
+		// that fails, then a close, leaves them where recovery finds them.
+		dst := path
 		if replace {
-			if err := s.fs.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			dst = path + rewriteSuffix
+			if err := s.fs.Remove(dst); err != nil && !errors.Is(err, os.ErrNotExist) {
 				return fmt.Errorf("rewrite %s: %w", seg.path, err)
 			}
 		}
-		f, err := s.fs.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
+		f, err := s.fs.OpenFile(dst, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600)
 		if err != nil {
 			return fmt.Errorf("rewrite %s: new segment: %w", seg.path, err)
 		}
-		if _, err := f.WriteAt(buf, 0); err != nil {
+		_, err = f.WriteAt(buf, 0)
+		if err == nil && replace {
+			err = s.fs.Rename(dst, path)
+		}
+		if err != nil {
 			f.Close()
-			s.fs.Remove(path)
+			s.fs.Remove(dst)
 			return fmt.Errorf("rewrite %s: %w", seg.path, err)
 		}
 		u := &segment{first: first, path: path, f: f, size: int64(len(buf)), tail: buf}

@@ -3,6 +3,7 @@ package spool
 import (
 	"context"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -30,7 +31,7 @@ func TestDiskFaultsAtEveryCallSite(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			rep := fsfault.Enumerate(t, fsfault.EnumerateOptions{MaxPerSite: 10}, func(t *testing.T, fsys *fsfault.FS, dir string) {
-				faultScenario(t, fsys, dir, wal)
+				faultScenario(t, fsys, dir, wal, false)
 			})
 			// The sites the scenario must reach, so that a change that routes one around the
 			// seam, or a scenario that stops reaching it, fails here.
@@ -68,6 +69,7 @@ type faultLedger struct {
 	maybe   map[string]bool   // data of every record ever offered: what may be found
 	acked   map[string]bool   // data of records whose Ack returned nil
 	peeked  map[string]bool   // data of records Peek returned: what a sender delivered
+	skipped map[uint64]string // data of records acked past without Peek returning them
 	errs    []error           // errors the spool returned
 	nextRec int
 }
@@ -90,7 +92,21 @@ func (l *faultLedger) err(err error) {
 	}
 }
 
-func faultScenario(t *testing.T, fsys *fsfault.FS, root string, wal bool) {
+// TestPersistentDiskFaults is TestDiskFaultsAtEveryCallSite with a disk that keeps failing:
+// from the first call of each site on, every call of it fails until the fault ends. The
+// spool may then give up on a segment it cannot read (moved aside as .unreadable, counted
+// corrupt, logged at ERROR): its records count as kept, not lost, only there.
+func TestPersistentDiskFaults(t *testing.T) {
+	rep := fsfault.Enumerate(t, fsfault.EnumerateOptions{MaxPerSite: 1, Repeat: fsfault.Persistent}, func(t *testing.T, fsys *fsfault.FS, dir string) {
+		faultScenario(t, fsys, dir, false, true)
+	})
+	if len(rep.Sites) < 18 || rep.Runs < 30 || rep.Fired != rep.Runs {
+		t.Errorf("%d call sites, %d runs, %d fired: want at least 18 sites, 30 runs, every fault fired", len(rep.Sites), rep.Runs, rep.Fired)
+	}
+}
+
+// faultScenario is the spool's day under one fault (persistent: one that lasts until Heal).
+func faultScenario(t *testing.T, fsys *fsfault.FS, root string, wal, persistent bool) {
 	dir := filepath.Join(root, "spool")
 	cfg := testConfig()
 	cfg.SegmentBytes = 4 << 10 // a dozen records each: the scenario rolls segments
@@ -99,7 +115,7 @@ func faultScenario(t *testing.T, fsys *fsfault.FS, root string, wal bool) {
 		cfg.FullPolicy = PolicyDropNewest
 		opts.MetricPrefix = "edgeloop_collector_wal"
 	}
-	l := &faultLedger{seqOf: map[string]uint64{}, maybe: map[string]bool{}, acked: map[string]bool{}, peeked: map[string]bool{}}
+	l := &faultLedger{seqOf: map[string]uint64{}, maybe: map[string]bool{}, acked: map[string]bool{}, peeked: map[string]bool{}, skipped: map[uint64]string{}}
 
 	// What a crash left, made on the real disk: records 1..30 stored, 1..14 acked; the first
 	// segment, wholly acked, back as if its deletion was lost; a temporary position file;
@@ -148,13 +164,126 @@ func faultScenario(t *testing.T, fsys *fsfault.FS, root string, wal bool) {
 	logs := &fsfault.Logs{}
 	opts.FS, opts.Logger = fsys, logs.Logger()
 	s, err := Open(dir, cfg, opts)
+	for try := 0; err != nil && try < 2; try++ {
+		l.err(err)
+		s, err = Open(dir, cfg, opts) // a fault that has passed
+	}
+	if err != nil && !persistent {
+		t.Fatalf("Open after the fault: %v", err)
+	}
 	if err != nil {
 		l.err(err)
-		s, err = Open(dir, cfg, opts) // the fault has passed
-		if err != nil {
-			t.Fatalf("Open after the fault: %v", err)
+		s = nil // a disk that keeps failing Open: nothing to do until it heals
+	}
+	ctx := context.Background()
+	if s != nil {
+		faultDay(t, s, l, wal)
+	}
+	var st Stats
+	if s != nil {
+		l.err(s.Close())
+		st = s.Stats()
+	}
+
+	if fired := fsys.Fired(); len(fired) > 0 {
+		if len(l.errs) == 0 && st.DiskErrors == 0 {
+			t.Errorf("%s: no error returned and DiskErrors is 0: the fault is invisible", fired[0])
+		}
+		if !logs.Injected() {
+			t.Errorf("%s: not logged; logs: %q", fired[0], logs.Records())
+		}
+	} else if len(l.errs) > 0 || st.DiskErrors > 0 {
+		t.Errorf("clean run: errors %v, DiskErrors %d", l.errs, st.DiskErrors)
+	}
+
+	// The fault is over: reopened, the spool holds every record it stored and not acked,
+	// no record acked, and stores and delivers again.
+	fsys.Heal()
+	aside := map[string]bool{}
+	if persistent {
+		aside = recordsAside(t, dir)
+	}
+	s2, err := Open(dir, cfg, Options{FS: fsys})
+	if err != nil {
+		t.Fatalf("Open after the fault: %v", err)
+	}
+	defer s2.Close()
+	all := peekAll(t, s2)
+	seen := map[string]bool{}
+	for _, r := range all {
+		d := string(r.Data)
+		switch {
+		case seen[d]:
+			t.Errorf("record %.11s found twice", d)
+		case l.acked[d] && !persistent:
+			// Under a persistent fault an unreadable position file is taken as damaged:
+			// acked records come back, at least once, and the collector deduplicates them.
+			t.Errorf("record %.11s (seq %d) came back after its Ack returned nil", d, r.Seq)
+		case !l.maybe[d]:
+			t.Errorf("record %.11s was never appended", d)
+		}
+		seen[d] = true
+	}
+	for seq, d := range l.skipped {
+		if !aside[d] {
+			t.Errorf("record %.11s (seq %d) lost: acked past without Peek ever returning it", d, seq)
 		}
 	}
+	for d, seq := range l.seqOf {
+		if !seen[d] && !aside[d] {
+			t.Errorf("record %.11s (seq %d) lost: its Append returned nil and it was never acked (errors %v)", d, seq, l.errs)
+		}
+	}
+	seq, err := s2.Append(ctx, []byte("after the fault"))
+	if err == nil {
+		err = s2.Sync()
+	}
+	if err != nil {
+		t.Fatalf("append after the fault: %v", err)
+	}
+	if all = peekAll(t, s2); len(all) == 0 || string(all[len(all)-1].Data) != "after the fault" {
+		t.Fatalf("the record appended after the fault is not delivered")
+	}
+	if err := s2.Ack(seq); err != nil {
+		t.Fatalf("ack after the fault: %v", err)
+	}
+	if err := s2.Close(); err != nil {
+		t.Fatalf("close after the fault: %v", err)
+	}
+}
+
+// recordsAside returns the data of the good records in the segments recovery moved aside.
+func recordsAside(t *testing.T, dir string) map[string]bool {
+	out := map[string]bool{}
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, de := range des {
+		name, ok := strings.CutSuffix(de.Name(), ".unreadable")
+		if !ok {
+			continue
+		}
+		first, ok := parseSegmentName(name)
+		if !ok {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, de.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		recs, _, _ := scanSegment(b, first, math.MaxUint64)
+		for _, r := range recs {
+			off := int(r.off) + headerSize
+			out[string(b[off:off+int(r.n)])] = true
+		}
+	}
+	return out
+}
+
+// faultDay is the scenario's work on the opened spool: appends that roll segments, a group
+// commit, reads, an ack that deletes segments, more appends, a commit, a read.
+func faultDay(t *testing.T, s *Spool, l *faultLedger, wal bool) {
 	ctx := context.Background()
 	appendSome := func(n int) {
 		if wal {
@@ -198,8 +327,8 @@ func faultScenario(t *testing.T, fsys *fsfault.FS, root string, wal bool) {
 				if seq <= through {
 					if !l.peeked[d] {
 						// A sender acks through the last record of the batch it delivered:
-						// one that Peek skipped is gone unsent.
-						t.Errorf("record %.11s (seq %d) lost: acked through %d without Peek ever returning it", d, seq, through)
+						// one that Peek skipped is gone unsent, unless kept aside.
+						l.skipped[seq] = d
 					}
 					delete(l.seqOf, d)
 					l.acked[d] = true
@@ -212,63 +341,6 @@ func faultScenario(t *testing.T, fsys *fsfault.FS, root string, wal bool) {
 	recs, err = s.Peek(5, 0)
 	l.err(err)
 	checkRecords(t, l, recs)
-	l.err(s.Close())
-	st := s.Stats()
-
-	if fired := fsys.Fired(); len(fired) > 0 {
-		if len(l.errs) == 0 && st.DiskErrors == 0 {
-			t.Errorf("%s: no error returned and DiskErrors is 0: the fault is invisible", fired[0])
-		}
-		if !logs.Injected() {
-			t.Errorf("%s: not logged; logs: %q", fired[0], logs.Records())
-		}
-	} else if len(l.errs) > 0 || st.DiskErrors > 0 {
-		t.Errorf("clean run: errors %v, DiskErrors %d", l.errs, st.DiskErrors)
-	}
-
-	// The fault is over: reopened, the spool holds every record it stored and not acked,
-	// no record acked, and stores and delivers again.
-	fsys.Heal()
-	s2, err := Open(dir, cfg, Options{FS: fsys})
-	if err != nil {
-		t.Fatalf("Open after the fault: %v", err)
-	}
-	defer s2.Close()
-	all := peekAll(t, s2)
-	seen := map[string]bool{}
-	for _, r := range all {
-		d := string(r.Data)
-		switch {
-		case seen[d]:
-			t.Errorf("record %.11s found twice", d)
-		case l.acked[d]:
-			t.Errorf("record %.11s (seq %d) came back after its Ack returned nil", d, r.Seq)
-		case !l.maybe[d]:
-			t.Errorf("record %.11s was never appended", d)
-		}
-		seen[d] = true
-	}
-	for d, seq := range l.seqOf {
-		if !seen[d] {
-			t.Errorf("record %.11s (seq %d) lost: its Append returned nil and it was never acked (errors %v)", d, seq, l.errs)
-		}
-	}
-	seq, err := s2.Append(ctx, []byte("after the fault"))
-	if err == nil {
-		err = s2.Sync()
-	}
-	if err != nil {
-		t.Fatalf("append after the fault: %v", err)
-	}
-	if all = peekAll(t, s2); len(all) == 0 || string(all[len(all)-1].Data) != "after the fault" {
-		t.Fatalf("the record appended after the fault is not delivered")
-	}
-	if err := s2.Ack(seq); err != nil {
-		t.Fatalf("ack after the fault: %v", err)
-	}
-	if err := s2.Close(); err != nil {
-		t.Fatalf("close after the fault: %v", err)
-	}
 }
 
 // checkRecords checks that what Peek returned is what was appended.

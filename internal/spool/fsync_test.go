@@ -25,6 +25,7 @@ type pageLossDisk struct {
 	failSyncs  int               // the next this many segment fsyncs fail
 	failCreate int               // the next this many segment creations fail
 	syncFails  int               // fsyncs failed so far
+	open       []*pageLossFile   // handles, renamed with their files
 }
 
 func newPageLossDisk() *pageLossDisk { return &pageLossDisk{durable: map[string][]byte{}} }
@@ -47,7 +48,47 @@ func (d *pageLossDisk) OpenFile(name string, flag int, perm os.FileMode) (fsutil
 		d.durable[name] = b
 	}
 	d.mu.Unlock()
-	return &pageLossFile{File: f, d: d, name: name}, nil
+	h := &pageLossFile{File: f, d: d, name: name}
+	d.mu.Lock()
+	d.open = append(d.open, h)
+	d.mu.Unlock()
+	return h, nil
+}
+
+// Rename moves a file's durable image, and its open handles, to newpath (directory
+// operations are durable at once in this model).
+func (d *pageLossDisk) Rename(oldpath, newpath string) error {
+	if err := os.Rename(oldpath, newpath); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.durable[newpath] = d.durable[oldpath]
+	delete(d.durable, oldpath)
+	for _, h := range d.open {
+		if h.name == oldpath {
+			h.name = newpath
+		} else if h.name == newpath {
+			h.name = "" // the file replaced: no longer reachable
+		}
+	}
+	return nil
+}
+
+// Remove forgets a file's durable image, so that a new file of the same name starts empty.
+func (d *pageLossDisk) Remove(name string) error {
+	if err := os.Remove(name); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	delete(d.durable, name)
+	for _, h := range d.open {
+		if h.name == name {
+			h.name = ""
+		}
+	}
+	return nil
 }
 
 func (d *pageLossDisk) WriteFileAtomic(path string, data []byte, perm os.FileMode) error {

@@ -143,12 +143,13 @@ func (s *Spool) recoverDir() error {
 			files = append(files, segFile{first: first, path: filepath.Join(s.dir, name)})
 			continue
 		}
-		if strings.HasPrefix(name, ".tmp-"+positionName) {
-			// A position write that a crash interrupted; the file it would have replaced
-			// is intact. One that cannot be removed is tried again at the next Open.
+		if strings.HasPrefix(name, ".tmp-"+positionName) || strings.HasSuffix(name, segmentSuffix+rewriteSuffix) {
+			// A position write or a segment rewrite that a crash interrupted; the file it
+			// would have replaced is intact. One that cannot be removed is tried again at the
+			// next Open.
 			if err := s.fs.Remove(filepath.Join(s.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				s.diskErrors.Add(1)
-				s.logger.Warn("spool: cannot delete an interrupted position write", "file", filepath.Join(s.dir, name), "err", err)
+				s.logger.Warn("spool: cannot delete an interrupted write", "file", filepath.Join(s.dir, name), "err", err)
 			}
 			continue
 		}
@@ -178,11 +179,13 @@ func (s *Spool) recoverDir() error {
 			// and out of the listing so that their numbers can never mix with new ones.
 			s.corrupt++
 			aside := sf.path + ".unreadable"
-			rerr := s.fs.Rename(sf.path, aside)
-			if rerr != nil {
+			if rerr := s.fs.Rename(sf.path, aside); rerr != nil {
+				// Left in the listing, its numbers could mix with new ones: refuse to open
+				// until it can be read or moved.
 				s.diskErrors.Add(1)
+				return fmt.Errorf("spool: open: cannot read segment %s (%w) nor move it aside: %w", sf.path, err, rerr)
 			}
-			s.logger.Error("spool: cannot read a segment; moved it aside", "segment", sf.path, "moved_to", aside, "err", err, "rename_err", rerr)
+			s.logger.Error("spool: cannot read a segment; moved it aside", "segment", sf.path, "moved_to", aside, "err", err)
 			continue
 		}
 		if len(recs) > 0 {

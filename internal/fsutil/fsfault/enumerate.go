@@ -39,7 +39,14 @@ type EnumerateOptions struct {
 	// MaxPerSite bounds the occurrences of a site that get a fault of each kind: all of them
 	// up to this many, else the first ones, the middle one and the last ones. Default 6.
 	MaxPerSite int
+	// Repeat makes every fault fail that many calls of its site from its occurrence on
+	// (Fault.Repeat); Persistent (any number above the calls a scenario makes) is a disk
+	// that stays full or failing until the scenario calls Heal. 0: once.
+	Repeat int
 }
+
+// Persistent is an EnumerateOptions.Repeat that lasts until Heal.
+const Persistent = 1 << 30
 
 // Enumerate runs scenario once without faults to count the call sites it reaches, then
 // once per (site, kind of fault its operation can meet, occurrence), each as a subtest with
@@ -103,12 +110,14 @@ func Enumerate(t *testing.T, opts EnumerateOptions, scenario Scenario) Report {
 		})
 	}
 	for _, ft := range Plan(rep.Sites, opts.MaxPerSite) {
+		ft.Repeat = opts.Repeat
 		run(ft)
 	}
 	for _, l := range leads {
 		rep.FaultOnlySites = append(rep.FaultOnlySites, l.site)
 		t.Logf("fault-only call site %-40s reached %d times after %s", l.site.Site, l.site.Count, l.first)
 		for _, ft := range Plan([]SiteCount{l.site}, 2) {
+			ft.Repeat = opts.Repeat
 			rep.SecondRuns++
 			run(l.first, ft)
 		}

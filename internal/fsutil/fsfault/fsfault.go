@@ -112,14 +112,24 @@ func (s Site) OpPath() string { return s.Op + " " + s.Path }
 
 func (s Site) String() string { return s.Op + " " + s.Path + " @" + s.Caller }
 
-// Fault is one fault to inject: at the N-th call (from 1) of Site.
+// Fault is one fault to inject: at the N-th call (from 1) of Site, and at the Repeat-1 calls
+// of Site after it (Repeat 0 or 1: once), as a disk that stays full or failing does.
 type Fault struct {
-	Site Site
-	Kind Kind
-	N    int
+	Site   Site
+	Kind   Kind
+	N      int
+	Repeat int
 }
 
-func (f Fault) String() string { return fmt.Sprintf("%s %s #%d", f.Kind, f.Site, f.N) }
+func (f Fault) String() string {
+	if f.Repeat > 1 {
+		return fmt.Sprintf("%s %s #%d and on", f.Kind, f.Site, f.N)
+	}
+	return fmt.Sprintf("%s %s #%d", f.Kind, f.Site, f.N)
+}
+
+// last is the number of the last call the fault fails.
+func (f Fault) last() int { return f.N + max(1, f.Repeat) - 1 }
 
 // SiteCount is a call site and how many times a run reached it.
 type SiteCount struct {
@@ -170,8 +180,8 @@ func New(root string, opts Options) *FS {
 	return &FS{inner: fsutil.OS{}, pattern: func(path string) string { return p(root, path) }, counts: map[Site]int{}}
 }
 
-// Arm makes the FS inject ft; it fires once, at the N-th call of its site counted from New.
-// Several faults may be armed at once.
+// Arm makes the FS inject ft at the N-th call of its site counted from New (and the Repeat-1
+// after it). Several faults may be armed at once.
 func (f *FS) Arm(ft Fault) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -187,7 +197,7 @@ func (f *FS) Heal() {
 	f.armed, f.healed = nil, true
 }
 
-// Fired returns the faults injected so far.
+// Fired returns the faults injected so far, each once however often it repeated.
 func (f *FS) Fired() []Fault {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -220,9 +230,13 @@ func (f *FS) hit(op, path string) (Kind, bool) {
 	n++
 	f.counts[s] = n
 	for i, a := range f.armed {
-		if a.Site == s && a.N == n {
-			f.fired = append(f.fired, a)
-			f.armed = append(f.armed[:i:i], f.armed[i+1:]...)
+		if a.Site == s && n >= a.N && n <= a.last() {
+			if n == a.N {
+				f.fired = append(f.fired, a)
+			}
+			if n == a.last() {
+				f.armed = append(f.armed[:i:i], f.armed[i+1:]...)
+			}
 			return a.Kind, true
 		}
 	}
