@@ -26,7 +26,18 @@ import (
 // returned nil or that of a later failed one (never a mix, never less), and once the fault
 // ends the journal loads and records again.
 func TestJournalDiskFaults(t *testing.T) {
-	rep := fsfault.Enumerate(t, fsfault.EnumerateOptions{MaxPerSite: 10}, journalScenario)
+	t.Run("persistent", func(t *testing.T) {
+		// A disk that keeps failing from a site's first call until the fault ends.
+		rep := fsfault.Enumerate(t, fsfault.EnumerateOptions{MaxPerSite: 1, Repeat: fsfault.Persistent}, func(t *testing.T, fsys *fsfault.FS, dir string) {
+			journalScenario(t, fsys, dir, true)
+		})
+		if rep.Runs < 10 || rep.Fired != rep.Runs {
+			t.Errorf("%d runs, %d fired: want at least 10, every fault fired", rep.Runs, rep.Fired)
+		}
+	})
+	rep := fsfault.Enumerate(t, fsfault.EnumerateOptions{MaxPerSite: 10}, func(t *testing.T, fsys *fsfault.FS, dir string) {
+		journalScenario(t, fsys, dir, false)
+	})
 	want := []string{
 		"readfile uploaded-shards", "atomic.create .tmp-uploaded-shards-N", "atomic.write .tmp-uploaded-shards-N",
 		"atomic.fsync .tmp-uploaded-shards-N", "atomic.rename uploaded-shards", "atomic.syncdir .",
@@ -45,7 +56,7 @@ func TestJournalDiskFaults(t *testing.T) {
 	}
 }
 
-func journalScenario(t *testing.T, fsys *fsfault.FS, dir string) {
+func journalScenario(t *testing.T, fsys *fsfault.FS, dir string, persistent bool) {
 	path := filepath.Join(dir, "uploaded-shards")
 	seed, err := loadJournal(fsutil.OS{}, path)
 	if err != nil {
@@ -59,9 +70,24 @@ func journalScenario(t *testing.T, fsys *fsfault.FS, dir string) {
 	j, err := loadJournal(fsys, path)
 	if err != nil {
 		errs = append(errs, err)
+		if j, err = loadJournal(fsys, path); err != nil && !persistent {
+			t.Fatalf("load after the fault: %v", err)
+		}
+	}
+	if j == nil {
+		// The disk keeps failing the load: the collector does not start until it heals.
+		fsys.Heal()
 		if j, err = loadJournal(fsys, path); err != nil {
 			t.Fatalf("load after the fault: %v", err)
 		}
+		if err := j.add(40, []uint64{40}, 0); err != nil {
+			t.Fatalf("add after the fault: %v", err)
+		}
+		back, err := loadJournal(fsutil.OS{}, path)
+		if err != nil || journalState(back.shards) != "map[1:[1 2 3 4 5] 40:[40]]" {
+			t.Fatalf("after the fault the journal holds %v (%v)", back, err)
+		}
+		return
 	}
 	if skip := j.skipSet(); len(skip) != 5 || !skip[1] || !skip[5] {
 		t.Fatalf("skip set %v, want 1-5", skip)

@@ -23,7 +23,16 @@ import (
 // the next open; every entry whose add returned nil and that the cap did not evict is whole
 // on disk; and once the fault ends, the adds that failed succeed when tried again.
 func TestDeadLetterDiskFaults(t *testing.T) {
-	rep := fsfault.Enumerate(t, fsfault.EnumerateOptions{FS: fsfault.Options{Pattern: dlPattern}, MaxPerSite: 10}, deadLetterScenario)
+	t.Run("persistent", func(t *testing.T) {
+		// A disk that keeps failing from a site's first call until the fault ends.
+		rep := fsfault.Enumerate(t, fsfault.EnumerateOptions{FS: fsfault.Options{Pattern: dlPattern}, MaxPerSite: 1, Repeat: fsfault.Persistent},
+			func(t *testing.T, fsys *fsfault.FS, dir string) { deadLetterScenario(t, fsys, dir, true) })
+		if rep.Runs < 20 || rep.Fired != rep.Runs {
+			t.Errorf("%d runs, %d fired: want at least 20, every fault fired", rep.Runs, rep.Fired)
+		}
+	})
+	rep := fsfault.Enumerate(t, fsfault.EnumerateOptions{FS: fsfault.Options{Pattern: dlPattern}, MaxPerSite: 10},
+		func(t *testing.T, fsys *fsfault.FS, dir string) { deadLetterScenario(t, fsys, dir, false) })
 	want := []string{
 		"mkdir dl", "readdir dl", "remove dl/.tmp-ID.json-N", "stat dl/ID.json", "remove dl/ID.json", "syncdir dl",
 		"atomic.create dl/.tmp-ID.json-N", "atomic.write dl/.tmp-ID.json-N", "atomic.fsync dl/.tmp-ID.json-N",
@@ -57,7 +66,7 @@ func dlPattern(root, p string) string {
 	return dir + base
 }
 
-func deadLetterScenario(t *testing.T, fsys *fsfault.FS, root string) {
+func deadLetterScenario(t *testing.T, fsys *fsfault.FS, root string, persistent bool) {
 	dir := filepath.Join(root, "dl")
 	const capBytes = 1000
 	seed, err := openDeadLetterFS(fsutil.OS{}, dir, capBytes)
@@ -84,7 +93,7 @@ func deadLetterScenario(t *testing.T, fsys *fsfault.FS, root string) {
 	d, err := openDeadLetterFS(fsys, dir, capBytes)
 	if err != nil {
 		errs = append(errs, err)
-		if d, err = openDeadLetterFS(fsys, dir, capBytes); err != nil {
+		if d, err = openDeadLetterFS(fsys, dir, capBytes); err != nil && !persistent {
 			t.Fatalf("open after the fault: %v", err)
 		}
 	}
@@ -93,6 +102,10 @@ func deadLetterScenario(t *testing.T, fsys *fsfault.FS, root string) {
 	add := func(id string, size int) {
 		at = at.Add(time.Second)
 		files[id] = entry(id, size)
+		if d == nil {
+			failed = append(failed, id) // the exporter did not start: nothing was refused
+			return
+		}
 		if err := d.add(id, files[id], at); err != nil {
 			errs = append(errs, err)
 			delete(good, id)
@@ -113,6 +126,13 @@ func deadLetterScenario(t *testing.T, fsys *fsfault.FS, root string) {
 		t.Errorf("clean run: %v", errs)
 	}
 
+	if d == nil {
+		// The disk kept failing the open: the exporter starts once it heals.
+		fsys.Heal()
+		if d, err = openDeadLetterFS(fsys, dir, capBytes); err != nil {
+			t.Fatalf("open after the fault: %v", err)
+		}
+	}
 	// The cap holds: what the store counts is at least what its entries hold on disk.
 	var onDisk int64
 	for _, e := range d.entries {
