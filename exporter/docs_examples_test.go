@@ -4,10 +4,13 @@ import (
 	"bytes"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/edgeloop/edgeloop/internal/config"
 )
 
 // yamlBlockRE finds the ```yaml blocks of a Markdown page.
@@ -21,9 +24,13 @@ var yamlBlockRE = regexp.MustCompile("(?ms)^```yaml\n(.*?)^```")
 func TestDocExamplesDecode(t *testing.T) {
 	pages := []struct {
 		path, under string
+		only        []string // when set, only the examples whose first key is one of these
+		validate    bool     // also validate: the example is complete over the defaults
 	}{
-		{"../docs/sender.md", ""},
-		{"../docs/sampler.md", "capture"},
+		{"../docs/sender.md", "", nil, false},
+		{"../docs/sampler.md", "capture", nil, false},
+		// The lab profile's snippets for the exporter (the others are other components').
+		{"../docs/timings.md", "", []string{"inference", "model_sync"}, true},
 	}
 	total := 0
 	for _, p := range pages {
@@ -37,13 +44,20 @@ func TestDocExamplesDecode(t *testing.T) {
 		}
 		for i, b := range blocks {
 			src := string(b[1])
+			if first, _, _ := strings.Cut(src, ":"); p.only != nil && !slices.Contains(p.only, first) {
+				continue
+			}
 			if p.under != "" {
 				src = p.under + ":\n  " + strings.ReplaceAll(strings.TrimRight(src, "\n"), "\n", "\n  ") + "\n"
 			}
 			cfg := DefaultConfig()
 			dec := yaml.NewDecoder(bytes.NewReader([]byte(src)))
 			dec.KnownFields(true)
-			if err := dec.Decode(&cfg); err != nil {
+			err := dec.Decode(&cfg)
+			if err == nil && p.validate {
+				err = config.Parse([]byte(src), &cfg)
+			}
+			if err != nil {
 				t.Errorf("%s, YAML example %d does not decode as exporter.yaml%s: %v\n%s", p.path, i+1, map[bool]string{true: " under " + p.under + ":", false: ""}[p.under != ""], err, src)
 			}
 			total++
