@@ -169,6 +169,7 @@ type FS struct {
 	fired  []Fault
 	healed bool
 	tmpSeq int
+	files  []*file // open files, which follow their renames
 }
 
 // New returns an FS over the real file system whose call sites are named relative to root.
@@ -303,7 +304,11 @@ func (f *FS) openFile(prefix, name string, flag int, perm os.FileMode) (fsutil.F
 	if err != nil {
 		return nil, err
 	}
-	return &file{File: h, fs: f, path: name, prefix: prefix}, nil
+	fh := &file{File: h, fs: f, path: name, prefix: prefix}
+	f.mu.Lock()
+	f.files = append(f.files, fh)
+	f.mu.Unlock()
+	return fh, nil
 }
 
 // ReadFile reads name whole.
@@ -347,7 +352,17 @@ func (f *FS) Rename(oldpath, newpath string) error {
 	if err := f.check(OpRename, newpath); err != nil {
 		return &os.LinkError{Op: "rename", Old: oldpath, New: newpath, Err: errors.Unwrap(err)}
 	}
-	return f.inner.Rename(oldpath, newpath)
+	if err := f.inner.Rename(oldpath, newpath); err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, h := range f.files {
+		if h.path == oldpath {
+			h.path = newpath // its later calls are the renamed file's sites
+		}
+	}
+	return nil
 }
 
 // Truncate truncates name to size.
@@ -428,41 +443,48 @@ func (f *FS) WriteNew(path string, data []byte, perm os.FileMode) error {
 type file struct {
 	fsutil.File
 	fs     *FS
-	path   string
+	path   string // guarded by fs.mu: Rename changes it
 	prefix string
 }
 
+func (h *file) name() string {
+	h.fs.mu.Lock()
+	defer h.fs.mu.Unlock()
+	return h.path
+}
+
 func (h *file) ReadAt(p []byte, off int64) (int, error) {
-	if err := h.fs.check(h.prefix+OpRead, h.path); err != nil {
+	if err := h.fs.check(h.prefix+OpRead, h.name()); err != nil {
 		return 0, err
 	}
 	return h.File.ReadAt(p, off)
 }
 
 func (h *file) WriteAt(p []byte, off int64) (int, error) {
-	k, ok := h.fs.hit(h.prefix+OpWrite, h.path)
+	path := h.name()
+	k, ok := h.fs.hit(h.prefix+OpWrite, path)
 	if !ok {
 		return h.File.WriteAt(p, off)
 	}
 	if k != ShortWrite {
-		return 0, fault("write", h.path, k)
+		return 0, fault("write", path, k)
 	}
 	n, err := h.File.WriteAt(p[:len(p)/2], off)
 	if err != nil {
 		return n, err
 	}
-	return n, fault("write", h.path, k)
+	return n, fault("write", path, k)
 }
 
 func (h *file) Truncate(size int64) error {
-	if err := h.fs.check(h.prefix+OpFtruncate, h.path); err != nil {
+	if err := h.fs.check(h.prefix+OpFtruncate, h.name()); err != nil {
 		return err
 	}
 	return h.File.Truncate(size)
 }
 
 func (h *file) Sync() error {
-	if err := h.fs.check(h.prefix+OpFsync, h.path); err != nil {
+	if err := h.fs.check(h.prefix+OpFsync, h.name()); err != nil {
 		return err
 	}
 	return h.File.Sync()
