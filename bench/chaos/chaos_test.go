@@ -154,6 +154,9 @@ type summary struct {
 	JobsSeen    int            `json:"jobs_seen"`
 	JobsActive  int            `json:"jobs_active"`
 	JobPhases   map[string]int `json:"job_phases"`
+	// JobsResumed counts the jobs a restarted controller found active and resumed: the
+	// controller kills that hit a running job.
+	JobsResumed int `json:"jobs_resumed"`
 	// Versions are the model versions in the repository (version 1 included);
 	// DuplicateVersions those whose model.onnx another version already has.
 	Versions          int      `json:"versions"`
@@ -661,6 +664,7 @@ publish:
 	}
 	startedMu.Unlock()
 	sum.JobsSeen = len(jobs)
+	sum.JobsResumed = controller.readySum("resumed_jobs")
 
 	// Versions: no two with the same model digest; each promoted job owns its version alone.
 	versions, err := versionDigests(ctx, bucket)

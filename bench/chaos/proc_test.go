@@ -32,7 +32,8 @@ type component struct {
 	log     strings.Builder // every incarnation's log, for a failure's report
 	lines   int             // ready lines seen in the current incarnation
 	starts  int
-	stopped bool
+	// readyLines are the ready lines of every incarnation, for the summary.
+	readyLines []map[string]any
 }
 
 func newComponent(name, kind, ready string, env []string, args ...string) *component {
@@ -86,13 +87,12 @@ func (c *component) read(r io.Reader, cmd *exec.Cmd, done chan struct{}) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		var line struct {
-			Msg string `json:"msg"`
-		}
+		var line map[string]any
 		c.mu.Lock()
 		c.log.WriteString(sc.Text() + "\n")
-		if json.Unmarshal(sc.Bytes(), &line) == nil && line.Msg == c.ready && c.cmd == cmd {
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line["msg"] == c.ready && c.cmd == cmd {
 			c.lines++
+			c.readyLines = append(c.readyLines, line)
 		}
 		c.mu.Unlock()
 	}
@@ -113,6 +113,19 @@ func (c *component) kill() {
 	c.mu.Lock()
 	fmt.Fprintf(&c.log, "----- %s: killed (SIGKILL) at %s\n", c.name, time.Now().Format(time.RFC3339Nano))
 	c.mu.Unlock()
+}
+
+// readySum sums the numeric field of every incarnation's ready line.
+func (c *component) readySum(field string) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, l := range c.readyLines {
+		if f, ok := l[field].(float64); ok {
+			n += int(f)
+		}
+	}
+	return n
 }
 
 // alive reports whether the current incarnation runs.
