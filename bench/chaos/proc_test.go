@@ -26,12 +26,12 @@ type component struct {
 	// ready is the log message that says the process serves.
 	ready string
 
-	mu      sync.Mutex
-	cmd     *exec.Cmd
-	done    chan struct{}
-	log     strings.Builder // every incarnation's log, for a failure's report
-	lines   int             // ready lines seen in the current incarnation
-	starts  int
+	mu     sync.Mutex
+	cmd    *exec.Cmd
+	done   chan struct{}
+	log    strings.Builder // every incarnation's log, for a failure's report
+	lines  int             // ready lines seen in the current incarnation
+	starts int
 	// readyLines are the ready lines of every incarnation, for the summary.
 	readyLines []map[string]any
 }
