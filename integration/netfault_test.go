@@ -32,8 +32,10 @@ import (
 
 // netShards cuts small shards often, so that uploads go on all through a fault of a second or
 // two, and gives up on one upload attempt after 2s, so that a black-holed object store is seen
-// quickly.
-const netShards = `wal:
+// quickly. A request body must arrive at 8 KiB/s (the default) after 1s, not 10s, so that a
+// link below that rate shows within the test.
+const netShards = `body_grace_period: 1s
+wal:
   segment_bytes: 262144
 shards:
   target_bytes: 65536
@@ -61,6 +63,7 @@ const (
 	slowUploads                    // shard uploads slower than 320ms (edgeloop_collector_shard_upload_duration_seconds)
 	uploadFailures                 // edgeloop_collector_objstore_errors_total, the uploader's WARN line, /readyz 503
 	cutBodies                      // sendErrors, and edgeloop_collector_requests_total{code="408"} with the collector's WARN line
+	slowBodies                     // as cutBodies, with the collector's "too slow" WARN line
 )
 
 // netFault is one toxic on one hop.
@@ -80,9 +83,15 @@ var netFaults = []netFault{
 	{name: "ingest latency", hop: "ingest", shows: slowSends,
 		toxics: []string{`{"type":"latency","stream":"upstream","attributes":{"latency":400,"jitter":50}}`}},
 	{name: "ingest bandwidth", hop: "ingest", shows: slowSends,
-		toxics: []string{`{"type":"bandwidth","stream":"upstream","attributes":{"rate":4}}`}},
+		toxics: []string{`{"type":"bandwidth","stream":"upstream","attributes":{"rate":12}}`}},
+	// Below the collector's body_min_bytes_per_second, a batch larger than about
+	// body_grace_period / (1/rate - 1/minimum) is cut off with 408, and sent again whole: no
+	// batch that large gets through until the link is faster.
+	{name: "ingest bandwidth under the collector's minimum body rate", hop: "ingest", shows: slowBodies,
+		toxics: []string{`{"type":"bandwidth","stream":"upstream","attributes":{"rate":2}}`}},
+	// Slices of about 64 bytes every 5ms: 12.8 KB/s, above the collector's minimum.
 	{name: "ingest slicer", hop: "ingest", shows: slowSends,
-		toxics: []string{`{"type":"slicer","stream":"upstream","attributes":{"average_size":32,"size_variation":16,"delay":10000}}`}},
+		toxics: []string{`{"type":"slicer","stream":"upstream","attributes":{"average_size":64,"size_variation":32,"delay":5000}}`}},
 	{name: "ingest reset_peer", hop: "ingest", shows: sendErrors,
 		toxics: []string{`{"type":"reset_peer","stream":"upstream","attributes":{"timeout":0}}`}},
 	{name: "ingest black hole, request", hop: "ingest", shows: sendErrors,
@@ -381,6 +390,7 @@ type counts struct {
 	duplicates, objstoreErrors, slowUps float64 // collector
 	cut408                              float64 // collector: requests answered 408
 	senderWarns, uploadWarns, cutWarns  int     // log lines
+	slowWarns                           int
 }
 
 func (n *netCounter) sender(name string, labels map[string]string) float64 {
@@ -410,6 +420,8 @@ func (n *netCounter) snapshot() counts {
 			c.uploadWarns++
 		case "batch body cut off; answered 408":
 			c.cutWarns++
+		case "batch body too slow; answered 408":
+			c.slowWarns++
 		}
 	}
 	n.col.mu.Unlock()
@@ -484,6 +496,10 @@ func (n *netCounter) waitShown(t *testing.T, ev evidence, before counts, timeout
 			if d := c.cut408 - before.cut408; d > 0 && c.cutWarns > before.cutWarns && c.netErrors > before.netErrors {
 				seen = fmt.Sprintf("%.0f batches cut off and answered 408, WARN logged, %.0f sender network errors", d, c.netErrors-before.netErrors)
 			}
+		case slowBodies:
+			if d := c.cut408 - before.cut408; d > 0 && c.slowWarns > before.slowWarns && c.netErrors > before.netErrors {
+				seen = fmt.Sprintf("%.0f batches too slow and answered 408, WARN logged, %.0f sender network errors", d, c.netErrors-before.netErrors)
+			}
 		case slowUploads:
 			if d := c.slowUps - before.slowUps; d > 0 {
 				seen = fmt.Sprintf("%.0f shard uploads over 320ms", d)
@@ -526,7 +542,7 @@ func (n *netCounter) waitRecovered(t *testing.T, ev evidence, timeout time.Durat
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	if ev == sendErrors || ev == collectorDups || ev == cutBodies {
+	if ev == sendErrors || ev == collectorDups || ev == cutBodies || ev == slowBodies {
 		if countLines(n.senderLog.String(), func(l map[string]any) bool { return l["msg"] == "the collector takes batches again" }) == 0 {
 			t.Error("the sender never logged that the collector takes batches again")
 		}
