@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/edgeloop/edgeloop/collector/labels"
+	"github.com/edgeloop/edgeloop/internal/dataset"
 	"github.com/edgeloop/edgeloop/internal/fmnist"
 	"github.com/edgeloop/edgeloop/internal/npy"
 	"github.com/edgeloop/edgeloop/internal/objstore"
@@ -67,7 +68,7 @@ func (l *Labeler) Run(ctx context.Context, every time.Duration) {
 
 // pass labels the shards listed at least l.delay ago.
 func (l *Labeler) pass(ctx context.Context) error {
-	m, err := labels.FetchManifest(ctx, http.DefaultClient, l.collector, l.token, l.model.Name)
+	m, err := dataset.FetchManifest(ctx, http.DefaultClient, l.collector, l.token, l.model.Name)
 	if err != nil {
 		return err
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/edgeloop/edgeloop/collector/collectortest"
 	"github.com/edgeloop/edgeloop/collector/labels"
 	"github.com/edgeloop/edgeloop/exporter/infer"
+	"github.com/edgeloop/edgeloop/internal/dataset"
 	"github.com/edgeloop/edgeloop/internal/fmnist"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
@@ -185,7 +186,7 @@ capture:
 		t.Fatalf("label by request id = %d %s", code, body)
 	}
 	code, body = operatorGet(base+"/v1/datasets/fashion", operatorToken)
-	var manifest labels.Manifest
+	var manifest dataset.Manifest
 	if code != http.StatusOK || json.Unmarshal(body, &manifest) != nil || len(manifest.Labels) != 1 {
 		t.Fatalf("dataset manifest = %d %s, want one label file", code, body)
 	}

@@ -20,6 +20,7 @@ import (
 
 	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/collector/labels"
+	"github.com/edgeloop/edgeloop/internal/dataset"
 	"github.com/edgeloop/edgeloop/internal/fmnist"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/npy"
@@ -371,7 +372,7 @@ func TestTrainRemote(t *testing.T) {
 	put("samples/fashion/1/dt=2026-11-29/hour=05/it-1.tar", shard.Bytes())
 	put("labels/fashion/dt=2026-11-29/it-1-1-00000000.jsonl", lines.Bytes())
 	bucketURL := "s3://remote?endpoint=" + endpoint + "&insecure=true"
-	manifest, _ := json.Marshal(labels.Manifest{Model: "fashion", Bucket: bucketURL,
+	manifest, _ := json.Marshal(dataset.Manifest{Model: "fashion", Bucket: bucketURL,
 		Shards: []string{"samples/fashion/1/dt=2026-11-29/hour=05/it-1.tar"}, Labels: []string{"labels/fashion/dt=2026-11-29/it-1-1-00000000.jsonl"}})
 	put("jobs/fashion/job-fashion-1/dataset.json", manifest)
 	env := []string{objstore.EnvAccessKey + "=" + access, objstore.EnvSecretKey + "=" + secret,

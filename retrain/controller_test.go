@@ -19,7 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/edgeloop/edgeloop/collector/auth"
-	"github.com/edgeloop/edgeloop/collector/labels"
+	ds "github.com/edgeloop/edgeloop/internal/dataset"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/retrain/jobs"
 )
@@ -133,7 +133,7 @@ func newFakeCollector(t *testing.T, bucketDir string) *fakeCollector {
 			return
 		}
 		model := strings.TrimPrefix(r.URL.Path, "/v1/datasets/")
-		_ = json.NewEncoder(w).Encode(labels.Manifest{Model: model, Shards: append([]string{}, fc.shards...), Labels: fc.labels})
+		_ = json.NewEncoder(w).Encode(ds.Manifest{Model: model, Shards: append([]string{}, fc.shards...), Labels: fc.labels})
 	}))
 	t.Cleanup(fc.srv.Close)
 	return fc

@@ -14,10 +14,9 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/edgeloop/edgeloop/collector/labels"
+	ds "github.com/edgeloop/edgeloop/internal/dataset"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	tokenfile "github.com/edgeloop/edgeloop/internal/token"
-	"github.com/edgeloop/edgeloop/trainers/go"
 )
 
 // dataset reads the training data: dataset manifests from the collector, the files they
@@ -45,7 +44,7 @@ func newDataset(cfg DatasetConfig, bucket objstore.Bucket, logger *slog.Logger) 
 
 // manifest asks the collector for the model's dataset manifest: every shard and label file.
 // A model the collector knows nothing of yet has an empty one.
-func (d *dataset) manifest(ctx context.Context, model string) (*labels.Manifest, error) {
+func (d *dataset) manifest(ctx context.Context, model string) (*ds.Manifest, error) {
 	token := ""
 	if d.tokenFile != "" {
 		tok, err := tokenfile.ReadSecret(d.tokenFile) // read each time: a rotated token needs no restart
@@ -54,7 +53,7 @@ func (d *dataset) manifest(ctx context.Context, model string) (*labels.Manifest,
 		}
 		token = tok
 	}
-	m, err := labels.FetchManifest(ctx, d.client, d.base, token, model)
+	m, err := ds.FetchManifest(ctx, d.client, d.base, token, model)
 	if err != nil {
 		return nil, fmt.Errorf("dataset: %w", err)
 	}
@@ -78,7 +77,7 @@ func labelFileTime(key string) (int64, bool) {
 }
 
 // newLabels returns the label files of m written after watermark, and the newest time.
-func newLabels(m *labels.Manifest, watermark int64) (keys []string, newest int64) {
+func newLabels(m *ds.Manifest, watermark int64) (keys []string, newest int64) {
 	newest = watermark
 	for _, k := range m.Labels {
 		t, ok := labelFileTime(k)
@@ -117,14 +116,14 @@ func (d *dataset) countLabels(ctx context.Context, keys []string) (int, error) {
 }
 
 // download copies the manifest's shards and label files into dir, keeping their keys as
-// relative paths, and writes there the trainer's manifest of them (trainer.Manifest). It
+// relative paths, and writes there a local manifest of them (ds.ReadManifest reads it). It
 // returns that manifest with absolute paths.
-func (d *dataset) download(ctx context.Context, m *labels.Manifest, dir string) (*trainer.Manifest, error) {
+func (d *dataset) download(ctx context.Context, m *ds.Manifest, dir string) (*ds.Manifest, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("dataset: %w", err)
 	}
-	local := &trainer.Manifest{Shards: []string{}, Labels: []string{}}
-	rel := &trainer.Manifest{Shards: []string{}, Labels: []string{}}
+	local := &ds.Manifest{Shards: []string{}, Labels: []string{}}
+	rel := &ds.Manifest{Shards: []string{}, Labels: []string{}}
 	for _, list := range []struct {
 		keys     []string
 		abs, rel *[]string

@@ -17,7 +17,6 @@ import (
 	"github.com/edgeloop/edgeloop/retrain/gate"
 	"github.com/edgeloop/edgeloop/retrain/jobs"
 	"github.com/edgeloop/edgeloop/retrain/publish"
-	"github.com/edgeloop/edgeloop/trainers/go"
 )
 
 // A job's directory in state_dir/jobs/<id>/ holds data/ (the dataset, downloaded, with its
@@ -404,7 +403,7 @@ func (c *Controller) evaluate(ctx context.Context, j *Job, logger *slog.Logger) 
 	if err != nil {
 		return permanent("%v", err)
 	}
-	data, err := trainer.ReadManifest(filepath.Join(dir, dataDir, manifestFile))
+	data, err := ds.ReadManifest(filepath.Join(dir, dataDir, manifestFile))
 	if err != nil {
 		return permanent("%v", err)
 	}
@@ -563,7 +562,7 @@ func (c *Controller) publish(ctx context.Context, j *Job, logger *slog.Logger) e
 	}
 	// The manifest records the data as bucket URLs: the job's local copies are deleted.
 	datasets := []string{}
-	if m, err := trainer.ReadManifest(filepath.Join(dir, dataDir, manifestFile)); err == nil {
+	if m, err := ds.ReadManifest(filepath.Join(dir, dataDir, manifestFile)); err == nil {
 		base := c.cfg.Dataset.Bucket
 		if base == "" {
 			base = c.cfg.Repository.Bucket

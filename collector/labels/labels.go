@@ -25,6 +25,7 @@ import (
 
 	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/collector/catalog"
+	"github.com/edgeloop/edgeloop/internal/dataset"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/sample"
 )
@@ -458,23 +459,6 @@ func (s *Service) postLabels(w http.ResponseWriter, r *http.Request) {
 	catalog.WriteJSON(w, map[string]any{"stored": len(lines), "object": key})
 }
 
-// Manifest is a dataset manifest: the shape of the trainer's (shards and labels), with keys
-// relative to the bucket's root, which Bucket names.
-type Manifest struct {
-	Model string `json:"model"`
-	// Bucket is the bucket URL the keys are relative to.
-	Bucket string `json:"bucket"`
-	// Since and Version repeat the request's filters.
-	Since   *time.Time `json:"since,omitempty"`
-	Version string     `json:"version,omitempty"`
-	// Generated is when the manifest was made.
-	Generated time.Time `json:"generated"`
-	// Shards are the keys of the shards (".tar") holding samples predicted since Since.
-	Shards []string `json:"shards"`
-	// Labels are the keys of every label file of the model.
-	Labels []string `json:"labels"`
-}
-
 func (s *Service) ready(w http.ResponseWriter) bool {
 	if s.opts.Catalog.Synced() {
 		return true
@@ -499,7 +483,7 @@ func (s *Service) dataset(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ver := r.URL.Query().Get("version")
-	m := Manifest{Model: model, Bucket: s.opts.BucketURL, Version: ver, Generated: s.opts.Now().UTC(), Shards: []string{}, Labels: []string{}}
+	m := dataset.Manifest{Model: model, Bucket: s.opts.BucketURL, Version: ver, Generated: s.opts.Now().UTC(), Shards: []string{}, Labels: []string{}}
 	if !since.IsZero() {
 		m.Since = &since
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/edgeloop/edgeloop/collector/catalog"
 	"github.com/edgeloop/edgeloop/collector/catalog/catalogtest"
 	"github.com/edgeloop/edgeloop/collector/labels"
+	"github.com/edgeloop/edgeloop/internal/dataset"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/sample"
 )
@@ -134,7 +135,7 @@ func TestDataset(t *testing.T) {
 	f := newFixture(t)
 	f.do(t, "POST", "/v1/labels", "op", `{"model":"fashion","labels":[{"key":"`+f.samples[0].Meta.Key+`","label":4,"source":"human"}]}`)
 	code, body := f.do(t, "GET", "/v1/datasets/fashion?since=2026-03-14T00:00:00Z", "op", "")
-	var m labels.Manifest
+	var m dataset.Manifest
 	if code != 200 || json.Unmarshal(body, &m) != nil {
 		t.Fatalf("= %d %s", code, body)
 	}

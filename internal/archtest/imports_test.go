@@ -24,8 +24,6 @@ var integrators = []string{"cmd", "demo", "bench", "integration"}
 var knownViolations = []string{
 	"exporter/infer -> collector/auth",
 	"retrain -> collector/auth",
-	"retrain -> collector/labels",
-	"retrain -> trainers/go",
 	"retrain/gate -> exporter/observe",
 	"retrain/gate -> exporter/runtime/builtin",
 	"trainers/go -> exporter/observe",

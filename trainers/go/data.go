@@ -90,7 +90,7 @@ func LoadData(cfg Config, logger *slog.Logger) (*Data, error) {
 	}
 	shards, labels := cfg.Samples, []string(nil)
 	if cfg.Manifest != "" {
-		m, err := ReadManifest(cfg.Manifest)
+		m, err := dataset.ReadManifest(cfg.Manifest)
 		if err != nil {
 			return nil, fmt.Errorf("load data: %w", err)
 		}

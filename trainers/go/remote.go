@@ -9,6 +9,7 @@ import (
 	"path"
 	"path/filepath"
 
+	"github.com/edgeloop/edgeloop/internal/dataset"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 )
 
@@ -17,22 +18,12 @@ import (
 // the environment, as everywhere in edgeloop). The reference trainer fetches the manifest and
 // the files it lists into a local directory, trains there, and uploads its outputs.
 
-// maxRemoteManifestBytes bounds a fetched dataset manifest.
-const maxRemoteManifestBytes = 128 << 20
-
 // IsRemote reports whether p is an object URL rather than a local path or file:// URI.
 func IsRemote(p string) bool { return objstore.IsObjectURL(p) }
 
-// remoteManifest is a dataset manifest as the collector writes it: keys relative to Bucket.
-type remoteManifest struct {
-	Bucket string   `json:"bucket"`
-	Shards []string `json:"shards"`
-	Labels []string `json:"labels"`
-}
-
 // FetchDataset downloads the dataset manifest at manifestURL and every shard and label file it
 // lists into dir, and returns the path of a local manifest of them (relative paths), which
-// ReadManifest reads.
+// dataset.ReadManifest reads.
 func FetchDataset(ctx context.Context, manifestURL, dir string, logger *slog.Logger) (string, error) {
 	bucketURL, key, err := objstore.SplitObjectURL(manifestURL)
 	if err != nil {
@@ -43,11 +34,11 @@ func FetchDataset(ctx context.Context, manifestURL, dir string, logger *slog.Log
 		return "", fmt.Errorf("fetch dataset: %w", err)
 	}
 	defer b.Close()
-	data, _, err := objstore.ReadAll(ctx, b, key, maxRemoteManifestBytes)
+	data, _, err := objstore.ReadAll(ctx, b, key, dataset.MaxManifestBytes)
 	if err != nil {
 		return "", fmt.Errorf("fetch dataset: manifest: %w", err)
 	}
-	var m remoteManifest
+	var m dataset.Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
 		return "", fmt.Errorf("fetch dataset: manifest %s: %w", manifestURL, err)
 	}
@@ -58,7 +49,7 @@ func FetchDataset(ctx context.Context, manifestURL, dir string, logger *slog.Log
 		}
 		defer src.Close()
 	}
-	local := Manifest{Shards: []string{}, Labels: []string{}}
+	local := dataset.Manifest{Shards: []string{}, Labels: []string{}}
 	for _, list := range []struct {
 		keys []string
 		out  *[]string

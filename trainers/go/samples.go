@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/url"
 	"os"
-	"path/filepath"
 
 	"github.com/edgeloop/edgeloop/internal/dataset"
 	"github.com/edgeloop/edgeloop/internal/npy"
@@ -105,44 +103,3 @@ func readShardFile(name string) ([]*dataset.ShardSample, error) {
 	return dataset.ReadShard(f)
 }
 
-// Manifest is a dataset manifest, the job contract's list of data beyond the base dataset (--data).
-type Manifest struct {
-	// Shards are sample shards: files, directories or file:// URIs.
-	Shards []string `json:"shards"`
-	// Labels are JSONL label files ({"key": ..., "label": ...} per line).
-	Labels []string `json:"labels"`
-}
-
-// ReadManifest reads a dataset manifest. Relative paths in it are relative to the manifest's
-// directory; the reference trainer reads local files only, so other URI schemes are errors.
-func ReadManifest(name string) (*Manifest, error) {
-	data, err := os.ReadFile(name)
-	if err != nil {
-		return nil, fmt.Errorf("read manifest: %w", err)
-	}
-	var m Manifest
-	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("read manifest %s: %w", name, err)
-	}
-	for _, list := range []*[]string{&m.Shards, &m.Labels} {
-		for i, p := range *list {
-			if (*list)[i], err = localPath(p, filepath.Dir(name)); err != nil {
-				return nil, fmt.Errorf("read manifest %s: %w", name, err)
-			}
-		}
-	}
-	return &m, nil
-}
-
-func localPath(p, base string) (string, error) {
-	if u, err := url.Parse(p); err == nil && u.Scheme != "" && len(u.Scheme) > 1 { // not a Windows drive letter
-		if u.Scheme != "file" {
-			return "", fmt.Errorf("%q: the reference trainer reads local files only; copy %s:// objects to a local directory first", p, u.Scheme)
-		}
-		p = u.Path
-	}
-	if !filepath.IsAbs(p) {
-		p = filepath.Join(base, p)
-	}
-	return p, nil
-}
