@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"regexp"
 	"slices"
 	"strings"
 	"testing"
@@ -325,5 +326,40 @@ func (d *descCounter) MustRegister(cs ...prometheus.Collector) {
 		if err := d.Register(c); err != nil {
 			panic(err)
 		}
+	}
+}
+
+// TestTimingsLabSnippets loads the lab profile's retrain snippets of docs/timings.md (the
+// blocks starting with policy: or drift:) over the example configuration, strictly and
+// validated, so the documented lab settings stay loadable.
+func TestTimingsLabSnippets(t *testing.T) {
+	doc, err := os.ReadFile("../docs/timings.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	t.Setenv("EDGELOOP_CONFIG_DIR", dir)
+	writeTokens(t, dir, "retrain-webhook.sha256", "alertmanager", "am-secret")
+	writeTokens(t, dir, "retrain-operator.sha256", "alice", "op-secret")
+	if _, err := modelrepo.GenerateKey(dir); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, m := range regexp.MustCompile("(?ms)^```yaml\n(.*?)^```").FindAllStringSubmatch(string(doc), -1) {
+		first, _, _ := strings.Cut(m[1], ":")
+		if first != "policy" && first != "drift" {
+			continue
+		}
+		cfg, err := LoadConfig("../docs/examples/retrain.yaml")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := config.Parse([]byte(m[1]), &cfg); err != nil {
+			t.Errorf("docs/timings.md snippet does not load:\n%s\n%v", m[1], err)
+		}
+		n++
+	}
+	if n != 2 {
+		t.Errorf("found %d retrain snippets in docs/timings.md, want 2 (policy, drift)", n)
 	}
 }
