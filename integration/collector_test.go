@@ -242,9 +242,46 @@ func checkExactlyOnce(t *testing.T, where map[string][]string, want map[string]b
 	}
 }
 
+// The floors of TestCollector's kill test: a run below them fails rather than passing on
+// next to nothing (docs/faults.md#process-kills).
+const (
+	minCollectorKillAcked = 2000
+	minResent             = 10
+)
+
+// readUploadedKeys adds to keys the sample keys of every shard index in the bucket that read
+// has not seen yet.
+func readUploadedKeys(t *testing.T, e *collectorEnv, keys, read map[string]bool) {
+	t.Helper()
+	ctx := context.Background()
+	names, err := objstore.List(ctx, e.bucket, "samples/", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range names {
+		if !strings.HasSuffix(k, ".index.jsonl") || read[k] {
+			continue
+		}
+		data, _, err := objstore.ReadAll(ctx, e.bucket, k, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(bytes.NewReader(data))
+		for sc.Scan() {
+			var ie sample.IndexEntry
+			if err := json.Unmarshal(sc.Bytes(), &ie); err != nil {
+				t.Fatalf("%s: %v", k, err)
+			}
+			keys[ie.Key] = true
+		}
+		read[k] = true
+	}
+}
+
 // TestCollector runs the real collector against a real MinIO: the exporter's capture pipeline
-// sending to it, the collector killed with SIGKILL again and again while nodes post, an
-// object-store outage, and a token revoked with SIGHUP.
+// sending to it, the collector killed with SIGKILL again and again while nodes post (and resend
+// batches it acknowledged, which it must answer as duplicates), an object-store outage, and a
+// token revoked with SIGHUP.
 func TestCollector(t *testing.T) {
 	e := newCollectorEnv(t, testShards, "edge-cap", "edge-kill", "edge-out", "edge-rev")
 
@@ -291,9 +328,16 @@ func TestCollector(t *testing.T) {
 	})
 
 	t.Run("kill -9 during ingest and upload", func(t *testing.T) {
+		// Acknowledged batches, and which collector process answered each (gen, counted
+		// from 1; a batch whose post spanned a restart is not attributed).
+		type ackedBatch struct {
+			samples []*sample.Sample
+			gen     int64
+		}
 		var mu sync.Mutex
 		acked := map[string]bool{}
-		var next atomic.Int64
+		var batches []ackedBatch
+		var next, gen atomic.Int64
 		stop := make(chan struct{})
 		var wg sync.WaitGroup
 		var ok200 atomic.Int64
@@ -309,12 +353,17 @@ func TestCollector(t *testing.T) {
 					for range 10 {
 						batch = append(batch, collectortest.Sample(t, "edge-kill", int(next.Add(1)), 2048))
 					}
+					g := gen.Load()
 					if e.postBatch(t, "edge-kill", batch) == 200 {
 						ok200.Add(1)
 						mu.Lock()
 						for _, s := range batch {
 							acked[s.Meta.Key] = true
 						}
+						if gen.Load() != g {
+							g = 0
+						}
+						batches = append(batches, ackedBatch{samples: batch, gen: g})
 						mu.Unlock()
 					} else {
 						time.Sleep(20 * time.Millisecond) // down: a sender backs off
@@ -322,11 +371,82 @@ func TestCollector(t *testing.T) {
 				}
 			})
 		}
+		// resend posts an acknowledged batch again, as a node does whose answer was lost:
+		// the collector must answer 200 with every sample a duplicate and store nothing.
+		var resentLive, resentAfterKill atomic.Int64
+		// The node's other batches in flight can fill its slots (ingest.max_concurrent_per_node):
+		// like a sender, it retries after a 429 or 503.
+		resend := func(b ackedBatch, counter *atomic.Int64, when string) {
+			var tb bytes.Buffer
+			if err := sample.WriteTar(&tb, b.samples); err != nil {
+				t.Fatal(err)
+			}
+			body := collectortest.Zstd(t, tb.Bytes())
+			client := &http.Client{Timeout: 10 * time.Second}
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				req, _ := http.NewRequest(http.MethodPost, "http://"+e.addr+"/v1/samples", bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/x-tar")
+				req.Header.Set("Content-Encoding", "zstd")
+				req.Header.Set("Authorization", "Bearer "+collectortest.Token("edge-kill"))
+				req.Header.Set("X-Edgeloop-Node", "edge-kill")
+				resp, err := client.Do(req)
+				if err != nil {
+					t.Errorf("resend %s: %v", when, err)
+					return
+				}
+				var res struct {
+					Accepted, Duplicates int
+					Rejected             []any
+				}
+				err = json.NewDecoder(resp.Body).Decode(&res)
+				resp.Body.Close()
+				if (resp.StatusCode == http.StatusTooManyRequests || resp.StatusCode == http.StatusServiceUnavailable) && time.Now().Before(deadline) {
+					time.Sleep(20 * time.Millisecond)
+					continue
+				}
+				if err != nil || resp.StatusCode != 200 || res.Accepted != 0 || res.Duplicates != len(b.samples) || len(res.Rejected) != 0 {
+					t.Errorf("resend %s of a batch of %d acknowledged samples (answered by collector %d): status %d, %+v (%v); want 200, all duplicates",
+						when, len(b.samples), b.gen, resp.StatusCode, res, err)
+					return
+				}
+				counter.Add(1)
+				return
+			}
+		}
+		// pick returns up to n acknowledged batches that ok accepts, at random.
 		rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 9))
+		pick := func(n int, ok func(ackedBatch) bool) []ackedBatch {
+			mu.Lock()
+			var c []ackedBatch
+			for _, b := range batches {
+				if ok(b) {
+					c = append(c, b)
+				}
+			}
+			mu.Unlock()
+			rng.Shuffle(len(c), func(i, j int) { c[i], c[j] = c[j], c[i] })
+			return c[:min(n, len(c))]
+		}
+		uploaded := map[string]bool{}    // keys in an uploaded shard's index
+		indexesRead := map[string]bool{} // those indexes (a replay rewrites one with the same content)
+		var afterKill []ackedBatch
 		const iterations = 30
+		began := time.Now()
+		var checking time.Duration // spent reading the bucket between kills
 		for i := range iterations {
 			p := e.start(t)
+			gen.Store(int64(i + 1))
+			// The batches acknowledged before the last kill whose samples were in no uploaded
+			// shard then: still in the write-ahead log, which seeds the duplicate set.
+			for _, b := range afterKill {
+				resend(b, &resentAfterKill, "after a restart")
+			}
 			time.Sleep(time.Duration(200+rng.IntN(1300)) * time.Millisecond)
+			// Batches this process acknowledged: in its duplicate set whether uploaded or not.
+			for _, b := range pick(3, func(b ackedBatch) bool { return b.gen == int64(i+1) }) {
+				resend(b, &resentLive, "to the live collector")
+			}
 			if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 				t.Fatal(err)
 			}
@@ -335,16 +455,36 @@ func TestCollector(t *testing.T) {
 			if t.Failed() {
 				break
 			}
-			_ = i
+			checkStart := time.Now()
+			readUploadedKeys(t, e, uploaded, indexesRead)
+			checking += time.Since(checkStart)
+			afterKill = pick(3, func(b ackedBatch) bool {
+				for _, s := range b.samples {
+					if uploaded[s.Meta.Key] {
+						return false
+					}
+				}
+				return true
+			})
 		}
 		close(stop)
 		wg.Wait()
+		killed := time.Since(began)
 		p := e.start(t)
+		for _, b := range afterKill {
+			resend(b, &resentAfterKill, "after a restart")
+		}
 		e.waitDrained(t, 60*time.Second)
 		p.stop(t)
 		where, _ := e.shardContents(t)
 		checkExactlyOnce(t, where, acked)
-		t.Logf("%d kills, %d batches answered 200, %d acknowledged samples, %d distinct keys in shards", iterations, ok200.Load(), len(acked), len(where))
+		t.Logf("%s (kills done after %s, %s of it reading the bucket): %d kills, %d batches answered 200, %d acknowledged samples, %d distinct keys in shards; "+
+			"acknowledged batches resent and answered as duplicates: %d to the live collector, %d after a restart",
+			time.Since(began).Round(time.Millisecond), killed.Round(time.Millisecond), checking.Round(time.Millisecond),
+			iterations, ok200.Load(), len(acked), len(where), resentLive.Load(), resentAfterKill.Load())
+		if len(acked) < minCollectorKillAcked || resentLive.Load() < minResent || resentAfterKill.Load() < minResent {
+			t.Fatalf("want at least %d acknowledged samples and %d resends of each kind", minCollectorKillAcked, minResent)
+		}
 	})
 
 	t.Run("object store outage", func(t *testing.T) {
