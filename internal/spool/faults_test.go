@@ -2,6 +2,7 @@ package spool
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -351,5 +352,53 @@ func checkRecords(t *testing.T, l *faultLedger, recs []Record) {
 			t.Errorf("Peek returned a record never appended: seq %d, %.20q", r.Seq, r.Data)
 		}
 		l.peeked[string(r.Data)] = true
+	}
+}
+
+// TestPeekReadErrors: a read the disk fails is no damage: Peek returns the error and the
+// records stay, for as long as it fails fewer than readAttempts Peeks in a row; then they are
+// skipped as damaged (counted, logged), so a bad sector cannot stop delivery for good.
+func TestPeekReadErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		failures int // Peeks in a row whose read fails
+		corrupt  uint64
+	}{
+		{"once", 1, 0},
+		{"twice", readAttempts - 1, 0},
+		{"persistent", 1 << 30, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			fsys := fsfault.New(dir, fsfault.Options{})
+			logs := &fsfault.Logs{}
+			s := mustOpen(t, dir, testConfig(), Options{FS: fsys, Logger: logs.Logger()})
+			for i := range 3 {
+				mustAppend(t, s, payload(uint64(i), 100))
+			}
+			fsys.Arm(fsfault.Fault{Site: fsfault.Site{Op: fsfault.OpRead, Path: "N.seg", Caller: "spool.(*Spool).read"}, Kind: fsfault.EIO, N: 1, Repeat: tc.failures})
+			var got []Record
+			for try := 1; try <= readAttempts; try++ {
+				recs, err := s.Peek(10, 0)
+				if try <= min(tc.failures, readAttempts-1) {
+					if !errors.Is(err, ErrUnavailable) || len(recs) > 0 {
+						t.Fatalf("Peek %d = %d records, %v; want ErrUnavailable", try, len(recs), err)
+					}
+					continue
+				}
+				if err != nil {
+					t.Fatalf("Peek %d: %v", try, err)
+				}
+				got = recs
+				break
+			}
+			st := s.Stats()
+			if st.Corrupt != tc.corrupt || st.DiskErrors == 0 || !logs.Injected() {
+				t.Errorf("corrupt %d (want %d), disk errors %d, logged %v", st.Corrupt, tc.corrupt, st.DiskErrors, logs.Injected())
+			}
+			if want := 3 - int(tc.corrupt); len(got) != want {
+				t.Errorf("Peek returned %d records, want %d", len(got), want)
+			}
+		})
 	}
 }

@@ -207,6 +207,7 @@ type Spool struct {
 	fsyncErrors   uint64
 	rewritten     uint64
 	diskErrors    atomic.Uint64 // not under mu: some call sites are outside it
+	readFailures  int           // Peeks in a row whose reads the disk failed
 	buf           []byte        // frame encoding buffer, reused under mu
 	notEmpty      signal        // for Wait
 	freed         signal        // for the block policy
@@ -617,19 +618,26 @@ func (s *Spool) PeekAfter(after uint64, max int, maxBytes int64) ([]Record, erro
 		if len(picks) == 0 {
 			return nil, nil
 		}
-		recs, bad, rerr := s.read(picks)
+		recs, bad, unread, rerr := s.read(picks)
 		s.mu.Lock()
 		for _, e := range picks {
 			s.releaseLocked(e.seg)
 		}
 		if rerr != nil {
-			s.mu.Unlock()
-			// Not damage: the disk failed the read. The records stay; the next Peek reads
-			// them again.
+			// Not damage: the disk failed the read, and an error that passes must not let a
+			// sender ack past records it never sent. The records stay for the next Peek;
+			// only when reading them fails readAttempts times in a row are they skipped as
+			// damaged, so that a bad sector cannot stop delivery for good.
 			s.diskErrors.Add(1)
-			s.logger.Warn("spool: cannot read stored records; they stay for the next peek", "err", rerr)
-			return nil, fmt.Errorf("spool: peek: %w: %w", ErrUnavailable, rerr)
+			if s.readFailures++; s.readFailures < readAttempts {
+				s.mu.Unlock()
+				s.logger.Warn("spool: cannot read stored records; they stay for the next peek", "err", rerr)
+				return nil, fmt.Errorf("spool: peek: %w: %w", ErrUnavailable, rerr)
+			}
+			s.logger.Error("spool: stored records failed to read again and again; skipping them as damaged", "records", len(unread), "attempts", s.readFailures, "err", rerr)
+			bad = append(bad, unread...)
 		}
+		s.readFailures = 0
 		var moved uint64 // the lowest record that failed where it was read but lives elsewhere now
 		for _, e := range bad {
 			if !s.killLocked(e) && (moved == 0 || e.seq < moved) {
@@ -656,10 +664,10 @@ func (s *Spool) PeekAfter(after uint64, max int, maxBytes int64) ([]Record, erro
 
 // read reads the picked records' frames, in runs of adjacent frames with one read each, and
 // returns the records that check out and the picks that do not. A read that the disk fails
-// (other than at the end of the file, which is damage) is an error: the records may be fine.
-func (s *Spool) read(picks []entry) ([]Record, []entry, error) {
-	recs := make([]Record, 0, len(picks))
-	var bad []entry
+// (other than at the end of the file, which is damage) is no verdict on its records: they are
+// returned apart, in unread, with the first such error.
+func (s *Spool) read(picks []entry) (recs []Record, bad, unread []entry, ioErr error) {
+	recs = make([]Record, 0, len(picks))
 	for i := 0; i < len(picks); {
 		j := i + 1
 		end := picks[i].off + frameSize(int(picks[i].n))
@@ -670,7 +678,12 @@ func (s *Spool) read(picks []entry) ([]Record, []entry, error) {
 		buf := make([]byte, end-picks[i].off)
 		_, err := picks[i].seg.f.ReadAt(buf, picks[i].off)
 		if err != nil && !errors.Is(err, io.EOF) {
-			return nil, nil, fmt.Errorf("read %s: %w", picks[i].seg.path, err)
+			if ioErr == nil {
+				ioErr = fmt.Errorf("read %s: %w", picks[i].seg.path, err)
+			}
+			unread = append(unread, picks[i:j]...)
+			i = j
+			continue
 		}
 		for _, e := range picks[i:j] {
 			size := frameSize(int(e.n))
@@ -692,7 +705,7 @@ func (s *Spool) read(picks []entry) ([]Record, []entry, error) {
 		}
 		i = j
 	}
-	return recs, bad, nil
+	return recs, bad, unread, ioErr
 }
 
 // killLocked marks the record picked as p damaged: skipped from now on, no longer counted as
