@@ -33,7 +33,7 @@ test: tools ## install what the tests need, then run every unit and integration 
 	PROMTOOL=$$($(TOOLS) path promtool) MINIO=$$($(TOOLS) path minio) AMTOOL=$$($(TOOLS) path amtool) \
 	PROMETHEUS=$$($(TOOLS) path prometheus) ALERTMANAGER=$$($(TOOLS) path alertmanager) \
 	$(GO) test $(TESTFLAGS) ./...
-	$(GO) test -count=1 -tags openblas ./exporter/runtime/builtin/ # the OpenBLAS build of the runtime
+	$(GO) test -count=1 -tags openblas ./internal/runtime/builtin/ # the OpenBLAS build of the runtime
 	$(MAKE) --no-print-directory fuzz
 
 fuzz: ## fuzz each decoder of untrusted input for FUZZTIME (default 10s)

@@ -5,7 +5,7 @@ the p50 latency of single-row requests (batch 1) and rows per second at batch 32
     /usr/bin/python3 bench/runtime/compare.py [--threads 1] [--seconds 3] [--rounds 3] [--tags openblas]
 
 It exports the reference MLP (784-256-128-10, `edgeloop train`'s shape), the small CNN and the
-MobileNet-style network of exporter/runtime/builtin/testdata/make_cnn.py to a temporary
+MobileNet-style network of internal/runtime/builtin/testdata/make_cnn.py to a temporary
 directory, times PyTorch (eager, torch.no_grad, torch.set_num_threads) on them, runs
 ./bench/runtime on the same files with GOMAXPROCS set to the same thread count, alternating the
 two for --rounds rounds and keeping each side's best, and prints one Markdown table. With --tags openblas the runtime's matrix products run on OpenBLAS

@@ -20,7 +20,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edgeloop/edgeloop/exporter/runtime/builtin"
+	"github.com/edgeloop/edgeloop/internal/runtime/builtin"
 )
 
 type result struct {

@@ -7,8 +7,8 @@ import (
 	"sync/atomic"
 
 	"github.com/edgeloop/edgeloop/exporter/observe"
-	"github.com/edgeloop/edgeloop/exporter/runtime/builtin"
 	"github.com/edgeloop/edgeloop/exporter/runtime/upstream"
+	"github.com/edgeloop/edgeloop/internal/runtime/builtin"
 )
 
 // BackendConfig is what one model version is served with.

@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/edgeloop/edgeloop/exporter/observe"
-	"github.com/edgeloop/edgeloop/exporter/runtime/builtin"
-	"github.com/edgeloop/edgeloop/exporter/runtime/builtin/builtintest"
 	"github.com/edgeloop/edgeloop/exporter/runtime/oip"
 	"github.com/edgeloop/edgeloop/exporter/runtime/upstream"
+	"github.com/edgeloop/edgeloop/internal/runtime/builtin"
+	"github.com/edgeloop/edgeloop/internal/runtime/builtin/builtintest"
 )
 
 // fashionRequest is one Fashion-MNIST-sized request (784 pixels in [0, 1) as a float32 client

@@ -7,8 +7,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/edgeloop/edgeloop/exporter/runtime/builtin/builtintest"
 	"github.com/edgeloop/edgeloop/exporter/runtime/upstream"
+	"github.com/edgeloop/edgeloop/internal/runtime/builtin/builtintest"
 )
 
 // recorder is a Capturer that keeps copies of what it is offered and answers keys as the

@@ -105,7 +105,7 @@ func (c Config) Validate() error {
 type Runtime string
 
 const (
-	// RuntimeBuiltin runs an ONNX model in the exporter (exporter/runtime/builtin).
+	// RuntimeBuiltin runs an ONNX model in the exporter (internal/runtime/builtin).
 	RuntimeBuiltin Runtime = "builtin"
 	// RuntimeUpstream forwards to an Open Inference Protocol server (exporter/runtime/upstream).
 	RuntimeUpstream Runtime = "upstream"

@@ -13,8 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/edgeloop/edgeloop/exporter/runtime/builtin/builtintest"
 	"github.com/edgeloop/edgeloop/exporter/runtime/upstream"
+	"github.com/edgeloop/edgeloop/internal/runtime/builtin/builtintest"
 )
 
 // fixture is a front serving the tiny model as version "1" through one runtime.

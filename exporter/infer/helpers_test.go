@@ -13,9 +13,9 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/edgeloop/edgeloop/exporter/observe"
-	"github.com/edgeloop/edgeloop/exporter/runtime/builtin"
-	"github.com/edgeloop/edgeloop/exporter/runtime/builtin/builtintest"
 	"github.com/edgeloop/edgeloop/exporter/runtime/upstream"
+	"github.com/edgeloop/edgeloop/internal/runtime/builtin"
+	"github.com/edgeloop/edgeloop/internal/runtime/builtin/builtintest"
 )
 
 // tinyRequest is the tiny model's two hand-computed rows: logits (2.5, 4, 6), class 2, and

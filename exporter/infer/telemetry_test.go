@@ -9,8 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/edgeloop/edgeloop/exporter/observe"
-	"github.com/edgeloop/edgeloop/exporter/runtime/builtin"
 	"github.com/edgeloop/edgeloop/internal/onnx"
+	"github.com/edgeloop/edgeloop/internal/runtime/builtin"
 	"github.com/edgeloop/edgeloop/internal/testenv"
 )
 

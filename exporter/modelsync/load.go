@@ -14,9 +14,9 @@ import (
 
 	"github.com/edgeloop/edgeloop/exporter/infer"
 	"github.com/edgeloop/edgeloop/exporter/observe"
-	"github.com/edgeloop/edgeloop/exporter/runtime/builtin"
 	"github.com/edgeloop/edgeloop/internal/fsutil"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
+	"github.com/edgeloop/edgeloop/internal/runtime/builtin"
 )
 
 // currentFile, in a model's cache directory, names the version last swapped in, so that a

@@ -23,11 +23,11 @@ import (
 
 	"github.com/edgeloop/edgeloop/exporter/infer"
 	"github.com/edgeloop/edgeloop/exporter/observe"
-	"github.com/edgeloop/edgeloop/exporter/runtime/builtin/builtintest"
 	"github.com/edgeloop/edgeloop/exporter/runtime/upstream"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/onnx"
+	"github.com/edgeloop/edgeloop/internal/runtime/builtin/builtintest"
 	"github.com/edgeloop/edgeloop/internal/web"
 )
 

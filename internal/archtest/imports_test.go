@@ -25,7 +25,6 @@ var knownViolations = []string{
 	"exporter/infer -> collector/auth",
 	"retrain -> collector/auth",
 	"retrain/gate -> exporter/observe",
-	"retrain/gate -> exporter/runtime/builtin",
 	"trainers/go -> exporter/observe",
 }
 

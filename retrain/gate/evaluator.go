@@ -9,9 +9,9 @@ import (
 	"path/filepath"
 	"slices"
 
-	"github.com/edgeloop/edgeloop/exporter/runtime/builtin"
 	"github.com/edgeloop/edgeloop/internal/classify"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
+	"github.com/edgeloop/edgeloop/internal/runtime/builtin"
 )
 
 // The roles of the two versions the gate compares.
@@ -99,7 +99,7 @@ type Evaluator interface {
 	Score(ctx context.Context, set *Set, models []Model) ([]*Scores, error)
 }
 
-// Builtin is the in-process evaluator: exporter/runtime/builtin, the runtime edge nodes
+// Builtin is the in-process evaluator: internal/runtime/builtin, the runtime edge nodes
 // serve with.
 type Builtin struct {
 	// BatchSize is the number of samples per Run; 0 means DefaultBatchSize.

@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeloop/edgeloop/exporter/runtime/builtin"
+	"github.com/edgeloop/edgeloop/internal/runtime/builtin"
 	"github.com/edgeloop/edgeloop/retrain/gate"
 	"github.com/edgeloop/edgeloop/retrain/gate/gatetest"
 )

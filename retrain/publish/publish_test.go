@@ -14,11 +14,11 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/edgeloop/edgeloop/exporter/runtime/builtin/builtintest"
 	"github.com/edgeloop/edgeloop/internal/dataset"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/onnx"
+	"github.com/edgeloop/edgeloop/internal/runtime/builtin/builtintest"
 	"github.com/edgeloop/edgeloop/retrain/gate"
 )
 

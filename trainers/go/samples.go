@@ -102,4 +102,3 @@ func readShardFile(name string) ([]*dataset.ShardSample, error) {
 	defer f.Close()
 	return dataset.ReadShard(f)
 }
-

@@ -189,7 +189,6 @@ func TestLoadDataErrors(t *testing.T) {
 	}
 }
 
-
 // TestLoadDataWithSamples adds collected samples through a manifest and holds out a fraction
 // of the merged training data for evaluation.
 func TestLoadDataWithSamples(t *testing.T) {

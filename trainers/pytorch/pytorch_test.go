@@ -21,11 +21,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeloop/edgeloop/exporter/runtime/builtin"
 	"github.com/edgeloop/edgeloop/internal/dataset"
 	"github.com/edgeloop/edgeloop/internal/fmnist"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/npy"
+	"github.com/edgeloop/edgeloop/internal/runtime/builtin"
 	"github.com/edgeloop/edgeloop/internal/sample"
 	"github.com/edgeloop/edgeloop/internal/testenv"
 	trainer "github.com/edgeloop/edgeloop/trainers/go"

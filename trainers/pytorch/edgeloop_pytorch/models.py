@@ -1,6 +1,6 @@
 """The job's architectures. Each takes [batch, C, H, W] float32 and returns logits
 [batch, classes]; each exports to the ONNX operators the built-in runtime runs
-(exporter/runtime/builtin): Conv (BatchNorm folded into it at export), Relu, Clip, MaxPool,
+(internal/runtime/builtin): Conv (BatchNorm folded into it at export), Relu, Clip, MaxPool,
 GlobalAveragePool, Flatten, Gemm."""
 
 from typing import Sequence

@@ -11,7 +11,7 @@ import (
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
 
-	"github.com/edgeloop/edgeloop/exporter/runtime/builtin/builtintest"
+	"github.com/edgeloop/edgeloop/internal/runtime/builtin/builtintest"
 )
 
 // The reference model of the benchmarks: `edgeloop train`'s MLP shape on Fashion-MNIST.
@@ -67,7 +67,7 @@ func floorForward(layers []builtintest.Layer, batch int) func() {
 // BenchmarkBuiltin measures Model.Run on the reference MLP (784-256-128-10). Batch 1 reports
 // the latency percentiles of single requests; batch 32 the throughput in rows per second.
 //
-//	go test -run '^$' -bench 'Builtin|GonumFloor' -benchmem -count 6 ./exporter/runtime/builtin/
+//	go test -run '^$' -bench 'Builtin|GonumFloor' -benchmem -count 6 ./internal/runtime/builtin/
 func BenchmarkBuiltin(b *testing.B) {
 	layers := builtintest.MLPLayers(42, benchSizes...)
 	for _, batch := range []int{1, 32} {
@@ -92,7 +92,7 @@ func BenchmarkGonumFloor(b *testing.B) {
 // 30% between two runs) hits both alike, and reports both sides and their ratio: the p50
 // latency for batch 1, the rows per second for batch 32. The target is a ratio of at most 2.
 //
-//	go test -run '^$' -bench BuiltinVsFloor -count 6 ./exporter/runtime/builtin/
+//	go test -run '^$' -bench BuiltinVsFloor -count 6 ./internal/runtime/builtin/
 func BenchmarkBuiltinVsFloor(b *testing.B) {
 	layers := builtintest.MLPLayers(42, benchSizes...)
 	for _, batch := range []int{1, 32} {

@@ -8,8 +8,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/edgeloop/edgeloop/exporter/runtime/builtin/builtintest"
 	"github.com/edgeloop/edgeloop/internal/onnx"
+	"github.com/edgeloop/edgeloop/internal/runtime/builtin/builtintest"
 )
 
 func mustCompile(t testing.TB, m *onnx.Model) *Model {

@@ -12,8 +12,8 @@ import (
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
 
-	"github.com/edgeloop/edgeloop/exporter/runtime/builtin/builtintest"
 	"github.com/edgeloop/edgeloop/internal/onnx"
+	"github.com/edgeloop/edgeloop/internal/runtime/builtin/builtintest"
 )
 
 // cnnBenchModels are the CNN exports of testdata/make_cnn.py (BatchNormalization folded, as
@@ -203,7 +203,7 @@ func cnnFloorWithOutput(tb testing.TB, file string, in Tensor, out *[]float32) f
 // reports both sides and their ratio: p50 latency at batch 1, rows per second at batch 32. The
 // target is a ratio of at most 1.5.
 //
-//	go test -run '^$' -bench CNNVsFloor -count 6 ./exporter/runtime/builtin/
+//	go test -run '^$' -bench CNNVsFloor -count 6 ./internal/runtime/builtin/
 func BenchmarkCNNVsFloor(b *testing.B) {
 	for _, cm := range cnnBenchModels {
 		for _, batch := range []int{1, 32} {
