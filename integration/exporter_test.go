@@ -4,6 +4,7 @@ package integration
 
 import (
 	"bytes"
+	"fmt"
 	"io"
 	"net/http"
 	"os/exec"
@@ -132,22 +133,30 @@ func TestExporterServesMetrics(t *testing.T) {
 	}
 }
 
-// TestExporterNoNVMLLogsOnce: without NVML the exporter says so in one clear line.
+// TestExporterNoNVMLLogsOnce: without NVML the exporter says so in one clear line, over several
+// retries: INFO under gpu.enabled: auto (a CPU node, nothing to alert on), WARN under true (a GPU
+// was required), as docs/gpu.md's table says.
 func TestExporterNoNVMLLogsOnce(t *testing.T) {
 	if nvmlPresent() {
 		t.Skip("this machine has NVML; the no-NVML path is covered by the gpu package's mock tests")
 	}
-	p, _ := startExporter(t, "gpu:\n  init_retry_interval: 1s\n")
-	time.Sleep(3500 * time.Millisecond) // three retries at the shortest interval allowed
-	p.stop(t)
-	n := 0
-	for _, l := range p.lines {
-		if l["level"] == "WARN" || l["level"] == "ERROR" {
-			n++
-		}
-	}
-	if n != 1 {
-		t.Fatalf("want exactly one warning about NVML over several retries, got %d:\n%s", n, p.log())
+	for _, tc := range []struct{ enabled, level string }{{"auto", "INFO"}, {"true", "WARN"}} {
+		t.Run(tc.enabled, func(t *testing.T) {
+			p, _ := startExporter(t, "gpu:\n  enabled: "+tc.enabled+"\n  init_retry_interval: 1s\n")
+			time.Sleep(3500 * time.Millisecond) // three retries at the shortest interval allowed
+			p.stop(t)
+			var about []string // the levels of the gpu component's lines saying its metrics are off
+			for _, l := range p.lines {
+				msg, _ := l["msg"].(string)
+				if l["component"] == "gpu" && l["level"] != "DEBUG" && strings.Contains(msg, "GPU metrics are off") {
+					about = append(about, fmt.Sprint(l["level"]))
+				}
+			}
+			if len(about) != 1 || about[0] != tc.level {
+				t.Fatalf("gpu.enabled %s: want exactly one %s line about the missing driver over several retries, got levels %v:\n%s",
+					tc.enabled, tc.level, about, p.log())
+			}
+		})
 	}
 }
 
