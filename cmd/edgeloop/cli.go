@@ -2,28 +2,20 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/signal"
-	"syscall"
-	"time"
 
-	"github.com/NVIDIA/go-nvml/pkg/nvml"
-
-	"github.com/edgeloop/edgeloop/exporter"
+	"github.com/edgeloop/edgeloop/cmd/internal/cli"
 	"github.com/edgeloop/edgeloop/internal/telemetry"
-	"github.com/edgeloop/edgeloop/internal/version"
 )
 
 // Exit codes: 0 success, 1 a failure while running, 2 bad usage or an invalid configuration.
 const (
-	exitOK      = 0
-	exitFailure = 1
-	exitUsage   = 2
+	exitOK      = cli.ExitOK
+	exitFailure = cli.ExitFailure
+	exitUsage   = cli.ExitUsage
 )
 
 type command struct {
@@ -62,45 +54,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return dispatch("edgeloop", commands(), usage, args, stdout, stderr)
 }
 
-// dispatch runs the command of cmds that args[0] names, or prints usage: to stdout when asked
-// for (-h, --help, help, exit 0), to stderr otherwise (exit 2).
+// dispatch runs the command of cmds that args[0] names, or prints usage (cli.Dispatch).
 func dispatch(prog string, cmds []command, usage func(io.Writer), args []string, stdout, stderr io.Writer) int {
-	if len(args) == 0 {
-		usage(stderr)
-		return exitUsage
+	cc := make([]cli.Command, len(cmds))
+	for i, c := range cmds {
+		cc[i] = cli.Command{Name: c.name, Summary: c.summary, Run: c.run}
 	}
-	switch args[0] {
-	case "-h", "--help", "help":
-		usage(stdout)
-		return exitOK
-	}
-	for _, c := range cmds {
-		if c.name == args[0] {
-			return c.run(args[1:], stdout, stderr)
-		}
-	}
-	fmt.Fprintf(stderr, "%s: unknown command %q\n\n", prog, args[0])
-	usage(stderr)
-	return exitUsage
+	return cli.Dispatch(prog, cc, usage, args, stdout, stderr)
 }
 
 func runVersion(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("edgeloop version", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
-		return flagExit(err)
-	}
-	fmt.Fprintln(stdout, version.Get())
-	return exitOK
+	return cli.RunVersion("edgeloop version", args, stdout, stderr)
 }
 
 // flagExit maps a flag parsing error to an exit code: -h is a success, anything else usage.
-func flagExit(err error) int {
-	if errors.Is(err, flag.ErrHelp) {
-		return exitOK
-	}
-	return exitUsage
-}
+func flagExit(err error) int { return cli.FlagExit(err) }
 
 // serverFlags are the flags every server subcommand shares.
 type serverFlags struct {
@@ -114,63 +82,13 @@ func (f *serverFlags) register(fs *flag.FlagSet, component string) {
 }
 
 // signalContext is cancelled on SIGINT or SIGTERM, so servers shut down gracefully.
-func signalContext() (context.Context, context.CancelFunc) {
-	return signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-}
+func signalContext() (context.Context, context.CancelFunc) { return cli.SignalContext() }
 
+// runExporter is shared with the lean edgeloop-exporter binary (cmd/internal/cli).
 func runExporter(args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("edgeloop exporter", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var f serverFlags
-	f.register(fs, "exporter")
-	if err := fs.Parse(args); err != nil {
-		return flagExit(err)
-	}
-	cfg, err := exporter.LoadConfig(f.configFile)
-	if err != nil {
-		fmt.Fprintf(stderr, "edgeloop exporter: invalid configuration:\n%v\n", err)
-		return exitUsage
-	}
-	if f.configCheck {
-		fmt.Fprintf(stdout, "configuration %s is valid\n", displayName(f.configFile))
-		return exitOK
-	}
-	// Each part logs with its own component=...; the lines of this command are the exporter's.
-	base := telemetry.NewLogger(stderr, cfg.Log)
-	logger := base.With("component", "exporter")
-	ctx, stop := signalContext()
-	defer stop()
-	tracing, err := telemetry.NewTracing(ctx, cfg.Tracing, "edgeloop-exporter", version.Get().Version)
-	if err != nil {
-		logger.Error("cannot start tracing", "err", err)
-		return exitFailure
-	}
-	defer shutdownTracing(tracing, logger)
-	e, err := exporter.New(cfg, nvml.New(), tracing, base)
-	if err != nil {
-		logger.Error("cannot start", "err", err)
-		return exitFailure
-	}
-	// SIGHUP reloads the inference port's tokens: a leaked client token is revoked in place.
-	defer reloadOnSIGHUP(ctx, e.Reload)()
-	if err := e.Run(ctx); err != nil {
-		logger.Error("stopped on error", "err", err)
-		return exitFailure
-	}
-	return exitOK
+	return cli.RunExporter("edgeloop exporter", args, stdout, stderr)
 }
 
-func displayName(path string) string {
-	if path == "" {
-		return "(built-in defaults)"
-	}
-	return path
-}
+func displayName(path string) string { return cli.DisplayName(path) }
 
-func shutdownTracing(t *telemetry.Tracing, logger *slog.Logger) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	if err := t.Shutdown(ctx); err != nil {
-		logger.Warn("traces may be lost", "err", err)
-	}
-}
+func shutdownTracing(t *telemetry.Tracing, logger *slog.Logger) { cli.ShutdownTracing(t, logger) }

@@ -5,10 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
-	"os/signal"
-	"syscall"
 
+	"github.com/edgeloop/edgeloop/cmd/internal/cli"
 	"github.com/edgeloop/edgeloop/collector"
 	"github.com/edgeloop/edgeloop/internal/telemetry"
 	"github.com/edgeloop/edgeloop/internal/version"
@@ -58,20 +56,5 @@ func runCollector(args []string, stdout, stderr io.Writer) int {
 // reloadOnSIGHUP calls reload on every SIGHUP until ctx ends; reload logs its own errors (the
 // old settings stay). The returned function stops listening.
 func reloadOnSIGHUP(ctx context.Context, reload func() error) (stop func()) {
-	hup := make(chan os.Signal, 1)
-	signal.Notify(hup, syscall.SIGHUP)
-	done := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-done:
-				return
-			case <-hup:
-				_ = reload()
-			}
-		}
-	}()
-	return func() { signal.Stop(hup); close(done) }
+	return cli.ReloadOnSIGHUP(ctx, reload)
 }

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/edgeloop/edgeloop/cmd/internal/cli"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/retrain/publish"
@@ -93,14 +94,7 @@ func runModelKeygen(args []string, stdout, stderr io.Writer) int {
 }
 
 // modelStrings is a repeatable string flag.
-type modelStrings []string
-
-func (s *modelStrings) String() string { return strings.Join(*s, ",") }
-
-func (s *modelStrings) Set(v string) error {
-	*s = append(*s, v)
-	return nil
-}
+type modelStrings = cli.Strings
 
 // modelManifestFlags override what DraftManifest finds in a version directory.
 type modelManifestFlags struct {
@@ -182,29 +176,9 @@ func runModelSign(args []string, stdout, stderr io.Writer) int {
 	return exitOK
 }
 
+// runModelVerify is shared with the lean edgeloop-exporter binary (cmd/internal/cli).
 func runModelVerify(args []string, stdout, stderr io.Writer) int {
-	fs := newModelFlagSet("verify", "DIR", stderr)
-	var pubs modelStrings
-	fs.Var(&pubs, "pub", "trusted public key file, or a directory of *.pub files (repeatable)")
-	model := fs.String("model", "", "also require the manifest to name this model")
-	version := fs.Int64("version", 0, "also require the manifest to name this version")
-	if err := fs.Parse(args); err != nil {
-		return flagExit(err)
-	}
-	dir, ok := modelDir(fs)
-	if !ok || len(pubs) == 0 {
-		return modelUsageError(stderr, fs, "--pub and one version directory are required")
-	}
-	v, err := modelrepo.LoadVerifier(pubs...)
-	if err != nil {
-		return modelFail(stderr, "verify", "%v", err)
-	}
-	m, err := modelrepo.VerifyDir(dir, v, *model, *version)
-	if err != nil {
-		return modelFail(stderr, "verify", "%v (%s)", err, modelrepo.Reason(err))
-	}
-	fmt.Fprintf(stdout, "OK: %s is %s version %d, %d files, signed by key %s\n", dir, m.Model, m.Version, len(m.Files), m.Signature.KeyID)
-	return exitOK
+	return cli.RunModelVerify("edgeloop model", args, stdout, stderr)
 }
 
 func runModelPublish(args []string, stdout, stderr io.Writer) int {

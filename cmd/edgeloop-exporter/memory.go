@@ -1,0 +1,4 @@
+package main
+
+// applyMemoryDefaults sets nothing yet; see docs/deploy.md.
+func applyMemoryDefaults() {}
