@@ -18,8 +18,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/internal/fsutil"
+	"github.com/edgeloop/edgeloop/internal/httpjson"
+	"github.com/edgeloop/edgeloop/internal/token"
 	"github.com/edgeloop/edgeloop/retrain/jobs"
 )
 
@@ -49,7 +50,7 @@ func (c *Controller) requireWebhook(next http.Handler) http.Handler {
 		c.tokensMu.RLock()
 		tokens := c.webhookTokens
 		c.tokensMu.RUnlock()
-		if tok, ok := auth.Bearer(r); ok {
+		if tok, ok := token.Bearer(r); ok {
 			if _, ok := tokens.Lookup(tok); ok {
 				next.ServeHTTP(w, r)
 				return
@@ -61,7 +62,7 @@ func (c *Controller) requireWebhook(next http.Handler) http.Handler {
 			}
 		}
 		w.Header().Set("WWW-Authenticate", `Bearer realm="edgeloop-retrain"`)
-		auth.Error(w, http.StatusUnauthorized, "no valid credential: send the webhook token as Authorization: Bearer, or basic auth with its id as the user")
+		httpjson.Error(w, http.StatusUnauthorized, "no valid credential: send the webhook token as Authorization: Bearer, or basic auth with its id as the user")
 	})
 }
 
@@ -71,16 +72,16 @@ func (c *Controller) requireOperator(next http.Handler) http.Handler {
 		c.tokensMu.RLock()
 		tokens := c.operatorTokens
 		c.tokensMu.RUnlock()
-		tok, ok := auth.Bearer(r)
+		tok, ok := token.Bearer(r)
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="edgeloop-retrain"`)
-			auth.Error(w, http.StatusUnauthorized, "no credential: send Authorization: Bearer <operator token>")
+			httpjson.Error(w, http.StatusUnauthorized, "no credential: send Authorization: Bearer <operator token>")
 			return
 		}
 		id, ok := tokens.Lookup(tok)
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="edgeloop-retrain"`)
-			auth.Error(w, http.StatusUnauthorized, "unknown or revoked operator token")
+			httpjson.Error(w, http.StatusUnauthorized, "unknown or revoked operator token")
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), operatorKey{}, id)))
@@ -164,12 +165,12 @@ func decodeWebhook(data []byte) (*Webhook, error) {
 func (c *Controller) serveWebhook(w http.ResponseWriter, r *http.Request) {
 	body, code, err := readBody(w, r, maxWebhookBody)
 	if err != nil {
-		auth.Error(w, code, err.Error())
+		httpjson.Error(w, code, err.Error())
 		return
 	}
 	wh, err := decodeWebhook(body)
 	if err != nil {
-		auth.Error(w, http.StatusBadRequest, err.Error())
+		httpjson.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	decisions := make([]Decision, 0, len(wh.Alerts))
@@ -197,7 +198,7 @@ func (c *Controller) serveWebhook(w http.ResponseWriter, r *http.Request) {
 			// Alertmanager retries a 5xx; the decisions made so far are recorded, and the
 			// retry finds them as duplicates or active jobs.
 			w.Header().Set("Retry-After", "30")
-			auth.Error(w, http.StatusServiceUnavailable, "cannot decide now: "+err.Error())
+			httpjson.Error(w, http.StatusServiceUnavailable, "cannot decide now: "+err.Error())
 			return
 		}
 		decisions = append(decisions, d)
@@ -225,7 +226,7 @@ type ManualRequest struct {
 func (c *Controller) serveManual(w http.ResponseWriter, r *http.Request) {
 	body, code, err := readBody(w, r, maxManualBody)
 	if err != nil {
-		auth.Error(w, code, err.Error())
+		httpjson.Error(w, code, err.Error())
 		return
 	}
 	var req ManualRequest
@@ -233,24 +234,24 @@ func (c *Controller) serveManual(w http.ResponseWriter, r *http.Request) {
 		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil {
-			auth.Error(w, http.StatusBadRequest, "body: "+err.Error()+` (want {"reason": "...", "force": false} or nothing)`)
+			httpjson.Error(w, http.StatusBadRequest, "body: "+err.Error()+` (want {"reason": "...", "force": false} or nothing)`)
 			return
 		}
 	}
 	if len(req.Reason) > 1024 {
-		auth.Error(w, http.StatusBadRequest, "reason: at most 1024 bytes")
+		httpjson.Error(w, http.StatusBadRequest, "reason: at most 1024 bytes")
 		return
 	}
 	model := r.PathValue("model")
 	if _, ok := c.models[model]; !ok {
-		auth.Error(w, http.StatusNotFound, fmt.Sprintf("model %q is not in the controller's models", model))
+		httpjson.Error(w, http.StatusNotFound, fmt.Sprintf("model %q is not in the controller's models", model))
 		return
 	}
 	op, _ := r.Context().Value(operatorKey{}).(string)
 	d, err := c.admit(r.Context(), admission{Trigger: Trigger{Source: SourceManual, Model: model, By: op, Reason: req.Reason}, Force: req.Force})
 	if err != nil {
 		w.Header().Set("Retry-After", "30")
-		auth.Error(w, http.StatusServiceUnavailable, "cannot decide now: "+err.Error())
+		httpjson.Error(w, http.StatusServiceUnavailable, "cannot decide now: "+err.Error())
 		return
 	}
 	if d.Started == "" {
@@ -279,7 +280,7 @@ func (c *Controller) serveJobs(w http.ResponseWriter, r *http.Request) {
 func (c *Controller) serveJob(w http.ResponseWriter, r *http.Request) {
 	j := c.snapshot(r.PathValue("id"))
 	if j == nil {
-		auth.Error(w, http.StatusNotFound, fmt.Sprintf("no job %q (finished jobs beyond policy.keep_jobs are forgotten)", r.PathValue("id")))
+		httpjson.Error(w, http.StatusNotFound, fmt.Sprintf("no job %q (finished jobs beyond policy.keep_jobs are forgotten)", r.PathValue("id")))
 		return
 	}
 	writeJSON200(w, j)
@@ -311,18 +312,18 @@ func (c *Controller) serveCancel(w http.ResponseWriter, r *http.Request) {
 	c.mu.Unlock()
 	switch {
 	case j == nil:
-		auth.Error(w, http.StatusNotFound, fmt.Sprintf("no job %q", id))
+		httpjson.Error(w, http.StatusNotFound, fmt.Sprintf("no job %q", id))
 		return
 	case phase.Done():
-		auth.Error(w, http.StatusConflict, fmt.Sprintf("job %s already ended: %s", id, phase))
+		httpjson.Error(w, http.StatusConflict, fmt.Sprintf("job %s already ended: %s", id, phase))
 		return
 	case phase == PhasePublishing || phase == PhaseSoaking:
-		auth.Error(w, http.StatusConflict, fmt.Sprintf("job %s is %s: a published version is rolled back with edgeloop model alias, not cancelled", id, phase))
+		httpjson.Error(w, http.StatusConflict, fmt.Sprintf("job %s is %s: a published version is rolled back with edgeloop model alias, not cancelled", id, phase))
 		return
 	}
 	if ref != nil && phase == PhaseRunning {
 		if err := c.backend.Cancel(r.Context(), *ref); err != nil {
-			auth.Error(w, http.StatusBadGateway, "cancel: "+err.Error())
+			httpjson.Error(w, http.StatusBadGateway, "cancel: "+err.Error())
 			return
 		}
 	}
@@ -343,26 +344,26 @@ func (c *Controller) CallbackToken(id string) string {
 func (c *Controller) serveComplete(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	tok := r.URL.Query().Get("token")
-	if t, ok := auth.Bearer(r); ok {
+	if t, ok := token.Bearer(r); ok {
 		tok = t
 	}
 	if !hmac.Equal([]byte(tok), []byte(c.CallbackToken(id))) {
-		auth.Error(w, http.StatusUnauthorized, "wrong or missing job token: use the callback URL the job was given")
+		httpjson.Error(w, http.StatusUnauthorized, "wrong or missing job token: use the callback URL the job was given")
 		return
 	}
 	completer, ok := c.backend.(jobs.Completer)
 	if !ok {
-		auth.Error(w, http.StatusConflict, fmt.Sprintf("the %s backend does not take completion callbacks", c.backend.Name()))
+		httpjson.Error(w, http.StatusConflict, fmt.Sprintf("the %s backend does not take completion callbacks", c.backend.Name()))
 		return
 	}
 	body, code, err := readBody(w, r, maxCompletionBody)
 	if err != nil {
-		auth.Error(w, code, err.Error())
+		httpjson.Error(w, code, err.Error())
 		return
 	}
 	st, err := jobs.DecodeCompletion(bytes.NewReader(body))
 	if err != nil {
-		auth.Error(w, http.StatusBadRequest, err.Error())
+		httpjson.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	// A job that fails at once may call back before Start has returned its reference: give
@@ -374,21 +375,21 @@ func (c *Controller) serveComplete(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case j == nil:
-		auth.Error(w, http.StatusNotFound, fmt.Sprintf("no job %q", id))
+		httpjson.Error(w, http.StatusNotFound, fmt.Sprintf("no job %q", id))
 		return
 	case j.Ref == nil && j.Phase == PhasePreparing:
 		w.Header().Set("Retry-After", "5")
-		auth.Error(w, http.StatusServiceUnavailable, fmt.Sprintf("job %s is still starting: retry", id))
+		httpjson.Error(w, http.StatusServiceUnavailable, fmt.Sprintf("job %s is still starting: retry", id))
 		return
 	case j.Ref == nil:
-		auth.Error(w, http.StatusConflict, fmt.Sprintf("job %s never started: %s", id, j.Phase))
+		httpjson.Error(w, http.StatusConflict, fmt.Sprintf("job %s never started: %s", id, j.Phase))
 		return
 	case j.Phase != PhaseRunning:
 		writeJSON200(w, map[string]string{"job": id, "status": "already " + string(j.Phase)})
 		return
 	}
 	if err := completer.Complete(*j.Ref, st); err != nil {
-		auth.Error(w, http.StatusConflict, err.Error())
+		httpjson.Error(w, http.StatusConflict, err.Error())
 		return
 	}
 	writeJSON200(w, map[string]string{"job": id, "status": "recorded"})

@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"time"
 
-	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/internal/config"
 	ds "github.com/edgeloop/edgeloop/internal/dataset"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
@@ -311,7 +310,7 @@ func (c AuthConfig) Validate() error {
 		if f.path == "" {
 			continue
 		}
-		if _, err := auth.LoadTokens(f.path); err != nil {
+		if _, err := token.LoadList(f.path); err != nil {
 			errs = append(errs, config.Errorf(f.field, "%v", err))
 		}
 	}

@@ -14,10 +14,10 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.yaml.in/yaml/v3"
 
-	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/internal/config"
 	"github.com/edgeloop/edgeloop/internal/config/configtest"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
+	"github.com/edgeloop/edgeloop/internal/token"
 )
 
 // testTokensEnv names the tokens file the files in testdata/invalid use: they must be valid
@@ -25,10 +25,10 @@ import (
 const testTokensEnv = "EDGELOOP_TEST_TOKENS_FILE"
 
 // writeTokens writes a tokens file with one entry into dir and returns its path.
-func writeTokens(t *testing.T, dir, name, id, token string) string {
+func writeTokens(t *testing.T, dir, name, id, tok string) string {
 	t.Helper()
 	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, []byte(auth.HashToken(id, token)+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(p, []byte(token.HashLine(id, tok)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return p

@@ -15,10 +15,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/telemetry"
+	"github.com/edgeloop/edgeloop/internal/token"
 	"github.com/edgeloop/edgeloop/internal/version"
 	"github.com/edgeloop/edgeloop/internal/web"
 	"github.com/edgeloop/edgeloop/retrain/jobs"
@@ -65,8 +65,8 @@ type Controller struct {
 	buckets  []objstore.Bucket
 
 	tokensMu       sync.RWMutex
-	webhookTokens  auth.Tokens
-	operatorTokens auth.Tokens
+	webhookTokens  token.List
+	operatorTokens token.List
 	callbackKey    []byte
 
 	// admitMu serializes admissions, so that two triggers for one model cannot both pass the
@@ -238,13 +238,13 @@ func (c *Controller) externalURL() string {
 
 // loadTokens (re)reads the token files.
 func (c *Controller) loadTokens() error {
-	wh, err := auth.LoadTokens(c.cfg.Auth.WebhookTokensFile)
+	wh, err := token.LoadList(c.cfg.Auth.WebhookTokensFile)
 	if err != nil {
 		return fmt.Errorf("auth.webhook_tokens_file: %w", err)
 	}
-	var ops auth.Tokens
+	var ops token.List
 	if f := c.cfg.Auth.OperatorTokensFile; f != "" {
-		if ops, err = auth.LoadTokens(f); err != nil {
+		if ops, err = token.LoadList(f); err != nil {
 			return fmt.Errorf("auth.operator_tokens_file: %w", err)
 		}
 	}

@@ -18,9 +18,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
-	"github.com/edgeloop/edgeloop/collector/auth"
 	ds "github.com/edgeloop/edgeloop/internal/dataset"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
+	"github.com/edgeloop/edgeloop/internal/token"
 	"github.com/edgeloop/edgeloop/retrain/jobs"
 )
 
@@ -199,8 +199,8 @@ func testConfig(t *testing.T) (Config, *fakeCollector) {
 	cfg := DefaultConfig()
 	cfg.Web.Listen = "127.0.0.1:0"
 	cfg.StateDir = filepath.Join(dir, "state")
-	cfg.Auth.WebhookTokensFile = write("webhook.tokens", auth.HashToken("alertmanager", webhookToken)+"\n")
-	cfg.Auth.OperatorTokensFile = write("operator.tokens", auth.HashToken("alice", operatorToken)+"\n")
+	cfg.Auth.WebhookTokensFile = write("webhook.tokens", token.HashLine("alertmanager", webhookToken)+"\n")
+	cfg.Auth.OperatorTokensFile = write("operator.tokens", token.HashLine("alice", operatorToken)+"\n")
 	cfg.Repository.Bucket = "file://" + bucket
 	cfg.Repository.SigningKeyFile = keys.Private
 	cfg.Dataset.CollectorURL = fc.srv.URL

@@ -1,28 +1,25 @@
 // Package auth authenticates the collector's callers: edge nodes (bearer tokens or TLS client
 // certificates, each bound to one node ID) and operators (bearer tokens for the catalog, labels
 // and dataset endpoints). Token files hold SHA-256 hashes, never tokens, so a leaked file or
-// backup does not let anyone send samples; Reload swaps them atomically (SIGHUP).
+// backup does not let anyone send samples; Reload swaps them atomically (SIGHUP). The files'
+// format, their checks and the constant-time lookup are internal/token's, shared with the
+// exporter and the retrain controller; this package keeps what only the collector has: node
+// identities (tokens or client certificates), operators, and the certificate lists.
 package auth
 
 import (
-	"bufio"
-	"bytes"
 	"context"
-	"crypto/sha256"
-	"crypto/subtle"
 	"crypto/x509"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
-	"regexp"
-	"strings"
 	"sync"
 
 	"github.com/edgeloop/edgeloop/internal/config"
+	"github.com/edgeloop/edgeloop/internal/httpjson"
+	"github.com/edgeloop/edgeloop/internal/sample"
 	"github.com/edgeloop/edgeloop/internal/token"
 )
 
@@ -34,10 +31,6 @@ const NodeURIPrefix = "edgeloop-node:"
 // NodeHeader is the header in which a node names itself; the credential decides, the header
 // must agree (docs/wire-format.md).
 const NodeHeader = "X-Edgeloop-Node"
-
-// idRE is what a node or operator ID may look like: the sample format's name rule, so an
-// ID is safe in a metric label, a URL path and an object key.
-var idRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
 
 // Config is the collector's `auth:` section.
 type Config struct {
@@ -70,7 +63,7 @@ func (c Config) Validate() error {
 		if f.path == "" {
 			continue
 		}
-		if _, err := LoadTokens(f.path); err != nil {
+		if _, err := loadTokens(f.path); err != nil {
 			errs = append(errs, fieldError(f.field, err))
 		}
 	}
@@ -97,106 +90,19 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// Tokens are the credentials of one tokens file: SHA-256 hashes of tokens and the IDs they
-// are bound to.
-type Tokens struct{ entries []tokenEntry }
-
-type tokenEntry struct {
-	sum [sha256.Size]byte
-	id  string
-}
-
-// Len is the number of tokens.
-func (t Tokens) Len() int { return len(t.entries) }
-
-// LoadTokens reads a tokens file: one "<id> sha256:<64 hex>" per line; blank lines and
-// "#" comments are skipped. Every malformed line is an error naming its number, and so is a
-// hash given twice (two IDs cannot share a credential). An empty file, or one holding a bare
-// token instead of its hash, is refused with a message saying what the key expects
-// (internal/token).
-func LoadTokens(path string) (Tokens, error) {
-	data, err := token.ReadHashList(path)
+// loadTokens reads a tokens file (internal/token's hash list), its errors prefixed as the
+// collector's others are.
+func loadTokens(path string) (token.List, error) {
+	l, err := token.LoadList(path)
 	if err != nil {
-		return Tokens{}, fmt.Errorf("auth: tokens: %w", err)
+		return token.List{}, fmt.Errorf("auth: %w", err)
 	}
-	t, err := ParseTokens(data)
-	if err != nil {
-		return Tokens{}, fmt.Errorf("auth: tokens %s: %w", path, err)
-	}
-	return t, nil
+	return l, nil
 }
 
-// ParseTokens parses the content of a tokens file (see LoadTokens).
-func ParseTokens(data []byte) (Tokens, error) {
-	var t Tokens
-	seen := map[[sha256.Size]byte]string{}
-	var errs []error
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 4096), 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		line := sc.Text()
-		if i := strings.IndexByte(line, '#'); i >= 0 {
-			line = line[:i]
-		}
-		fields := strings.Fields(line)
-		if len(fields) == 0 {
-			continue
-		}
-		if len(fields) != 2 {
-			errs = append(errs, fmt.Errorf("line %d: want \"<id> sha256:<64 hex digits>\", got %d fields", n, len(fields)))
-			continue
-		}
-		id, hash := fields[0], fields[1]
-		if !idRE.MatchString(id) {
-			errs = append(errs, fmt.Errorf("line %d: id %.64q must be 1-128 letters, digits, '.', '_' or '-', starting with a letter, digit or '_'", n, id))
-			continue
-		}
-		hexHash, ok := strings.CutPrefix(hash, "sha256:")
-		var sum [sha256.Size]byte
-		if b, err := hex.DecodeString(hexHash); !ok || err != nil || len(b) != sha256.Size {
-			errs = append(errs, fmt.Errorf("line %d: the hash must be sha256: and 64 hex digits (sha256sum of the token)", n))
-			continue
-		} else {
-			copy(sum[:], b)
-		}
-		if other, dup := seen[sum]; dup {
-			errs = append(errs, fmt.Errorf("line %d: the same hash as %s's: every credential is bound to one id", n, other))
-			continue
-		}
-		seen[sum] = id
-		t.entries = append(t.entries, tokenEntry{sum: sum, id: id})
-	}
-	if err := sc.Err(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
-		return Tokens{}, err
-	}
-	return t, nil
-}
-
-// HashToken returns the line a tokens file holds for id and token.
-func HashToken(id, token string) string {
-	sum := sha256.Sum256([]byte(token))
-	return id + " sha256:" + hex.EncodeToString(sum[:])
-}
-
-// Lookup returns the ID token is bound to. It compares the token's hash with every entry in
-// constant time and does not stop at a match, so the time taken says nothing about which
-// entry, or how much of one, matched (10,000 entries take some tens of microseconds).
-func (t Tokens) Lookup(token string) (string, bool) {
-	sum := sha256.Sum256([]byte(token))
-	found := -1
-	for i := range t.entries {
-		if subtle.ConstantTimeCompare(sum[:], t.entries[i].sum[:]) == 1 {
-			found = i
-		}
-	}
-	if found < 0 {
-		return "", false
-	}
-	return t.entries[found].id, true
-}
+// HashToken returns the line a tokens file holds for id and tok (token.HashLine), for the
+// collector's test helpers and the integrators that write tokens files.
+func HashToken(id, tok string) string { return token.HashLine(id, tok) }
 
 func loadCAs(path string) (*x509.CertPool, error) {
 	pem, err := os.ReadFile(path)
@@ -217,8 +123,8 @@ type Auth struct {
 	logger *slog.Logger
 
 	mu        sync.RWMutex
-	nodes     Tokens
-	operators Tokens
+	nodes     token.List
+	operators token.List
 	cas       *x509.CertPool
 	deny      CertList
 	allow     *CertList // nil: every certificate the CAs signed and deny does not list
@@ -237,16 +143,16 @@ func New(cfg Config, logger *slog.Logger) (*Auth, error) {
 }
 
 func (a *Auth) load() error {
-	var nodes, ops Tokens
+	var nodes, ops token.List
 	var cas *x509.CertPool
 	var err error
 	if a.cfg.TokensFile != "" {
-		if nodes, err = LoadTokens(a.cfg.TokensFile); err != nil {
+		if nodes, err = loadTokens(a.cfg.TokensFile); err != nil {
 			return err
 		}
 	}
 	if a.cfg.OperatorTokensFile != "" {
-		if ops, err = LoadTokens(a.cfg.OperatorTokensFile); err != nil {
+		if ops, err = loadTokens(a.cfg.OperatorTokensFile); err != nil {
 			return err
 		}
 	}
@@ -320,25 +226,8 @@ func OperatorFrom(ctx context.Context) (string, bool) {
 	return id, ok
 }
 
-// Error writes a JSON error answer, the shape every collector endpoint uses.
-func Error(w http.ResponseWriter, code int, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(code)
-	b, _ := json.Marshal(map[string]string{"error": msg})
-	w.Write(append(b, '\n'))
-}
-
-// Bearer returns the request's bearer token.
-func Bearer(r *http.Request) (string, bool) {
-	h := r.Header.Get("Authorization")
-	scheme, tok, ok := strings.Cut(h, " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return "", false
-	}
-	tok = strings.TrimSpace(tok)
-	return tok, tok != ""
-}
+// Error writes a JSON error answer, the shape every collector endpoint uses (internal/httpjson).
+func Error(w http.ResponseWriter, code int, msg string) { httpjson.Error(w, code, msg) }
 
 // Node returns the node the request's credential is bound to: its bearer token's, else its
 // verified client certificate's. The error is the message of a 401.
@@ -346,7 +235,7 @@ func (a *Auth) Node(r *http.Request) (string, error) {
 	a.mu.RLock()
 	nodes, cas, deny, allow := a.nodes, a.cas, a.deny, a.allow
 	a.mu.RUnlock()
-	if tok, ok := Bearer(r); ok {
+	if tok, ok := token.Bearer(r); ok {
 		if id, ok := nodes.Lookup(tok); ok {
 			return id, nil
 		}
@@ -382,13 +271,13 @@ func certNode(chain []*x509.Certificate, cas *x509.CertPool) (string, error) {
 	for _, u := range leaf.URIs {
 		if u.Scheme+":" == NodeURIPrefix {
 			id := u.Opaque
-			if !idRE.MatchString(id) {
+			if !sample.ValidName(id) {
 				return "", fmt.Errorf("client certificate: node id %.64q in its URI SAN is not a valid id", id)
 			}
 			return id, nil
 		}
 	}
-	if id := leaf.Subject.CommonName; idRE.MatchString(id) {
+	if id := leaf.Subject.CommonName; sample.ValidName(id) {
 		return id, nil
 	}
 	return "", errors.New("client certificate names no node: want a URI SAN edgeloop-node:<id> or a CommonName that is a valid id")
@@ -420,7 +309,7 @@ func (a *Auth) RequireOperator(next http.Handler) http.Handler {
 		a.mu.RLock()
 		ops, nodes := a.operators, a.nodes
 		a.mu.RUnlock()
-		tok, ok := Bearer(r)
+		tok, ok := token.Bearer(r)
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="edgeloop"`)
 			Error(w, http.StatusUnauthorized, "no credential: send Authorization: Bearer <operator token>")

@@ -13,44 +13,9 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
-
-func TestParseTokens(t *testing.T) {
-	good := HashToken("edge-1", "s3cret")
-	for _, tc := range []struct {
-		name, content, wantErr string
-		n                      int
-	}{
-		{"valid with comments", "# fleet\n\n" + good + "  # the first\n" + HashToken("edge-2", "other") + "\n", "", 2},
-		{"three fields", good + " extra\n", "line 1: want", 0},
-		{"not sha256", "edge-1 md5:abcd\n", "line 1: the hash must be", 0},
-		{"short hash", "edge-1 sha256:abcd\n", "line 1: the hash must be", 0},
-		{"bad id", strings.Replace(good, "edge-1", "../x", 1) + "\n", "line 1: id", 0},
-		{"shared hash", good + "\n" + strings.Replace(good, "edge-1", "edge-2", 1) + "\n", "line 2: the same hash as edge-1's", 0},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			tok, err := ParseTokens([]byte(tc.content))
-			if tc.wantErr != "" {
-				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
-					t.Fatalf("error %v, want %q", err, tc.wantErr)
-				}
-				return
-			}
-			if err != nil || tok.Len() != tc.n {
-				t.Fatalf("%d tokens, %v; want %d", tok.Len(), err, tc.n)
-			}
-			if id, ok := tok.Lookup("s3cret"); !ok || id != "edge-1" {
-				t.Fatalf("lookup = %q, %v", id, ok)
-			}
-			if _, ok := tok.Lookup("s3cre"); ok {
-				t.Fatal("a prefix of the token matched")
-			}
-		})
-	}
-}
 
 func TestOperator(t *testing.T) {
 	dir := t.TempDir()

@@ -5,16 +5,16 @@ import (
 	"net/http"
 	"sync/atomic"
 
-	"github.com/edgeloop/edgeloop/collector/auth"
+	"github.com/edgeloop/edgeloop/internal/token"
 )
 
-// tokenAuth checks the bearer tokens of the front's clients against a tokens file in the
-// collector's format (collector/auth: SHA-256 hashes, never tokens, so the file on a stolen
-// node gives nobody a token). It is built only when tokens_file is set: with auth off the
+// tokenAuth checks the bearer tokens of the front's clients against a hash list
+// (internal/token: SHA-256 hashes, never tokens, so the file on a stolen node gives nobody a
+// token). It is built only when tokens_file is set: with auth off the
 // request path is the same as before, without a wrapper or an allocation.
 type tokenAuth struct {
 	path   string
-	tokens atomic.Pointer[auth.Tokens]
+	tokens atomic.Pointer[token.List]
 }
 
 func newTokenAuth(path string) (*tokenAuth, error) {
@@ -26,7 +26,7 @@ func newTokenAuth(path string) (*tokenAuth, error) {
 }
 
 func (a *tokenAuth) reload() error {
-	t, err := auth.LoadTokens(a.path)
+	t, err := token.LoadList(a.path)
 	if err != nil {
 		return err
 	}
@@ -43,7 +43,7 @@ func openPath(p string) bool { return p == "/v2/health/live" || p == "/v2/health
 func (a *tokenAuth) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !openPath(r.URL.Path) {
-			tok, ok := auth.Bearer(r)
+			tok, ok := token.Bearer(r)
 			if !ok {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="edgeloop-inference"`)
 				writeError(w, http.StatusUnauthorized, "no credential: send Authorization: Bearer <token>")

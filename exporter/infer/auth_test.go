@@ -20,7 +20,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeloop/edgeloop/collector/auth"
+	"github.com/edgeloop/edgeloop/internal/token"
 )
 
 // TestTokenAuth checks tokens_file: 401 without a token and with a wrong one, 200 with a
@@ -29,7 +29,7 @@ import (
 func TestTokenAuth(t *testing.T) {
 	dir := t.TempDir()
 	tokens := filepath.Join(dir, "tokens")
-	if err := os.WriteFile(tokens, []byte(auth.HashToken("camera-app", "good-token")+"\n"+auth.HashToken("kiosk", "other-token")+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(tokens, []byte(token.HashLine("camera-app", "good-token")+"\n"+token.HashLine("kiosk", "other-token")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cfg := testConfig()
@@ -61,7 +61,7 @@ func TestTokenAuth(t *testing.T) {
 		}
 	}
 
-	if err := os.WriteFile(tokens, []byte(auth.HashToken("kiosk", "other-token")+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(tokens, []byte(token.HashLine("kiosk", "other-token")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.ReloadAuth(); err != nil {
@@ -99,8 +99,8 @@ func TestAuthConfigErrors(t *testing.T) {
 		edit func(*Config)
 		want string
 	}{
-		{"tokens file missing", func(c *Config) { c.TokensFile = filepath.Join(dir, "nope") }, "tokens_file: auth: tokens"},
-		{"tokens file malformed", func(c *Config) { c.TokensFile = bad }, "tokens_file: auth: tokens"},
+		{"tokens file missing", func(c *Config) { c.TokensFile = filepath.Join(dir, "nope") }, "tokens_file: tokens"},
+		{"tokens file malformed", func(c *Config) { c.TokensFile = bad }, "tokens_file: tokens"},
 		{"web config missing", func(c *Config) { c.WebConfigFile = filepath.Join(dir, "nope.yml") }, "web_config_file: "},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -124,7 +124,7 @@ func TestTLS(t *testing.T) {
 		t.Fatal(err)
 	}
 	tokens := filepath.Join(dir, "tokens")
-	os.WriteFile(tokens, []byte(auth.HashToken("app", "good-token")+"\n"), 0o600)
+	os.WriteFile(tokens, []byte(token.HashLine("app", "good-token")+"\n"), 0o600)
 	cfg := testConfig()
 	cfg.WebConfigFile, cfg.TokensFile = webCfg, tokens
 	if err := cfg.Validate(); err != nil {

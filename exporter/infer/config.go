@@ -9,11 +9,11 @@ import (
 
 	toolkit "github.com/prometheus/exporter-toolkit/web"
 
-	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/exporter/observe"
 	"github.com/edgeloop/edgeloop/exporter/runtime/upstream"
 	"github.com/edgeloop/edgeloop/internal/config"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
+	"github.com/edgeloop/edgeloop/internal/token"
 )
 
 // DefaultListen is the inference front's default address: the Open Inference Protocol's HTTP
@@ -86,7 +86,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.TokensFile != "" {
-		if _, err := auth.LoadTokens(c.TokensFile); err != nil {
+		if _, err := token.LoadList(c.TokensFile); err != nil {
 			errs = append(errs, config.Errorf("tokens_file", "%v", err))
 		}
 	}

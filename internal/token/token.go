@@ -139,7 +139,7 @@ func ParseSecret(data []byte) (string, error) {
 }
 
 // ReadHashList reads a hash list file and returns its content for the server's parser
-// (collector/auth.ParseTokens checks each line). It refuses an empty file and a file holding
+// (ParseList checks each line; LoadList does both). It refuses an empty file and a file holding
 // one bare token: a secret in a server's file means the token itself sits on the server, and
 // no client could match it.
 func ReadHashList(path string) ([]byte, error) {
