@@ -110,6 +110,14 @@ type Server struct {
 	instance string
 }
 
+// errCatalogNotRead answers a batch that arrives before the catalog's first read of the
+// bucket (docs/collector.md, no sample stored twice).
+var errCatalogNotRead = errors.New("the catalog has not read the bucket since the collector started: a resend cannot be told from a new batch yet")
+
+// catalogStartTimeout bounds the catalog's first read of the bucket in New; Run goes on
+// retrying after it.
+const catalogStartTimeout = 30 * time.Second
+
 // New opens the bucket and the write-ahead log (recovering what a crash left), seeds the
 // duplicate set from the log, and binds the listener.
 func New(cfg Config, opts Options) (*Server, error) {
@@ -167,8 +175,25 @@ func New(cfg Config, opts Options) (*Server, error) {
 		return nil, fmt.Errorf("collector: %w", err)
 	}
 	s.registry.MustRegister(s.catalog)
-	// Keys in uploaded shards are duplicates too, not only those still in the log.
-	dedup.SetKnown(func(key string) bool { _, ok := s.catalog.Locate(key); return ok })
+	// Keys in uploaded shards are duplicates too, not only those still in the log. Until the
+	// catalog has read the bucket, a resend of a batch uploaded before a restart cannot be
+	// told from a new one: such batches are answered 503 and sent again, not stored twice.
+	dedup.SetKnown(func(key string) (bool, error) {
+		if _, ok := s.catalog.Locate(key); ok {
+			return true, nil
+		}
+		if !s.catalog.Synced() {
+			return false, errCatalogNotRead
+		}
+		return false, nil
+	})
+	// The catalog's first read of the bucket, before the listener serves, so that ingest does
+	// not start with 503s; Run retries one that failed.
+	rctx, cancel := context.WithTimeout(context.Background(), catalogStartTimeout)
+	if err := s.catalog.Rebuild(rctx); err != nil {
+		s.logger.Warn("catalog: cannot read the bucket at start; ingest answers 503 until it can", "err", err)
+	}
+	cancel()
 	onShard := s.catalog.AddShard
 	if opts.OnShard != nil {
 		onShard = func(ctx context.Context, key string, entries []sample.IndexEntry) {

@@ -29,8 +29,7 @@ type slot struct {
 // up to a bound: the oldest are forgotten first. It answers "already stored" for a resend of
 // a batch whose answer was lost, which is the common duplicate; with SetKnown it also asks
 // the catalog, so a resend older than the window, or arriving after a restart, is a duplicate
-// once the catalog knows its shard (a copy stored all the same is harmless: the catalog and
-// the dataset readers keep one copy per key).
+// once the catalog knows its shard.
 // Dedup is safe for concurrent use.
 type Dedup struct {
 	mu    sync.Mutex
@@ -39,7 +38,7 @@ type Dedup struct {
 	next  int
 	full  bool
 	// known, when set, says whether a key is in an uploaded shard (SetKnown).
-	known func(key string) bool
+	known func(key string) (bool, error)
 }
 
 // NewDedup returns a set remembering up to size keys (at least 1).
@@ -68,8 +67,10 @@ func (d *Dedup) Seed(key string) {
 // uploaded shard (the collector passes its catalog). After a restart the set holds only the
 // keys still in the write-ahead log, so without it a resend of a batch whose answer a crash
 // or a network fault cut off, arriving once its shard was uploaded, was stored again in a
-// second shard (found by the chaos soak, bench/chaos).
-func (d *Dedup) SetKnown(known func(key string) bool) {
+// second shard (found by the chaos soak, bench/chaos). known returns an error while it
+// cannot tell (the catalog has not read the bucket yet since the start): Reserve returns
+// it, and the batch is answered 503 and sent again, rather than stored a second time.
+func (d *Dedup) SetKnown(known func(key string) (bool, error)) {
 	d.mu.Lock()
 	d.known = known
 	d.mu.Unlock()
@@ -108,7 +109,7 @@ type Claim struct {
 // Reserve returns a Claim on key when it is not stored yet, or nil when it is (a duplicate).
 // When another request is storing the same key right now, Reserve waits for its outcome, so
 // that two concurrent resends cannot both store the sample nor both call it a duplicate of a
-// write that then fails.
+// write that then fails. The error is ctx's, or SetKnown's function's when it cannot tell.
 func (d *Dedup) Reserve(ctx context.Context, key string) (*Claim, error) {
 	k, ok := parseKey(key)
 	if !ok {
@@ -117,8 +118,14 @@ func (d *Dedup) Reserve(ctx context.Context, key string) (*Claim, error) {
 	d.mu.Lock()
 	known := d.known
 	d.mu.Unlock()
-	if known != nil && known(key) {
-		return nil, nil
+	if known != nil {
+		stored, err := known(key)
+		if err != nil {
+			return nil, err
+		}
+		if stored {
+			return nil, nil
+		}
 	}
 	for {
 		d.mu.Lock()

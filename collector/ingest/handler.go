@@ -344,7 +344,10 @@ func (h *Handler) store(ctx context.Context, node string, nm *nodeMetrics, sampl
 		}
 		c, err := h.dedup.Reserve(ctx, s.Meta.Key)
 		if err != nil {
-			return res, http.StatusServiceUnavailable, "cancelled while waiting for a concurrent write of the same sample"
+			if ctx.Err() != nil {
+				return res, http.StatusServiceUnavailable, "cancelled while waiting for a concurrent write of the same sample"
+			}
+			return res, http.StatusServiceUnavailable, err.Error()
 		}
 		if c == nil {
 			res.Duplicates++
