@@ -64,7 +64,7 @@ func DefaultConfig() Config {
 // Validate reports every invalid field, named by its path relative to the inference section.
 func (c Config) Validate() error {
 	var errs []error
-	if _, ok := c.Scorer.id(); !ok {
+	if _, ok := c.Scorer.Index(); !ok {
 		errs = append(errs, config.Errorf("scorer", "must be one of max_softmax, margin, entropy, got %q", string(c.Scorer)))
 	}
 	if t := c.LowConfidenceThreshold; math.IsNaN(t) || t < 0 || t > 1 {

@@ -5,6 +5,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/edgeloop/edgeloop/internal/classify"
 )
 
 // tally is what a Model counts under its lock and the scrape turns into metrics. Plain
@@ -12,7 +14,7 @@ import (
 // update per counter, histogram and prediction, which the hot-path budget cannot afford.
 type tally struct {
 	requests      [numOutcomes]uint64
-	errors        [numReasons]uint64
+	errors        [classify.NumReasons]uint64
 	predictions   []uint64 // by class index
 	lowConfidence uint64
 	confidence    confHist
@@ -202,7 +204,7 @@ func (m *Model) collect(ch chan<- prometheus.Metric) {
 		counter(c.predictionsDesc, t.predictions[i], n, v, class)
 	}
 	counter(c.lowDesc, t.lowConfidence, n, v)
-	for r := noReason + 1; r < numReasons; r++ {
+	for r := classify.ReasonNone + 1; r < classify.NumReasons; r++ {
 		counter(c.errorsDesc, t.errors[r], n, v, r.String())
 	}
 	if h, err := t.confidence.metric(c.confidenceDesc, &c.confBounds, m); err != nil {

@@ -1,7 +1,8 @@
 // Package classify holds the arithmetic of classifier scores that the training jobs, the
-// retrain gate and the exporters share: softmax and cross-entropy, the confidence histogram's
+// retrain gate and the exporters share: the confidence scorers of one prediction (Score, the
+// exporter's hot path included), softmax and cross-entropy, the confidence histogram's
 // binning, expected calibration error and the fit of a softmax temperature. docs/gate.md
-// defines the metrics.
+// defines the metrics, docs/inference-telemetry.md the scorers.
 package classify
 
 import (

@@ -5,7 +5,6 @@ import (
 	"math"
 	"slices"
 
-	"github.com/edgeloop/edgeloop/exporter/observe"
 	"github.com/edgeloop/edgeloop/internal/classify"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 )
@@ -125,7 +124,7 @@ type MeasureOptions struct {
 }
 
 // Measure computes a model's Report from its scores on set. Confidences and predicted
-// classes are scored by exporter/observe, exactly as the exporter scores live predictions.
+// classes are scored by internal/classify, exactly as the exporter scores live predictions.
 func Measure(set *Set, sc *Scores, opts MeasureOptions) (*Report, error) {
 	if err := checkSet(set); err != nil {
 		return nil, fmt.Errorf("measure: %w", err)
@@ -138,12 +137,12 @@ func Measure(set *Set, sc *Scores, opts MeasureOptions) (*Report, error) {
 		}
 		return nil, fmt.Errorf("measure: %d score values for %d samples of %d classes", got, n, k)
 	}
-	var kind observe.OutputKind
+	var kind classify.OutputKind
 	switch sc.Kind {
 	case modelrepo.OutputLogits:
-		kind = observe.Logits
+		kind = classify.Logits
 	case modelrepo.OutputProbabilities:
-		kind = observe.Probabilities
+		kind = classify.Probabilities
 	default:
 		return nil, fmt.Errorf("measure: output kind %q: want logits or probabilities", sc.Kind)
 	}
@@ -155,7 +154,7 @@ func Measure(set *Set, sc *Scores, opts MeasureOptions) (*Report, error) {
 	r := &Report{
 		Role: sc.Role, ModelSHA256: sc.ModelSHA256, EvalDigest: set.Digest, Evaluator: opts.Evaluator,
 		Output: sc.Output, OutputKind: kind.String(), Samples: n, TopK: topK,
-		ConfidenceScorer: string(observe.MaxSoftmax), Classes: slices.Clone(set.Spec.Classes),
+		ConfidenceScorer: string(classify.MaxSoftmax), Classes: slices.Clone(set.Spec.Classes),
 	}
 	perClass, predicted, right := make([]int, k), make([]int, k), make([]int, k)
 	conf := make([]float64, n)
@@ -168,12 +167,12 @@ func Measure(set *Set, sc *Scores, opts MeasureOptions) (*Report, error) {
 	topRight := 0
 	for i := range n {
 		row := sc.Values[i*k : (i+1)*k]
-		s, err := observe.Score(row, kind)
+		s, err := classify.Score(row, kind)
 		if err != nil {
 			return nil, fmt.Errorf("measure: sample %d: %w", i, err)
 		}
 		zr := z[i*k : (i+1)*k]
-		if kind == observe.Logits {
+		if kind == classify.Logits {
 			copy(zr, row)
 		} else {
 			for j, p := range row {

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"math"
 
-	"github.com/edgeloop/edgeloop/exporter/observe"
+	"github.com/edgeloop/edgeloop/internal/classify"
 )
 
 // HistogramBins is the number of equal-width bins over [0, 1] of the reference confidence
@@ -12,7 +12,7 @@ import (
 const HistogramBins = 10
 
 // Metrics is metrics.json, the evaluation a training job hands back under the job contract.
-// Confidences are scored exactly as the exporter scores live predictions (exporter/observe),
+// Confidences are scored exactly as the exporter scores live predictions (internal/classify),
 // so the histograms are the reference its drift detection compares live traffic with.
 type Metrics struct {
 	Model       string `json:"model"`
@@ -67,7 +67,7 @@ const evalChunk = 1000
 
 // evaluate runs ds through net and measures accuracy, loss and confidence histograms.
 func evaluate(net *Network, ds *Examples, classes []string, workers int) (Metrics, error) {
-	scorers := []observe.Scorer{observe.MaxSoftmax, observe.Margin, observe.Entropy}
+	scorers := []classify.Scorer{classify.MaxSoftmax, classify.Margin, classify.Entropy}
 	counts := make([][HistogramBins]int, len(scorers))
 	k := net.Classes()
 	perClass, perClassRight := make([]int, k), make([]int, k)
@@ -87,7 +87,7 @@ func evaluate(net *Network, ds *Examples, classes []string, workers int) (Metric
 		for r := range rows {
 			z := logits[r*k : (r+1)*k]
 			label := ds.Labels[start+r]
-			s, err := observe.Score(z, observe.Logits)
+			s, err := classify.Score(z, classify.Logits)
 			if err != nil {
 				return Metrics{}, fmt.Errorf("evaluate image %d: %w", start+r, err)
 			}
@@ -108,7 +108,7 @@ func evaluate(net *Network, ds *Examples, classes []string, workers int) (Metric
 		Accuracy:             float64(right) / n,
 		Loss:                 loss / n,
 		PerClassAccuracy:     map[string]float64{},
-		ConfidenceScorer:     string(observe.MaxSoftmax),
+		ConfidenceScorer:     string(classify.MaxSoftmax),
 		ConfidenceHistograms: map[string][]float64{},
 		MeanConfidence:       confSum / n,
 		Classes:              classes,
@@ -125,7 +125,7 @@ func evaluate(net *Network, ds *Examples, classes []string, workers int) (Metric
 		}
 		m.ConfidenceHistograms[string(sc)] = h
 	}
-	m.ConfidenceHistogram = m.ConfidenceHistograms[string(observe.MaxSoftmax)]
+	m.ConfidenceHistogram = m.ConfidenceHistograms[string(classify.MaxSoftmax)]
 	return m, nil
 }
 

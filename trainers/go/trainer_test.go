@@ -16,7 +16,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/edgeloop/edgeloop/exporter/observe"
+	"github.com/edgeloop/edgeloop/internal/classify"
 	"github.com/edgeloop/edgeloop/internal/fmnist"
 	"github.com/edgeloop/edgeloop/internal/onnx"
 	"github.com/edgeloop/edgeloop/internal/testenv"
@@ -343,7 +343,7 @@ func TestRunWritesModelAndMetrics(t *testing.T) {
 	right := 0
 	hist := make([]float64, HistogramBins)
 	for i, l := range test.Labels {
-		s, err := observe.Score(logits[i*10:(i+1)*10], observe.Logits)
+		s, err := classify.Score(logits[i*10:(i+1)*10], classify.Logits)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,4 +1,4 @@
-package observe
+package classify
 
 import (
 	"errors"
@@ -139,8 +139,8 @@ func TestScoreBounds(t *testing.T) {
 		if s.Class < 0 || s.Class >= k || row[s.Class] != maxOf(row) {
 			t.Fatalf("%v %v: class %d is not the top-1", kind, row, s.Class)
 		}
-		fast, r := scoreRow(row, kind, false)
-		if r != noReason || fast.Class != s.Class || fast.MaxSoftmax != s.MaxSoftmax || fast.Margin != s.Margin {
+		fast, r := ScoreRow(row, kind, false)
+		if r != ReasonNone || fast.Class != s.Class || fast.MaxSoftmax != s.MaxSoftmax || fast.Margin != s.Margin {
 			t.Fatalf("%v %v: without entropy %+v, with %+v", kind, row, fast, s)
 		}
 	}
@@ -186,24 +186,36 @@ func TestExp2Table(t *testing.T) {
 	}
 }
 
-func TestReasonAndOutcomeNames(t *testing.T) {
+func TestReasonNames(t *testing.T) {
 	// The names are label values: a change breaks dashboards and alerts, so it must be deliberate.
 	want := []string{"none", "nan", "inf", "empty", "shape_mismatch", "not_normalized", "negative_probability"}
-	for r := range numReasons {
+	if int(NumReasons) != len(want) {
+		t.Fatalf("%d reasons, want %d", NumReasons, len(want))
+	}
+	for r := range NumReasons {
 		if r.String() != want[r] {
 			t.Errorf("Reason(%d) = %q, want %q", r, r, want[r])
 		}
 	}
-	wantOutcomes := []string{"success", "invalid_request", "runtime_error", "upstream_error", "canceled"}
-	for o := range numOutcomes {
-		if o.String() != wantOutcomes[o] {
-			t.Errorf("Outcome(%d) = %q, want %q", o, o, wantOutcomes[o])
+}
+
+// TestScorerIndex checks that each scorer's index picks that scorer's confidence, and that
+// an unknown name is refused.
+func TestScorerIndex(t *testing.T) {
+	s := Scores{MaxSoftmax: 0.9, Margin: 0.7, Entropy: 0.5}
+	for _, tc := range []struct {
+		sc   Scorer
+		want float64
+	}{{MaxSoftmax, 0.9}, {Margin, 0.7}, {Entropy, 0.5}} {
+		i, ok := tc.sc.Index()
+		if !ok || s.ConfidenceAt(i) != tc.want || s.Confidence(tc.sc) != tc.want {
+			t.Errorf("%s: index %d, %v: %v, %v; want %v", tc.sc, i, ok, s.ConfidenceAt(i), s.Confidence(tc.sc), tc.want)
 		}
 	}
-	wantStages := []string{"queue", "preprocess", "infer", "postprocess"}
-	for s := range NumStages {
-		if s.String() != wantStages[s] {
-			t.Errorf("Stage(%d) = %q, want %q", s, s, wantStages[s])
-		}
+	if _, ok := Scorer("max-softmax").Index(); ok {
+		t.Error("an unknown scorer has an index")
+	}
+	if c := s.Confidence("max-softmax"); !math.IsNaN(c) {
+		t.Errorf("an unknown scorer's confidence is %v, want NaN", c)
 	}
 }

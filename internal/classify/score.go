@@ -1,11 +1,12 @@
-package observe
+package classify
 
 import (
 	"math"
 )
 
 // Scorer names a way of turning one classification output row into a confidence in [0, 1].
-// The names are the values of the `scorer` config key.
+// The names are the values of the exporter's `scorer` config key and the keys of a model's
+// confidence histograms, so the edge, the gate and the trainers score a prediction alike.
 type Scorer string
 
 const (
@@ -18,24 +19,28 @@ const (
 	Entropy Scorer = "entropy"
 )
 
-// scorerID is Scorer as a small integer, so the hot path picks a score without comparing strings.
-type scorerID uint8
+// ScorerIndex is a Scorer as a small integer, so that a hot path (the exporter's, per
+// prediction) picks a confidence without comparing names: see Scorer.Index and
+// Scores.ConfidenceAt.
+type ScorerIndex uint8
 
+// The indexes of the scorers.
 const (
-	scorerMaxSoftmax scorerID = iota
-	scorerMargin
-	scorerEntropy
+	IndexMaxSoftmax ScorerIndex = iota
+	IndexMargin
+	IndexEntropy
 )
 
-// id returns the scorer's index and whether the name is known.
-func (s Scorer) id() (scorerID, bool) {
+// Index returns the scorer's index and whether the name is known: a configuration checks a
+// scorer name with it.
+func (s Scorer) Index() (ScorerIndex, bool) {
 	switch s {
 	case MaxSoftmax:
-		return scorerMaxSoftmax, true
+		return IndexMaxSoftmax, true
 	case Margin:
-		return scorerMargin, true
+		return IndexMargin, true
 	case Entropy:
-		return scorerEntropy, true
+		return IndexEntropy, true
 	}
 	return 0, false
 }
@@ -69,12 +74,13 @@ func (k OutputKind) String() string {
 // output was wrongly declared as probabilities (logits, or independent sigmoids) does.
 const ProbabilityTolerance = 0.01
 
-// Reason says why an output could not be scored. Its String is the `reason` label of
-// edgeloop_confidence_errors_total, and it is an error so Score can return it as one.
+// Reason says why an output could not be scored. Its String is the `reason` label of the
+// exporter's edgeloop_confidence_errors_total, and it is an error so Score can return it as one.
 type Reason uint8
 
 const (
-	noReason Reason = iota // the row was scored
+	// ReasonNone: the row was scored (ScoreRow's answer when nothing is wrong).
+	ReasonNone Reason = iota
 	// ReasonNaN: a value in the row is NaN.
 	ReasonNaN
 	// ReasonInf: a value in the row is +Inf or −Inf.
@@ -88,13 +94,15 @@ const (
 	ReasonNotNormalized
 	// ReasonNegativeProbability: a probability row holds a negative value.
 	ReasonNegativeProbability
-	numReasons
+	// NumReasons is the number of reasons, ReasonNone included: an array indexed by Reason
+	// has this length.
+	NumReasons
 )
 
 // String returns the reason's label value, such as "nan" or "shape_mismatch".
 func (r Reason) String() string {
 	switch r {
-	case noReason:
+	case ReasonNone:
 		return "none"
 	case ReasonNaN:
 		return "nan"
@@ -113,7 +121,7 @@ func (r Reason) String() string {
 }
 
 // Error makes a Reason usable as the error Score returns.
-func (r Reason) Error() string { return "observe: cannot score output: " + r.String() }
+func (r Reason) Error() string { return "classify: cannot score output: " + r.String() }
 
 // Scores is what the scorers derive from one output row. Every confidence is in [0, 1].
 type Scores struct {
@@ -130,18 +138,20 @@ type Scores struct {
 
 // Confidence returns the confidence by scorer s, or NaN for an unknown scorer.
 func (s Scores) Confidence(sc Scorer) float64 {
-	id, ok := sc.id()
+	i, ok := sc.Index()
 	if !ok {
 		return math.NaN()
 	}
-	return s.confidence(id)
+	return s.ConfidenceAt(i)
 }
 
-func (s Scores) confidence(id scorerID) float64 {
-	switch id {
-	case scorerMargin:
+// ConfidenceAt returns the confidence by the scorer of index i (Scorer.Index); an index of no
+// scorer gives the top-1 probability.
+func (s Scores) ConfidenceAt(i ScorerIndex) float64 {
+	switch i {
+	case IndexMargin:
 		return s.Margin
-	case scorerEntropy:
+	case IndexEntropy:
 		return s.Entropy
 	}
 	return s.MaxSoftmax
@@ -159,8 +169,8 @@ func Score(row []float32, kind OutputKind) (Scores, error) {
 	case kind != Logits && kind != Probabilities:
 		return Scores{}, invalidKindError{}
 	}
-	s, r := scoreRow(row, kind, true)
-	if r != noReason {
+	s, r := ScoreRow(row, kind, true)
+	if r != ReasonNone {
 		return Scores{}, r
 	}
 	return s, nil
@@ -170,12 +180,14 @@ func Score(row []float32, kind OutputKind) (Scores, error) {
 // Probabilities: a programming error, not a property of the output, so it is no Reason.
 type invalidKindError struct{}
 
-func (invalidKindError) Error() string { return "observe: cannot score output: invalid output kind" }
+func (invalidKindError) Error() string { return "classify: cannot score output: invalid output kind" }
 
-// scoreRow is Score without the argument checks (len(row) ≥ 2 and a valid kind are the
-// caller's business) and with the entropy pass optional, since it costs a log per class and
-// the hot path needs it only when the configured scorer is entropy. It allocates nothing.
-func scoreRow(row []float32, kind OutputKind, withEntropy bool) (Scores, Reason) {
+// ScoreRow is Score for a hot path: without the argument checks (len(row) ≥ 2 and a valid
+// kind are the caller's business), with the entropy pass optional, since it costs a log per
+// class and the exporter needs it only when its configured scorer is entropy, and with the
+// Reason returned as such (ReasonNone when the row was scored), so that a caller counting
+// failures by reason needs no type assertion. It allocates nothing.
+func ScoreRow(row []float32, kind OutputKind, withEntropy bool) (Scores, Reason) {
 	if kind == Probabilities {
 		return scoreProbabilities(row, withEntropy)
 	}
@@ -233,7 +245,7 @@ func scoreLogits(row []float32, withEntropy bool) (Scores, Reason) {
 		h := math.Log(sum) - weighted*p1
 		s.Entropy = clamp01(1 - h/math.Log(float64(len(row))))
 	}
-	return s, noReason
+	return s, ReasonNone
 }
 
 // scoreProbabilities renormalises by the row sum q = Σ p_i (within ProbabilityTolerance of 1)
@@ -275,7 +287,7 @@ func scoreProbabilities(row []float32, withEntropy bool) (Scores, Reason) {
 		h := math.Log(sum) - plogp*inv
 		s.Entropy = clamp01(1 - h/math.Log(float64(len(row))))
 	}
-	return s, noReason
+	return s, ReasonNone
 }
 
 func nonFinite(f float64) Reason {
