@@ -34,6 +34,7 @@ import (
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/edgeloop/edgeloop/internal/httpjson"
 	"github.com/edgeloop/edgeloop/internal/sample"
 	"github.com/edgeloop/edgeloop/internal/telemetry"
 	"github.com/edgeloop/edgeloop/internal/version"
@@ -660,7 +661,7 @@ func parseAnswer(data []byte) (*ingestResponse, string, error) {
 		return nil, badNotJSON, err
 	}
 	if w.Accepted == nil || w.Duplicates == nil || w.Rejected == nil {
-		return nil, badMissingField, errors.New(`want "accepted", "duplicates" and "rejected", got ` + errorMessage(data))
+		return nil, badMissingField, errors.New(`want "accepted", "duplicates" and "rejected", got ` + httpjson.Message(data))
 	}
 	return &ingestResponse{Accepted: *w.Accepted, Duplicates: *w.Duplicates, Rejected: *w.Rejected}, "", nil
 }
@@ -727,7 +728,7 @@ func (s *Sender) do(ctx context.Context, body []byte) result {
 		res.action, res.reason, res.msg = actRetry, reasonNetwork, "reading the response: "+err.Error()
 		return res
 	}
-	res.msg = errorMessage(data)
+	res.msg = httpjson.Message(data)
 	switch code := resp.StatusCode; {
 	case code == http.StatusOK:
 		b, bad, err := parseAnswer(data)
@@ -759,23 +760,6 @@ func (s *Sender) do(ctx context.Context, body []byte) result {
 		res.action, res.reason = actRetry, reasonOther
 	}
 	return res
-}
-
-// errorMessage is the collector's {"error": "..."} message, or the start of a body that is
-// not one (a proxy's HTML page, say).
-func errorMessage(body []byte) string {
-	var e struct {
-		Error string `json:"error"`
-	}
-	if json.Unmarshal(body, &e) == nil && e.Error != "" {
-		return e.Error
-	}
-	const limit = 200
-	msg := strings.TrimSpace(string(body))
-	if len(msg) > limit {
-		msg = strings.ToValidUTF8(msg[:limit], "") + "..."
-	}
-	return msg
 }
 
 // retryAfter parses a Retry-After header: delay seconds or an HTTP date. 0 means none.

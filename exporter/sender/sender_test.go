@@ -559,17 +559,3 @@ func TestRetryAfter(t *testing.T) {
 		}
 	}
 }
-
-func TestErrorMessage(t *testing.T) {
-	tests := []struct{ body, want string }{
-		{`{"error":"node mismatch"}`, "node mismatch"},
-		{"<html>Bad Gateway</html>\n", "<html>Bad Gateway</html>"},
-		{strings.Repeat("x", 300), strings.Repeat("x", 200) + "..."},
-		{"", ""},
-	}
-	for _, tt := range tests {
-		if got := errorMessage([]byte(tt.body)); got != tt.want {
-			t.Errorf("errorMessage(%.20q) = %q, want %q", tt.body, got, tt.want)
-		}
-	}
-}

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgeloop/edgeloop/internal/httpjson"
 	"github.com/edgeloop/edgeloop/internal/token"
 )
 
@@ -140,13 +141,7 @@ func readToken(name string) (string, error) { return token.ReadSecret(name) }
 // collector answers {"error": "..."}), without echoing an unbounded body.
 func statusError(resp *http.Response) error {
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1024))
-	var e struct {
-		Error string `json:"error"`
-	}
-	msg := strings.TrimSpace(string(body))
-	if json.Unmarshal(body, &e) == nil && e.Error != "" {
-		msg = e.Error
-	}
+	msg := httpjson.Message(body)
 	if msg == "" {
 		return fmt.Errorf("server answered %s", resp.Status)
 	}

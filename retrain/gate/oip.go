@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/edgeloop/edgeloop/internal/fsutil"
+	"github.com/edgeloop/edgeloop/internal/httpjson"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 )
@@ -187,9 +188,9 @@ func (o *OIP) repository(ctx context.Context, name, action string) error {
 	case resp.StatusCode == http.StatusOK:
 		return nil
 	case resp.StatusCode >= 500:
-		return unavailable("%s %s: %s: %s", action, name, resp.Status, errorText(body))
+		return unavailable("%s %s: %s: %s", action, name, resp.Status, httpjson.Message(body))
 	default:
-		return fmt.Errorf("%s %s: %s: %s", action, name, resp.Status, errorText(body))
+		return fmt.Errorf("%s %s: %s: %s", action, name, resp.Status, httpjson.Message(body))
 	}
 }
 
@@ -349,9 +350,9 @@ func (o *OIP) infer(ctx context.Context, u string, body []byte, jsonLen int, out
 	}
 	switch {
 	case resp.StatusCode >= 500:
-		return nil, unavailable("infer: %s: %s", resp.Status, errorText(data))
+		return nil, unavailable("infer: %s: %s", resp.Status, httpjson.Message(data))
 	case resp.StatusCode != http.StatusOK:
-		return nil, fmt.Errorf("infer: %s: %s", resp.Status, errorText(data))
+		return nil, fmt.Errorf("infer: %s: %s", resp.Status, httpjson.Message(data))
 	}
 	headerLen := -1
 	if h := resp.Header.Get(headerContentLength); h != "" {
@@ -410,16 +411,6 @@ func parseOutput(body []byte, headerLen int, output string) ([]float32, error) {
 		return v, nil
 	}
 	return nil, fmt.Errorf("infer: the response has no output %q", output)
-}
-
-func errorText(body []byte) string {
-	var e struct {
-		Error string `json:"error"`
-	}
-	if json.Unmarshal(body, &e) == nil && e.Error != "" {
-		return e.Error
-	}
-	return strings.TrimSpace(string(body[:min(len(body), 200)]))
 }
 
 func copyFile(src, dst string) error {

@@ -10,7 +10,6 @@ package upstream
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +20,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgeloop/edgeloop/internal/httpjson"
 	"github.com/edgeloop/edgeloop/internal/telemetry"
 )
 
@@ -240,7 +240,7 @@ func (c *Client) repository(ctx context.Context, action string) error {
 		return fmt.Errorf("upstream: %s model %s: %w", action, c.model, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("upstream: %s model %s: %s: %s", action, c.model, resp.Status(), errorMessage(resp.Body))
+		return fmt.Errorf("upstream: %s model %s: %s: %s", action, c.model, resp.Status(), httpjson.Message(resp.Body))
 	}
 	return nil
 }
@@ -248,21 +248,6 @@ func (c *Client) repository(ctx context.Context, action string) error {
 // Status returns the status line's text, such as "400 Bad Request".
 func (r *Response) Status() string {
 	return fmt.Sprintf("%d %s", r.StatusCode, http.StatusText(r.StatusCode))
-}
-
-// errorMessage returns the "error" of a V2 error body, or the body itself, shortened.
-func errorMessage(body []byte) string {
-	var e struct {
-		Error string `json:"error"`
-	}
-	if json.Unmarshal(body, &e) == nil && e.Error != "" {
-		return e.Error
-	}
-	s := strings.TrimSpace(string(body))
-	if len(s) > 200 {
-		s = s[:200] + "..."
-	}
-	return s
 }
 
 // hopByHop are the headers of one connection, never forwarded (RFC 9110 section 7.6.1).
