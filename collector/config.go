@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/edgeloop/edgeloop/collector/shard"
 	"github.com/edgeloop/edgeloop/internal/config"
 	"github.com/edgeloop/edgeloop/internal/objstore"
+	"github.com/edgeloop/edgeloop/internal/sample"
 	"github.com/edgeloop/edgeloop/internal/telemetry"
 	"github.com/edgeloop/edgeloop/internal/web"
 )
@@ -96,7 +96,7 @@ type WALConfig struct {
 // only bucket and auth.tokens_file have no default.
 func DefaultConfig() Config {
 	host, err := os.Hostname()
-	if err != nil || !instanceRE.MatchString(host) {
+	if err != nil || !validInstance(host) {
 		host = "collector"
 	}
 	return Config{
@@ -111,14 +111,19 @@ func DefaultConfig() Config {
 	}
 }
 
-// instanceRE keeps an instance name safe in an object key and a metric label.
-var instanceRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
+// maxInstance bounds an instance name: shard and label file names add "-<WAL id>" (9
+// characters) to it and must still be valid names.
+const maxInstance = 63
+
+// validInstance reports whether s may name the instance: the sample format's name rule, which
+// keeps it safe in an object key and a metric label, within maxInstance.
+func validInstance(s string) bool { return len(s) <= maxInstance && sample.ValidName(s) }
 
 // Validate checks every section, naming fields by their path in the file.
 func (c *Config) Validate() error {
 	var errs []error
-	if !instanceRE.MatchString(c.Instance) {
-		errs = append(errs, config.Errorf("instance", "must be 1-63 letters, digits, '.', '_' or '-' starting with a letter or digit, got %q", c.Instance))
+	if !validInstance(c.Instance) {
+		errs = append(errs, config.Errorf("instance", "must be 1-%d letters, digits, '.', '_' or '-', starting with a letter, digit or '_', got %q", maxInstance, c.Instance))
 	}
 	errs = append(errs,
 		config.Nest("log", c.Log.Validate()),

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
 
 	"github.com/edgeloop/edgeloop/exporter/capture"
 	"github.com/edgeloop/edgeloop/exporter/gpu"
@@ -14,6 +13,7 @@ import (
 	"github.com/edgeloop/edgeloop/exporter/modelsync"
 	"github.com/edgeloop/edgeloop/exporter/observe"
 	"github.com/edgeloop/edgeloop/internal/config"
+	"github.com/edgeloop/edgeloop/internal/sample"
 	"github.com/edgeloop/edgeloop/internal/telemetry"
 	"github.com/edgeloop/edgeloop/internal/web"
 )
@@ -61,7 +61,7 @@ func (c InferenceConfig) Validate() error {
 // metrics on :9750, GPU metrics on when NVML is present, no model.
 func DefaultConfig() Config {
 	host, err := os.Hostname()
-	if err != nil || !nodeNameRE.MatchString(host) {
+	if err != nil || !sample.ValidName(host) {
 		host = "edge"
 	}
 	return Config{
@@ -76,14 +76,13 @@ func DefaultConfig() Config {
 	}
 }
 
-// nodeNameRE bounds node names to what is safe in a metric label, a URL path and an object key.
-var nodeNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
-
 // Validate checks every section, naming fields by their path in the file.
 func (c *Config) Validate() error {
 	var errs []error
-	if !nodeNameRE.MatchString(c.Node) {
-		errs = append(errs, config.Errorf("node", "must be 1-63 letters, digits, '.', '_' or '-' starting with a letter or digit, got %q", c.Node))
+	// The sample format's name rule: the node name is a metric label, a URL path segment, an
+	// object key component and, at the collector, a token's or certificate's node id.
+	if !sample.ValidName(c.Node) {
+		errs = append(errs, config.Errorf("node", "%s, got %q", sample.NameRule, c.Node))
 	}
 	errs = append(errs,
 		config.Nest("log", c.Log.Validate()),

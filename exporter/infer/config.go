@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"regexp"
 	"time"
 
 	toolkit "github.com/prometheus/exporter-toolkit/web"
@@ -13,6 +12,7 @@ import (
 	"github.com/edgeloop/edgeloop/exporter/runtime/upstream"
 	"github.com/edgeloop/edgeloop/internal/config"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
+	"github.com/edgeloop/edgeloop/internal/sample"
 	"github.com/edgeloop/edgeloop/internal/token"
 )
 
@@ -173,15 +173,13 @@ func (m ModelConfig) Kind() observe.OutputKind {
 	return 0
 }
 
-// modelNameRE bounds model names to what is safe in a URL path segment, a metric label and an
-// object key, like node names.
-var modelNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$`)
-
 // Validate reports every invalid field of the entry, named relative to it.
 func (m ModelConfig) Validate() error {
 	var errs []error
-	if !modelNameRE.MatchString(m.Name) {
-		errs = append(errs, config.Errorf("name", "must be 1-128 letters, digits, '.', '_' or '-' starting with a letter or digit, got %q", m.Name))
+	// The sample format's name rule: the name is a URL path segment, a metric label and a
+	// field of every sample captured from the model.
+	if !sample.ValidName(m.Name) {
+		errs = append(errs, config.Errorf("name", "%s, got %q", sample.NameRule, m.Name))
 	}
 	d := m.WithDefaults()
 	switch d.Runtime {
@@ -208,7 +206,7 @@ func (m ModelConfig) Validate() error {
 	} else if m.Static() {
 		errs = append(errs, config.Errorf("classes", "must be set for an upstream model without upstream.model_repository: there is no manifest to read them from"))
 	}
-	if !m.Static() && modelNameRE.MatchString(m.Name) {
+	if !m.Static() && sample.ValidName(m.Name) {
 		// Synced models are named in the model repository too, whose rules are stricter.
 		if err := modelrepo.ValidateModelName(m.Name); err != nil {
 			errs = append(errs, config.Errorf("name", "%v", err))

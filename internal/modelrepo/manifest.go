@@ -10,7 +10,10 @@ import (
 	"net/url"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
+
+	"github.com/edgeloop/edgeloop/internal/sample"
 )
 
 // SchemaVersion is the manifest schema this package writes and the newest it reads.
@@ -196,23 +199,28 @@ func ParseManifest(data []byte) (*Manifest, error) {
 }
 
 var (
-	// nameRE is the rule for model and alias names: safe in an object key, a URL path, a
-	// metric label and a Triton model directory.
-	nameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$`)
-	// fileNameRE is the rule for the files of a version: one plain name, no directories.
-	fileNameRE = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9._-]{0,127}$`)
-	sha256RE   = regexp.MustCompile(`^[0-9a-f]{64}$`)
-	scorerRE   = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
-	keyIDRE    = regexp.MustCompile(`^[0-9a-f]{16}$`)
+	sha256RE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+	scorerRE = regexp.MustCompile(`^[a-z][a-z0-9_]{0,31}$`)
+	keyIDRE  = regexp.MustCompile(`^[0-9a-f]{16}$`)
 	// tensorNameRE keeps tensor names to printable ASCII without quotes, backslashes or
 	// spaces, so they go into config.pbtxt and URLs unescaped.
 	tensorNameRE = regexp.MustCompile(`^[!#-\[\]-~]{1,256}$`)
 )
 
+// maxName bounds model and alias names, within the sample format's 128.
+const maxName = 64
+
+// validName is the rule for model and alias names: the sample format's name rule (safe in an
+// object key, a URL path, a metric label and a Triton model directory), at most maxName long
+// and without "..".
+func validName(s string) bool {
+	return len(s) <= maxName && sample.ValidName(s) && !strings.Contains(s, "..")
+}
+
 // ValidateModelName reports why name cannot name a model, or nil: 1 to 64 letters, digits,
 // '_', '.' or '-', not starting with '.' or '-', and no "..".
 func ValidateModelName(name string) error {
-	if !nameRE.MatchString(name) || bytes.Contains([]byte(name), []byte("..")) {
+	if !validName(name) {
 		return fmt.Errorf("%w: model name %q: use 1-64 letters, digits, '_', '.' or '-', starting with a letter, digit or '_', without \"..\"", ErrInvalidName, name)
 	}
 	return nil
@@ -221,7 +229,7 @@ func ValidateModelName(name string) error {
 // ValidateAliasName reports why name cannot name an alias, or nil: the model-name rules,
 // and neither "latest" nor a number, which are version selectors.
 func ValidateAliasName(name string) error {
-	if !nameRE.MatchString(name) || bytes.Contains([]byte(name), []byte("..")) {
+	if !validName(name) {
 		return fmt.Errorf("%w: alias %q: use 1-64 letters, digits, '_', '.' or '-', starting with a letter, digit or '_', without \"..\"", ErrInvalidName, name)
 	}
 	if name == SelectorLatest || isDigits(name) {
@@ -242,7 +250,7 @@ func ValidateSelector(s string) error {
 		}
 		return nil
 	}
-	if !nameRE.MatchString(s) || bytes.Contains([]byte(s), []byte("..")) {
+	if !validName(s) {
 		return fmt.Errorf("%w: selector %q: use %q, a version number or an alias name (1-64 letters, digits, '_', '.' or '-', starting with a letter, digit or '_')", ErrInvalidName, s, SelectorLatest)
 	}
 	return nil
@@ -250,7 +258,8 @@ func ValidateSelector(s string) error {
 
 // ValidateFileName reports why name cannot name a file of a version, or nil.
 func ValidateFileName(name string) error {
-	if !fileNameRE.MatchString(name) || bytes.Contains([]byte(name), []byte("..")) {
+	// One plain name, no directories: the sample format's name rule, without "..".
+	if !sample.ValidName(name) || strings.Contains(name, "..") {
 		return fmt.Errorf("%w: file name %q: use 1-128 letters, digits, '_', '.' or '-', no directories", ErrInvalidName, name)
 	}
 	return nil

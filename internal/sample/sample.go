@@ -231,7 +231,9 @@ func lowerHex(s string) bool {
 	return true
 }
 
-const nameRule = "must be 1-128 letters, digits, '.', '_' or '-', starting with a letter, digit or '_'"
+// NameRule says what ValidName accepts, as the messages of every configuration key and field
+// that holds such a name put it.
+const NameRule = "must be 1-128 letters, digits, '.', '_' or '-', starting with a letter, digit or '_'"
 
 // datatypes are the Open Inference Protocol's tensor datatypes.
 var datatypes = map[string]bool{
@@ -257,7 +259,7 @@ func (s *Sample) validate() ([]byte, error) {
 	}
 	for _, f := range []struct{ field, v string }{{"model", m.Model}, {"version", m.Version}, {"node", m.Node}, {"reason", m.Reason}} {
 		if !ValidName(f.v) {
-			p.add(f.field, "%s, got %s", nameRule, quote(f.v))
+			p.add(f.field, "%s, got %s", NameRule, quote(f.v))
 		}
 	}
 	switch {
@@ -282,7 +284,7 @@ func (s *Sample) validate() ([]byte, error) {
 	}
 	for _, name := range sortedKeys(m.Confidence) {
 		if !ValidName(name) {
-			p.add("confidence", "scorer name %s: %s", quote(name), nameRule)
+			p.add("confidence", "scorer name %s: %s", quote(name), NameRule)
 		} else if v := m.Confidence[name]; math.IsNaN(v) || math.IsInf(v, 0) {
 			p.add("confidence."+name, "must be finite, got %v", v)
 		}

@@ -25,6 +25,7 @@ import (
 	"github.com/edgeloop/edgeloop/internal/config"
 	"github.com/edgeloop/edgeloop/internal/dataset"
 	"github.com/edgeloop/edgeloop/internal/fmnist"
+	"github.com/edgeloop/edgeloop/internal/sample"
 )
 
 // Config is one training run. Field names in errors are the `edgeloop train` flag names.
@@ -97,20 +98,6 @@ const (
 	maxWorkers      = 1024
 )
 
-// validModelName is a model name that is safe in object-store paths and metric labels:
-// letters, digits, '.', '_' and '-', starting with a letter or digit.
-func validModelName(s string) bool {
-	for i, r := range s {
-		switch {
-		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9':
-		case i > 0 && (r == '.' || r == '_' || r == '-'):
-		default:
-			return false
-		}
-	}
-	return s != ""
-}
-
 // maxSamplesRepeat bounds SamplesRepeat: beyond it the collected samples drown the base dataset.
 const maxSamplesRepeat = 100
 
@@ -160,8 +147,10 @@ func (c Config) Validate() error {
 	if c.Workers < 0 || c.Workers > maxWorkers {
 		errs = append(errs, config.Errorf("workers", "must be between 0 (GOMAXPROCS) and %d, got %d", maxWorkers, c.Workers))
 	}
-	if !validModelName(c.Model) {
-		errs = append(errs, config.Errorf("model", "must be letters, digits, '.', '_' or '-', got %q", c.Model))
+	// The sample format's name rule: the model's name goes into metrics.json, the ONNX
+	// metadata and, once published, every sample captured from it.
+	if !sample.ValidName(c.Model) {
+		errs = append(errs, config.Errorf("model", "%s, got %q", sample.NameRule, c.Model))
 	}
 	return errors.Join(errs...)
 }

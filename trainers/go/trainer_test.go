@@ -403,8 +403,8 @@ func TestValidate(t *testing.T) {
 		{func(c *Config) { c.EvalSplit = "0" }, "eval-split"},
 		{func(c *Config) { c.TrainLimit = -1 }, "train-limit: must not be negative"},
 		{func(c *Config) { c.Workers = -1 }, "workers: must be between 0"},
-		{func(c *Config) { c.Model = "../etc" }, `model: must be letters`},
-		{func(c *Config) { c.Model = "" }, `model: must be letters`},
+		{func(c *Config) { c.Model = "../etc" }, `model: must be 1-128 letters`},
+		{func(c *Config) { c.Model = "" }, `model: must be 1-128 letters`},
 	}
 	for _, tt := range tests {
 		c := DefaultConfig()
