@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgeloop/edgeloop/internal/datatype"
 	"github.com/edgeloop/edgeloop/internal/fsutil"
 	"github.com/edgeloop/edgeloop/internal/onnx"
 )
@@ -267,33 +268,33 @@ func dims(shape []onnx.Dim) []int64 {
 func v2Datatype(t onnx.DataType) (string, error) {
 	switch t {
 	case onnx.Float:
-		return "FP32", nil
+		return datatype.FP32, nil
 	case onnx.Double:
-		return "FP64", nil
+		return datatype.FP64, nil
 	case onnx.Float16:
-		return "FP16", nil
+		return datatype.FP16, nil
 	case onnx.BFloat16:
-		return "BF16", nil
+		return datatype.BF16, nil
 	case onnx.Int8:
-		return "INT8", nil
+		return datatype.Int8, nil
 	case onnx.Int16:
-		return "INT16", nil
+		return datatype.Int16, nil
 	case onnx.Int32:
-		return "INT32", nil
+		return datatype.Int32, nil
 	case onnx.Int64:
-		return "INT64", nil
+		return datatype.Int64, nil
 	case onnx.Uint8:
-		return "UINT8", nil
+		return datatype.Uint8, nil
 	case onnx.Uint16:
-		return "UINT16", nil
+		return datatype.Uint16, nil
 	case onnx.Uint32:
-		return "UINT32", nil
+		return datatype.Uint32, nil
 	case onnx.Uint64:
-		return "UINT64", nil
+		return datatype.Uint64, nil
 	case onnx.Bool:
-		return "BOOL", nil
+		return datatype.Bool, nil
 	case onnx.String:
-		return "BYTES", nil
+		return datatype.Bytes, nil
 	}
 	return "", fmt.Errorf("element type %v has no Open Inference Protocol datatype", t)
 }

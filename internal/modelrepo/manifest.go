@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/edgeloop/edgeloop/internal/datatype"
 	"github.com/edgeloop/edgeloop/internal/sample"
 )
 
@@ -277,14 +278,6 @@ func isDigits(s string) bool {
 	return true
 }
 
-// datatypes are the Open Inference Protocol tensor datatypes, with Triton's config.pbtxt name.
-var datatypes = map[string]string{
-	"BOOL": "TYPE_BOOL", "UINT8": "TYPE_UINT8", "UINT16": "TYPE_UINT16", "UINT32": "TYPE_UINT32",
-	"UINT64": "TYPE_UINT64", "INT8": "TYPE_INT8", "INT16": "TYPE_INT16", "INT32": "TYPE_INT32",
-	"INT64": "TYPE_INT64", "FP16": "TYPE_FP16", "FP32": "TYPE_FP32", "FP64": "TYPE_FP64",
-	"BF16": "TYPE_BF16", "BYTES": "TYPE_STRING",
-}
-
 // Limits of what a manifest may describe.
 const (
 	maxRank      = 8
@@ -450,13 +443,13 @@ func (m *Manifest) validateOutput(field string, o *Output) []error {
 	return errs
 }
 
-func validateTensor(field, name, datatype string, shape []int64, shapeRequired bool) []error {
+func validateTensor(field, name, dt string, shape []int64, shapeRequired bool) []error {
 	var errs []error
 	if !tensorNameRE.MatchString(name) {
 		errs = append(errs, fmt.Errorf("%s.name: must be 1-256 printable ASCII characters without spaces, quotes or backslashes, got %q", field, name))
 	}
-	if _, ok := datatypes[datatype]; !ok {
-		errs = append(errs, fmt.Errorf("%s.datatype: must be an Open Inference Protocol datatype such as FP32, got %q", field, datatype))
+	if !datatype.Valid(dt) {
+		errs = append(errs, fmt.Errorf("%s.datatype: must be an Open Inference Protocol datatype such as FP32, got %q", field, dt))
 	}
 	if len(shape) == 0 && shapeRequired {
 		errs = append(errs, fmt.Errorf("%s.shape: must be set (like [-1, 784])", field))

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+
+	"github.com/edgeloop/edgeloop/internal/datatype"
 )
 
 // DefaultMaxBatchSize is the max_batch_size written into config.pbtxt for a model whose input
@@ -56,7 +58,7 @@ func TritonConfig(m *Manifest, maxBatchSize int) []byte {
 	return []byte(b.String())
 }
 
-func writeTensor(b *strings.Builder, name, datatype string, shape []int64, batching bool) {
+func writeTensor(b *strings.Builder, name, dt string, shape []int64, batching bool) {
 	if batching && len(shape) > 0 {
 		shape = shape[1:]
 	}
@@ -68,8 +70,8 @@ func writeTensor(b *strings.Builder, name, datatype string, shape []int64, batch
 		// Triton wants at least one dimension; a per-item scalar is [ 1 ].
 		dims = []string{"1"}
 	}
-	tritonType := datatypes[datatype]
-	if tritonType == "" {
+	tritonType, ok := datatype.Triton(dt)
+	if !ok {
 		tritonType = "TYPE_INVALID"
 	}
 	fmt.Fprintf(b, "  {\n    name: %s\n    data_type: %s\n    dims: [ %s ]\n  }", strconv.Quote(name), tritonType, strings.Join(dims, ", "))

@@ -30,6 +30,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/edgeloop/edgeloop/internal/datatype"
 	"github.com/edgeloop/edgeloop/internal/npy"
 )
 
@@ -235,13 +236,6 @@ func lowerHex(s string) bool {
 // that holds such a name put it.
 const NameRule = "must be 1-128 letters, digits, '.', '_' or '-', starting with a letter, digit or '_'"
 
-// datatypes are the Open Inference Protocol's tensor datatypes.
-var datatypes = map[string]bool{
-	"BOOL": true, "UINT8": true, "UINT16": true, "UINT32": true, "UINT64": true,
-	"INT8": true, "INT16": true, "INT32": true, "INT64": true,
-	"FP16": true, "FP32": true, "FP64": true, "BF16": true, "BYTES": true,
-}
-
 // Validate checks every rule of the format and reports all that are broken in one
 // *InvalidError. The key must be the one Key computes from the content, so a sample altered
 // after New (other than its label) fails.
@@ -323,7 +317,7 @@ func (s *Sample) validate() ([]byte, error) {
 func (s *Sample) validateInput(p *problems) {
 	in := &s.Meta.Input
 	p.text("input.name", in.Name, true)
-	if !datatypes[in.Datatype] {
+	if !datatype.Valid(in.Datatype) {
 		p.add("input.datatype", "must be an Open Inference Protocol datatype (BOOL, UINT8 ... INT64, FP16, FP32, FP64, BF16, BYTES), got %s", quote(in.Datatype))
 	}
 	elems, shapeOK := int64(1), true

@@ -15,44 +15,13 @@ import (
 	"fmt"
 	"math"
 	"strconv"
-)
 
-// The V2 tensor datatypes.
-const (
-	Bool   = "BOOL"
-	Uint8  = "UINT8"
-	Uint16 = "UINT16"
-	Uint32 = "UINT32"
-	Uint64 = "UINT64"
-	Int8   = "INT8"
-	Int16  = "INT16"
-	Int32  = "INT32"
-	Int64  = "INT64"
-	FP16   = "FP16"
-	FP32   = "FP32"
-	FP64   = "FP64"
-	Bytes  = "BYTES"
+	"github.com/edgeloop/edgeloop/internal/datatype"
 )
 
 // HeaderContentLength is the binary tensor data extension's header: the length of the JSON
 // part of a request or response body, the tensors' raw bytes following it.
 const HeaderContentLength = "Inference-Header-Content-Length"
-
-// ElemSize returns the width in bytes of one element of a fixed-size datatype, and 0 for
-// BYTES and unknown names.
-func ElemSize(datatype string) int {
-	switch datatype {
-	case Bool, Uint8, Int8:
-		return 1
-	case Uint16, Int16, FP16:
-		return 2
-	case Uint32, Int32, FP32:
-		return 4
-	case Uint64, Int64, FP64:
-		return 8
-	}
-	return 0
-}
 
 // Request is a decoded inference request.
 type Request struct {
@@ -227,8 +196,8 @@ func (in *Input) Float32s(dst []float32) ([]float32, error) {
 		return nil, fmt.Errorf("%s %q: %w", in.role(), in.Name, err)
 	}
 	if in.binary {
-		size := ElemSize(in.Datatype)
-		if size == 0 || in.Datatype == Bool {
+		size := datatype.Size(in.Datatype)
+		if size == 0 || in.Datatype == datatype.Bool {
 			return nil, fmt.Errorf("%s %q: datatype %s cannot be read as numbers", in.role(), in.Name, in.Datatype)
 		}
 		if int64(len(in.raw)) != n*int64(size) {
@@ -236,7 +205,7 @@ func (in *Input) Float32s(dst []float32) ([]float32, error) {
 		}
 		return DecodeBinary(dst[:0], in.Datatype, in.raw), nil
 	}
-	if ElemSize(in.Datatype) == 0 || in.Datatype == Bool {
+	if datatype.Size(in.Datatype) == 0 || in.Datatype == datatype.Bool {
 		return nil, fmt.Errorf("%s %q: datatype %s cannot be read as numbers", in.role(), in.Name, in.Datatype)
 	}
 	if cap(dst) < int(n) && n <= int64(len(in.data)) { // a number takes at least one byte
@@ -254,50 +223,54 @@ func (in *Input) Float32s(dst []float32) ([]float32, error) {
 
 // DecodeBinary appends the little-endian elements of raw, of a numeric datatype, to dst as
 // float32 values. A trailing partial element is ignored; callers check the length first.
-func DecodeBinary(dst []float32, datatype string, raw []byte) []float32 {
+func DecodeBinary(dst []float32, dt string, raw []byte) []float32 {
 	le := binary.LittleEndian
-	switch datatype {
-	case FP32:
+	switch dt {
+	case datatype.FP32:
 		for i := 0; i+4 <= len(raw); i += 4 {
 			dst = append(dst, math.Float32frombits(le.Uint32(raw[i:])))
 		}
-	case FP64:
+	case datatype.FP64:
 		for i := 0; i+8 <= len(raw); i += 8 {
 			dst = append(dst, float32(math.Float64frombits(le.Uint64(raw[i:]))))
 		}
-	case FP16:
+	case datatype.FP16:
 		for i := 0; i+2 <= len(raw); i += 2 {
 			dst = append(dst, float16(le.Uint16(raw[i:])))
 		}
-	case Uint8:
+	case datatype.BF16: // the top half of a float32
+		for i := 0; i+2 <= len(raw); i += 2 {
+			dst = append(dst, math.Float32frombits(uint32(le.Uint16(raw[i:]))<<16))
+		}
+	case datatype.Uint8:
 		for _, b := range raw {
 			dst = append(dst, float32(b))
 		}
-	case Int8:
+	case datatype.Int8:
 		for _, b := range raw {
 			dst = append(dst, float32(int8(b)))
 		}
-	case Uint16:
+	case datatype.Uint16:
 		for i := 0; i+2 <= len(raw); i += 2 {
 			dst = append(dst, float32(le.Uint16(raw[i:])))
 		}
-	case Int16:
+	case datatype.Int16:
 		for i := 0; i+2 <= len(raw); i += 2 {
 			dst = append(dst, float32(int16(le.Uint16(raw[i:]))))
 		}
-	case Uint32:
+	case datatype.Uint32:
 		for i := 0; i+4 <= len(raw); i += 4 {
 			dst = append(dst, float32(le.Uint32(raw[i:])))
 		}
-	case Int32:
+	case datatype.Int32:
 		for i := 0; i+4 <= len(raw); i += 4 {
 			dst = append(dst, float32(int32(le.Uint32(raw[i:]))))
 		}
-	case Uint64:
+	case datatype.Uint64:
 		for i := 0; i+8 <= len(raw); i += 8 {
 			dst = append(dst, float32(le.Uint64(raw[i:])))
 		}
-	case Int64:
+	case datatype.Int64:
 		for i := 0; i+8 <= len(raw); i += 8 {
 			dst = append(dst, float32(int64(le.Uint64(raw[i:]))))
 		}
