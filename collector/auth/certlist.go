@@ -1,16 +1,15 @@
 package auth
 
 import (
-	"bufio"
-	"bytes"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"math/big"
 	"os"
 	"strings"
+
+	"github.com/edgeloop/edgeloop/internal/token"
 )
 
 // CertList is a set of node certificates named by serial number or SHA-256 fingerprint (of
@@ -59,21 +58,9 @@ func LoadCertList(path string) (CertList, error) {
 // certificate accepted.
 func ParseCertList(data []byte) (CertList, error) {
 	l := CertList{serials: map[string]bool{}, fingerprints: map[[sha256.Size]byte]bool{}}
-	var errs []error
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 4096), 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		line := sc.Text()
-		if i := strings.IndexByte(line, '#'); i >= 0 {
-			line = line[:i]
-		}
-		fields := strings.Fields(line)
-		if len(fields) == 0 {
-			continue
-		}
+	err := token.EachLine(data, func(n int, fields []string) error {
 		if len(fields) != 1 {
-			errs = append(errs, fmt.Errorf("line %d: want one entry, serial:<hex> or sha256:<64 hex digits>, got %d fields", n, len(fields)))
-			continue
+			return fmt.Errorf("line %d: want one entry, serial:<hex> or sha256:<64 hex digits>, got %d fields", n, len(fields))
 		}
 		kind, value, _ := strings.Cut(strings.ToLower(fields[0]), ":")
 		digits := strings.ReplaceAll(value, ":", "")
@@ -84,17 +71,15 @@ func ParseCertList(data []byte) (CertList, error) {
 		case kind == "sha256" && err == nil && len(b) == sha256.Size:
 			l.fingerprints[[sha256.Size]byte(b)] = true
 		case kind == "serial":
-			errs = append(errs, fmt.Errorf("line %d: a serial must be 1 to 20 bytes in hex, got %.80q", n, value))
+			return fmt.Errorf("line %d: a serial must be 1 to 20 bytes in hex, got %.80q", n, value)
 		case kind == "sha256":
-			errs = append(errs, fmt.Errorf("line %d: a sha256 fingerprint must be 64 hex digits, got %.80q", n, value))
+			return fmt.Errorf("line %d: a sha256 fingerprint must be 64 hex digits, got %.80q", n, value)
 		default:
-			errs = append(errs, fmt.Errorf("line %d: want serial:<hex> or sha256:<64 hex digits>, got %.80q", n, fields[0]))
+			return fmt.Errorf("line %d: want serial:<hex> or sha256:<64 hex digits>, got %.80q", n, fields[0])
 		}
-	}
-	if err := sc.Err(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
+		return nil
+	})
+	if err != nil {
 		return CertList{}, err
 	}
 	return l, nil

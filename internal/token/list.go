@@ -1,12 +1,9 @@
 package token
 
 import (
-	"bufio"
-	"bytes"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -50,46 +47,28 @@ func LoadList(path string) (List, error) {
 func ParseList(data []byte) (List, error) {
 	var l List
 	seen := map[[sha256.Size]byte]string{}
-	var errs []error
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 4096), 1<<20)
-	for n := 1; sc.Scan(); n++ {
-		line := sc.Text()
-		if i := strings.IndexByte(line, '#'); i >= 0 {
-			line = line[:i]
-		}
-		fields := strings.Fields(line)
-		if len(fields) == 0 {
-			continue
-		}
+	err := EachLine(data, func(n int, fields []string) error {
 		if len(fields) != 2 {
-			errs = append(errs, fmt.Errorf("line %d: want \"<id> sha256:<64 hex digits>\", got %d fields", n, len(fields)))
-			continue
+			return fmt.Errorf("line %d: want \"<id> sha256:<64 hex digits>\", got %d fields", n, len(fields))
 		}
 		id, hash := fields[0], fields[1]
 		if !sample.ValidName(id) {
-			errs = append(errs, fmt.Errorf("line %d: id %.64q must be 1-128 letters, digits, '.', '_' or '-', starting with a letter, digit or '_'", n, id))
-			continue
+			return fmt.Errorf("line %d: id %.64q must be 1-128 letters, digits, '.', '_' or '-', starting with a letter, digit or '_'", n, id)
 		}
 		hexHash, ok := strings.CutPrefix(hash, HashPrefix)
 		b, err := hex.DecodeString(hexHash)
 		if !ok || err != nil || len(b) != sha256.Size {
-			errs = append(errs, fmt.Errorf("line %d: the hash must be sha256: and 64 hex digits (sha256sum of the token)", n))
-			continue
+			return fmt.Errorf("line %d: the hash must be sha256: and 64 hex digits (sha256sum of the token)", n)
 		}
-		var sum [sha256.Size]byte
-		copy(sum[:], b)
+		sum := [sha256.Size]byte(b)
 		if other, dup := seen[sum]; dup {
-			errs = append(errs, fmt.Errorf("line %d: the same hash as %s's: every credential is bound to one id", n, other))
-			continue
+			return fmt.Errorf("line %d: the same hash as %s's: every credential is bound to one id", n, other)
 		}
 		seen[sum] = id
 		l.entries = append(l.entries, entry{sum: sum, id: id})
-	}
-	if err := sc.Err(); err != nil {
-		errs = append(errs, err)
-	}
-	if err := errors.Join(errs...); err != nil {
+		return nil
+	})
+	if err != nil {
 		return List{}, err
 	}
 	return l, nil

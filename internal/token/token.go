@@ -14,7 +14,6 @@
 package token
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
@@ -74,22 +73,20 @@ func Classify(data []byte) Kind {
 		}
 		return Secret
 	}
-	words := 0
-	sc := bufio.NewScanner(bytes.NewReader(data))
-	sc.Buffer(make([]byte, 4096), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if i := strings.IndexByte(line, '#'); i >= 0 {
-			line = line[:i]
-		}
-		for _, f := range strings.Fields(line) {
+	words, hashes := 0, 0
+	_ = EachLine(data, func(_ int, fields []string) error { // a line over 1 MiB ends the count
+		for _, f := range fields {
 			if strings.HasPrefix(f, HashPrefix) {
-				return HashList
+				hashes++
 			}
-			words++
 		}
-	}
-	if words == 0 {
+		words += len(fields)
+		return nil
+	})
+	switch {
+	case hashes > 0:
+		return HashList
+	case words == 0:
 		return Empty
 	}
 	return Other
