@@ -2,14 +2,13 @@ package trainer
 
 import (
 	"fmt"
-	"math"
 
 	"github.com/edgeloop/edgeloop/internal/classify"
 )
 
 // HistogramBins is the number of equal-width bins over [0, 1] of the reference confidence
-// histograms, the exporter's default drift.bins.
-const HistogramBins = 10
+// histograms, the exporter's default drift.bins (classify.HistogramBins).
+const HistogramBins = classify.HistogramBins
 
 // Metrics is metrics.json, the evaluation a training job hands back under the job contract.
 // Confidences are scored exactly as the exporter scores live predictions (internal/classify),
@@ -91,7 +90,7 @@ func evaluate(net *Network, ds *Examples, classes []string, workers int) (Metric
 			if err != nil {
 				return Metrics{}, fmt.Errorf("evaluate image %d: %w", start+r, err)
 			}
-			loss += CrossEntropy(z, label)
+			loss += classify.CrossEntropy(z, label, 1)
 			perClass[label]++
 			if s.Class == label {
 				right++
@@ -99,7 +98,7 @@ func evaluate(net *Network, ds *Examples, classes []string, workers int) (Metric
 			}
 			confSum += s.MaxSoftmax
 			for i, sc := range scorers {
-				counts[i][HistogramBin(s.Confidence(sc))]++
+				counts[i][classify.HistogramBin(s.Confidence(sc), HistogramBins)]++
 			}
 		}
 	}
@@ -127,24 +126,4 @@ func evaluate(net *Network, ds *Examples, classes []string, workers int) (Metric
 	}
 	m.ConfidenceHistogram = m.ConfidenceHistograms[string(classify.MaxSoftmax)]
 	return m, nil
-}
-
-// HistogramBin is the histogram bin of confidence c, as the exporter bins it: ⌊c·bins⌋, with
-// c = 1 in the last bin. The evaluation gate bins the same way.
-func HistogramBin(c float64) int {
-	return min(int(c*HistogramBins), HistogramBins-1)
-}
-
-// CrossEntropy is −ln softmax(z)[label], computed stably in float64. The evaluation gate
-// computes its loss with it, so the two losses compare.
-func CrossEntropy(z []float32, label int) float64 {
-	m := math.Inf(-1)
-	for _, v := range z {
-		m = max(m, float64(v))
-	}
-	var s float64
-	for _, v := range z {
-		s += math.Exp(float64(v) - m)
-	}
-	return math.Log(s) + m - float64(z[label])
 }

@@ -234,7 +234,7 @@ func TestGradients(t *testing.T) {
 		}
 		var s float64
 		for r, l := range ds.Labels {
-			s += CrossEntropy(logits[r*3:(r+1)*3], l)
+			s += classify.CrossEntropy(logits[r*3:(r+1)*3], l, 1)
 		}
 		return s / float64(len(ds.Labels))
 	}
@@ -350,7 +350,7 @@ func TestRunWritesModelAndMetrics(t *testing.T) {
 		if s.Class == int(l) {
 			right++
 		}
-		hist[HistogramBin(s.MaxSoftmax)] += 1.0 / float64(test.Len())
+		hist[classify.HistogramBin(s.MaxSoftmax, HistogramBins)] += 1.0 / float64(test.Len())
 	}
 	if acc := float64(right) / float64(test.Len()); math.Abs(acc-got.Accuracy) > 0.0005 {
 		t.Errorf("accuracy recomputed from model.onnx %.4f, metrics.json says %.4f", acc, got.Accuracy)

@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/edgeloop/edgeloop/internal/classify"
 	"github.com/edgeloop/edgeloop/internal/dataset"
 	"github.com/edgeloop/edgeloop/internal/fmnist"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
@@ -354,7 +355,7 @@ func (f *fixture) scoreWithBuiltin(t *testing.T, dir string, n int) (accuracy, l
 			if top == label {
 				right++
 			}
-			loss += trainer.CrossEntropy(z, label)
+			loss += classify.CrossEntropy(z, label, 1)
 			// probabilities is softmax(logits).
 			var s float64
 			for _, v := range z {

@@ -86,12 +86,12 @@ def export_onnx(model, shape: Sequence[int], classes: Sequence[str], metadata: D
     return m.SerializeToString()
 
 
-# --- evaluation, scored as the exporter scores (exporter/observe) -----------------------------
+# --- evaluation, scored as the exporter scores (internal/classify) ----------------------------
 
 
 def scores(logits: np.ndarray) -> Dict[str, np.ndarray]:
     """Per row of logits: the predicted class and the confidences of the exporter's scorers
-    (exporter/observe.Score on logits), in float64: max_softmax p(1), margin p(1) - p(2),
+    (internal/classify.Score on logits), in float64: max_softmax p(1), margin p(1) - p(2),
     entropy 1 - H(p)/ln K, each clamped to [0, 1]."""
     z = logits.astype(np.float64)
     k = z.shape[1]
