@@ -17,13 +17,16 @@ FUZZ_TARGETS := ./internal/spool:FuzzRecordDecode ./internal/sample:FuzzUnmarsha
 	./internal/dataset:FuzzReadShard ./internal/evalset:FuzzParseManifest ./internal/sample:FuzzUnmarshalRecordKeyed ./internal/sample:FuzzReadTarKeyed ./collector/ingest:FuzzIngestDecodeKeyed ./internal/modelrepo:FuzzVerifyManifest ./internal/modelrepo:FuzzVerifyPointer ./retrain:FuzzDecodeWebhook ./collector/labels:FuzzPostLabels ./collector/labels:FuzzImportLabelStudio ./internal/npy:FuzzRead
 FUZZTIME ?= 10s
 
-.PHONY: help build test test-unit fuzz tools lint bench demo clean dashboards
+.PHONY: help build exporter test test-unit fuzz tools lint bench demo clean dashboards
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 build: ## build bin/edgeloop
 	$(GO) build -tags '$(GOTAGS)' -ldflags '$(LDFLAGS)' -o bin/edgeloop ./cmd/edgeloop
+
+exporter: ## build the lean edge binary bin/edgeloop-exporter: stripped, no client-go, trainer or collector (docs/deploy.md)
+	$(GO) build -trimpath -tags '$(GOTAGS)' -ldflags '-s -w $(LDFLAGS)' -o bin/edgeloop-exporter ./cmd/edgeloop-exporter
 
 tools: ## install the pinned tools and missing Debian packages the tests need (instant once there)
 	scripts/debs.sh
@@ -68,3 +71,20 @@ demo: build ## the whole loop in one process: drift, capture, retrain, recovery 
 
 clean: ## remove build outputs
 	rm -rf bin
+
+# The Grafana data source's backend (docs/grafana-plugin.md) for the platforms Grafana runs on.
+# Its frontend (module.js) comes from the frontend's own build, which is not here yet: until
+# then Grafana cannot load dist/ as a plugin.
+PLUGIN_DIR     := grafana/plugin
+PLUGIN_VERSION ?= 0.1.0
+
+.PHONY: plugin
+plugin: ## build the Grafana data source's backend for linux/amd64 and arm64 into grafana/plugin/dist, with plugin.json
+	rm -rf $(PLUGIN_DIR)/dist
+	mkdir -p $(PLUGIN_DIR)/dist/img
+	for arch in amd64 arm64; do \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '-s -w' -o $(PLUGIN_DIR)/dist/gpx_edgeloop_linux_$$arch ./$(PLUGIN_DIR)/pkg || exit 1; \
+	done
+	sed -e 's/%VERSION%/$(PLUGIN_VERSION)/' -e "s/%TODAY%/$$(date -u +%F)/" $(PLUGIN_DIR)/src/plugin.json > $(PLUGIN_DIR)/dist/plugin.json
+	cp $(PLUGIN_DIR)/src/img/* $(PLUGIN_DIR)/dist/img/
+	@echo "$(PLUGIN_DIR)/dist: the backend and plugin.json; Grafana also needs the frontend's module.js (docs/grafana-plugin.md)"

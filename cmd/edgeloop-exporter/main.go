@@ -38,7 +38,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func runExporter(args []string, stdout, stderr io.Writer) int {
-	applyMemoryDefaults()
+	applyMemoryDefaults(os.Getenv, os.ReadFile)
 	return cli.RunExporter("edgeloop-exporter exporter", args, stdout, stderr)
 }
 
