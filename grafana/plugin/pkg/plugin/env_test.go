@@ -41,14 +41,13 @@ var secrets = []string{collectorOpToken, controllerOpToken, collectortest.Token(
 
 // imageCase is a captured sample whose input is image-shaped, and the picture it must make.
 type imageCase struct {
-	model    string
-	shape    []int
-	w, h     int
-	rgb      bool
-	reason   string
-	score    float64
-	key      string
-	inputLen int
+	model  string
+	shape  []int
+	w, h   int
+	rgb    bool
+	reason string
+	score  float64
+	key    string
 }
 
 // env is a real collector and a real retrain controller (its job backend a fake that runs

@@ -101,7 +101,7 @@ func pluginContext(t *testing.T, e *env, repoURL string, secure map[string]strin
 	return &pluginv2.PluginContext{
 		OrgId: 1, PluginId: ID, User: u, GrafanaConfig: map[string]string{},
 		DataSourceInstanceSettings: &pluginv2.DataSourceInstanceSettings{
-			Id: 1, Uid: s.UID, Name: s.Name, JsonData: s.JSONData, DecryptedSecureJsonData: s.DecryptedSecureJSONData,
+			Uid: s.UID, Name: s.Name, JsonData: s.JSONData, DecryptedSecureJsonData: s.DecryptedSecureJSONData,
 			LastUpdatedMS: s.Updated.UnixMilli(),
 		},
 	}
