@@ -53,7 +53,7 @@ func ParseList(data []byte) (List, error) {
 		}
 		id, hash := fields[0], fields[1]
 		if !sample.ValidName(id) {
-			return fmt.Errorf("line %d: id %.64q must be 1-128 letters, digits, '.', '_' or '-', starting with a letter, digit or '_'", n, id)
+			return fmt.Errorf("line %d: id %.64q %s", n, id, sample.NameRule)
 		}
 		hexHash, ok := strings.CutPrefix(hash, HashPrefix)
 		b, err := hex.DecodeString(hexHash)
