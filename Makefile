@@ -17,16 +17,38 @@ FUZZ_TARGETS := ./internal/spool:FuzzRecordDecode ./internal/sample:FuzzUnmarsha
 	./internal/dataset:FuzzReadShard ./internal/evalset:FuzzParseManifest ./internal/sample:FuzzUnmarshalRecordKeyed ./internal/sample:FuzzReadTarKeyed ./collector/ingest:FuzzIngestDecodeKeyed ./internal/modelrepo:FuzzVerifyManifest ./internal/modelrepo:FuzzVerifyPointer ./retrain:FuzzDecodeWebhook ./collector/labels:FuzzPostLabels ./collector/labels:FuzzImportLabelStudio ./internal/npy:FuzzRead
 FUZZTIME ?= 10s
 
-.PHONY: help build exporter test test-unit fuzz tools lint bench demo clean dashboards
+.PHONY: help build exporter arm64 images test test-unit fuzz tools lint bench demo clean dashboards
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 build: ## build bin/edgeloop
 	$(GO) build -tags '$(GOTAGS)' -ldflags '$(LDFLAGS)' -o bin/edgeloop ./cmd/edgeloop
 
 exporter: ## build the lean edge binary bin/edgeloop-exporter: stripped, no client-go, trainer or collector (docs/deploy.md)
 	$(GO) build -trimpath -tags '$(GOTAGS)' -ldflags '-s -w $(LDFLAGS)' -o bin/edgeloop-exporter ./cmd/edgeloop-exporter
+
+# The arm64 cross compiler (Debian's gcc-aarch64-linux-gnu, installed by scripts/debs.sh).
+CC_ARM64 ?= aarch64-linux-gnu-gcc
+
+arm64: ## cross-compile the edge binary for linux/arm64, static (Jetson's glibc 2.31 and newer): bin/linux-arm64/edgeloop-exporter
+	scripts/debs.sh
+	CGO_ENABLED=1 GOOS=linux GOARCH=arm64 CC=$(CC_ARM64) $(GO) build -trimpath -tags 'netgo osusergo $(GOTAGS)' \
+		-ldflags '-s -w $(LDFLAGS) -linkmode external -extldflags -static' -o bin/linux-arm64/edgeloop-exporter ./cmd/edgeloop-exporter
+
+# The images' binaries link glibc dynamically: the image carries Debian's, which go-nvml's dlopen
+# of the driver's libnvidia-ml.so.1 needs. Layers are dated by the last commit (reproducible).
+images: ## build the edge image (linux/amd64, linux/arm64) into the OCI layout dist/images/edgeloop-exporter (docs/deploy.md)
+	scripts/debs.sh
+	CGO_ENABLED=1 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -tags '$(GOTAGS)' -ldflags '-s -w $(LDFLAGS)' \
+		-o dist/stage/edgeloop-exporter-amd64 ./cmd/edgeloop-exporter
+	CGO_ENABLED=1 GOOS=linux GOARCH=arm64 CC=$(CC_ARM64) $(GO) build -trimpath -tags '$(GOTAGS)' -ldflags '-s -w $(LDFLAGS)' \
+		-o dist/stage/edgeloop-exporter-arm64 ./cmd/edgeloop-exporter
+	deploy/image/stage.sh amd64 dist/stage/edgeloop-exporter-amd64 dist/stage/amd64
+	deploy/image/stage.sh arm64 dist/stage/edgeloop-exporter-arm64 dist/stage/arm64
+	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) $(GO) run ./deploy/image --out dist/images/edgeloop-exporter \
+		--version $(VERSION) --revision $$(git rev-parse HEAD) \
+		--platform linux/amd64=dist/stage/amd64 --platform linux/arm64=dist/stage/arm64
 
 tools: ## install the pinned tools and missing Debian packages the tests need (instant once there)
 	scripts/debs.sh

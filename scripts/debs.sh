@@ -10,6 +10,8 @@ packages=(
   python3-numpy         # the PyTorch job reads .npy inputs
   python3-boto3         # the PyTorch job reads and writes s3:// URLs
   libopenblas-dev       # the built-in runtime's optional OpenBLAS products (go build -tags openblas)
+  gcc-aarch64-linux-gnu # make arm64 and make images: the edge binary cross-compiled with cgo (docs/deploy.md)
+  qemu-user-static      # the arm64 edge binary's smoke test runs it under qemu-aarch64-static
 )
 missing=()
 for p in "${packages[@]}"; do

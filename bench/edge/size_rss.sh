@@ -65,7 +65,7 @@ for b in "$work"/lean "$work"/full; do
 done
 
 variants="lean-default lean
-lean-go-defaults lean GOGC=100 GOMEMLIMIT=off
+lean-gogc50 lean GOGC=50
 full-edgeloop full
 ${VARIANTS:-}"
 
