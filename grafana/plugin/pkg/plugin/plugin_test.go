@@ -316,7 +316,7 @@ func TestQueries(t *testing.T) {
 			{"limit", QuerySamples, map[string]any{"model": "fashion", "limit": 20000}, backend.StatusBadRequest, "limit:"},
 			{"group", QueryCatalog, map[string]any{"groupBy": "node"}, backend.StatusBadRequest, "groupBy"},
 			{"group without model", QueryCatalog, map[string]any{"groupBy": "reason"}, backend.StatusBadRequest, "needs a model"},
-			{"unknown model", QueryCatalog, map[string]any{"model": "digits"}, backend.StatusNotFound, "collector answered 404"},
+			{"unknown model", QueryCatalog, map[string]any{"model": "digits"}, backend.StatusNotFound, `collector answered 404: catalog: model "digits": not in the catalog`},
 			{"not JSON", QueryJobs, map[string]any{"limit": "ten"}, backend.StatusBadRequest, "query:"},
 		} {
 			t.Run(c.name, func(t *testing.T) {
