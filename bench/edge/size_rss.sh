@@ -65,7 +65,7 @@ for b in "$work"/lean "$work"/full; do
 done
 
 variants="lean-default lean
-lean-gogc50 lean GOGC=50
+lean-go-defaults lean GOGC=100
 full-edgeloop full
 ${VARIANTS:-}"
 

@@ -8,9 +8,10 @@ import (
 )
 
 func TestApplyMemoryDefaults(t *testing.T) {
-	// The limit is process-wide: put back what the test binary started with.
+	// The settings are process-wide: put back what the test binary started with.
+	gc := debug.SetGCPercent(100)
 	limit := debug.SetMemoryLimit(-1)
-	t.Cleanup(func() { debug.SetMemoryLimit(limit) })
+	t.Cleanup(func() { debug.SetGCPercent(gc); debug.SetMemoryLimit(limit) })
 
 	noFile := func(string) ([]byte, error) { return nil, os.ErrNotExist }
 	file := func(content string) func(string) ([]byte, error) {
@@ -22,25 +23,32 @@ func TestApplyMemoryDefaults(t *testing.T) {
 		}
 	}
 	for _, tc := range []struct {
-		name     string
-		env      map[string]string
-		readFile func(string) ([]byte, error)
-		want     int64 // what it reports, and the runtime's limit after (0: unchanged)
+		name      string
+		env       map[string]string
+		readFile  func(string) ([]byte, error)
+		want      memoryDefaults
+		wantGC    int   // the runtime's GOGC after
+		wantLimit int64 // the runtime's limit after, 0 for unchanged
 	}{
-		{name: "bare host", readFile: noFile},
-		{name: "no cgroup limit", readFile: file("max\n")},
-		{name: "cgroup limit", readFile: file("268435456\n"), want: 241591910},
-		{name: "garbage in memory.max", readFile: file("lots")},
-		{name: "zero in memory.max", readFile: file("0")},
-		{name: "operator's GOMEMLIMIT stands", env: map[string]string{"GOMEMLIMIT": "1GiB"}, readFile: file("268435456")},
+		{name: "bare host", readFile: noFile, want: memoryDefaults{GCPercent: 50}, wantGC: 50},
+		{name: "no cgroup limit", readFile: file("max\n"), want: memoryDefaults{GCPercent: 50}, wantGC: 50},
+		{name: "cgroup limit", readFile: file("268435456\n"), want: memoryDefaults{GCPercent: 50, Limit: 241591910}, wantGC: 50, wantLimit: 241591910},
+		{name: "garbage in memory.max", readFile: file("lots"), want: memoryDefaults{GCPercent: 50}, wantGC: 50},
+		{name: "zero in memory.max", readFile: file("0"), want: memoryDefaults{GCPercent: 50}, wantGC: 50},
+		{name: "operator's GOGC stands", env: map[string]string{"GOGC": "200"}, readFile: file("268435456"), want: memoryDefaults{Limit: 241591910}, wantGC: 100, wantLimit: 241591910},
+		{name: "operator's GOMEMLIMIT stands", env: map[string]string{"GOMEMLIMIT": "1GiB"}, readFile: file("268435456"), want: memoryDefaults{GCPercent: 50}, wantGC: 50},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			debug.SetGCPercent(100)
 			debug.SetMemoryLimit(limit)
 			got := applyMemoryDefaults(func(k string) string { return tc.env[k] }, tc.readFile)
 			if got != tc.want {
-				t.Errorf("applyMemoryDefaults = %d, want %d", got, tc.want)
+				t.Errorf("applyMemoryDefaults = %+v, want %+v", got, tc.want)
 			}
-			wantLimit := tc.want
+			if g := debug.SetGCPercent(100); g != tc.wantGC {
+				t.Errorf("GOGC is %d, want %d", g, tc.wantGC)
+			}
+			wantLimit := tc.wantLimit
 			if wantLimit == 0 {
 				wantLimit = limit
 			}
