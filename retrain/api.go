@@ -41,6 +41,7 @@ func (c *Controller) routes() {
 	c.mux.Handle("POST /v1/jobs/{id}/cancel", c.requireOperator(http.HandlerFunc(c.serveCancel)))
 	c.mux.HandleFunc("POST /v1/jobs/{id}/complete", c.serveComplete) // authenticated by the job's token
 	c.mux.Handle("GET /v1/decisions", c.requireOperator(http.HandlerFunc(c.serveDecisions)))
+	c.aliasRoutes() // alias.go
 }
 
 // requireWebhook lets through Alertmanager: a bearer token or basic auth (user = the token's

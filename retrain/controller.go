@@ -75,6 +75,7 @@ type Controller struct {
 	mu        sync.Mutex
 	st        *State
 	cancelled map[string]bool // jobs an operator cancelled
+	aliasMu   sync.Mutex      // serializes alias moves through the API (alias.go)
 
 	runCtx context.Context
 	wg     sync.WaitGroup
