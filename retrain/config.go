@@ -22,7 +22,9 @@ import (
 	"github.com/edgeloop/edgeloop/internal/tokenurl"
 	"github.com/edgeloop/edgeloop/internal/web"
 	"github.com/edgeloop/edgeloop/retrain/gate"
-	"github.com/edgeloop/edgeloop/retrain/jobs"
+	"github.com/edgeloop/edgeloop/retrain/jobs/httpjob"
+	"github.com/edgeloop/edgeloop/retrain/jobs/kubejob"
+	"github.com/edgeloop/edgeloop/retrain/jobs/localjob"
 )
 
 // Defaults of docs/architecture.md's port plan and the file system layout.
@@ -165,10 +167,10 @@ type PolicyConfig struct {
 // BackendConfig is the `backend:` section: type picks one of the others.
 type BackendConfig struct {
 	// Type is "local", "kubernetes" or "http".
-	Type       string                `yaml:"type"`
-	Local      jobs.LocalConfig      `yaml:"local"`
-	Kubernetes jobs.KubernetesConfig `yaml:"kubernetes"`
-	HTTP       jobs.HTTPConfig       `yaml:"http"`
+	Type       string          `yaml:"type"`
+	Local      localjob.Config `yaml:"local"`
+	Kubernetes kubejob.Config  `yaml:"kubernetes"`
+	HTTP       httpjob.Config  `yaml:"http"`
 	// Output is where remote jobs (kubernetes, http) write: a bucket URL whose prefix
 	// jobs/<model>/<job>/ receives model.onnx and metrics.json, and where their dataset
 	// manifest is put. Default: the dataset bucket. The local backend uses state_dir.
@@ -213,8 +215,8 @@ func DefaultConfig() Config {
 			JobTimeout: 4 * time.Hour, DedupeWindow: 24 * time.Hour, KeepJobs: 200,
 		},
 		Backend: BackendConfig{
-			Type: "local", Local: jobs.DefaultLocalConfig(),
-			Kubernetes: jobs.DefaultKubernetesConfig(), HTTP: jobs.DefaultHTTPConfig(),
+			Type: "local", Local: localjob.DefaultConfig(),
+			Kubernetes: kubejob.DefaultConfig(), HTTP: httpjob.DefaultConfig(),
 		},
 		Gate:    gate.DefaultConfig(),
 		Publish: PublishConfig{Stable: true},
@@ -248,7 +250,7 @@ func (c *Config) Validate() error {
 			errs = append(errs, config.Errorf("external_url", "%v", err))
 		}
 	}
-	if c.Backend.Type == "http" && c.Backend.HTTP.Mode == jobs.HTTPModeCallback && c.ExternalURL == "" {
+	if c.Backend.Type == "http" && c.Backend.HTTP.Mode == httpjob.ModeCallback && c.ExternalURL == "" {
 		errs = append(errs, config.Errorf("external_url", "must be set with backend.http.mode callback: remote jobs call the controller back at it"))
 	}
 	if len(c.Models) == 0 {

@@ -22,6 +22,9 @@ import (
 	"github.com/edgeloop/edgeloop/internal/version"
 	"github.com/edgeloop/edgeloop/internal/web"
 	"github.com/edgeloop/edgeloop/retrain/jobs"
+	"github.com/edgeloop/edgeloop/retrain/jobs/httpjob"
+	"github.com/edgeloop/edgeloop/retrain/jobs/kubejob"
+	"github.com/edgeloop/edgeloop/retrain/jobs/localjob"
 )
 
 // Options are the controller's dependencies that are not configuration; tests replace them.
@@ -209,15 +212,15 @@ func (c *Controller) newBackend() (jobs.Backend, error) {
 	logger := c.logger.With("part", "backend")
 	switch c.cfg.Backend.Type {
 	case "local":
-		return jobs.NewLocal(c.cfg.Backend.Local, filepath.Join(c.cfg.StateDir, "jobs"), logger)
+		return localjob.New(c.cfg.Backend.Local, filepath.Join(c.cfg.StateDir, "jobs"), logger)
 	case "kubernetes":
-		client, err := jobs.KubernetesClient(c.cfg.Backend.Kubernetes)
+		client, err := kubejob.Client(c.cfg.Backend.Kubernetes)
 		if err != nil {
 			return nil, err
 		}
-		return jobs.NewKubernetes(c.cfg.Backend.Kubernetes, client, logger)
+		return kubejob.New(c.cfg.Backend.Kubernetes, client, logger)
 	case "http":
-		h, err := jobs.NewHTTP(c.cfg.Backend.HTTP, c.externalURL(), logger)
+		h, err := httpjob.New(c.cfg.Backend.HTTP, c.externalURL(), logger)
 		if err != nil {
 			return nil, err
 		}

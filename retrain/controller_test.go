@@ -22,6 +22,7 @@ import (
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/token"
 	"github.com/edgeloop/edgeloop/retrain/jobs"
+	"github.com/edgeloop/edgeloop/retrain/jobs/httpjob"
 )
 
 // fakeBackend runs no process: a test ends its jobs with finish. Its jobs outlive the
@@ -738,7 +739,7 @@ func TestHTTPCallback(t *testing.T) {
 	defer jobSystem.Close()
 	cfg.Backend.Type = "http"
 	cfg.Backend.HTTP.URL = jobSystem.URL + "/runs"
-	cfg.Backend.HTTP.Mode = jobs.HTTPModeCallback
+	cfg.Backend.HTTP.Mode = httpjob.ModeCallback
 	cfg.Backend.HTTP.RunID = "run_id"
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -16,6 +16,8 @@ import (
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/retrain/gate"
 	"github.com/edgeloop/edgeloop/retrain/jobs"
+	"github.com/edgeloop/edgeloop/retrain/jobs/httpjob"
+	"github.com/edgeloop/edgeloop/retrain/jobs/kubejob"
 	"github.com/edgeloop/edgeloop/retrain/publish"
 )
 
@@ -509,15 +511,15 @@ func (c *Controller) evalBackend(j *Job, cfg gate.JobConfig, logger *slog.Logger
 	var b jobs.Backend
 	switch cfg.Backend {
 	case gate.JobBackendKubernetes:
-		client, err := jobs.KubernetesClient(cfg.Kubernetes)
+		client, err := kubejob.Client(cfg.Kubernetes)
 		if err != nil {
 			return nil, nil, fmt.Errorf("gate.job.kubernetes: %w", err)
 		}
-		if b, err = jobs.NewKubernetes(cfg.Kubernetes, client, logger); err != nil {
+		if b, err = kubejob.New(cfg.Kubernetes, client, logger); err != nil {
 			return nil, nil, fmt.Errorf("gate.job.kubernetes: %w", err)
 		}
 	case gate.JobBackendHTTP:
-		h, err := jobs.NewHTTP(cfg.HTTP, c.externalURL(), logger)
+		h, err := httpjob.New(cfg.HTTP, c.externalURL(), logger)
 		if err != nil {
 			return nil, nil, fmt.Errorf("gate.job.http: %w", err)
 		}

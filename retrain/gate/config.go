@@ -18,7 +18,9 @@ import (
 
 	"github.com/edgeloop/edgeloop/internal/config"
 	"github.com/edgeloop/edgeloop/internal/objstore"
-	"github.com/edgeloop/edgeloop/retrain/jobs"
+	"github.com/edgeloop/edgeloop/retrain/jobs/httpjob"
+	"github.com/edgeloop/edgeloop/retrain/jobs/kubejob"
+	"github.com/edgeloop/edgeloop/retrain/jobs/localjob"
 	"go.yaml.in/yaml/v3"
 )
 
@@ -141,14 +143,14 @@ type JobConfig struct {
 	// Local is the local backend that runs evaluation jobs: its command (default `edgeloop
 	// evaluate --request {{.DatasetManifest}} --out {{.Output}}`), env, kill grace. The job
 	// contract's variables are set as for a training job (docs/gate.md).
-	Local jobs.LocalConfig `yaml:"local"`
+	Local localjob.Config `yaml:"local"`
 	// Kubernetes is the kubernetes backend for evaluation jobs, configured like backend.kubernetes
 	// (its image has no default; the default command is `edgeloop evaluate`, which reads the
 	// contract's variables).
-	Kubernetes jobs.KubernetesConfig `yaml:"kubernetes"`
+	Kubernetes kubejob.Config `yaml:"kubernetes"`
 	// HTTP is the http backend for evaluation jobs, configured like backend.http, in poll mode
 	// only: callbacks reach the controller's job API, which knows training jobs only.
-	HTTP jobs.HTTPConfig `yaml:"http"`
+	HTTP httpjob.Config `yaml:"http"`
 }
 
 // The backends an evaluation job runs on (gate.job.backend).
@@ -172,8 +174,8 @@ func (c JobConfig) Validate() error {
 		errs = append(errs, config.Nest("kubernetes", c.Kubernetes.Validate()))
 	case JobBackendHTTP:
 		errs = append(errs, config.Nest("http", c.HTTP.Validate()))
-		if c.HTTP.Mode != jobs.HTTPModePoll {
-			errs = append(errs, config.Errorf("http.mode", "must be %q for evaluation jobs (callbacks reach the controller's API for training jobs only), got %q", jobs.HTTPModePoll, c.HTTP.Mode))
+		if c.HTTP.Mode != httpjob.ModePoll {
+			errs = append(errs, config.Errorf("http.mode", "must be %q for evaluation jobs (callbacks reach the controller's API for training jobs only), got %q", httpjob.ModePoll, c.HTTP.Mode))
 		}
 	default:
 		errs = append(errs, config.Errorf("backend", "must be %q, %q or %q, got %q", JobBackendLocal, JobBackendKubernetes, JobBackendHTTP, c.Backend))

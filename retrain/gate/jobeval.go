@@ -22,6 +22,9 @@ import (
 	"github.com/edgeloop/edgeloop/internal/npy"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/retrain/jobs"
+	"github.com/edgeloop/edgeloop/retrain/jobs/httpjob"
+	"github.com/edgeloop/edgeloop/retrain/jobs/kubejob"
+	"github.com/edgeloop/edgeloop/retrain/jobs/localjob"
 )
 
 // The evaluation job contract (docs/gate.md, "The evaluation job"): the job gets the request
@@ -72,11 +75,11 @@ type EvalReport struct {
 // DefaultJobConfig is the job evaluator's default: `edgeloop evaluate` as a local job; on
 // Kubernetes, the same command in the configured image.
 func DefaultJobConfig() JobConfig {
-	local := jobs.DefaultLocalConfig()
+	local := localjob.DefaultConfig()
 	local.Command = []string{"{{.Edgeloop}}", "evaluate", "--request", "{{.DatasetManifest}}", "--out", "{{.Output}}"}
-	kube := jobs.DefaultKubernetesConfig()
+	kube := kubejob.DefaultConfig()
 	kube.Command = []string{"edgeloop", "evaluate"}
-	return JobConfig{Timeout: 30 * time.Minute, Backend: JobBackendLocal, Local: local, Kubernetes: kube, HTTP: jobs.DefaultHTTPConfig()}
+	return JobConfig{Timeout: 30 * time.Minute, Backend: JobBackendLocal, Local: local, Kubernetes: kube, HTTP: httpjob.DefaultConfig()}
 }
 
 // JobEvaluator runs an evaluation job on a job backend and reads back its report.
@@ -117,7 +120,7 @@ const maxReportBytes = 1 << 30
 // where a remote job's files go; it is required when backend runs jobs elsewhere.
 func NewJobEvaluator(cfg JobConfig, backend jobs.Backend, stage *Stage, jobID, model, dir string, logger *slog.Logger) (*JobEvaluator, error) {
 	if backend == nil {
-		b, err := jobs.NewLocal(cfg.Local, filepath.Join(dir, "jobs"), logger)
+		b, err := localjob.New(cfg.Local, filepath.Join(dir, "jobs"), logger)
 		if err != nil {
 			return nil, fmt.Errorf("job evaluator: %w", err)
 		}

@@ -25,6 +25,8 @@ import (
 	"github.com/edgeloop/edgeloop/retrain/gate"
 	"github.com/edgeloop/edgeloop/retrain/gate/gatetest"
 	"github.com/edgeloop/edgeloop/retrain/jobs"
+	"github.com/edgeloop/edgeloop/retrain/jobs/httpjob"
+	"github.com/edgeloop/edgeloop/retrain/jobs/kubejob"
 )
 
 // stageBucket starts a real MinIO, creates a bucket in it and returns it open with its URL.
@@ -114,7 +116,7 @@ func TestJobRemoteKubernetesConformance(t *testing.T) {
 		if err := cfg.Validate(); err != nil {
 			t.Fatal(err)
 		}
-		k, err := jobs.NewKubernetes(cfg.Kubernetes, client, discard())
+		k, err := kubejob.New(cfg.Kubernetes, client, discard())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -221,7 +223,7 @@ func TestJobRemoteHTTPConformance(t *testing.T) {
 		if err := cfg.Validate(); err != nil {
 			t.Fatal(err)
 		}
-		h, err := jobs.NewHTTP(cfg.HTTP, "", discard())
+		h, err := httpjob.New(cfg.HTTP, "", discard())
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -1,7 +1,13 @@
-// Package jobs runs training jobs for the retrain controller. A Backend starts a job that
-// follows the job contract (docs/architecture.md), waits for it, and can re-attach to it from a Ref
-// saved by an earlier controller process, so that a restart in the middle of a job does not
-// start a second one. docs/retrain.md describes the contract and each backend.
+// Package jobs is the job contract between the retrain controller and the systems that run its
+// training and evaluation jobs (docs/architecture.md, docs/job-backends.md): the Spec a job is
+// started from, the Status it ends with, the Ref that finds it again, and the Backend interface.
+// A Backend starts a job, waits for it, and can re-attach to it from a Ref saved by an earlier
+// controller process, so that a restart in the middle of a job does not start a second one.
+//
+// The backends live in sub-packages, one each: localjob (a process on this machine), kubejob
+// (a Kubernetes Job, on client-go) and httpjob (a request to a system that runs the job).
+// jobstest is the conformance suite every backend passes. This package imports none of them,
+// so that code which needs only the contract does not link client-go.
 package jobs
 
 import (
@@ -79,9 +85,10 @@ func (s Spec) Env() map[string]string {
 	return env
 }
 
-// contractEnv is the set of every contract variable, the optional ones included: what a
-// backend's configured environment may not set, since Env leaves jobenv.BaseModel out when empty.
-func contractEnv() map[string]bool {
+// ContractEnv returns the set of every contract variable, the optional ones included: what a
+// backend's configured environment may not set, since Env leaves jobenv.BaseModel out when
+// empty and a configured value would then reach the job in its place.
+func ContractEnv() map[string]bool {
 	env := map[string]bool{}
 	for _, k := range jobenv.All() {
 		env[k] = true

@@ -1,4 +1,4 @@
-package jobs
+package httpjob
 
 import (
 	"context"
@@ -20,6 +20,7 @@ import (
 
 	"github.com/edgeloop/edgeloop/internal/config"
 	"github.com/edgeloop/edgeloop/internal/jobenv"
+	"github.com/edgeloop/edgeloop/retrain/jobs"
 )
 
 // kfpBody is a start body for Kubeflow Pipelines v2's POST /apis/v2beta1/runs, as in
@@ -89,8 +90,8 @@ func (f *fakeKFP) snapshot() (polls int, calls, auth []string, bodies []map[stri
 }
 
 // kfpConfig is the http backend configured for Kubeflow Pipelines v2 at base.
-func kfpConfig(base string) HTTPConfig {
-	c := DefaultHTTPConfig()
+func kfpConfig(base string) Config {
+	c := DefaultConfig()
 	c.URL = base + "/apis/v2beta1/runs"
 	c.Body = kfpBody
 	c.RunID = "run_id"
@@ -103,6 +104,14 @@ func kfpConfig(base string) HTTPConfig {
 	return c
 }
 
+// testContext bounds a test: a Wait that never ends fails the test instead of hanging it.
+func testContext(t *testing.T, d time.Duration) context.Context {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
 func newKFP(t *testing.T, states ...string) (*fakeKFP, *httptest.Server) {
 	t.Helper()
 	f := &fakeKFP{t: t, states: states}
@@ -111,23 +120,23 @@ func newKFP(t *testing.T, states ...string) (*fakeKFP, *httptest.Server) {
 	return f, srv
 }
 
-func newTestHTTP(t *testing.T, cfg HTTPConfig, callbackBase string) *HTTP {
+func newTestBackend(t *testing.T, cfg Config, callbackBase string) *Backend {
 	t.Helper()
-	h, err := NewHTTP(cfg, callbackBase, slog.New(slog.DiscardHandler))
+	h, err := New(cfg, callbackBase, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
 	return h
 }
 
-func httpSpec(id string) Spec {
-	return Spec{ID: id, Model: "fashion", BaseVersion: 3, DatasetManifest: "s3://edgeloop/datasets/ds-1.json", Output: "s3://edgeloop/jobs/" + id + "/"}
+func testSpec(id string) jobs.Spec {
+	return jobs.Spec{ID: id, Model: "fashion", BaseVersion: 3, DatasetManifest: "s3://edgeloop/datasets/ds-1.json", Output: "s3://edgeloop/jobs/" + id + "/"}
 }
 
-func TestHTTPKubeflowPipelines(t *testing.T) {
+func TestKubeflowPipelines(t *testing.T) {
 	f, srv := newKFP(t, "PENDING", "RUNNING", "RUNNING", "SUCCEEDED")
-	h := newTestHTTP(t, kfpConfig(srv.URL), "")
-	spec := httpSpec("job-kfp")
+	h := newTestBackend(t, kfpConfig(srv.URL), "")
+	spec := testSpec("job-kfp")
 	ref, err := h.Start(t.Context(), spec)
 	if err != nil {
 		t.Fatal(err)
@@ -136,11 +145,11 @@ func TestHTTPKubeflowPipelines(t *testing.T) {
 		ref.Data["cancel_url"] != srv.URL+"/apis/v2beta1/runs/run-1:terminate" || ref.Data["job_id"] != "job-kfp" {
 		t.Errorf("ref = %+v", ref)
 	}
-	st, err := h.Wait(jobsTestContext(t, 10*time.Second), ref)
+	st, err := h.Wait(testContext(t, 10*time.Second), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.State != Succeeded || st.Finished.IsZero() {
+	if st.State != jobs.Succeeded || st.Finished.IsZero() {
 		t.Errorf("status = %+v", st)
 	}
 	polls, _, _, bodies := f.snapshot()
@@ -160,31 +169,31 @@ func TestHTTPKubeflowPipelines(t *testing.T) {
 	}
 }
 
-func TestHTTPRunFails(t *testing.T) {
+func TestRunFails(t *testing.T) {
 	_, srv := newKFP(t, "RUNNING", "FAILED")
-	h := newTestHTTP(t, kfpConfig(srv.URL), "")
-	ref, err := h.Start(t.Context(), httpSpec("job-fail"))
+	h := newTestBackend(t, kfpConfig(srv.URL), "")
+	ref, err := h.Start(t.Context(), testSpec("job-fail"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := h.Wait(jobsTestContext(t, 10*time.Second), ref)
+	st, err := h.Wait(testContext(t, 10*time.Second), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.State != Failed || st.Message != "FAILED: step train: OOMKilled" {
+	if st.State != jobs.Failed || st.Message != "FAILED: step train: OOMKilled" {
 		t.Errorf("status = %+v", st)
 	}
 }
 
-func TestHTTPTransientErrorsRetried(t *testing.T) {
+func TestTransientErrorsRetried(t *testing.T) {
 	f, srv := newKFP(t, "503", "drop", "503", "RUNNING", "503", "SUCCEEDED")
-	h := newTestHTTP(t, kfpConfig(srv.URL), "")
-	ref, err := h.Start(t.Context(), httpSpec("job-flaky"))
+	h := newTestBackend(t, kfpConfig(srv.URL), "")
+	ref, err := h.Start(t.Context(), testSpec("job-flaky"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := h.Wait(jobsTestContext(t, 10*time.Second), ref)
-	if err != nil || st.State != Succeeded {
+	st, err := h.Wait(testContext(t, 10*time.Second), ref)
+	if err != nil || st.State != jobs.Succeeded {
 		t.Fatalf("wait = %+v, %v", st, err)
 	}
 	if polls, _, _, _ := f.snapshot(); polls != 6 {
@@ -192,27 +201,27 @@ func TestHTTPTransientErrorsRetried(t *testing.T) {
 	}
 }
 
-func TestHTTPRunGone(t *testing.T) {
+func TestRunGone(t *testing.T) {
 	_, srv := newKFP(t, "RUNNING", "404")
-	h := newTestHTTP(t, kfpConfig(srv.URL), "")
-	ref, err := h.Start(t.Context(), httpSpec("job-gone"))
+	h := newTestBackend(t, kfpConfig(srv.URL), "")
+	ref, err := h.Start(t.Context(), testSpec("job-gone"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := h.Wait(jobsTestContext(t, 10*time.Second), ref)
+	st, err := h.Wait(testContext(t, 10*time.Second), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.State != Failed || !strings.HasPrefix(st.Message, "run no longer exists") {
+	if st.State != jobs.Failed || !strings.HasPrefix(st.Message, "run no longer exists") {
 		t.Errorf("status = %+v", st)
 	}
 }
 
-func TestHTTPWaitOnlyReturnsContextErrors(t *testing.T) {
+func TestWaitOnlyReturnsContextErrors(t *testing.T) {
 	// A status endpoint that is down for good: Wait keeps asking until its context ends.
 	_, srv := newKFP(t, "503")
-	h := newTestHTTP(t, kfpConfig(srv.URL), "")
-	ref, err := h.Start(t.Context(), httpSpec("job-down"))
+	h := newTestBackend(t, kfpConfig(srv.URL), "")
+	ref, err := h.Start(t.Context(), testSpec("job-down"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -223,7 +232,7 @@ func TestHTTPWaitOnlyReturnsContextErrors(t *testing.T) {
 	}
 }
 
-func TestHTTPBearerTokenRotation(t *testing.T) {
+func TestBearerTokenRotation(t *testing.T) {
 	f, srv := newKFP(t, "RUNNING", "SUCCEEDED")
 	tokenFile := filepath.Join(t.TempDir(), "token")
 	if err := os.WriteFile(tokenFile, []byte("token-1\n"), 0o600); err != nil {
@@ -231,8 +240,8 @@ func TestHTTPBearerTokenRotation(t *testing.T) {
 	}
 	cfg := kfpConfig(srv.URL)
 	cfg.BearerTokenFile = tokenFile
-	h := newTestHTTP(t, cfg, "")
-	ref, err := h.Start(t.Context(), httpSpec("job-token"))
+	h := newTestBackend(t, cfg, "")
+	ref, err := h.Start(t.Context(), testSpec("job-token"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -240,7 +249,7 @@ func TestHTTPBearerTokenRotation(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte("token-2"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.Wait(jobsTestContext(t, 10*time.Second), ref); err != nil {
+	if _, err := h.Wait(testContext(t, 10*time.Second), ref); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, auth, _ := f.snapshot(); !slices.Equal(auth, []string{"Bearer token-1", "Bearer token-2", "Bearer token-2"}) {
@@ -249,12 +258,12 @@ func TestHTTPBearerTokenRotation(t *testing.T) {
 	if err := os.WriteFile(tokenFile, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := h.Start(t.Context(), httpSpec("job-token-2")); err == nil || !strings.Contains(err.Error(), "bearer_token_file: token file "+tokenFile+": empty token file") {
+	if _, err := h.Start(t.Context(), testSpec("job-token-2")); err == nil || !strings.Contains(err.Error(), "bearer_token_file: token file "+tokenFile+": empty token file") {
 		t.Errorf("start with an empty token file: %v", err)
 	}
 }
 
-func TestHTTPHeaderTemplates(t *testing.T) {
+func TestHeaderTemplates(t *testing.T) {
 	var mu sync.Mutex
 	var got []string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -264,14 +273,14 @@ func TestHTTPHeaderTemplates(t *testing.T) {
 		io.WriteString(w, `{"id": 12345678901234567890, "status": {"phase": "Succeeded"}}`)
 	}))
 	defer srv.Close()
-	cfg := DefaultHTTPConfig()
+	cfg := DefaultConfig()
 	cfg.URL = srv.URL + "/start"
 	cfg.Headers = map[string]string{"X-Edgeloop-Job": "{{.ID}}/{{.Model}}", "x-run": "{{.RunID}}"}
 	cfg.RunID = "id"
 	cfg.StatusURL = srv.URL + "/runs/{{.RunID}}"
 	cfg.StatusField = "status.phase"
-	h := newTestHTTP(t, cfg, "")
-	ref, err := h.Start(t.Context(), httpSpec("job-headers"))
+	h := newTestBackend(t, cfg, "")
+	ref, err := h.Start(t.Context(), testSpec("job-headers"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -280,8 +289,8 @@ func TestHTTPHeaderTemplates(t *testing.T) {
 		t.Errorf("run id = %q", ref.ID)
 	}
 	// A new backend, as after a restart: the headers are rendered from the Ref alone.
-	st, err := newTestHTTP(t, cfg, "").Wait(jobsTestContext(t, 10*time.Second), ref)
-	if err != nil || st.State != Succeeded {
+	st, err := newTestBackend(t, cfg, "").Wait(testContext(t, 10*time.Second), ref)
+	if err != nil || st.State != jobs.Succeeded {
 		t.Fatalf("wait = %+v, %v", st, err)
 	}
 	mu.Lock()
@@ -292,7 +301,7 @@ func TestHTTPHeaderTemplates(t *testing.T) {
 	}
 }
 
-func TestHTTPBodyIsJSONEscaped(t *testing.T) {
+func TestBodyIsJSONEscaped(t *testing.T) {
 	var body map[string]any
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
@@ -300,12 +309,12 @@ func TestHTTPBodyIsJSONEscaped(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	cfg := DefaultHTTPConfig()
+	cfg := DefaultConfig()
 	cfg.URL = srv.URL
-	cfg.Mode = HTTPModeCallback
+	cfg.Mode = ModeCallback
 	cfg.StatusURL = ""
-	h := newTestHTTP(t, cfg, "https://retrain.example:9752/")
-	spec := httpSpec("job-quote")
+	h := newTestBackend(t, cfg, "https://retrain.example:9752/")
+	spec := testSpec("job-quote")
 	spec.Model = `fa"shion\ <b>`
 	ref, err := h.Start(t.Context(), spec)
 	if err != nil {
@@ -321,7 +330,7 @@ func TestHTTPBodyIsJSONEscaped(t *testing.T) {
 			jobenv.Model: spec.Model, jobenv.BaseVersion: "3", jobenv.DatasetManifest: spec.DatasetManifest, jobenv.Output: spec.Output, jobenv.JobID: spec.ID,
 		},
 	}
-	if g, w := httpMustJSON(t, body), httpMustJSON(t, want); g != w {
+	if g, w := mustJSON(t, body), mustJSON(t, want); g != w {
 		t.Errorf("body:\n got %s\nwant %s", g, w)
 	}
 
@@ -337,7 +346,7 @@ func TestHTTPBodyIsJSONEscaped(t *testing.T) {
 	// A body that pastes the model in unescaped breaks on such a name: Start refuses to send it.
 	cfg.Body = `{"model": "{{.Model}}"}`
 	body = nil
-	if _, err := newTestHTTP(t, cfg, "https://retrain.example").Start(t.Context(), spec); err == nil ||
+	if _, err := newTestBackend(t, cfg, "https://retrain.example").Start(t.Context(), spec); err == nil ||
 		!strings.HasPrefix(err.Error(), "http backend: start job-quote: body: renders invalid JSON: ") {
 		t.Errorf("err = %v", err)
 	}
@@ -346,7 +355,7 @@ func TestHTTPBodyIsJSONEscaped(t *testing.T) {
 	}
 }
 
-func httpMustJSON(t *testing.T, v any) string {
+func mustJSON(t *testing.T, v any) string {
 	t.Helper()
 	b, err := json.Marshal(v) // maps marshal with sorted keys
 	if err != nil {
@@ -355,7 +364,7 @@ func httpMustJSON(t *testing.T, v any) string {
 	return string(b)
 }
 
-func TestHTTPStartErrors(t *testing.T) {
+func TestStartErrors(t *testing.T) {
 	long := strings.Repeat("x", 2000)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
@@ -377,7 +386,7 @@ func TestHTTPStartErrors(t *testing.T) {
 	} {
 		cfg := kfpConfig(srv.URL)
 		cfg.URL = srv.URL + tc.path + "?token=secret"
-		_, err := newTestHTTP(t, cfg, "").Start(t.Context(), httpSpec("job-err"))
+		_, err := newTestBackend(t, cfg, "").Start(t.Context(), testSpec("job-err"))
 		if err == nil || !strings.HasPrefix(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v\nwant prefix %s", tc.path, err, tc.want)
 			continue
@@ -392,16 +401,16 @@ func TestHTTPStartErrors(t *testing.T) {
 	// Nothing listening.
 	cfg := kfpConfig("http://127.0.0.1:1")
 	cfg.URL += "?token=secret"
-	if _, err := newTestHTTP(t, cfg, "").Start(t.Context(), httpSpec("job-err")); err == nil ||
+	if _, err := newTestBackend(t, cfg, "").Start(t.Context(), testSpec("job-err")); err == nil ||
 		!strings.HasPrefix(err.Error(), `http backend: start job-err: Post "http://127.0.0.1:1/apis/v2beta1/runs": `) || strings.Contains(err.Error(), "secret") {
 		t.Errorf("err = %v", err)
 	}
-	if _, err := newTestHTTP(t, cfg, "").Start(t.Context(), Spec{ID: "Bad ID"}); err == nil || !strings.HasPrefix(err.Error(), "http backend: start: invalid spec: ") {
+	if _, err := newTestBackend(t, cfg, "").Start(t.Context(), jobs.Spec{ID: "Bad ID"}); err == nil || !strings.HasPrefix(err.Error(), "http backend: start: invalid spec: ") {
 		t.Errorf("err = %v", err)
 	}
 }
 
-func TestHTTPCancel(t *testing.T) {
+func TestCancel(t *testing.T) {
 	var mu sync.Mutex
 	var calls []string
 	code := http.StatusOK
@@ -420,15 +429,15 @@ func TestHTTPCancel(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	cfg := DefaultHTTPConfig()
+	cfg := DefaultConfig()
 	cfg.URL = srv.URL + "/start"
 	cfg.RunID = "run_id"
 	cfg.StatusURL = srv.URL + "/runs/{{.RunID}}"
 	cfg.StatusField = "state"
 	cfg.CancelURL = srv.URL + "/runs/{{.RunID}}/cancel"
 	cfg.CancelMethod = http.MethodPut
-	h := newTestHTTP(t, cfg, "")
-	ref, err := h.Start(t.Context(), httpSpec("job-cancel"))
+	h := newTestBackend(t, cfg, "")
+	ref, err := h.Start(t.Context(), testSpec("job-cancel"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -466,106 +475,106 @@ func TestHTTPCancel(t *testing.T) {
 	}
 }
 
-func TestHTTPCallback(t *testing.T) {
+func TestCallback(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	defer srv.Close()
-	cfg := DefaultHTTPConfig()
+	cfg := DefaultConfig()
 	cfg.URL = srv.URL
-	cfg.Mode = HTTPModeCallback
+	cfg.Mode = ModeCallback
 	cfg.StatusURL = ""
-	h := newTestHTTP(t, cfg, "https://retrain.example:9752")
+	h := newTestBackend(t, cfg, "https://retrain.example:9752")
 
-	ref, err := h.Start(t.Context(), httpSpec("job-cb"))
+	ref, err := h.Start(t.Context(), testSpec("job-cb"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	type result struct {
-		st  Status
+		st  jobs.Status
 		err error
 	}
 	waited := make(chan result, 1)
 	go func() {
-		st, err := h.Wait(jobsTestContext(t, 10*time.Second), ref)
+		st, err := h.Wait(testContext(t, 10*time.Second), ref)
 		waited <- result{st, err}
 	}()
 	code := 3
-	reported := Status{State: Failed, Message: "loss diverged", ExitCode: &code, LogTail: "epoch 3: nan\n"}
+	reported := jobs.Status{State: jobs.Failed, Message: "loss diverged", ExitCode: &code, LogTail: "epoch 3: nan\n"}
 	if err := h.Complete(ref, reported); err != nil {
 		t.Fatal(err)
 	}
 	r := <-waited
-	if r.err != nil || r.st.State != Failed || r.st.Message != "loss diverged" || *r.st.ExitCode != 3 || r.st.LogTail != "epoch 3: nan\n" || r.st.Finished.IsZero() {
+	if r.err != nil || r.st.State != jobs.Failed || r.st.Message != "loss diverged" || *r.st.ExitCode != 3 || r.st.LogTail != "epoch 3: nan\n" || r.st.Finished.IsZero() {
 		t.Errorf("wait = %+v, %v", r.st, r.err)
 	}
 	// A second completion is ignored, and a second Wait gives the first status again.
-	if err := h.Complete(ref, Status{State: Succeeded}); err != nil {
+	if err := h.Complete(ref, jobs.Status{State: jobs.Succeeded}); err != nil {
 		t.Errorf("second completion: %v", err)
 	}
-	if st, err := h.Wait(t.Context(), ref); err != nil || st.State != Failed {
+	if st, err := h.Wait(t.Context(), ref); err != nil || st.State != jobs.Failed {
 		t.Errorf("second wait = %+v, %v", st, err)
 	}
 
 	// A completion before the Wait, as when the controller restarted: Wait returns it at once.
-	early := Ref{Backend: "http", ID: "job-early"}
-	if err := h.Complete(early, Status{State: Succeeded, LogTail: strings.Repeat("y", 2*LogTailBytes)}); err != nil {
+	early := jobs.Ref{Backend: "http", ID: "job-early"}
+	if err := h.Complete(early, jobs.Status{State: jobs.Succeeded, LogTail: strings.Repeat("y", 2*jobs.LogTailBytes)}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Second)
 	defer cancel()
-	if st, err := h.Wait(ctx, early); err != nil || st.State != Succeeded || len(st.LogTail) != LogTailBytes {
+	if st, err := h.Wait(ctx, early); err != nil || st.State != jobs.Succeeded || len(st.LogTail) != jobs.LogTailBytes {
 		t.Errorf("wait after an early completion = %v, %v", st.State, err)
 	}
 
-	if err := h.Complete(Ref{Backend: "http", ID: "job-x"}, Status{State: Running}); err == nil || err.Error() != `http backend: complete job-x: state "running" is not final` {
+	if err := h.Complete(jobs.Ref{Backend: "http", ID: "job-x"}, jobs.Status{State: jobs.Running}); err == nil || err.Error() != `http backend: complete job-x: state "running" is not final` {
 		t.Errorf("completion with state running: %v", err)
 	}
-	if err := h.Complete(Ref{Backend: "local", ID: "1"}, Status{State: Succeeded}); err == nil {
+	if err := h.Complete(jobs.Ref{Backend: "local", ID: "1"}, jobs.Status{State: jobs.Succeeded}); err == nil {
 		t.Error("completion of a local job accepted")
 	}
 
 	// Waits that give up are not completions.
 	ctx, cancel = context.WithTimeout(t.Context(), 20*time.Millisecond)
 	defer cancel()
-	if _, err := h.Wait(ctx, Ref{Backend: "http", ID: "job-never"}); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := h.Wait(ctx, jobs.Ref{Backend: "http", ID: "job-never"}); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("err = %v", err)
 	}
 }
 
-func TestHTTPCallbackPollsStatusToo(t *testing.T) {
+func TestCallbackPollsStatusToo(t *testing.T) {
 	// A callback lost while the controller was down: the status URL still ends the Wait.
 	_, srv := newKFP(t, "RUNNING", "SUCCEEDED")
 	cfg := kfpConfig(srv.URL)
-	cfg.Mode = HTTPModeCallback
-	h := newTestHTTP(t, cfg, "https://retrain.example")
-	ref, err := h.Start(t.Context(), httpSpec("job-lost-callback"))
+	cfg.Mode = ModeCallback
+	h := newTestBackend(t, cfg, "https://retrain.example")
+	ref, err := h.Start(t.Context(), testSpec("job-lost-callback"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st, err := h.Wait(jobsTestContext(t, 10*time.Second), ref); err != nil || st.State != Succeeded {
+	if st, err := h.Wait(testContext(t, 10*time.Second), ref); err != nil || st.State != jobs.Succeeded {
 		t.Errorf("wait = %+v, %v", st, err)
 	}
 }
 
-func TestHTTPCompleteNeedsCallbackMode(t *testing.T) {
+func TestCompleteNeedsCallbackMode(t *testing.T) {
 	_, srv := newKFP(t, "RUNNING")
-	h := newTestHTTP(t, kfpConfig(srv.URL), "https://retrain.example")
-	var _ Completer = h
-	if err := h.Complete(Ref{Backend: "http", ID: "run-1"}, Status{State: Succeeded}); err == nil || err.Error() != "http backend: complete run-1: callbacks are off (mode poll)" {
+	h := newTestBackend(t, kfpConfig(srv.URL), "https://retrain.example")
+	var _ jobs.Completer = h
+	if err := h.Complete(jobs.Ref{Backend: "http", ID: "run-1"}, jobs.Status{State: jobs.Succeeded}); err == nil || err.Error() != "http backend: complete run-1: callbacks are off (mode poll)" {
 		t.Errorf("err = %v", err)
 	}
 }
 
-func TestHTTPCompletionsPruned(t *testing.T) {
-	cfg := DefaultHTTPConfig()
-	cfg.URL, cfg.Mode, cfg.StatusURL = "http://127.0.0.1:1", HTTPModeCallback, ""
-	h := newTestHTTP(t, cfg, "https://retrain.example")
-	if err := h.Complete(Ref{Backend: "http", ID: "old"}, Status{State: Succeeded}); err != nil {
+func TestCompletionsPruned(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.URL, cfg.Mode, cfg.StatusURL = "http://127.0.0.1:1", ModeCallback, ""
+	h := newTestBackend(t, cfg, "https://retrain.example")
+	if err := h.Complete(jobs.Ref{Backend: "http", ID: "old"}, jobs.Status{State: jobs.Succeeded}); err != nil {
 		t.Fatal(err)
 	}
 	h.mu.Lock()
-	h.completions["old"].completed = time.Now().Add(-httpCompletionRetention - time.Minute)
+	h.completions["old"].completed = time.Now().Add(-completionRetention - time.Minute)
 	h.mu.Unlock()
-	if err := h.Complete(Ref{Backend: "http", ID: "new"}, Status{State: Succeeded}); err != nil {
+	if err := h.Complete(jobs.Ref{Backend: "http", ID: "new"}, jobs.Status{State: jobs.Succeeded}); err != nil {
 		t.Fatal(err)
 	}
 	h.mu.Lock()
@@ -575,26 +584,26 @@ func TestHTTPCompletionsPruned(t *testing.T) {
 	}
 }
 
-func TestNewHTTPCallbackNeedsURL(t *testing.T) {
-	cfg := DefaultHTTPConfig()
-	cfg.URL, cfg.Mode, cfg.StatusURL = "https://argo.example:12000/retrain", HTTPModeCallback, ""
-	if _, err := NewHTTP(cfg, "", nil); err == nil || err.Error() != "http backend: mode callback needs the controller's external URL, which jobs call back, and none is set" {
+func TestNewCallbackNeedsURL(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.URL, cfg.Mode, cfg.StatusURL = "https://argo.example:12000/retrain", ModeCallback, ""
+	if _, err := New(cfg, "", nil); err == nil || err.Error() != "http backend: mode callback needs the controller's external URL, which jobs call back, and none is set" {
 		t.Errorf("err = %v", err)
 	}
-	if _, err := NewHTTP(cfg, "retrain:9752", nil); err == nil || !strings.HasPrefix(err.Error(), "http backend: controller's external URL: ") {
+	if _, err := New(cfg, "retrain:9752", nil); err == nil || !strings.HasPrefix(err.Error(), "http backend: controller's external URL: ") {
 		t.Errorf("err = %v", err)
 	}
 	// Poll mode has no use for it.
-	if _, err := NewHTTP(kfpConfig("https://kfp.example"), "", nil); err != nil {
+	if _, err := New(kfpConfig("https://kfp.example"), "", nil); err != nil {
 		t.Error(err)
 	}
 	cfg.TLS.CAFile = filepath.Join(t.TempDir(), "missing.pem")
-	if _, err := NewHTTP(cfg, "https://retrain.example", nil); err == nil || !strings.HasPrefix(err.Error(), "http backend: tls.ca_file: ") {
+	if _, err := New(cfg, "https://retrain.example", nil); err == nil || !strings.HasPrefix(err.Error(), "http backend: tls.ca_file: ") {
 		t.Errorf("err = %v", err)
 	}
 }
 
-func TestHTTPTLSCAFile(t *testing.T) {
+func TestTLSCAFile(t *testing.T) {
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, `{"run_id": "r-tls"}`)
 	}))
@@ -603,7 +612,7 @@ func TestHTTPTLSCAFile(t *testing.T) {
 	defer srv.Close()
 	cfg := kfpConfig(srv.URL)
 	// Without the test server's CA the certificate is refused...
-	if _, err := newTestHTTP(t, cfg, "").Start(t.Context(), httpSpec("job-tls")); err == nil || !strings.Contains(err.Error(), "certificate") {
+	if _, err := newTestBackend(t, cfg, "").Start(t.Context(), testSpec("job-tls")); err == nil || !strings.Contains(err.Error(), "certificate") {
 		t.Errorf("err = %v", err)
 	}
 	// ...with it, accepted.
@@ -613,13 +622,13 @@ func TestHTTPTLSCAFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg.TLS.CAFile = ca
-	if ref, err := newTestHTTP(t, cfg, "").Start(t.Context(), httpSpec("job-tls")); err != nil || ref.ID != "r-tls" {
+	if ref, err := newTestBackend(t, cfg, "").Start(t.Context(), testSpec("job-tls")); err != nil || ref.ID != "r-tls" {
 		t.Errorf("start = %+v, %v", ref, err)
 	}
 }
 
-func TestHTTPConfigParse(t *testing.T) {
-	c := DefaultHTTPConfig()
+func TestConfigParse(t *testing.T) {
+	c := DefaultConfig()
 	yaml := `url: https://kfp.example/apis/v2beta1/runs
 headers: {X-Tenant: edge}
 bearer_token_file: /var/run/secrets/token
@@ -637,7 +646,7 @@ tls: {ca_file: /etc/ssl/kfp.pem}
 	}
 	// Lists replace the defaults rather than extending them.
 	if !slices.Equal(c.SuccessValues, []string{"DONE"}) || !slices.Equal(c.FailureValues, []string{"BROKEN"}) ||
-		c.PollInterval != time.Minute || c.Timeout != 5*time.Second || c.Method != "POST" || c.Body != DefaultHTTPBody ||
+		c.PollInterval != time.Minute || c.Timeout != 5*time.Second || c.Method != "POST" || c.Body != DefaultBody ||
 		c.TLS.CAFile != "/etc/ssl/kfp.pem" || c.Headers["X-Tenant"] != "edge" {
 		t.Errorf("parsed %+v", c)
 	}
@@ -646,48 +655,48 @@ tls: {ca_file: /etc/ssl/kfp.pem}
 	}
 }
 
-func TestHTTPConfigValidate(t *testing.T) {
+func TestConfigValidate(t *testing.T) {
 	valid := kfpConfig("https://kfp.example")
 	if err := valid.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
 		name  string
-		tweak func(*HTTPConfig)
+		tweak func(*Config)
 		want  string
 	}{
-		{"no url", func(c *HTTPConfig) { c.URL = "" }, "url: must be set"},
-		{"url not http", func(c *HTTPConfig) { c.URL = "ftp://x/{{.ID}}" }, `url: must render an http:// or https:// URL, got "ftp://x/job-1"`},
-		{"url template", func(c *HTTPConfig) { c.URL = "https://x/{{.Nope}}" },
-			`url: template: url:1:12: executing "url" at <.Nope>: can't evaluate field Nope in type jobs.httpData`},
-		{"method", func(c *HTTPConfig) { c.Method = "post" }, `method: must be one of GET, POST, PUT, PATCH, DELETE, got "post"`},
-		{"cancel method", func(c *HTTPConfig) { c.CancelMethod = "TERMINATE" }, `cancel_method: must be one of GET, POST, PUT, PATCH, DELETE, got "TERMINATE"`},
-		{"header name", func(c *HTTPConfig) { c.Headers = map[string]string{"X Bad": "1"} }, `headers: "X Bad" is not a valid header name`},
-		{"header template", func(c *HTTPConfig) { c.Headers = map[string]string{"X-Job": "{{.ID"} }, "headers.X-Job: template: headers.X-Job:1: unclosed action"},
-		{"header line break", func(c *HTTPConfig) { c.Headers = map[string]string{"X-Job": "a\nb"} }, "headers.X-Job: must not httpRender a line break or NUL"},
-		{"token and authorization", func(c *HTTPConfig) {
+		{"no url", func(c *Config) { c.URL = "" }, "url: must be set"},
+		{"url not http", func(c *Config) { c.URL = "ftp://x/{{.ID}}" }, `url: must render an http:// or https:// URL, got "ftp://x/job-1"`},
+		{"url template", func(c *Config) { c.URL = "https://x/{{.Nope}}" },
+			`url: template: url:1:12: executing "url" at <.Nope>: can't evaluate field Nope in type httpjob.templateData`},
+		{"method", func(c *Config) { c.Method = "post" }, `method: must be one of GET, POST, PUT, PATCH, DELETE, got "post"`},
+		{"cancel method", func(c *Config) { c.CancelMethod = "TERMINATE" }, `cancel_method: must be one of GET, POST, PUT, PATCH, DELETE, got "TERMINATE"`},
+		{"header name", func(c *Config) { c.Headers = map[string]string{"X Bad": "1"} }, `headers: "X Bad" is not a valid header name`},
+		{"header template", func(c *Config) { c.Headers = map[string]string{"X-Job": "{{.ID"} }, "headers.X-Job: template: headers.X-Job:1: unclosed action"},
+		{"header line break", func(c *Config) { c.Headers = map[string]string{"X-Job": "a\nb"} }, "headers.X-Job: must not render a line break or NUL"},
+		{"token and authorization", func(c *Config) {
 			c.BearerTokenFile = "/t"
 			c.Headers = map[string]string{"authorization": "Basic eA=="}
 		}, "bearer_token_file: must not be set together with an Authorization header"},
-		{"body not JSON", func(c *HTTPConfig) { c.Body = `{"model": {{.Model}}}` },
+		{"body not JSON", func(c *Config) { c.Body = `{"model": {{.Model}}}` },
 			"body: renders invalid JSON: invalid character 'm' looking for beginning of value"},
-		{"body template", func(c *HTTPConfig) { c.Body = `{{json .Model}` }, "body: template: body:1: bad character U+007D '}'"},
-		{"run id path", func(c *HTTPConfig) { c.RunID = "metadata..name" }, `run_id: must be a dot path such as run_id or metadata.name, got "metadata..name"`},
-		{"mode", func(c *HTTPConfig) { c.Mode = "push" }, `mode: must be poll or callback, got "push"`},
-		{"poll without status url", func(c *HTTPConfig) { c.StatusURL = "" }, "status_url: must be set when mode is poll"},
-		{"poll without status field", func(c *HTTPConfig) { c.StatusField = "" }, "status_field: must be set when mode is poll"},
-		{"callback status url without field", func(c *HTTPConfig) { c.Mode = HTTPModeCallback; c.StatusField = "" },
+		{"body template", func(c *Config) { c.Body = `{{json .Model}` }, "body: template: body:1: bad character U+007D '}'"},
+		{"run id path", func(c *Config) { c.RunID = "metadata..name" }, `run_id: must be a dot path such as run_id or metadata.name, got "metadata..name"`},
+		{"mode", func(c *Config) { c.Mode = "push" }, `mode: must be poll or callback, got "push"`},
+		{"poll without status url", func(c *Config) { c.StatusURL = "" }, "status_url: must be set when mode is poll"},
+		{"poll without status field", func(c *Config) { c.StatusField = "" }, "status_field: must be set when mode is poll"},
+		{"callback status url without field", func(c *Config) { c.Mode = ModeCallback; c.StatusField = "" },
 			"status_field: must be set when status_url is"},
-		{"status url template", func(c *HTTPConfig) { c.StatusURL = "https://x/{{.RunId}}" },
-			`status_url: template: status_url:1:12: executing "status_url" at <.RunId>: can't evaluate field RunId in type jobs.httpData`},
-		{"cancel url", func(c *HTTPConfig) { c.CancelURL = "/runs/{{.RunID}}:terminate" }, `cancel_url: must render an http:// or https:// URL, got "/runs/run-1:terminate"`},
-		{"message field", func(c *HTTPConfig) { c.MessageField = "error. message" }, `message_field: must be a dot path such as run_id or metadata.name, got "error. message"`},
-		{"no success values", func(c *HTTPConfig) { c.SuccessValues = nil }, "success_values: must not be empty"},
-		{"no failure values", func(c *HTTPConfig) { c.FailureValues = []string{} }, "failure_values: must not be empty"},
-		{"overlap", func(c *HTTPConfig) { c.FailureValues = []string{"FAILED", "SUCCEEDED"} }, `failure_values: "SUCCEEDED" is also in success_values`},
-		{"poll interval", func(c *HTTPConfig) { c.PollInterval = 0 }, "poll_interval: must be positive, got 0s"},
-		{"timeout", func(c *HTTPConfig) { c.Timeout = -time.Second }, "timeout: must be positive, got -1s"},
-		{"several", func(c *HTTPConfig) { c.URL = ""; c.Mode = "push" }, "url: must be set\nmode: must be poll or callback, got \"push\""},
+		{"status url template", func(c *Config) { c.StatusURL = "https://x/{{.RunId}}" },
+			`status_url: template: status_url:1:12: executing "status_url" at <.RunId>: can't evaluate field RunId in type httpjob.templateData`},
+		{"cancel url", func(c *Config) { c.CancelURL = "/runs/{{.RunID}}:terminate" }, `cancel_url: must render an http:// or https:// URL, got "/runs/run-1:terminate"`},
+		{"message field", func(c *Config) { c.MessageField = "error. message" }, `message_field: must be a dot path such as run_id or metadata.name, got "error. message"`},
+		{"no success values", func(c *Config) { c.SuccessValues = nil }, "success_values: must not be empty"},
+		{"no failure values", func(c *Config) { c.FailureValues = []string{} }, "failure_values: must not be empty"},
+		{"overlap", func(c *Config) { c.FailureValues = []string{"FAILED", "SUCCEEDED"} }, `failure_values: "SUCCEEDED" is also in success_values`},
+		{"poll interval", func(c *Config) { c.PollInterval = 0 }, "poll_interval: must be positive, got 0s"},
+		{"timeout", func(c *Config) { c.Timeout = -time.Second }, "timeout: must be positive, got -1s"},
+		{"several", func(c *Config) { c.URL = ""; c.Mode = "push" }, "url: must be set\nmode: must be poll or callback, got \"push\""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := kfpConfig("https://kfp.example")
@@ -700,56 +709,9 @@ func TestHTTPConfigValidate(t *testing.T) {
 			if !errors.As(err, &fe) {
 				t.Errorf("%v is not a config.FieldError", err)
 			}
-			if _, err := NewHTTP(c, "https://retrain.example", nil); err == nil {
-				t.Error("NewHTTP accepted it")
+			if _, err := New(c, "https://retrain.example", nil); err == nil {
+				t.Error("New accepted it")
 			}
 		})
-	}
-}
-
-func TestDecodeCompletion(t *testing.T) {
-	three := 3
-	for _, tc := range []struct {
-		name, body string
-		want       Status
-		err        string
-	}{
-		{"succeeded", `{"state": "succeeded"}`, Status{State: Succeeded}, ""},
-		{"failed with everything", `{"state": "failed", "message": "OOMKilled", "exit_code": 3, "log_tail": "epoch 2\n"}`,
-			Status{State: Failed, Message: "OOMKilled", ExitCode: &three, LogTail: "epoch 2\n"}, ""},
-		{"no state", `{"message": "done"}`, Status{}, `http backend: completion: state must be "succeeded" or "failed", got ""`},
-		{"running", `{"state": "running"}`, Status{}, `http backend: completion: state must be "succeeded" or "failed", got "running"`},
-		{"capitalised", `{"state": "Succeeded"}`, Status{}, `http backend: completion: state must be "succeeded" or "failed", got "Succeeded"`},
-		{"unknown field", `{"state": "failed", "reason": "x"}`, Status{}, `http backend: completion: json: unknown field "reason"`},
-		{"wrong type", `{"state": "failed", "exit_code": "3"}`, Status{}, "http backend: completion: json: cannot unmarshal string into Go struct field httpCompletionBody.exit_code of type int"},
-		{"not an object", `["succeeded"]`, Status{}, "http backend: completion: json: cannot unmarshal array into Go value of type jobs.httpCompletionBody"},
-		{"empty", ``, Status{}, "http backend: completion: EOF"},
-		{"trailing data", `{"state": "succeeded"} {"state": "failed"}`, Status{}, "http backend: completion: data after the JSON object"},
-		{"contradiction", `{"state": "succeeded", "exit_code": 3}`, Status{}, "http backend: completion: state succeeded contradicts exit_code 3"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			st, err := DecodeCompletion(strings.NewReader(tc.body))
-			if tc.err != "" {
-				if err == nil || err.Error() != tc.err {
-					t.Fatalf("error:\n got %v\nwant %s", err, tc.err)
-				}
-				return
-			}
-			if err != nil {
-				t.Fatal(err)
-			}
-			if httpMustJSON(t, st) != httpMustJSON(t, tc.want) {
-				t.Errorf("status = %+v, want %+v", st, tc.want)
-			}
-		})
-	}
-	// A log tail is cut to LogTailBytes.
-	long := strings.Repeat("a line of the job's log\n", 1000)
-	st, err := DecodeCompletion(strings.NewReader(`{"state": "failed", "log_tail": ` + httpMustJSON(t, long) + `}`))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(st.LogTail) > LogTailBytes || !strings.HasPrefix(st.LogTail, "a line") || !strings.HasSuffix(long, st.LogTail) {
-		t.Errorf("log tail of %d bytes", len(st.LogTail))
 	}
 }

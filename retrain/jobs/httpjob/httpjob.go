@@ -1,4 +1,9 @@
-package jobs
+// Package httpjob is the http job backend: a job is a request to a system that runs it
+// (Kubeflow Pipelines, an Argo Events webhook, an in-house service), followed by polling its
+// status URL or by waiting for the job's callback (docs/job-backends.md, "http"). It
+// implements the contract of package jobs, and jobs.Completer for callbacks, and passes
+// jobstest's conformance suite in both modes.
+package httpjob
 
 import (
 	"bytes"
@@ -24,18 +29,19 @@ import (
 
 	"github.com/edgeloop/edgeloop/internal/config"
 	"github.com/edgeloop/edgeloop/internal/token"
+	"github.com/edgeloop/edgeloop/retrain/jobs"
 )
 
 // The http backend's modes: how it learns that a run has ended.
 const (
-	// HTTPModePoll asks status_url every poll_interval.
-	HTTPModePoll = "poll"
-	// HTTPModeCallback waits for the job to call the controller's
-	// POST /v1/jobs/{id}/complete, which hands the status to (*HTTP).Complete.
-	HTTPModeCallback = "callback"
+	// ModePoll asks status_url every poll_interval.
+	ModePoll = "poll"
+	// ModeCallback waits for the job to call the controller's
+	// POST /v1/jobs/{id}/complete, which hands the status to (*Backend).Complete.
+	ModeCallback = "callback"
 )
 
-// HTTPConfig is the http backend's part of the retrain configuration (the `backend.http:`
+// Config is the http backend's part of the retrain configuration (the `backend.http:`
 // section): a job is a request to a system that runs it (Kubeflow Pipelines, an Argo Events
 // webhook, an in-house service).
 //
@@ -43,7 +49,7 @@ const (
 // {{.BaseVersion}}, {{.DatasetManifest}}, {{.Output}}, {{.Env}} (the contract's variables, a
 // map), {{.CallbackURL}} (callback mode only), and, in status_url and cancel_url, {{.RunID}}.
 // The function json encodes a value as JSON, pathescape escapes a URL path segment.
-type HTTPConfig struct {
+type Config struct {
 	// URL is where a job is started. Required.
 	URL string `yaml:"url"`
 	// Method is the start request's method. Default POST.
@@ -55,7 +61,7 @@ type HTTPConfig struct {
 	// once.
 	BearerTokenFile string `yaml:"bearer_token_file"`
 	// Body is the start request's body, a template that must render valid JSON. The default is
-	// an object with the contract's fields (DefaultHTTPBody). Empty sends no body.
+	// an object with the contract's fields (DefaultBody). Empty sends no body.
 	Body string `yaml:"body"`
 	// RunID is where the start response's JSON holds the run's ID: a dot path such as
 	// "run_id" or "metadata.name" (a number indexes an array). Empty: the response carries
@@ -88,11 +94,11 @@ type HTTPConfig struct {
 	// Timeout bounds each request, from connecting to reading the response. Default 30s.
 	Timeout time.Duration `yaml:"timeout"`
 	// TLS configures https:// URLs.
-	TLS HTTPTLSConfig `yaml:"tls"`
+	TLS TLSConfig `yaml:"tls"`
 }
 
-// HTTPTLSConfig is the http backend's `tls:` section.
-type HTTPTLSConfig struct {
+// TLSConfig is the http backend's `tls:` section.
+type TLSConfig struct {
 	// CAFile holds the PEM certificates that sign the server's certificate, instead of the
 	// system's roots.
 	CAFile string `yaml:"ca_file"`
@@ -100,45 +106,45 @@ type HTTPTLSConfig struct {
 	InsecureSkipVerify bool `yaml:"insecure_skip_verify"`
 }
 
-// DefaultHTTPBody is the default start request body: the contract's fields, JSON-encoded.
-const DefaultHTTPBody = `{"id": {{json .ID}}, "model": {{json .Model}}, "base_version": {{.BaseVersion}}, ` +
+// DefaultBody is the default start request body: the contract's fields, JSON-encoded.
+const DefaultBody = `{"id": {{json .ID}}, "model": {{json .Model}}, "base_version": {{.BaseVersion}}, ` +
 	`"dataset_manifest": {{json .DatasetManifest}}, "output": {{json .Output}}, "env": {{json .Env}}, ` +
 	`"callback_url": {{json .CallbackURL}}}`
 
 // Defaults of the http backend.
 const (
-	DefaultHTTPPollInterval = 10 * time.Second
-	DefaultHTTPTimeout      = 30 * time.Second
+	DefaultPollInterval = 10 * time.Second
+	DefaultTimeout      = 30 * time.Second
 )
 
-// DefaultHTTPConfig returns the http backend's defaults: POST the contract's fields, poll
+// DefaultConfig returns the http backend's defaults: POST the contract's fields, poll
 // every 10s, recognise the states of Kubeflow Pipelines, Argo and Kubernetes in their usual
 // spellings.
-func DefaultHTTPConfig() HTTPConfig {
-	return HTTPConfig{
+func DefaultConfig() Config {
+	return Config{
 		Method:        http.MethodPost,
-		Body:          DefaultHTTPBody,
-		Mode:          HTTPModePoll,
+		Body:          DefaultBody,
+		Mode:          ModePoll,
 		SuccessValues: []string{"SUCCEEDED", "Succeeded", "succeeded"},
 		FailureValues: []string{"FAILED", "Failed", "failed", "CANCELED", "CANCELLED", "Error", "error"},
-		PollInterval:  DefaultHTTPPollInterval,
+		PollInterval:  DefaultPollInterval,
 		CancelMethod:  http.MethodPost,
-		Timeout:       DefaultHTTPTimeout,
+		Timeout:       DefaultTimeout,
 	}
 }
 
-// httpMethods are the methods a request may use.
-var httpMethods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
+// methods are the methods a request may use.
+var methods = []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete}
 
 // Validate reports every invalid setting, naming it by its YAML key. Templates are parsed and
 // rendered over a sample job, so mistakes show at --config.check.
-func (c HTTPConfig) Validate() error {
+func (c Config) Validate() error {
 	_, errs := c.compile()
-	if !slices.Contains(httpMethods, c.Method) {
-		errs = append(errs, config.Errorf("method", "must be one of %s, got %q", strings.Join(httpMethods, ", "), c.Method))
+	if !slices.Contains(methods, c.Method) {
+		errs = append(errs, config.Errorf("method", "must be one of %s, got %q", strings.Join(methods, ", "), c.Method))
 	}
-	if !slices.Contains(httpMethods, c.CancelMethod) {
-		errs = append(errs, config.Errorf("cancel_method", "must be one of %s, got %q", strings.Join(httpMethods, ", "), c.CancelMethod))
+	if !slices.Contains(methods, c.CancelMethod) {
+		errs = append(errs, config.Errorf("cancel_method", "must be one of %s, got %q", strings.Join(methods, ", "), c.CancelMethod))
 	}
 	if c.BearerTokenFile != "" {
 		for name := range c.Headers {
@@ -148,14 +154,14 @@ func (c HTTPConfig) Validate() error {
 		}
 	}
 	switch c.Mode {
-	case HTTPModePoll:
+	case ModePoll:
 		if c.StatusURL == "" {
 			errs = append(errs, config.Errorf("status_url", "must be set when mode is poll"))
 		}
 		if c.StatusField == "" {
 			errs = append(errs, config.Errorf("status_field", "must be set when mode is poll"))
 		}
-	case HTTPModeCallback:
+	case ModeCallback:
 		if c.StatusURL != "" && c.StatusField == "" {
 			errs = append(errs, config.Errorf("status_field", "must be set when status_url is"))
 		}
@@ -163,7 +169,7 @@ func (c HTTPConfig) Validate() error {
 		errs = append(errs, config.Errorf("mode", "must be poll or callback, got %q", c.Mode))
 	}
 	for _, p := range []struct{ key, path string }{{"run_id", c.RunID}, {"status_field", c.StatusField}, {"message_field", c.MessageField}} {
-		if p.path != "" && !httpValidPath(p.path) {
+		if p.path != "" && !validPath(p.path) {
 			errs = append(errs, config.Errorf(p.key, "must be a dot path such as run_id or metadata.name, got %q", p.path))
 		}
 	}
@@ -189,15 +195,15 @@ func (c HTTPConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// httpTemplates are an HTTPConfig's parsed templates; nil where the setting is empty.
-type httpTemplates struct {
+// templates are an Config's parsed templates; nil where the setting is empty.
+type templates struct {
 	url, body, statusURL, cancelURL *template.Template
 	headers                         map[string]*template.Template // by canonical name
 }
 
-// httpData is what the http backend's templates see.
-type httpData struct {
-	Spec
+// templateData is what the http backend's templates see.
+type templateData struct {
+	jobs.Spec
 	// CallbackURL is where the job reports its end in callback mode; empty in poll mode.
 	CallbackURL string
 	// RunID is the run's ID from the start response, or the job's ID when run_id is unset;
@@ -207,14 +213,14 @@ type httpData struct {
 
 // compile parses the templates and renders each over a sample job, returning every problem
 // found as field errors.
-func (c HTTPConfig) compile() (httpTemplates, []error) {
+func (c Config) compile() (templates, []error) {
 	var (
-		t    httpTemplates
+		t    templates
 		errs []error
 	)
-	sample := httpData{Spec: specTemplateSample, CallbackURL: "https://retrain.example:9752/v1/jobs/job-1/complete", RunID: "run-1"}
+	sample := templateData{Spec: jobs.TemplateSample(), CallbackURL: "https://retrain.example:9752/v1/jobs/job-1/complete", RunID: "run-1"}
 	parse := func(field, text string) *template.Template {
-		tm, err := template.New(field).Funcs(specTemplateFuncs).Option("missingkey=error").Parse(text)
+		tm, err := template.New(field).Funcs(jobs.TemplateFuncs()).Option("missingkey=error").Parse(text)
 		if err == nil {
 			err = tm.Execute(io.Discard, sample)
 		}
@@ -229,7 +235,7 @@ func (c HTTPConfig) compile() (httpTemplates, []error) {
 		if tm == nil {
 			return nil
 		}
-		if u, _ := httpRender(tm, sample); httpCheckURL(u) != nil {
+		if u, _ := render(tm, sample); checkURL(u) != nil {
 			errs = append(errs, config.Errorf(field, "must render an http:// or https:// URL, got %q", u))
 			return nil
 		}
@@ -248,15 +254,15 @@ func (c HTTPConfig) compile() (httpTemplates, []error) {
 	}
 	if c.Body != "" {
 		if t.body = parse("body", c.Body); t.body != nil {
-			b, _ := httpRender(t.body, sample)
-			if err := httpCheckJSON(b); err != nil {
+			b, _ := render(t.body, sample)
+			if err := checkJSON(b); err != nil {
 				errs = append(errs, config.Errorf("body", "%v", err))
 			}
 		}
 	}
 	t.headers = map[string]*template.Template{}
 	for _, name := range slices.Sorted(maps.Keys(c.Headers)) {
-		if !httpValidHeaderName(name) {
+		if !validHeaderName(name) {
 			errs = append(errs, config.Errorf("headers", "%q is not a valid header name", name))
 			continue
 		}
@@ -265,8 +271,8 @@ func (c HTTPConfig) compile() (httpTemplates, []error) {
 		if tm == nil {
 			continue
 		}
-		if v, _ := httpRender(tm, sample); strings.ContainsAny(v, "\r\n\x00") {
-			errs = append(errs, config.Errorf(field, "must not httpRender a line break or NUL"))
+		if v, _ := render(tm, sample); strings.ContainsAny(v, "\r\n\x00") {
+			errs = append(errs, config.Errorf(field, "must not render a line break or NUL"))
 			continue
 		}
 		t.headers[textproto.CanonicalMIMEHeaderKey(name)] = tm
@@ -274,14 +280,14 @@ func (c HTTPConfig) compile() (httpTemplates, []error) {
 	return t, errs
 }
 
-func httpRender(t *template.Template, data httpData) (string, error) {
+func render(t *template.Template, data templateData) (string, error) {
 	var b strings.Builder
 	err := t.Execute(&b, data)
 	return b.String(), err
 }
 
-// httpCheckURL reports whether s is an absolute http:// or https:// URL.
-func httpCheckURL(s string) error {
+// checkURL reports whether s is an absolute http:// or https:// URL.
+func checkURL(s string) error {
 	u, err := url.Parse(s)
 	if err != nil {
 		return err
@@ -292,8 +298,8 @@ func httpCheckURL(s string) error {
 	return nil
 }
 
-// httpCheckJSON reports whether s is one valid JSON value, with the decoder's words if not.
-func httpCheckJSON(s string) error {
+// checkJSON reports whether s is one valid JSON value, with the decoder's words if not.
+func checkJSON(s string) error {
 	var v any
 	if err := json.Unmarshal([]byte(s), &v); err != nil {
 		return fmt.Errorf("renders invalid JSON: %w", err)
@@ -301,7 +307,7 @@ func httpCheckJSON(s string) error {
 	return nil
 }
 
-func httpValidPath(p string) bool {
+func validPath(p string) bool {
 	for seg := range strings.SplitSeq(p, ".") {
 		if seg == "" || strings.ContainsAny(seg, " \t\r\n") {
 			return false
@@ -310,8 +316,8 @@ func httpValidPath(p string) bool {
 	return true
 }
 
-// httpValidHeaderName reports whether name is an RFC 9110 token.
-func httpValidHeaderName(name string) bool {
+// validHeaderName reports whether name is an RFC 9110 token.
+func validHeaderName(name string) bool {
 	if name == "" {
 		return false
 	}
@@ -323,19 +329,19 @@ func httpValidHeaderName(name string) bool {
 	return true
 }
 
-// httpMaxResponse bounds the response bodies the backend reads: a run's status is small, and a
+// maxResponse bounds the response bodies the backend reads: a run's status is small, and a
 // misconfigured URL may point at something that is not.
-const httpMaxResponse = 1 << 20
+const maxResponse = 1 << 20
 
-// httpCompletionRetention is how long a reported completion is kept for a Wait that has not come
+// completionRetention is how long a reported completion is kept for a Wait that has not come
 // (or comes again), and a Wait's entry that nobody completed is kept after its Wait left.
-const httpCompletionRetention = 24 * time.Hour
+const completionRetention = 24 * time.Hour
 
-// HTTP starts jobs with an HTTP request and learns their end by polling a status URL or from a
+// Backend starts jobs with an HTTP request and learns their end by polling a status URL or from a
 // callback (Complete).
-type HTTP struct {
-	cfg         HTTPConfig
-	tmpl        httpTemplates
+type Backend struct {
+	cfg         Config
+	tmpl        templates
 	callbackURL string // base of the controller's job API, callback mode only
 	// callbackToken, when set, gives the token a job's callback URL carries (SetCallbackToken).
 	callbackToken func(jobID string) string
@@ -343,35 +349,40 @@ type HTTP struct {
 	logger        *slog.Logger
 
 	mu          sync.Mutex
-	completions map[string]*httpCompletion // by Ref.ID
+	completions map[string]*completion // by Ref.ID
 }
 
-// httpCompletion is one job's callback: reported, awaited, or both.
-type httpCompletion struct {
+var (
+	_ jobs.Backend   = (*Backend)(nil)
+	_ jobs.Completer = (*Backend)(nil)
+)
+
+// completion is one job's callback: reported, awaited, or both.
+type completion struct {
 	done      chan struct{} // closed when completed
-	status    Status        // set before done is closed
+	status    jobs.Status   // set before done is closed
 	completed time.Time     // when Complete arrived; zero until then
 	created   time.Time
 	waiters   int
 }
 
-// NewHTTP returns an http backend. callbackBase is the controller's external base URL (such as
+// New returns an http backend. callbackBase is the controller's external base URL (such as
 // https://retrain.example:9752), which jobs call back under /v1/jobs/{id}/complete; it is
 // required in callback mode and unused in poll mode.
-func NewHTTP(cfg HTTPConfig, callbackBase string, logger *slog.Logger) (*HTTP, error) {
+func New(cfg Config, callbackBase string, logger *slog.Logger) (*Backend, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("http backend: %w", err)
 	}
 	tmpl, _ := cfg.compile() // valid: Validate compiled it
-	h := &HTTP{cfg: cfg, tmpl: tmpl, logger: logger, completions: map[string]*httpCompletion{}}
+	h := &Backend{cfg: cfg, tmpl: tmpl, logger: logger, completions: map[string]*completion{}}
 	if h.logger == nil {
 		h.logger = slog.New(slog.DiscardHandler)
 	}
-	if cfg.Mode == HTTPModeCallback {
+	if cfg.Mode == ModeCallback {
 		if callbackBase == "" {
 			return nil, errors.New("http backend: mode callback needs the controller's external URL, which jobs call back, and none is set")
 		}
-		if err := httpCheckURL(callbackBase); err != nil {
+		if err := checkURL(callbackBase); err != nil {
 			return nil, fmt.Errorf("http backend: controller's external URL: %w", err)
 		}
 		h.callbackURL = strings.TrimRight(callbackBase, "/")
@@ -398,15 +409,15 @@ func NewHTTP(cfg HTTPConfig, callbackBase string, logger *slog.Logger) (*HTTP, e
 }
 
 // Name returns "http".
-func (h *HTTP) Name() string { return "http" }
+func (h *Backend) Name() string { return "http" }
 
 // SetCallbackToken makes each job's callback URL carry token(job ID) as its `token` query
 // parameter, the credential the controller's completion endpoint checks, so that a job can
 // complete itself and no other. Call it before the first Start; it does nothing in poll mode.
-func (h *HTTP) SetCallbackToken(token func(jobID string) string) { h.callbackToken = token }
+func (h *Backend) SetCallbackToken(token func(jobID string) string) { h.callbackToken = token }
 
 // callbackFor returns the callback URL of job id; empty in poll mode.
-func (h *HTTP) callbackFor(id string) string {
+func (h *Backend) callbackFor(id string) string {
 	if h.callbackURL == "" || id == "" {
 		return ""
 	}
@@ -423,59 +434,59 @@ func (h *HTTP) callbackFor(id string) string {
 //
 // An answer without the run's ID is an error although the remote system may have started the
 // run: without the ID it could not be followed, so the error says so.
-func (h *HTTP) Start(ctx context.Context, spec Spec) (Ref, error) {
+func (h *Backend) Start(ctx context.Context, spec jobs.Spec) (jobs.Ref, error) {
 	if err := spec.Validate(); err != nil {
-		return Ref{}, fmt.Errorf("http backend: start: invalid spec: %w", err)
+		return jobs.Ref{}, fmt.Errorf("http backend: start: invalid spec: %w", err)
 	}
-	data := httpData{Spec: spec, CallbackURL: h.callbackFor(spec.ID)}
-	startURL, err := httpRender(h.tmpl.url, data)
+	data := templateData{Spec: spec, CallbackURL: h.callbackFor(spec.ID)}
+	startURL, err := render(h.tmpl.url, data)
 	if err == nil {
-		err = httpCheckURL(startURL)
+		err = checkURL(startURL)
 	}
 	if err != nil {
-		return Ref{}, fmt.Errorf("http backend: start %s: url: %w", spec.ID, err)
+		return jobs.Ref{}, fmt.Errorf("http backend: start %s: url: %w", spec.ID, err)
 	}
 	var body []byte
 	if h.tmpl.body != nil {
-		b, err := httpRender(h.tmpl.body, data)
+		b, err := render(h.tmpl.body, data)
 		if err == nil {
-			err = httpCheckJSON(b)
+			err = checkJSON(b)
 		}
 		if err != nil {
-			return Ref{}, fmt.Errorf("http backend: start %s: body: %w", spec.ID, err)
+			return jobs.Ref{}, fmt.Errorf("http backend: start %s: body: %w", spec.ID, err)
 		}
 		body = []byte(b)
 	}
 	code, resp, err := h.do(ctx, h.cfg.Method, startURL, body, data)
 	if err != nil {
-		return Ref{}, fmt.Errorf("http backend: start %s: %w", spec.ID, err)
+		return jobs.Ref{}, fmt.Errorf("http backend: start %s: %w", spec.ID, err)
 	}
 	if code/100 != 2 {
-		return Ref{}, fmt.Errorf("http backend: start %s: %s %s: %d %s: %s", spec.ID, h.cfg.Method, httpRedactURL(startURL), code, http.StatusText(code), httpSnippet(resp))
+		return jobs.Ref{}, fmt.Errorf("http backend: start %s: %s %s: %d %s: %s", spec.ID, h.cfg.Method, redactURL(startURL), code, http.StatusText(code), snippet(resp))
 	}
 	data.RunID = spec.ID
 	if h.cfg.RunID != "" {
-		id, err := httpRunID(resp, h.cfg.RunID)
+		id, err := readRunID(resp, h.cfg.RunID)
 		if err != nil {
-			return Ref{}, fmt.Errorf("http backend: start %s: the run may have started, but its id cannot be read from the answer (%s): %w", spec.ID, httpSnippet(resp), err)
+			return jobs.Ref{}, fmt.Errorf("http backend: start %s: the run may have started, but its id cannot be read from the answer (%s): %w", spec.ID, snippet(resp), err)
 		}
 		data.RunID = id
 	}
 	specJSON, err := json.Marshal(spec)
 	if err != nil {
-		return Ref{}, fmt.Errorf("http backend: start %s: %w", spec.ID, err)
+		return jobs.Ref{}, fmt.Errorf("http backend: start %s: %w", spec.ID, err)
 	}
-	ref := Ref{Backend: "http", ID: data.RunID, Data: map[string]string{"job_id": spec.ID, "spec": string(specJSON)}}
+	ref := jobs.Ref{Backend: "http", ID: data.RunID, Data: map[string]string{"job_id": spec.ID, "spec": string(specJSON)}}
 	for key, t := range map[string]*template.Template{"status_url": h.tmpl.statusURL, "cancel_url": h.tmpl.cancelURL} {
 		if t == nil {
 			continue
 		}
-		u, err := httpRender(t, data)
+		u, err := render(t, data)
 		if err == nil {
-			err = httpCheckURL(u)
+			err = checkURL(u)
 		}
 		if err != nil {
-			return Ref{}, fmt.Errorf("http backend: start %s: the run has started, but its %s cannot be rendered: %w", spec.ID, key, err)
+			return jobs.Ref{}, fmt.Errorf("http backend: start %s: the run has started, but its %s cannot be rendered: %w", spec.ID, key, err)
 		}
 		ref.Data[key] = u
 	}
@@ -483,17 +494,17 @@ func (h *HTTP) Start(ctx context.Context, spec Spec) (Ref, error) {
 	return ref, nil
 }
 
-// httpRunID reads the run's ID at path in a start response.
-func httpRunID(resp []byte, path string) (string, error) {
-	v, err := httpDecodeJSON(resp)
+// readRunID reads the run's ID at path in a start response.
+func readRunID(resp []byte, path string) (string, error) {
+	v, err := decodeJSON(resp)
 	if err != nil {
 		return "", err
 	}
-	raw, ok := httpLookup(v, path)
+	raw, ok := lookup(v, path)
 	if !ok {
 		return "", fmt.Errorf("no %q in the answer", path)
 	}
-	id, ok := httpScalar(raw)
+	id, ok := scalar(raw)
 	if !ok || id == "" {
 		return "", fmt.Errorf("%q is not a non-empty string or number", path)
 	}
@@ -501,8 +512,8 @@ func httpRunID(resp []byte, path string) (string, error) {
 }
 
 // do sends one request with the configured headers and token and returns the status code
-// and the body (at most httpMaxResponse bytes).
-func (h *HTTP) do(ctx context.Context, method, rawURL string, body []byte, data httpData) (int, []byte, error) {
+// and the body (at most maxResponse bytes).
+func (h *Backend) do(ctx context.Context, method, rawURL string, body []byte, data templateData) (int, []byte, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
@@ -516,7 +527,7 @@ func (h *HTTP) do(ctx context.Context, method, rawURL string, body []byte, data 
 	}
 	req.Header.Set("Accept", "application/json")
 	for name, t := range h.tmpl.headers {
-		v, err := httpRender(t, data)
+		v, err := render(t, data)
 		if err != nil {
 			return 0, nil, fmt.Errorf("headers.%s: %w", name, err)
 		}
@@ -539,25 +550,25 @@ func (h *HTTP) do(ctx context.Context, method, rawURL string, body []byte, data 
 	if err != nil {
 		var ue *url.Error
 		if errors.As(err, &ue) {
-			ue.URL = httpRedactURL(ue.URL) // it would show the query, where webhooks keep secrets
+			ue.URL = redactURL(ue.URL) // it would show the query, where webhooks keep secrets
 		}
 		return 0, nil, err
 	}
 	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, httpMaxResponse+1))
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponse+1))
 	if err != nil {
-		return 0, nil, fmt.Errorf("%s %s: reading the answer: %w", method, httpRedactURL(rawURL), err)
+		return 0, nil, fmt.Errorf("%s %s: reading the answer: %w", method, redactURL(rawURL), err)
 	}
-	if len(b) > httpMaxResponse {
-		return 0, nil, fmt.Errorf("%s %s: answer larger than %d bytes", method, httpRedactURL(rawURL), httpMaxResponse)
+	if len(b) > maxResponse {
+		return 0, nil, fmt.Errorf("%s %s: answer larger than %d bytes", method, redactURL(rawURL), maxResponse)
 	}
 	return resp.StatusCode, b, nil
 }
 
 // refData rebuilds the template data of a Ref made by Start, for the headers of later
 // requests.
-func (h *HTTP) refData(ref Ref) httpData {
-	data := httpData{RunID: ref.ID}
+func (h *Backend) refData(ref jobs.Ref) templateData {
+	data := templateData{RunID: ref.ID}
 	if s := ref.Data["spec"]; s != "" {
 		if err := json.Unmarshal([]byte(s), &data.Spec); err != nil {
 			h.logger.Debug("http job: ref's spec unreadable; headers see an empty job", "run", ref.ID, "err", err)
@@ -573,13 +584,13 @@ func (h *HTTP) refData(ref Ref) httpData {
 // logged and asked again, never returned; a 404 is Failed ("run no longer exists"). In
 // callback mode it returns the status given to Complete for ref.ID, at once if it came before
 // Wait (after a controller restart), and polls status_url as well when one is configured.
-func (h *HTTP) Wait(ctx context.Context, ref Ref) (Status, error) {
+func (h *Backend) Wait(ctx context.Context, ref jobs.Ref) (jobs.Status, error) {
 	if ref.Backend != "http" {
-		return Status{}, fmt.Errorf("http backend: ref is for backend %q", ref.Backend)
+		return jobs.Status{}, fmt.Errorf("http backend: ref is for backend %q", ref.Backend)
 	}
 	statusURL := ref.Data["status_url"]
-	var c *httpCompletion
-	if h.cfg.Mode == HTTPModeCallback {
+	var c *completion
+	if h.cfg.Mode == ModeCallback {
 		c = h.await(ref.ID)
 		defer h.leave(c)
 		select {
@@ -589,13 +600,13 @@ func (h *HTTP) Wait(ctx context.Context, ref Ref) (Status, error) {
 		}
 	}
 	if statusURL == "" && c == nil {
-		return Status{}, fmt.Errorf("http backend: wait %s: the ref has no status_url and mode is not callback", ref.ID)
+		return jobs.Status{}, fmt.Errorf("http backend: wait %s: the ref has no status_url and mode is not callback", ref.ID)
 	}
 	var done <-chan struct{}
 	if c != nil {
 		done = c.done
 	}
-	p := &httpPoller{h: h, ref: ref, url: statusURL, data: h.refData(ref), unknown: map[string]bool{}}
+	p := &poller{h: h, ref: ref, url: statusURL, data: h.refData(ref), unknown: map[string]bool{}}
 	timer := time.NewTimer(0) // the first status request at once: a re-attached run may be over
 	defer timer.Stop()
 	for {
@@ -605,7 +616,7 @@ func (h *HTTP) Wait(ctx context.Context, ref Ref) (Status, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return Status{}, ctx.Err()
+			return jobs.Status{}, ctx.Err()
 		case <-done:
 			return c.status, nil
 		case <-poll:
@@ -617,34 +628,34 @@ func (h *HTTP) Wait(ctx context.Context, ref Ref) (Status, error) {
 	}
 }
 
-// httpPoller is one Wait's polling of a status URL.
-type httpPoller struct {
-	h        *HTTP
-	ref      Ref
+// poller is one Wait's polling of a status URL.
+type poller struct {
+	h        *Backend
+	ref      jobs.Ref
 	url      string
-	data     httpData
+	data     templateData
 	failures int             // consecutive failed requests
 	unknown  map[string]bool // state values seen that are neither success nor failure
 	noField  bool            // the missing status field was reported
 }
 
 // poll asks once; ok reports a final status.
-func (p *httpPoller) poll(ctx context.Context) (st Status, ok bool) {
+func (p *poller) poll(ctx context.Context) (st jobs.Status, ok bool) {
 	cfg := &p.h.cfg
 	code, body, err := p.h.do(ctx, http.MethodGet, p.url, nil, p.data)
 	if ctx.Err() != nil {
-		return Status{}, false
+		return jobs.Status{}, false
 	}
 	if err == nil && code == http.StatusNotFound {
-		return Status{State: Failed, Message: "run no longer exists (status_url answered 404 Not Found)", Finished: time.Now().UTC()}, true
+		return jobs.Status{State: jobs.Failed, Message: "run no longer exists (status_url answered 404 Not Found)", Finished: time.Now().UTC()}, true
 	}
 	if err == nil && code/100 != 2 {
-		err = fmt.Errorf("GET %s: %d %s: %s", httpRedactURL(p.url), code, http.StatusText(code), httpSnippet(body))
+		err = fmt.Errorf("GET %s: %d %s: %s", redactURL(p.url), code, http.StatusText(code), snippet(body))
 	}
 	var v any
 	if err == nil {
-		if v, err = httpDecodeJSON(body); err != nil {
-			err = fmt.Errorf("GET %s: %w", httpRedactURL(p.url), err)
+		if v, err = decodeJSON(body); err != nil {
+			err = fmt.Errorf("GET %s: %w", redactURL(p.url), err)
 		}
 	}
 	if err != nil {
@@ -654,50 +665,50 @@ func (p *httpPoller) poll(ctx context.Context) (st Status, ok bool) {
 		if p.failures == 1 || p.failures%30 == 0 {
 			p.h.logger.Warn("http job: cannot read the run's status; asking again", "run", p.ref.ID, "failures", p.failures, "err", err)
 		}
-		return Status{}, false
+		return jobs.Status{}, false
 	}
 	if p.failures > 0 {
 		p.h.logger.Info("http job: the run's status is readable again", "run", p.ref.ID, "after_failures", p.failures)
 		p.failures = 0
 	}
-	raw, found := httpLookup(v, cfg.StatusField)
-	state, isScalar := httpScalar(raw)
+	raw, found := lookup(v, cfg.StatusField)
+	state, isScalar := scalar(raw)
 	if !found || !isScalar {
 		if !p.noField {
 			p.noField = true
-			p.h.logger.Warn("http job: the status answer has no state at status_field; taking the run as running", "run", p.ref.ID, "status_field", cfg.StatusField, "answer", httpSnippet(body))
+			p.h.logger.Warn("http job: the status answer has no state at status_field; taking the run as running", "run", p.ref.ID, "status_field", cfg.StatusField, "answer", snippet(body))
 		}
-		return Status{}, false
+		return jobs.Status{}, false
 	}
 	var msg string
 	if cfg.MessageField != "" {
-		if m, ok := httpLookup(v, cfg.MessageField); ok {
-			msg, _ = httpScalar(m)
+		if m, ok := lookup(v, cfg.MessageField); ok {
+			msg, _ = scalar(m)
 		}
 	}
 	switch {
 	case slices.Contains(cfg.SuccessValues, state):
-		return Status{State: Succeeded, Message: msg, Finished: time.Now().UTC()}, true
+		return jobs.Status{State: jobs.Succeeded, Message: msg, Finished: time.Now().UTC()}, true
 	case slices.Contains(cfg.FailureValues, state):
 		m := state
 		if msg != "" {
 			m += ": " + msg
 		}
-		return Status{State: Failed, Message: m, Finished: time.Now().UTC()}, true
+		return jobs.Status{State: jobs.Failed, Message: m, Finished: time.Now().UTC()}, true
 	}
 	if !p.unknown[state] {
 		p.unknown[state] = true
 		p.h.logger.Debug("http job: state is neither a success nor a failure value; still running", "run", p.ref.ID, "state", state)
 	}
-	return Status{}, false
+	return jobs.Status{}, false
 }
 
 // Complete hands the status a job reported through the controller's callback endpoint to the
 // Wait for ref.ID. A completion that arrives before the Wait (a controller that restarted
 // while the job ran) is kept for it; a second completion of the same job is ignored. It is an
 // error outside callback mode, so that a stray callback cannot end a polled run.
-func (h *HTTP) Complete(ref Ref, st Status) error {
-	if h.cfg.Mode != HTTPModeCallback {
+func (h *Backend) Complete(ref jobs.Ref, st jobs.Status) error {
+	if h.cfg.Mode != ModeCallback {
 		return fmt.Errorf("http backend: complete %s: callbacks are off (mode %s)", ref.ID, h.cfg.Mode)
 	}
 	if ref.Backend != "http" || ref.ID == "" {
@@ -707,7 +718,7 @@ func (h *HTTP) Complete(ref Ref, st Status) error {
 		return fmt.Errorf("http backend: complete %s: state %q is not final", ref.ID, st.State)
 	}
 	now := time.Now()
-	st.LogTail = Tail(st.LogTail)
+	st.LogTail = jobs.Tail(st.LogTail)
 	if st.Finished.IsZero() {
 		st.Finished = now.UTC()
 	}
@@ -726,7 +737,7 @@ func (h *HTTP) Complete(ref Ref, st Status) error {
 }
 
 // await registers a Wait for id and returns its entry.
-func (h *HTTP) await(id string) *httpCompletion {
+func (h *Backend) await(id string) *completion {
 	now := time.Now()
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -738,30 +749,30 @@ func (h *HTTP) await(id string) *httpCompletion {
 
 // leave unregisters a Wait. The entry stays, so a Wait that is asked again finds the same
 // status, until pruned.
-func (h *HTTP) leave(c *httpCompletion) {
+func (h *Backend) leave(c *completion) {
 	h.mu.Lock()
 	c.waiters--
 	h.mu.Unlock()
 }
 
-func (h *HTTP) completionLocked(id string, now time.Time) *httpCompletion {
+func (h *Backend) completionLocked(id string, now time.Time) *completion {
 	c := h.completions[id]
 	if c == nil {
-		c = &httpCompletion{done: make(chan struct{}), created: now}
+		c = &completion{done: make(chan struct{}), created: now}
 		h.completions[id] = c
 	}
 	return c
 }
 
-// pruneLocked forgets entries nobody waits on that are older than httpCompletionRetention, so that
+// pruneLocked forgets entries nobody waits on that are older than completionRetention, so that
 // completions of jobs the controller no longer waits for do not accumulate.
-func (h *HTTP) pruneLocked(now time.Time) {
+func (h *Backend) pruneLocked(now time.Time) {
 	for id, c := range h.completions {
 		since := c.created
 		if !c.completed.IsZero() {
 			since = c.completed
 		}
-		if c.waiters == 0 && now.Sub(since) > httpCompletionRetention {
+		if c.waiters == 0 && now.Sub(since) > completionRetention {
 			delete(h.completions, id)
 		}
 	}
@@ -771,7 +782,7 @@ func (h *HTTP) pruneLocked(now time.Time) {
 // already over) is not an error, and neither is any other refusal when status_url shows the
 // run has ended. Without cancel_url Cancel does nothing: the remote system keeps running the
 // job, and only the controller stops waiting for it.
-func (h *HTTP) Cancel(ctx context.Context, ref Ref) error {
+func (h *Backend) Cancel(ctx context.Context, ref jobs.Ref) error {
 	if ref.Backend != "http" {
 		return fmt.Errorf("http backend: ref is for backend %q", ref.Backend)
 	}
@@ -792,11 +803,11 @@ func (h *HTTP) Cancel(ctx context.Context, ref Ref) error {
 	case code == http.StatusNotFound || code == http.StatusConflict:
 		return nil
 	}
-	err = fmt.Errorf("http backend: cancel %s: %s %s: %d %s: %s", ref.ID, h.cfg.CancelMethod, httpRedactURL(cancelURL), code, http.StatusText(code), httpSnippet(body))
+	err = fmt.Errorf("http backend: cancel %s: %s %s: %d %s: %s", ref.ID, h.cfg.CancelMethod, redactURL(cancelURL), code, http.StatusText(code), snippet(body))
 	if su := ref.Data["status_url"]; su != "" && code/100 == 4 {
 		// Some systems refuse to cancel a run that has ended, with 400 or 412 rather than
 		// 409: that is success here.
-		p := &httpPoller{h: h, ref: ref, url: su, data: data, unknown: map[string]bool{}}
+		p := &poller{h: h, ref: ref, url: su, data: data, unknown: map[string]bool{}}
 		if _, ended := p.poll(ctx); ended {
 			return nil
 		}
@@ -804,43 +815,9 @@ func (h *HTTP) Cancel(ctx context.Context, ref Ref) error {
 	return err
 }
 
-// DecodeCompletion decodes and checks the body of a job's completion callback (POST
-// /v1/jobs/{id}/complete):
-//
-//	{"state": "succeeded"|"failed", "message": "...", "exit_code": N, "log_tail": "..."}
-//
-// state is required; unknown fields are errors, so a typo does not pass silently; log_tail is
-// cut to its last LogTailBytes. The caller bounds the body's size.
-func DecodeCompletion(r io.Reader) (Status, error) {
-	var body httpCompletionBody
-	dec := json.NewDecoder(r)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&body); err != nil {
-		return Status{}, fmt.Errorf("http backend: completion: %w", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return Status{}, errors.New("http backend: completion: data after the JSON object")
-	}
-	if !body.State.Done() {
-		return Status{}, fmt.Errorf("http backend: completion: state must be %q or %q, got %q", Succeeded, Failed, body.State)
-	}
-	if body.State == Succeeded && body.ExitCode != nil && *body.ExitCode != 0 {
-		return Status{}, fmt.Errorf("http backend: completion: state succeeded contradicts exit_code %d", *body.ExitCode)
-	}
-	return Status{State: body.State, Message: body.Message, ExitCode: body.ExitCode, LogTail: Tail(body.LogTail)}, nil
-}
-
-// httpCompletionBody is the body of a completion callback.
-type httpCompletionBody struct {
-	State    State  `json:"state"`
-	Message  string `json:"message"`
-	ExitCode *int   `json:"exit_code"`
-	LogTail  string `json:"log_tail"`
-}
-
-// httpDecodeJSON decodes a JSON document, keeping numbers exact (a numeric run ID must not turn
+// decodeJSON decodes a JSON document, keeping numbers exact (a numeric run ID must not turn
 // into 1.2e+07).
-func httpDecodeJSON(b []byte) (any, error) {
+func decodeJSON(b []byte) (any, error) {
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.UseNumber()
 	var v any
@@ -850,9 +827,9 @@ func httpDecodeJSON(b []byte) (any, error) {
 	return v, nil
 }
 
-// httpLookup follows a dot path into decoded JSON; a segment indexes an object by key or an
+// lookup follows a dot path into decoded JSON; a segment indexes an object by key or an
 // array by number.
-func httpLookup(v any, path string) (any, bool) {
+func lookup(v any, path string) (any, bool) {
 	for seg := range strings.SplitSeq(path, ".") {
 		switch x := v.(type) {
 		case map[string]any:
@@ -873,8 +850,8 @@ func httpLookup(v any, path string) (any, bool) {
 	return v, v != nil
 }
 
-// httpScalar returns a JSON string, number or boolean as a string.
-func httpScalar(v any) (string, bool) {
+// scalar returns a JSON string, number or boolean as a string.
+func scalar(v any) (string, bool) {
 	switch x := v.(type) {
 	case string:
 		return x, true
@@ -886,9 +863,9 @@ func httpScalar(v any) (string, bool) {
 	return "", false
 }
 
-// httpRedactURL returns u without its query and password, for errors and logs: query parameters
+// redactURL returns u without its query and password, for errors and logs: query parameters
 // and user info are where webhook URLs keep their secrets.
-func httpRedactURL(s string) string {
+func redactURL(s string) string {
 	u, err := url.Parse(s)
 	if err != nil {
 		return "(unparseable URL)"
@@ -897,8 +874,8 @@ func httpRedactURL(s string) string {
 	return u.Redacted()
 }
 
-// httpSnippet returns the start of an answer's body for an error message: at most 512 bytes.
-func httpSnippet(b []byte) string {
+// snippet returns the start of an answer's body for an error message: at most 512 bytes.
+func snippet(b []byte) string {
 	const n = 512
 	s := strings.ToValidUTF8(string(b[:min(len(b), n)]), "\uFFFD")
 	s = strings.TrimSpace(s)

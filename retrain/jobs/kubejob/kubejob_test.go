@@ -1,11 +1,13 @@
-package jobs
+package kubejob
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,18 +26,19 @@ import (
 
 	"github.com/edgeloop/edgeloop/internal/config"
 	"github.com/edgeloop/edgeloop/internal/jobenv"
+	"github.com/edgeloop/edgeloop/retrain/jobs"
 )
 
-// kubeTestConfig is a valid configuration with every key set and a short poll interval.
-func kubeTestConfig() KubernetesConfig {
-	c := DefaultKubernetesConfig()
+// testConfig is a valid configuration with every key set and a short poll interval.
+func testConfig() Config {
+	c := DefaultConfig()
 	c.Namespace = "training"
 	c.Image = "registry.example.com/edgeloop:1.2.3"
 	c.Args = []string{"--epochs", "5"}
 	c.Env = map[string]string{"AWS_REGION": "eu-west-1"}
-	c.Resources = KubernetesResources{GPUs: 2, CPU: "8", Memory: "32Gi"}
+	c.Resources = Resources{GPUs: 2, CPU: "8", Memory: "32Gi"}
 	c.NodeSelector = map[string]string{"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}
-	c.Tolerations = []KubernetesToleration{{Key: "nvidia.com/gpu", Operator: "Exists", Effect: "NoSchedule"}}
+	c.Tolerations = []Toleration{{Key: "nvidia.com/gpu", Operator: "Exists", Effect: "NoSchedule"}}
 	c.ServiceAccount = "edgeloop-train"
 	c.ImagePullSecrets = []string{"registry-creds"}
 	c.BackoffLimit = 1
@@ -44,8 +47,8 @@ func kubeTestConfig() KubernetesConfig {
 	return c
 }
 
-func kubeTestSpec(id string) Spec {
-	return Spec{
+func testSpec(id string) jobs.Spec {
+	return jobs.Spec{
 		ID:              id,
 		Model:           "fashion/mnist",
 		BaseVersion:     7,
@@ -55,39 +58,39 @@ func kubeTestSpec(id string) Spec {
 	}
 }
 
-func kubeTestBackend(t *testing.T, cfg KubernetesConfig, client *fake.Clientset) *Kubernetes {
+func testBackend(t *testing.T, cfg Config, client *fake.Clientset) *Backend {
 	t.Helper()
-	k, err := NewKubernetes(cfg, client, nil)
+	k, err := New(cfg, client, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return k
 }
 
-// kubeTestCtx bounds a test: a Wait that never ends fails the test instead of hanging it.
-func kubeTestCtx(t *testing.T) context.Context {
+// testCtx bounds a test: a Wait that never ends fails the test instead of hanging it.
+func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-type kubeWaitResult struct {
-	st  Status
+type waitResult struct {
+	st  jobs.Status
 	err error
 }
 
-func kubeWaitAsync(ctx context.Context, k *Kubernetes, ref Ref) <-chan kubeWaitResult {
-	ch := make(chan kubeWaitResult, 1)
+func waitAsync(ctx context.Context, k *Backend, ref jobs.Ref) <-chan waitResult {
+	ch := make(chan waitResult, 1)
 	go func() {
 		st, err := k.Wait(ctx, ref)
-		ch <- kubeWaitResult{st, err}
+		ch <- waitResult{st, err}
 	}()
 	return ch
 }
 
-// kubeGetSeen returns a channel closed once the Job named name has been read: the test then
+// getSeen returns a channel closed once the Job named name has been read: the test then
 // knows Wait has seen it running before changing it.
-func kubeGetSeen(client *fake.Clientset, name string) <-chan struct{} {
+func getSeen(client *fake.Clientset, name string) <-chan struct{} {
 	seen := make(chan struct{})
 	var once sync.Once
 	client.PrependReactor("get", "jobs", func(a k8stesting.Action) (bool, runtime.Object, error) {
@@ -99,18 +102,18 @@ func kubeGetSeen(client *fake.Clientset, name string) <-chan struct{} {
 	return seen
 }
 
-func kubeRecv(t *testing.T, ctx context.Context, ch <-chan kubeWaitResult) kubeWaitResult {
+func recv(t *testing.T, ctx context.Context, ch <-chan waitResult) waitResult {
 	t.Helper()
 	select {
 	case r := <-ch:
 		return r
 	case <-ctx.Done():
 		t.Fatal("Wait did not return")
-		return kubeWaitResult{}
+		return waitResult{}
 	}
 }
 
-func kubeAwait(t *testing.T, ctx context.Context, ch <-chan struct{}) {
+func await(t *testing.T, ctx context.Context, ch <-chan struct{}) {
 	t.Helper()
 	select {
 	case <-ch:
@@ -119,8 +122,8 @@ func kubeAwait(t *testing.T, ctx context.Context, ch <-chan struct{}) {
 	}
 }
 
-// kubeFinish gives the Job a final condition, as the job controller does.
-func kubeFinish(t *testing.T, ctx context.Context, client *fake.Clientset, ns, name string, cond batchv1.JobCondition) {
+// finish gives the Job a final condition, as the job controller does.
+func finish(t *testing.T, ctx context.Context, client *fake.Clientset, ns, name string, cond batchv1.JobCondition) {
 	t.Helper()
 	job, err := client.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
@@ -136,8 +139,8 @@ func kubeFinish(t *testing.T, ctx context.Context, client *fake.Clientset, ns, n
 	}
 }
 
-// kubePod adds a pod of the Job whose training container ended with code.
-func kubePod(t *testing.T, ctx context.Context, client *fake.Clientset, ns, job, name string, created time.Time, code int32, reason string) {
+// addPod adds a pod of the Job whose training container ended with code.
+func addPod(t *testing.T, ctx context.Context, client *fake.Clientset, ns, job, name string, created time.Time, code int32, reason string) {
 	t.Helper()
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{
@@ -146,7 +149,7 @@ func kubePod(t *testing.T, ctx context.Context, client *fake.Clientset, ns, job,
 			CreationTimestamp: metav1.NewTime(created),
 		},
 		Status: corev1.PodStatus{ContainerStatuses: []corev1.ContainerStatus{{
-			Name:  KubernetesContainerName,
+			Name:  ContainerName,
 			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: code, Reason: reason, Message: "termination message of " + name}},
 		}}},
 	}
@@ -155,26 +158,26 @@ func kubePod(t *testing.T, ctx context.Context, client *fake.Clientset, ns, job,
 	}
 }
 
-func kubeSplitRef(t *testing.T, ref Ref) (string, string) {
+func splitRef(t *testing.T, ref jobs.Ref) (string, string) {
 	t.Helper()
-	ns, name, err := kubeParseRef(ref)
+	ns, name, err := parseRef(ref)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return ns, name
 }
 
-func TestKubernetesStartCreatesJob(t *testing.T) {
-	ctx := kubeTestCtx(t)
+func TestStartCreatesJob(t *testing.T) {
+	ctx := testCtx(t)
 	client := fake.NewClientset()
-	k := kubeTestBackend(t, kubeTestConfig(), client)
-	spec := kubeTestSpec("job-20240101-0001")
+	k := testBackend(t, testConfig(), client)
+	spec := testSpec("job-20240101-0001")
 
 	ref, err := k.Start(ctx, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := (Ref{Backend: "kubernetes", ID: "training/edgeloop-train-job-20240101-0001"}); ref.Backend != want.Backend || ref.ID != want.ID {
+	if want := (jobs.Ref{Backend: "kubernetes", ID: "training/edgeloop-train-job-20240101-0001"}); ref.Backend != want.Backend || ref.ID != want.ID {
 		t.Fatalf("ref = %+v, want %+v", ref, want)
 	}
 	job, err := client.BatchV1().Jobs("training").Get(ctx, "edgeloop-train-job-20240101-0001", metav1.GetOptions{})
@@ -271,21 +274,21 @@ func TestKubernetesStartCreatesJob(t *testing.T) {
 	}
 }
 
-func TestKubernetesStartMinimal(t *testing.T) {
-	ctx := kubeTestCtx(t)
+func TestStartMinimal(t *testing.T) {
+	ctx := testCtx(t)
 	client := fake.NewClientset()
-	cfg := DefaultKubernetesConfig()
+	cfg := DefaultConfig()
 	cfg.Image = "edgeloop:dev"
 	cfg.Command = nil // the image's entrypoint
 	cfg.TTLAfterFinished = 0
-	k := kubeTestBackend(t, cfg, client)
-	spec := kubeTestSpec("j1")
+	k := testBackend(t, cfg, client)
+	spec := testSpec("j1")
 	spec.Timeout = 0
 	ref, err := k.Start(ctx, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns, name := kubeSplitRef(t, ref)
+	ns, name := splitRef(t, ref)
 	job, err := client.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
 		t.Fatal(err)
@@ -302,137 +305,137 @@ func TestKubernetesStartMinimal(t *testing.T) {
 	}
 }
 
-func TestKubernetesStartInvalidSpec(t *testing.T) {
-	k := kubeTestBackend(t, kubeTestConfig(), fake.NewClientset())
-	spec := kubeTestSpec("Bad_ID")
-	if _, err := k.Start(kubeTestCtx(t), spec); err == nil || !strings.HasPrefix(err.Error(), "kubernetes: start: job id") {
+func TestStartInvalidSpec(t *testing.T) {
+	k := testBackend(t, testConfig(), fake.NewClientset())
+	spec := testSpec("Bad_ID")
+	if _, err := k.Start(testCtx(t), spec); err == nil || !strings.HasPrefix(err.Error(), "kubernetes: start: job id") {
 		t.Fatalf("err = %v, want the spec's validation error", err)
 	}
 }
 
-func TestKubernetesWaitSucceeds(t *testing.T) {
-	ctx := kubeTestCtx(t)
+func TestWaitSucceeds(t *testing.T) {
+	ctx := testCtx(t)
 	client := fake.NewClientset()
-	k := kubeTestBackend(t, kubeTestConfig(), client)
-	ref, err := k.Start(ctx, kubeTestSpec("ok"))
+	k := testBackend(t, testConfig(), client)
+	ref, err := k.Start(ctx, testSpec("ok"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns, name := kubeSplitRef(t, ref)
-	seen := kubeGetSeen(client, name)
-	done := kubeWaitAsync(ctx, k, ref)
+	ns, name := splitRef(t, ref)
+	seen := getSeen(client, name)
+	done := waitAsync(ctx, k, ref)
 
-	kubeAwait(t, ctx, seen)
+	await(t, ctx, seen)
 	select {
 	case r := <-done:
 		t.Fatalf("Wait returned %+v, %v while the job runs", r.st, r.err)
 	default:
 	}
 	finished := time.Date(2024, 1, 1, 12, 0, 0, 0, time.UTC)
-	kubePod(t, ctx, client, ns, name, name+"-abcde", finished.Add(-time.Hour), 0, "Completed")
-	kubeFinish(t, ctx, client, ns, name, batchv1.JobCondition{Type: batchv1.JobComplete, LastTransitionTime: metav1.NewTime(finished)})
+	addPod(t, ctx, client, ns, name, name+"-abcde", finished.Add(-time.Hour), 0, "Completed")
+	finish(t, ctx, client, ns, name, batchv1.JobCondition{Type: batchv1.JobComplete, LastTransitionTime: metav1.NewTime(finished)})
 
-	r := kubeRecv(t, ctx, done)
+	r := recv(t, ctx, done)
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
-	if r.st.State != Succeeded || r.st.Message != "" || r.st.ExitCode == nil || *r.st.ExitCode != 0 ||
+	if r.st.State != jobs.Succeeded || r.st.Message != "" || r.st.ExitCode == nil || *r.st.ExitCode != 0 ||
 		r.st.LogTail != "fake logs" || !r.st.Finished.Equal(finished) {
 		t.Fatalf("status = %+v, want succeeded, exit code 0, the fake log, finished %v", r.st, finished)
 	}
 }
 
-func TestKubernetesWaitFailsBackoffLimitExceeded(t *testing.T) {
-	ctx := kubeTestCtx(t)
+func TestWaitFailsBackoffLimitExceeded(t *testing.T) {
+	ctx := testCtx(t)
 	client := fake.NewClientset()
-	k := kubeTestBackend(t, kubeTestConfig(), client)
-	ref, err := k.Start(ctx, kubeTestSpec("bad"))
+	k := testBackend(t, testConfig(), client)
+	ref, err := k.Start(ctx, testSpec("bad"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns, name := kubeSplitRef(t, ref)
-	seen := kubeGetSeen(client, name)
-	done := kubeWaitAsync(ctx, k, ref)
-	kubeAwait(t, ctx, seen)
+	ns, name := splitRef(t, ref)
+	seen := getSeen(client, name)
+	done := waitAsync(ctx, k, ref)
+	await(t, ctx, seen)
 
 	// backoff_limit 1: two pods; the newest one's exit code is the job's.
 	t0 := time.Date(2024, 1, 1, 12, 0, 0, 0, time.UTC)
-	kubePod(t, ctx, client, ns, name, name+"-zzzzz", t0, 1, "Error")
-	kubePod(t, ctx, client, ns, name, name+"-aaaaa", t0.Add(time.Minute), 137, "OOMKilled")
-	kubeFinish(t, ctx, client, ns, name, batchv1.JobCondition{
+	addPod(t, ctx, client, ns, name, name+"-zzzzz", t0, 1, "Error")
+	addPod(t, ctx, client, ns, name, name+"-aaaaa", t0.Add(time.Minute), 137, "OOMKilled")
+	finish(t, ctx, client, ns, name, batchv1.JobCondition{
 		Type: batchv1.JobFailed, Reason: batchv1.JobReasonBackoffLimitExceeded,
 		Message: "Job has reached the specified backoff limit", LastTransitionTime: metav1.NewTime(t0.Add(2 * time.Minute)),
 	})
 
-	r := kubeRecv(t, ctx, done)
+	r := recv(t, ctx, done)
 	if r.err != nil {
 		t.Fatal(r.err)
 	}
 	wantMsg := "BackoffLimitExceeded: Job has reached the specified backoff limit (pod edgeloop-train-bad-aaaaa: container exited with code 137, OOMKilled)"
-	if r.st.State != Failed || r.st.Message != wantMsg || r.st.ExitCode == nil || *r.st.ExitCode != 137 || r.st.LogTail != "fake logs" {
+	if r.st.State != jobs.Failed || r.st.Message != wantMsg || r.st.ExitCode == nil || *r.st.ExitCode != 137 || r.st.LogTail != "fake logs" {
 		t.Fatalf("status = %+v (exit code %v), want failed, %q, exit code 137", r.st, r.st.ExitCode, wantMsg)
 	}
 }
 
-func TestKubernetesWaitDeadlineExceededWithoutPods(t *testing.T) {
-	ctx := kubeTestCtx(t)
+func TestWaitDeadlineExceededWithoutPods(t *testing.T) {
+	ctx := testCtx(t)
 	client := fake.NewClientset()
-	k := kubeTestBackend(t, kubeTestConfig(), client)
-	ref, err := k.Start(ctx, kubeTestSpec("slow"))
+	k := testBackend(t, testConfig(), client)
+	ref, err := k.Start(ctx, testSpec("slow"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns, name := kubeSplitRef(t, ref)
-	kubeFinish(t, ctx, client, ns, name, batchv1.JobCondition{
+	ns, name := splitRef(t, ref)
+	finish(t, ctx, client, ns, name, batchv1.JobCondition{
 		Type: batchv1.JobFailed, Reason: batchv1.JobReasonDeadlineExceeded, Message: "Job was active longer than specified deadline",
 	})
 	st, err := k.Wait(ctx, ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.State != Failed || st.Message != "DeadlineExceeded: Job was active longer than specified deadline" || st.ExitCode != nil || st.LogTail != "" {
+	if st.State != jobs.Failed || st.Message != "DeadlineExceeded: Job was active longer than specified deadline" || st.ExitCode != nil || st.LogTail != "" {
 		t.Fatalf("status = %+v", st)
 	}
 }
 
-func TestKubernetesWaitReattaches(t *testing.T) {
-	ctx := kubeTestCtx(t)
+func TestWaitReattaches(t *testing.T) {
+	ctx := testCtx(t)
 	client := fake.NewClientset()
-	first := kubeTestBackend(t, kubeTestConfig(), client)
-	ref, err := first.Start(ctx, kubeTestSpec("restart"))
+	first := testBackend(t, testConfig(), client)
+	ref, err := first.Start(ctx, testSpec("restart"))
 	if err != nil {
 		t.Fatal(err)
 	}
 
 	// A later controller process: a new backend, possibly configured for another namespace,
 	// with only the stored Ref.
-	cfg := kubeTestConfig()
+	cfg := testConfig()
 	cfg.Namespace = "elsewhere"
-	second := kubeTestBackend(t, cfg, client)
-	ns, name := kubeSplitRef(t, ref)
-	seen := kubeGetSeen(client, name)
-	done := kubeWaitAsync(ctx, second, ref)
-	kubeAwait(t, ctx, seen)
-	kubePod(t, ctx, client, ns, name, name+"-p", time.Now(), 0, "Completed")
-	kubeFinish(t, ctx, client, ns, name, batchv1.JobCondition{Type: batchv1.JobComplete, LastTransitionTime: metav1.Now()})
+	second := testBackend(t, cfg, client)
+	ns, name := splitRef(t, ref)
+	seen := getSeen(client, name)
+	done := waitAsync(ctx, second, ref)
+	await(t, ctx, seen)
+	addPod(t, ctx, client, ns, name, name+"-p", time.Now(), 0, "Completed")
+	finish(t, ctx, client, ns, name, batchv1.JobCondition{Type: batchv1.JobComplete, LastTransitionTime: metav1.Now()})
 
-	r := kubeRecv(t, ctx, done)
-	if r.err != nil || r.st.State != Succeeded || r.st.ExitCode == nil || *r.st.ExitCode != 0 {
+	r := recv(t, ctx, done)
+	if r.err != nil || r.st.State != jobs.Succeeded || r.st.ExitCode == nil || *r.st.ExitCode != 0 {
 		t.Fatalf("status = %+v, err = %v, want succeeded with exit code 0", r.st, r.err)
 	}
 }
 
-func TestKubernetesStartAdoptsExistingJob(t *testing.T) {
-	ctx := kubeTestCtx(t)
+func TestStartAdoptsExistingJob(t *testing.T) {
+	ctx := testCtx(t)
 	client := fake.NewClientset()
-	k := kubeTestBackend(t, kubeTestConfig(), client)
-	spec := kubeTestSpec("lost-answer")
+	k := testBackend(t, testConfig(), client)
+	spec := testSpec("lost-answer")
 	ref1, err := k.Start(ctx, spec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The controller restarts and starts the same job again.
-	ref2, err := kubeTestBackend(t, kubeTestConfig(), client).Start(ctx, spec)
+	ref2, err := testBackend(t, testConfig(), client).Start(ctx, spec)
 	if err != nil {
 		t.Fatalf("second start: %v", err)
 	}
@@ -448,61 +451,61 @@ func TestKubernetesStartAdoptsExistingJob(t *testing.T) {
 	}
 }
 
-func TestKubernetesStartRefusesForeignJob(t *testing.T) {
-	ctx := kubeTestCtx(t)
+func TestStartRefusesForeignJob(t *testing.T) {
+	ctx := testCtx(t)
 	for _, labels := range []map[string]string{
 		nil,
-		{KubernetesLabelJobID: "someone-else"},
+		{LabelJobID: "someone-else"},
 	} {
 		foreign := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "edgeloop-train-taken", Namespace: "training", Labels: labels}}
 		client := fake.NewClientset(foreign)
-		k := kubeTestBackend(t, kubeTestConfig(), client)
-		_, err := k.Start(ctx, kubeTestSpec("taken"))
-		want := fmt.Sprintf("kubernetes: start taken: job training/edgeloop-train-taken exists and is not this job's (its edgeloop.io/job-id label is %q)", labels[KubernetesLabelJobID])
+		k := testBackend(t, testConfig(), client)
+		_, err := k.Start(ctx, testSpec("taken"))
+		want := fmt.Sprintf("kubernetes: start taken: job training/edgeloop-train-taken exists and is not this job's (its edgeloop.io/job-id label is %q)", labels[LabelJobID])
 		if err == nil || err.Error() != want {
 			t.Errorf("labels %v: err = %v, want %s", labels, err, want)
 		}
 	}
 }
 
-func TestKubernetesStartRefusesJobBeingDeleted(t *testing.T) {
+func TestStartRefusesJobBeingDeleted(t *testing.T) {
 	now := metav1.Now()
 	dying := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{
 		Name: "edgeloop-train-again", Namespace: "training", DeletionTimestamp: &now, Finalizers: []string{"foregroundDeletion"},
-		Labels: map[string]string{KubernetesLabelJobID: "again"},
+		Labels: map[string]string{LabelJobID: "again"},
 	}}
-	k := kubeTestBackend(t, kubeTestConfig(), fake.NewClientset(dying))
-	_, err := k.Start(kubeTestCtx(t), kubeTestSpec("again"))
+	k := testBackend(t, testConfig(), fake.NewClientset(dying))
+	_, err := k.Start(testCtx(t), testSpec("again"))
 	want := "kubernetes: start again: job training/edgeloop-train-again is still being deleted; retry when it is gone"
 	if err == nil || err.Error() != want {
 		t.Fatalf("err = %v, want %s", err, want)
 	}
 }
 
-func TestKubernetesStartCreateError(t *testing.T) {
+func TestStartCreateError(t *testing.T) {
 	client := fake.NewClientset()
 	client.PrependReactor("create", "jobs", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewForbidden(batchv1.Resource("jobs"), "", errors.New("no RBAC"))
 	})
-	k := kubeTestBackend(t, kubeTestConfig(), client)
-	_, err := k.Start(kubeTestCtx(t), kubeTestSpec("denied"))
+	k := testBackend(t, testConfig(), client)
+	_, err := k.Start(testCtx(t), testSpec("denied"))
 	if err == nil || !apierrors.IsForbidden(err) || !strings.HasPrefix(err.Error(), "kubernetes: start denied: create job training/edgeloop-train-denied: ") {
 		t.Fatalf("err = %v, want the wrapped Forbidden error", err)
 	}
 }
 
-func TestKubernetesCancelDeletes(t *testing.T) {
-	ctx := kubeTestCtx(t)
+func TestCancelDeletes(t *testing.T) {
+	ctx := testCtx(t)
 	client := fake.NewClientset()
-	k := kubeTestBackend(t, kubeTestConfig(), client)
-	ref, err := k.Start(ctx, kubeTestSpec("cancel-me"))
+	k := testBackend(t, testConfig(), client)
+	ref, err := k.Start(ctx, testSpec("cancel-me"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := k.Cancel(ctx, ref); err != nil {
 		t.Fatal(err)
 	}
-	ns, name := kubeSplitRef(t, ref)
+	ns, name := splitRef(t, ref)
 	if _, err := client.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{}); !apierrors.IsNotFound(err) {
 		t.Fatalf("job still there after Cancel: %v", err)
 	}
@@ -523,38 +526,38 @@ func TestKubernetesCancelDeletes(t *testing.T) {
 	}
 }
 
-func TestKubernetesWaitDeletedJob(t *testing.T) {
-	ctx := kubeTestCtx(t)
+func TestWaitDeletedJob(t *testing.T) {
+	ctx := testCtx(t)
 	client := fake.NewClientset()
-	k := kubeTestBackend(t, kubeTestConfig(), client)
-	ref, err := k.Start(ctx, kubeTestSpec("gone"))
+	k := testBackend(t, testConfig(), client)
+	ref, err := k.Start(ctx, testSpec("gone"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns, name := kubeSplitRef(t, ref)
-	seen := kubeGetSeen(client, name)
-	done := kubeWaitAsync(ctx, k, ref)
-	kubeAwait(t, ctx, seen)
+	ns, name := splitRef(t, ref)
+	seen := getSeen(client, name)
+	done := waitAsync(ctx, k, ref)
+	await(t, ctx, seen)
 	if err := client.BatchV1().Jobs(ns).Delete(ctx, name, metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	r := kubeRecv(t, ctx, done)
+	r := recv(t, ctx, done)
 	want := "job training/edgeloop-train-gone no longer exists (deleted, or removed by its TTL before the controller saw it finish)"
-	if r.err != nil || r.st.State != Failed || r.st.Message != want {
+	if r.err != nil || r.st.State != jobs.Failed || r.st.Message != want {
 		t.Fatalf("status = %+v, err = %v, want failed: %s", r.st, r.err, want)
 	}
 }
 
-func TestKubernetesWaitRetriesTransientErrors(t *testing.T) {
-	ctx := kubeTestCtx(t)
+func TestWaitRetriesTransientErrors(t *testing.T) {
+	ctx := testCtx(t)
 	client := fake.NewClientset()
-	k := kubeTestBackend(t, kubeTestConfig(), client)
-	ref, err := k.Start(ctx, kubeTestSpec("flaky"))
+	k := testBackend(t, testConfig(), client)
+	ref, err := k.Start(ctx, testSpec("flaky"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns, name := kubeSplitRef(t, ref)
-	kubeFinish(t, ctx, client, ns, name, batchv1.JobCondition{Type: batchv1.JobComplete})
+	ns, name := splitRef(t, ref)
+	finish(t, ctx, client, ns, name, batchv1.JobCondition{Type: batchv1.JobComplete})
 
 	var gets atomic.Int32
 	client.PrependReactor("get", "jobs", func(k8stesting.Action) (bool, runtime.Object, error) {
@@ -572,7 +575,7 @@ func TestKubernetesWaitRetriesTransientErrors(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Wait failed on transient errors: %v", err)
 	}
-	if st.State != Succeeded {
+	if st.State != jobs.Succeeded {
 		t.Fatalf("status = %+v, want succeeded", st)
 	}
 	if n := gets.Load(); n != 4 {
@@ -580,24 +583,24 @@ func TestKubernetesWaitRetriesTransientErrors(t *testing.T) {
 	}
 }
 
-func TestKubernetesWaitContextEnds(t *testing.T) {
+func TestWaitContextEnds(t *testing.T) {
 	client := fake.NewClientset()
 	client.PrependReactor("get", "jobs", func(k8stesting.Action) (bool, runtime.Object, error) {
 		return true, nil, apierrors.NewServiceUnavailable("down")
 	})
-	k := kubeTestBackend(t, kubeTestConfig(), client)
-	ctx, cancel := context.WithTimeout(kubeTestCtx(t), 50*time.Millisecond)
+	k := testBackend(t, testConfig(), client)
+	ctx, cancel := context.WithTimeout(testCtx(t), 50*time.Millisecond)
 	defer cancel()
-	_, err := k.Wait(ctx, Ref{Backend: "kubernetes", ID: "training/edgeloop-train-x"})
+	_, err := k.Wait(ctx, jobs.Ref{Backend: "kubernetes", ID: "training/edgeloop-train-x"})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want the context's", err)
 	}
 }
 
-func TestKubernetesBadRef(t *testing.T) {
-	k := kubeTestBackend(t, kubeTestConfig(), fake.NewClientset())
-	ctx := kubeTestCtx(t)
-	for _, ref := range []Ref{
+func TestBadRef(t *testing.T) {
+	k := testBackend(t, testConfig(), fake.NewClientset())
+	ctx := testCtx(t)
+	for _, ref := range []jobs.Ref{
 		{Backend: "local", ID: "training/x"},
 		{Backend: "kubernetes", ID: "x"},
 		{Backend: "kubernetes", ID: "/x"},
@@ -614,8 +617,8 @@ func TestKubernetesBadRef(t *testing.T) {
 
 // The log tail is bounded however long the log is; where the log cannot be read the
 // termination message (the log's end, by FallbackToLogsOnError) stands in for it.
-func TestKubernetesWaitLogTail(t *testing.T) {
-	ctx := kubeTestCtx(t)
+func TestWaitLogTail(t *testing.T) {
+	ctx := testCtx(t)
 	var long strings.Builder
 	for i := range 5000 {
 		fmt.Fprintf(&long, "epoch %d loss %0.4f\n", i, 1/float64(i+1))
@@ -627,7 +630,7 @@ func TestKubernetesWaitLogTail(t *testing.T) {
 		want   func(string) bool
 	}{
 		{"long", &runtime.Unknown{Raw: []byte(long.String())}, nil, func(s string) bool {
-			return len(s) <= LogTailBytes && len(s) > LogTailBytes-256 && strings.HasPrefix(s, "epoch ") && strings.HasSuffix(s, "epoch 4999 loss 0.0002\n")
+			return len(s) <= jobs.LogTailBytes && len(s) > jobs.LogTailBytes-256 && strings.HasPrefix(s, "epoch ") && strings.HasSuffix(s, "epoch 4999 loss 0.0002\n")
 		}},
 		{"forbidden", nil, apierrors.NewForbidden(corev1.Resource("pods/log"), "p", errors.New("no")), func(s string) bool {
 			return s == "termination message of edgeloop-train-logs-p"
@@ -641,14 +644,14 @@ func TestKubernetesWaitLogTail(t *testing.T) {
 				}
 				return true, tc.logs, tc.logErr
 			})
-			k := kubeTestBackend(t, kubeTestConfig(), client)
-			ref, err := k.Start(ctx, kubeTestSpec("logs"))
+			k := testBackend(t, testConfig(), client)
+			ref, err := k.Start(ctx, testSpec("logs"))
 			if err != nil {
 				t.Fatal(err)
 			}
-			ns, name := kubeSplitRef(t, ref)
-			kubePod(t, ctx, client, ns, name, name+"-p", time.Now(), 2, "Error")
-			kubeFinish(t, ctx, client, ns, name, batchv1.JobCondition{Type: batchv1.JobFailed, Reason: "BackoffLimitExceeded"})
+			ns, name := splitRef(t, ref)
+			addPod(t, ctx, client, ns, name, name+"-p", time.Now(), 2, "Error")
+			finish(t, ctx, client, ns, name, batchv1.JobCondition{Type: batchv1.JobFailed, Reason: "BackoffLimitExceeded"})
 			st, err := k.Wait(ctx, ref)
 			if err != nil {
 				t.Fatal(err)
@@ -660,25 +663,25 @@ func TestKubernetesWaitLogTail(t *testing.T) {
 	}
 }
 
-func TestKubernetesJobName(t *testing.T) {
+func TestJobName(t *testing.T) {
 	long := "j" + strings.Repeat("x", 62)
 	long2 := "j" + strings.Repeat("x", 61) + "y"
 	for _, tc := range []struct{ id, want string }{
 		{"job-1", "edgeloop-train-job-1"},
 		{strings.Repeat("a", 48), "edgeloop-train-" + strings.Repeat("a", 48)},
 	} {
-		if got := kubeJobName(tc.id); got != tc.want {
-			t.Errorf("kubeJobName(%q) = %q, want %q", tc.id, got, tc.want)
+		if got := jobName(tc.id); got != tc.want {
+			t.Errorf("jobName(%q) = %q, want %q", tc.id, got, tc.want)
 		}
 	}
 	seen := map[string]string{}
 	for _, id := range []string{long, long2, "a-", "a", strings.Repeat("b", 49), "x" + strings.Repeat("-", 62)} {
-		name := kubeJobName(id)
+		name := jobName(id)
 		if len(name) > 63 || strings.HasSuffix(name, "-") || len(content.IsDNS1123Label(name)) > 0 {
-			t.Errorf("kubeJobName(%q) = %q, not a valid Job name", id, name)
+			t.Errorf("jobName(%q) = %q, not a valid Job name", id, name)
 		}
-		if name != kubeJobName(id) {
-			t.Errorf("kubeJobName(%q) is not deterministic", id)
+		if name != jobName(id) {
+			t.Errorf("jobName(%q) is not deterministic", id)
 		}
 		if other, dup := seen[name]; dup {
 			t.Errorf("IDs %q and %q both map to %q", id, other, name)
@@ -687,7 +690,7 @@ func TestKubernetesJobName(t *testing.T) {
 	}
 }
 
-func TestKubernetesLabelValue(t *testing.T) {
+func TestLabelValue(t *testing.T) {
 	for _, tc := range []struct{ in, want string }{
 		{"fashion-mnist", "fashion-mnist"},
 		{"fashion/mnist v2", "fashion-mnist-v2"},
@@ -698,88 +701,88 @@ func TestKubernetesLabelValue(t *testing.T) {
 		{"ünïcode", "n-code"},
 		{"", ""},
 	} {
-		if got := kubeLabelValue(tc.in); got != tc.want {
-			t.Errorf("kubeLabelValue(%q) = %q, want %q", tc.in, got, tc.want)
+		if got := labelValue(tc.in); got != tc.want {
+			t.Errorf("labelValue(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
 }
 
-func TestKubernetesTailWriter(t *testing.T) {
-	var w kubeTailWriter
+func TestTailWriter(t *testing.T) {
+	var w tailWriter
 	for i := range 10000 {
 		fmt.Fprintf(&w, "%05d\n", i)
 	}
-	if len(w.buf) != 2*LogTailBytes || !strings.HasSuffix(string(w.buf), "09999\n") {
+	if len(w.buf) != 2*jobs.LogTailBytes || !strings.HasSuffix(string(w.buf), "09999\n") {
 		t.Fatalf("kept %d bytes ending %q", len(w.buf), w.buf[len(w.buf)-12:])
 	}
-	big := strings.Repeat("z", 5*LogTailBytes) + "end"
-	if n, _ := w.Write([]byte(big)); n != len(big) || string(w.buf) != big[len(big)-2*LogTailBytes:] {
+	big := strings.Repeat("z", 5*jobs.LogTailBytes) + "end"
+	if n, _ := w.Write([]byte(big)); n != len(big) || string(w.buf) != big[len(big)-2*jobs.LogTailBytes:] {
 		t.Fatalf("one large write: n = %d, kept %d bytes", n, len(w.buf))
 	}
 }
 
-func TestNewKubernetesRejects(t *testing.T) {
-	if _, err := NewKubernetes(KubernetesConfig{}, fake.NewClientset(), nil); err == nil || !strings.HasPrefix(err.Error(), "kubernetes: config: namespace: must not be empty") {
+func TestNewRejects(t *testing.T) {
+	if _, err := New(Config{}, fake.NewClientset(), nil); err == nil || !strings.HasPrefix(err.Error(), "kubernetes: config: namespace: must not be empty") {
 		t.Errorf("invalid config: err = %v", err)
 	}
-	if _, err := NewKubernetes(kubeTestConfig(), nil, nil); err == nil || err.Error() != "kubernetes: no client" {
+	if _, err := New(testConfig(), nil, nil); err == nil || err.Error() != "kubernetes: no client" {
 		t.Errorf("nil client: err = %v", err)
 	}
-	k := kubeTestBackend(t, kubeTestConfig(), fake.NewClientset())
+	k := testBackend(t, testConfig(), fake.NewClientset())
 	if k.Name() != "kubernetes" {
 		t.Errorf("Name() = %q", k.Name())
 	}
 }
 
-func TestKubernetesConfigValidate(t *testing.T) {
+func TestConfigValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
-		modify func(*KubernetesConfig)
+		modify func(*Config)
 		want   string
 	}{
-		{"valid", func(*KubernetesConfig) {}, ""},
-		{"defaults need an image", func(c *KubernetesConfig) { *c = DefaultKubernetesConfig() }, "image: must name the training image"},
-		{"entrypoint", func(c *KubernetesConfig) { c.Command = nil }, ""},
-		{"no ttl", func(c *KubernetesConfig) { c.TTLAfterFinished = 0 }, ""},
-		{"empty namespace", func(c *KubernetesConfig) { c.Namespace = "" }, "namespace: must not be empty"},
-		{"bad namespace", func(c *KubernetesConfig) { c.Namespace = "Training" },
+		{"valid", func(*Config) {}, ""},
+		{"defaults need an image", func(c *Config) { *c = DefaultConfig() }, "image: must name the training image"},
+		{"entrypoint", func(c *Config) { c.Command = nil }, ""},
+		{"no ttl", func(c *Config) { c.TTLAfterFinished = 0 }, ""},
+		{"empty namespace", func(c *Config) { c.Namespace = "" }, "namespace: must not be empty"},
+		{"bad namespace", func(c *Config) { c.Namespace = "Training" },
 			`namespace: must be a DNS label (at most 63 of a-z, 0-9, '-', starting and ending with a letter or digit), got "Training"`},
-		{"empty command word", func(c *KubernetesConfig) { c.Command = []string{"edgeloop", ""} }, "command[1]: must not be empty"},
-		{"contract env", func(c *KubernetesConfig) { c.Env = map[string]string{"EDGELOOP_OUTPUT": "/tmp"} },
+		{"empty command word", func(c *Config) { c.Command = []string{"edgeloop", ""} }, "command[1]: must not be empty"},
+		{"contract env", func(c *Config) { c.Env = map[string]string{"EDGELOOP_OUTPUT": "/tmp"} },
 			`env: "EDGELOOP_OUTPUT": EDGELOOP_ variables are the job contract's and set by the backend`},
-		{"bad env name", func(c *KubernetesConfig) { c.Env = map[string]string{"A=B": "1"} }, `env: "A=B" is not a valid environment variable name`},
-		{"negative gpus", func(c *KubernetesConfig) { c.Resources.GPUs = -1 }, "resources.gpus: must not be negative, got -1"},
-		{"bad cpu", func(c *KubernetesConfig) { c.Resources.CPU = "lots" }, `resources.cpu: "lots" is not a Kubernetes quantity (like 4, 500m, 16Gi)`},
-		{"zero memory", func(c *KubernetesConfig) { c.Resources.Memory = "0" }, `resources.memory: must be positive, got "0"`},
-		{"negative memory", func(c *KubernetesConfig) { c.Resources.Memory = "-1Gi" }, `resources.memory: must be positive, got "-1Gi"`},
-		{"bad node selector key", func(c *KubernetesConfig) { c.NodeSelector = map[string]string{"a b": "x"} }, `node_selector: "a b" is not a valid label key`},
-		{"bad node selector value", func(c *KubernetesConfig) { c.NodeSelector = map[string]string{"gpu": "a/b"} },
+		{"bad env name", func(c *Config) { c.Env = map[string]string{"A=B": "1"} }, `env: "A=B" is not a valid environment variable name`},
+		{"negative gpus", func(c *Config) { c.Resources.GPUs = -1 }, "resources.gpus: must not be negative, got -1"},
+		{"bad cpu", func(c *Config) { c.Resources.CPU = "lots" }, `resources.cpu: "lots" is not a Kubernetes quantity (like 4, 500m, 16Gi)`},
+		{"zero memory", func(c *Config) { c.Resources.Memory = "0" }, `resources.memory: must be positive, got "0"`},
+		{"negative memory", func(c *Config) { c.Resources.Memory = "-1Gi" }, `resources.memory: must be positive, got "-1Gi"`},
+		{"bad node selector key", func(c *Config) { c.NodeSelector = map[string]string{"a b": "x"} }, `node_selector: "a b" is not a valid label key`},
+		{"bad node selector value", func(c *Config) { c.NodeSelector = map[string]string{"gpu": "a/b"} },
 			`node_selector: "gpu": "a/b" is not a valid label value (at most 63 of A-Z, a-z, 0-9, '-', '_', '.', starting and ending with a letter or digit)`},
-		{"toleration operator", func(c *KubernetesConfig) { c.Tolerations[0].Operator = "In" }, `tolerations[0].operator: must be Equal or Exists, got "In"`},
-		{"toleration exists with value", func(c *KubernetesConfig) { c.Tolerations[0].Value = "true" }, `tolerations[0].value: must be empty with operator Exists, got "true"`},
-		{"toleration equal without key", func(c *KubernetesConfig) {
-			c.Tolerations = append(c.Tolerations, KubernetesToleration{Value: "x"})
+		{"toleration operator", func(c *Config) { c.Tolerations[0].Operator = "In" }, `tolerations[0].operator: must be Equal or Exists, got "In"`},
+		{"toleration exists with value", func(c *Config) { c.Tolerations[0].Value = "true" }, `tolerations[0].value: must be empty with operator Exists, got "true"`},
+		{"toleration equal without key", func(c *Config) {
+			c.Tolerations = append(c.Tolerations, Toleration{Value: "x"})
 		}, "tolerations[1].key: must not be empty with operator Equal (use Exists to tolerate every taint)"},
-		{"toleration effect", func(c *KubernetesConfig) { c.Tolerations[0].Effect = "NoWay" },
+		{"toleration effect", func(c *Config) { c.Tolerations[0].Effect = "NoWay" },
 			`tolerations[0].effect: must be NoSchedule, PreferNoSchedule, NoExecute or empty, got "NoWay"`},
-		{"toleration key", func(c *KubernetesConfig) { c.Tolerations[0].Key = "-bad-" }, `tolerations[0].key: "-bad-" is not a valid taint key`},
-		{"service account", func(c *KubernetesConfig) { c.ServiceAccount = "Train_SA" }, `service_account: "Train_SA" is not a valid service account name`},
-		{"pull secret", func(c *KubernetesConfig) { c.ImagePullSecrets = []string{"ok", ""} }, `image_pull_secrets[1]: "" is not a valid secret name`},
-		{"backoff limit", func(c *KubernetesConfig) { c.BackoffLimit = -1 }, "backoff_limit: must not be negative, got -1"},
-		{"negative ttl", func(c *KubernetesConfig) { c.TTLAfterFinished = -time.Second }, "ttl_after_finished: must not be negative, got -1s"},
-		{"short ttl", func(c *KubernetesConfig) { c.TTLAfterFinished = 30 * time.Second },
+		{"toleration key", func(c *Config) { c.Tolerations[0].Key = "-bad-" }, `tolerations[0].key: "-bad-" is not a valid taint key`},
+		{"service account", func(c *Config) { c.ServiceAccount = "Train_SA" }, `service_account: "Train_SA" is not a valid service account name`},
+		{"pull secret", func(c *Config) { c.ImagePullSecrets = []string{"ok", ""} }, `image_pull_secrets[1]: "" is not a valid secret name`},
+		{"backoff limit", func(c *Config) { c.BackoffLimit = -1 }, "backoff_limit: must not be negative, got -1"},
+		{"negative ttl", func(c *Config) { c.TTLAfterFinished = -time.Second }, "ttl_after_finished: must not be negative, got -1s"},
+		{"short ttl", func(c *Config) { c.TTLAfterFinished = 30 * time.Second },
 			"ttl_after_finished: must be 0 (keep finished Jobs) or at least 1m0s, so the Job outlives the poll that sees it finish; got 30s"},
-		{"huge ttl", func(c *KubernetesConfig) { c.TTLAfterFinished = 1 << 62 },
+		{"huge ttl", func(c *Config) { c.TTLAfterFinished = 1 << 62 },
 			"ttl_after_finished: must be at most 596523h14m7s, got 1281023h53m38.427387904s"},
-		{"poll interval", func(c *KubernetesConfig) { c.PollInterval = 0 }, "poll_interval: must be positive, got 0s"},
-		{"reserved label", func(c *KubernetesConfig) { c.Labels = map[string]string{"edgeloop.io/job-id": "x"} }, `labels: "edgeloop.io/job-id" is set by the backend`},
-		{"bad label", func(c *KubernetesConfig) { c.Labels = map[string]string{"team": "vision!"} },
+		{"poll interval", func(c *Config) { c.PollInterval = 0 }, "poll_interval: must be positive, got 0s"},
+		{"reserved label", func(c *Config) { c.Labels = map[string]string{"edgeloop.io/job-id": "x"} }, `labels: "edgeloop.io/job-id" is set by the backend`},
+		{"bad label", func(c *Config) { c.Labels = map[string]string{"team": "vision!"} },
 			`labels: "team": "vision!" is not a valid label value (at most 63 of A-Z, a-z, 0-9, '-', '_', '.', starting and ending with a letter or digit)`},
-		{"several", func(c *KubernetesConfig) { c.Image = ""; c.PollInterval = -time.Second },
+		{"several", func(c *Config) { c.Image = ""; c.PollInterval = -time.Second },
 			"image: must name the training image\npoll_interval: must be positive, got -1s"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := kubeTestConfig()
+			c := testConfig()
 			tc.modify(&c)
 			err := c.Validate()
 			got := ""
@@ -797,8 +800,8 @@ func TestKubernetesConfigValidate(t *testing.T) {
 	}
 }
 
-// kubeDocExample is the example in docs/job-backend-kubernetes.md; it must stay valid.
-const kubeDocExample = `
+// docExample is the example in docs/job-backend-kubernetes.md; it must stay valid.
+const docExample = `
 kubeconfig: ""
 namespace: ml-training
 image: registry.example.com/edgeloop-train-pytorch:1.4.0
@@ -825,9 +828,9 @@ labels:
   team: vision
 `
 
-func TestKubernetesConfigYAML(t *testing.T) {
-	c := DefaultKubernetesConfig()
-	if err := config.Parse([]byte(kubeDocExample), &c); err != nil {
+func TestConfigYAML(t *testing.T) {
+	c := DefaultConfig()
+	if err := config.Parse([]byte(docExample), &c); err != nil {
 		t.Fatal(err)
 	}
 	if c.Namespace != "ml-training" || c.Resources.GPUs != 1 || c.Resources.Memory != "32Gi" || c.TTLAfterFinished != time.Hour ||
@@ -839,14 +842,14 @@ func TestKubernetesConfigYAML(t *testing.T) {
 		t.Fatalf("the documented example: %v", err)
 	}
 
-	c = DefaultKubernetesConfig()
+	c = DefaultConfig()
 	err := config.Parse([]byte("image: x\nresources:\n  gpu: 1\n"), &c)
 	if err == nil || err.Error() != "resources.gpu: unknown field (line 3)" {
 		t.Fatalf("unknown key: err = %v", err)
 	}
 }
 
-func TestKubernetesClient(t *testing.T) {
+func TestClient(t *testing.T) {
 	dir := t.TempDir()
 	kubeconfig := filepath.Join(dir, "kubeconfig")
 	const doc = `apiVersion: v1
@@ -865,9 +868,9 @@ current-context: x
 	if err := os.WriteFile(kubeconfig, []byte(doc), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cfg := kubeTestConfig()
+	cfg := testConfig()
 	cfg.Kubeconfig = kubeconfig
-	if _, err := KubernetesClient(cfg); err != nil {
+	if _, err := Client(cfg); err != nil {
 		t.Fatalf("from kubeconfig: %v", err)
 	}
 
@@ -875,12 +878,29 @@ current-context: x
 	t.Setenv("KUBERNETES_SERVICE_HOST", "")
 	t.Setenv("KUBECONFIG", kubeconfig)
 	cfg.Kubeconfig = ""
-	if _, err := KubernetesClient(cfg); err != nil {
+	if _, err := Client(cfg); err != nil {
 		t.Fatalf("from $KUBECONFIG: %v", err)
 	}
 
 	cfg.Kubeconfig = filepath.Join(dir, "missing")
-	if _, err := KubernetesClient(cfg); err == nil || !strings.HasPrefix(err.Error(), "kubernetes: client config: ") {
+	if _, err := Client(cfg); err == nil || !strings.HasPrefix(err.Error(), "kubernetes: client config: ") {
 		t.Fatalf("missing kubeconfig: err = %v", err)
+	}
+}
+
+// TestConfiguredEnvCannotSetContract checks that env may set no contract variable, the
+// optional EDGELOOP_BASE_MODEL included: a spec without a base model would otherwise hand the
+// job the configured value.
+func TestConfiguredEnvCannotSetContract(t *testing.T) {
+	names := slices.Sorted(maps.Keys(jobs.ContractEnv()))
+	if len(names) != 6 {
+		t.Fatalf("contract variables %v, want 6", names)
+	}
+	for _, name := range names {
+		c := testConfig()
+		c.Env = map[string]string{name: "x"}
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "EDGELOOP_ variables are the job contract's") {
+			t.Errorf("%s: Validate() = %v, want it refused", name, err)
+		}
 	}
 }

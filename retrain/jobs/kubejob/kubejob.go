@@ -1,4 +1,8 @@
-package jobs
+// Package kubejob is the kubernetes job backend: each job is a batch/v1 Job running one pod,
+// created and watched through client-go (docs/job-backend-kubernetes.md). It implements the
+// contract of package jobs and passes jobstest's conformance suite; it is the only part of
+// the retrain controller that links client-go.
+package kubejob
 
 import (
 	"context"
@@ -26,44 +30,45 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"github.com/edgeloop/edgeloop/internal/config"
+	"github.com/edgeloop/edgeloop/retrain/jobs"
 )
 
 // The labels the kubernetes backend puts on every Job and pod it creates. The job ID label is
 // what Start recognises its own Job by after a lost create answer; the others let an operator
 // select edgeloop's training pods (kubectl get pods -l app.kubernetes.io/name=edgeloop-train).
 const (
-	KubernetesLabelName      = "app.kubernetes.io/name"
-	KubernetesLabelManagedBy = "app.kubernetes.io/managed-by"
-	KubernetesLabelJobID     = "edgeloop.io/job-id"
-	KubernetesLabelModel     = "edgeloop.io/model"
+	LabelName      = "app.kubernetes.io/name"
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	LabelJobID     = "edgeloop.io/job-id"
+	LabelModel     = "edgeloop.io/model"
 )
 
-// The values of KubernetesLabelName and KubernetesLabelManagedBy, and the name of the training
+// The values of LabelName and LabelManagedBy, and the name of the training
 // container in the pod.
 const (
-	KubernetesAppName       = "edgeloop-train"
-	KubernetesManagedBy     = "edgeloop-retrain"
-	KubernetesContainerName = "train"
+	AppName       = "edgeloop-train"
+	ManagedBy     = "edgeloop-retrain"
+	ContainerName = "train"
 )
 
-// kubeName is the backend's name in the configuration and in Ref.Backend.
-const kubeName = "kubernetes"
+// backendName is the backend's name in the configuration and in Ref.Backend.
+const backendName = "kubernetes"
 
-// kubeLogTailLines is how many lines of the pod's log Wait asks the API server for; the result
+// logTailLines is how many lines of the pod's log Wait asks the API server for; the result
 // is cut to LogTailBytes anyway, so this only bounds what crosses the network.
-const kubeLogTailLines = 400
+const logTailLines = 400
 
-// kubeDetailTimeout bounds collecting a finished Job's exit code and log: both are nice to
+// detailTimeout bounds collecting a finished Job's exit code and log: both are nice to
 // have, and a log stream that hangs must not keep Wait from reporting a result it already has.
-const kubeDetailTimeout = 30 * time.Second
+const detailTimeout = 30 * time.Second
 
-// kubeWarnEvery is how often Wait repeats its warning while the API server keeps failing: once
+// warnEvery is how often Wait repeats its warning while the API server keeps failing: once
 // per failure would be 720 lines an hour at the default poll interval.
-const kubeWarnEvery = time.Minute
+const warnEvery = time.Minute
 
-// KubernetesConfig is the kubernetes backend's configuration (the `backend.kubernetes:`
+// Config is the kubernetes backend's configuration (the `backend.kubernetes:`
 // section of retrain.yaml).
-type KubernetesConfig struct {
+type Config struct {
 	// Kubeconfig is the kubeconfig file to use; empty uses the in-cluster service account,
 	// or outside a cluster $KUBECONFIG or ~/.kube/config.
 	Kubeconfig string `yaml:"kubeconfig"`
@@ -80,11 +85,11 @@ type KubernetesConfig struct {
 	// (which it may not override).
 	Env map[string]string `yaml:"env"`
 	// Resources is what the training container requests.
-	Resources KubernetesResources `yaml:"resources"`
+	Resources Resources `yaml:"resources"`
 	// NodeSelector restricts the nodes the pod may run on.
 	NodeSelector map[string]string `yaml:"node_selector"`
 	// Tolerations let the pod run on tainted nodes (GPU nodes often are).
-	Tolerations []KubernetesToleration `yaml:"tolerations"`
+	Tolerations []Toleration `yaml:"tolerations"`
 	// ServiceAccount is the pod's service account; empty is the namespace's default. It is
 	// how a job usually gets object-store credentials (IRSA, workload identity).
 	ServiceAccount string `yaml:"service_account"`
@@ -103,8 +108,8 @@ type KubernetesConfig struct {
 	Labels map[string]string `yaml:"labels"`
 }
 
-// KubernetesResources is the training container's resource requests.
-type KubernetesResources struct {
+// Resources is the training container's resource requests.
+type Resources struct {
 	// GPUs is the number of GPUs, the container's nvidia.com/gpu limit; 0 asks for none.
 	GPUs int `yaml:"gpus"`
 	// CPU is the CPU request as a Kubernetes quantity ("4", "500m"); empty requests none.
@@ -117,8 +122,8 @@ type KubernetesResources struct {
 	Memory string `yaml:"memory"`
 }
 
-// KubernetesToleration is one toleration of the pod (a subset of Kubernetes' Toleration).
-type KubernetesToleration struct {
+// Toleration is one toleration of the pod (a subset of Kubernetes' Toleration).
+type Toleration struct {
 	// Key is the taint key; empty with operator Exists tolerates every taint.
 	Key string `yaml:"key"`
 	// Operator is Equal (the default) or Exists.
@@ -129,11 +134,11 @@ type KubernetesToleration struct {
 	Effect string `yaml:"effect"`
 }
 
-// DefaultKubernetesConfig returns the kubernetes backend's defaults: namespace "default", the
+// DefaultConfig returns the kubernetes backend's defaults: namespace "default", the
 // command `edgeloop train`, no retries, finished Jobs kept for an hour, polled every 5s. Image
 // must still be set.
-func DefaultKubernetesConfig() KubernetesConfig {
-	return KubernetesConfig{
+func DefaultConfig() Config {
+	return Config{
 		Namespace:        "default",
 		Command:          []string{"edgeloop", "train"},
 		BackoffLimit:     0,
@@ -142,16 +147,16 @@ func DefaultKubernetesConfig() KubernetesConfig {
 	}
 }
 
-// kubeMinTTL is the shortest ttl_after_finished allowed: the Job must outlive the poll that
+// minTTL is the shortest ttl_after_finished allowed: the Job must outlive the poll that
 // sees it finish, or Wait finds it gone and can only report that it no longer exists.
-const kubeMinTTL = time.Minute
+const minTTL = time.Minute
 
-// kubeReservedLabels are the labels the backend sets itself; configured labels may not
+// reservedLabels are the labels the backend sets itself; configured labels may not
 // replace them, or Start would no longer recognise its own Jobs.
-var kubeReservedLabels = []string{KubernetesLabelName, KubernetesLabelManagedBy, KubernetesLabelJobID, KubernetesLabelModel}
+var reservedLabels = []string{LabelName, LabelManagedBy, LabelJobID, LabelModel}
 
 // Validate reports every invalid setting, naming it by its YAML key.
-func (c KubernetesConfig) Validate() error {
+func (c Config) Validate() error {
 	var errs []error
 	if c.Namespace == "" {
 		errs = append(errs, config.Errorf("namespace", "must not be empty"))
@@ -175,7 +180,7 @@ func (c KubernetesConfig) Validate() error {
 		}
 	}
 	errs = append(errs, config.Nest("resources", c.Resources.validate()))
-	errs = append(errs, kubeValidateLabels("node_selector", c.NodeSelector, false)...)
+	errs = append(errs, validateLabels("node_selector", c.NodeSelector, false)...)
 	for i, t := range c.Tolerations {
 		errs = append(errs, config.Nest(fmt.Sprintf("tolerations[%d]", i), t.validate()))
 	}
@@ -193,21 +198,21 @@ func (c KubernetesConfig) Validate() error {
 	switch {
 	case c.TTLAfterFinished < 0:
 		errs = append(errs, config.Errorf("ttl_after_finished", "must not be negative, got %v", c.TTLAfterFinished))
-	case c.TTLAfterFinished > 0 && c.TTLAfterFinished < kubeMinTTL:
-		errs = append(errs, config.Errorf("ttl_after_finished", "must be 0 (keep finished Jobs) or at least %v, so the Job outlives the poll that sees it finish; got %v", kubeMinTTL, c.TTLAfterFinished))
+	case c.TTLAfterFinished > 0 && c.TTLAfterFinished < minTTL:
+		errs = append(errs, config.Errorf("ttl_after_finished", "must be 0 (keep finished Jobs) or at least %v, so the Job outlives the poll that sees it finish; got %v", minTTL, c.TTLAfterFinished))
 	case c.TTLAfterFinished > math.MaxInt32*time.Second:
 		errs = append(errs, config.Errorf("ttl_after_finished", "must be at most %v, got %v", math.MaxInt32*time.Second, c.TTLAfterFinished))
 	}
 	if c.PollInterval <= 0 {
 		errs = append(errs, config.Errorf("poll_interval", "must be positive, got %v", c.PollInterval))
 	}
-	errs = append(errs, kubeValidateLabels("labels", c.Labels, true)...)
+	errs = append(errs, validateLabels("labels", c.Labels, true)...)
 	return errors.Join(errs...)
 }
 
-// kubeValidateLabels checks a map of label keys and values; reserved refuses the labels the
+// validateLabels checks a map of label keys and values; reserved refuses the labels the
 // backend sets itself.
-func kubeValidateLabels(field string, m map[string]string, reserved bool) []error {
+func validateLabels(field string, m map[string]string, reserved bool) []error {
 	var errs []error
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		switch {
@@ -215,14 +220,14 @@ func kubeValidateLabels(field string, m map[string]string, reserved bool) []erro
 			errs = append(errs, config.Errorf(field, "%q is not a valid label key", k))
 		case len(content.IsLabelValue(m[k])) > 0:
 			errs = append(errs, config.Errorf(field, "%q: %q is not a valid label value (at most 63 of A-Z, a-z, 0-9, '-', '_', '.', starting and ending with a letter or digit)", k, m[k]))
-		case reserved && slices.Contains(kubeReservedLabels, k):
+		case reserved && slices.Contains(reservedLabels, k):
 			errs = append(errs, config.Errorf(field, "%q is set by the backend", k))
 		}
 	}
 	return errs
 }
 
-func (r KubernetesResources) validate() error {
+func (r Resources) validate() error {
 	var errs []error
 	if r.GPUs < 0 {
 		errs = append(errs, config.Errorf("gpus", "must not be negative, got %d", r.GPUs))
@@ -241,7 +246,7 @@ func (r KubernetesResources) validate() error {
 	return errors.Join(errs...)
 }
 
-func (t KubernetesToleration) validate() error {
+func (t Toleration) validate() error {
 	var errs []error
 	switch t.Operator {
 	case "", string(corev1.TolerationOpEqual):
@@ -266,9 +271,9 @@ func (t KubernetesToleration) validate() error {
 	return errors.Join(errs...)
 }
 
-// KubernetesClient builds a client for cfg: from cfg.Kubeconfig when it is set, else from the
+// Client builds a client for cfg: from cfg.Kubeconfig when it is set, else from the
 // in-cluster service account, else (outside a cluster) from $KUBECONFIG or ~/.kube/config.
-func KubernetesClient(cfg KubernetesConfig) (kubernetes.Interface, error) {
+func Client(cfg Config) (kubernetes.Interface, error) {
 	var (
 		rc  *rest.Config
 		err error
@@ -293,18 +298,18 @@ func KubernetesClient(cfg KubernetesConfig) (kubernetes.Interface, error) {
 	return cs, nil
 }
 
-// Kubernetes is the kubernetes backend: each job is a batch/v1 Job running one pod.
-type Kubernetes struct {
-	cfg    KubernetesConfig
+// Backend is the kubernetes backend: each job is a batch/v1 Job running one pod.
+type Backend struct {
+	cfg    Config
 	client kubernetes.Interface
 	logger *slog.Logger
 }
 
-var _ Backend = (*Kubernetes)(nil)
+var _ jobs.Backend = (*Backend)(nil)
 
-// NewKubernetes returns the kubernetes backend, talking to the cluster through client (a real
-// one from KubernetesClient, or client-go's fake clientset in tests).
-func NewKubernetes(cfg KubernetesConfig, client kubernetes.Interface, logger *slog.Logger) (*Kubernetes, error) {
+// New returns the kubernetes backend, talking to the cluster through client (a real
+// one from Client, or client-go's fake clientset in tests).
+func New(cfg Config, client kubernetes.Interface, logger *slog.Logger) (*Backend, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("kubernetes: config: %w", err)
 	}
@@ -314,70 +319,70 @@ func NewKubernetes(cfg KubernetesConfig, client kubernetes.Interface, logger *sl
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Kubernetes{cfg: cfg, client: client, logger: logger.With("backend", kubeName)}, nil
+	return &Backend{cfg: cfg, client: client, logger: logger.With("backend", backendName)}, nil
 }
 
 // Name returns "kubernetes".
-func (k *Kubernetes) Name() string { return kubeName }
+func (k *Backend) Name() string { return backendName }
 
 // Start creates the spec's Job. Its name is derived from the spec's ID alone, so a Start
 // repeated after a create whose answer was lost finds the Job it made and adopts it instead of
 // failing or starting a second one.
-func (k *Kubernetes) Start(ctx context.Context, spec Spec) (Ref, error) {
+func (k *Backend) Start(ctx context.Context, spec jobs.Spec) (jobs.Ref, error) {
 	if err := spec.Validate(); err != nil {
-		return Ref{}, fmt.Errorf("kubernetes: start: %w", err)
+		return jobs.Ref{}, fmt.Errorf("kubernetes: start: %w", err)
 	}
 	job := k.job(spec)
 	ns, name := job.Namespace, job.Name
-	ref := Ref{Backend: kubeName, ID: ns + "/" + name}
+	ref := jobs.Ref{Backend: backendName, ID: ns + "/" + name}
 	_, err := k.client.BatchV1().Jobs(ns).Create(ctx, job, metav1.CreateOptions{})
 	switch {
 	case err == nil:
 		k.logger.Info("created job", "job_id", spec.ID, "job", ref.ID)
 		return ref, nil
 	case !apierrors.IsAlreadyExists(err):
-		return Ref{}, fmt.Errorf("kubernetes: start %s: create job %s: %w", spec.ID, ref.ID, err)
+		return jobs.Ref{}, fmt.Errorf("kubernetes: start %s: create job %s: %w", spec.ID, ref.ID, err)
 	}
 	existing, err := k.client.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
 	if err != nil {
-		return Ref{}, fmt.Errorf("kubernetes: start %s: job %s exists, and reading it failed: %w", spec.ID, ref.ID, err)
+		return jobs.Ref{}, fmt.Errorf("kubernetes: start %s: job %s exists, and reading it failed: %w", spec.ID, ref.ID, err)
 	}
-	if !kubeOwns(existing, spec.ID) {
-		return Ref{}, fmt.Errorf("kubernetes: start %s: job %s exists and is not this job's (its %s label is %q)",
-			spec.ID, ref.ID, KubernetesLabelJobID, existing.Labels[KubernetesLabelJobID])
+	if !owns(existing, spec.ID) {
+		return jobs.Ref{}, fmt.Errorf("kubernetes: start %s: job %s exists and is not this job's (its %s label is %q)",
+			spec.ID, ref.ID, LabelJobID, existing.Labels[LabelJobID])
 	}
 	if existing.DeletionTimestamp != nil {
 		// Adopting it would only have Wait report it gone; once it is, a retried Start
 		// creates the Job afresh.
-		return Ref{}, fmt.Errorf("kubernetes: start %s: job %s is still being deleted; retry when it is gone", spec.ID, ref.ID)
+		return jobs.Ref{}, fmt.Errorf("kubernetes: start %s: job %s is still being deleted; retry when it is gone", spec.ID, ref.ID)
 	}
 	k.logger.Info("adopted existing job", "job_id", spec.ID, "job", ref.ID)
 	return ref, nil
 }
 
-// kubeOwns reports whether job is the one Start makes for the job ID id. The label is
+// owns reports whether job is the one Start makes for the job ID id. The label is
 // label-safe and may have lost characters; the annotation has the exact ID.
-func kubeOwns(job *batchv1.Job, id string) bool {
-	if job.Labels[KubernetesLabelJobID] != kubeLabelValue(id) {
+func owns(job *batchv1.Job, id string) bool {
+	if job.Labels[LabelJobID] != labelValue(id) {
 		return false
 	}
-	a, ok := job.Annotations[KubernetesLabelJobID]
+	a, ok := job.Annotations[LabelJobID]
 	return !ok || a == id
 }
 
 // job builds the Job for spec.
-func (k *Kubernetes) job(spec Spec) *batchv1.Job {
+func (k *Backend) job(spec jobs.Spec) *batchv1.Job {
 	c := k.cfg
 	labels := map[string]string{}
 	maps.Copy(labels, c.Labels)
-	labels[KubernetesLabelName] = KubernetesAppName
-	labels[KubernetesLabelManagedBy] = KubernetesManagedBy
-	labels[KubernetesLabelJobID] = kubeLabelValue(spec.ID)
-	labels[KubernetesLabelModel] = kubeLabelValue(spec.Model)
+	labels[LabelName] = AppName
+	labels[LabelManagedBy] = ManagedBy
+	labels[LabelJobID] = labelValue(spec.ID)
+	labels[LabelModel] = labelValue(spec.Model)
 	// Label values are cut to what Kubernetes allows; the annotations keep the exact values.
 	annotations := map[string]string{
-		KubernetesLabelJobID: spec.ID,
-		KubernetesLabelModel: spec.Model,
+		LabelJobID: spec.ID,
+		LabelModel: spec.Model,
 	}
 
 	contract := spec.Env()
@@ -390,7 +395,7 @@ func (k *Kubernetes) job(spec Spec) *batchv1.Job {
 	}
 
 	container := corev1.Container{
-		Name:    KubernetesContainerName,
+		Name:    ContainerName,
 		Image:   c.Image,
 		Command: slices.Clone(c.Command),
 		Args:    slices.Clone(c.Args),
@@ -417,7 +422,7 @@ func (k *Kubernetes) job(spec Spec) *batchv1.Job {
 
 	job := &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{
-			Name:        kubeJobName(spec.ID),
+			Name:        jobName(spec.ID),
 			Namespace:   c.Namespace,
 			Labels:      labels,
 			Annotations: annotations,
@@ -448,7 +453,7 @@ func (k *Kubernetes) job(spec Spec) *batchv1.Job {
 	return job
 }
 
-func (r KubernetesResources) requirements() corev1.ResourceRequirements {
+func (r Resources) requirements() corev1.ResourceRequirements {
 	var req corev1.ResourceRequirements
 	set := func(l *corev1.ResourceList, name corev1.ResourceName, q resource.Quantity) {
 		if *l == nil {
@@ -470,12 +475,12 @@ func (r KubernetesResources) requirements() corev1.ResourceRequirements {
 	return req
 }
 
-// kubeJobName is the Job's name for the job ID id: "edgeloop-train-<id>". When that is longer
+// jobName is the Job's name for the job ID id: "edgeloop-train-<id>". When that is longer
 // than the 63 characters a Job name may have (its pods carry it in a label), or ends in '-',
 // the name is cut and ends in a hash of the whole ID, so that two long IDs sharing a prefix
 // still get different Jobs.
-func kubeJobName(id string) string {
-	name := KubernetesAppName + "-" + id
+func jobName(id string) string {
+	name := AppName + "-" + id
 	if len(name) <= 63 && !strings.HasSuffix(name, "-") {
 		return name
 	}
@@ -483,9 +488,9 @@ func kubeJobName(id string) string {
 	return strings.TrimRight(name[:min(len(name), 63-9)], "-") + "-" + hex.EncodeToString(sum[:4])
 }
 
-// kubeLabelValue makes s a valid label value: characters outside A-Z a-z 0-9 - _ . become
+// labelValue makes s a valid label value: characters outside A-Z a-z 0-9 - _ . become
 // '-', it is cut to 63 characters, and it starts and ends with a letter or digit.
-func kubeLabelValue(s string) string {
+func labelValue(s string) string {
 	isAlnum := func(r rune) bool {
 		return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9'
 	}
@@ -500,9 +505,9 @@ func kubeLabelValue(s string) string {
 	return strings.TrimRightFunc(v, func(r rune) bool { return !isAlnum(r) })
 }
 
-// kubeParseRef returns the namespace and name in a Ref made by Start.
-func kubeParseRef(ref Ref) (ns, name string, err error) {
-	if ref.Backend != kubeName {
+// parseRef returns the namespace and name in a Ref made by Start.
+func parseRef(ref jobs.Ref) (ns, name string, err error) {
+	if ref.Backend != backendName {
 		return "", "", fmt.Errorf("kubernetes: ref %q is the %q backend's", ref.ID, ref.Backend)
 	}
 	ns, name, ok := strings.Cut(ref.ID, "/")
@@ -516,10 +521,10 @@ func kubeParseRef(ref Ref) (ns, name string, err error) {
 // end of the log of its newest pod. It uses only the Ref, so it re-attaches to a Job started
 // by an earlier process. Failures to ask the API server are logged and retried until ctx ends:
 // an API server restart must not fail a training run that is still going.
-func (k *Kubernetes) Wait(ctx context.Context, ref Ref) (Status, error) {
-	ns, name, err := kubeParseRef(ref)
+func (k *Backend) Wait(ctx context.Context, ref jobs.Ref) (jobs.Status, error) {
+	ns, name, err := parseRef(ref)
 	if err != nil {
-		return Status{}, err
+		return jobs.Status{}, err
 	}
 	var (
 		failing  int       // consecutive failed polls
@@ -530,19 +535,19 @@ func (k *Kubernetes) Wait(ctx context.Context, ref Ref) (Status, error) {
 	for {
 		select {
 		case <-ctx.Done():
-			return Status{}, ctx.Err()
+			return jobs.Status{}, ctx.Err()
 		case <-timer.C:
 		}
 		job, err := k.client.BatchV1().Jobs(ns).Get(ctx, name, metav1.GetOptions{})
 		switch {
 		case apierrors.IsNotFound(err):
-			return Status{State: Failed, Message: fmt.Sprintf("job %s no longer exists (deleted, or removed by its TTL before the controller saw it finish)", ref.ID)}, nil
+			return jobs.Status{State: jobs.Failed, Message: fmt.Sprintf("job %s no longer exists (deleted, or removed by its TTL before the controller saw it finish)", ref.ID)}, nil
 		case err != nil:
 			if ctx.Err() != nil {
-				return Status{}, ctx.Err()
+				return jobs.Status{}, ctx.Err()
 			}
 			failing++
-			if failing == 1 || time.Since(lastWarn) >= kubeWarnEvery {
+			if failing == 1 || time.Since(lastWarn) >= warnEvery {
 				k.logger.Warn("reading job failed, retrying", "job", ref.ID, "failures", failing, "err", err)
 				lastWarn = time.Now()
 			}
@@ -551,7 +556,7 @@ func (k *Kubernetes) Wait(ctx context.Context, ref Ref) (Status, error) {
 				k.logger.Info("reading job works again", "job", ref.ID, "failures", failing)
 				failing = 0
 			}
-			if st, done := kubeJobStatus(job); done {
+			if st, done := jobStatus(job); done {
 				k.details(ctx, ns, name, &st)
 				return st, nil
 			}
@@ -560,17 +565,17 @@ func (k *Kubernetes) Wait(ctx context.Context, ref Ref) (Status, error) {
 	}
 }
 
-// kubeJobStatus reads a Job's final status from its conditions. Only Complete and Failed are
+// jobStatus reads a Job's final status from its conditions. Only Complete and Failed are
 // final: FailureTarget and SuccessCriteriaMet come first, while pods may still be terminating
 // and their exit codes and logs are not all there yet.
-func kubeJobStatus(job *batchv1.Job) (Status, bool) {
+func jobStatus(job *batchv1.Job) (jobs.Status, bool) {
 	for _, c := range job.Status.Conditions {
 		if c.Status != corev1.ConditionTrue {
 			continue
 		}
 		switch c.Type {
 		case batchv1.JobComplete:
-			st := Status{State: Succeeded, Finished: c.LastTransitionTime.Time}
+			st := jobs.Status{State: jobs.Succeeded, Finished: c.LastTransitionTime.Time}
 			if job.Status.CompletionTime != nil {
 				st.Finished = job.Status.CompletionTime.Time
 			}
@@ -583,16 +588,16 @@ func kubeJobStatus(job *batchv1.Job) (Status, bool) {
 			if msg == "" {
 				msg = "job failed"
 			}
-			return Status{State: Failed, Message: msg, Finished: c.LastTransitionTime.Time}, true
+			return jobs.Status{State: jobs.Failed, Message: msg, Finished: c.LastTransitionTime.Time}, true
 		}
 	}
-	return Status{}, false
+	return jobs.Status{}, false
 }
 
 // details adds the exit code and log tail of the Job's newest pod to st. Both are best effort:
 // the Job's conditions already decided the outcome, and pods may be gone (TTL, node loss).
-func (k *Kubernetes) details(ctx context.Context, ns, name string, st *Status) {
-	ctx, cancel := context.WithTimeout(ctx, kubeDetailTimeout)
+func (k *Backend) details(ctx context.Context, ns, name string, st *jobs.Status) {
+	ctx, cancel := context.WithTimeout(ctx, detailTimeout)
 	defer cancel()
 	pod, err := k.newestPod(ctx, ns, name)
 	if err != nil {
@@ -604,7 +609,7 @@ func (k *Kubernetes) details(ctx context.Context, ns, name string, st *Status) {
 	}
 	var term *corev1.ContainerStateTerminated
 	for _, cs := range pod.Status.ContainerStatuses {
-		if cs.Name != KubernetesContainerName {
+		if cs.Name != ContainerName {
 			continue
 		}
 		term = cs.State.Terminated
@@ -614,7 +619,7 @@ func (k *Kubernetes) details(ctx context.Context, ns, name string, st *Status) {
 	}
 	if term != nil {
 		st.ExitCode = new(int(term.ExitCode))
-		if st.State == Failed {
+		if st.State == jobs.Failed {
 			// OOMKilled or a signal says more than a bare exit code.
 			st.Message += fmt.Sprintf(" (pod %s: container exited with code %d", pod.Name, term.ExitCode)
 			if term.Reason != "" {
@@ -629,7 +634,7 @@ func (k *Kubernetes) details(ctx context.Context, ns, name string, st *Status) {
 		st.LogTail = logTail
 	case term != nil && term.Message != "":
 		// Where logs are not readable the termination message holds their end.
-		st.LogTail = Tail(term.Message)
+		st.LogTail = jobs.Tail(term.Message)
 		k.logger.Debug("reading the pod's log failed; using its termination message", "pod", ns+"/"+pod.Name, "err", err)
 	default:
 		k.logger.Warn("reading the pod's log failed", "pod", ns+"/"+pod.Name, "err", err)
@@ -637,7 +642,7 @@ func (k *Kubernetes) details(ctx context.Context, ns, name string, st *Status) {
 }
 
 // newestPod returns the Job's most recently created pod, or nil when it has none left.
-func (k *Kubernetes) newestPod(ctx context.Context, ns, name string) (*corev1.Pod, error) {
+func (k *Backend) newestPod(ctx context.Context, ns, name string) (*corev1.Pod, error) {
 	var pods []corev1.Pod
 	// batch.kubernetes.io/job-name is set since Kubernetes 1.27; job-name is what older
 	// clusters set (and newer ones still do).
@@ -665,29 +670,29 @@ func (k *Kubernetes) newestPod(ctx context.Context, ns, name string) (*corev1.Po
 }
 
 // podLog returns the end of the training container's log.
-func (k *Kubernetes) podLog(ctx context.Context, ns, pod string) (string, error) {
+func (k *Backend) podLog(ctx context.Context, ns, pod string) (string, error) {
 	rc, err := k.client.CoreV1().Pods(ns).GetLogs(pod, &corev1.PodLogOptions{
-		Container: KubernetesContainerName,
-		TailLines: new(int64(kubeLogTailLines)),
+		Container: ContainerName,
+		TailLines: new(int64(logTailLines)),
 	}).Stream(ctx)
 	if err != nil {
 		return "", err
 	}
 	defer func() { _ = rc.Close() }()
-	var t kubeTailWriter
+	var t tailWriter
 	if _, err := io.Copy(&t, rc); err != nil {
 		return "", err
 	}
-	return Tail(string(t.buf)), nil
+	return jobs.Tail(string(t.buf)), nil
 }
 
-// kubeTailWriter keeps the last 2×LogTailBytes written to it: a few very long lines must not
+// tailWriter keeps the last 2×LogTailBytes written to it: a few very long lines must not
 // make the controller hold megabytes to keep 8 KiB, and the extra room lets Tail find a line
 // start.
-type kubeTailWriter struct{ buf []byte }
+type tailWriter struct{ buf []byte }
 
-func (t *kubeTailWriter) Write(p []byte) (int, error) {
-	const keep = 2 * LogTailBytes
+func (t *tailWriter) Write(p []byte) (int, error) {
+	const keep = 2 * jobs.LogTailBytes
 	n := len(p)
 	if len(p) > keep {
 		p = p[len(p)-keep:]
@@ -700,8 +705,8 @@ func (t *kubeTailWriter) Write(p []byte) (int, error) {
 }
 
 // Cancel deletes the Job and, in the background, its pods. A Job already gone is not an error.
-func (k *Kubernetes) Cancel(ctx context.Context, ref Ref) error {
-	ns, name, err := kubeParseRef(ref)
+func (k *Backend) Cancel(ctx context.Context, ref jobs.Ref) error {
+	ns, name, err := parseRef(ref)
 	if err != nil {
 		return err
 	}

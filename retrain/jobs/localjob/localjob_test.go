@@ -1,4 +1,4 @@
-package jobs
+package localjob
 
 import (
 	"context"
@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -18,13 +19,14 @@ import (
 
 	"github.com/edgeloop/edgeloop/internal/config"
 	"github.com/edgeloop/edgeloop/internal/jobenv"
+	"github.com/edgeloop/edgeloop/retrain/jobs"
 )
 
-// localSpec returns a job whose paths are in a fresh temporary directory.
-func localSpec(t *testing.T, id string) Spec {
+// testSpec returns a job whose paths are in a fresh temporary directory.
+func testSpec(t *testing.T, id string) jobs.Spec {
 	t.Helper()
 	dir := t.TempDir()
-	return Spec{
+	return jobs.Spec{
 		ID:              id,
 		Model:           "fashion",
 		BaseVersion:     3,
@@ -33,16 +35,16 @@ func localSpec(t *testing.T, id string) Spec {
 	}
 }
 
-// newShellLocal returns a local backend running script with /bin/sh in dir, checking on
+// newShellBackend returns a local backend running script with /bin/sh in dir, checking on
 // processes it did not start every 20ms.
-func newShellLocal(t *testing.T, dir, script string, tweak func(*LocalConfig)) *Local {
+func newShellBackend(t *testing.T, dir, script string, tweak func(*Config)) *Backend {
 	t.Helper()
-	cfg := DefaultLocalConfig()
+	cfg := DefaultConfig()
 	cfg.Command = []string{"/bin/sh", "-c", script}
 	if tweak != nil {
 		tweak(&cfg)
 	}
-	l, err := NewLocal(cfg, dir, slog.New(slog.DiscardHandler))
+	l, err := New(cfg, dir, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,22 +52,22 @@ func newShellLocal(t *testing.T, dir, script string, tweak func(*LocalConfig)) *
 	return l
 }
 
-func jobsTestContext(t *testing.T, d time.Duration) context.Context {
+func testContext(t *testing.T, d time.Duration) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), d)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-// localProcessGone reports whether pid has ended: no such process, or a zombie (ended, not yet
+// processGone reports whether pid has ended: no such process, or a zombie (ended, not yet
 // reaped by whichever process inherited it).
-func localProcessGone(pid int) bool {
-	state, _, err := localProcStat(pid)
+func processGone(pid int) bool {
+	state, _, err := procStat(pid)
 	return err != nil || state == 'Z' || state == 'X'
 }
 
-// localWaitFile waits for a file to appear and returns its content.
-func localWaitFile(t *testing.T, path string) string {
+// waitFile waits for a file to appear and returns its content.
+func waitFile(t *testing.T, path string) string {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -80,7 +82,7 @@ func localWaitFile(t *testing.T, path string) string {
 	}
 }
 
-func TestLocalJobSucceeds(t *testing.T) {
+func TestJobSucceeds(t *testing.T) {
 	script := `echo "model=$EDGELOOP_MODEL base=$EDGELOOP_BASE_VERSION manifest=$EDGELOOP_DATASET_MANIFEST"
 echo "output=$EDGELOOP_OUTPUT job=$EDGELOOP_JOB_ID extra=$EXTRA args=$1,$2"
 echo "cwd=$(pwd)"
@@ -88,12 +90,12 @@ echo to-stderr >&2
 echo onnx > "$EDGELOOP_OUTPUT/model.onnx"
 echo '{"accuracy": 0.9}' > "$EDGELOOP_OUTPUT/metrics.json"`
 	dir := t.TempDir()
-	l := newShellLocal(t, dir, script, func(c *LocalConfig) {
+	l := newShellBackend(t, dir, script, func(c *Config) {
 		// Arguments after the script are $1, $2: templates over the spec.
 		c.Command = append(c.Command, "sh", "{{.Model}}", "{{json .ID}}")
 		c.Env = map[string]string{"EXTRA": "extra-value"}
 	})
-	spec := localSpec(t, "job-ok")
+	spec := testSpec(t, "job-ok")
 	ref, err := l.Start(t.Context(), spec)
 	if err != nil {
 		t.Fatal(err)
@@ -105,11 +107,11 @@ echo '{"accuracy": 0.9}' > "$EDGELOOP_OUTPUT/metrics.json"`
 	if pid, err := strconv.Atoi(ref.ID); err != nil || pid <= 1 {
 		t.Errorf("ref id %q is not a pid", ref.ID)
 	}
-	st, err := l.Wait(jobsTestContext(t, 10*time.Second), ref)
+	st, err := l.Wait(testContext(t, 10*time.Second), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.State != Succeeded || st.ExitCode == nil || *st.ExitCode != 0 || st.Message != "" || st.Finished.IsZero() {
+	if st.State != jobs.Succeeded || st.ExitCode == nil || *st.ExitCode != 0 || st.Message != "" || st.Finished.IsZero() {
 		t.Errorf("status = %+v", st)
 	}
 	for _, want := range []string{
@@ -129,8 +131,8 @@ echo '{"accuracy": 0.9}' > "$EDGELOOP_OUTPUT/metrics.json"`
 		}
 	}
 	// A second Wait, like a later process's, reads exit.json.
-	again, err := newShellLocal(t, dir, "true", nil).Wait(t.Context(), ref)
-	if err != nil || again.State != Succeeded || again.ExitCode == nil || *again.ExitCode != 0 || again.LogTail != st.LogTail {
+	again, err := newShellBackend(t, dir, "true", nil).Wait(t.Context(), ref)
+	if err != nil || again.State != jobs.Succeeded || again.ExitCode == nil || *again.ExitCode != 0 || again.LogTail != st.LogTail {
 		t.Errorf("second wait = %+v, %v", again, err)
 	}
 	// Cancelling a finished job is not an error.
@@ -139,17 +141,17 @@ echo '{"accuracy": 0.9}' > "$EDGELOOP_OUTPUT/metrics.json"`
 	}
 }
 
-func TestLocalJobFails(t *testing.T) {
-	l := newShellLocal(t, t.TempDir(), `echo "it went wrong" >&2; exit 3`, nil)
-	ref, err := l.Start(t.Context(), localSpec(t, "job-fail"))
+func TestJobFails(t *testing.T) {
+	l := newShellBackend(t, t.TempDir(), `echo "it went wrong" >&2; exit 3`, nil)
+	ref, err := l.Start(t.Context(), testSpec(t, "job-fail"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := l.Wait(jobsTestContext(t, 10*time.Second), ref)
+	st, err := l.Wait(testContext(t, 10*time.Second), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.State != Failed || st.ExitCode == nil || *st.ExitCode != 3 || st.Message != "exit status 3" {
+	if st.State != jobs.Failed || st.ExitCode == nil || *st.ExitCode != 3 || st.Message != "exit status 3" {
 		t.Errorf("status = %+v", st)
 	}
 	if !strings.Contains(st.LogTail, "it went wrong") {
@@ -157,15 +159,15 @@ func TestLocalJobFails(t *testing.T) {
 	}
 }
 
-func TestLocalStartFailsWithoutJob(t *testing.T) {
+func TestStartFailsWithoutJob(t *testing.T) {
 	dir := t.TempDir()
-	cfg := DefaultLocalConfig()
+	cfg := DefaultConfig()
 	cfg.Command = []string{filepath.Join(dir, "no-such-program")}
-	l, err := NewLocal(cfg, dir, nil)
+	l, err := New(cfg, dir, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.Start(t.Context(), localSpec(t, "job-missing")); err == nil || !strings.HasPrefix(err.Error(), "local: start job-missing: ") {
+	if _, err := l.Start(t.Context(), testSpec(t, "job-missing")); err == nil || !strings.HasPrefix(err.Error(), "local: start job-missing: ") {
 		t.Fatalf("err = %v", err)
 	}
 	// The failure is in the job's log too, for whoever looks there.
@@ -174,15 +176,15 @@ func TestLocalStartFailsWithoutJob(t *testing.T) {
 	}
 }
 
-func TestLocalLogTailBounded(t *testing.T) {
-	l := newShellLocal(t, t.TempDir(), `i=0; while [ $i -lt 2000 ]; do echo "line $i of the job's output"; i=$((i+1)); done`, func(c *LocalConfig) {
+func TestLogTailBounded(t *testing.T) {
+	l := newShellBackend(t, t.TempDir(), `i=0; while [ $i -lt 2000 ]; do echo "line $i of the job's output"; i=$((i+1)); done`, func(c *Config) {
 		c.LogTailBytes = 100
 	})
-	ref, err := l.Start(t.Context(), localSpec(t, "job-chatty"))
+	ref, err := l.Start(t.Context(), testSpec(t, "job-chatty"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	st, err := l.Wait(jobsTestContext(t, 10*time.Second), ref)
+	st, err := l.Wait(testContext(t, 10*time.Second), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,23 +193,23 @@ func TestLocalLogTailBounded(t *testing.T) {
 	}
 }
 
-func TestLocalStartIsIdempotent(t *testing.T) {
+func TestStartIsIdempotent(t *testing.T) {
 	dir := t.TempDir()
-	l := newShellLocal(t, dir, `echo started >> "$EDGELOOP_OUTPUT/starts"; sleep 0.2`, nil)
-	spec := localSpec(t, "job-once")
+	l := newShellBackend(t, dir, `echo started >> "$EDGELOOP_OUTPUT/starts"; sleep 0.2`, nil)
+	spec := testSpec(t, "job-once")
 	ref1, err := l.Start(t.Context(), spec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// A controller that restarted before saving the Ref starts the job again.
-	ref2, err := newShellLocal(t, dir, `exit 1`, nil).Start(t.Context(), spec)
+	ref2, err := newShellBackend(t, dir, `exit 1`, nil).Start(t.Context(), spec)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ref1.ID != ref2.ID || ref1.Data["start"] != ref2.Data["start"] {
 		t.Errorf("second start gave %+v, first %+v", ref2, ref1)
 	}
-	if _, err := l.Wait(jobsTestContext(t, 10*time.Second), ref1); err != nil {
+	if _, err := l.Wait(testContext(t, 10*time.Second), ref1); err != nil {
 		t.Fatal(err)
 	}
 	if data, _ := os.ReadFile(filepath.Join(spec.Output, "starts")); string(data) != "started\n" {
@@ -220,37 +222,37 @@ func TestLocalStartIsIdempotent(t *testing.T) {
 	}
 }
 
-func TestLocalCancelKillsProcessGroup(t *testing.T) {
+func TestCancelKillsProcessGroup(t *testing.T) {
 	// The shell's background child is in the job's process group: Cancel must reach it too.
-	l := newShellLocal(t, t.TempDir(), `sleep 60 & echo $! > "$EDGELOOP_OUTPUT/child.pid"; wait`, nil)
-	spec := localSpec(t, "job-cancel")
+	l := newShellBackend(t, t.TempDir(), `sleep 60 & echo $! > "$EDGELOOP_OUTPUT/child.pid"; wait`, nil)
+	spec := testSpec(t, "job-cancel")
 	ref, err := l.Start(t.Context(), spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	child, err := strconv.Atoi(localWaitFile(t, filepath.Join(spec.Output, "child.pid")))
+	child, err := strconv.Atoi(waitFile(t, filepath.Join(spec.Output, "child.pid")))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if localProcessGone(child) {
+	if processGone(child) {
 		t.Fatal("the grandchild is not running before the cancel")
 	}
 	began := time.Now()
-	if err := l.Cancel(jobsTestContext(t, 10*time.Second), ref); err != nil {
+	if err := l.Cancel(testContext(t, 10*time.Second), ref); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(began); d > 5*time.Second {
 		t.Errorf("cancel took %v although the job obeys SIGTERM", d)
 	}
-	st, err := l.Wait(jobsTestContext(t, 10*time.Second), ref)
+	st, err := l.Wait(testContext(t, 10*time.Second), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.State != Failed || st.ExitCode != nil || !strings.HasPrefix(st.Message, "killed by signal 15") {
+	if st.State != jobs.Failed || st.ExitCode != nil || !strings.HasPrefix(st.Message, "killed by signal 15") {
 		t.Errorf("status = %+v", st)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for !localProcessGone(child) {
+	for !processGone(child) {
 		if time.Now().After(deadline) {
 			t.Fatalf("grandchild %d still runs after the cancel", child)
 		}
@@ -261,34 +263,34 @@ func TestLocalCancelKillsProcessGroup(t *testing.T) {
 	}
 }
 
-func TestLocalCancelEscalatesToSIGKILL(t *testing.T) {
+func TestCancelEscalatesToSIGKILL(t *testing.T) {
 	// Both the shell and its child ignore SIGTERM (an ignored signal stays ignored across
 	// exec), so only the SIGKILL after kill_grace ends them.
-	l := newShellLocal(t, t.TempDir(), `trap "" TERM; sleep 60 & echo $! > "$EDGELOOP_OUTPUT/child.pid"; wait`, func(c *LocalConfig) {
+	l := newShellBackend(t, t.TempDir(), `trap "" TERM; sleep 60 & echo $! > "$EDGELOOP_OUTPUT/child.pid"; wait`, func(c *Config) {
 		c.KillGrace = 300 * time.Millisecond
 	})
-	spec := localSpec(t, "job-stubborn")
+	spec := testSpec(t, "job-stubborn")
 	ref, err := l.Start(t.Context(), spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	child, _ := strconv.Atoi(localWaitFile(t, filepath.Join(spec.Output, "child.pid")))
+	child, _ := strconv.Atoi(waitFile(t, filepath.Join(spec.Output, "child.pid")))
 	began := time.Now()
-	if err := l.Cancel(jobsTestContext(t, 10*time.Second), ref); err != nil {
+	if err := l.Cancel(testContext(t, 10*time.Second), ref); err != nil {
 		t.Fatal(err)
 	}
 	if d := time.Since(began); d < 300*time.Millisecond {
 		t.Errorf("cancel returned after %v, before kill_grace", d)
 	}
-	st, err := l.Wait(jobsTestContext(t, 10*time.Second), ref)
+	st, err := l.Wait(testContext(t, 10*time.Second), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.State != Failed || !strings.HasPrefix(st.Message, "killed by signal 9") {
+	if st.State != jobs.Failed || !strings.HasPrefix(st.Message, "killed by signal 9") {
 		t.Errorf("status = %+v", st)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for !localProcessGone(child) {
+	for !processGone(child) {
 		if time.Now().After(deadline) {
 			t.Fatalf("grandchild %d still runs after SIGKILL", child)
 		}
@@ -296,95 +298,95 @@ func TestLocalCancelEscalatesToSIGKILL(t *testing.T) {
 	}
 }
 
-func TestLocalWaitFromAnotherBackend(t *testing.T) {
+func TestWaitFromAnotherBackend(t *testing.T) {
 	// Backend b did not start the job: it watches /proc and then reads the exit.json that a's
 	// reaper writes. Exit 4 with outputs present tells the two paths apart: judged by its
 	// outputs the job would have succeeded.
 	dir := t.TempDir()
-	a := newShellLocal(t, dir, `sleep 0.3; touch "$EDGELOOP_OUTPUT/model.onnx" "$EDGELOOP_OUTPUT/metrics.json"; exit 4`, nil)
-	ref, err := a.Start(t.Context(), localSpec(t, "job-shared"))
+	a := newShellBackend(t, dir, `sleep 0.3; touch "$EDGELOOP_OUTPUT/model.onnx" "$EDGELOOP_OUTPUT/metrics.json"; exit 4`, nil)
+	ref, err := a.Start(t.Context(), testSpec(t, "job-shared"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := newShellLocal(t, dir, "true", nil)
-	st, err := b.Wait(jobsTestContext(t, 10*time.Second), ref)
+	b := newShellBackend(t, dir, "true", nil)
+	st, err := b.Wait(testContext(t, 10*time.Second), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.State != Failed || st.ExitCode == nil || *st.ExitCode != 4 {
+	if st.State != jobs.Failed || st.ExitCode == nil || *st.ExitCode != 4 {
 		t.Errorf("status = %+v", st)
 	}
 }
 
-// The environment variables of the helper controller process of TestLocalReattachAfterRestart.
+// The environment variables of the helper controller process of TestReattachAfterRestart.
 const (
-	localHelperDirEnv    = "EDGELOOP_JOBS_TEST_CONTROLLER_DIR"
-	localHelperScriptEnv = "EDGELOOP_JOBS_TEST_SCRIPT"
-	localHelperSpecEnv   = "EDGELOOP_JOBS_TEST_SPEC"
-	localHelperRefEnv    = "EDGELOOP_JOBS_TEST_REF"
+	helperDirEnv    = "EDGELOOP_JOBS_TEST_CONTROLLER_DIR"
+	helperScriptEnv = "EDGELOOP_JOBS_TEST_SCRIPT"
+	helperSpecEnv   = "EDGELOOP_JOBS_TEST_SPEC"
+	helperRefEnv    = "EDGELOOP_JOBS_TEST_REF"
 )
 
-// TestLocalHelperController is not a test: TestLocalReattachAfterRestart runs the test binary
+// TestHelperController is not a test: TestReattachAfterRestart runs the test binary
 // with it as a controller that starts a job and exits at once, as a controller that crashes
 // would, leaving a job that no living process is the parent of.
-func TestLocalHelperController(t *testing.T) {
-	dir := os.Getenv(localHelperDirEnv)
+func TestHelperController(t *testing.T) {
+	dir := os.Getenv(helperDirEnv)
 	if dir == "" {
-		t.Skip("helper process of TestLocalReattachAfterRestart")
+		t.Skip("helper process of TestReattachAfterRestart")
 	}
-	var spec Spec
-	if err := json.Unmarshal([]byte(os.Getenv(localHelperSpecEnv)), &spec); err != nil {
+	var spec jobs.Spec
+	if err := json.Unmarshal([]byte(os.Getenv(helperSpecEnv)), &spec); err != nil {
 		t.Fatal(err)
 	}
-	l := newShellLocal(t, dir, os.Getenv(localHelperScriptEnv), nil)
+	l := newShellBackend(t, dir, os.Getenv(helperScriptEnv), nil)
 	ref, err := l.Start(context.Background(), spec)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := localWriteJSON(os.Getenv(localHelperRefEnv), ref); err != nil {
+	if err := writeJSON(os.Getenv(helperRefEnv), ref); err != nil {
 		t.Fatal(err)
 	}
 	// Returning ends the process while the job still runs, before the reaper can record
 	// anything.
 }
 
-// localAwaitGo makes a job wait until the file "go" appears in its output directory, so that a test
+// awaitGo makes a job wait until the file "go" appears in its output directory, so that a test
 // decides when it ends.
-const localAwaitGo = `while [ ! -e "$EDGELOOP_OUTPUT/go" ]; do sleep 0.05; done; `
+const awaitGo = `while [ ! -e "$EDGELOOP_OUTPUT/go" ]; do sleep 0.05; done; `
 
-func TestLocalReattachAfterRestart(t *testing.T) {
+func TestReattachAfterRestart(t *testing.T) {
 	for _, tc := range []struct {
 		name, script string
-		state        State
+		state        jobs.State
 		message      string
 	}{
-		{"outputs present", localAwaitGo + `touch "$EDGELOOP_OUTPUT/model.onnx" "$EDGELOOP_OUTPUT/metrics.json"`,
-			Succeeded, "exit status unknown (the controller restarted while the job ran); outputs present"},
-		{"outputs missing", localAwaitGo + `touch "$EDGELOOP_OUTPUT/model.onnx"; exit 3`,
-			Failed, "exit status unknown (the controller restarted while the job ran); outputs missing: metrics.json"},
+		{"outputs present", awaitGo + `touch "$EDGELOOP_OUTPUT/model.onnx" "$EDGELOOP_OUTPUT/metrics.json"`,
+			jobs.Succeeded, "exit status unknown (the controller restarted while the job ran); outputs present"},
+		{"outputs missing", awaitGo + `touch "$EDGELOOP_OUTPUT/model.onnx"; exit 3`,
+			jobs.Failed, "exit status unknown (the controller restarted while the job ran); outputs missing: metrics.json"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir, refPath := t.TempDir(), filepath.Join(t.TempDir(), "ref.json")
-			spec := localSpec(t, "job-restart")
+			spec := testSpec(t, "job-restart")
 			specJSON, _ := json.Marshal(spec)
-			cmd := exec.Command(os.Args[0], "-test.run=^TestLocalHelperController$")
-			cmd.Env = append(os.Environ(), localHelperDirEnv+"="+dir, localHelperScriptEnv+"="+tc.script, localHelperSpecEnv+"="+string(specJSON), localHelperRefEnv+"="+refPath)
+			cmd := exec.Command(os.Args[0], "-test.run=^TestHelperController$")
+			cmd.Env = append(os.Environ(), helperDirEnv+"="+dir, helperScriptEnv+"="+tc.script, helperSpecEnv+"="+string(specJSON), helperRefEnv+"="+refPath)
 			if out, err := cmd.CombinedOutput(); err != nil {
 				t.Fatalf("helper controller: %v\n%s", err, out)
 			}
-			var ref Ref
+			var ref jobs.Ref
 			if data, err := os.ReadFile(refPath); err != nil || json.Unmarshal(data, &ref) != nil {
 				t.Fatalf("helper wrote no ref: %v", err)
 			}
 			pid, _ := strconv.Atoi(ref.ID)
-			if localProcessGone(pid) {
+			if processGone(pid) {
 				t.Fatal("the job ended before the restarted controller looked: the test proves nothing")
 			}
 
-			l := newShellLocal(t, dir, "true", nil)
+			l := newShellBackend(t, dir, "true", nil)
 			l.goneGrace = 100 * time.Millisecond
 			time.AfterFunc(200*time.Millisecond, func() { _ = os.WriteFile(filepath.Join(spec.Output, "go"), nil, 0o644) })
-			st, err := l.Wait(jobsTestContext(t, 20*time.Second), ref)
+			st, err := l.Wait(testContext(t, 20*time.Second), ref)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -395,7 +397,7 @@ func TestLocalReattachAfterRestart(t *testing.T) {
 				t.Errorf("log tail = %q", st.LogTail)
 			}
 			// The decision is recorded: a later Wait gives the same answer at once.
-			again, err := newShellLocal(t, dir, "true", nil).Wait(jobsTestContext(t, time.Second), ref)
+			again, err := newShellBackend(t, dir, "true", nil).Wait(testContext(t, time.Second), ref)
 			if err != nil || again.State != st.State || again.Message != st.Message {
 				t.Errorf("second wait = %+v, %v", again, err)
 			}
@@ -403,37 +405,37 @@ func TestLocalReattachAfterRestart(t *testing.T) {
 	}
 }
 
-func TestLocalReattachCancel(t *testing.T) {
+func TestReattachCancel(t *testing.T) {
 	// A job started by a controller that has gone can still be cancelled through its Ref.
 	dir, refPath := t.TempDir(), filepath.Join(t.TempDir(), "ref.json")
-	spec := localSpec(t, "job-orphan")
+	spec := testSpec(t, "job-orphan")
 	specJSON, _ := json.Marshal(spec)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestLocalHelperController$")
-	cmd.Env = append(os.Environ(), localHelperDirEnv+"="+dir, localHelperScriptEnv+"=sleep 60", localHelperSpecEnv+"="+string(specJSON), localHelperRefEnv+"="+refPath)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperController$")
+	cmd.Env = append(os.Environ(), helperDirEnv+"="+dir, helperScriptEnv+"=sleep 60", helperSpecEnv+"="+string(specJSON), helperRefEnv+"="+refPath)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("helper controller: %v\n%s", err, out)
 	}
-	var ref Ref
+	var ref jobs.Ref
 	if data, err := os.ReadFile(refPath); err != nil || json.Unmarshal(data, &ref) != nil {
 		t.Fatalf("helper wrote no ref: %v", err)
 	}
 	pid, _ := strconv.Atoi(ref.ID)
 	t.Cleanup(func() { _ = syscall.Kill(-pid, syscall.SIGKILL) })
-	l := newShellLocal(t, dir, "true", nil)
+	l := newShellBackend(t, dir, "true", nil)
 	l.goneGrace = 100 * time.Millisecond
-	if err := l.Cancel(jobsTestContext(t, 10*time.Second), ref); err != nil {
+	if err := l.Cancel(testContext(t, 10*time.Second), ref); err != nil {
 		t.Fatal(err)
 	}
-	st, err := l.Wait(jobsTestContext(t, 10*time.Second), ref)
+	st, err := l.Wait(testContext(t, 10*time.Second), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.State != Failed || !strings.HasSuffix(st.Message, "outputs missing: model.onnx, metrics.json") {
+	if st.State != jobs.Failed || !strings.HasSuffix(st.Message, "outputs missing: model.onnx, metrics.json") {
 		t.Errorf("status = %+v", st)
 	}
 }
 
-func TestLocalPIDReuseGuard(t *testing.T) {
+func TestPIDReuseGuard(t *testing.T) {
 	// A live process whose start time differs from the Ref's is not the job: Cancel must not
 	// signal it, and Wait takes the job as gone.
 	other := exec.Command("sleep", "30")
@@ -445,43 +447,43 @@ func TestLocalPIDReuseGuard(t *testing.T) {
 		_ = other.Process.Kill()
 		_ = other.Wait()
 	})
-	start, err := localProcStartTime(other.Process.Pid)
+	start, err := procStartTime(other.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
 	wrong, _ := strconv.ParseUint(start, 10, 64)
 	dir := t.TempDir()
-	ref := Ref{Backend: "local", ID: strconv.Itoa(other.Process.Pid), Data: map[string]string{
+	ref := jobs.Ref{Backend: "local", ID: strconv.Itoa(other.Process.Pid), Data: map[string]string{
 		"start":  strconv.FormatUint(wrong+1, 10),
 		"dir":    filepath.Join(dir, "job-old"),
 		"output": filepath.Join(dir, "out"),
 	}}
-	l := newShellLocal(t, dir, "true", nil)
+	l := newShellBackend(t, dir, "true", nil)
 	l.goneGrace = 50 * time.Millisecond
-	if err := l.Cancel(jobsTestContext(t, 5*time.Second), ref); err != nil {
+	if err := l.Cancel(testContext(t, 5*time.Second), ref); err != nil {
 		t.Fatal(err)
 	}
-	if localProcessGone(other.Process.Pid) {
+	if processGone(other.Process.Pid) {
 		t.Fatal("cancel killed a process that only shares the job's PID")
 	}
 	if err := os.MkdirAll(ref.Data["dir"], 0o755); err != nil {
 		t.Fatal(err)
 	}
-	st, err := l.Wait(jobsTestContext(t, 5*time.Second), ref)
+	st, err := l.Wait(testContext(t, 5*time.Second), ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.State != Failed || !strings.Contains(st.Message, "outputs missing") {
+	if st.State != jobs.Failed || !strings.Contains(st.Message, "outputs missing") {
 		t.Errorf("status = %+v", st)
 	}
-	if localProcessGone(other.Process.Pid) {
+	if processGone(other.Process.Pid) {
 		t.Fatal("the other process is gone")
 	}
 }
 
-func TestLocalWaitContext(t *testing.T) {
-	l := newShellLocal(t, t.TempDir(), `sleep 60`, nil)
-	ref, err := l.Start(t.Context(), localSpec(t, "job-long"))
+func TestWaitContext(t *testing.T) {
+	l := newShellBackend(t, t.TempDir(), `sleep 60`, nil)
+	ref, err := l.Start(t.Context(), testSpec(t, "job-long"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -492,14 +494,14 @@ func TestLocalWaitContext(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 	// The job runs on: a Wait that gave up does not stop it.
-	if pid, _ := strconv.Atoi(ref.ID); localProcessGone(pid) {
+	if pid, _ := strconv.Atoi(ref.ID); processGone(pid) {
 		t.Error("the job ended with its Wait's context")
 	}
 }
 
-func TestLocalBadRefs(t *testing.T) {
-	l := newShellLocal(t, t.TempDir(), "true", nil)
-	for _, ref := range []Ref{
+func TestBadRefs(t *testing.T) {
+	l := newShellBackend(t, t.TempDir(), "true", nil)
+	for _, ref := range []jobs.Ref{
 		{Backend: "http", ID: "123"},
 		{Backend: "local", ID: "abc", Data: map[string]string{"start": "1", "dir": "/x", "output": "/y"}},
 		{Backend: "local", ID: "1", Data: map[string]string{"start": "1", "dir": "/x", "output": "/y"}},
@@ -514,16 +516,16 @@ func TestLocalBadRefs(t *testing.T) {
 	}
 }
 
-func TestLocalDefaultCommand(t *testing.T) {
-	cfg := DefaultLocalConfig()
+func TestDefaultCommand(t *testing.T) {
+	cfg := DefaultConfig()
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	l, err := NewLocal(cfg, t.TempDir(), nil)
+	l, err := New(cfg, t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
-	spec := localSpec(t, "job-default")
+	spec := testSpec(t, "job-default")
 	args, err := l.render(spec)
 	if err != nil {
 		t.Fatal(err)
@@ -535,9 +537,9 @@ func TestLocalDefaultCommand(t *testing.T) {
 	}
 }
 
-// TestLocalTrainerOptions: backend.local.trainer's keys become edgeloop train's flags after
+// TestTrainerOptions: backend.local.trainer's keys become edgeloop train's flags after
 // the default command's, in a fixed order; unset keys add nothing.
-func TestLocalTrainerOptions(t *testing.T) {
+func TestTrainerOptions(t *testing.T) {
 	exe, _ := os.Executable()
 	for _, tc := range []struct {
 		name, yaml string
@@ -552,15 +554,15 @@ func TestLocalTrainerOptions(t *testing.T) {
 			[]string{"--epochs", "2"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := DefaultLocalConfig()
+			cfg := DefaultConfig()
 			if err := config.Parse([]byte(tc.yaml), &cfg); err != nil {
 				t.Fatal(err)
 			}
-			l, err := NewLocal(cfg, t.TempDir(), nil)
+			l, err := New(cfg, t.TempDir(), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			spec := localSpec(t, "job-trainer")
+			spec := testSpec(t, "job-trainer")
 			args, err := l.render(spec)
 			if err != nil {
 				t.Fatal(err)
@@ -573,13 +575,13 @@ func TestLocalTrainerOptions(t *testing.T) {
 	}
 }
 
-func TestNewLocalNeedsDir(t *testing.T) {
-	if _, err := NewLocal(DefaultLocalConfig(), "", nil); err == nil || !strings.HasPrefix(err.Error(), "local: no job directory") {
+func TestNewNeedsDir(t *testing.T) {
+	if _, err := New(DefaultConfig(), "", nil); err == nil || !strings.HasPrefix(err.Error(), "local: no job directory") {
 		t.Errorf("err = %v", err)
 	}
-	cfg := DefaultLocalConfig()
+	cfg := DefaultConfig()
 	cfg.Dir = filepath.Join(t.TempDir(), "jobs")
-	l, err := NewLocal(cfg, "/nonexistent-state-dir", nil)
+	l, err := New(cfg, "/nonexistent-state-dir", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -591,8 +593,8 @@ func TestNewLocalNeedsDir(t *testing.T) {
 	}
 }
 
-func TestLocalConfigParse(t *testing.T) {
-	c := DefaultLocalConfig()
+func TestConfigParse(t *testing.T) {
+	c := DefaultConfig()
 	yaml := "command: [python, train.py, \"--out={{.Output}}\"]\nenv: {CUDA_VISIBLE_DEVICES: \"0\"}\ndir: /var/lib/edgeloop/jobs\nkill_grace: 30s\nlog_tail_bytes: 1024\n"
 	if err := config.Parse([]byte(yaml), &c); err != nil {
 		t.Fatal(err)
@@ -606,42 +608,42 @@ func TestLocalConfigParse(t *testing.T) {
 	}
 }
 
-func TestLocalConfigValidate(t *testing.T) {
+func TestConfigValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		tweak func(*LocalConfig)
+		tweak func(*Config)
 		want  string
 	}{
-		{"no command", func(c *LocalConfig) { c.Command = nil }, "command: must name a program"},
-		{"unclosed action", func(c *LocalConfig) { c.Command = []string{"{{.Model"} },
+		{"no command", func(c *Config) { c.Command = nil }, "command: must name a program"},
+		{"unclosed action", func(c *Config) { c.Command = []string{"{{.Model"} },
 			"command[0]: template: command[0]:1: unclosed action"},
-		{"unknown field", func(c *LocalConfig) { c.Command = []string{"train", "{{.Modle}}"} },
-			`command[1]: template: command[1]:1:2: executing "command[1]" at <.Modle>: can't evaluate field Modle in type jobs.localData`},
-		{"unknown function", func(c *LocalConfig) { c.Command = []string{"train", "{{quote .Model}}"} },
+		{"unknown field", func(c *Config) { c.Command = []string{"train", "{{.Modle}}"} },
+			`command[1]: template: command[1]:1:2: executing "command[1]" at <.Modle>: can't evaluate field Modle in type localjob.templateData`},
+		{"unknown function", func(c *Config) { c.Command = []string{"train", "{{quote .Model}}"} },
 			`command[1]: template: command[1]:1: function "quote" not defined`},
-		{"empty program", func(c *LocalConfig) { c.Command = []string{"{{if false}}x{{end}}", "train"} },
+		{"empty program", func(c *Config) { c.Command = []string{"{{if false}}x{{end}}", "train"} },
 			"command[0]: must name a program, renders empty"},
-		{"contract variable", func(c *LocalConfig) { c.Env = map[string]string{jobenv.Output: "/tmp"} },
+		{"contract variable", func(c *Config) { c.Env = map[string]string{jobenv.Output: "/tmp"} },
 			"env.EDGELOOP_OUTPUT: is set by the job contract and cannot be overridden"},
-		{"bad variable name", func(c *LocalConfig) { c.Env = map[string]string{"A=B": "x"} },
+		{"bad variable name", func(c *Config) { c.Env = map[string]string{"A=B": "x"} },
 			`env: variable name "A=B" must be non-empty without '=' or NUL`},
-		{"kill grace", func(c *LocalConfig) { c.KillGrace = 0 }, "kill_grace: must be positive, got 0s"},
-		{"log tail", func(c *LocalConfig) { c.LogTailBytes = 9000 }, "log_tail_bytes: must be between 0 and 8192, got 9000"},
-		{"two at once", func(c *LocalConfig) { c.KillGrace = -time.Second; c.LogTailBytes = -1 },
+		{"kill grace", func(c *Config) { c.KillGrace = 0 }, "kill_grace: must be positive, got 0s"},
+		{"log tail", func(c *Config) { c.LogTailBytes = 9000 }, "log_tail_bytes: must be between 0 and 8192, got 9000"},
+		{"two at once", func(c *Config) { c.KillGrace = -time.Second; c.LogTailBytes = -1 },
 			"kill_grace: must be positive, got -1s\nlog_tail_bytes: must be between 0 and 8192, got -1"},
-		{"trainer with a command", func(c *LocalConfig) {
+		{"trainer with a command", func(c *Config) {
 			c.Command = []string{"python", "train.py"}
 			c.Trainer.Epochs = 3
 		}, "trainer: cannot be set together with command: trainer's options are flags of the default command (edgeloop train); with another command, put the flags in command and remove trainer"},
-		{"trainer epochs", func(c *LocalConfig) { c.Trainer.Epochs = -1 }, "trainer.epochs: must not be negative (0: the trainer's default), got -1"},
-		{"trainer samples repeat", func(c *LocalConfig) { c.Trainer.SamplesRepeat = -2 }, "trainer.samples_repeat: must be between 1 and 100 (0: the trainer's default), got -2"},
-		{"trainer class", func(c *LocalConfig) { c.Trainer.Classes = []string{"Bag", "T-shirt,top"} },
+		{"trainer epochs", func(c *Config) { c.Trainer.Epochs = -1 }, "trainer.epochs: must not be negative (0: the trainer's default), got -1"},
+		{"trainer samples repeat", func(c *Config) { c.Trainer.SamplesRepeat = -2 }, "trainer.samples_repeat: must be between 1 and 100 (0: the trainer's default), got -2"},
+		{"trainer class", func(c *Config) { c.Trainer.Classes = []string{"Bag", "T-shirt,top"} },
 			`trainer.classes[1]: must be a non-empty name without ',' (the flag's separator), got "T-shirt,top"`},
-		{"trainer eval split", func(c *LocalConfig) { c.Trainer.EvalSplit = "train" },
+		{"trainer eval split", func(c *Config) { c.Trainer.EvalSplit = "train" },
 			`trainer.eval_split: must be "test" or a fraction between 0 and 1 such as "0.1", got "train"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := DefaultLocalConfig()
+			c := DefaultConfig()
 			tc.tweak(&c)
 			err := c.Validate()
 			if err == nil || err.Error() != tc.want {
@@ -651,22 +653,39 @@ func TestLocalConfigValidate(t *testing.T) {
 			if !errors.As(err, &fe) {
 				t.Errorf("%v is not a config.FieldError", err)
 			}
-			if _, err := NewLocal(c, t.TempDir(), nil); err == nil {
-				t.Error("NewLocal accepted it")
+			if _, err := New(c, t.TempDir(), nil); err == nil {
+				t.Error("New accepted it")
 			}
 		})
 	}
 }
 
 func TestProcStat(t *testing.T) {
-	state, start, err := localProcStat(os.Getpid())
+	state, start, err := procStat(os.Getpid())
 	if err != nil || state != 'R' && state != 'S' || start == "" {
-		t.Fatalf("localProcStat(self) = %c, %q, %v", state, start, err)
+		t.Fatalf("procStat(self) = %c, %q, %v", state, start, err)
 	}
 	if _, err := strconv.ParseUint(start, 10, 64); err != nil {
 		t.Errorf("start time %q: %v", start, err)
 	}
-	if _, _, err := localProcStat(1 << 30); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("localProcStat of a PID that cannot exist: %v", err)
+	if _, _, err := procStat(1 << 30); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("procStat of a PID that cannot exist: %v", err)
+	}
+}
+
+// TestConfiguredEnvCannotSetContract checks that env may set no contract variable, the
+// optional EDGELOOP_BASE_MODEL included: a spec without a base model would otherwise hand the
+// job the configured value.
+func TestConfiguredEnvCannotSetContract(t *testing.T) {
+	names := slices.Sorted(maps.Keys(jobs.ContractEnv()))
+	if len(names) != 6 {
+		t.Fatalf("contract variables %v, want 6", names)
+	}
+	for _, name := range names {
+		c := DefaultConfig()
+		c.Env = map[string]string{name: "x"}
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "env."+name+": is set by the job contract") {
+			t.Errorf("%s: Validate() = %v, want it refused", name, err)
+		}
 	}
 }

@@ -1,4 +1,8 @@
-package jobs
+// Package localjob is the local job backend: each job is a process on the controller's
+// machine, in its own process group and directory, that outlives the controller so that a
+// restarted one re-attaches to it (docs/job-backends.md, "local"). It implements the contract
+// of package jobs and passes jobstest's conformance suite.
+package localjob
 
 import (
 	"bytes"
@@ -9,7 +13,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"maps"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -23,11 +26,12 @@ import (
 
 	"github.com/edgeloop/edgeloop/internal/config"
 	"github.com/edgeloop/edgeloop/internal/fsutil"
+	"github.com/edgeloop/edgeloop/retrain/jobs"
 )
 
-// LocalConfig is the local backend's part of the retrain configuration (the `backend.local:`
+// Config is the local backend's part of the retrain configuration (the `backend.local:`
 // section): a process on the controller's machine per job.
-type LocalConfig struct {
+type Config struct {
 	// Command is the job's program and arguments. Each element is a text/template over the
 	// job: {{.ID}}, {{.Model}}, {{.BaseVersion}}, {{.DatasetManifest}}, {{.Output}}, and
 	// {{.Edgeloop}}, the path of the running edgeloop binary. The default runs `edgeloop
@@ -132,7 +136,7 @@ func templateLiteral(s string) string {
 
 // EffectiveCommand is the command a job runs: Command, plus Trainer's flags when Command is
 // the default one (Validate refuses Trainer with any other).
-func (c LocalConfig) EffectiveCommand() []string {
+func (c Config) EffectiveCommand() []string {
 	if c.Trainer.IsZero() {
 		return c.Command
 	}
@@ -143,10 +147,10 @@ func (c LocalConfig) EffectiveCommand() []string {
 // checkpoint or flush its log, short enough that a cancelled job frees its GPU promptly.
 const DefaultKillGrace = 10 * time.Second
 
-// DefaultLocalConfig returns the local backend's defaults: `edgeloop train` with the contract's
+// DefaultConfig returns the local backend's defaults: `edgeloop train` with the contract's
 // values as flags, a 10s kill grace, and an 8 KiB log tail.
-func DefaultLocalConfig() LocalConfig {
-	return LocalConfig{
+func DefaultConfig() Config {
+	return Config{
 		// The binary is a template rather than os.Executable's result so that the default
 		// configuration prints the same on every machine (and in docs).
 		Command: []string{
@@ -157,22 +161,22 @@ func DefaultLocalConfig() LocalConfig {
 			"--base-version", "{{.BaseVersion}}",
 		},
 		KillGrace:    DefaultKillGrace,
-		LogTailBytes: LogTailBytes,
+		LogTailBytes: jobs.LogTailBytes,
 	}
 }
 
 // Validate reports every invalid setting, naming it by its YAML key. It parses and trial-renders
 // the command's templates, so a misspelt field shows at --config.check rather than at the first
 // job.
-func (c LocalConfig) Validate() error {
+func (c Config) Validate() error {
 	var errs []error
-	if !c.Trainer.IsZero() && !slices.Equal(c.Command, DefaultLocalConfig().Command) {
+	if !c.Trainer.IsZero() && !slices.Equal(c.Command, DefaultConfig().Command) {
 		errs = append(errs, config.Errorf("trainer", "cannot be set together with command: trainer's options are flags of the default command (edgeloop train); with another command, put the flags in command and remove trainer"))
-	} else if _, err := localParseCommand(c.EffectiveCommand()); err != nil {
+	} else if _, err := parseCommand(c.EffectiveCommand()); err != nil {
 		errs = append(errs, err)
 	}
 	errs = append(errs, config.Nest("trainer", c.Trainer.Validate()))
-	contract := contractEnv()
+	contract := jobs.ContractEnv()
 	for _, k := range slices.Sorted(maps.Keys(c.Env)) {
 		switch {
 		case k == "" || strings.ContainsAny(k, "=\x00"):
@@ -188,24 +192,24 @@ func (c LocalConfig) Validate() error {
 	if c.KillGrace <= 0 {
 		errs = append(errs, config.Errorf("kill_grace", "must be positive, got %s", c.KillGrace))
 	}
-	if c.LogTailBytes < 0 || c.LogTailBytes > LogTailBytes {
-		errs = append(errs, config.Errorf("log_tail_bytes", "must be between 0 and %d, got %d", LogTailBytes, c.LogTailBytes))
+	if c.LogTailBytes < 0 || c.LogTailBytes > jobs.LogTailBytes {
+		errs = append(errs, config.Errorf("log_tail_bytes", "must be between 0 and %d, got %d", jobs.LogTailBytes, c.LogTailBytes))
 	}
 	return errors.Join(errs...)
 }
 
-// localParseCommand parses each element of command and renders it over a sample job, so that
+// parseCommand parses each element of command and renders it over a sample job, so that
 // a field name that does not exist fails here and not when a job starts.
-func localParseCommand(command []string) ([]*template.Template, error) {
+func parseCommand(command []string) ([]*template.Template, error) {
 	if len(command) == 0 {
 		return nil, config.Errorf("command", "must name a program")
 	}
 	var errs []error
 	out := make([]*template.Template, len(command))
-	sample := localData{Spec: specTemplateSample, exe: func() (string, error) { return "/usr/bin/edgeloop", nil }}
+	sample := templateData{Spec: jobs.TemplateSample(), exe: func() (string, error) { return "/usr/bin/edgeloop", nil }}
 	for i, s := range command {
 		field := fmt.Sprintf("command[%d]", i)
-		t, err := template.New(field).Funcs(specTemplateFuncs).Option("missingkey=error").Parse(s)
+		t, err := template.New(field).Funcs(jobs.TemplateFuncs()).Option("missingkey=error").Parse(s)
 		if err == nil {
 			var b strings.Builder
 			err = t.Execute(&b, sample)
@@ -222,49 +226,28 @@ func localParseCommand(command []string) ([]*template.Template, error) {
 	return out, errors.Join(errs...)
 }
 
-// specTemplateFuncs are the functions the backends' templates may call besides text/template's
-// own: json encodes a value as JSON (so a model name with a quote cannot break a request
-// body), pathescape escapes a value for a URL path segment.
-var specTemplateFuncs = template.FuncMap{
-	"json": func(v any) (string, error) {
-		b, err := json.Marshal(v)
-		return string(b), err
-	},
-	"pathescape": url.PathEscape,
-}
-
-// specTemplateSample is the job that Validate renders templates over, to catch what parsing alone
-// does not (a field name that does not exist).
-var specTemplateSample = Spec{
-	ID:              "job-1",
-	Model:           "model",
-	BaseVersion:     1,
-	DatasetManifest: "/var/lib/edgeloop/retrain/manifest.json",
-	Output:          "/var/lib/edgeloop/retrain/out",
-}
-
-// localData is what the command's templates see: the job's Spec and the edgeloop binary.
-type localData struct {
-	Spec
+// templateData is what the command's templates see: the job's Spec and the edgeloop binary.
+type templateData struct {
+	jobs.Spec
 	exe func() (string, error)
 }
 
 // Edgeloop is the path of the running binary; a method so that os.Executable is asked only
 // when a command uses it, and its error fails the render instead of the backend.
-func (d localData) Edgeloop() (string, error) { return d.exe() }
+func (d templateData) Edgeloop() (string, error) { return d.exe() }
 
 // The files in a job's directory.
 const (
-	localLogFile  = "job.log"   // the job's stdout and stderr, appended
-	localExitFile = "exit.json" // the final Status, written when the job ends
-	localJobFile  = "job.json"  // the Spec and Ref, written at start
+	logFile  = "job.log"   // the job's stdout and stderr, appended
+	exitFile = "exit.json" // the final Status, written when the job ends
+	jobFile  = "job.json"  // the Spec and Ref, written at start
 )
 
-// Local runs each job as a process on this machine, in its own process group, with its output
+// Backend runs each job as a process on this machine, in its own process group, with its output
 // in <dir>/<job id>/job.log. The process outlives the controller (that is what re-attach is
 // for); see Wait for what a restarted controller can and cannot know about it.
-type Local struct {
-	cfg     LocalConfig
+type Backend struct {
+	cfg     Config
 	dir     string
 	command []*template.Template
 	logger  *slog.Logger
@@ -277,24 +260,26 @@ type Local struct {
 	goneGrace    time.Duration
 
 	mu       sync.Mutex
-	children map[int]*localChild // processes this Local started, by PID
+	children map[int]*childProc // processes this Backend started, by PID
 }
 
-// localChild is a process this Local started and reaps.
-type localChild struct {
+var _ jobs.Backend = (*Backend)(nil)
+
+// childProc is a process this Backend started and reaps.
+type childProc struct {
 	start  string        // its start time, as in the Ref
 	done   chan struct{} // closed once status is set
-	status Status
+	status jobs.Status
 }
 
-// NewLocal returns a local backend. The per-job directories live in cfg.Dir, or in stateDir
+// New returns a local backend. The per-job directories live in cfg.Dir, or in stateDir
 // when cfg.Dir is empty (the controller passes a directory under its state directory); one of
 // them must be set. The directory is created if missing.
-func NewLocal(cfg LocalConfig, stateDir string, logger *slog.Logger) (*Local, error) {
+func New(cfg Config, stateDir string, logger *slog.Logger) (*Backend, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("local: %w", err)
 	}
-	command, err := localParseCommand(cfg.EffectiveCommand())
+	command, err := parseCommand(cfg.EffectiveCommand())
 	if err != nil {
 		return nil, fmt.Errorf("local: %w", err)
 	}
@@ -316,7 +301,7 @@ func NewLocal(cfg LocalConfig, stateDir string, logger *slog.Logger) (*Local, er
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	return &Local{
+	return &Backend{
 		cfg:          cfg,
 		dir:          dir,
 		command:      command,
@@ -324,15 +309,15 @@ func NewLocal(cfg LocalConfig, stateDir string, logger *slog.Logger) (*Local, er
 		exe:          os.Executable,
 		pollInterval: time.Second,
 		goneGrace:    2 * time.Second,
-		children:     map[int]*localChild{},
+		children:     map[int]*childProc{},
 	}, nil
 }
 
 // Name returns "local".
-func (l *Local) Name() string { return "local" }
+func (l *Backend) Name() string { return "local" }
 
 // Dir returns the directory the per-job directories live in.
-func (l *Local) Dir() string { return l.dir }
+func (l *Backend) Dir() string { return l.dir }
 
 // Start starts the job's process and returns once it runs. The spec's Output (and its
 // DatasetManifest, unless it is a URL) are made absolute and Output is created, since the job
@@ -342,16 +327,16 @@ func (l *Local) Dir() string { return l.dir }
 // spec, its Ref is returned and nothing is started, so a controller that died between Start
 // and saving the Ref gets its job back instead of a second one. A different spec under the
 // same ID is an error.
-func (l *Local) Start(ctx context.Context, spec Spec) (Ref, error) {
+func (l *Backend) Start(ctx context.Context, spec jobs.Spec) (jobs.Ref, error) {
 	if err := ctx.Err(); err != nil {
-		return Ref{}, fmt.Errorf("local: start %s: %w", spec.ID, err)
+		return jobs.Ref{}, fmt.Errorf("local: start %s: %w", spec.ID, err)
 	}
 	if err := spec.Validate(); err != nil {
-		return Ref{}, fmt.Errorf("local: start: invalid spec: %w", err)
+		return jobs.Ref{}, fmt.Errorf("local: start: invalid spec: %w", err)
 	}
-	spec, err := localAbsSpec(spec)
+	spec, err := absSpec(spec)
 	if err != nil {
-		return Ref{}, fmt.Errorf("local: start %s: %w", spec.ID, err)
+		return jobs.Ref{}, fmt.Errorf("local: start %s: %w", spec.ID, err)
 	}
 	jobDir := filepath.Join(l.dir, spec.ID)
 	if ref, ok, err := l.existing(jobDir, spec); err != nil || ok {
@@ -359,21 +344,21 @@ func (l *Local) Start(ctx context.Context, spec Spec) (Ref, error) {
 	}
 	args, err := l.render(spec)
 	if err != nil {
-		return Ref{}, fmt.Errorf("local: start %s: %w", spec.ID, err)
+		return jobs.Ref{}, fmt.Errorf("local: start %s: %w", spec.ID, err)
 	}
 	for _, d := range []string{jobDir, spec.Output} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
-			return Ref{}, fmt.Errorf("local: start %s: %w", spec.ID, err)
+			return jobs.Ref{}, fmt.Errorf("local: start %s: %w", spec.ID, err)
 		}
 	}
 	// Left over by an attempt that died before writing job.json, it would end the new job at
 	// once.
-	if err := os.Remove(filepath.Join(jobDir, localExitFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return Ref{}, fmt.Errorf("local: start %s: %w", spec.ID, err)
+	if err := os.Remove(filepath.Join(jobDir, exitFile)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return jobs.Ref{}, fmt.Errorf("local: start %s: %w", spec.ID, err)
 	}
-	logf, err := os.OpenFile(filepath.Join(jobDir, localLogFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+	logf, err := os.OpenFile(filepath.Join(jobDir, logFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
-		return Ref{}, fmt.Errorf("local: start %s: %w", spec.ID, err)
+		return jobs.Ref{}, fmt.Errorf("local: start %s: %w", spec.ID, err)
 	}
 	// The child gets its own descriptor of the log, so it keeps writing after this process
 	// exits; ours is not needed once it has started.
@@ -390,25 +375,25 @@ func (l *Local) Start(ctx context.Context, spec Spec) (Ref, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintf(logf, "edgeloop: start failed: %v\n", err)
-		return Ref{}, fmt.Errorf("local: start %s: %w", spec.ID, err)
+		return jobs.Ref{}, fmt.Errorf("local: start %s: %w", spec.ID, err)
 	}
 	pid := cmd.Process.Pid
 	// Unreaped, the child's /proc entry exists even if it has already exited.
-	start, err := localProcStartTime(pid)
-	ref := Ref{Backend: "local", ID: strconv.Itoa(pid), Data: map[string]string{
+	start, err := procStartTime(pid)
+	ref := jobs.Ref{Backend: "local", ID: strconv.Itoa(pid), Data: map[string]string{
 		"start": start, "dir": jobDir, "output": spec.Output,
 	}}
 	if err == nil {
-		err = localWriteJSON(filepath.Join(jobDir, localJobFile), localRecord{Spec: spec, Ref: ref})
+		err = writeJSON(filepath.Join(jobDir, jobFile), record{Spec: spec, Ref: ref})
 	}
 	if err != nil {
 		// Without its start time or its record the job could not be found again: undo it,
 		// since an error must mean no job was started.
 		_ = syscall.Kill(-pid, syscall.SIGKILL)
 		_ = cmd.Wait()
-		return Ref{}, fmt.Errorf("local: start %s: %w", spec.ID, err)
+		return jobs.Ref{}, fmt.Errorf("local: start %s: %w", spec.ID, err)
 	}
-	child := &localChild{start: start, done: make(chan struct{})}
+	child := &childProc{start: start, done: make(chan struct{})}
 	l.mu.Lock()
 	l.children[pid] = child
 	l.mu.Unlock()
@@ -417,35 +402,35 @@ func (l *Local) Start(ctx context.Context, spec Spec) (Ref, error) {
 	return ref, nil
 }
 
-// localRecord is job.json: what Start needs to recognise a job it already started.
-type localRecord struct {
-	Spec Spec `json:"spec"`
-	Ref  Ref  `json:"ref"`
+// record is job.json: what Start needs to recognise a job it already started.
+type record struct {
+	Spec jobs.Spec `json:"spec"`
+	Ref  jobs.Ref  `json:"ref"`
 }
 
 // existing returns the Ref of the job already started in jobDir with spec, if there is one.
-func (l *Local) existing(jobDir string, spec Spec) (Ref, bool, error) {
-	data, err := os.ReadFile(filepath.Join(jobDir, localJobFile))
+func (l *Backend) existing(jobDir string, spec jobs.Spec) (jobs.Ref, bool, error) {
+	data, err := os.ReadFile(filepath.Join(jobDir, jobFile))
 	if errors.Is(err, fs.ErrNotExist) {
-		return Ref{}, false, nil
+		return jobs.Ref{}, false, nil
 	}
 	if err != nil {
-		return Ref{}, false, fmt.Errorf("local: start %s: %w", spec.ID, err)
+		return jobs.Ref{}, false, fmt.Errorf("local: start %s: %w", spec.ID, err)
 	}
-	var rec localRecord
+	var rec record
 	if err := json.Unmarshal(data, &rec); err != nil {
-		return Ref{}, false, fmt.Errorf("local: start %s: %s: %w", spec.ID, localJobFile, err)
+		return jobs.Ref{}, false, fmt.Errorf("local: start %s: %s: %w", spec.ID, jobFile, err)
 	}
 	if rec.Spec != spec {
-		return Ref{}, false, fmt.Errorf("local: start %s: %s holds a job with another spec (%+v)", spec.ID, jobDir, rec.Spec)
+		return jobs.Ref{}, false, fmt.Errorf("local: start %s: %s holds a job with another spec (%+v)", spec.ID, jobDir, rec.Spec)
 	}
 	l.logger.Info("local job already started; returning its ref", "job", spec.ID, "pid", rec.Ref.ID)
 	return rec.Ref, true, nil
 }
 
-// localAbsSpec makes the spec's local paths absolute: the job runs in its own directory, and Wait
+// absSpec makes the spec's local paths absolute: the job runs in its own directory, and Wait
 // may run in a process with another working directory.
-func localAbsSpec(spec Spec) (Spec, error) {
+func absSpec(spec jobs.Spec) (jobs.Spec, error) {
 	if strings.Contains(spec.Output, "://") {
 		return spec, fmt.Errorf("output %q: the local backend writes to a local directory, not a URL", spec.Output)
 	}
@@ -462,8 +447,8 @@ func localAbsSpec(spec Spec) (Spec, error) {
 }
 
 // render renders the command for spec.
-func (l *Local) render(spec Spec) ([]string, error) {
-	data := localData{Spec: spec, exe: l.exe}
+func (l *Backend) render(spec jobs.Spec) ([]string, error) {
+	data := templateData{Spec: spec, exe: l.exe}
 	args := make([]string, len(l.command))
 	for i, t := range l.command {
 		var b strings.Builder
@@ -489,7 +474,7 @@ func (l *Local) render(spec Spec) ([]string, error) {
 
 // env is the job's environment: the controller's, then the configured variables, then the
 // contract's, later ones winning (exec keeps the last of duplicate keys).
-func (l *Local) env(spec Spec) []string {
+func (l *Backend) env(spec jobs.Spec) []string {
 	env := os.Environ()
 	for _, k := range slices.Sorted(maps.Keys(l.cfg.Env)) {
 		env = append(env, k+"="+l.cfg.Env[k])
@@ -502,11 +487,11 @@ func (l *Local) env(spec Spec) []string {
 }
 
 // reap waits for a child, records its end in exit.json, and releases Waits.
-func (l *Local) reap(cmd *exec.Cmd, c *localChild, jobDir, id string) {
+func (l *Backend) reap(cmd *exec.Cmd, c *childProc, jobDir, id string) {
 	err := cmd.Wait()
-	st := localExitStatus(cmd.ProcessState, err)
+	st := exitStatus(cmd.ProcessState, err)
 	st.Finished = time.Now().UTC()
-	if werr := localWriteJSON(filepath.Join(jobDir, localExitFile), st); werr != nil {
+	if werr := writeJSON(filepath.Join(jobDir, exitFile), st); werr != nil {
 		// The Waits of this process still get the status from the entry, which stays; only
 		// a restarted controller will have to judge the job by its outputs.
 		l.logger.Error("local job: cannot record exit status", "job", id, "err", werr)
@@ -523,23 +508,23 @@ func (l *Local) reap(cmd *exec.Cmd, c *localChild, jobDir, id string) {
 	close(c.done)
 }
 
-// localExitStatus turns a reaped process's state into a Status.
-func localExitStatus(ps *os.ProcessState, err error) Status {
+// exitStatus turns a reaped process's state into a Status.
+func exitStatus(ps *os.ProcessState, err error) jobs.Status {
 	if ps == nil {
-		return Status{State: Failed, Message: fmt.Sprintf("wait: %v", err)}
+		return jobs.Status{State: jobs.Failed, Message: fmt.Sprintf("wait: %v", err)}
 	}
 	if ws, ok := ps.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		return Status{State: Failed, Message: fmt.Sprintf("killed by signal %d (%s)", int(ws.Signal()), ws.Signal())}
+		return jobs.Status{State: jobs.Failed, Message: fmt.Sprintf("killed by signal %d (%s)", int(ws.Signal()), ws.Signal())}
 	}
 	code := ps.ExitCode()
 	if code == 0 {
-		return Status{State: Succeeded, ExitCode: &code}
+		return jobs.Status{State: jobs.Succeeded, ExitCode: &code}
 	}
-	return Status{State: Failed, Message: fmt.Sprintf("exit status %d", code), ExitCode: &code}
+	return jobs.Status{State: jobs.Failed, Message: fmt.Sprintf("exit status %d", code), ExitCode: &code}
 }
 
-// localHandle is a parsed Ref.
-type localHandle struct {
+// handle is a parsed Ref.
+type handle struct {
 	pid      int
 	start    string
 	dir      string
@@ -549,23 +534,23 @@ type localHandle struct {
 	logPath  string
 }
 
-func parseLocalRef(ref Ref) (localHandle, error) {
+func parseRef(ref jobs.Ref) (handle, error) {
 	if ref.Backend != "local" {
-		return localHandle{}, fmt.Errorf("local: ref is for backend %q", ref.Backend)
+		return handle{}, fmt.Errorf("local: ref is for backend %q", ref.Backend)
 	}
 	pid, err := strconv.Atoi(ref.ID)
 	if err != nil || pid <= 1 {
-		return localHandle{}, fmt.Errorf("local: ref id %q is not a job's process id", ref.ID)
+		return handle{}, fmt.Errorf("local: ref id %q is not a job's process id", ref.ID)
 	}
-	h := localHandle{pid: pid, start: ref.Data["start"], dir: ref.Data["dir"], output: ref.Data["output"]}
+	h := handle{pid: pid, start: ref.Data["start"], dir: ref.Data["dir"], output: ref.Data["output"]}
 	for k, v := range map[string]string{"start": h.start, "dir": h.dir, "output": h.output} {
 		if v == "" {
-			return localHandle{}, fmt.Errorf("local: ref %s lacks data %q", ref.ID, k)
+			return handle{}, fmt.Errorf("local: ref %s lacks data %q", ref.ID, k)
 		}
 	}
 	h.id = filepath.Base(h.dir)
-	h.exitPath = filepath.Join(h.dir, localExitFile)
-	h.logPath = filepath.Join(h.dir, localLogFile)
+	h.exitPath = filepath.Join(h.dir, exitFile)
+	h.logPath = filepath.Join(h.dir, logFile)
 	return h, nil
 }
 
@@ -579,10 +564,10 @@ func parseLocalRef(ref Ref) (localHandle, error) {
 // child of the controller that died, and only a parent can learn a child's exit status. The
 // job is then judged by the contract's outputs: Succeeded when model.onnx and metrics.json are
 // in its output directory, Failed otherwise, with a Message saying the exit status is unknown.
-func (l *Local) Wait(ctx context.Context, ref Ref) (Status, error) {
-	h, err := parseLocalRef(ref)
+func (l *Backend) Wait(ctx context.Context, ref jobs.Ref) (jobs.Status, error) {
+	h, err := parseRef(ref)
 	if err != nil {
-		return Status{}, err
+		return jobs.Status{}, err
 	}
 	if st, ok, err := l.readExit(h); err != nil || ok {
 		return st, err
@@ -595,14 +580,14 @@ func (l *Local) Wait(ctx context.Context, ref Ref) (Status, error) {
 		case <-c.done:
 			return l.withTail(c.status, h), nil
 		case <-ctx.Done():
-			return Status{}, ctx.Err()
+			return jobs.Status{}, ctx.Err()
 		}
 	}
 	return l.watch(ctx, h)
 }
 
-// watch polls a process this Local did not start until it is gone.
-func (l *Local) watch(ctx context.Context, h localHandle) (Status, error) {
+// watch polls a process this Backend did not start until it is gone.
+func (l *Backend) watch(ctx context.Context, h handle) (jobs.Status, error) {
 	l.logger.Info("local job: watching a process started by an earlier controller", "job", h.id, "pid", h.pid)
 	tick := time.NewTicker(l.pollInterval)
 	defer tick.Stop()
@@ -621,7 +606,7 @@ func (l *Local) watch(ctx context.Context, h localHandle) (Status, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return Status{}, ctx.Err()
+			return jobs.Status{}, ctx.Err()
 		case <-tick.C:
 		}
 	}
@@ -629,7 +614,7 @@ func (l *Local) watch(ctx context.Context, h localHandle) (Status, error) {
 
 // judgeByOutputs decides a job whose exit status was lost, and records the decision in
 // exit.json so that every later Wait agrees with it.
-func (l *Local) judgeByOutputs(h localHandle) Status {
+func (l *Backend) judgeByOutputs(h handle) jobs.Status {
 	const unknown = "exit status unknown (the controller restarted while the job ran); "
 	var missing []string
 	for _, name := range []string{"model.onnx", "metrics.json"} {
@@ -637,11 +622,11 @@ func (l *Local) judgeByOutputs(h localHandle) Status {
 			missing = append(missing, name)
 		}
 	}
-	st := Status{State: Succeeded, Message: unknown + "outputs present", Finished: time.Now().UTC()}
+	st := jobs.Status{State: jobs.Succeeded, Message: unknown + "outputs present", Finished: time.Now().UTC()}
 	if len(missing) > 0 {
-		st = Status{State: Failed, Message: unknown + "outputs missing: " + strings.Join(missing, ", "), Finished: st.Finished}
+		st = jobs.Status{State: jobs.Failed, Message: unknown + "outputs missing: " + strings.Join(missing, ", "), Finished: st.Finished}
 	}
-	if err := localWriteJSON(h.exitPath, st); err != nil {
+	if err := writeJSON(h.exitPath, st); err != nil {
 		l.logger.Warn("local job: cannot record status", "job", h.id, "err", err)
 	}
 	l.logger.Warn("local job ended while no controller was its parent", "job", h.id, "pid", h.pid, "state", st.State, "message", st.Message)
@@ -649,31 +634,31 @@ func (l *Local) judgeByOutputs(h localHandle) Status {
 }
 
 // readExit returns the status recorded in exit.json, if there is one.
-func (l *Local) readExit(h localHandle) (Status, bool, error) {
+func (l *Backend) readExit(h handle) (jobs.Status, bool, error) {
 	data, err := os.ReadFile(h.exitPath)
 	if errors.Is(err, fs.ErrNotExist) {
-		return Status{}, false, nil
+		return jobs.Status{}, false, nil
 	}
 	if err != nil {
-		return Status{}, false, fmt.Errorf("local: wait %s: %w", h.id, err)
+		return jobs.Status{}, false, fmt.Errorf("local: wait %s: %w", h.id, err)
 	}
-	var st Status
+	var st jobs.Status
 	if err := json.Unmarshal(data, &st); err != nil || !st.State.Done() {
 		// Written atomically, so this is damage from outside; asking again will not help.
-		st = Status{State: Failed, Message: fmt.Sprintf("%s is unreadable (%v)", h.exitPath, err)}
+		st = jobs.Status{State: jobs.Failed, Message: fmt.Sprintf("%s is unreadable (%v)", h.exitPath, err)}
 	}
 	return l.withTail(st, h), true, nil
 }
 
 // withTail adds the end of job.log to st.
-func (l *Local) withTail(st Status, h localHandle) Status {
-	st.LogTail = localReadTail(h.logPath, l.cfg.LogTailBytes)
+func (l *Backend) withTail(st jobs.Status, h handle) jobs.Status {
+	st.LogTail = readTail(h.logPath, l.cfg.LogTailBytes)
 	return st
 }
 
-// localReadTail returns at most n bytes of the end of the file at path, starting at a line boundary
+// readTail returns at most n bytes of the end of the file at path, starting at a line boundary
 // when one is near; "" when it cannot be read.
-func localReadTail(path string, n int) string {
+func readTail(path string, n int) string {
 	if n <= 0 {
 		return ""
 	}
@@ -695,14 +680,14 @@ func localReadTail(path string, n int) string {
 			buf = buf[i+1:]
 		}
 	}
-	return Tail(string(buf))
+	return jobs.Tail(string(buf))
 }
 
 // running reports whether the job's process still runs: its PID exists with the Ref's start
 // time, and it is not a zombie (which has ended; its parent is about to reap it, or, if that
 // parent never does, Wait must not hang on it).
-func (l *Local) running(h localHandle) bool {
-	state, start, err := localProcStat(h.pid)
+func (l *Backend) running(h handle) bool {
+	state, start, err := procStat(h.pid)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
 		return false
 	}
@@ -718,8 +703,8 @@ func (l *Local) running(h localHandle) bool {
 // (or ctx is done) while any process of the group remains. It returns when the group is gone or
 // has been sent SIGKILL. A finished job, or a PID that now belongs to another process (its
 // start time differs), is left alone and is not an error.
-func (l *Local) Cancel(ctx context.Context, ref Ref) error {
-	h, err := parseLocalRef(ref)
+func (l *Backend) Cancel(ctx context.Context, ref jobs.Ref) error {
+	h, err := parseRef(ref)
 	if err != nil {
 		return err
 	}
@@ -766,23 +751,23 @@ func (l *Local) Cancel(ctx context.Context, ref Ref) error {
 // the group, if any process of it remains, is the job's: Linux does not hand out a PID that
 // is still in use as a process group ID, so no later process can have made a group of that
 // number while one of the job's remained.
-func (l *Local) groupIsOurs(h localHandle) bool {
-	_, start, err := localProcStat(h.pid)
+func (l *Backend) groupIsOurs(h handle) bool {
+	_, start, err := procStat(h.pid)
 	if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ESRCH) {
 		return true
 	}
 	return err == nil && start == h.start
 }
 
-// localProcStartTime returns the start time of process pid: field 22 of /proc/<pid>/stat, in clock
+// procStartTime returns the start time of process pid: field 22 of /proc/<pid>/stat, in clock
 // ticks since boot, kept as a string since it is only compared.
-func localProcStartTime(pid int) (string, error) {
-	_, start, err := localProcStat(pid)
+func procStartTime(pid int) (string, error) {
+	_, start, err := procStat(pid)
 	return start, err
 }
 
-// localProcStat returns the state (field 3) and start time (field 22) of process pid.
-func localProcStat(pid int) (state byte, start string, err error) {
+// procStat returns the state (field 3) and start time (field 22) of process pid.
+func procStat(pid int) (state byte, start string, err error) {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		return 0, "", err
@@ -800,8 +785,8 @@ func localProcStat(pid int) (state byte, start string, err error) {
 	return fields[0][0], fields[19], nil
 }
 
-// localWriteJSON writes v as JSON to path atomically.
-func localWriteJSON(path string, v any) error {
+// writeJSON writes v as JSON to path atomically.
+func writeJSON(path string, v any) error {
 	data, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
