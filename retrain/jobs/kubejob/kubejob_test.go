@@ -425,32 +425,6 @@ func TestWaitReattaches(t *testing.T) {
 	}
 }
 
-func TestStartAdoptsExistingJob(t *testing.T) {
-	ctx := testCtx(t)
-	client := fake.NewClientset()
-	k := testBackend(t, testConfig(), client)
-	spec := testSpec("lost-answer")
-	ref1, err := k.Start(ctx, spec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// The controller restarts and starts the same job again.
-	ref2, err := testBackend(t, testConfig(), client).Start(ctx, spec)
-	if err != nil {
-		t.Fatalf("second start: %v", err)
-	}
-	if ref1.ID != ref2.ID || ref2.Backend != "kubernetes" {
-		t.Fatalf("refs %+v and %+v differ", ref1, ref2)
-	}
-	list, err := client.BatchV1().Jobs("training").List(ctx, metav1.ListOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(list.Items) != 1 {
-		t.Fatalf("%d jobs, want 1", len(list.Items))
-	}
-}
-
 func TestStartRefusesForeignJob(t *testing.T) {
 	ctx := testCtx(t)
 	for _, labels := range []map[string]string{
