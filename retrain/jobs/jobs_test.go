@@ -1,8 +1,12 @@
 package jobs
 
 import (
+	"go/parser"
+	"go/token"
 	"maps"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/edgeloop/edgeloop/internal/jobenv"
@@ -52,5 +56,46 @@ func TestContractEnv(t *testing.T) {
 	}
 	if got := slices.Sorted(maps.Keys(ContractEnv())); !slices.Equal(got, all) {
 		t.Fatalf("ContractEnv() = %v, want %v", got, all)
+	}
+}
+
+// TestImports checks the job packages' import rules (docs/architecture.md): the contract imports
+// no backend and no Kubernetes package, so that what needs only the contract does not link
+// client-go; a backend imports no other backend; the conformance suite imports only the contract.
+func TestImports(t *testing.T) {
+	const jobsPkg = "github.com/edgeloop/edgeloop/retrain/jobs"
+	subs := []string{"localjob", "kubejob", "httpjob", "jobstest"}
+	var checked int
+	for _, dir := range append([]string{"."}, subs...) {
+		files, err := filepath.Glob(filepath.Join(dir, "*.go"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			if strings.HasSuffix(f, "_test.go") {
+				continue
+			}
+			parsed, err := parser.ParseFile(token.NewFileSet(), f, nil, parser.ImportsOnly)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, imp := range parsed.Imports {
+				path := strings.Trim(imp.Path.Value, `"`)
+				checked++
+				sub, isSub := strings.CutPrefix(path, jobsPkg+"/")
+				switch {
+				case dir == "." && (isSub || strings.HasPrefix(path, "k8s.io/")):
+					t.Errorf("%s imports %s: the contract must not import a backend or client-go", f, path)
+				case dir != "." && isSub:
+					t.Errorf("%s imports %s: a job package imports the contract, never another job package (%s)", f, path, sub)
+				case dir == "jobstest" && strings.HasPrefix(path, "github.com/edgeloop/") && path != jobsPkg:
+					t.Errorf("%s imports %s: the conformance suite imports only the contract", f, path)
+				}
+			}
+		}
+	}
+	t.Logf("%d imports checked", checked)
+	if checked < 40 {
+		t.Fatalf("checked %d imports: the walk missed the packages", checked)
 	}
 }
