@@ -237,7 +237,7 @@ func TestPluginOverGRPC(t *testing.T) {
 		}
 	}
 
-	// Actions: a Viewer is refused, an Editor labels, retrains and cancels.
+	// Actions: a Viewer is refused, an Editor labels, retrains, cancels and moves an alias.
 	viewerCtx := pluginContext(t, e, bucketURL, repoSecrets, &pluginv2.User{Login: "vic", Role: "Viewer"})
 	labels, _ := json.Marshal(map[string]any{"model": "fashion", "labels": []map[string]any{{"key": e.samples[0].key, "label": "Trouser"}}})
 	for _, c := range []struct {
@@ -254,7 +254,8 @@ func TestPluginOverGRPC(t *testing.T) {
 		{"bad label", ctx, "labels", []byte(`{"model":"fashion","labels":[{"key":"nope","label":1}]}`), 400, "labels[0].key"},
 		{"editor retrains", ctx, "retrain", []byte(`{"model":"fashion","reason":"from the grpc test"}`), 202, `"started"`},
 		{"unknown job", ctx, "jobs/job-x/cancel", nil, 404, "no job"},
-		{"alias", ctx, "aliases", []byte(`{}`), 501, "edgeloop model alias"},
+		{"empty alias move", ctx, "aliases", []byte(`{}`), 400, "is not a model name"},
+		{"editor rolls stable back", ctx, "aliases", []byte(`{"model":"fashion","alias":"stable","version":1,"reason":"from the grpc test"}`), 200, `"previous": 2`},
 	} {
 		code, body := pc.callResource(t, c.ctx, http.MethodPost, c.url, c.body)
 		calls++
@@ -281,7 +282,7 @@ func TestPluginOverGRPC(t *testing.T) {
 	for !strings.Contains(log.String(), `"action":"cancel"`) && time.Now().Before(deadline) {
 		time.Sleep(50 * time.Millisecond)
 	}
-	for _, want := range []string{`"action":"label"`, `"action":"retrain"`, `"action":"cancel"`, `"user":"ana"`, `"user":"vic"`, "action refused"} {
+	for _, want := range []string{`"action":"label"`, `"action":"retrain"`, `"action":"cancel"`, `"action":"alias"`, `"user":"ana"`, `"user":"vic"`, "action refused"} {
 		if !strings.Contains(log.String(), want) {
 			t.Errorf("plugin log lacks %s:\n%s", want, log.String())
 		}

@@ -17,6 +17,7 @@ import (
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
 	"github.com/grafana/grafana-plugin-sdk-go/data"
 
+	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/testenv"
 )
@@ -395,6 +396,7 @@ func TestResources(t *testing.T) {
 			{"viewer labels", viewer, "labels", map[string]any{"model": "fashion", "labels": []map[string]any{{"key": e.samples[0].key, "label": 1}}}},
 			{"viewer retrain", viewer, "retrain", map[string]any{"model": "fashion"}},
 			{"viewer cancel", viewer, "jobs/job-fashion-1/cancel", nil},
+			{"viewer alias", viewer, "aliases", map[string]any{"model": "fashion", "alias": "stable", "version": 1}},
 			{"no user", nil, "retrain", map[string]any{"model": "fashion"}},
 			{"no role", &backend.User{Login: "x"}, "labels", map[string]any{"model": "fashion"}},
 		} {
@@ -406,8 +408,8 @@ func TestResources(t *testing.T) {
 				}
 			})
 		}
-		if n := strings.Count(log.String(), "action refused"); n != 5 {
-			t.Errorf("%d refusals logged, want 5", n)
+		if n := strings.Count(log.String(), "action refused"); n != 6 {
+			t.Errorf("%d refusals logged, want 6", n)
 		}
 		if e.backend.count() != 0 {
 			t.Error("a refused retrain started a job")
@@ -447,6 +449,35 @@ func TestResources(t *testing.T) {
 		}
 	})
 
+	t.Run("alias", func(t *testing.T) {
+		// A rollback of stable from 2 to 1, signed by the controller.
+		code, _, body := call(t, d, editor, http.MethodPost, "aliases", map[string]any{"model": "fashion", "alias": "stable", "version": 1, "reason": "canary errors"})
+		answers.Write(body)
+		if code != http.StatusOK {
+			t.Fatalf("%d %s", code, body)
+		}
+		var ans struct {
+			Version, Previous, Sequence int64
+			Signed, Changed             bool
+			By, Reason                  string
+		}
+		if err := json.Unmarshal(body, &ans); err != nil || ans.Version != 1 || ans.Previous != 2 || !ans.Signed || !ans.Changed ||
+			ans.By != "grafana" || ans.Reason != "grafana user ana: canary errors" {
+			t.Fatalf("%s: %v", body, err)
+		}
+		repo := modelrepo.New(e.bucket)
+		a, err := repo.Alias(context.Background(), "fashion", "stable")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := modelrepo.VerifyPointer(&a, modelrepo.NewVerifier(e.signer.Public()), "fashion", "stable"); err != nil || a.Version != 1 || a.Sequence != ans.Sequence {
+			t.Fatalf("stored alias %+v: %v", a, err)
+		}
+		if !strings.Contains(log.String(), `"action":"alias","user":"ana","role":"Editor","model":"fashion","alias":"stable","version":1,"status":200`) {
+			t.Errorf("alias action not logged:\n%s", log.String())
+		}
+	})
+
 	t.Run("bad input", func(t *testing.T) {
 		for _, c := range []struct {
 			name, path string
@@ -463,7 +494,12 @@ func TestResources(t *testing.T) {
 			{"retrain unknown model", "retrain", map[string]any{"model": "digits"}, 404, "not in the controller's models"},
 			{"retrain long reason", "retrain", map[string]any{"model": "fashion", "reason": strings.Repeat("x", 1100)}, 400, "reason: at most"},
 			{"cancel unknown job", "jobs/job-nope/cancel", nil, 404, `no job \"job-nope\"`},
-			{"alias", "aliases", map[string]any{"model": "fashion", "alias": "stable", "version": 1}, 501, "edgeloop model alias"},
+			{"alias latest", "aliases", map[string]any{"model": "fashion", "alias": "latest", "version": 1}, 400, `\"latest\" is not an alias`},
+			{"alias no such version", "aliases", map[string]any{"model": "fashion", "alias": "stable", "version": 9}, 404, "fashion has no version 9"},
+			{"alias no version", "aliases", map[string]any{"model": "fashion", "alias": "stable"}, 400, "version: want a positive"},
+			{"alias bad name", "aliases", map[string]any{"model": "fashion", "alias": "a/b", "version": 1}, 400, "is not an alias name"},
+			{"alias unknown model", "aliases", map[string]any{"model": "digits", "alias": "stable", "version": 1}, 404, "not in the controller's models"},
+			{"alias unknown field", "aliases", map[string]any{"model": "fashion", "alias": "stable", "version": 1, "key": "k"}, 400, `unknown field \"key\"`},
 			{"no such resource", "jobs", nil, 404, "no resource POST /jobs"},
 		} {
 			t.Run(c.name, func(t *testing.T) {

@@ -37,7 +37,7 @@ const maxThumbnailBytes = 16 << 20
 //	POST labels                        label samples (allowed roles)
 //	POST retrain                       start a retrain (allowed roles)
 //	POST jobs/{id}/cancel              cancel a job (allowed roles)
-//	POST aliases                       move an alias: 501, no edgeloop API does it yet
+//	POST aliases                       move an alias (allowed roles), signed by the controller
 func (d *Datasource) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /thumbnail", d.serveThumbnail)
@@ -309,12 +309,51 @@ func (d *Datasource) serveCancel(w http.ResponseWriter, r *http.Request, u *back
 	relay(w, status, ans, err)
 }
 
-// serveAlias answers 501: moving an alias signs a pointer with the repository's signing key,
-// which only the controller and `edgeloop model alias` hold, and neither the controller nor
-// the collector has an API for it (docs/grafana-plugin.md).
+// AliasRequest is the body of POST aliases: move (promote, roll back) an alias of a model to
+// one of its versions.
+type AliasRequest struct {
+	Model   string `json:"model"`
+	Alias   string `json:"alias"`
+	Version int64  `json:"version"`
+	Reason  string `json:"reason"`
+}
+
+// serveAlias relays a move to the controller's PUT /v1/models/{model}/aliases/{alias}, which
+// signs the pointer with the repository's key: the plugin never holds that key. As for a
+// retrain, the controller records the data source's operator, so the reason names the user.
 func (d *Datasource) serveAlias(w http.ResponseWriter, r *http.Request, u *backend.User) {
-	d.logger.Info("action not available", "action", "alias", "user", annotator(u), "role", u.Role)
-	httpjson.Error(w, http.StatusNotImplemented, "moving an alias (promote, roll back) has no edgeloop API yet: run `edgeloop model alias` where the signing key is")
+	if d.controller == nil {
+		httpjson.Error(w, http.StatusBadRequest, "moving an alias needs jsonData.controllerUrl, which is not set")
+		return
+	}
+	var req AliasRequest
+	if !readJSON(w, r, maxRetrainBody, &req) {
+		return
+	}
+	switch {
+	case !sample.ValidName(req.Model):
+		httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("model: %.80q is not a model name", req.Model))
+		return
+	case !sample.ValidName(req.Alias):
+		httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("alias: %.80q is not an alias name", req.Alias))
+		return
+	case req.Version < 1:
+		httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("version: want a positive version number, got %d", req.Version))
+		return
+	}
+	reason := "grafana user " + annotator(u)
+	if req.Reason != "" {
+		reason += ": " + req.Reason
+	}
+	if len(reason) > maxReasonBytes {
+		httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("reason: at most %d bytes with the user's name", maxReasonBytes))
+		return
+	}
+	body, _ := json.Marshal(map[string]any{"version": req.Version, "reason": reason})
+	status, ans, err := d.controller.do(r.Context(), http.MethodPut,
+		"/v1/models/"+url.PathEscape(req.Model)+"/aliases/"+url.PathEscape(req.Alias), body)
+	d.logAction(u, "alias", err, "model", req.Model, "alias", req.Alias, "version", req.Version, "status", status)
+	relay(w, status, ans, err)
 }
 
 // logAction logs an action the user took and its outcome.
