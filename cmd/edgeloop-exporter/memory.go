@@ -8,8 +8,8 @@ import (
 
 // edgeGCPercent is the edge binary's GOGC when the environment sets none. An idle exporter's
 // live heap is 2-3 MB (the model's weights, compiled patterns, metric descriptors) and Go's
-// default of 100 lets as much garbage again build up between collections; 50 kept the median
-// idle RSS at 24.3 MiB in three runs where Go's default gave 24.4 to 25.4 (docs/benchmarks.md,
+// default of 100 lets as much garbage again build up between collections; with 50 the median
+// idle RSS was 23.6-24.3 MiB in four runs where Go's default gave 24.4-25.4 (docs/benchmarks.md,
 // "Edge binary: size and idle RSS"), the target being 25. Collections come twice as
 // often, which moved batch-32 inference throughput by less than the noise between runs.
 const edgeGCPercent = 50
