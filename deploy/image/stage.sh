@@ -25,7 +25,12 @@ deb() { # deb PACKAGE: the cached .deb of PACKAGE's candidate version, downloade
   [[ -n $v && $v != "(none)" ]] || { echo "stage.sh: apt knows no $1 (apt-get update?)" >&2 && exit 1; }
   f=$(find "$cache" -maxdepth 1 -name "${1}_${v//:/%3a}_*.deb" | head -1)
   if [[ -z $f ]]; then
-    (cd "$cache" && apt-get download -q "$1=$v" >&2)
+    # A stale package list names a version the mirror no longer has: refresh it once and retry.
+    if ! (cd "$cache" && apt-get download -q "$1=$v" >&2); then
+      apt-get update -qq >&2
+      v=$(apt-cache policy "$1" | awk '/Candidate:/ {print $2}')
+      (cd "$cache" && apt-get download -q "$1=$v" >&2)
+    fi
     f=$(find "$cache" -maxdepth 1 -name "${1}_${v//:/%3a}_*.deb" | head -1)
   fi
   echo "$f"
