@@ -122,6 +122,7 @@ func New(opts Options) (*Service, error) {
 // "/v1/samples/":
 //
 //	POST /v1/labels                              store labels, by key or request id (operator)
+//	GET  /v1/labels?model=&since=&limit=&after=  the stored labels, a page at a time (operator)
 //	GET  /v1/datasets/{model}?since=&version=    dataset manifest (operator)
 //	GET  /v1/labelstudio/{model}/tasks?since=&version=&limit=   Label Studio tasks (operator)
 //	POST /v1/labelstudio/{model}/import          Label Studio JSON export → labels (operator)
@@ -130,6 +131,7 @@ func (s *Service) Handler() http.Handler {
 	op := s.opts.RequireOperator
 	mux := http.NewServeMux()
 	mux.Handle("POST /v1/labels", op(http.HandlerFunc(s.postLabels)))
+	mux.Handle("GET /v1/labels", op(http.HandlerFunc(s.listLabels)))
 	mux.Handle("GET /v1/datasets/{model}", op(http.HandlerFunc(s.dataset)))
 	mux.Handle("GET /v1/labelstudio/{model}/tasks", op(http.HandlerFunc(s.tasks)))
 	mux.Handle("POST /v1/labelstudio/{model}/import", op(http.HandlerFunc(s.importLS)))
