@@ -277,6 +277,31 @@ func TestPluginOverGRPC(t *testing.T) {
 		}
 	}
 
+	// The label the Editor gave comes back in the samples frame, decoded from Arrow.
+	resp, err = pc.data.QueryData(context.Background(), &pluginv2.QueryDataRequest{PluginContext: ctx, Queries: queries[:1]})
+	if err != nil || resp.Responses["S"].Error != "" {
+		t.Fatalf("samples after labelling: %v %v", err, resp)
+	}
+	calls++
+	frames, err := data.UnmarshalArrowFrames(resp.Responses["S"].Frames)
+	if err != nil {
+		t.Fatal(err)
+	}
+	labelled := 0
+	keys, lab, ann := column[string](t, frames[0], "key"), column[*string](t, frames[0], "label"), column[*string](t, frames[0], "annotator")
+	for i, k := range keys {
+		if k != e.samples[0].key {
+			continue
+		}
+		if lab[i] == nil || *lab[i] != "Trouser" || ann[i] == nil || *ann[i] != "ana" {
+			t.Errorf("sample %s: label %v annotator %v, want Trouser by ana", k, lab[i], ann[i])
+		}
+		labelled++
+	}
+	if labelled != 1 {
+		t.Errorf("the labelled sample is not among the %d rows", len(keys))
+	}
+
 	// The plugin's log reaches Grafana through go-plugin: the actions are there with the user.
 	deadline := time.Now().Add(5 * time.Second)
 	for !strings.Contains(log.String(), `"action":"cancel"`) && time.Now().Before(deadline) {

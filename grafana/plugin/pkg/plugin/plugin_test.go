@@ -193,6 +193,67 @@ func TestQueries(t *testing.T) {
 		}
 	})
 
+	t.Run("sample labels", func(t *testing.T) {
+		// Labels posted to the collector come back in the samples' label columns: the last
+		// given for a key (as training reads them), with its source, annotator and time.
+		post := func(labels ...map[string]any) {
+			t.Helper()
+			body, _ := json.Marshal(map[string]any{"model": "fashion", "labels": labels})
+			req, _ := http.NewRequest(http.MethodPost, e.collURL+"/v1/labels", bytes.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+collectorOpToken)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusCreated {
+				t.Fatalf("post labels: %d", resp.StatusCode)
+			}
+		}
+		before := time.Now().UTC()
+		post(map[string]any{"key": e.samples[0].key, "label": "Coat", "source": "human", "annotator": "ana"},
+			map[string]any{"key": e.samples[2].key, "label": "Trouser", "source": "teacher"})
+		post(map[string]any{"key": e.samples[0].key, "label": 4, "source": "human", "annotator": "bob"})
+		fs := query(t, d, QuerySamples, map[string]any{"model": "fashion"}, lastHour())
+		f := fs[0]
+		keys := column[string](t, f, "key")
+		labels, sources := column[*string](t, f, "label"), column[*string](t, f, "label_source")
+		annotators, at := column[*string](t, f, "annotator"), column[*time.Time](t, f, "labelled")
+		str := func(p *string) string {
+			if p == nil {
+				return "<nil>"
+			}
+			return *p
+		}
+		n := 0
+		for i, k := range keys {
+			got := str(labels[i]) + "|" + str(sources[i]) + "|" + str(annotators[i])
+			want := "<nil>|<nil>|<nil>"
+			switch k {
+			case e.samples[0].key:
+				want = "4|human|bob"
+			case e.samples[2].key:
+				want = "Trouser|teacher|<nil>"
+			}
+			if got != want {
+				t.Errorf("sample %s: label|source|annotator %s, want %s", k, got, want)
+			}
+			if (labels[i] != nil) != (at[i] != nil) || (at[i] != nil && at[i].Before(before.Truncate(time.Second))) {
+				t.Errorf("sample %s: labelled %v (labels posted from %v)", k, at[i], before)
+			}
+			if labels[i] != nil {
+				n++
+			}
+		}
+		if n != 2 {
+			t.Errorf("%d rows labelled, want 2", n)
+		}
+		if f.Meta != nil && len(f.Meta.Notices) > 0 {
+			t.Errorf("notices on a complete samples frame: %+v", f.Meta.Notices)
+		}
+		checked++
+	})
+
 	t.Run("catalog", func(t *testing.T) {
 		fs := query(t, d, QueryCatalog, nil, lastHour())
 		models, samples := column[string](t, fs[0], "model"), column[int64](t, fs[0], "samples")

@@ -220,6 +220,13 @@ func (d *Datasource) samples(ctx context.Context, q Query, tr backend.TimeRange)
 	if len(rows) > limit {
 		rows = rows[:limit]
 	}
+	keys := make(map[string]bool, len(rows))
+	for _, t := range rows {
+		keys[t.Data.Key] = true
+	}
+	// Labels are read back from the collector (GET /v1/labels); a collector that cannot
+	// answer leaves the label columns empty with a notice rather than failing the samples.
+	labels, complete, labelErr := c.labels(ctx, q.Model, tr.From, keys)
 	f := data.NewFrame("samples",
 		data.NewField("time", nil, []time.Time{}),
 		data.NewField("model", nil, []string{}),
@@ -232,18 +239,36 @@ func (d *Datasource) samples(ctx context.Context, q Query, tr backend.TimeRange)
 		data.NewField("key", nil, []string{}),
 		data.NewField("request_id", nil, []string{}),
 		data.NewField("thumbnail_url", nil, []string{}),
+		data.NewField("label_source", nil, []*string{}),
+		data.NewField("annotator", nil, []*string{}),
+		data.NewField("labelled", nil, []*time.Time{}),
 	)
 	for _, t := range rows {
 		score := 0.0
 		if len(t.Predictions) > 0 {
 			score = t.Predictions[0].Score
 		}
+		var label, source, who *string
+		var at *time.Time
+		if l, ok := labels[t.Data.Key]; ok {
+			text, src, ann, when := l.text(), l.Source, l.Annotator, l.Time
+			label, source, at = &text, &src, &when
+			if ann != "" {
+				who = &ann
+			}
+		}
 		f.AppendRow(t.Data.Time, t.Data.Model, t.Data.Version, t.Data.Node, t.Data.Reason, score,
-			t.Data.PredictedClass, (*string)(nil), t.Data.Key, t.Data.RequestID, ThumbnailPath(d.uid, t.Data.Key))
+			t.Data.PredictedClass, label, t.Data.Key, t.Data.RequestID, ThumbnailPath(d.uid, t.Data.Key), source, who, at)
 	}
 	f.Meta = &data.FrameMeta{PreferredVisualization: data.VisTypeTable}
-	f.Meta.Notices = append(f.Meta.Notices, data.Notice{Severity: data.NoticeSeverityInfo,
-		Text: "label is empty: the collector serves labels to training jobs (dataset manifests), not back to readers"})
+	switch {
+	case labelErr != nil:
+		f.Meta.Notices = append(f.Meta.Notices, data.Notice{Severity: data.NoticeSeverityWarning,
+			Text: "label is empty: the labels could not be read: " + labelErr.Error()})
+	case !complete:
+		f.Meta.Notices = append(f.Meta.Notices, data.Notice{Severity: data.NoticeSeverityWarning,
+			Text: fmt.Sprintf("labels read up to %d given since the range's start: a later label of a sample may not be shown; narrow the range", maxLabelPage*maxLabelPages)})
+	}
 	if scanned >= maxTaskScan {
 		f.Meta.Notices = append(f.Meta.Notices, data.Notice{Severity: data.NoticeSeverityWarning,
 			Text: fmt.Sprintf("the collector returned its maximum of %d samples from the start of the range: narrow the range to see later ones", maxTaskScan)})
