@@ -2,6 +2,7 @@ package labels
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -185,6 +186,9 @@ func (s *Service) listFile(r *http.Request, key string, skip int, since time.Tim
 		if len(page.Labels) == limit {
 			page.Next = cursor{Object: key, Line: n}.String()
 			return errPageFull
+		}
+		if len(bytes.TrimSpace(sc.Bytes())) == 0 {
+			continue // as the trainer's reader does
 		}
 		var l Line
 		if err := json.Unmarshal(sc.Bytes(), &l); err != nil || !sample.ValidKey(l.Key) {
