@@ -92,7 +92,7 @@ demo: build ## the whole loop in one process: drift, capture, retrain, recovery 
 	bin/edgeloop demo $(DEMOFLAGS)
 
 clean: ## remove build outputs
-	rm -rf bin
+	rm -rf bin dist
 
 # The Grafana data source's backend (docs/grafana-plugin.md) for the platforms Grafana runs on.
 # Its frontend (module.js) comes from the frontend's own build, which is not here yet: until
