@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/testenv"
+	"github.com/edgeloop/edgeloop/retrain/gate/gatetest"
 )
 
 // doRaw sends method to the controller with a raw body and returns the status and body.
@@ -252,4 +254,74 @@ func testAliasAPI(t *testing.T, e *testEnv, repo *modelrepo.Repository, verifier
 		t.Fatalf("the bucket holds sequence %d, the highest answered is %d (%d moves wrote)", a.Sequence, highest, changed)
 	}
 	t.Logf("%d concurrent moves, %d wrote a pointer, sequences %v", n, changed, seqs)
+}
+
+// TestAliasMoveDuringSoak: while a job soaks version 1 on canary, an operator's move of stable
+// is answered with a note that the soak will move stable at its end unless canary moves; moving
+// canary away stops that, and when the soak ends the job is promoted with the note that stable
+// was not moved, leaving the operator's stable in place.
+func TestAliasMoveDuringSoak(t *testing.T) {
+	cfg, _ := testConfig(t)
+	protos := gatetest.Prototypes(gatetest.Spec(), 1)
+	writeGolden(t, cfg, "fashion", protos, 400)
+	cfg.Gate.EvalSets = []string{"golden"}
+	cfg.Gate.MinEvalSamples, cfg.Gate.FirstModelMin = 400, 0.5
+	cfg.Publish = PublishConfig{Canary: true, Stable: true, Soak: time.Hour}
+	clk := &clock{t: time.Date(2026, 11, 29, 10, 0, 0, 0, time.UTC)}
+	e := start(t, cfg, &trainingBackend{fakeBackend: newFakeBackend(), noise: []float64{0.2}, protos: protos}, clk)
+	if code, body := e.post(t, "/v1/models/fashion/retrain", operatorToken, nil); code != 202 {
+		t.Fatalf("manual: %d %s", code, body)
+	}
+	var job Job
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(20 * time.Millisecond) {
+		if j := e.c.Jobs(); len(j) == 1 && j[0].Phase == PhaseSoaking {
+			job = j[0]
+			break
+		} else if len(j) == 1 && j[0].Phase.Done() {
+			t.Fatalf("job ended %s: %s", j[0].Phase, j[0].Error)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("job not soaking: %+v", e.c.Jobs())
+		}
+	}
+	// A second version to move to, published by hand.
+	bucket, err := objstore.Open(context.Background(), cfg.Repository.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bucket.Close()
+	signer, err := modelrepo.LoadSigner(cfg.Repository.SigningKeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	repo := modelrepo.New(bucket)
+	draft := modelrepo.Manifest{Classes: []string{"a", "b"}, Input: modelrepo.Tensor{Name: "input", Datatype: "FP32", Shape: []int64{-1, 4}},
+		Output: modelrepo.Output{Name: "logits", Kind: modelrepo.OutputLogits}}
+	if _, err := repo.Publish(context.Background(), "fashion", draft, []modelrepo.File{modelrepo.BytesFile("model.onnx", []byte("model"))},
+		signer, modelrepo.PublishOptions{Version: 2}); err != nil {
+		t.Fatal(err)
+	}
+	put := func(alias string, version int) AliasMove {
+		t.Helper()
+		code, b := e.doRaw(t, http.MethodPut, "/v1/models/fashion/aliases/"+alias, operatorToken, []byte(`{"version": `+strconv.Itoa(version)+`}`))
+		var m AliasMove
+		if err := json.Unmarshal(b, &m); code != http.StatusOK || err != nil {
+			t.Fatalf("move %s to %d: %d %s", alias, version, code, b)
+		}
+		return m
+	}
+	if m := put("stable", 2); !strings.Contains(m.Note, "job "+job.ID+" is soaking version 1 on canary and will point stable at it") {
+		t.Fatalf("moving stable during the soak: note %q", m.Note)
+	}
+	if m := put("canary", 2); !strings.Contains(m.Note, "with canary moved, it will not move stable") {
+		t.Fatalf("moving canary during the soak: note %q", m.Note)
+	}
+	clk.Add(time.Hour + time.Second)
+	j := waitEnded(t, e)
+	if j.Phase != PhasePromoted || !strings.Contains(j.Error, "stable not moved") {
+		t.Fatalf("after the soak: %s %q", j.Phase, j.Error)
+	}
+	if a, err := repo.Alias(context.Background(), "fashion", "stable"); err != nil || a.Version != 2 {
+		t.Fatalf("stable after the soak: %+v %v, want the operator's 2", a, err)
+	}
 }
