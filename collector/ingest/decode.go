@@ -20,9 +20,9 @@ import (
 var (
 	// ErrUnsupported is a Content-Encoding other than zstd or identity: 415.
 	ErrUnsupported = errors.New("unsupported content encoding")
-	// ErrTooLarge is a batch past a limit on the whole: 413. It wraps sample.ErrTooLarge's
-	// cases and the body limit.
-	ErrTooLarge = errors.New("batch too large")
+	// ErrTooLarge is a batch past a limit on the whole: 413. It is sample.ErrTooLarge, the
+	// error ReadTar wraps, so that a message says "batch too large" once.
+	ErrTooLarge = sample.ErrTooLarge
 )
 
 // maxWindow is the largest zstd window accepted (docs/wire-format.md): zstd's standard
@@ -59,9 +59,6 @@ func (d *Decoder) Decode(body io.Reader, encoding string) ([]*sample.Sample, []s
 	}
 	samples, rejected, err := sample.ReadTar(r, d.lim)
 	if err != nil {
-		if errors.Is(err, sample.ErrTooLarge) || errors.Is(err, ErrTooLarge) {
-			return nil, nil, fmt.Errorf("ingest: %w: %w", ErrTooLarge, err)
-		}
 		return nil, nil, fmt.Errorf("ingest: %w", err)
 	}
 	return samples, rejected, nil

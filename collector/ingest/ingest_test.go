@@ -321,6 +321,11 @@ func TestHostileInput(t *testing.T) {
 		if a.code != 413 {
 			t.Fatalf("status %d, want 413", a.code)
 		}
+		// The message says what broke the limit, and says "batch too large" once.
+		msg, _ := a.body["error"].(string)
+		if n := strings.Count(msg, "batch too large"); n != 1 || !strings.Contains(msg, "more than 2 samples") {
+			t.Fatalf("413 message %q: want \"batch too large\" once and the limit", msg)
+		}
 	})
 	if st := e.wal.Stats(); st.Records != 0 {
 		t.Fatalf("hostile input stored %d records", st.Records)

@@ -218,14 +218,14 @@ func (m ModelConfig) Validate() error {
 	return errors.Join(errs...)
 }
 
-// checkClasses applies the telemetry core's rules early, so a bad list fails --config.check
-// instead of the first model load.
 // Static reports whether the model is served without model sync: an upstream model whose
 // server loads its models itself (no upstream.model_repository to write versions into).
 func (m ModelConfig) Static() bool {
 	return m.Runtime == RuntimeUpstream && m.Upstream != nil && m.Upstream.ModelRepository == ""
 }
 
+// checkClasses applies the telemetry core's rules early, so a bad list fails --config.check
+// instead of the first model load.
 func checkClasses(classes []string) error {
 	if len(classes) < 2 {
 		return fmt.Errorf("need at least 2 classes, got %d", len(classes))

@@ -1,13 +1,17 @@
-// Package spool is the exporter's capture spool: a durable, crash-safe, bounded on-disk FIFO
-// queue of opaque records. The capture pipeline appends samples; the sender peeks the oldest,
-// ships them and acks them once the collector holds them.
+// Package spool is a durable, crash-safe, bounded on-disk FIFO queue of opaque records: the
+// exporter's capture spool (the capture pipeline appends samples; the sender peeks the oldest,
+// ships them and acks them once the collector holds them) and the collector's write-ahead log
+// (ingest appends batches; the shard builder acks them once their shard is uploaded).
 //
 // A record is written to its segment file before Append returns, so it survives the process
 // being killed; it is fsynced by the next group commit, at most Config.SyncInterval or
 // Config.SyncRecords later, which bounds what a power cut can take. Ack returns once the ack
 // position is on disk, so an acked record never comes back; a record whose ack did not
-// complete is delivered again (at least once). Recovery never refuses damaged files: it skips
-// and counts what does not check out. docs/spool.md has the guarantees and the file format.
+// complete is delivered again (at least once). A failed fsync poisons its segment: the
+// unsynced records are written again from memory, never reported durable. Recovery skips and
+// counts damaged records, but an I/O error is not damage: a segment it cannot read is tried
+// again and, if it stays unreadable, moved aside; Open fails while it can do neither.
+// docs/spool.md has the guarantees and the file format, docs/faults.md what each disk fault does.
 package spool
 
 import (
