@@ -54,6 +54,11 @@ type Collector struct {
 	// library was found. Once set it stays set: a driver that goes away is a fault.
 	expected bool
 
+	// pods is the Kubernetes pod attribution's state (pods.go), guarded by mu; podDescs are
+	// its series.
+	pods     podState
+	podDescs podDescs
+
 	xid xidCounts
 	// discoverErr is the last discovery's error text; only Run's goroutine uses it.
 	discoverErr string
@@ -83,10 +88,15 @@ func New(lib nvml.Interface, cfg Config, node string, logger *slog.Logger) *Coll
 	}
 	c.xid.counts = map[string]map[uint64]float64{}
 	c.xid.last = map[string]uint64{}
+	var pod []string
+	if cfg.Kubernetes.PodAttribution {
+		pod = podLabelNames
+		c.podDescs = newPodDescs()
+	}
 	if cfg.Naming == NamingDCGM {
-		c.m = dcgmMetrics()
+		c.m = dcgmMetrics(pod...)
 	} else {
-		c.m = edgeloopMetrics()
+		c.m = edgeloopMetrics(pod...)
 	}
 	subs := map[string]scrape.Subcollector{
 		"gpu_utilization":   scrape.SubcollectorFunc(c.updateUtilization),
@@ -121,6 +131,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	defer c.mu.RUnlock()
 	ch <- prometheus.MustNewConstMetric(c.upDesc, prometheus.GaugeValue, boolValue(c.up), c.node)
 	ch <- prometheus.MustNewConstMetric(c.expectedDesc, prometheus.GaugeValue, boolValue(c.expected), c.node)
+	c.collectPods(ch, c.up)
 	if !c.up {
 		return
 	}
@@ -141,6 +152,12 @@ func (c *Collector) Run(ctx context.Context) {
 		<-ctx.Done()
 		return
 	}
+	if c.cfg.Kubernetes.PodAttribution {
+		// Started before NVML so that a missing socket is reported even while NVML is not up.
+		var wg sync.WaitGroup
+		wg.Go(func() { c.runPods(ctx) })
+		defer wg.Wait()
+	}
 	inv, ok := c.initNVML(ctx)
 	if !ok {
 		return
@@ -160,7 +177,8 @@ func (c *Collector) Run(ctx context.Context) {
 		}()
 	}
 	c.mu.Lock()
-	c.inv, c.up = inv, true
+	c.publish(inv)
+	c.up = true
 	c.mu.Unlock()
 	c.loop(ctx, events)
 }
@@ -212,6 +230,15 @@ func (c *Collector) initNVML(ctx context.Context) (*inventory, bool) {
 	return inv, true
 }
 
+// publish makes inv the inventory scrapes read, labelled with the pods last reported to hold
+// its devices. The caller holds c.mu for writing.
+func (c *Collector) publish(inv *inventory) {
+	if c.cfg.Kubernetes.PodAttribution {
+		c.attribute(inv)
+	}
+	c.inv = inv
+}
+
 // setExpected marks this node as one that should have GPU metrics.
 func (c *Collector) setExpected() {
 	c.mu.Lock()
@@ -247,7 +274,7 @@ func (c *Collector) loop(ctx context.Context, events nvml.EventSet) {
 		inv := c.rediscoverLogged()
 		c.mu.Lock()
 		old := c.inv
-		c.inv = inv
+		c.publish(inv)
 		c.mu.Unlock()
 		if old.signature() != inv.signature() {
 			c.logger.Info("GPU inventory changed", "gpus", len(inv.gpus), "mig_devices", inv.migCount())

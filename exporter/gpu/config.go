@@ -72,10 +72,12 @@ type Config struct {
 	Processes bool `yaml:"processes"`
 	// XIDEvents listens to NVML's event set for XID errors and counts them. Default true.
 	XIDEvents bool `yaml:"xid_events"`
+	// Kubernetes labels the series with the pod holding each device (off by default).
+	Kubernetes KubernetesConfig `yaml:"kubernetes"`
 }
 
 // DefaultConfig returns the GPU collector's defaults: auto, edgeloop naming, NVML init retried
-// every minute, per-process memory and XID events on.
+// every minute, per-process memory and XID events on, Kubernetes pod attribution off.
 func DefaultConfig() Config {
 	return Config{
 		Enabled:           EnabledAuto,
@@ -83,6 +85,7 @@ func DefaultConfig() Config {
 		InitRetryInterval: time.Minute,
 		Processes:         true,
 		XIDEvents:         true,
+		Kubernetes:        DefaultKubernetesConfig(),
 	}
 }
 
@@ -106,5 +109,6 @@ func (c Config) Validate() error {
 	if c.InitRetryInterval < minInitRetryInterval {
 		errs = append(errs, config.Errorf("init_retry_interval", "must be at least %s, got %s", minInitRetryInterval, c.InitRetryInterval))
 	}
+	errs = append(errs, config.Nest("kubernetes", c.Kubernetes.Validate()))
 	return errors.Join(errs...)
 }

@@ -335,6 +335,10 @@ func (c *Collector) setLabels(d *device, model, busID, profile string) {
 	} else {
 		d.labels = []string{c.node, gpu, d.uuid, model, busID, giID, profile}
 	}
+	if c.cfg.Kubernetes.PodAttribution {
+		// Empty until attribute fills them with the device's holder (pods.go).
+		d.labels = append(d.labels, "", "", "")
+	}
 }
 
 // setInfoLabels precomputes the labels of edgeloop_gpu_info.

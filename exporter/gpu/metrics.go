@@ -2,6 +2,7 @@ package gpu
 
 import (
 	"math"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -93,9 +94,10 @@ func (m *metric) withExtra(values ...string) *metric {
 	return &c
 }
 
-// edgeloopMetrics are the default families: Prometheus naming, base units, ratios 0-1.
-func edgeloopMetrics() metrics {
-	g, c, l := prometheus.GaugeValue, prometheus.CounterValue, edgeloopLabels
+// edgeloopMetrics are the default families: Prometheus naming, base units, ratios 0-1. Their
+// device labels are edgeloopLabels followed by pod (the pod attribution's labels, or none).
+func edgeloopMetrics(pod ...string) metrics {
+	g, c, l := prometheus.GaugeValue, prometheus.CounterValue, append(slices.Clip(edgeloopLabels), pod...)
 	ecc := newMetric("edgeloop_gpu_ecc_errors_total",
 		"ECC memory errors since the driver loaded (NVML volatile counters), by error_type corrected or uncorrected.", c, same, l, "error_type")
 	remapped := newMetric("edgeloop_gpu_remapped_rows_total",
@@ -153,8 +155,9 @@ func edgeloopMetrics() metrics {
 // dcgmMetrics are DCGM-Exporter's default counters (etc/default-counters.csv) with DCGM's own
 // units: percent, MiB, MHz, W, mJ. Families DCGM-Exporter does not export by default are nil,
 // except the volatile ECC totals and the pending row remap flag, which are DCGM fields too.
-func dcgmMetrics() metrics {
-	g, c, l := prometheus.GaugeValue, prometheus.CounterValue, dcgmLabels
+// Their device labels are dcgmLabels followed by pod, as edgeloopMetrics'.
+func dcgmMetrics(pod ...string) metrics {
+	g, c, l := prometheus.GaugeValue, prometheus.CounterValue, append(slices.Clip(dcgmLabels), pod...)
 	fb := func(name, help string) *metric {
 		m := newMetric(name, help, g, mebi, l)
 		m.floor = true
