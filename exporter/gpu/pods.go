@@ -305,6 +305,10 @@ func (c *Collector) attribute(inv *inventory) {
 			unmatched = append(unmatched, h.id)
 			continue
 		}
+		if c.cfg.Naming == NamingDCGM && d.dcgmDuplicate {
+			// DCGM naming reports a GPU instance once, as its first compute instance.
+			d = firstOfInstance(d)
+		}
 		if _, taken := holders[d]; !taken { // shared (time-sliced) device: the first holder
 			holders[d] = h.holder
 		}
@@ -326,6 +330,16 @@ func (c *Collector) attribute(inv *inventory) {
 		}
 		c.pods.unmatchedIDs = ids
 	}
+}
+
+// firstOfInstance returns the first MIG device of d's GPU instance: the one DCGM naming reports.
+func firstOfInstance(d *device) *device {
+	for _, m := range d.parent.migs {
+		if m.giID == d.giID && !m.dcgmDuplicate {
+			return m
+		}
+	}
+	return d
 }
 
 // setPodLabels writes h into the three pod label values that end the first n values of

@@ -249,6 +249,9 @@ func TestPodAttribution(t *testing.T) {
 				pod("batch", "sliced-b", "main", resourceGPU, gpu(3).uuid+"::1"),
 				pod("batch", "sliced-a", "main", resourceGPU, gpu(3).uuid+"::0"),
 				pod("gke", "g", "c", resourceGPU, "nvidia4"),
+				// GPU 1's GI 1 has two compute instances; this is the second, which DCGM
+				// naming reports as the GPU instance.
+				pod("ml", "split-b", "w", "nvidia.com/mig-1g.10gb", gpu(1).migs[2].uuid),
 				pod("other", "nic", "c", "example.com/sriov", gpu(5).uuid),
 				pod("ghost", "old", "c", resourceGPU, "GPU-deadbeef"),
 			)
@@ -256,13 +259,14 @@ func TestPodAttribution(t *testing.T) {
 			waitFor(t, "pod attribution up", func() bool { return up() == 1 })
 			mfs = gatherOnce(t, c)
 			want := map[string]string{
-				key(gpu(2)): "vision/detector-0/triton",
-				key(mig3g):  "ml/trainer-7f/worker",
-				key(gpu(3)): "batch/sliced-a/main", // two replicas: the first in order
-				key(gpu(4)): "gke/g/c",
-				key(gpu(5)): "//", // held under a resource that is not NVIDIA's
-				key(gpu(0)): "//", // the MIG parent: no pod holds the whole GPU
-				key(gpu(7)): "//",
+				key(gpu(2)):         "vision/detector-0/triton",
+				key(mig3g):          "ml/trainer-7f/worker",
+				key(gpu(3)):         "batch/sliced-a/main", // two replicas: the first in order
+				key(gpu(4)):         "gke/g/c",
+				key(gpu(5)):         "//", // held under a resource that is not NVIDIA's
+				key(gpu(0)):         "//", // the MIG parent: no pod holds the whole GPU
+				key(gpu(7)):         "//",
+				key(gpu(1).migs[2]): "ml/split-b/w",
 			}
 			got := holders(t, naming, mfs)
 			for dev, w := range want {
@@ -276,11 +280,11 @@ func TestPodAttribution(t *testing.T) {
 					attributed++
 				}
 			}
-			if attributed != 4 {
-				t.Errorf("%d devices attributed in the scrape, want 4: %v", attributed, got)
+			if attributed != 5 {
+				t.Errorf("%d devices attributed in the scrape, want 5: %v", attributed, got)
 			}
-			if g := gauge(mfs, "edgeloop_gpu_pod_attribution_devices"); g != 4 {
-				t.Errorf("devices gauge = %v, want 4", g)
+			if g := gauge(mfs, "edgeloop_gpu_pod_attribution_devices"); g != 5 {
+				t.Errorf("devices gauge = %v, want 5", g)
 			}
 			if g := gauge(mfs, "edgeloop_gpu_pod_attribution_unmatched_device_ids"); g != 1 {
 				t.Errorf("unmatched gauge = %v, want 1", g)
