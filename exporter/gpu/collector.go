@@ -5,7 +5,9 @@
 // The NVML library is passed in (nvml.New() in production, go-nvml's mock servers in tests).
 // ERROR_NOT_SUPPORTED means "no data": the series is left out rather than reported as 0 or as a
 // failure. A machine without NVML keeps the exporter running with edgeloop_gpu_nvml_up 0 and
-// says so once. docs/gpu.md describes the metrics.
+// says so once. With gpu.kubernetes.pod_attribution every per-device series also carries the
+// pod, namespace and container holding the device, read from the kubelet (pods.go). docs/gpu.md
+// describes the metrics.
 package gpu
 
 import (

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"maps"
 	"net"
 	"path/filepath"
 	"strconv"
@@ -97,6 +98,8 @@ func newPodCollector(lib *testServer, naming, socket string, refresh time.Durati
 	cfg.Kubernetes.Timeout = time.Second
 	c := New(lib, cfg, "edge-01", slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	c.waitTimeout = 5 * time.Millisecond
+	// Rediscover often, so that every check also covers a fresh inventory being labelled.
+	c.rediscoverEvery = 10 * time.Millisecond
 	c.procFS = fstest.MapFS{}
 	return c, logs
 }
@@ -219,9 +222,12 @@ func TestPodAttribution(t *testing.T) {
 				t.Errorf("%d WARN lines after repeated failures, want 1:\n%s", n, logs)
 			}
 
-			// Identify the devices the test hands out from the discovered inventory.
+			// Identify the devices the test hands out from a snapshot of the inventory; only
+			// their identities (uuid, giID, parent), which rediscovery does not change, are read
+			// after the lock is released.
 			c.mu.RLock()
-			gpu := func(i int) *device { return c.inv.gpus[i] }
+			snapshot := c.inv
+			gpu := func(i int) *device { return snapshot.gpus[i] }
 			var mig3g *device // GPU 0's 3g.40gb instance
 			for _, m := range gpu(0).migs {
 				if m.labels[6] == "3g.40gb" { // the profile, in both naming modes
@@ -290,6 +296,14 @@ func TestPodAttribution(t *testing.T) {
 				t.Errorf("unmatched gauge = %v, want 1", g)
 			}
 			checked := checkAllLabelled(t, mfs)
+			// A rediscovered inventory is published with the same holders.
+			c.mu.RLock()
+			inv := c.inv
+			c.mu.RUnlock()
+			waitFor(t, "a rediscovery", func() bool { c.mu.RLock(); defer c.mu.RUnlock(); return c.inv != inv })
+			if again := holders(t, naming, gatherOnce(t, c)); !maps.Equal(again, got) {
+				t.Errorf("after a rediscovery the holders are %v, want %v", again, got)
+			}
 			if !strings.Contains(logs.String(), "answers again") || !strings.Contains(logs.String(), "GPU-deadbeef") {
 				t.Errorf("recovery or the unmatched ID not logged:\n%s", logs)
 			}
