@@ -175,7 +175,7 @@ func (c *Collector) runPods(ctx context.Context) {
 	}
 	defer conn.Close()
 	client := podresourcesv1.NewPodResourcesListerClient(conn)
-	failing := false
+	failing, answered := false, false
 	for {
 		held, err := listHeld(ctx, client, k)
 		if ctx.Err() != nil {
@@ -198,13 +198,16 @@ func (c *Collector) runPods(ctx context.Context) {
 		case err != nil && !failing:
 			c.logger.Warn("pod attribution: the kubelet's pod-resources API cannot be read; GPU metrics go on with empty pod labels and edgeloop_gpu_pod_attribution_up 0; retrying quietly. Is /var/lib/kubelet/pod-resources mounted into the exporter?",
 				"socket", k.Socket, "err", err, "retry_every", k.RefreshInterval.String())
-			failing = true
 		case err != nil:
 			c.logger.Debug("pod attribution: pod-resources API still failing", "err", err)
 		case failing:
 			c.logger.Info("pod attribution: the kubelet's pod-resources API answers again", "socket", k.Socket, "devices_held", len(held))
-			failing = false
+		case !answered:
+			c.logger.Info("pod attribution on: GPU series carry the pod holding each device", "socket", k.Socket,
+				"devices_held", len(held), "refresh_every", k.RefreshInterval.String())
 		}
+		failing = err != nil
+		answered = answered || err == nil
 		wait(ctx, k.RefreshInterval)
 		if ctx.Err() != nil {
 			return

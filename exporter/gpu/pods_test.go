@@ -350,7 +350,7 @@ func TestPodAttributionCached(t *testing.T) {
 	kubelet := &fakeKubelet{path: filepath.Join(t.TempDir(), "kubelet.sock")}
 	kubelet.set(pod("vision", "detector-0", "triton", resourceGPU, "GPU-00000000-0000-0000-0000-000000000001"))
 	kubelet.start(t)
-	c, _ := newPodCollector(s, NamingEdgeloop, kubelet.path, time.Hour)
+	c, logs := newPodCollector(s, NamingEdgeloop, kubelet.path, time.Hour)
 	start(t, c)
 	waitFor(t, "pod attribution up", func() bool { return gauge(gatherOnce(t, c), "edgeloop_gpu_pod_attribution_up") == 1 })
 	const scrapes = 25
@@ -361,6 +361,9 @@ func TestPodAttributionCached(t *testing.T) {
 	}
 	if n := kubelet.lists.Load(); n != 1 {
 		t.Errorf("%d List calls for %d scrapes within one refresh interval, want 1", n, scrapes)
+	}
+	if out := logs.String(); !strings.Contains(out, "pod attribution on") || strings.Contains(out, "level=WARN") {
+		t.Errorf("want one INFO line saying pod attribution is on and no WARN:\n%s", out)
 	}
 }
 
