@@ -170,8 +170,8 @@ function useModels(datasource: DataSource): string[] {
     datasource
       .getModels()
       .then((ans) => live && setModels(ans.models ?? []))
-      // Only a convenience: the field takes any name without it.
-      .catch(() => live && setModels([]));
+      // Only a convenience: the field takes any name without it, so a failure leaves the list empty.
+      .catch(() => undefined);
     return () => {
       live = false;
     };
