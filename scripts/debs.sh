@@ -12,6 +12,8 @@ packages=(
   libopenblas-dev       # the built-in runtime's optional OpenBLAS products (go build -tags openblas)
   gcc-aarch64-linux-gnu # make arm64 and make images: the edge binary cross-compiled with cgo (docs/deploy.md)
   qemu-user-static      # the arm64 edge binary's smoke test runs it under qemu-aarch64-static
+  systemd               # systemd-analyze verify of the packages' units (deploy/packages)
+  rpm                   # the package test reads the .rpm packages back with rpm -qp
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -20,8 +20,10 @@ declare -A pkg=(
   # v0.35.0 does not build from the module (its UI assets are missing); 0.28.1 does.
   [alertmanager]=github.com/prometheus/alertmanager/cmd/alertmanager@v0.28.1
   [amtool]=github.com/prometheus/alertmanager/cmd/amtool@v0.28.1
+  # make packages and its test: the .deb and .rpm packages (docs/deploy.md). About 45 s cold.
+  [nfpm]=github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
 )
-all=(promtool staticcheck benchstat minio prometheus alertmanager amtool)
+all=(promtool staticcheck benchstat minio prometheus alertmanager amtool nfpm)
 
 bin_dir() { # one directory per name and version, so a bumped pin installs beside the old one
   local name=$1 version=${pkg[$1]##*@}
