@@ -94,14 +94,17 @@ demo: build ## the whole loop in one process: drift, capture, retrain, recovery 
 clean: ## remove build outputs
 	rm -rf bin dist
 
-# The Grafana data source's backend (docs/grafana-plugin.md) for the platforms Grafana runs on.
-# Its frontend (module.js) comes from the frontend's own build, which is not here yet: until
-# then Grafana cannot load dist/ as a plugin.
+# The Grafana data source (docs/grafana-plugin.md): its Go backend for the platforms Grafana runs
+# on, and its frontend (TypeScript and React, built with npm and webpack into dist/module.js).
 PLUGIN_DIR     := grafana/plugin
 PLUGIN_VERSION ?= 0.1.0
+NPM            ?= npm
+# npm ci writes node_modules from package-lock.json; the stamp is newer than both package files
+# when it is current, so npm runs again only when node_modules is missing or stale.
+PLUGIN_NODE    := $(PLUGIN_DIR)/node_modules/.edgeloop-installed
 
-.PHONY: plugin
-plugin: ## build the Grafana data source's backend for linux/amd64 and arm64 into grafana/plugin/dist, with plugin.json
+.PHONY: plugin plugin-frontend plugin-test
+plugin: ## build the Grafana data source (backend for linux/amd64 and arm64, frontend module.js) into grafana/plugin/dist, with plugin.json
 	rm -rf $(PLUGIN_DIR)/dist
 	mkdir -p $(PLUGIN_DIR)/dist/img
 	for arch in amd64 arm64; do \
@@ -109,4 +112,15 @@ plugin: ## build the Grafana data source's backend for linux/amd64 and arm64 int
 	done
 	sed -e 's/%VERSION%/$(PLUGIN_VERSION)/' -e "s/%TODAY%/$$(date -u +%F)/" $(PLUGIN_DIR)/src/plugin.json > $(PLUGIN_DIR)/dist/plugin.json
 	cp $(PLUGIN_DIR)/src/img/* $(PLUGIN_DIR)/dist/img/
-	@echo "$(PLUGIN_DIR)/dist: the backend and plugin.json; Grafana also needs the frontend's module.js (docs/grafana-plugin.md)"
+	$(MAKE) --no-print-directory plugin-frontend
+
+$(PLUGIN_NODE): $(PLUGIN_DIR)/package.json $(PLUGIN_DIR)/package-lock.json
+	@command -v $(NPM) >/dev/null || { echo "the plugin's frontend needs Node.js 20.11+ and npm (Debian: apt-get install nodejs npm)"; exit 1; }
+	cd $(PLUGIN_DIR) && $(NPM) ci --no-audit --no-fund
+	touch $@
+
+plugin-frontend: $(PLUGIN_NODE) ## build the Grafana data source's frontend into grafana/plugin/dist/module.js (npm ci first when node_modules is missing or stale)
+	cd $(PLUGIN_DIR) && $(NPM) run --silent build
+
+plugin-test: $(PLUGIN_NODE) ## the Grafana data source's frontend checks: type check, lint, Jest
+	cd $(PLUGIN_DIR) && $(NPM) run --silent typecheck && $(NPM) run --silent lint && $(NPM) run --silent test:ci
