@@ -25,12 +25,6 @@ func TestLeanDeps(t *testing.T) {
 		mod + "collector",
 		mod + "demo",
 	}
-	// Imports still allowed though forbidden above, each until its code moves into internal/.
-	known := map[string]string{
-		// exporter/infer checks bearer tokens with it; the token code is moving to internal/token
-		// (issue 17). Strike this line once that has landed.
-		mod + "collector/auth": "issue 17",
-	}
 	// Allowed for good: the GPU collector's Kubernetes pod attribution (docs/gpu.md) reads the
 	// kubelet's pod-resources API with these generated gRPC stubs. The package imports only
 	// google.golang.org/grpc and google.golang.org/protobuf, which the binary links anyway for
@@ -41,14 +35,9 @@ func TestLeanDeps(t *testing.T) {
 	for _, d := range deps {
 		seen[d] = true
 		for _, f := range forbidden {
-			if (d == strings.TrimSuffix(f, "/") || strings.HasPrefix(d, f)) && known[d] == "" && !allowed[d] {
+			if (d == strings.TrimSuffix(f, "/") || strings.HasPrefix(d, f)) && !allowed[d] {
 				t.Errorf("the lean binary links %s (matches %q)", d, f)
 			}
-		}
-	}
-	for k, why := range known {
-		if !seen[k] {
-			t.Logf("%s (%s) is no longer linked: strike it from the known exceptions", k, why)
 		}
 	}
 	// The exporter itself must be there, or this test checks an empty list.
