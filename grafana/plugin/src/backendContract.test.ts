@@ -61,3 +61,16 @@ describe('the backend contract', () => {
     expect(QUERY_TYPES.map((t) => t.value)).toEqual(stringConsts('queries.go', 'Query'));
   });
 });
+
+// The bodies DataSource posts (datasource.test.ts checks that it sends exactly these fields);
+// the backend refuses unknown fields.
+describe('the resources’ request bodies', () => {
+  test.each([
+    ['LabelsRequest', ['model', 'labels']],
+    ['LabelAction', ['key', 'request_id', 'label']],
+    ['RetrainRequest', ['model', 'reason', 'force']],
+    ['AliasRequest', ['model', 'alias', 'version', 'reason']],
+  ])('%s', (struct, fields) => {
+    expect([...fields].sort()).toEqual(structTags('resources.go', struct).sort());
+  });
+});

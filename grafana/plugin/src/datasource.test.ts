@@ -92,6 +92,13 @@ describe('DataSource', () => {
       expect(calls[0].data).toEqual({ model: 'fashion', reason: 'new labels', force: true });
     });
 
+    test('aliases', async () => {
+      await instance().moveAlias('fashion', 'stable', 3, 'roll back');
+      expect(calls[0].method).toBe('POST');
+      expect(calls[0].url).toBe('/api/datasources/uid/P0edgeloop/resources/aliases');
+      expect(calls[0].data).toEqual({ model: 'fashion', alias: 'stable', version: 3, reason: 'roll back' });
+    });
+
     test('cancel', async () => {
       await instance().cancelJob('job/1');
       expect(calls[0].method).toBe('POST');

@@ -64,6 +64,11 @@ export class DataSource extends DataSourceWithBackend<EdgeloopQuery, EdgeloopOpt
     return this.postResource('retrain', { model, reason, force });
   }
 
+  /** moveAlias points an alias (stable, canary) of a model at a version: promote, roll back (the aliases resource). */
+  moveAlias(model: string, alias: string, version: number, reason: string): Promise<unknown> {
+    return this.postResource('aliases', { model, alias, version, reason });
+  }
+
   /** cancelJob cancels a retrain job (the jobs/{id}/cancel resource). */
   cancelJob(id: string): Promise<unknown> {
     return this.postResource(`jobs/${encodeURIComponent(id)}/cancel`);

@@ -3,6 +3,7 @@ import { QueryEditorProps, SelectableValue } from '@grafana/data';
 import { Alert, InlineField, InlineFieldRow, Input, RadioButtonGroup } from '@grafana/ui';
 
 import { DataSource, fieldsFor } from '../datasource';
+import { SampleReview } from './SampleReview';
 import {
   CatalogGroupBy,
   DEFAULT_SAMPLE_LIMIT,
@@ -36,9 +37,10 @@ type NumberKey = 'minConfidence' | 'maxConfidence' | 'limit';
  * type drops the fields the new type does not read. Text fields change the query as one types
  * and run it when the field loses focus; choices run it at once. Text fields offer their known
  * values (models from the backend, the controller's phases) through a datalist and take any
- * text, so that template variables ($model) work too.
+ * text, so that template variables ($model) work too. A samples query's result is shown below
+ * as a SampleReview, to label from the keyboard.
  */
-export function QueryEditor({ query, onChange, onRunQuery, datasource }: Props) {
+export function QueryEditor({ query, onChange, onRunQuery, datasource, data }: Props) {
   const queryType: QueryType = query.queryType ?? 'catalog';
   const fields = new Set<QueryField>(QUERY_FIELDS[queryType]);
   const models = useModels(datasource);
@@ -147,6 +149,9 @@ export function QueryEditor({ query, onChange, onRunQuery, datasource }: Props) 
       )}
       {queryType === 'catalog' && query.groupBy && !query.model && (
         <Alert severity="warning" title="Group by needs a model" />
+      )}
+      {queryType === 'samples' && query.model && data?.series && (
+        <SampleReview frames={data.series} model={query.model} datasource={datasource} />
       )}
       <datalist id="edgeloop-phases">
         {JOB_PHASES.map((p) => (
