@@ -116,7 +116,7 @@ plugin: ## build the Grafana data source (backend for linux/amd64 and arm64, fro
 
 $(PLUGIN_NODE): $(PLUGIN_DIR)/package.json $(PLUGIN_DIR)/package-lock.json
 	@command -v $(NPM) >/dev/null || { echo "the plugin's frontend needs Node.js 20.11+ and npm (Debian: apt-get install nodejs npm)"; exit 1; }
-	cd $(PLUGIN_DIR) && $(NPM) ci --no-audit --no-fund
+	cd $(PLUGIN_DIR) && $(NPM) ci --prefer-offline --no-audit --no-fund
 	touch $@
 
 plugin-frontend: $(PLUGIN_NODE) ## build the Grafana data source's frontend into grafana/plugin/dist/module.js (npm ci first when node_modules is missing or stale)
