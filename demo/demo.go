@@ -22,13 +22,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edgeloop/edgeloop/collector"
-	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/exporter"
 	"github.com/edgeloop/edgeloop/internal/dataset"
 	"github.com/edgeloop/edgeloop/internal/evalset"
 	"github.com/edgeloop/edgeloop/internal/fmnist"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
+	"github.com/edgeloop/edgeloop/internal/token"
 	"github.com/edgeloop/edgeloop/retrain"
 )
 
@@ -314,12 +314,12 @@ func (d *demo) start(ctx context.Context, wg *sync.WaitGroup, base string) error
 	var nodeTokens strings.Builder
 	for i := range d.cfg.Nodes {
 		name := fmt.Sprintf("edge-%d", i+1)
-		nodeTokens.WriteString(auth.HashToken(name, "token-"+name) + "\n")
+		nodeTokens.WriteString(token.HashLine(name, "token-"+name) + "\n")
 		write(name+".token", "token-"+name+"\n")
 	}
 	tokens := write("nodes.tokens", nodeTokens.String())
-	operators := write("operators.tokens", auth.HashToken("demo", operatorTok)+"\n")
-	webhooks := write("webhook.tokens", auth.HashToken("alertmanager", webhookTok)+"\n")
+	operators := write("operators.tokens", token.HashLine("demo", operatorTok)+"\n")
+	webhooks := write("webhook.tokens", token.HashLine("alertmanager", webhookTok)+"\n")
 	collToken := write("collector-operator.token", operatorTok+"\n")
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)

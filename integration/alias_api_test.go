@@ -14,10 +14,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/testenv"
+	"github.com/edgeloop/edgeloop/internal/token"
 	"github.com/edgeloop/edgeloop/retrain"
 )
 
@@ -70,8 +70,8 @@ backend:
   type: local
   local:
     command: ["true"]
-`, addr, filepath.Join(work, "state"), writeFile(t, "webhook.tokens", auth.HashToken("alertmanager", "am-token")+"\n"),
-		writeFile(t, "operator.tokens", auth.HashToken("alice", "op-token")+"\n"), repoURL, filepath.Join(keys, modelrepo.PrivateKeyFile),
+`, addr, filepath.Join(work, "state"), writeFile(t, "webhook.tokens", token.HashLine("alertmanager", "am-token")+"\n"),
+		writeFile(t, "operator.tokens", token.HashLine("alice", "op-token")+"\n"), repoURL, filepath.Join(keys, modelrepo.PrivateKeyFile),
 		writeFile(t, "collector.token", "unused\n")))
 	ctrl := startEnv(t, env, "retrain", "--config", cfg)
 	ctrl.waitFor(t, "retrain controller started", 30*time.Second)

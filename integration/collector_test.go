@@ -23,13 +23,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/collector/collectortest"
 	"github.com/edgeloop/edgeloop/exporter/capture"
 	"github.com/edgeloop/edgeloop/exporter/capture/capturetest"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/sample"
 	"github.com/edgeloop/edgeloop/internal/testenv"
+	"github.com/edgeloop/edgeloop/internal/token"
 )
 
 // collectorEnv is a real MinIO and the configuration of a real `edgeloop collector` process
@@ -79,7 +79,7 @@ func newCollectorEnv(t testing.TB, tuning string, nodes ...string) *collectorEnv
 	l.Close()
 	tokens := collectortest.TokensFile(t, dir, nodes...)
 	operators := filepath.Join(dir, "operators")
-	if err := os.WriteFile(operators, []byte(auth.HashToken("ops", operatorToken)+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(operators, []byte(token.HashLine("ops", operatorToken)+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	config := filepath.Join(dir, "collector.yaml")

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
+	"github.com/edgeloop/edgeloop/internal/token"
 )
 
 // TestInferenceTokensReloadOnSIGHUP runs the real exporter binary with inference.tokens_file:
@@ -25,7 +25,7 @@ func TestInferenceTokensReloadOnSIGHUP(t *testing.T) {
 	repo := "file://" + filepath.Join(work, "models")
 	run(t, nil, "model", "publish", "--repo", repo, "--key", filepath.Join(keys, modelrepo.PrivateKeyFile), trained)
 	tokens := filepath.Join(work, "inference.sha256")
-	if err := os.WriteFile(tokens, []byte(auth.HashToken("camera-1", "old-secret")+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(tokens, []byte(token.HashLine("camera-1", "old-secret")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	p, _ := startExporter(t, fmt.Sprintf(`
@@ -61,7 +61,7 @@ model_sync:
 	}
 
 	// Revoke camera-1's token, add camera-2's, and tell the exporter.
-	if err := os.WriteFile(tokens, []byte(auth.HashToken("camera-2", "new-secret")+"\n"), 0o600); err != nil {
+	if err := os.WriteFile(tokens, []byte(token.HashLine("camera-2", "new-secret")+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := p.cmd.Process.Signal(syscall.SIGHUP); err != nil {

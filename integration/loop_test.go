@@ -29,7 +29,6 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/collector/collectortest"
 	"github.com/edgeloop/edgeloop/demo"
 	"github.com/edgeloop/edgeloop/internal/dataset"
@@ -37,6 +36,7 @@ import (
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/testenv"
+	"github.com/edgeloop/edgeloop/internal/token"
 	"github.com/edgeloop/edgeloop/retrain"
 )
 
@@ -201,8 +201,8 @@ gate:
 publish:
   stable: true
 `, retrainAddr, filepath.Join(work, "retrain"),
-		writeFile(t, "webhook.tokens", auth.HashToken("alertmanager", webhookToken)+"\n"),
-		writeFile(t, "operator.tokens", auth.HashToken("alice", opToken)+"\n"),
+		writeFile(t, "webhook.tokens", token.HashLine("alertmanager", webhookToken)+"\n"),
+		writeFile(t, "operator.tokens", token.HashLine("alice", opToken)+"\n"),
 		repoURL, filepath.Join(keys, modelrepo.PrivateKeyFile), e.addr,
 		writeFile(t, "collector.token", operatorToken+"\n"), dataDir))
 	ctrl := startEnv(t, e.env, "retrain", "--config", retrainCfg)

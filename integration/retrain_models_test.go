@@ -17,7 +17,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/collector/labels"
 	"github.com/edgeloop/edgeloop/demo"
 	"github.com/edgeloop/edgeloop/internal/fmnist"
@@ -26,6 +25,7 @@ import (
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/sample"
 	"github.com/edgeloop/edgeloop/internal/testenv"
+	"github.com/edgeloop/edgeloop/internal/token"
 	"github.com/edgeloop/edgeloop/retrain"
 )
 
@@ -89,8 +89,8 @@ backend:
 gate:
 %spublish:
   stable: true
-`, addr, filepath.Join(work, "state"), writeFile(t, "webhook.tokens", auth.HashToken("alertmanager", "am-token")+"\n"),
-		writeFile(t, "operator.tokens", auth.HashToken("alice", "op-token")+"\n"), repoURL, filepath.Join(keys, modelrepo.PrivateKeyFile),
+`, addr, filepath.Join(work, "state"), writeFile(t, "webhook.tokens", token.HashLine("alertmanager", "am-token")+"\n"),
+		writeFile(t, "operator.tokens", token.HashLine("alice", "op-token")+"\n"), repoURL, filepath.Join(keys, modelrepo.PrivateKeyFile),
 		e.addr, writeFile(t, "collector.token", operatorToken+"\n"), s.Models, command, s.Gate))
 	ctrl := startEnv(t, e.env, "retrain", "--config", cfg)
 	ctrl.waitFor(t, "retrain controller started", 30*time.Second)

@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/collector/labels"
 	"github.com/edgeloop/edgeloop/internal/dataset"
 	"github.com/edgeloop/edgeloop/internal/fmnist"
@@ -27,6 +26,7 @@ import (
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/sample"
 	"github.com/edgeloop/edgeloop/internal/testenv"
+	"github.com/edgeloop/edgeloop/internal/token"
 	"github.com/edgeloop/edgeloop/retrain"
 	"github.com/edgeloop/edgeloop/retrain/gate"
 )
@@ -181,8 +181,8 @@ model_sync:
 	}
 
 	// The controller, with the local backend running `edgeloop train` on a budget.
-	webhookTokens := writeFile(t, "webhook.tokens", auth.HashToken("alertmanager", "am-token")+"\n")
-	opTokens := writeFile(t, "operator.tokens", auth.HashToken("alice", "op-token")+"\n")
+	webhookTokens := writeFile(t, "webhook.tokens", token.HashLine("alertmanager", "am-token")+"\n")
+	opTokens := writeFile(t, "operator.tokens", token.HashLine("alice", "op-token")+"\n")
 	collectorToken := writeFile(t, "collector.token", operatorToken+"\n")
 	addr := freeAddr(t)
 	cfgFile := writeFile(t, "retrain.yaml", fmt.Sprintf(`

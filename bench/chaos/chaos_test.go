@@ -27,12 +27,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/collector/collectortest"
 	"github.com/edgeloop/edgeloop/internal/fmnist"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/testenv"
+	"github.com/edgeloop/edgeloop/internal/token"
 )
 
 // binary is the edgeloop binary built once by TestMain, as integration/ builds it.
@@ -231,7 +231,7 @@ func TestChaosSoak(t *testing.T) {
 		t.Fatal(err)
 	}
 	nodeTokens := collectortest.TokensFile(t, cdir, nodes...)
-	writeFile(t, filepath.Join(cdir, "operators"), auth.HashToken("ops", operatorToken)+"\n")
+	writeFile(t, filepath.Join(cdir, "operators"), token.HashLine("ops", operatorToken)+"\n")
 	writeFile(t, filepath.Join(cdir, "collector.yaml"), fmt.Sprintf(`instance: chaos
 listen: %q
 log:
@@ -331,8 +331,8 @@ capture:
 	if err := os.MkdirAll(rdir, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	writeFile(t, filepath.Join(rdir, "webhook.tokens"), auth.HashToken("alertmanager", "unused-webhook-token")+"\n")
-	writeFile(t, filepath.Join(rdir, "operator.tokens"), auth.HashToken("chaos", retrainToken)+"\n")
+	writeFile(t, filepath.Join(rdir, "webhook.tokens"), token.HashLine("alertmanager", "unused-webhook-token")+"\n")
+	writeFile(t, filepath.Join(rdir, "operator.tokens"), token.HashLine("chaos", retrainToken)+"\n")
 	writeFile(t, filepath.Join(rdir, "collector.token"), operatorToken+"\n")
 	retrainCfg := writeFile(t, filepath.Join(rdir, "retrain.yaml"), fmt.Sprintf(`
 listen: %s

@@ -100,10 +100,6 @@ func loadTokens(path string) (token.List, error) {
 	return l, nil
 }
 
-// HashToken returns the line a tokens file holds for id and tok (token.HashLine), for the
-// collector's test helpers and the integrators that write tokens files.
-func HashToken(id, tok string) string { return token.HashLine(id, tok) }
-
 func loadCAs(path string) (*x509.CertPool, error) {
 	pem, err := os.ReadFile(path)
 	if err != nil {
@@ -226,9 +222,6 @@ func OperatorFrom(ctx context.Context) (string, bool) {
 	return id, ok
 }
 
-// Error writes a JSON error answer, the shape every collector endpoint uses (internal/httpjson).
-func Error(w http.ResponseWriter, code int, msg string) { httpjson.Error(w, code, msg) }
-
 // Node returns the node the request's credential is bound to: its bearer token's, else its
 // verified client certificate's. The error is the message of a 401.
 func (a *Auth) Node(r *http.Request) (string, error) {
@@ -291,11 +284,11 @@ func (a *Auth) RequireNode(next http.Handler) http.Handler {
 		id, err := a.Node(r)
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="edgeloop"`)
-			Error(w, http.StatusUnauthorized, err.Error())
+			httpjson.Error(w, http.StatusUnauthorized, err.Error())
 			return
 		}
 		if h := r.Header.Get(NodeHeader); h != "" && h != id {
-			Error(w, http.StatusForbidden, fmt.Sprintf("node mismatch: the credential is bound to %s, not to the %s header's node", id, NodeHeader))
+			httpjson.Error(w, http.StatusForbidden, fmt.Sprintf("node mismatch: the credential is bound to %s, not to the %s header's node", id, NodeHeader))
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), nodeKey, id)))
@@ -312,17 +305,17 @@ func (a *Auth) RequireOperator(next http.Handler) http.Handler {
 		tok, ok := token.Bearer(r)
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="edgeloop"`)
-			Error(w, http.StatusUnauthorized, "no credential: send Authorization: Bearer <operator token>")
+			httpjson.Error(w, http.StatusUnauthorized, "no credential: send Authorization: Bearer <operator token>")
 			return
 		}
 		id, ok := ops.Lookup(tok)
 		if !ok {
 			if _, isNode := nodes.Lookup(tok); isNode {
-				Error(w, http.StatusForbidden, "a node's token cannot use operator endpoints")
+				httpjson.Error(w, http.StatusForbidden, "a node's token cannot use operator endpoints")
 				return
 			}
 			w.Header().Set("WWW-Authenticate", `Bearer realm="edgeloop"`)
-			Error(w, http.StatusUnauthorized, "unknown or revoked operator token")
+			httpjson.Error(w, http.StatusUnauthorized, "unknown or revoked operator token")
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), operatorKey, id)))

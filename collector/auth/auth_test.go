@@ -15,13 +15,15 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/edgeloop/edgeloop/internal/token"
 )
 
 func TestOperator(t *testing.T) {
 	dir := t.TempDir()
 	nodes, ops := filepath.Join(dir, "nodes"), filepath.Join(dir, "ops")
-	os.WriteFile(nodes, []byte(HashToken("edge-1", "node-tok")+"\n"), 0o600)
-	os.WriteFile(ops, []byte(HashToken("alice", "op-tok")+"\n"), 0o600)
+	os.WriteFile(nodes, []byte(token.HashLine("edge-1", "node-tok")+"\n"), 0o600)
+	os.WriteFile(ops, []byte(token.HashLine("alice", "op-tok")+"\n"), 0o600)
 	a, err := New(Config{TokensFile: nodes, OperatorTokensFile: ops}, nil)
 	if err != nil {
 		t.Fatal(err)

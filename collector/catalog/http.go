@@ -12,7 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/edgeloop/edgeloop/collector/auth"
+	"github.com/edgeloop/edgeloop/internal/httpjson"
 )
 
 // Handler returns the catalog's read API for operators, behind requireOperator:
@@ -40,7 +40,7 @@ func (c *Catalog) Handler(requireOperator func(http.Handler) http.Handler) http.
 	return requireOperator(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !c.Synced() {
 			w.Header().Set("Retry-After", "10")
-			auth.Error(w, http.StatusServiceUnavailable, "the catalog is still being loaded from the bucket")
+			httpjson.Error(w, http.StatusServiceUnavailable, "the catalog is still being loaded from the bucket")
 			return
 		}
 		mux.ServeHTTP(w, r)
@@ -64,7 +64,7 @@ func (c *Catalog) serveVersions(w http.ResponseWriter, r *http.Request) {
 	model := r.PathValue("model")
 	vers, err := c.Versions(model)
 	if err != nil {
-		auth.Error(w, http.StatusNotFound, err.Error())
+		httpjson.Error(w, http.StatusNotFound, err.Error())
 		return
 	}
 	WriteJSON(w, map[string]any{"model": model, "versions": vers})
@@ -74,9 +74,9 @@ func (c *Catalog) serveStats(w http.ResponseWriter, r *http.Request) {
 	st, err := c.Stats(r.PathValue("model"), r.PathValue("version"), r.URL.Query().Get("since"))
 	switch {
 	case errors.Is(err, ErrBadWatermark):
-		auth.Error(w, http.StatusBadRequest, "since: "+err.Error())
+		httpjson.Error(w, http.StatusBadRequest, "since: "+err.Error())
 	case err != nil:
-		auth.Error(w, http.StatusNotFound, err.Error())
+		httpjson.Error(w, http.StatusNotFound, err.Error())
 	default:
 		WriteJSON(w, st)
 	}
@@ -104,20 +104,20 @@ func (c *Catalog) serveShards(w http.ResponseWriter, r *http.Request) {
 	model, ver := r.PathValue("model"), r.PathValue("version")
 	from, err := ParseTimeParam(r, "from")
 	if err != nil {
-		auth.Error(w, http.StatusBadRequest, err.Error())
+		httpjson.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	to, err := ParseTimeParam(r, "to")
 	if err != nil {
-		auth.Error(w, http.StatusBadRequest, err.Error())
+		httpjson.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	if !from.IsZero() && !to.IsZero() && to.Before(from) {
-		auth.Error(w, http.StatusBadRequest, "to is before from")
+		httpjson.Error(w, http.StatusBadRequest, "to is before from")
 		return
 	}
 	if _, err := c.Stats(model, ver, ""); err != nil {
-		auth.Error(w, http.StatusNotFound, err.Error())
+		httpjson.Error(w, http.StatusNotFound, err.Error())
 		return
 	}
 	shards := c.Shards(model, ver, from, to)
@@ -153,17 +153,17 @@ func (c *Catalog) serveSamples(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	id := q.Get("request_id")
 	if err := CheckRequestID(id); err != nil {
-		auth.Error(w, http.StatusBadRequest, err.Error())
+		httpjson.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	found, partial, err := c.FindRequest(r.Context(), id)
 	if err != nil {
 		c.logger.Error("catalog: find request failed", "request_id", id, "err", err)
-		auth.Error(w, http.StatusBadGateway, "could not read a shard index from the object store")
+		httpjson.Error(w, http.StatusBadGateway, "could not read a shard index from the object store")
 		return
 	}
 	if len(found) == 0 {
-		auth.Error(w, http.StatusNotFound, "no sample with request_id "+quote(id)+": not captured, or not shipped and stored yet")
+		httpjson.Error(w, http.StatusNotFound, "no sample with request_id "+quote(id)+": not captured, or not shipped and stored yet")
 		return
 	}
 	WriteJSON(w, RequestAnswer{RequestID: id, Samples: found, Partial: partial})

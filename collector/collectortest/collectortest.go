@@ -12,9 +12,9 @@ import (
 
 	"github.com/klauspost/compress/zstd"
 
-	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/internal/npy"
 	"github.com/edgeloop/edgeloop/internal/sample"
+	"github.com/edgeloop/edgeloop/internal/token"
 )
 
 // BaseTime is the prediction time of Sample(…, 0, …).
@@ -88,7 +88,7 @@ func WriteTokens(t testing.TB, path string, nodes ...string) {
 	var b bytes.Buffer
 	b.WriteString("# test tokens\n")
 	for _, n := range nodes {
-		b.WriteString(auth.HashToken(n, Token(n)) + "\n")
+		b.WriteString(token.HashLine(n, Token(n)) + "\n")
 	}
 	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
 		t.Fatal(err)

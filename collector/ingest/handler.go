@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edgeloop/edgeloop/collector/auth"
+	"github.com/edgeloop/edgeloop/internal/httpjson"
 	"github.com/edgeloop/edgeloop/internal/sample"
 	"github.com/edgeloop/edgeloop/internal/spool"
 	"github.com/edgeloop/edgeloop/internal/web"
@@ -145,7 +146,7 @@ func (h *Handler) serveLimits(w http.ResponseWriter, r *http.Request) {
 
 func (h *Handler) unavailable(w http.ResponseWriter, msg string) {
 	w.Header().Set("Retry-After", strconv.Itoa(h.cfg.RetryAfterSeconds))
-	auth.Error(w, http.StatusServiceUnavailable, msg)
+	httpjson.Error(w, http.StatusServiceUnavailable, msg)
 }
 
 func (h *Handler) tooLarge(w http.ResponseWriter, msg string) {
@@ -240,12 +241,12 @@ func (h *Handler) acquire(ctx context.Context) bool {
 func (h *Handler) serveSamples(w http.ResponseWriter, r *http.Request) {
 	node, _ := auth.NodeFrom(r.Context())
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-tar" {
-		auth.Error(w, http.StatusUnsupportedMediaType, "Content-Type must be application/x-tar")
+		httpjson.Error(w, http.StatusUnsupportedMediaType, "Content-Type must be application/x-tar")
 		return
 	}
 	enc := r.Header.Get("Content-Encoding")
 	if enc != "" && enc != "zstd" && enc != "identity" {
-		auth.Error(w, http.StatusUnsupportedMediaType, fmt.Sprintf("unsupported Content-Encoding %.64q: send zstd or none", enc))
+		httpjson.Error(w, http.StatusUnsupportedMediaType, fmt.Sprintf("unsupported Content-Encoding %.64q: send zstd or none", enc))
 		return
 	}
 	if r.ContentLength > h.cfg.MaxBodyBytes {
@@ -256,7 +257,7 @@ func (h *Handler) serveSamples(w http.ResponseWriter, r *http.Request) {
 		// Before the shared slots: one node's slow or stuck batches must not hold them all.
 		unread(w)
 		w.Header().Set("Retry-After", strconv.Itoa(h.cfg.RetryAfterSeconds))
-		auth.Error(w, http.StatusTooManyRequests, fmt.Sprintf("too many batches of node %s in flight (max_concurrent_per_node %d)", node, h.cfg.MaxConcurrentPerNode))
+		httpjson.Error(w, http.StatusTooManyRequests, fmt.Sprintf("too many batches of node %s in flight (max_concurrent_per_node %d)", node, h.cfg.MaxConcurrentPerNode))
 		return
 	}
 	defer h.leave(node)
@@ -286,22 +287,22 @@ func (h *Handler) serveSamples(w http.ResponseWriter, r *http.Request) {
 			// Not the batch's fault: the node retries it (a 400 would split and dead-letter).
 			h.logger.Warn("batch body too slow; answered 408", "node", node, "err", body.err)
 			unread(w)
-			auth.Error(w, http.StatusRequestTimeout, body.err.Error())
+			httpjson.Error(w, http.StatusRequestTimeout, body.err.Error())
 		case body.err != nil && !errors.As(body.err, &mbe):
 			// The connection ended or failed before the body was whole: a network cut, whose
 			// answer can still reach the node through a proxy that half-closes. Retried, like a
 			// slow body; a 400 would dead-letter valid samples (docs/faults.md).
 			h.logger.Warn("batch body cut off; answered 408", "node", node, "bytes", body.n, "err", body.err)
 			unread(w)
-			auth.Error(w, http.StatusRequestTimeout, "batch body cut off: "+body.err.Error())
+			httpjson.Error(w, http.StatusRequestTimeout, "batch body cut off: "+body.err.Error())
 		case errors.As(err, &mbe):
 			h.tooLarge(w, fmt.Sprintf("body is above the limit of %d bytes", h.cfg.MaxBodyBytes))
 		case errors.Is(err, ErrTooLarge):
 			h.tooLarge(w, err.Error())
 		case errors.Is(err, ErrUnsupported):
-			auth.Error(w, http.StatusUnsupportedMediaType, err.Error())
+			httpjson.Error(w, http.StatusUnsupportedMediaType, err.Error())
 		default:
-			auth.Error(w, http.StatusBadRequest, "unreadable batch: "+err.Error())
+			httpjson.Error(w, http.StatusBadRequest, "unreadable batch: "+err.Error())
 		}
 		return
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/collector/catalog"
 	"github.com/edgeloop/edgeloop/internal/dataset"
+	"github.com/edgeloop/edgeloop/internal/httpjson"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/sample"
 )
@@ -141,7 +142,7 @@ func (s *Service) Handler() http.Handler {
 		// for one, for this one image only.
 		if r.URL.Query().Has("sig") {
 			if err := s.checkSignature(r); err != nil {
-				auth.Error(w, http.StatusForbidden, err.Error())
+				httpjson.Error(w, http.StatusForbidden, err.Error())
 				return
 			}
 			png(w, r)
@@ -370,7 +371,7 @@ func (s *Service) resolveLines(w http.ResponseWriter, r *http.Request, model str
 	bad, err := s.resolve(r.Context(), model, lines, index)
 	if err != nil {
 		s.opts.Logger.Error("labels: resolve request ids failed", "model", model, "err", err)
-		auth.Error(w, http.StatusBadGateway, "could not read a shard index from the object store")
+		httpjson.Error(w, http.StatusBadGateway, "could not read a shard index from the object store")
 		return false
 	}
 	if len(bad) == 0 {
@@ -437,12 +438,12 @@ func decodeBody(w http.ResponseWriter, r *http.Request, limit int64, v any, stri
 func (s *Service) postLabels(w http.ResponseWriter, r *http.Request) {
 	var req Request
 	if code, err := decodeBody(w, r, MaxBody, &req, true); err != nil {
-		auth.Error(w, code, err.Error())
+		httpjson.Error(w, code, err.Error())
 		return
 	}
 	lines, err := s.validate(req)
 	if err != nil {
-		auth.Error(w, http.StatusBadRequest, err.Error())
+		httpjson.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	if !s.resolveLines(w, r, req.Model, lines, func(i int) int { return i },
@@ -452,7 +453,7 @@ func (s *Service) postLabels(w http.ResponseWriter, r *http.Request) {
 	key, err := s.store(r.Context(), req.Model, lines)
 	if err != nil {
 		s.opts.Logger.Error("labels: store failed", "model", req.Model, "err", err)
-		auth.Error(w, http.StatusBadGateway, "object store unavailable")
+		httpjson.Error(w, http.StatusBadGateway, "object store unavailable")
 		return
 	}
 	op, _ := auth.OperatorFrom(r.Context())
@@ -466,19 +467,19 @@ func (s *Service) ready(w http.ResponseWriter) bool {
 		return true
 	}
 	w.Header().Set("Retry-After", "10")
-	auth.Error(w, http.StatusServiceUnavailable, "the catalog is still being loaded from the bucket")
+	httpjson.Error(w, http.StatusServiceUnavailable, "the catalog is still being loaded from the bucket")
 	return false
 }
 
 func (s *Service) dataset(w http.ResponseWriter, r *http.Request) {
 	model := r.PathValue("model")
 	if !sample.ValidName(model) {
-		auth.Error(w, http.StatusBadRequest, fmt.Sprintf("model: %q is not a model name", model))
+		httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("model: %q is not a model name", model))
 		return
 	}
 	since, err := catalog.ParseTimeParam(r, "since")
 	if err != nil {
-		auth.Error(w, http.StatusBadRequest, err.Error())
+		httpjson.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	if !s.ready(w) {
@@ -500,12 +501,12 @@ func (s *Service) dataset(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		s.opts.Logger.Error("labels: list label files failed", "model", model, "err", err)
-		auth.Error(w, http.StatusBadGateway, "object store unavailable")
+		httpjson.Error(w, http.StatusBadGateway, "object store unavailable")
 		return
 	}
 	if len(m.Shards) == 0 && len(m.Labels) == 0 {
 		if _, err := s.opts.Catalog.Versions(model); err != nil {
-			auth.Error(w, http.StatusNotFound, fmt.Sprintf("model %q has no shards and no labels", model))
+			httpjson.Error(w, http.StatusNotFound, fmt.Sprintf("model %q has no shards and no labels", model))
 			return
 		}
 	}

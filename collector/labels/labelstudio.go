@@ -14,8 +14,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/collector/catalog"
+	"github.com/edgeloop/edgeloop/internal/httpjson"
 	"github.com/edgeloop/edgeloop/internal/npy"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/preview"
@@ -87,18 +87,18 @@ func (s *Service) baseURL(r *http.Request) string {
 func (s *Service) tasks(w http.ResponseWriter, r *http.Request) {
 	model := r.PathValue("model")
 	if !sample.ValidName(model) {
-		auth.Error(w, http.StatusBadRequest, fmt.Sprintf("model: %q is not a model name", model))
+		httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("model: %q is not a model name", model))
 		return
 	}
 	since, err := catalog.ParseTimeParam(r, "since")
 	if err != nil {
-		auth.Error(w, http.StatusBadRequest, err.Error())
+		httpjson.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	limit := DefaultTaskLimit
 	if v := r.URL.Query().Get("limit"); v != "" {
 		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > MaxTaskLimit {
-			auth.Error(w, http.StatusBadRequest, fmt.Sprintf("limit: want 1 to %d, got %q", MaxTaskLimit, v))
+			httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("limit: want 1 to %d, got %q", MaxTaskLimit, v))
 			return
 		}
 	}
@@ -116,7 +116,7 @@ func (s *Service) tasks(w http.ResponseWriter, r *http.Request) {
 		entries, err := s.opts.Catalog.Entries(r.Context(), sh.Key)
 		if err != nil {
 			s.opts.Logger.Error("labels: read shard index failed", "shard", sh.Key, "err", err)
-			auth.Error(w, http.StatusBadGateway, "object store unavailable")
+			httpjson.Error(w, http.StatusBadGateway, "object store unavailable")
 			return
 		}
 		for _, e := range entries {
@@ -181,12 +181,12 @@ func annotator(raw json.RawMessage) string {
 func (s *Service) importLS(w http.ResponseWriter, r *http.Request) {
 	model := r.PathValue("model")
 	if !sample.ValidName(model) {
-		auth.Error(w, http.StatusBadRequest, fmt.Sprintf("model: %q is not a model name", model))
+		httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("model: %q is not a model name", model))
 		return
 	}
 	var export []lsExportTask
 	if code, err := decodeBody(w, r, MaxImportBody, &export, false); err != nil {
-		auth.Error(w, code, err.Error()+" (want Label Studio's JSON export: a list of tasks)")
+		httpjson.Error(w, code, err.Error()+" (want Label Studio's JSON export: a list of tasks)")
 		return
 	}
 	var p problems
@@ -236,7 +236,7 @@ func (s *Service) importLS(w http.ResponseWriter, r *http.Request) {
 		lineTask = append(lineTask, i)
 	}
 	if err := p.err(); err != nil {
-		auth.Error(w, http.StatusBadRequest, err.Error())
+		httpjson.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	if !s.resolveLines(w, r, model, lines, func(j int) int { return lineTask[j] },
@@ -248,7 +248,7 @@ func (s *Service) importLS(w http.ResponseWriter, r *http.Request) {
 		key, err := s.store(r.Context(), model, lines)
 		if err != nil {
 			s.opts.Logger.Error("labels: store failed", "model", model, "err", err)
-			auth.Error(w, http.StatusBadGateway, "object store unavailable")
+			httpjson.Error(w, http.StatusBadGateway, "object store unavailable")
 			return
 		}
 		answer["object"] = key
@@ -263,7 +263,7 @@ var errNoImage = errors.New("the sample's input is not an image-shaped .npy arra
 func (s *Service) png(w http.ResponseWriter, r *http.Request) {
 	key, ok := strings.CutSuffix(r.PathValue("file"), ".png")
 	if !ok || !sample.ValidKey(key) {
-		auth.Error(w, http.StatusNotFound, "want /v1/samples/<32 hex digit key>.png")
+		httpjson.Error(w, http.StatusNotFound, "want /v1/samples/<32 hex digit key>.png")
 		return
 	}
 	if !s.ready(w) {
@@ -271,27 +271,27 @@ func (s *Service) png(w http.ResponseWriter, r *http.Request) {
 	}
 	sh, ok := s.opts.Catalog.Locate(key)
 	if !ok {
-		auth.Error(w, http.StatusNotFound, "no shard holds sample "+key)
+		httpjson.Error(w, http.StatusNotFound, "no shard holds sample "+key)
 		return
 	}
 	arr, err := s.readInput(r, sh.Key, key)
 	switch {
 	case errors.Is(err, errNoImage) || objstore.IsNotFound(err):
-		auth.Error(w, http.StatusNotFound, err.Error())
+		httpjson.Error(w, http.StatusNotFound, err.Error())
 		return
 	case err != nil:
 		s.opts.Logger.Error("labels: read sample failed", "shard", sh.Key, "key", key, "err", err)
-		auth.Error(w, http.StatusBadGateway, "could not read the sample's shard")
+		httpjson.Error(w, http.StatusBadGateway, "could not read the sample's shard")
 		return
 	}
 	img, err := preview.Image(arr)
 	if err != nil {
-		auth.Error(w, http.StatusNotFound, err.Error())
+		httpjson.Error(w, http.StatusNotFound, err.Error())
 		return
 	}
 	var buf bytes.Buffer
 	if err := png.Encode(&buf, img); err != nil {
-		auth.Error(w, http.StatusInternalServerError, err.Error())
+		httpjson.Error(w, http.StatusInternalServerError, err.Error())
 		return
 	}
 	w.Header().Set("Content-Type", "image/png")

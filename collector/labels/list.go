@@ -11,8 +11,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/collector/catalog"
+	"github.com/edgeloop/edgeloop/internal/httpjson"
 	"github.com/edgeloop/edgeloop/internal/sample"
 )
 
@@ -91,25 +91,25 @@ func (s *Service) listLabels(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	model := q.Get("model")
 	if !sample.ValidName(model) {
-		auth.Error(w, http.StatusBadRequest, fmt.Sprintf("model: %q is not a model name", model))
+		httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("model: %q is not a model name", model))
 		return
 	}
 	since, err := catalog.ParseTimeParam(r, "since")
 	if err != nil {
-		auth.Error(w, http.StatusBadRequest, err.Error())
+		httpjson.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	limit := DefaultListLimit
 	if v := q.Get("limit"); v != "" {
 		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > MaxListLimit {
-			auth.Error(w, http.StatusBadRequest, fmt.Sprintf("limit: want 1 to %d, got %.20q", MaxListLimit, v))
+			httpjson.Error(w, http.StatusBadRequest, fmt.Sprintf("limit: want 1 to %d, got %.20q", MaxListLimit, v))
 			return
 		}
 	}
 	var after cursor
 	if v := q.Get("after"); v != "" {
 		if after, err = parseCursor(model, v); err != nil {
-			auth.Error(w, http.StatusBadRequest, err.Error())
+			httpjson.Error(w, http.StatusBadRequest, err.Error())
 			return
 		}
 	}
@@ -135,7 +135,7 @@ func (s *Service) listLabels(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil && !errors.Is(err, errPageFull) {
 		s.opts.Logger.Error("labels: list labels failed", "model", model, "err", err)
-		auth.Error(w, http.StatusBadGateway, "object store unavailable")
+		httpjson.Error(w, http.StatusBadGateway, "object store unavailable")
 		return
 	}
 	catalog.WriteJSON(w, page)

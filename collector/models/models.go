@@ -22,7 +22,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/edgeloop/edgeloop/collector/auth"
+	"github.com/edgeloop/edgeloop/internal/httpjson"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 )
 
@@ -66,7 +66,7 @@ type handler struct {
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD")
-		auth.Error(w, http.StatusMethodNotAllowed, "the model repository is read-only: GET or HEAD")
+		httpjson.Error(w, http.StatusMethodNotAllowed, "the model repository is read-only: GET or HEAD")
 		return
 	}
 	if rest, ok := strings.CutPrefix(r.URL.Path, ModelsPath); ok {
@@ -75,7 +75,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	key, ok := strings.CutPrefix(r.URL.Path, PathPrefix)
 	if !ok {
-		auth.Error(w, http.StatusNotFound, "not found")
+		httpjson.Error(w, http.StatusNotFound, "not found")
 		return
 	}
 	if key == "" {
@@ -90,12 +90,12 @@ func (h *handler) visible(key string) bool { return strings.HasPrefix(key, h.roo
 
 func (h *handler) object(w http.ResponseWriter, r *http.Request, key string) {
 	if err := objstore.ValidateKey(key); err != nil {
-		auth.Error(w, http.StatusBadRequest, err.Error())
+		httpjson.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	if !h.visible(key) {
 		// The same answer as a missing model file: nodes learn nothing of the rest of the bucket.
-		auth.Error(w, http.StatusNotFound, "object not found")
+		httpjson.Error(w, http.StatusNotFound, "object not found")
 		return
 	}
 	ctx := r.Context()
@@ -182,12 +182,12 @@ func matches(inm, etag string) bool {
 func (h *handler) fail(w http.ResponseWriter, r *http.Request, key string, err error) {
 	switch {
 	case objstore.IsNotFound(err):
-		auth.Error(w, http.StatusNotFound, "object not found")
+		httpjson.Error(w, http.StatusNotFound, "object not found")
 	case errors.Is(err, objstore.ErrInvalidKey):
-		auth.Error(w, http.StatusBadRequest, err.Error())
+		httpjson.Error(w, http.StatusBadRequest, err.Error())
 	default:
 		h.logger.Error("model repository: read failed", "key", key, "err", err)
-		auth.Error(w, http.StatusBadGateway, "object store unavailable")
+		httpjson.Error(w, http.StatusBadGateway, "object store unavailable")
 	}
 }
 
@@ -198,19 +198,19 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("recursive"); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {
-			auth.Error(w, http.StatusBadRequest, "recursive must be true or false, got "+strconv.Quote(v))
+			httpjson.Error(w, http.StatusBadRequest, "recursive must be true or false, got "+strconv.Quote(v))
 			return
 		}
 		recursive = b
 	}
 	for name := range q {
 		if name != "prefix" && name != "recursive" {
-			auth.Error(w, http.StatusBadRequest, "unknown parameter "+strconv.Quote(name)+" (known: prefix, recursive)")
+			httpjson.Error(w, http.StatusBadRequest, "unknown parameter "+strconv.Quote(name)+" (known: prefix, recursive)")
 			return
 		}
 	}
 	if err := objstore.ValidatePrefix(prefix); err != nil {
-		auth.Error(w, http.StatusBadRequest, err.Error())
+		httpjson.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	keys := []string{}
@@ -245,7 +245,7 @@ func (h *handler) list(w http.ResponseWriter, r *http.Request) {
 		return nil
 	})
 	if errors.Is(err, tooMany) {
-		auth.Error(w, http.StatusUnprocessableEntity, "listing has more than "+strconv.Itoa(MaxListing)+" keys: narrow the prefix")
+		httpjson.Error(w, http.StatusUnprocessableEntity, "listing has more than "+strconv.Itoa(MaxListing)+" keys: narrow the prefix")
 		return
 	}
 	if err != nil {

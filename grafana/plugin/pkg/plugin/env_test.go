@@ -18,12 +18,12 @@ import (
 	"github.com/grafana/grafana-plugin-sdk-go/backend"
 
 	"github.com/edgeloop/edgeloop/collector"
-	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/collector/collectortest"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/npy"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/sample"
+	"github.com/edgeloop/edgeloop/internal/token"
 	"github.com/edgeloop/edgeloop/retrain"
 	"github.com/edgeloop/edgeloop/retrain/jobs"
 )
@@ -89,7 +89,7 @@ func startEnv(t *testing.T, bucketURL string) *env {
 	ccfg.Web.Listen = "127.0.0.1:0"
 	ccfg.Bucket = bucketURL
 	ccfg.Auth.TokensFile = collectortest.TokensFile(t, dir, edgeNode)
-	ccfg.Auth.OperatorTokensFile = write("collector-operators.sha256", auth.HashToken("grafana", collectorOpToken)+"\n")
+	ccfg.Auth.OperatorTokensFile = write("collector-operators.sha256", token.HashLine("grafana", collectorOpToken)+"\n")
 	ccfg.WAL.Dir = filepath.Join(dir, "wal")
 	ccfg.Shards.MaxAge = 200 * time.Millisecond
 	ccfg.Catalog.RebuildInterval = time.Second
@@ -112,8 +112,8 @@ func startEnv(t *testing.T, bucketURL string) *env {
 	rcfg := retrain.DefaultConfig()
 	rcfg.Web.Listen = "127.0.0.1:0"
 	rcfg.StateDir = filepath.Join(dir, "state")
-	rcfg.Auth.WebhookTokensFile = write("webhook.sha256", auth.HashToken("alertmanager", "am-secret")+"\n")
-	rcfg.Auth.OperatorTokensFile = write("retrain-operators.sha256", auth.HashToken("grafana", controllerOpToken)+"\n")
+	rcfg.Auth.WebhookTokensFile = write("webhook.sha256", token.HashLine("alertmanager", "am-secret")+"\n")
+	rcfg.Auth.OperatorTokensFile = write("retrain-operators.sha256", token.HashLine("grafana", controllerOpToken)+"\n")
 	rcfg.Repository.Bucket = bucketURL
 	rcfg.Repository.SigningKeyFile = keys.Private
 	rcfg.Dataset.CollectorURL = e.collURL
