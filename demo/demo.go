@@ -18,7 +18,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/NVIDIA/go-nvml/pkg/nvml"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edgeloop/edgeloop/collector"
@@ -361,7 +360,7 @@ shards:
 		if err != nil {
 			return fmt.Errorf("demo: %s: %w", name, err)
 		}
-		e, err := exporter.New(ecfg, nvml.New(), nil, d.logger.With("node", name))
+		e, err := exporter.New(ecfg, exporter.Options{Logger: d.logger.With("node", name)})
 		if err != nil {
 			return fmt.Errorf("demo: %s: %w", name, err)
 		}

@@ -48,7 +48,7 @@ func TestEveryMetricIsDocumented(t *testing.T) {
 	if err := os.WriteFile(cfg.Capture.Sender.TokenFile, []byte("t"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	e, err := New(cfg, nil, nil, slog.New(slog.DiscardHandler))
+	e, err := New(cfg, Options{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -40,12 +40,29 @@ type Exporter struct {
 	capture  *capture.Pipeline // nil when capture is off
 }
 
-// New builds an exporter from a validated configuration. lib is the NVML library to read GPUs
-// from (nvml.New() in production, a go-nvml mock in tests); it is ignored when GPU metrics are
-// off. New binds the metrics port, so a port conflict is reported here, before anything runs.
-// logger is the base logger: each part adds its component attribute (exporter, gpu, infer,
-// modelsync).
-func New(cfg Config, lib nvml.Interface, tracing *telemetry.Tracing, logger *slog.Logger) (*Exporter, error) {
+// Options are what New takes besides the configuration: the same shape as collector.New's and
+// retrain.New's.
+type Options struct {
+	// Logger is the base logger: each part adds its component attribute (exporter, gpu, infer,
+	// modelsync). Nil discards.
+	Logger *slog.Logger
+	// Tracing traces inference requests; nil means off.
+	Tracing *telemetry.Tracing
+	// NVML is the library GPU metrics read: nil means nvml.New(), the driver's library, found
+	// at run time; tests pass a go-nvml mock. Unused when GPU metrics are off.
+	NVML nvml.Interface
+}
+
+// New builds an exporter from a validated configuration. It binds the metrics port, so a port
+// conflict is reported here, before anything runs.
+func New(cfg Config, opts Options) (*Exporter, error) {
+	logger, tracing, lib := opts.Logger, opts.Tracing, opts.NVML
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if lib == nil && !cfg.GPU.Enabled.Off() {
+		lib = nvml.New()
+	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),

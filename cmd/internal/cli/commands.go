@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/NVIDIA/go-nvml/pkg/nvml"
-
 	"github.com/edgeloop/edgeloop/exporter"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/telemetry"
@@ -54,7 +52,7 @@ func RunExporter(prog string, args []string, stdout, stderr io.Writer) int {
 		return ExitFailure
 	}
 	defer ShutdownTracing(tracing, logger)
-	e, err := exporter.New(cfg, nvml.New(), tracing, base)
+	e, err := exporter.New(cfg, exporter.Options{Logger: base, Tracing: tracing})
 	if err != nil {
 		logger.Error("cannot start", "err", err)
 		return ExitFailure
