@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 
 	"github.com/edgeloop/edgeloop/cmd/internal/cli"
-	"github.com/edgeloop/edgeloop/internal/telemetry"
 )
 
 // Exit codes: 0 success, 1 a failure while running, 2 bad usage or an invalid configuration.
@@ -70,17 +67,6 @@ func runVersion(args []string, stdout, stderr io.Writer) int {
 // flagExit maps a flag parsing error to an exit code: -h is a success, anything else usage.
 func flagExit(err error) int { return cli.FlagExit(err) }
 
-// serverFlags are the flags every server subcommand shares.
-type serverFlags struct {
-	configFile  string
-	configCheck bool
-}
-
-func (f *serverFlags) register(fs *flag.FlagSet, component string) {
-	fs.StringVar(&f.configFile, "config", "", "path to the "+component+" YAML configuration (default: built-in defaults)")
-	fs.BoolVar(&f.configCheck, "config.check", false, "validate the configuration, print the result and exit (2 if invalid)")
-}
-
 // signalContext is cancelled on SIGINT or SIGTERM, so servers shut down gracefully.
 func signalContext() (context.Context, context.CancelFunc) { return cli.SignalContext() }
 
@@ -88,7 +74,3 @@ func signalContext() (context.Context, context.CancelFunc) { return cli.SignalCo
 func runExporter(args []string, stdout, stderr io.Writer) int {
 	return cli.RunExporter("edgeloop exporter", args, stdout, stderr)
 }
-
-func displayName(path string) string { return cli.DisplayName(path) }
-
-func shutdownTracing(t *telemetry.Tracing, logger *slog.Logger) { cli.ShutdownTracing(t, logger) }

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 
 	"github.com/edgeloop/edgeloop/exporter"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
@@ -23,47 +24,18 @@ func RunVersion(prog string, args []string, stdout, stderr io.Writer) int {
 }
 
 // RunExporter runs the edge agent until SIGINT or SIGTERM (docs/exporter.md); prog is how the
-// command names itself ("edgeloop exporter", "edgeloop-exporter exporter").
+// command names itself ("edgeloop exporter", "edgeloop-exporter exporter"). SIGHUP reloads the
+// inference port's tokens.
 func RunExporter(prog string, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet(prog, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	var f ServerFlags
-	f.Register(fs, "exporter")
-	if err := fs.Parse(args); err != nil {
-		return FlagExit(err)
-	}
-	cfg, err := exporter.LoadConfig(f.ConfigFile)
-	if err != nil {
-		fmt.Fprintf(stderr, "%s: invalid configuration:\n%v\n", prog, err)
-		return ExitUsage
-	}
-	if f.ConfigCheck {
-		fmt.Fprintf(stdout, "configuration %s is valid\n", DisplayName(f.ConfigFile))
-		return ExitOK
-	}
-	// Each part logs with its own component=...; the lines of this command are the exporter's.
-	base := telemetry.NewLogger(stderr, cfg.Log)
-	logger := base.With("component", "exporter")
-	ctx, stop := SignalContext()
-	defer stop()
-	tracing, err := telemetry.NewTracing(ctx, cfg.Tracing, "edgeloop-exporter", version.Get().Version)
-	if err != nil {
-		logger.Error("cannot start tracing", "err", err)
-		return ExitFailure
-	}
-	defer ShutdownTracing(tracing, logger)
-	e, err := exporter.New(cfg, exporter.Options{Logger: base, Tracing: tracing})
-	if err != nil {
-		logger.Error("cannot start", "err", err)
-		return ExitFailure
-	}
-	// SIGHUP reloads the inference port's tokens: a leaked client token is revoked in place.
-	defer ReloadOnSIGHUP(ctx, e.Reload)()
-	if err := e.Run(ctx); err != nil {
-		logger.Error("stopped on error", "err", err)
-		return ExitFailure
-	}
-	return ExitOK
+	return RunServer(ServerCommand[exporter.Config]{
+		Prog:      prog,
+		Component: "exporter",
+		Load:      exporter.LoadConfig,
+		Telemetry: func(c exporter.Config) (telemetry.LogConfig, telemetry.TracingConfig) { return c.Log, c.Tracing },
+		New: func(c exporter.Config, logger *slog.Logger, tracing *telemetry.Tracing) (Server, error) {
+			return exporter.New(c, exporter.Options{Logger: logger, Tracing: tracing})
+		},
+	}, args, stdout, stderr)
 }
 
 // RunModelVerify checks a local version directory against its signed manifest; prog is the
