@@ -9,7 +9,7 @@ GOTAGS   ?=
 # go-nvml's header marks NVML 13 deprecations; they are not ours to fix and drown real warnings.
 export CGO_CFLAGS ?= -O2 -g -Wno-deprecated-declarations
 # Test packages in parallel, but gently: the reference machine has two cores.
-TESTFLAGS ?= -race -count=1 -timeout 20m -tags integration
+TESTFLAGS ?= -race -count=1 -timeout 30m -tags integration
 
 # Decoders of untrusted input, fuzzed briefly by `make test` (seeds in each testdata/fuzz).
 FUZZ_TARGETS := ./internal/spool:FuzzRecordDecode ./internal/sample:FuzzUnmarshalRecord \

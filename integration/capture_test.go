@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -103,7 +104,11 @@ func TestCaptureRealTraffic(t *testing.T) {
 	if err := os.WriteFile(token, []byte(collector.token+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// An hourly token bucket of 40: it refills 40 an hour, continuously, so the captures may pass
+	// 40 by what refilled while the test ran (under a second's worth of tokens a minute). A
+	// minutely bucket refilled a few more on a loaded machine.
 	const limit = 40
+	started := time.Now()
 	p, metricsAddr := startExporter(t, fmt.Sprintf(`
 inference:
   listen: 127.0.0.1:0
@@ -120,7 +125,7 @@ capture:
       type: threshold
       threshold: 0.6
   limits:
-    - {type: minutely, value: %d}
+    - {type: hourly, value: %d}
   spool:
     dir: %s
   sender:
@@ -179,8 +184,9 @@ capture:
 	}
 	// The reference model is unsure (max softmax < 0.6) of roughly 5% of the test set, ~100 of
 	// these images: more than the limit, which must hold.
-	if n != limit || limited == 0 {
-		t.Fatalf("captured %d with %d refused by the rate limit; want exactly the limit (%d) and some refused", n, limited, limit)
+	refilled := int(math.Ceil(time.Since(started).Hours() * limit))
+	if n < limit || n > limit+refilled || limited == 0 {
+		t.Fatalf("captured %d with %d refused by the rate limit; want the limit (%d, plus at most %d refilled while the test ran) and some refused", n, limited, limit, refilled)
 	}
 	for _, s := range collector.all() {
 		m := s.Meta
