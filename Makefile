@@ -50,6 +50,20 @@ images: ## build the edge image (linux/amd64, linux/arm64) into the OCI layout d
 		--version $(VERSION) --revision $$(git rev-parse HEAD) \
 		--platform linux/amd64=dist/stage/amd64 --platform linux/arm64=dist/stage/arm64
 
+# Debian and RPM packages for single-node sites (docs/deploy.md): edgeloop-exporter (the lean
+# edge binary) and edgeloop (the full binary, collector and retrain units), for amd64 (the
+# binaries of `make exporter` and `make build`, glibc 2.34 or newer) and arm64 (static, as
+# `make arm64`). Files are dated by the last commit.
+.PHONY: packages
+packages: exporter build arm64 ## build the .deb and .rpm packages (edgeloop-exporter, edgeloop) for amd64 and arm64 into dist/packages (docs/deploy.md)
+	CGO_ENABLED=1 GOOS=linux GOARCH=arm64 CC=$(CC_ARM64) $(GO) build -tags 'netgo osusergo $(GOTAGS)' \
+		-ldflags '$(LDFLAGS) -linkmode external -extldflags -static' -o bin/linux-arm64/edgeloop ./cmd/edgeloop
+	rm -rf dist/packages
+	export NFPM=$$($(TOOLS) path nfpm) SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) && \
+	deploy/packages/build.sh dist/packages '$(VERSION)' amd64 bin/edgeloop-exporter bin/edgeloop && \
+	deploy/packages/build.sh dist/packages '$(VERSION)' arm64 bin/linux-arm64/edgeloop-exporter bin/linux-arm64/edgeloop
+	cd dist/packages && sha256sum *.deb *.rpm > SHA256SUMS
+
 tools: ## install the pinned tools and missing Debian packages the tests need (instant once there)
 	scripts/debs.sh
 	$(TOOLS) install
@@ -77,6 +91,14 @@ lint: ## gofmt, go vet and staticcheck (pinned)
 
 bench: ## run the benchmarks behind docs/benchmarks.md and compare them with benchstat
 	bench/run.sh
+
+# The Helm chart (docs/deploy.md): lint it, then package it into dist/ with the build's version
+# as appVersion (the images' default tag). The chart's own version is Chart.yaml's.
+.PHONY: chart
+chart: ## lint the Helm chart deploy/helm/edgeloop and package it into dist/ (docs/deploy.md)
+	helm=$$($(TOOLS) path helm) && \
+	$$helm lint --strict deploy/helm/edgeloop && \
+	$$helm package deploy/helm/edgeloop --app-version '$(VERSION)' --destination dist
 
 .PHONY: chaos
 chaos: tools ## the chaos soak for CHAOS_DURATION (10m): SIGKILLs and network faults under traffic, then conservation (docs/benchmarks.md)

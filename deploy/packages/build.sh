@@ -19,8 +19,8 @@ cd "$(dirname "$0")/../.." # nfpm's paths are relative to the repository root
 
 case $version in
   v[0-9]*) version=${version#v} ;;
-  [0-9]*) ;;
-  *) version=0.0.0~git$version ;; # no tag: before every release
+  [0-9]*.[0-9]*) ;;                # a version without the v
+  *) version=0.0.0~git$version ;; # no tag (an abbreviated commit, perhaps all digits): before every release
 esac
 # A dash is dpkg's revision separator and not allowed in an rpm version.
 version=$(printf %s "$version" | sed -e 's/-/+/' -e 's/-/./g')
