@@ -73,6 +73,7 @@ test: tools ## install what the tests need, then run every unit and integration 
 	PROMETHEUS=$$($(TOOLS) path prometheus) ALERTMANAGER=$$($(TOOLS) path alertmanager) \
 	$(GO) test $(TESTFLAGS) ./...
 	$(GO) test -count=1 -tags openblas ./internal/runtime/builtin/ # the OpenBLAS build of the runtime
+	$(MAKE) --no-print-directory plugin-test # the Grafana data source's frontend: tsc, eslint, jest (npm ci when needed)
 	$(MAKE) --no-print-directory fuzz
 
 fuzz: ## fuzz each decoder of untrusted input for FUZZTIME (default 10s)
