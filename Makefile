@@ -129,13 +129,20 @@ plugin: ## build the Grafana data source (backend for linux/amd64 and arm64, fro
 	cp $(PLUGIN_DIR)/src/img/* $(PLUGIN_DIR)/dist/img/
 	$(MAKE) --no-print-directory plugin-frontend
 
+# The pinned tools (eslint-plugin-jsdoc, webpack-cli) need Node.js 20.11 or newer: Debian 12's
+# nodejs is 18 and comes without npm, so the check names what to install instead of failing later.
+PLUGIN_NODE_CHECK = node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 11) ? 0 : 1)' 2>/dev/null \
+	&& command -v $(NPM) >/dev/null || { echo "the Grafana plugin's frontend needs Node.js 20.11 or newer and npm, found node $$(node --version 2>/dev/null || echo none): NodeSource's nodejs 20+, or Debian 13's nodejs and npm (docs/grafana-plugin.md)" >&2; exit 1; }
+
 $(PLUGIN_NODE): $(PLUGIN_DIR)/package.json $(PLUGIN_DIR)/package-lock.json
-	@command -v $(NPM) >/dev/null || { echo "the plugin's frontend needs Node.js 20.11+ and npm (Debian: apt-get install nodejs npm)"; exit 1; }
+	@$(PLUGIN_NODE_CHECK)
 	cd $(PLUGIN_DIR) && $(NPM) ci --prefer-offline --no-audit --no-fund
 	touch $@
 
 plugin-frontend: $(PLUGIN_NODE) ## build the Grafana data source's frontend into grafana/plugin/dist/module.js (npm ci first when node_modules is missing or stale)
+	@$(PLUGIN_NODE_CHECK)
 	cd $(PLUGIN_DIR) && $(NPM) run --silent build
 
 plugin-test: $(PLUGIN_NODE) ## the Grafana data source's frontend checks: type check, lint, Jest
+	@$(PLUGIN_NODE_CHECK)
 	cd $(PLUGIN_DIR) && $(NPM) run --silent typecheck && $(NPM) run --silent lint && $(NPM) run --silent test:ci

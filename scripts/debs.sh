@@ -14,8 +14,6 @@ packages=(
   qemu-user-static      # the arm64 edge binary's smoke test runs it under qemu-aarch64-static
   systemd               # systemd-analyze verify of the packages' units (deploy/packages)
   rpm                   # the package test reads the .rpm packages back with rpm -qp
-  nodejs                # the Grafana data source's frontend: build and tests (make plugin, plugin-test)
-  npm                   # installs the frontend's pinned packages from its package-lock.json
 )
 missing=()
 for p in "${packages[@]}"; do

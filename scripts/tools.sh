@@ -22,8 +22,10 @@ declare -A pkg=(
   [amtool]=github.com/prometheus/alertmanager/cmd/amtool@v0.28.1
   # make packages and its test: the .deb and .rpm packages (docs/deploy.md). About 45 s cold.
   [nfpm]=github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
+  # make chart and deploy/helm's test: lint, template and package the chart. About 7 min cold.
+  [helm]=helm.sh/helm/v4/cmd/helm@v4.3.2
 )
-all=(promtool staticcheck benchstat minio prometheus alertmanager amtool nfpm)
+all=(promtool staticcheck benchstat minio prometheus alertmanager amtool nfpm helm)
 
 bin_dir() { # one directory per name and version, so a bumped pin installs beside the old one
   local name=$1 version=${pkg[$1]##*@}
