@@ -93,6 +93,14 @@ lint: ## gofmt, go vet and staticcheck (pinned)
 bench: ## run the benchmarks behind docs/benchmarks.md and compare them with benchstat
 	bench/run.sh
 
+# The Helm chart (docs/deploy.md): lint it, then package it into dist/ with the build's version
+# as appVersion (the images' default tag). The chart's own version is Chart.yaml's.
+.PHONY: chart
+chart: ## lint the Helm chart deploy/helm/edgeloop and package it into dist/ (docs/deploy.md)
+	helm=$$($(TOOLS) path helm) && \
+	$$helm lint --strict deploy/helm/edgeloop && \
+	$$helm package deploy/helm/edgeloop --app-version '$(VERSION)' --destination dist
+
 .PHONY: chaos
 chaos: tools ## the chaos soak for CHAOS_DURATION (10m): SIGKILLs and network faults under traffic, then conservation (docs/benchmarks.md)
 	mkdir -p bench/out
