@@ -159,6 +159,27 @@ func TestChart(t *testing.T) {
 		}
 	})
 
+	// The strict decoding itself: a misspelt field in a free-form value (values.schema.json
+	// leaves securityContext open) renders, and must be refused by the decoder.
+	t.Run("strict-decoding", func(t *testing.T) {
+		out := run(t, nil, helm, "template", release, chartDir, "--set", "exporter.securityContext.readOnlyRootFilesytem=true")
+		var refused int
+		for _, d := range splitDocs(t, out) {
+			if _, err := decodeStrict(d); err != nil {
+				if !strings.Contains(err.Error(), "readOnlyRootFilesytem") {
+					t.Errorf("%s: refused for another reason: %v", d.source, err)
+				}
+				refused++
+			}
+		}
+		if refused != 1 {
+			t.Errorf("%d objects refused, want 1 (the DaemonSet)", refused)
+		}
+		if _, err := decodeStrict(doc{apiVersion: "v1", kind: "Pod", name: "x", json: []byte(`{}`)}); err == nil {
+			t.Error("an unknown kind was accepted")
+		}
+	})
+
 	// A missing required value is a render error that names it.
 	t.Run("required", func(t *testing.T) {
 		cmd := exec.Command(helm, "template", release, chartDir, "--set", "collector.enabled=true")
@@ -288,21 +309,29 @@ func validate(t *testing.T, d doc) {
 		validateMonitoring(t, d)
 		return
 	}
+	obj, err := decodeStrict(d)
+	if err != nil {
+		t.Errorf("%s: %v", d.source, err)
+		return
+	}
+	checkObject(t, d, obj)
+}
+
+// decodeStrict decodes d into its API type, refusing unknown fields, unknown kinds and trailing data.
+func decodeStrict(d doc) (any, error) {
 	obj := typed(d.apiVersion, d.kind)
 	if obj == nil {
-		t.Errorf("%s: %s %s: a kind this test does not know; add its type", d.source, d.apiVersion, d.kind)
-		return
+		return nil, fmt.Errorf("%s %s: a kind this test does not know; add its type", d.apiVersion, d.kind)
 	}
 	dec := json.NewDecoder(bytes.NewReader(d.json))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(obj); err != nil {
-		t.Errorf("%s: %s %s: %v", d.source, d.kind, d.name, err)
-		return
+		return nil, fmt.Errorf("%s %s: %w", d.kind, d.name, err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		t.Errorf("%s: trailing data after the object", d.source)
+		return nil, fmt.Errorf("%s %s: trailing data after the object", d.kind, d.name)
 	}
-	checkObject(t, d, obj)
+	return obj, nil
 }
 
 // checkObject checks what the chart promises beyond the schema.
