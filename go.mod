@@ -2,6 +2,9 @@ module github.com/edgeloop/edgeloop
 
 go 1.26.7
 
+// npm's packages for the Grafana plugin's frontend; some ship Go files that are not ours.
+ignore ./grafana/plugin/node_modules
+
 require (
 	github.com/NVIDIA/go-nvml v0.13.4-1
 	github.com/Shopify/toxiproxy/v2 v2.12.0
