@@ -281,17 +281,8 @@ func (d *demo) baseModel(ctx context.Context) (string, error) {
 // start brings up the S3 server, publishes the base model, and starts the collector, the
 // controller, the nodes, their traffic and the labeller.
 func (d *demo) start(ctx context.Context, wg *sync.WaitGroup, base string) error {
-	var err error
-	if d.s3, err = startS3(filepath.Join(d.run, "s3"), bucketName, d.logger); err != nil {
+	if err := d.startS3(ctx); err != nil {
 		return err
-	}
-	// Every part opens the bucket by URL, taking the credentials from the environment, as in
-	// production; the training jobs inherit them.
-	os.Setenv(objstore.EnvAccessKey, s3AccessKey)
-	os.Setenv(objstore.EnvSecretKey, s3SecretKey)
-	bucketURL := d.s3.url(bucketName)
-	if d.bucket, err = objstore.Open(ctx, bucketURL); err != nil {
-		return fmt.Errorf("demo: bucket: %w", err)
 	}
 	if err := d.publishBase(ctx, base); err != nil {
 		return err
@@ -299,68 +290,128 @@ func (d *demo) start(ctx context.Context, wg *sync.WaitGroup, base string) error
 	if err := d.writeEvalSet(ctx); err != nil {
 		return err
 	}
-	cfgDir := filepath.Join(d.run, "config")
-	if err := os.MkdirAll(cfgDir, 0o700); err != nil {
-		return err
-	}
-	write := func(name, content string) string {
-		p := filepath.Join(cfgDir, name)
-		if err == nil {
-			err = os.WriteFile(p, []byte(content), 0o600)
-		}
-		return p
-	}
-	var nodeTokens strings.Builder
-	for i := range d.cfg.Nodes {
-		name := fmt.Sprintf("edge-%d", i+1)
-		nodeTokens.WriteString(token.HashLine(name, "token-"+name) + "\n")
-		write(name+".token", "token-"+name+"\n")
-	}
-	tokens := write("nodes.tokens", nodeTokens.String())
-	operators := write("operators.tokens", token.HashLine("demo", operatorTok)+"\n")
-	webhooks := write("webhook.tokens", token.HashLine("alertmanager", webhookTok)+"\n")
-	collToken := write("collector-operator.token", operatorTok+"\n")
+	files, err := d.writeCredentials()
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-
-	// The collector.
-	collFile := write("collector.yaml", fmt.Sprintf(`instance: demo
-listen: 127.0.0.1:0
-auth:
-  tokens_file: %s
-  operator_tokens_file: %s
-bucket: %s
-wal:
-  dir: %s
-shards:
-  target_bytes: 1048576
-  max_age: 2s
-`, tokens, operators, bucketURL, filepath.Join(d.run, "collector-wal")))
-	collCfg, err := collector.LoadConfig(collFile)
+	collURL, err := d.startCollector(ctx, wg, files)
 	if err != nil {
-		return fmt.Errorf("demo: collector: %w", err)
+		return err
 	}
-	if d.coll, err = collector.New(collCfg, collector.Options{Logger: d.logger}); err != nil {
-		return fmt.Errorf("demo: collector: %w", err)
+	if err := d.startNodes(ctx, wg, files, collURL); err != nil {
+		return err
+	}
+	if err := d.startController(ctx, wg, files, collURL); err != nil {
+		return err
+	}
+	d.startTraffic(ctx, wg, collURL)
+	d.say("started: embedded S3 at %s, collector at %s, retrain at %s, %d nodes (%d to drift); configurations in %s",
+		d.s3.addr, d.coll.Addr(), d.ctrl.Addr(), len(d.nodes), d.cfg.Drifted, files.dir)
+	return nil
+}
+
+// startS3 starts the embedded S3 server and opens the bucket. Every part opens the bucket by
+// URL, taking the credentials from the environment, as in production; the training jobs
+// inherit them.
+func (d *demo) startS3(ctx context.Context) error {
+	var err error
+	if d.s3, err = startS3(filepath.Join(d.run, "s3"), bucketName, d.logger); err != nil {
+		return err
+	}
+	os.Setenv(objstore.EnvAccessKey, s3AccessKey)
+	os.Setenv(objstore.EnvSecretKey, s3SecretKey)
+	if d.bucket, err = objstore.Open(ctx, d.s3.url(bucketName)); err != nil {
+		return fmt.Errorf("demo: bucket: %w", err)
+	}
+	return nil
+}
+
+// demoFiles are the configuration and credential files the demo writes for its parts.
+type demoFiles struct {
+	dir string
+	// nodeTokens, operators and webhooks are hash lists; collectorToken is the controller's
+	// operator token for the collector.
+	nodeTokens, operators, webhooks, collectorToken string
+}
+
+// write writes one file into the configuration directory and returns its path.
+func (f demoFiles) write(name, content string) (string, error) {
+	p := filepath.Join(f.dir, name)
+	return p, os.WriteFile(p, []byte(content), 0o600)
+}
+
+// nodeToken is the path of node name's token file.
+func (f demoFiles) nodeToken(name string) string { return filepath.Join(f.dir, name+".token") }
+
+// writeCredentials writes every token file: each node's token and the hash lists the
+// collector and the controller check them against.
+func (d *demo) writeCredentials() (demoFiles, error) {
+	f := demoFiles{dir: filepath.Join(d.run, "config")}
+	if err := os.MkdirAll(f.dir, 0o700); err != nil {
+		return f, err
+	}
+	var nodeTokens strings.Builder
+	for i := range d.cfg.Nodes {
+		name := nodeName(i)
+		nodeTokens.WriteString(token.HashLine(name, "token-"+name) + "\n")
+		if _, err := f.write(name+".token", "token-"+name+"\n"); err != nil {
+			return f, err
+		}
+	}
+	var err error
+	for _, w := range []struct {
+		path          *string
+		name, content string
+	}{
+		{&f.nodeTokens, "nodes.sha256", nodeTokens.String()},
+		{&f.operators, "operators.sha256", token.HashLine("demo", operatorTok) + "\n"},
+		{&f.webhooks, "webhook.sha256", token.HashLine("alertmanager", webhookTok) + "\n"},
+		{&f.collectorToken, "collector-operator.token", operatorTok + "\n"},
+	} {
+		if *w.path, err = f.write(w.name, w.content); err != nil {
+			return f, err
+		}
+	}
+	return f, nil
+}
+
+// nodeName is the i-th simulated node's name.
+func nodeName(i int) string { return fmt.Sprintf("edge-%d", i+1) }
+
+// startCollector starts the collector and returns its base URL.
+func (d *demo) startCollector(ctx context.Context, wg *sync.WaitGroup, files demoFiles) (string, error) {
+	file, err := files.write("collector.yaml", CollectorConfig{Instance: "demo", Tokens: files.nodeTokens, Operators: files.operators,
+		Bucket: d.s3.url(bucketName), WALDir: filepath.Join(d.run, "collector-wal"), ShardMaxAge: 2 * time.Second}.YAML())
+	if err != nil {
+		return "", fmt.Errorf("demo: %w", err)
+	}
+	cfg, err := collector.LoadConfig(file)
+	if err != nil {
+		return "", fmt.Errorf("demo: collector: %w", err)
+	}
+	if d.coll, err = collector.New(cfg, collector.Options{Logger: d.logger}); err != nil {
+		return "", fmt.Errorf("demo: collector: %w", err)
 	}
 	d.goRun(ctx, wg, "collector", d.coll.Run)
-	collURL := "http://" + d.coll.Addr()
+	return "http://" + d.coll.Addr(), nil
+}
 
-	// The nodes.
+// startNodes starts the simulated edge nodes' exporters, each with its traffic generator
+// (started later, by startTraffic).
+func (d *demo) startNodes(ctx context.Context, wg *sync.WaitGroup, files demoFiles, collURL string) error {
 	for i := range d.cfg.Nodes {
-		name := fmt.Sprintf("edge-%d", i+1)
-		file := write(name+".yaml", NodeConfig{Node: name, Model: modelName, Repository: bucketURL, TrustedKey: d.keys.Public,
-			PollInterval: 2 * time.Second, DriftWindow: 500, Collector: collURL, TokenFile: filepath.Join(cfgDir, name+".token"),
+		name := nodeName(i)
+		file, err := files.write(name+".yaml", NodeConfig{Node: name, Model: modelName, Repository: d.s3.url(bucketName), TrustedKey: d.keys.Public,
+			PollInterval: 2 * time.Second, DriftWindow: 500, Collector: collURL, TokenFile: files.nodeToken(name),
 			Dir: filepath.Join(d.run, name)}.YAML())
 		if err != nil {
 			return fmt.Errorf("demo: %w", err)
 		}
-		ecfg, err := exporter.LoadConfig(file)
+		cfg, err := exporter.LoadConfig(file)
 		if err != nil {
 			return fmt.Errorf("demo: %s: %w", name, err)
 		}
-		e, err := exporter.New(ecfg, exporter.Options{Logger: d.logger.With("node", name)})
+		e, err := exporter.New(cfg, exporter.Options{Logger: d.logger.With("node", name)})
 		if err != nil {
 			return fmt.Errorf("demo: %s: %w", name, err)
 		}
@@ -371,8 +422,12 @@ shards:
 		n.gen = NewGenerator(name, "http://"+e.InferenceAddr(), d.io, d.test, d.split.Traffic, d.truth, d.cfg.Drift, max(1, d.cfg.Rate/5), every, i*1667)
 		d.nodes = append(d.nodes, n)
 	}
+	return nil
+}
 
-	// The retrain controller, fed by the nodes' drift signals (no Prometheus in the demo).
+// startController starts the retrain controller, fed by the nodes' drift signals (no
+// Prometheus in the demo).
+func (d *demo) startController(ctx context.Context, wg *sync.WaitGroup, files demoFiles, collURL string) error {
 	var targets []string
 	for _, n := range d.nodes {
 		targets = append(targets, "http://"+n.exp.MetricsAddr()+"/metrics")
@@ -381,53 +436,26 @@ shards:
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	rtFile := write("retrain.yaml", fmt.Sprintf(`listen: 127.0.0.1:0
-state_dir: %s
-auth:
-  webhook_tokens_file: %s
-  operator_tokens_file: %s
-repository:
-  bucket: %s
-  signing_key_file: %s
-dataset:
-  collector_url: %s
-  token_file: %s
-models:
-  - name: %s
-policy:
-  min_new_labels: 300
-  cooldown: 20s
-  daily_budget: 20
-  job_timeout: 10m
-  check_interval: 1s
-backend:
-  type: local
-  local:
-    command: %s
-gate:
-  eval_sets: [%s]
-  max_class_regression: 0.05
-publish:
-  stable: true
-drift:
-  targets: [%s]
-  psi_threshold: 0.25
-  for: 10s
-  interval: 1s
-`, filepath.Join(d.run, "retrain"), webhooks, operators, bucketURL, d.keys.Private, collURL, collToken, modelName,
-		d.retrainCommand(exe), EvalSetName, strings.Join(targets, ", ")))
+	file, err := files.write("retrain.yaml", ControllerConfig{StateDir: filepath.Join(d.run, "retrain"),
+		WebhookTokens: files.webhooks, OperatorTokens: files.operators, Bucket: d.s3.url(bucketName), SigningKey: d.keys.Private,
+		Collector: collURL, CollectorToken: files.collectorToken, Model: modelName, MinNewLabels: 300, Cooldown: 20 * time.Second,
+		Command: d.retrainCommand(exe), EvalSet: EvalSetName, DriftTargets: targets, DriftFor: 10 * time.Second}.YAML())
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	rcfg, err := retrain.LoadConfig(rtFile)
+	cfg, err := retrain.LoadConfig(file)
 	if err != nil {
 		return fmt.Errorf("demo: retrain: %w", err)
 	}
-	if d.ctrl, err = retrain.New(rcfg, retrain.Options{Logger: d.logger}); err != nil {
+	if d.ctrl, err = retrain.New(cfg, retrain.Options{Logger: d.logger}); err != nil {
 		return fmt.Errorf("demo: retrain: %w", err)
 	}
 	d.goRun(ctx, wg, "retrain", d.ctrl.Run)
+	return nil
+}
 
+// startTraffic starts every node's traffic generator and the labeller.
+func (d *demo) startTraffic(ctx context.Context, wg *sync.WaitGroup, collURL string) {
 	for _, n := range d.nodes {
 		g := n.gen
 		wg.Add(1)
@@ -436,9 +464,6 @@ drift:
 	d.labels = NewLabeler(collURL, operatorTok, d.bucket, d.io, d.truth, d.test, 3*time.Second, d.logger.With("component", "labeller"))
 	wg.Add(1)
 	go func() { defer wg.Done(); d.labels.Run(ctx, time.Second) }()
-	d.say("started: embedded S3 at %s, collector at %s, retrain at %s, %d nodes (%d to drift); configurations in %s",
-		d.s3.addr, d.coll.Addr(), d.ctrl.Addr(), len(d.nodes), d.cfg.Drifted, cfgDir)
-	return nil
 }
 
 // goRun runs a part until ctx ends, logging an early failure.
