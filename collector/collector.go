@@ -204,7 +204,7 @@ func New(cfg Config, opts Options) (*Server, error) {
 	s.builder, err = shard.New(cfg.Shards, shard.Options{
 		Instance: s.instance, Bucket: s.bucket, Log: s.wal, JournalPath: filepath.Join(cfg.WAL.Dir, "uploaded-shards"), FS: fsys,
 		OnShard: onShard, Readiness: s.ready, Registerer: s.registry, Logger: base.With("component", "shard"),
-		Now: clock.Now,
+		Now: clock.Now, Peers: s.catalog,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("collector: %w", err)

@@ -52,6 +52,9 @@ const rebuildWorkers = 8
 // ErrNotFound is returned (wrapped) for a model, version or shard the catalog does not know.
 var ErrNotFound = errors.New("not in the catalog")
 
+// errBadIndex marks an index that was read but does not parse.
+var errBadIndex = errors.New("malformed shard index")
+
 // ErrBadWatermark is returned (wrapped) for a watermark the catalog did not hand out.
 var ErrBadWatermark = errors.New("invalid watermark")
 
@@ -323,10 +326,31 @@ func (c *Catalog) add(tarKey string, uploaded time.Time, entries []sample.IndexE
 // instances uploaded. An index that cannot be read or parsed is logged and skipped (it is tried
 // again next time); only a failed listing is an error.
 func (c *Catalog) Rebuild(ctx context.Context) error {
-	c.rebuildMu.Lock()
-	defer c.rebuildMu.Unlock()
+	return c.read(ctx, SamplesPrefix, true)
+}
+
+// Refresh reads the shard indexes under prefix (one hour of one model version,
+// "samples/<model>/<version>/dt=D/hour=H/") that the catalog does not know yet: the shard
+// builder's view of what other instances stored there before it publishes a shard of that
+// hour (docs/collector.md, "Dedup across collectors"). One listing of one hour, and a read of
+// each index new to the catalog, which its next Rebuild then skips.
+func (c *Catalog) Refresh(ctx context.Context, prefix string) error {
+	if !strings.HasPrefix(prefix, SamplesPrefix) {
+		return fmt.Errorf("catalog: refresh %q: not under %s", prefix, SamplesPrefix)
+	}
+	return c.read(ctx, prefix, false)
+}
+
+// read adds the shards under prefix the catalog does not know; full marks the catalog synced.
+func (c *Catalog) read(ctx context.Context, prefix string, full bool) error {
+	// A refresh does not wait for a full rebuild (a listing of the whole bucket): it holds
+	// the hour's lock meanwhile. Both may read the same index; add keeps the first.
+	if full {
+		c.rebuildMu.Lock()
+		defer c.rebuildMu.Unlock()
+	}
 	var todo []string
-	err := c.bucket.Iter(ctx, SamplesPrefix, true, func(key string) error {
+	err := c.bucket.Iter(ctx, prefix, true, func(key string) error {
 		if !strings.HasSuffix(key, IndexSuffix) {
 			return nil
 		}
@@ -350,7 +374,7 @@ func (c *Catalog) Rebuild(ctx context.Context) error {
 		uploaded time.Time
 		err      error
 	}
-	added, failed := 0, 0
+	added, failed, unreachable := 0, 0, 0
 	// Batches keep memory bounded and shards added in key order, which makes the owner of
 	// a duplicated sample the same from one rebuild to the next.
 	for start := 0; start < len(todo); start += 256 {
@@ -373,6 +397,9 @@ func (c *Catalog) Rebuild(ctx context.Context) error {
 		for i, r := range results {
 			if r.err != nil {
 				failed++
+				if !errors.Is(r.err, errBadIndex) {
+					unreachable++
+				}
 				c.logger.Warn("catalog: shard index unreadable; skipped until the next rebuild", "index", batch[i], "err", r.err)
 				continue
 			}
@@ -380,6 +407,14 @@ func (c *Catalog) Rebuild(ctx context.Context) error {
 				added++
 			}
 		}
+	}
+	if !full {
+		// An index that does not parse is skipped, as Rebuild skips it: it would hold the
+		// builder back for good. One the store did not serve is tried again.
+		if unreachable > 0 {
+			return fmt.Errorf("catalog: refresh %s: %d shard indexes not read", prefix, unreachable)
+		}
+		return nil
 	}
 	c.mu.Lock()
 	c.synced = true
@@ -441,7 +476,7 @@ func (c *Catalog) readIndex(ctx context.Context, key string) ([]sample.IndexEntr
 	}
 	entries, err := ParseIndex(data)
 	if err != nil {
-		return nil, attrs, fmt.Errorf("%s: %w", key, err)
+		return nil, attrs, fmt.Errorf("%s: %w: %w", key, errBadIndex, err)
 	}
 	return entries, attrs, nil
 }
@@ -635,6 +670,13 @@ func (c *Catalog) Locate(key string) (ShardInfo, bool) {
 		return ShardInfo{}, false
 	}
 	return sh.info, true
+}
+
+// Owner returns the key (".tar") of the shard that holds the sample with key, the first one it
+// was seen in.
+func (c *Catalog) Owner(key string) (string, bool) {
+	info, ok := c.Locate(key)
+	return info.Key, ok
 }
 
 // Limits of FindRequest.

@@ -13,7 +13,6 @@ package shard
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -123,6 +122,10 @@ type Options struct {
 	Logger     *slog.Logger
 	// Now is the clock that ages open shards; nil means time.Now. It must be the log's clock.
 	Now func() time.Time
+	// Peers, when set, is the view of the shards other instances stored (the catalog): a
+	// shard leaves out the samples another shard holds, under the hour's lock in the bucket
+	// (docs/collector.md, "Dedup across collectors").
+	Peers Peers
 }
 
 // ReadinessKey is the Readiness condition the builder sets while the object store fails.
@@ -166,6 +169,8 @@ type Builder struct {
 	acked    uint64
 	skip     map[uint64]bool // records of shards uploaded before a restart
 	journal  *journal
+
+	publishMu sync.Mutex // one shard published at a time (see publish)
 }
 
 // New loads the journal; Run starts the work.
@@ -383,23 +388,17 @@ func (b *Builder) advanceLocked() {
 // it in the journal and acks what it allows.
 func (b *Builder) upload(ctx context.Context, sh *shard) {
 	key := b.key(sh)
-	entries := make([]sample.IndexEntry, len(sh.samples))
-	var index bytes.Buffer
-	tarSize := int64(1024) // the end-of-archive marker
-	for i, s := range sh.samples {
-		entries[i] = s.Entry
-		index.Write(s.IndexLine)
-		index.WriteByte('\n')
-		tarSize += 512 + pad512(int64(len(s.Meta))) + 512 + pad512(int64(len(s.Input)))
-	}
+	tarSize := storedTarSize(sh.samples)
+	var kept []*sample.Stored
 	backoff := b.cfg.Retry.InitialBackoff
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
-		err := b.put(ctx, key, sh.samples, tarSize, index.Bytes())
+		var err error
+		kept, err = b.put(ctx, key, sh.samples, tarSize)
 		if err == nil {
 			b.m.duration.Observe(time.Since(start).Seconds())
 			b.m.uploads.WithLabelValues("success").Inc()
-			b.m.bytes.Add(float64(tarSize + int64(index.Len())))
+			b.m.bytes.Add(float64(storedTarSize(kept) + indexSize(kept)))
 			if b.opts.Readiness != nil {
 				b.opts.Readiness.Ready(ReadinessKey)
 			}
@@ -422,7 +421,11 @@ func (b *Builder) upload(ctx context.Context, sh *shard) {
 		}
 		backoff = min(2*backoff, b.cfg.Retry.MaxBackoff)
 	}
-	b.logger.Debug("shard: uploaded", "shard", key+".tar", "samples", len(sh.samples), "bytes", tarSize)
+	entries := make([]sample.IndexEntry, len(kept))
+	for i, s := range kept {
+		entries[i] = s.Entry
+	}
+	b.logger.Debug("shard: uploaded", "shard", key+".tar", "samples", len(kept), "bytes", tarSize)
 	b.mu.Lock()
 	delete(b.pending, sh.first)
 	// The journal first: once the log is acked past a record, only the journal says where it
@@ -457,18 +460,45 @@ func (b *Builder) upload(ctx context.Context, sh *shard) {
 		}
 	}
 	b.mu.Unlock()
-	if b.opts.OnShard != nil {
+	if b.opts.OnShard != nil && len(kept) > 0 {
 		b.opts.OnShard(ctx, key+".tar", entries)
 	}
 }
 
 func pad512(n int64) int64 { return (n + 511) &^ 511 }
 
-// put uploads the tar, streamed as WriteTar produces it, then the index: a reader that finds
-// the index finds its tar.
-func (b *Builder) put(ctx context.Context, key string, samples []*sample.Stored, tarSize int64, index []byte) error {
-	ctx, cancel := context.WithTimeout(ctx, b.cfg.UploadTimeout)
-	defer cancel()
+// storedTarSize is the size of the tar WriteStoredTar makes of samples.
+func storedTarSize(samples []*sample.Stored) int64 {
+	n := int64(1024) // the end-of-archive marker
+	for _, s := range samples {
+		n += 512 + pad512(int64(len(s.Meta))) + 512 + pad512(int64(len(s.Input)))
+	}
+	return n
+}
+
+// indexSize is the size of the index of samples.
+func indexSize(samples []*sample.Stored) int64 {
+	var n int64
+	for _, s := range samples {
+		n += int64(len(s.IndexLine)) + 1
+	}
+	return n
+}
+
+// put uploads the tar, then publishes the shard (its index): a reader that finds the index
+// finds its tar. It returns the samples the shard keeps (see publish).
+func (b *Builder) put(ctx context.Context, key string, samples []*sample.Stored, tarSize int64) ([]*sample.Stored, error) {
+	tctx, cancel := context.WithTimeout(ctx, b.cfg.UploadTimeout)
+	err := b.putTar(tctx, key, samples, tarSize)
+	cancel()
+	if err != nil {
+		return nil, err
+	}
+	return b.publish(ctx, key, samples)
+}
+
+// putTar uploads the shard's tar, streamed as WriteStoredTar produces it.
+func (b *Builder) putTar(ctx context.Context, key string, samples []*sample.Stored, tarSize int64) error {
 	pr, pw := io.Pipe()
 	go func() {
 		// Buffered: a pipe write hands over to the reader, and a tar of small samples is
@@ -486,9 +516,6 @@ func (b *Builder) put(ctx context.Context, key string, samples []*sample.Stored,
 	if err != nil {
 		return fmt.Errorf("shard: upload: %w", err)
 	}
-	if err := b.opts.Bucket.Put(ctx, key+".index.jsonl", bytes.NewReader(index), int64(len(index))); err != nil {
-		return fmt.Errorf("shard: upload index: %w", err)
-	}
 	return nil
 }
 
@@ -500,6 +527,9 @@ type metrics struct {
 	journalErrors  prometheus.Counter
 	undecodable    prometheus.Counter
 	pending        prometheus.GaugeFunc
+	dropped        prometheus.Counter
+	lockWait       prometheus.Histogram
+	lockTakeovers  prometheus.Counter
 }
 
 func newMetrics(b *Builder) *metrics {
@@ -518,6 +548,12 @@ func newMetrics(b *Builder) *metrics {
 			Help: "Write-ahead log records that passed their CRC but do not decode as samples (skipped)."}),
 		pending: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgeloop_collector_shards_pending",
 			Help: "Shards open or waiting for upload."}, func() float64 { return float64(b.Pending()) }),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeloop_collector_shard_duplicates_dropped_total",
+			Help: "Samples left out of a shard when it was published because another shard in the bucket holds them (a resend stored by another instance)."}),
+		lockWait: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "edgeloop_collector_shard_lock_wait_seconds",
+			Help: "Time a shard waited for its hour's lock in the bucket before it was published.", Buckets: prometheus.ExponentialBuckets(0.001, 4, 10)}),
+		lockTakeovers: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeloop_collector_shard_lock_takeovers_total",
+			Help: "Hour locks taken over because their holder let them expire (it died or stalled) or this instance left them in a crash."}),
 	}
 	m.uploads.WithLabelValues("success")
 	m.uploads.WithLabelValues("failure")
@@ -525,7 +561,7 @@ func newMetrics(b *Builder) *metrics {
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.uploads, m.bytes, m.duration, m.objstoreErrors, m.journalErrors, m.undecodable, m.pending} {
+	for _, c := range []prometheus.Collector{m.uploads, m.bytes, m.duration, m.objstoreErrors, m.journalErrors, m.undecodable, m.pending, m.dropped, m.lockWait, m.lockTakeovers} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}
