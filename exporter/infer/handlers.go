@@ -446,6 +446,7 @@ func (s *Server) runBuiltin(w http.ResponseWriter, r *http.Request, c *call) {
 	c.stage(observe.StagePostprocess)
 
 	c.status = http.StatusOK
+	c.obs.Input = sc.tensors[0].Data // the first input, for the input drift signals
 	s.finish(c, observe.OutcomeSuccess, res.Outputs[b.outIndex].Data)
 	h := w.Header()
 	if name := r.PathValue("model"); s.wantsCapture(name) {

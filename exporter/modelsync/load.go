@@ -195,13 +195,20 @@ func (s *Syncer) backend(ctx context.Context, m *model, dir string, man *modelre
 // from the first predictions.
 func (s *Syncer) observe(m *model, man *modelrepo.Manifest, version string, classes []string, kind observe.OutputKind) (*observe.Model, error) {
 	spec := observe.ModelSpec{Name: m.cfg.Name, Version: version, Classes: classes, Output: kind,
-		Reference: man.ReferenceHistogram, ReferenceScorer: observe.Scorer(man.ReferenceScorer)}
+		Reference: man.ReferenceHistogram, ReferenceScorer: observe.Scorer(man.ReferenceScorer),
+		DriftReference: man.DriftReference}
+	if c := man.Calibration; c != nil {
+		spec.Temperature = c.Temperature
+	}
+	if sh := man.Input.Shape; len(sh) > 1 {
+		spec.InputShape = sh[1:] // without the batch dimension
+	}
 	h, err := s.opts.Observe.Model(spec)
-	if err == nil || spec.Reference == nil {
+	if err == nil || (spec.Reference == nil && spec.DriftReference == nil) {
 		return h, err
 	}
-	s.logger.Warn("the manifest's reference histogram does not fit the drift settings; learning one from the first predictions", "model", m.cfg.Name, "version", version, "err", err)
-	spec.Reference, spec.ReferenceScorer = nil, ""
+	s.logger.Warn("the manifest's drift references do not fit the drift settings or the model; learning the confidence reference from the first predictions, the other drift signals stay absent", "model", m.cfg.Name, "version", version, "err", err)
+	spec.Reference, spec.ReferenceScorer, spec.DriftReference = nil, "", nil
 	return s.opts.Observe.Model(spec)
 }
 

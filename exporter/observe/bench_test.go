@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/edgeloop/edgeloop/internal/modelrepo"
 )
 
 // benchLogits is one prediction of a 10-class model, with the spread of a trained classifier.
@@ -41,6 +43,78 @@ func benchmarkObserve(b *testing.B, scores []float32) {
 	}
 	ctx := context.Background()
 	o := Observation{Latency: 3 * time.Millisecond, Outcome: OutcomeSuccess, Scores: scores}
+	b.ReportAllocs()
+	for b.Loop() {
+		m.Observe(ctx, o)
+	}
+}
+
+// BenchmarkObserveCalibrated is BenchmarkObserve for a version with a fitted temperature:
+// the estimated accuracy's calibrated top-1 probability costs one exponential per class.
+func BenchmarkObserveCalibrated(b *testing.B) {
+	benchmarkObserveWith(b, benchLogits, func(cfg *Config, spec *ModelSpec) { spec.Temperature = 1.5 })
+}
+
+// BenchmarkObserveClassMix is BenchmarkObserve with the class-mix signal on.
+func BenchmarkObserveClassMix(b *testing.B) {
+	benchmarkObserveWith(b, benchLogits, func(cfg *Config, spec *ModelSpec) {
+		cfg.Drift.Signals.ClassMix = true
+		spec.DriftReference = benchReference(b)
+	})
+}
+
+// BenchmarkObserveInput is BenchmarkObserve with the input signals on, for a Fashion-MNIST
+// sized input (1×28×28) and 4 projections: the per-request cost of the input statistics.
+func BenchmarkObserveInput(b *testing.B) {
+	benchmarkObserveWith(b, benchLogits, func(cfg *Config, spec *ModelSpec) {
+		cfg.Drift.Signals.Input = true
+		spec.DriftReference = benchReference(b)
+	})
+}
+
+// BenchmarkObserveAllSignals has every signal on and a temperature.
+func BenchmarkObserveAllSignals(b *testing.B) {
+	benchmarkObserveWith(b, benchLogits, func(cfg *Config, spec *ModelSpec) {
+		cfg.Drift.Signals = Signals{ClassMix: true, Input: true}
+		spec.DriftReference = benchReference(b)
+		spec.Temperature = 1.5
+	})
+}
+
+// benchReference is a drift reference for 10 classes and 1×28×28 inputs.
+func benchReference(b *testing.B) *modelrepo.DriftReference {
+	in := make([]float32, 500*784)
+	for i := range in {
+		in[i] = float32(i%251) / 251
+	}
+	ir, err := modelrepo.ComputeInputReference(in, 784, 1, 1, 4, 10)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return &modelrepo.DriftReference{ClassMix: []float64{1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, Input: ir, Samples: 500}
+}
+
+func benchmarkObserveWith(b *testing.B, scores []float32, setup func(*Config, *ModelSpec)) {
+	cfg := DefaultConfig()
+	spec := ModelSpec{
+		Name: "bench", Version: "1", Output: Logits, InputShape: []int64{1, 28, 28},
+		Classes: []string{"c0", "c1", "c2", "c3", "c4", "c5", "c6", "c7", "c8", "c9"},
+	}
+	setup(&cfg, &spec)
+	c, err := New(prometheus.NewRegistry(), cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	m, err := c.Model(spec)
+	if err != nil {
+		b.Fatal(err)
+	}
+	input := make([]float32, 784)
+	for i := range input {
+		input[i] = float32(i%17) / 17
+	}
+	ctx := context.Background()
+	o := Observation{Latency: 3 * time.Millisecond, Outcome: OutcomeSuccess, Scores: scores, Input: input}
 	b.ReportAllocs()
 	for b.Loop() {
 		m.Observe(ctx, o)

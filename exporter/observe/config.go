@@ -3,8 +3,10 @@ package observe
 import (
 	"errors"
 	"math"
+	"slices"
 
 	"github.com/edgeloop/edgeloop/internal/config"
+	"github.com/edgeloop/edgeloop/internal/sample"
 )
 
 // Config is the `inference:` section of the exporter's configuration file.
@@ -35,6 +37,31 @@ type DriftConfig struct {
 	// ReferenceSamples is how many predictions after a model version loads are learned as its
 	// reference when its manifest carries none. Default 1000.
 	ReferenceSamples int `yaml:"reference_samples"`
+	// CalibratedAccuracy makes edgeloop_estimated_accuracy the mean calibrated top-1
+	// probability, with the temperature the gate fitted and stored in the manifest
+	// (calibration.temperature); versions without one keep the raw mean. Default true.
+	CalibratedAccuracy bool `yaml:"calibrated_accuracy"`
+	// Signals turns on the drift signals beyond confidence for every model: each compares a
+	// window with the reference in the manifest (drift_reference) and is absent for versions
+	// without one. Off by default: off costs nothing on the request path.
+	Signals Signals `yaml:"signals"`
+	// Models replaces Signals for the models it names (by model name), whole: a model listed
+	// here gets exactly its entry.
+	Models map[string]Signals `yaml:"models"`
+}
+
+// Signals configures the drift signals beyond confidence (docs/drift.md).
+type Signals struct {
+	// ClassMix exports edgeloop_class_mix_js_distance: the Jensen-Shannon distance of the
+	// window's predicted-class mix to the reference's.
+	ClassMix bool `yaml:"class_mix"`
+	// Input exports edgeloop_input_mean_shift, edgeloop_input_std_ratio and
+	// edgeloop_input_sketch_psi from the request's first input tensor (built-in runtime only:
+	// an upstream's inputs are not decoded).
+	Input bool `yaml:"input"`
+	// Window is how many of the latest predictions (class mix) and input samples (input)
+	// the signals cover; 0 means drift.window.
+	Window int `yaml:"window"`
 }
 
 // Limits of the drift settings. maxBins also bounds the fixed-size arrays the scrape copies
@@ -54,9 +81,10 @@ func DefaultConfig() Config {
 		Scorer:                 MaxSoftmax,
 		LowConfidenceThreshold: 0.6,
 		Drift: DriftConfig{
-			Bins:             10,
-			Window:           1000,
-			ReferenceSamples: 1000,
+			Bins:               10,
+			Window:             1000,
+			ReferenceSamples:   1000,
+			CalibratedAccuracy: true,
 		},
 	}
 }
@@ -83,5 +111,37 @@ func (c Config) Validate() error {
 	if n := c.Drift.ReferenceSamples; n < minReferenceSamples || n > maxReferenceSamples {
 		errs = append(errs, config.Errorf("drift.reference_samples", "must be between %d and %d, got %d", minReferenceSamples, maxReferenceSamples, n))
 	}
+	errs = append(errs, c.Drift.Signals.validate("drift.signals"))
+	names := make([]string, 0, len(c.Drift.Models))
+	for name := range c.Drift.Models {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		field := "drift.models." + name
+		if !sample.ValidName(name) {
+			errs = append(errs, config.Errorf(field, "the model name %s, got %q", sample.NameRule, name))
+		}
+		errs = append(errs, c.Drift.Models[name].validate(field))
+	}
 	return errors.Join(errs...)
+}
+
+func (s Signals) validate(field string) error {
+	if n := s.Window; n != 0 && (n < minWindow || n > maxWindow) {
+		return config.Errorf(field+".window", "must be 0 (drift.window) or between %d and %d, got %d", minWindow, maxWindow, n)
+	}
+	return nil
+}
+
+// signals returns the drift signals configured for a model.
+func (d DriftConfig) signals(model string) Signals {
+	s, ok := d.Models[model]
+	if !ok {
+		s = d.Signals
+	}
+	if s.Window == 0 {
+		s.Window = d.Window
+	}
+	return s
 }

@@ -1,6 +1,7 @@
 package observe
 
 import (
+	"reflect"
 	"strings"
 	"testing"
 
@@ -27,6 +28,7 @@ func TestValidConfigs(t *testing.T) {
 		"scorer: margin\nlow_confidence_threshold: 0\nstages: true\n",
 		"scorer: entropy\nlow_confidence_threshold: 1\ndrift: {bins: 2, window: 10, reference_samples: 10}\n",
 		"drift: {bins: 100, window: 1000000, reference_samples: 100000000}\n",
+		"drift: {calibrated_accuracy: false, signals: {class_mix: true, input: true, window: 10}, models: {fashion: {class_mix: true}}}\n",
 	} {
 		cfg := DefaultConfig()
 		if err := config.Parse([]byte(doc), &cfg); err != nil {
@@ -39,9 +41,9 @@ func TestDefaultConfig(t *testing.T) {
 	want := Config{
 		Scorer:                 MaxSoftmax,
 		LowConfidenceThreshold: 0.6,
-		Drift:                  DriftConfig{Bins: 10, Window: 1000, ReferenceSamples: 1000},
+		Drift:                  DriftConfig{Bins: 10, Window: 1000, ReferenceSamples: 1000, CalibratedAccuracy: true},
 	}
-	if got := DefaultConfig(); got != want {
+	if got := DefaultConfig(); !reflect.DeepEqual(got, want) {
 		t.Fatalf("DefaultConfig() = %+v, want %+v (docs/inference-telemetry.md states these)", got, want)
 	}
 }

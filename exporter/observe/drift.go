@@ -125,9 +125,18 @@ type DriftState struct {
 	// PSI is the population stability index of Window against Reference, or NaN until the
 	// reference is ready and the window is full.
 	PSI float64
-	// EstimatedAccuracy is the mean top-1 probability over the window, or NaN until the
-	// window is full.
+	// EstimatedAccuracy is the mean top-1 probability over the window (calibrated, when the
+	// version has a temperature and drift.calibrated_accuracy is on), or NaN until the window
+	// is full.
 	EstimatedAccuracy float64
+	// Temperature is the temperature EstimatedAccuracy is calibrated with; 1 when raw.
+	Temperature float64
+	// ClassMixDistance is the Jensen-Shannon distance of the window's class mix to the
+	// reference's; NaN when the signal is off, has no reference, or its window is not full.
+	ClassMixDistance float64
+	// InputMeanShift, InputStdRatio (per channel) and InputSketchPSI (per projection) are
+	// the input signals; nil when off, without a reference, or until their window is full.
+	InputMeanShift, InputStdRatio, InputSketchPSI []float64
 }
 
 // Drift returns a snapshot of the model version's drift state: what the drift gauges export,
@@ -140,6 +149,18 @@ func (m *Model) Drift() DriftState {
 		WindowCount:        m.filled,
 	}
 	st.PSI, st.EstimatedAccuracy = m.signals()
+	st.Temperature, st.ClassMixDistance = 1, math.NaN()
+	if m.invT != 0 {
+		st.Temperature = 1 / m.invT
+	}
+	if m.classMix != nil {
+		st.ClassMixDistance = m.classMix.distance()
+	}
+	if m.input != nil {
+		if in, ok := m.input.signals(); ok {
+			st.InputMeanShift, st.InputStdRatio, st.InputSketchPSI = in.meanShift, in.stdRatio, in.sketchPSI
+		}
+	}
 	if m.refLeft == 0 {
 		st.Reference = append([]float64(nil), m.ref...)
 	}

@@ -2,6 +2,7 @@ package observe
 
 import (
 	"math"
+	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
@@ -164,7 +165,7 @@ func (col collector) Describe(ch chan<- *prometheus.Desc) {
 		c.stages.Describe(ch)
 	}
 	for _, d := range []*prometheus.Desc{c.requestsDesc, c.predictionsDesc, c.lowDesc, c.errorsDesc,
-		c.confidenceDesc, c.psiDesc, c.accuracyDesc} {
+		c.confidenceDesc, c.psiDesc, c.accuracyDesc, c.classMixDesc, c.meanShiftDesc, c.stdRatioDesc, c.sketchPSIDesc} {
 		ch <- d
 	}
 }
@@ -191,6 +192,15 @@ func (m *Model) collect(ch chan<- prometheus.Metric) {
 	t := m.tally
 	t.predictions = append([]uint64(nil), m.predictions...)
 	psiValue, accuracy := m.signals()
+	mix := math.NaN()
+	if m.classMix != nil {
+		mix = m.classMix.distance()
+	}
+	var in inputSignals
+	inReady := false
+	if m.input != nil {
+		in, inReady = m.input.signals()
+	}
 	m.mu.Unlock()
 
 	n, v := m.key.name, m.key.version
@@ -220,4 +230,20 @@ func (m *Model) collect(ch chan<- prometheus.Metric) {
 	if !math.IsNaN(accuracy) {
 		ch <- prometheus.MustNewConstMetric(c.accuracyDesc, prometheus.GaugeValue, accuracy, n, v)
 	}
+	if !math.IsNaN(mix) {
+		ch <- prometheus.MustNewConstMetric(c.classMixDesc, prometheus.GaugeValue, mix, n, v)
+	}
+	if !inReady {
+		return
+	}
+	gauge := func(desc *prometheus.Desc, values []float64) {
+		for i, x := range values {
+			if !math.IsNaN(x) { // a channel constant in the reference has no scale to shift by
+				ch <- prometheus.MustNewConstMetric(desc, prometheus.GaugeValue, x, n, v, strconv.Itoa(i))
+			}
+		}
+	}
+	gauge(c.meanShiftDesc, in.meanShift)
+	gauge(c.stdRatioDesc, in.stdRatio)
+	gauge(c.sketchPSIDesc, in.sketchPSI)
 }

@@ -23,6 +23,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/edgeloop/edgeloop/internal/classify"
+	"github.com/edgeloop/edgeloop/internal/modelrepo"
 )
 
 // Outcome is how an inference request ended; its String is the `outcome` label.
@@ -104,6 +105,10 @@ type Observation struct {
 	// row-major, one prediction per row (a batch), as logits or probabilities per the model's
 	// ModelSpec.Output. It is read only when Outcome is OutcomeSuccess, and only during the call.
 	Scores []float32
+	// Input is the request's first input tensor as float32 values, one sample after the other,
+	// for the input drift signals; nil when the caller has not decoded it. It is read only
+	// when Outcome is OutcomeSuccess and the input signals are on, and only during the call.
+	Input []float32
 }
 
 // ModelSpec describes a model version as its manifest does, for Core.Model.
@@ -123,6 +128,16 @@ type ModelSpec struct {
 	// scorer, since histograms of different scorers are not comparable; empty means "the
 	// configured one".
 	ReferenceScorer Scorer
+	// Temperature is the manifest's fitted softmax temperature (calibration.temperature);
+	// 0 means none. With drift.calibrated_accuracy on, the estimated accuracy averages the
+	// top-1 probability calibrated with it.
+	Temperature float64
+	// DriftReference is the manifest's reference for the class-mix and input signals; nil
+	// leaves those signals absent.
+	DriftReference *modelrepo.DriftReference
+	// InputShape is the shape of one sample of the first input, without the batch
+	// dimension; the input signals need it to split a request into samples.
+	InputShape []int64
 }
 
 // Core owns the inference metrics of one exporter and the model versions that feed them.
@@ -142,6 +157,10 @@ type Core struct {
 	confidenceDesc  *prometheus.Desc
 	psiDesc         *prometheus.Desc
 	accuracyDesc    *prometheus.Desc
+	classMixDesc    *prometheus.Desc
+	meanShiftDesc   *prometheus.Desc
+	stdRatioDesc    *prometheus.Desc
+	sketchPSIDesc   *prometheus.Desc
 	confBounds      [numConfidenceBuckets]float64
 
 	mu     sync.Mutex
@@ -208,8 +227,20 @@ func New(reg prometheus.Registerer, cfg Config) (*Core, error) {
 			"Population stability index of the confidence distribution in the sliding window against the reference; absent until both exist.",
 			mv, nil),
 		accuracyDesc: prometheus.NewDesc("edgeloop_estimated_accuracy",
-			"Mean top-1 probability over the sliding window, a label-free accuracy estimate; absent until the window is full.",
+			"Mean top-1 probability over the sliding window (calibrated with the manifest's temperature when it has one), a label-free accuracy estimate; absent until the window is full.",
 			mv, nil),
+		classMixDesc: prometheus.NewDesc("edgeloop_class_mix_js_distance",
+			"Jensen-Shannon distance (0 to 1) of the predicted-class mix in the window to the manifest's reference; absent when off, without a reference, or until the window is full.",
+			mv, nil),
+		meanShiftDesc: prometheus.NewDesc("edgeloop_input_mean_shift",
+			"Mean of an input channel over the window minus the reference's mean, in reference standard deviations; absent when off, without a reference, or until the window is full.",
+			[]string{"model", "version", "channel"}, nil),
+		stdRatioDesc: prometheus.NewDesc("edgeloop_input_std_ratio",
+			"Standard deviation of an input channel over the window divided by the reference's; absent when off, without a reference, or until the window is full.",
+			[]string{"model", "version", "channel"}, nil),
+		sketchPSIDesc: prometheus.NewDesc("edgeloop_input_sketch_psi",
+			"PSI of the histogram of one fixed random projection of the input over the window against the reference's; absent when off, without a reference, or until the window is full.",
+			[]string{"model", "version", "projection"}, nil),
 		confBounds: confidenceBuckets(),
 		models:     map[modelKey]*Model{},
 	}
@@ -237,6 +268,7 @@ type Model struct {
 	low     float64 // low-confidence threshold
 	bins    float64 // drift.bins as a float, to bin without a conversion per row
 	lastBin int
+	invT    float64 // 1/temperature of the estimated accuracy; 0 for the raw top-1 probability
 
 	latency   prometheus.Observer
 	latencyEx prometheus.ExemplarObserver // the same series; nil if it cannot take exemplars
@@ -248,6 +280,8 @@ type Model struct {
 	mu sync.Mutex
 	tally
 	drift
+	classMix *classMix   // nil unless the class-mix signal is on and has a reference
+	input    *inputDrift // nil unless the input signals are on and have a reference
 }
 
 // Model registers the series of a model version that has just loaded and returns the handle
@@ -259,24 +293,43 @@ func (c *Core) Model(spec ModelSpec) (*Model, error) {
 		return nil, fmt.Errorf("observe: model %q version %q: %w", spec.Name, spec.Version, err)
 	}
 	key := modelKey{spec.Name, spec.Version}
+	sig := c.cfg.Drift.signals(spec.Name)
+	var mix *classMix
+	var in *inputDrift
+	if ref := spec.DriftReference; ref != nil {
+		if sig.ClassMix && len(ref.ClassMix) > 0 {
+			mix = newClassMix(sig.Window, ref.ClassMix)
+		}
+		if sig.Input && ref.Input != nil {
+			var err error
+			if in, err = newInputDrift(sig.Window, spec.InputShape, ref.Input); err != nil {
+				return nil, fmt.Errorf("observe: model %q version %q: %w", spec.Name, spec.Version, err)
+			}
+		}
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if _, ok := c.models[key]; ok {
 		return nil, fmt.Errorf("observe: model %q version %q: already loaded", spec.Name, spec.Version)
 	}
 	m := &Model{
-		core:    c,
-		key:     key,
-		classes: append([]string(nil), spec.Classes...),
-		created: time.Now(),
-		kind:    spec.Output,
-		scorer:  c.scorer,
-		entropy: c.scorer == classify.IndexEntropy,
-		low:     c.cfg.LowConfidenceThreshold,
-		bins:    float64(c.cfg.Drift.Bins),
-		lastBin: c.cfg.Drift.Bins - 1,
-		tally:   tally{predictions: make([]uint64, len(spec.Classes))},
-		drift:   newDrift(c.cfg.Drift, spec.Reference),
+		core:     c,
+		key:      key,
+		classes:  append([]string(nil), spec.Classes...),
+		created:  time.Now(),
+		kind:     spec.Output,
+		scorer:   c.scorer,
+		entropy:  c.scorer == classify.IndexEntropy,
+		low:      c.cfg.LowConfidenceThreshold,
+		bins:     float64(c.cfg.Drift.Bins),
+		lastBin:  c.cfg.Drift.Bins - 1,
+		tally:    tally{predictions: make([]uint64, len(spec.Classes))},
+		drift:    newDrift(c.cfg.Drift, spec.Reference),
+		classMix: mix,
+		input:    in,
+	}
+	if t := spec.Temperature; c.cfg.Drift.CalibratedAccuracy && t > 0 && t != 1 {
+		m.invT = 1 / t
 	}
 	// The label values were checked by checkSpec, so WithLabelValues cannot panic. Caching the
 	// children keeps label lookups off the request path.
@@ -315,6 +368,24 @@ func (c *Core) checkSpec(spec ModelSpec) error {
 	}
 	if spec.Output != Logits && spec.Output != Probabilities {
 		return fmt.Errorf("output kind must be Logits or Probabilities, got %d", spec.Output)
+	}
+	if t := spec.Temperature; math.IsNaN(t) || math.IsInf(t, 0) || t < 0 {
+		return fmt.Errorf("temperature must be finite and not negative, got %g", t)
+	}
+	if r := spec.DriftReference; r != nil && len(r.ClassMix) > 0 {
+		if len(r.ClassMix) != len(spec.Classes) {
+			return fmt.Errorf("the reference class mix has %d values for %d classes", len(r.ClassMix), len(spec.Classes))
+		}
+		var sum float64
+		for i, v := range r.ClassMix {
+			if math.IsNaN(v) || math.IsInf(v, 0) || v < 0 {
+				return fmt.Errorf("reference class mix %d: must be finite and non-negative, got %g", i, v)
+			}
+			sum += v
+		}
+		if sum == 0 {
+			return errors.New("reference class mix is all zero")
+		}
 	}
 	if spec.Reference == nil {
 		return nil
@@ -394,6 +465,9 @@ func (m *Model) Observe(ctx context.Context, o Observation) {
 		return
 	}
 	m.observeScores(o.Scores)
+	if m.input != nil {
+		m.observeInput(o.Input)
+	}
 }
 
 // observeScores counts a successful request and scores its output. An output that is empty
@@ -421,7 +495,11 @@ func (m *Model) observeScores(out []float32) {
 			m.mu.Unlock()
 			return
 		}
-		one[0] = m.prepare(s)
+		top1 := s.MaxSoftmax
+		if m.invT != 0 {
+			top1 = calibratedTop1(out, s.Class, m.kind, m.invT)
+		}
+		one[0] = m.prepare(s, top1)
 		m.commit(one[:], true)
 		return
 	}
@@ -433,7 +511,11 @@ func (m *Model) observeScores(out []float32) {
 			m.fail(r, false)
 			continue
 		}
-		rows[n] = m.prepare(s)
+		top1 := s.MaxSoftmax
+		if m.invT != 0 {
+			top1 = calibratedTop1(out[off:off+k:off+k], s.Class, m.kind, m.invT)
+		}
+		rows[n] = m.prepare(s, top1)
 		if n++; n == batchChunk {
 			m.commit(rows[:n], !counted)
 			n, counted = 0, true
@@ -454,7 +536,8 @@ type scored struct {
 	low     bool
 }
 
-func (m *Model) prepare(s Scores) scored {
+// prepare bins a prediction; top1 is the top-1 probability the estimated accuracy averages.
+func (m *Model) prepare(s Scores, top1 float64) scored {
 	conf := s.ConfidenceAt(m.scorer)
 	bin := int(conf * m.bins)
 	if bin > m.lastBin { // conf == 1
@@ -463,7 +546,7 @@ func (m *Model) prepare(s Scores) scored {
 	return scored{
 		conf:    conf,
 		class:   int32(s.Class),
-		entry:   newEntry(bin, s.MaxSoftmax),
+		entry:   newEntry(bin, top1),
 		classic: classicBucket(&m.core.confBounds, conf),
 		native:  nativeSlot(conf),
 		low:     conf < m.low,
@@ -494,6 +577,9 @@ func (m *Model) commit(rows []scored, countRequest bool) {
 		}
 		m.confidence.add(r)
 		m.add(r.entry)
+		if m.classMix != nil {
+			m.classMix.add(r.class)
+		}
 	}
 	m.mu.Unlock()
 }

@@ -16,6 +16,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/testenv"
 )
 
@@ -135,6 +136,26 @@ func TestMetricsGolden(t *testing.T) {
 		m2.Observe(context.Background(), Observation{
 			Latency: time.Duration(i+1) * time.Millisecond, Outcome: OutcomeSuccess,
 			Scores: []float32{float32(i) / 4, 1, 0},
+		})
+	}
+	// A third version with a drift reference and the signals beyond confidence on.
+	c.cfg.Drift.Signals = Signals{ClassMix: true, Input: true}
+	c.cfg.Drift.CalibratedAccuracy = true
+	m3, err := c.Model(ModelSpec{Name: "fmnist", Version: "3", Classes: []string{"shirt", "bag", "boot"},
+		Output: Logits, Temperature: 2, InputShape: []int64{4}, DriftReference: &modelrepo.DriftReference{
+			ClassMix: []float64{0.5, 0.25, 0.25},
+			Input: &modelrepo.InputReference{
+				Channels: []modelrepo.ChannelStats{{Mean: 0.5, Std: 0.25}},
+				Projections: &modelrepo.ProjectionReference{Seed: 7,
+					Edges: [][]float64{{-0.1, 0.1}, {-0.1, 0.1}}, Histograms: [][]float64{{0.25, 0.5, 0.25}, {0.25, 0.5, 0.25}}},
+			}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		m3.Observe(context.Background(), Observation{
+			Latency: time.Millisecond, Outcome: OutcomeSuccess,
+			Scores: []float32{float32(i % 3), 1, 0}, Input: []float32{float32(i) / 10, 0.5, 0.25, 1},
 		})
 	}
 	testenv.CheckMetricsGolden(t, reg, "testdata/metrics.golden", *update)

@@ -66,6 +66,10 @@ type Manifest struct {
 	// so that exporters can estimate accuracy from calibrated confidence; nil when none was
 	// fitted.
 	Calibration *Calibration `json:"calibration,omitempty"`
+	// DriftReference is the predicted-class mix and input statistics on the evaluation set
+	// that the exporter's class-mix and input drift signals compare live traffic with; nil in
+	// manifests written before it existed.
+	DriftReference *DriftReference `json:"drift_reference,omitempty"`
 	// ParentVersion is the version this one was retrained from; 0 for none.
 	ParentVersion int64 `json:"parent_version,omitempty"`
 	// Datasets are URIs of the data the version was trained on (shards, dataset manifests).
@@ -356,6 +360,9 @@ func (m *Manifest) Validate() error {
 		if c.Samples < 1 {
 			bad("calibration.samples: must be positive, got %d", c.Samples)
 		}
+	}
+	if r := m.DriftReference; r != nil {
+		errs = append(errs, r.validate(len(m.Classes))...)
 	}
 	errs = append(errs, validateTensor("input", m.Input.Name, m.Input.Datatype, m.Input.Shape, true)...)
 	errs = append(errs, m.validateOutput("output", &m.Output)...)

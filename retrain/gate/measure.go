@@ -89,6 +89,10 @@ type Report struct {
 	ECE float64 `json:"ece"`
 	// Calibration is the fitted temperature, when calibration is on.
 	Calibration *Calibration `json:"calibration,omitempty"`
+	// DriftReference is the class mix and input statistics on the evaluation sets (not the
+	// held-out captured samples), for the exporter's drift signals; nil when the set has no
+	// evaluation-set samples.
+	DriftReference *modelrepo.DriftReference `json:"drift_reference,omitempty"`
 	// ConfidenceScorer names the scorer of ConfidenceHistogram: "max_softmax".
 	ConfidenceScorer string `json:"confidence_scorer"`
 	// ConfidenceHistogram is the share of samples per confidence bin: HistogramBins equal
@@ -228,6 +232,11 @@ func Measure(set *Set, sc *Scores, opts MeasureOptions) (*Report, error) {
 		pr.Accuracy = ratio(pr.Correct, pr.Samples)
 		r.Parts = append(r.Parts, pr)
 	}
+	ref, err := driftReference(set, sc.Values, kind)
+	if err != nil {
+		return nil, fmt.Errorf("measure: %w", err)
+	}
+	r.DriftReference = ref
 	if opts.Calibrate {
 		c, err := calibrate(z, set.Labels, k, r.Loss)
 		if err != nil {

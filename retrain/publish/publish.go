@@ -196,6 +196,7 @@ func prepare(ctx context.Context, repo *modelrepo.Repository, in Input) (*modelr
 		m.PerClassMetrics["precision"] = prec
 	}
 	m.ReferenceHistogram, m.ReferenceScorer = slices.Clone(r.ConfidenceHistogram), r.ConfidenceScorer
+	m.DriftReference = r.DriftReference
 
 	record, err := json.MarshalIndent(gateRecord{Report: r, Decision: in.Decision, Set: in.Set}, "", "  ")
 	if err != nil {
