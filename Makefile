@@ -38,17 +38,20 @@ arm64: ## cross-compile the edge binary for linux/arm64, static (Jetson's glibc 
 
 # The images' binaries link glibc dynamically: the image carries Debian's, which go-nvml's dlopen
 # of the driver's libnvidia-ml.so.1 needs. Layers are dated by the last commit (reproducible).
-images: ## build the edge image (linux/amd64, linux/arm64) into the OCI layout dist/images/edgeloop-exporter (docs/deploy.md)
+images: ## build the OCI images (linux/amd64, linux/arm64) into the layouts dist/images/edgeloop-exporter (edge) and dist/images/edgeloop (data center) (docs/deploy.md)
 	scripts/debs.sh
-	CGO_ENABLED=1 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -tags '$(GOTAGS)' -ldflags '-s -w $(LDFLAGS)' \
-		-o dist/stage/edgeloop-exporter-amd64 ./cmd/edgeloop-exporter
-	CGO_ENABLED=1 GOOS=linux GOARCH=arm64 CC=$(CC_ARM64) $(GO) build -trimpath -tags '$(GOTAGS)' -ldflags '-s -w $(LDFLAGS)' \
-		-o dist/stage/edgeloop-exporter-arm64 ./cmd/edgeloop-exporter
-	deploy/image/stage.sh amd64 dist/stage/edgeloop-exporter-amd64 dist/stage/amd64
-	deploy/image/stage.sh arm64 dist/stage/edgeloop-exporter-arm64 dist/stage/arm64
-	SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) $(GO) run ./deploy/image --out dist/images/edgeloop-exporter \
-		--version $(VERSION) --revision $$(git rev-parse HEAD) \
-		--platform linux/amd64=dist/stage/amd64 --platform linux/arm64=dist/stage/arm64
+	set -e; for b in edgeloop-exporter:cmd/edgeloop-exporter edgeloop:cmd/edgeloop; do \
+		name=$${b%%:*} pkg=./$${b#*:}; \
+		CGO_ENABLED=1 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -tags '$(GOTAGS)' -ldflags '-s -w $(LDFLAGS)' \
+			-o dist/stage/$$name-amd64 $$pkg; \
+		CGO_ENABLED=1 GOOS=linux GOARCH=arm64 CC=$(CC_ARM64) $(GO) build -trimpath -tags '$(GOTAGS)' -ldflags '-s -w $(LDFLAGS)' \
+			-o dist/stage/$$name-arm64 $$pkg; \
+		deploy/image/stage.sh amd64 dist/stage/$$name-amd64 dist/stage/$$name/amd64 $$name; \
+		deploy/image/stage.sh arm64 dist/stage/$$name-arm64 dist/stage/$$name/arm64 $$name; \
+		SOURCE_DATE_EPOCH=$$(git log -1 --format=%ct) $(GO) run ./deploy/image --binary $$name --out dist/images/$$name \
+			--version $(VERSION) --revision $$(git rev-parse HEAD) \
+			--platform linux/amd64=dist/stage/$$name/amd64 --platform linux/arm64=dist/stage/$$name/arm64; \
+	done
 
 # Debian and RPM packages for single-node sites (docs/deploy.md): edgeloop-exporter (the lean
 # edge binary) and edgeloop (the full binary, collector and retrain units), for amd64 (the
@@ -117,8 +120,11 @@ demo: build ## the whole loop in one process: drift, capture, retrain, recovery 
 clean: ## remove build outputs
 	rm -rf bin dist
 
-# The Grafana data source (docs/grafana-plugin.md): its Go backend for the platforms Grafana runs
-# on, and its frontend (TypeScript and React, built with npm and webpack into dist/module.js).
+# The Grafana app with its nested data source (docs/grafana-plugin.md): the data source's Go
+# backend for the platforms Grafana runs on, and the frontends (TypeScript and React, built with
+# npm and webpack into dist/module.js, the app, and dist/datasource/module.js, the data source).
+# Grafana loads dist/ as one plugin folder; the data source's plugin.json and executables are in
+# dist/datasource/, Grafana's nested-plugin layout.
 PLUGIN_DIR     := grafana/plugin
 PLUGIN_VERSION ?= 0.1.0
 NPM            ?= npm
@@ -127,15 +133,36 @@ NPM            ?= npm
 PLUGIN_NODE    := $(PLUGIN_DIR)/node_modules/.edgeloop-installed
 
 .PHONY: plugin plugin-frontend plugin-test
-plugin: ## build the Grafana data source (backend for linux/amd64 and arm64, frontend module.js) into grafana/plugin/dist, with plugin.json
+plugin: ## build the Grafana app and its nested data source (backend for linux/amd64 and arm64, frontends) into grafana/plugin/dist, with the plugin.json files
 	rm -rf $(PLUGIN_DIR)/dist
-	mkdir -p $(PLUGIN_DIR)/dist/img
+	mkdir -p $(PLUGIN_DIR)/dist/img $(PLUGIN_DIR)/dist/datasource/img
 	for arch in amd64 arm64; do \
-		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '-s -w' -o $(PLUGIN_DIR)/dist/gpx_edgeloop_linux_$$arch ./$(PLUGIN_DIR)/pkg || exit 1; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '-s -w' -o $(PLUGIN_DIR)/dist/datasource/gpx_edgeloop_linux_$$arch ./$(PLUGIN_DIR)/pkg || exit 1; \
 	done
-	sed -e 's/%VERSION%/$(PLUGIN_VERSION)/' -e "s/%TODAY%/$$(date -u +%F)/" $(PLUGIN_DIR)/src/plugin.json > $(PLUGIN_DIR)/dist/plugin.json
-	cp $(PLUGIN_DIR)/src/img/* $(PLUGIN_DIR)/dist/img/
+	for p in . datasource; do \
+		sed -e 's/%VERSION%/$(PLUGIN_VERSION)/' -e "s/%TODAY%/$$(date -u +%F)/" $(PLUGIN_DIR)/src/$$p/plugin.json > $(PLUGIN_DIR)/dist/$$p/plugin.json || exit 1; \
+		cp $(PLUGIN_DIR)/src/img/* $(PLUGIN_DIR)/dist/$$p/img/ || exit 1; \
+	done
 	$(MAKE) --no-print-directory plugin-frontend
+
+# Everything a release ships, in dist/, with one checksums file (docs/deploy.md, "Release"):
+# both binaries for amd64 and arm64, both images' OCI layouts as tars, the packages, the chart
+# and the Grafana plugin. The version is VERSION (git describe).
+.PHONY: release
+release: exporter build arm64 images packages chart plugin ## build every artefact of a release into dist/, with dist/SHA256SUMS (docs/deploy.md)
+	rm -rf dist/bin && mkdir -p dist/bin
+	cp bin/edgeloop-exporter dist/bin/edgeloop-exporter-$(VERSION)-linux-amd64
+	cp bin/edgeloop dist/bin/edgeloop-$(VERSION)-linux-amd64
+	cp bin/linux-arm64/edgeloop-exporter dist/bin/edgeloop-exporter-$(VERSION)-linux-arm64
+	cp bin/linux-arm64/edgeloop dist/bin/edgeloop-$(VERSION)-linux-arm64
+	for name in edgeloop-exporter edgeloop; do \
+		tar -C dist/images --sort=name --mtime=@$$(git log -1 --format=%ct) --owner=0 --group=0 --numeric-owner \
+			-cf dist/$$name-image-$(VERSION).oci.tar $$name || exit 1; \
+	done
+	tar -C $(PLUGIN_DIR) --sort=name --mtime=@$$(git log -1 --format=%ct) --owner=0 --group=0 --numeric-owner \
+		--transform 's,^dist,edgeloop-edgeloop-datasource,' -czf dist/edgeloop-grafana-plugin-$(PLUGIN_VERSION).tar.gz dist
+	cd dist && sha256sum bin/* packages/*.deb packages/*.rpm edgeloop-*.tgz edgeloop-*.tar edgeloop-*.tar.gz > SHA256SUMS
+	@echo "release $(VERSION): $$(wc -l < dist/SHA256SUMS) artefacts in dist/, checksums in dist/SHA256SUMS"
 
 # The pinned tools (eslint-plugin-jsdoc, webpack-cli) need Node.js 20.11 or newer: Debian 12's
 # nodejs is 18 and comes without npm, so the check names what to install instead of failing later.
@@ -147,10 +174,10 @@ $(PLUGIN_NODE): $(PLUGIN_DIR)/package.json $(PLUGIN_DIR)/package-lock.json
 	cd $(PLUGIN_DIR) && $(NPM) ci --prefer-offline --no-audit --no-fund
 	touch $@
 
-plugin-frontend: $(PLUGIN_NODE) ## build the Grafana data source's frontend into grafana/plugin/dist/module.js (npm ci first when node_modules is missing or stale)
+plugin-frontend: $(PLUGIN_NODE) ## build the Grafana app's and data source's frontends into grafana/plugin/dist/module.js and dist/datasource/module.js (npm ci first when node_modules is missing or stale)
 	@$(PLUGIN_NODE_CHECK)
 	cd $(PLUGIN_DIR) && $(NPM) run --silent build
 
-plugin-test: $(PLUGIN_NODE) ## the Grafana data source's frontend checks: type check, lint, Jest
+plugin-test: $(PLUGIN_NODE) ## the Grafana plugin's frontend checks: type check, lint, Jest
 	@$(PLUGIN_NODE_CHECK)
 	cd $(PLUGIN_DIR) && $(NPM) run --silent typecheck && $(NPM) run --silent lint && $(NPM) run --silent test:ci

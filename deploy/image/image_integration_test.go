@@ -5,6 +5,7 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,10 @@ import (
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
+
+	"github.com/edgeloop/edgeloop/collector/collectortest"
+	"github.com/edgeloop/edgeloop/internal/objstore"
+	"github.com/edgeloop/edgeloop/internal/testenv"
 )
 
 // need skips the test with why, or fails it under CI=true, where everything must be there.
@@ -35,75 +40,20 @@ func need(t *testing.T, ok bool, why string) {
 	t.Skip(why)
 }
 
-// TestImageRuns builds the amd64 image as `make images` does (the exporter built like `make
+// TestImageRuns builds the amd64 edge image as `make images` does (the exporter built like `make
 // exporter`, stage.sh, then this program), reads it back from its OCI layout, unpacks its layers
 // into a directory and runs, chrooted there as the image's user, `version` and the exporter,
 // reading /metrics. The user can write nowhere in the unpacked root but the state directory, as
 // under a read-only root file system.
 func TestImageRuns(t *testing.T) {
-	need(t, runtime.GOARCH == "amd64", "the image test runs the amd64 image natively")
-	need(t, os.Geteuid() == 0, "chroot needs root")
-	for _, tool := range []string{"apt-get", "apt-cache", "dpkg-deb"} {
-		_, err := exec.LookPath(tool)
-		need(t, err == nil, tool+" not found: stage.sh takes glibc, tzdata and CA certificates from Debian's packages")
-	}
-	work := t.TempDir()
-	bin := filepath.Join(work, "edgeloop-exporter")
-	runCmd(t, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "github.com/edgeloop/edgeloop/cmd/edgeloop-exporter")
-	stage := filepath.Join(work, "stage")
-	runCmd(t, "./stage.sh", "amd64", bin, stage)
-
-	o := options{out: filepath.Join(work, "oci"), version: "test", revision: "0123abc", source: "https://github.com/edgeloop/edgeloop", created: time.Unix(1700000000, 0).UTC()}
-	if err := o.platforms.Set("linux/amd64=" + stage); err != nil {
-		t.Fatal(err)
-	}
-	idx, err := build(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := writeLayout(o.out, idx, o.version); err != nil {
-		t.Fatal(err)
-	}
-	// The same input makes the same image: the layers carry no build time or build user.
-	again, err := build(o)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d1, _ := idx.Digest()
-	d2, _ := again.Digest()
-	if d1 != d2 {
-		t.Errorf("two builds of one input differ: %s and %s", d1, d2)
-	}
-
-	img := readBack(t, o.out, "test", v1.Platform{OS: "linux", Architecture: "amd64"})
+	root, img := imageFromSource(t, "edgeloop-exporter", "github.com/edgeloop/edgeloop/cmd/edgeloop-exporter")
 	cf, err := img.ConfigFile()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cf.Config.User != user || cf.OS != "linux" || cf.Architecture != "amd64" {
-		t.Errorf("config: user %q, platform %s/%s; want %s, linux/amd64", cf.Config.User, cf.OS, cf.Architecture, user)
-	}
 	if _, ok := cf.Config.Volumes["/var/lib/edgeloop"]; !ok {
 		t.Errorf("config declares no /var/lib/edgeloop volume: %v", cf.Config.Volumes)
 	}
-	m, err := img.Manifest()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, want := range map[string]string{
-		"org.opencontainers.image.version":  "test",
-		"org.opencontainers.image.revision": "0123abc",
-		"org.opencontainers.image.created":  "2023-11-14T22:13:20Z",
-		"org.opencontainers.image.title":    "edgeloop-exporter",
-	} {
-		if got := m.Annotations[k]; got != want {
-			t.Errorf("manifest annotation %s = %q, want %q", k, got, want)
-		}
-	}
-
-	root := filepath.Join(work, "root")
-	files := unpack(t, img, root)
-	t.Logf("image %s: %d layers, %d entries unpacked", d1, len(m.Layers), files)
 	for _, f := range []string{"usr/bin/edgeloop-exporter", "lib64/ld-linux-x86-64.so.2", "lib/x86_64-linux-gnu/libc.so.6", "lib/x86_64-linux-gnu/libdl.so.2", "etc/ssl/certs/ca-certificates.crt", "usr/share/zoneinfo/Europe/Berlin", "etc/passwd"} {
 		if _, err := os.Stat(filepath.Join(root, f)); err != nil {
 			t.Errorf("the image lacks /%s: %v", f, err)
@@ -173,6 +123,174 @@ func TestImageRuns(t *testing.T) {
 	if err := exp.Wait(); err != nil {
 		t.Errorf("the exporter in the image exited on SIGTERM with %v", err)
 	}
+}
+
+// TestFullImageRuns builds the amd64 data-center image (the full edgeloop binary) as `make
+// images` does and runs from it, chrooted as the image's user, `version` and a collector on a
+// real MinIO, which must take one batch: the WAL in the state directory, the bucket over S3.
+func TestFullImageRuns(t *testing.T) {
+	root, _ := imageFromSource(t, "edgeloop", "github.com/edgeloop/edgeloop/cmd/edgeloop")
+	var out bytes.Buffer
+	if err := chrooted(root, &out, "/usr/bin/edgeloop", "version").Run(); err != nil {
+		t.Fatalf("version in the image: %v\n%s", err, out.String())
+	}
+	if !strings.HasPrefix(out.String(), "edgeloop ") {
+		t.Errorf("version printed %q", out.String())
+	}
+
+	m := testenv.StartMinIO(t)
+	s3 := objstore.DefaultS3Config()
+	s3.Endpoint, s3.AccessKey, s3.SecretKey, s3.Insecure, s3.Bucket = m.Endpoint, m.AccessKey, m.SecretKey, true, "edgeloop"
+	if err := objstore.CreateS3Bucket(context.Background(), s3); err != nil {
+		t.Fatal(err)
+	}
+	etc := filepath.Join(root, "etc/edgeloop")
+	if err := os.MkdirAll(etc, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	collectortest.TokensFile(t, etc, "node-1")
+	if err := os.Chmod(filepath.Join(etc, "tokens"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	listen := freePort(t)
+	cfg := fmt.Sprintf("instance: image\nlisten: %s\nlog:\n  format: json\nauth:\n  tokens_file: /etc/edgeloop/tokens\nbucket: s3://edgeloop?endpoint=%s&insecure=true\n", listen, m.Endpoint)
+	if err := os.WriteFile(filepath.Join(etc, "collector.yaml"), []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	col := chrooted(root, &log, "/usr/bin/edgeloop", "collector", "--config", "/etc/edgeloop/collector.yaml")
+	col.Env = append(col.Env, "AWS_ACCESS_KEY_ID="+m.AccessKey, "AWS_SECRET_ACCESS_KEY="+m.SecretKey)
+	if err := col.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = col.Process.Kill()
+		_ = col.Wait()
+		if t.Failed() {
+			t.Logf("collector log:\n%s", log.String())
+		}
+	})
+	if body := waitMetrics(t, "http://"+listen+"/metrics", 30*time.Second); !strings.Contains(body, "edgeloop_build_info") {
+		t.Errorf("/metrics from the image lacks edgeloop_build_info")
+	}
+
+	// One batch, posted until the catalog has read the bucket (503 until then).
+	batch := collectortest.Zstd(t, collectortest.Tar(t, collectortest.Sample(t, "node-1", 1, 4096), collectortest.Sample(t, "node-1", 2, 4096)))
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+listen+"/v1/samples", bytes.NewReader(batch))
+		req.Header.Set("Content-Type", "application/x-tar")
+		req.Header.Set("Content-Encoding", "zstd")
+		req.Header.Set("Authorization", "Bearer "+collectortest.Token("node-1"))
+		req.Header.Set("X-Edgeloop-Node", "node-1")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			if !strings.Contains(string(body), `"accepted":2`) {
+				t.Errorf("the collector in the image answered %s", body)
+			}
+			break
+		}
+		if resp.StatusCode != http.StatusServiceUnavailable || time.Now().After(deadline) {
+			t.Fatalf("the collector in the image answered %d: %s", resp.StatusCode, body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	entries, err := os.ReadDir(filepath.Join(root, "var/lib/edgeloop/collector/wal"))
+	if err != nil || len(entries) == 0 {
+		t.Errorf("no write-ahead log in the image's state directory: %v, %d entries", err, len(entries))
+	}
+	if err := col.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := col.Wait(); err != nil {
+		t.Errorf("the collector in the image exited on SIGTERM with %v", err)
+	}
+}
+
+// imageFromSource builds the amd64 image of the binary name from the Go package pkg as `make
+// images` does (the binary stripped, stage.sh, then this program, twice to show the build is
+// reproducible), checks the image's configuration and annotations, and unpacks it into a
+// directory it returns with the image.
+func imageFromSource(t *testing.T, name, pkg string) (root string, img v1.Image) {
+	t.Helper()
+	need(t, runtime.GOARCH == "amd64", "the image test runs the amd64 image natively")
+	need(t, os.Geteuid() == 0, "chroot needs root")
+	for _, tool := range []string{"apt-get", "apt-cache", "dpkg-deb"} {
+		_, err := exec.LookPath(tool)
+		need(t, err == nil, tool+" not found: stage.sh takes glibc, tzdata and CA certificates from Debian's packages")
+	}
+	b, ok := binaryNamed(name)
+	if !ok {
+		t.Fatalf("no image is named %q", name)
+	}
+	work := t.TempDir()
+	bin := filepath.Join(work, name)
+	runCmd(t, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, pkg)
+	stage := filepath.Join(work, "stage")
+	runCmd(t, "./stage.sh", "amd64", bin, stage, name)
+
+	o := options{out: filepath.Join(work, "oci"), binary: b, version: "test", revision: "0123abc", source: "https://github.com/edgeloop/edgeloop", created: time.Unix(1700000000, 0).UTC()}
+	if err := o.platforms.Set("linux/amd64=" + stage); err != nil {
+		t.Fatal(err)
+	}
+	idx, err := build(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := writeLayout(o.out, idx, o.version); err != nil {
+		t.Fatal(err)
+	}
+	// The same input makes the same image: the layers carry no build time or build user.
+	again, err := build(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d1, _ := idx.Digest()
+	d2, _ := again.Digest()
+	if d1 != d2 {
+		t.Errorf("two builds of one input differ: %s and %s", d1, d2)
+	}
+
+	img = readBack(t, o.out, "test", v1.Platform{OS: "linux", Architecture: "amd64"})
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cf.Config.User != user || cf.OS != "linux" || cf.Architecture != "amd64" {
+		t.Errorf("config: user %q, platform %s/%s; want %s, linux/amd64", cf.Config.User, cf.OS, cf.Architecture, user)
+	}
+	if got, want := strings.Join(cf.Config.Entrypoint, " "), "/usr/bin/"+name; got != want {
+		t.Errorf("entrypoint %q, want %q", got, want)
+	}
+	for _, p := range b.ports {
+		if _, ok := cf.Config.ExposedPorts[p]; !ok {
+			t.Errorf("config exposes %v, not %s", cf.Config.ExposedPorts, p)
+		}
+	}
+	m, err := img.Manifest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, want := range map[string]string{
+		"org.opencontainers.image.version":  "test",
+		"org.opencontainers.image.revision": "0123abc",
+		"org.opencontainers.image.created":  "2023-11-14T22:13:20Z",
+		"org.opencontainers.image.title":    name,
+	} {
+		if got := m.Annotations[k]; got != want {
+			t.Errorf("manifest annotation %s = %q, want %q", k, got, want)
+		}
+	}
+
+	root = filepath.Join(work, "root")
+	files := unpack(t, img, root)
+	t.Logf("image %s: %d layers, %d entries unpacked", d1, len(m.Layers), files)
+	return root, img
 }
 
 // runCmd runs name args..., failing the test on error.

@@ -1,10 +1,11 @@
-// Command image builds the edge binary's OCI images without Docker (docs/deploy.md, "OCI
-// images"): from one staged directory per platform (stage.sh: a base layer of glibc, CA
+// Command image builds edgeloop's OCI images without Docker (docs/deploy.md, "OCI images"):
+// the lean edge image (edgeloop-exporter) and the full one (edgeloop: collector, retrain,
+// train). From one staged directory per platform (stage.sh: a base layer of glibc, CA
 // certificates, tzdata and the non-root user; an app layer holding the binary) it writes an
 // OCI image layout holding one multi-platform index, with reproducible layers and OCI
 // annotations.
 //
-//	go run ./deploy/image --out dist/images/edgeloop-exporter --version v1.2.3 \
+//	go run ./deploy/image --binary edgeloop-exporter --out dist/images/edgeloop-exporter --version v1.2.3 \
 //	    --platform linux/amd64=dist/stage/amd64 --platform linux/arm64=dist/stage/arm64
 package main
 
@@ -42,6 +43,39 @@ const stateDir = "var/lib/edgeloop"
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
 
+// binary is what differs between the two images: the program, what it is, how it starts by
+// default and the ports it listens on.
+type binary struct {
+	name        string
+	description string
+	cmd         []string
+	ports       []string
+}
+
+// binaryNamed gives the image --binary names, or false for a name it does not know.
+func binaryNamed(name string) (binary, bool) {
+	switch name {
+	case "edgeloop-exporter":
+		return binary{
+			name:        name,
+			description: "edgeloop's edge agent: GPU and inference telemetry, the Open Inference Protocol front, sample capture and model sync",
+			cmd:         []string{"exporter"},
+			// The inference front (the Open Inference Protocol port) and /metrics.
+			ports: []string{"8000/tcp", "9750/tcp"},
+		}, true
+	case "edgeloop":
+		return binary{
+			name:        name,
+			description: "edgeloop's data-center binary: the collector, the retrain controller and the reference trainer",
+			// No server is the obvious default: the chart and operators name one (collector or retrain).
+			cmd: []string{"--help"},
+			// The collector's and the retrain controller's default listeners.
+			ports: []string{"9751/tcp", "9752/tcp"},
+		}, true
+	}
+	return binary{}, false
+}
+
 // platformFlag is one --platform os/arch=DIR.
 type platformFlag struct {
 	platform v1.Platform
@@ -78,6 +112,7 @@ func (p *platforms) Set(v string) error {
 // options are what one build is told.
 type options struct {
 	out       string
+	binary    binary
 	platforms platforms
 	version   string
 	revision  string
@@ -89,6 +124,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("image", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
+	name := fs.String("binary", "edgeloop-exporter", "the image to build: edgeloop-exporter (the edge agent) or edgeloop (collector, retrain, train)")
 	fs.StringVar(&o.out, "out", "dist/images/edgeloop-exporter", "OCI image layout directory to write (replaced)")
 	fs.Var(&o.platforms, "platform", "linux/amd64=DIR or linux/arm64=DIR: a directory stage.sh laid out (repeatable)")
 	fs.StringVar(&o.version, "version", "dev", "the version: org.opencontainers.image.version and the layout's ref name")
@@ -103,6 +139,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	if len(o.platforms) == 0 || fs.NArg() != 0 {
 		fmt.Fprintln(stderr, "image: at least one --platform and no arguments")
+		return 2
+	}
+	var ok bool
+	if o.binary, ok = binaryNamed(*name); !ok {
+		fmt.Fprintf(stderr, "image: --binary must be edgeloop-exporter or edgeloop, got %q\n", *name)
 		return 2
 	}
 	var err error
@@ -150,8 +191,8 @@ func createdTime(flagValue, epoch string) (time.Time, error) {
 // annotations are the OCI annotations of the index and of each image, also the images' labels.
 func (o options) annotations() map[string]string {
 	a := map[string]string{
-		"org.opencontainers.image.title":         "edgeloop-exporter",
-		"org.opencontainers.image.description":   "edgeloop's edge agent: GPU and inference telemetry, the Open Inference Protocol front, sample capture and model sync",
+		"org.opencontainers.image.title":         o.binary.name,
+		"org.opencontainers.image.description":   o.binary.description,
 		"org.opencontainers.image.version":       o.version,
 		"org.opencontainers.image.source":        o.source,
 		"org.opencontainers.image.url":           o.source,
@@ -188,7 +229,7 @@ func buildImage(o options, p platformFlag) (v1.Image, error) {
 	var adds []mutate.Addendum
 	for _, l := range []struct{ dir, what string }{
 		{"base", "glibc, CA certificates, tzdata, the non-root user (stage.sh)"},
-		{"app", "the edgeloop-exporter binary"},
+		{"app", "the " + o.binary.name + " binary"},
 	} {
 		data, err := tarDir(filepath.Join(p.dir, l.dir), o.created)
 		if err != nil {
@@ -215,17 +256,20 @@ func buildImage(o options, p platformFlag) (v1.Image, error) {
 	cf = cf.DeepCopy()
 	cf.OS, cf.Architecture, cf.Variant = p.platform.OS, p.platform.Architecture, p.platform.Variant
 	cf.Created = v1.Time{Time: o.created}
+	ports := map[string]struct{}{}
+	for _, p := range o.binary.ports {
+		ports[p] = struct{}{}
+	}
 	cf.Config = v1.Config{
 		User:       user,
-		Entrypoint: []string{"/usr/bin/edgeloop-exporter"},
-		Cmd:        []string{"exporter"},
+		Entrypoint: []string{"/usr/bin/" + o.binary.name},
+		Cmd:        o.binary.cmd,
 		WorkingDir: "/" + stateDir,
 		Env: []string{
 			"PATH=/usr/bin",
 			"SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt",
 		},
-		// The inference front (the Open Inference Protocol port) and /metrics.
-		ExposedPorts: map[string]struct{}{"8000/tcp": {}, "9750/tcp": {}},
+		ExposedPorts: ports,
 		Volumes:      map[string]struct{}{"/" + stateDir: {}},
 		Labels:       o.annotations(),
 		StopSignal:   "SIGTERM",

@@ -2,15 +2,16 @@
 # stage.sh lays out the two layers of the edge image for one architecture (docs/deploy.md,
 # "OCI images"), from Debian's packages and a built binary:
 #
-#   deploy/image/stage.sh ARCH BINARY OUTDIR      ARCH: amd64 or arm64
+#   deploy/image/stage.sh ARCH BINARY OUTDIR [NAME]   ARCH: amd64 or arm64
 #
 # OUTDIR/base holds what every version shares: the glibc that the binary and go-nvml's dlopen of
 # libnvidia-ml.so.1 need (libc6, or libc6-arm64-cross for arm64: the same files repacked), the CA
 # bundle built from ca-certificates' Mozilla certificates, tzdata's zone files, and the passwd and
-# group entries of the non-root user 65532. OUTDIR/app holds the binary. The .deb files are
+# group entries of the non-root user 65532. OUTDIR/app holds the binary, as /usr/bin/NAME (default
+# edgeloop-exporter; edgeloop for the full image). The .deb files are
 # fetched with `apt-get download` into DEB_CACHE (default ~/.cache/edgeloop/debs) once.
 set -euo pipefail
-arch=$1 binary=$2 out=$3
+arch=$1 binary=$2 out=$3 name=${4:-edgeloop-exporter}
 cache=${DEB_CACHE:-$HOME/.cache/edgeloop/debs}
 case $arch in
 amd64) libc=libc6 triplet=x86_64-linux-gnu ldso=ld-linux-x86-64.so.2 ;;
@@ -78,5 +79,5 @@ EOF
 echo "hosts: files dns" >"$base/etc/nsswitch.conf"
 mkdir -p "$base/var/lib/edgeloop" "$base/tmp"
 
-cp "$binary" "$out/app/usr/bin/edgeloop-exporter"
-chmod 0755 "$out/app/usr/bin/edgeloop-exporter"
+cp "$binary" "$out/app/usr/bin/$name"
+chmod 0755 "$out/app/usr/bin/$name"
