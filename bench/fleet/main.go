@@ -51,7 +51,8 @@ type options struct {
 	MaxBackoff      time.Duration
 	MaxRate         float64
 
-	Spool bool
+	Spool  bool
+	Sender string
 
 	NetFraction  float64
 	NetGroups    int
@@ -59,6 +60,9 @@ type options struct {
 	NetJitter    time.Duration
 	NetBandwidth int
 	NetReset     float64
+
+	SimCPUProfile string
+	SimMemProfile string
 
 	Verify    string
 	Plot      string
@@ -95,6 +99,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.InitialBackoff, "initial-backoff", time.Second, "sender initial_backoff")
 	fs.DurationVar(&o.MaxBackoff, "max-backoff", 5*time.Minute, "sender max_backoff")
 	fs.Float64Var(&o.MaxRate, "max-rate", 50, "sender max_rate (samples a second)")
+	fs.StringVar(&o.Sender, "sender", "real", "real (exporter/sender, about 1.8 MiB per node once it has sent) or lite (a wire-compatible stand-in sharing one zstd encoder, for fleets the real one cannot fit in memory)")
 	fs.BoolVar(&o.Spool, "spool", false, "each node on a real spool (internal/spool) under -work instead of an in-memory queue: for small fleets, since N spools on one disk measure the disk")
 	fs.Float64Var(&o.NetFraction, "net-fraction", 0, "fraction of the nodes that reach the collector through Toxiproxy with the -net-* faults")
 	fs.IntVar(&o.NetGroups, "net-groups", 4, "Toxiproxy proxies the -net-fraction nodes are spread over")
@@ -102,6 +107,8 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.NetJitter, "net-jitter", 0, "jitter of -net-latency")
 	fs.IntVar(&o.NetBandwidth, "net-bandwidth", 0, "uplink bandwidth of each proxy in KB/s (Toxiproxy bandwidth toxic, shared by its nodes); 0 unlimited")
 	fs.Float64Var(&o.NetReset, "net-reset", 0, "fraction of connections reset (Toxiproxy reset_peer toxic with this toxicity): Toxiproxy works on TCP streams and cannot drop packets")
+	fs.StringVar(&o.SimCPUProfile, "sim-cpuprofile", "", "save the simulator's own CPU profile of the measured window here")
+	fs.StringVar(&o.SimMemProfile, "sim-memprofile", "", "save the simulator's own heap profile at the end of the measured window here")
 	fs.StringVar(&o.Verify, "verify", "tar", "conservation check: tar (read every shard's tar), index (its index.jsonl) or none")
 	fs.StringVar(&o.Plot, "plot", "", "instead of a run: write an SVG plot of p99 latency and collector RSS against nodes to this file from the JSON summaries named as arguments")
 	keep := fs.Bool("keep", false, "keep the temporary working directory")
@@ -128,6 +135,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.Duration <= 0 || o.Ramp < 0 {
 		errs = append(errs, "-duration must be positive and -ramp not negative")
+	}
+	if o.Sender != "real" && o.Sender != "lite" {
+		errs = append(errs, "-sender must be real or lite")
 	}
 	if o.Verify != "tar" && o.Verify != "index" && o.Verify != "none" {
 		errs = append(errs, "-verify must be tar, index or none")

@@ -38,7 +38,7 @@ func plotFiles(out string, files []string) error {
 	for i, r := range runs {
 		lat[i], rss[i] = r.BatchLatency.P99, r.Collector.RSSPeakMiB
 	}
-	panel(&b, runs, 20, "batch latency p99 (s), goal < 1 s", lat, 1, "%.2f")
+	panel(&b, runs, 20, "batch latency p99 (s), goal &lt; 1 s", lat, 1, "%.2f")
 	panel(&b, runs, w/2+10, "collector peak RSS (MiB), goal ≤ 512", rss, 512, "%.0f")
 	b.WriteString("</svg>\n")
 	return os.WriteFile(out, []byte(b.String()), 0o644)

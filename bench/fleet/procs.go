@@ -214,25 +214,29 @@ func (c *child) stop() {
 	c.log.Close()
 }
 
-// metricSum sums every series of the metric name at url (Prometheus text format).
-func metricSum(ctx context.Context, url, name string) (float64, error) {
+// scrape reads the metrics at url (Prometheus text format) and sums each metric's series by
+// name, labels dropped.
+func scrape(ctx context.Context, url string) (map[string]float64, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
 	if err != nil {
-		return 0, fmt.Errorf("fleet: %w", err)
+		return nil, fmt.Errorf("fleet: %w", err)
 	}
 	defer resp.Body.Close()
+	sums := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	sum, found := 0.0, false
 	for sc.Scan() {
 		line := sc.Text()
-		rest, ok := strings.CutPrefix(line, name)
-		if !ok || (!strings.HasPrefix(rest, " ") && !strings.HasPrefix(rest, "{")) {
+		if line == "" || line[0] == '#' {
 			continue
+		}
+		name, rest := line, ""
+		if i := strings.IndexAny(line, "{ "); i >= 0 {
+			name, rest = line[:i], line[i:]
 		}
 		f := strings.Fields(rest[strings.LastIndex(rest, "}")+1:])
 		if len(f) == 0 {
@@ -240,18 +244,30 @@ func metricSum(ctx context.Context, url, name string) (float64, error) {
 		}
 		v, err := strconv.ParseFloat(f[0], 64)
 		if err != nil {
-			return 0, fmt.Errorf("fleet: %s: %q", name, line)
+			return nil, fmt.Errorf("fleet: %s: %q", url, line)
 		}
-		sum += v
-		found = true
+		sums[name] += v
 	}
 	if err := sc.Err(); err != nil {
-		return 0, fmt.Errorf("fleet: read %s: %w", url, err)
+		return nil, fmt.Errorf("fleet: read %s: %w", url, err)
 	}
-	if !found {
-		return 0, fmt.Errorf("fleet: no %s at %s", name, url)
+	return sums, nil
+}
+
+// cpuPressure returns the share of the last ten seconds in which some runnable task waited
+// for a CPU (/proc/pressure/cpu "some avg10"), -1 where the kernel has no PSI.
+func cpuPressure() float64 {
+	b, err := os.ReadFile("/proc/pressure/cpu")
+	if err != nil {
+		return -1
 	}
-	return sum, nil
+	for _, f := range strings.Fields(string(b)) {
+		if v, ok := strings.CutPrefix(f, "avg10="); ok {
+			p, _ := strconv.ParseFloat(v, 64)
+			return p
+		}
+	}
+	return -1
 }
 
 // buildEdgeloop builds cmd/edgeloop from the working tree into dir.

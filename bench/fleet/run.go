@@ -10,11 +10,13 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
+	"github.com/klauspost/compress/zstd"
 	"github.com/rs/zerolog"
 
 	"github.com/edgeloop/edgeloop/collector/collectortest"
@@ -34,7 +36,8 @@ type Summary struct {
 	SampleBytes     int     `json:"sample_bytes"`
 	BatchDelay      string  `json:"batch_delay"`
 	MaxBatchSamples int     `json:"max_batch_samples"`
-	Queue           string  `json:"queue"` // memory or spool
+	Queue           string  `json:"queue"`  // memory or spool
+	Sender          string  `json:"sender"` // real (exporter/sender) or lite
 	Network         string  `json:"network"`
 	// MeasuredSeconds is the window after the ramp in which the rates, latencies and CPU
 	// below are measured.
@@ -103,6 +106,14 @@ type Tick struct {
 	Sockets        int     `json:"collector_sockets"`
 	SimCores       float64 `json:"simulator_cores"`
 	Load1          float64 `json:"load1"`
+	// CPUPressure is /proc/pressure/cpu's "some avg10": the share of time some runnable task
+	// waited for a CPU, the machine's contention.
+	CPUPressure float64 `json:"cpu_pressure"`
+	// The collector's own gauges: ingest requests being served and waiting for a slot, and its
+	// WAL's mean fsync time over the interval.
+	Inflight  float64 `json:"collector_inflight"`
+	Queued    float64 `json:"collector_queued"`
+	WALFsyncS float64 `json:"collector_wal_fsync_mean_s"`
 }
 
 // env is what run started or was pointed at.
@@ -121,6 +132,12 @@ func (e *env) close() {
 	}
 }
 
+// runner is a node's sender: exporter/sender's or the lite stand-in.
+type runner interface {
+	Run(ctx context.Context) error
+	Close()
+}
+
 func nodeName(i int) string { return fmt.Sprintf("node-%05d", i) }
 
 // run starts (or finds) MinIO and the collector, runs the fleet, drains it and checks
@@ -130,7 +147,7 @@ func run(ctx context.Context, o options, w io.Writer) (*Summary, error) {
 		fmt.Fprintf(w, "%s fleet: "+format+"\n", append([]any{time.Now().UTC().Format("15:04:05")}, args...)...)
 	}
 	sum := &Summary{Started: time.Now().UTC().Format(time.RFC3339), Nodes: o.Nodes, Rate: o.Rate, SampleBytes: o.SampleBytes,
-		BatchDelay: o.BatchDelay.String(), MaxBatchSamples: o.MaxBatchSamples, Queue: "memory", Network: "loopback"}
+		BatchDelay: o.BatchDelay.String(), MaxBatchSamples: o.MaxBatchSamples, Queue: "memory", Network: "loopback", Sender: o.Sender}
 	if o.Spool {
 		sum.Queue = "spool"
 	}
@@ -192,7 +209,16 @@ func run(ctx context.Context, o options, w io.Writer) (*Summary, error) {
 		return nil, fmt.Errorf("fleet: %w", err)
 	}
 	nodes := make([]*node, o.Nodes)
-	senders := make([]*sender.Sender, o.Nodes)
+	senders := make([]runner, o.Nodes)
+	var enc *zstd.Encoder
+	if o.Sender == "lite" {
+		// One encoder for the fleet, with the real sender's options; EncodeAll needs none of
+		// its goroutines.
+		if enc, err = zstd.NewWriter(nil, zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithWindowSize(8<<20)); err != nil {
+			return nil, fmt.Errorf("fleet: zstd: %w", err)
+		}
+		defer enc.Close()
+	}
 	defer func() {
 		for _, s := range senders {
 			if s != nil {
@@ -229,8 +255,14 @@ func run(ctx context.Context, o options, w io.Writer) (*Summary, error) {
 		cfg.BatchDelay, cfg.MaxBatchSamples, cfg.Timeout = o.BatchDelay, o.MaxBatchSamples, o.Timeout
 		cfg.InitialBackoff, cfg.MaxBackoff, cfg.MaxRate = o.InitialBackoff, o.MaxBackoff, o.MaxRate
 		cfg.DeadLetterDir, cfg.DeadLetterMaxBytes = filepath.Join(work, "deadletter"), 0
-		if senders[i], err = sender.New(cfg, nodes[i], sender.Options{Node: name, Registerer: reg}); err != nil {
-			return nil, fmt.Errorf("fleet: %s: %w", name, err)
+		if o.Sender == "lite" {
+			senders[i] = newLiteSender(cfg, nodes[i], name, collectortest.Token(name), enc, rec, o.Seed+uint64(i))
+		} else {
+			s, err := sender.New(cfg, nodes[i], sender.Options{Node: name, Registerer: reg})
+			if err != nil {
+				return nil, fmt.Errorf("fleet: %s: %w", name, err)
+			}
+			senders[i] = s
 		}
 	}
 	logf("%d nodes ready in %s; ramp %s, then %s measured", o.Nodes, time.Since(began).Round(time.Millisecond), o.Ramp, o.Duration)
@@ -293,6 +325,7 @@ func run(ctx context.Context, o options, w io.Writer) (*Summary, error) {
 		lastT, lastAcked := time.Now(), rec.acked.Load()
 		lastCol, _ := readProc(e.pid, false)
 		lastSelf, _ := readProc(os.Getpid(), false)
+		var lastFsyncSum, lastFsyncN float64
 		for {
 			select {
 			case <-progStop:
@@ -305,8 +338,20 @@ func run(ctx context.Context, o options, w io.Writer) (*Summary, error) {
 			hs, hb := rec.tick()
 			tk := Tick{Seconds: now.Sub(start).Seconds(), AckedPerSecond: float64(acked-lastAcked) / dt,
 				BatchP50: hb.quantile(0.5), BatchP99: hb.quantile(0.99), SampleP99: hs.quantile(0.99), Backlog: backlog(), Load1: loadAvg()}
-			sums := reg.sums()
-			tk.Retries = sums["edgeloop_sender_batches_total{outcome=failed}"]
+			tk.CPUPressure = cpuPressure()
+			if m, err := scrape(ctx, e.url+"/metrics"); err == nil {
+				tk.Inflight, tk.Queued = m["edgeloop_collector_inflight_requests"], m["edgeloop_collector_queued_requests"]
+				fs, fn := m["edgeloop_collector_wal_fsync_duration_seconds_sum"], m["edgeloop_collector_wal_fsync_duration_seconds_count"]
+				if fn > lastFsyncN {
+					tk.WALFsyncS = (fs - lastFsyncSum) / (fn - lastFsyncN)
+				}
+				lastFsyncSum, lastFsyncN = fs, fn
+			}
+			if o.Sender == "lite" {
+				tk.Retries = float64(rec.retries.Load())
+			} else {
+				tk.Retries = reg.sums()["edgeloop_sender_batches_total{outcome=failed}"]
+			}
 			if e.pid != 0 {
 				if st, err := readProc(e.pid, true); err == nil {
 					tk.CollectorCores = (st.CPUSeconds - lastCol.CPUSeconds) / dt
@@ -338,9 +383,9 @@ func run(ctx context.Context, o options, w io.Writer) (*Summary, error) {
 			sum.Progress = append(sum.Progress, tk)
 			sum.Host.LoadMax = max(sum.Host.LoadMax, tk.Load1)
 			progMu.Unlock()
-			fmt.Fprintf(w, "%s fleet: t=%4.0fs acked/s=%8.0f batch p50=%6.3fs p99=%6.3fs sample p99=%6.3fs retries=%6.0f backlog=%7d | collector %.2f cores %4.0f MiB %5d sockets | sim %.2f cores | load %.2f\n",
+			fmt.Fprintf(w, "%s fleet: t=%4.0fs acked/s=%8.0f batch p50=%6.3fs p99=%6.3fs sample p99=%6.3fs retries=%6.0f backlog=%7d | collector %.2f cores %4.0f MiB %5d sockets %3.0f in flight %4.0f queued fsync %.3fs | sim %.2f cores | load %.2f cpu pressure %.0f%%\n",
 				now.UTC().Format("15:04:05"), tk.Seconds, tk.AckedPerSecond, tk.BatchP50, tk.BatchP99, tk.SampleP99, tk.Retries, tk.Backlog,
-				tk.CollectorCores, tk.CollectorRSS, tk.Sockets, tk.SimCores, tk.Load1)
+				tk.CollectorCores, tk.CollectorRSS, tk.Sockets, tk.Inflight, tk.Queued, tk.WALFsyncS, tk.SimCores, tk.Load1, tk.CPUPressure)
 		}
 	}()
 
@@ -372,6 +417,17 @@ func run(ctx context.Context, o options, w io.Writer) (*Summary, error) {
 	w0 := time.Now()
 	off0, ack0 := rec.offered.Load(), rec.acked.Load()
 	col0, mio0, self0 := cpu()
+	if o.SimCPUProfile != "" {
+		f, err := os.Create(o.SimCPUProfile)
+		if err != nil {
+			return nil, fmt.Errorf("fleet: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, fmt.Errorf("fleet: %w", err)
+		}
+		defer pprof.StopCPUProfile() // also at the window's end, below; a second stop is a no-op
+	}
 	var profErr chan error
 	if o.Pprof != "" && e.pid != 0 {
 		profErr = make(chan error, 1)
@@ -386,6 +442,12 @@ func run(ctx context.Context, o options, w io.Writer) (*Summary, error) {
 	}
 	rec.measured.Store(false)
 	window := time.Since(w0).Seconds()
+	pprof.StopCPUProfile()
+	if o.SimMemProfile != "" {
+		if err := writeHeap(o.SimMemProfile); err != nil {
+			return nil, err
+		}
+	}
 	col1, mio1, self1 := cpu()
 	sum.MeasuredSeconds = window
 	sum.Offered, sum.Acknowledged = rec.offered.Load()-off0, rec.acked.Load()-ack0
@@ -413,9 +475,13 @@ func run(ctx context.Context, o options, w io.Writer) (*Summary, error) {
 	if e.pid != 0 || o.CollectorURL != "" {
 		d1 := time.Now()
 		for {
-			walN, err1 := metricSum(ctx, e.url+"/metrics", "edgeloop_collector_wal_records")
-			pend, err2 := metricSum(ctx, e.url+"/metrics", "edgeloop_collector_shards_pending")
-			if err := errors.Join(err1, err2); err == nil && walN == 0 && pend == 0 {
+			m, err := scrape(ctx, e.url+"/metrics")
+			walN, ok1 := m["edgeloop_collector_wal_records"]
+			pend, ok2 := m["edgeloop_collector_shards_pending"]
+			if err == nil && (!ok1 || !ok2) {
+				err = errors.New("no edgeloop_collector_wal_records or edgeloop_collector_shards_pending")
+			}
+			if err == nil && walN == 0 && pend == 0 {
 				break
 			} else if time.Since(d1) > o.DrainWait || ctx.Err() != nil {
 				return nil, fmt.Errorf("fleet: the collector did not drain within %s: wal records %v, shards pending %v (%v)", o.DrainWait, walN, pend, err)
@@ -440,13 +506,22 @@ func run(ctx context.Context, o options, w io.Writer) (*Summary, error) {
 		return nil, err
 	}
 
-	sums := reg.sums()
-	sum.Batches = sums["edgeloop_sender_batches_total{outcome=sent}"]
-	sum.Retries = sums["edgeloop_sender_batches_total{outcome=failed}"]
 	sum.Errors = map[string]float64{}
-	for k, v := range sums {
-		if r, ok := strings.CutPrefix(k, "edgeloop_sender_errors_total{reason="); ok && v > 0 {
-			sum.Errors[strings.TrimSuffix(r, "}")] = v
+	if o.Sender == "lite" {
+		sum.Batches, sum.Retries = float64(rec.batches.Load()), float64(rec.retries.Load())
+		rec.fails.mu.Lock()
+		for k, v := range rec.fails.by {
+			sum.Errors[k] = float64(v)
+		}
+		rec.fails.mu.Unlock()
+	} else {
+		sums := reg.sums()
+		sum.Batches = sums["edgeloop_sender_batches_total{outcome=sent}"]
+		sum.Retries = sums["edgeloop_sender_batches_total{outcome=failed}"]
+		for k, v := range sums {
+			if r, ok := strings.CutPrefix(k, "edgeloop_sender_errors_total{reason="); ok && v > 0 {
+				sum.Errors[strings.TrimSuffix(r, "}")] = v
+			}
 		}
 	}
 	if e.pid != 0 {
@@ -483,6 +558,19 @@ func run(ctx context.Context, o options, w io.Writer) (*Summary, error) {
 	logf("conservation (%s) checked in %s", method, time.Since(v0).Round(time.Second))
 	printSummary(w, sum)
 	return sum, nil
+}
+
+func writeHeap(path string) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("fleet: %w", err)
+	}
+	defer f.Close()
+	runtime.GC()
+	if err := pprof.WriteHeapProfile(f); err != nil {
+		return fmt.Errorf("fleet: heap profile: %w", err)
+	}
+	return nil
 }
 
 // profile saves the collector's CPU profile of seconds, starting after at.
@@ -645,7 +733,7 @@ shards:
 
 func printSummary(w io.Writer, s *Summary) {
 	fmt.Fprintf(w, `
-fleet summary: %d nodes × %g samples/s of %d B, batch_delay %s, queue %s, network %s
+fleet summary: %d nodes × %g samples/s of %d B, %s sender, batch_delay %s, queue %s, network %s
   measured       %.0f s (after the ramp); load average %.2f at the start, %.2f at most, %.2f at the end (%d CPUs)
   acknowledged   %d of %d offered: %.0f samples/s
   batch latency  p50 %.3f s  p99 %.3f s  p99.9 %.3f s  max %.3f s  (%d batches; sender's Peek to acknowledgement)
@@ -656,7 +744,7 @@ fleet summary: %d nodes × %g samples/s of %d B, batch_delay %s, queue %s, netwo
   simulator      %.2f cores, RSS peak %.0f MiB
   drain          senders %.1f s, collector %.1f s
   conservation   %s: %d shards, %d acknowledged, %d stored, lost %d, twice %d, stored unacknowledged %d: %s
-`, s.Nodes, s.Rate, s.SampleBytes, s.BatchDelay, s.Queue, s.Network,
+`, s.Nodes, s.Rate, s.SampleBytes, s.Sender, s.BatchDelay, s.Queue, s.Network,
 		s.MeasuredSeconds, s.Host.LoadStart, s.Host.LoadMax, s.Host.LoadEnd, s.Host.CPUs,
 		s.Acknowledged, s.Offered, s.AckedPerSecond,
 		s.BatchLatency.P50, s.BatchLatency.P99, s.BatchLatency.P999, s.BatchLatency.Max, s.BatchLatency.Count,

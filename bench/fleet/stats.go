@@ -71,6 +71,10 @@ type recorder struct {
 	acked    atomic.Int64 // samples acknowledged
 	measured atomic.Bool  // inside the measured window
 
+	// The lite senders' requests (the real senders count theirs in their metrics).
+	batches, retries atomic.Int64
+	fails            failures
+
 	windowSample, windowBatch atomic.Pointer[hist]
 	tickSample, tickBatch     atomic.Pointer[hist]
 }
