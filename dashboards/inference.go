@@ -106,7 +106,7 @@ func inference() *dashboard.DashboardBuilder {
 			Min(0).
 			Decimals(3),
 		thresholdLines(timeSeries("Estimated accuracy",
-			"Mean top-1 probability over the sliding window (edgeloop_estimated_accuracy), a label-free accuracy estimate: the mean over nodes per model and version, and the five lowest nodes.",
+			"Mean top-1 probability over the sliding window (edgeloop_estimated_accuracy), a label-free accuracy estimate, calibrated with the temperature the gate fitted when the manifest has one: the mean over nodes per model and version, and the five lowest nodes.",
 			units.PercentUnit,
 			target(`avg by (model, version) (`+sel("edgeloop_estimated_accuracy")+`)`, "{{model}} {{version}} mean"),
 			target(`bottomk(5, `+sel("edgeloop_estimated_accuracy")+`)`, "{{model}} {{version}} {{node}}")),
@@ -126,6 +126,41 @@ func inference() *dashboard.DashboardBuilder {
 			"Outputs or rows the scorer could not score, by reason (rate of edgeloop_confidence_errors_total): shape_mismatch, not_normalized or nan mean the model's output is not what the scorer expects.",
 			units.OpsPerSecond,
 			target(`sum by (model, reason) (rate(`+sel("edgeloop_confidence_errors_total")+`[$__rate_interval])) > 0`, "{{model}} {{reason}}"))),
+	)
+
+	// The signals beyond confidence exist only where the exporter turns them on and the
+	// version's manifest has a drift reference (docs/drift.md); elsewhere the panels are empty.
+	b.row("Input and class-mix drift")
+	b.add(
+		thresholdLines(timeSeries("Class-mix distance",
+			"Jensen-Shannon distance (0 to 1) of the predicted-class mix in the window to the evaluation set's (edgeloop_class_mix_js_distance): the highest node per model and version, and the five highest nodes. Sampling alone reads about 0.05; EdgeloopClassMixDrift fires above 0.2. Empty unless inference.drift.signals.class_mix is on.",
+			units.Number,
+			target(`max by (model, version) (`+sel("edgeloop_class_mix_js_distance")+`)`, "{{model}} {{version}} max"),
+			target(`topk(5, `+sel("edgeloop_class_mix_js_distance")+`)`, "{{model}} {{version}} {{node}}")),
+			thresholds(base("green"), at(0.1, "yellow"), at(0.2, "red"))).
+			Min(0).
+			Decimals(3),
+		thresholdLines(timeSeries("Input mean shift",
+			"Mean of each input channel over the window minus the evaluation set's, in its standard deviations (edgeloop_input_mean_shift): the five nodes and channels furthest from 0. EdgeloopInputMeanShift fires beyond ±0.5. Empty unless inference.drift.signals.input is on.",
+			units.Number,
+			target(sel("edgeloop_input_mean_shift")+` and on (node, model, version, channel) topk(5, abs(`+sel("edgeloop_input_mean_shift")+`))`, "{{model}} {{version}} {{node}} ch {{channel}}")),
+			thresholds(base("red"), at(-0.5, "green"), at(0.5, "red"))).
+			Decimals(2),
+		thresholdLines(timeSeries("Input spread ratio",
+			"Standard deviation of each input channel over the window divided by the evaluation set's (edgeloop_input_std_ratio): the five nodes and channels furthest from 1. EdgeloopInputSpreadChange fires above 1.5 or below 1/1.5.",
+			units.Number,
+			target(sel("edgeloop_input_std_ratio")+` and on (node, model, version, channel) topk(5, abs(ln(`+sel("edgeloop_input_std_ratio")+`)))`, "{{model}} {{version}} {{node}} ch {{channel}}")),
+			thresholds(base("red"), at(0.667, "green"), at(1.5, "red"))).
+			Min(0).
+			Decimals(2),
+		thresholdLines(timeSeries("Input sketch PSI",
+			"PSI of the histogram of fixed random projections of the input against the evaluation set's (edgeloop_input_sketch_psi): the highest projection per model and version, and the five highest nodes. It sees changes that keep channel means and spreads, such as occlusion. EdgeloopInputSketchDrift fires above 0.25.",
+			units.Number,
+			target(`max by (model, version) (`+sel("edgeloop_input_sketch_psi")+`)`, "{{model}} {{version}} max"),
+			target(`topk(5, max by (model, version, node) (`+sel("edgeloop_input_sketch_psi")+`))`, "{{model}} {{version}} {{node}}")),
+			psiThresholds).
+			Min(0).
+			Decimals(3),
 	)
 	return b.DashboardBuilder
 }
