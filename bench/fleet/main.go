@@ -51,8 +51,9 @@ type options struct {
 	MaxBackoff      time.Duration
 	MaxRate         float64
 
-	Spool  bool
-	Sender string
+	Spool          bool
+	MaxQueuedBytes int64
+	Sender         string
 
 	NetFraction  float64
 	NetGroups    int
@@ -100,6 +101,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.MaxBackoff, "max-backoff", 5*time.Minute, "sender max_backoff")
 	fs.Float64Var(&o.MaxRate, "max-rate", 50, "sender max_rate (samples a second)")
 	fs.StringVar(&o.Sender, "sender", "real", "real (exporter/sender, about 1.8 MiB per node once it has sent) or lite (a wire-compatible stand-in sharing one zstd encoder, for fleets the real one cannot fit in memory)")
+	fs.Int64Var(&o.MaxQueuedBytes, "max-queued-bytes", 4<<30, "the in-memory queues of all nodes together hold at most this many bytes; past it new samples are shed and counted (0: no limit)")
 	fs.BoolVar(&o.Spool, "spool", false, "each node on a real spool (internal/spool) under -work instead of an in-memory queue: for small fleets, since N spools on one disk measure the disk")
 	fs.Float64Var(&o.NetFraction, "net-fraction", 0, "fraction of the nodes that reach the collector through Toxiproxy with the -net-* faults")
 	fs.IntVar(&o.NetGroups, "net-groups", 4, "Toxiproxy proxies the -net-fraction nodes are spread over")

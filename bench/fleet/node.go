@@ -25,6 +25,7 @@ type pending struct {
 	seq  uint64
 	at   time.Time
 	key  uint64
+	size int    // len of the record
 	data []byte // the record, in the in-memory queue only; the spool keeps its own copy
 }
 
@@ -35,6 +36,7 @@ type pending struct {
 type node struct {
 	name  string
 	rec   *recorder
+	limit int64        // -max-queued-bytes: the fleet's queues together
 	sp    *spool.Spool // nil: the in-memory queue
 	kick  chan struct{}
 	mu    sync.Mutex
@@ -47,8 +49,8 @@ type node struct {
 	made     int      // samples generated (arrival goroutine)
 }
 
-func newNode(name string, rec *recorder, sp *spool.Spool) *node {
-	return &node{name: name, rec: rec, sp: sp, kick: make(chan struct{}, 1)}
+func newNode(name string, rec *recorder, sp *spool.Spool, limit int64) *node {
+	return &node{name: name, rec: rec, sp: sp, limit: limit, kick: make(chan struct{}, 1)}
 }
 
 // arrive appends samples of sampleBytes at Poisson arrivals of rate a second until ctx ends.
@@ -70,17 +72,21 @@ func (n *node) arrive(ctx context.Context, rng *rand.Rand, rate float64, sampleB
 			return err
 		}
 		n.made++
-		if err := n.append(ctx, data, keyID(s.Meta.Key)); err != nil {
+		n.rec.offered.Add(1)
+		if n.limit > 0 && n.rec.queued.Load() >= n.limit {
+			// A collector that cannot keep up would otherwise grow the simulator's memory
+			// without bound; an edge node's full spool drops samples as well.
+			n.rec.shed.Add(1)
+		} else if err := n.append(ctx, data, keyID(s.Meta.Key)); err != nil {
 			return err
 		}
-		n.rec.offered.Add(1)
 		t.Reset(time.Duration(rng.ExpFloat64() / rate * float64(time.Second)))
 	}
 }
 
 func (n *node) append(ctx context.Context, data []byte, key uint64) error {
 	n.mu.Lock()
-	p := pending{at: time.Now(), key: key}
+	p := pending{at: time.Now(), key: key, size: len(data)}
 	if n.sp != nil {
 		seq, err := n.sp.Append(ctx, data)
 		if err != nil {
@@ -94,6 +100,7 @@ func (n *node) append(ctx context.Context, data []byte, key uint64) error {
 	}
 	n.queue = append(n.queue, p)
 	n.mu.Unlock()
+	n.rec.queued.Add(int64(len(data)))
 	select {
 	case n.kick <- struct{}{}:
 	default:
@@ -141,6 +148,7 @@ func (n *node) Ack(through uint64) error {
 	for k < len(n.queue) && n.queue[k].seq <= through {
 		n.rec.sample(now.Sub(n.queue[k].at))
 		n.acked = append(n.acked, n.queue[k].key)
+		n.rec.queued.Add(-int64(n.queue[k].size))
 		k++
 	}
 	n.queue = n.queue[k:]

@@ -78,6 +78,32 @@ func readProc(pid int, withFDs bool) (procStat, error) {
 	return st, nil
 }
 
+// schedWait returns the seconds pid's threads have spent runnable but waiting for a CPU
+// (the second field of each /proc/<pid>/task/<tid>/schedstat), and running: a process
+// starved by others waits longer than it runs.
+func schedWait(pid int) (wait, ran float64) {
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, 0
+	}
+	for _, e := range ents {
+		b, err := os.ReadFile(dir + "/" + e.Name() + "/schedstat")
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(b))
+		if len(f) < 2 {
+			continue
+		}
+		r, _ := strconv.ParseFloat(f[0], 64)
+		w, _ := strconv.ParseFloat(f[1], 64)
+		ran += r / 1e9
+		wait += w / 1e9
+	}
+	return wait, ran
+}
+
 // loadAvg returns the one-minute load average.
 func loadAvg() float64 {
 	b, err := os.ReadFile("/proc/loadavg")

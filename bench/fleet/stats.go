@@ -69,6 +69,8 @@ func (h *hist) summary() Latency {
 type recorder struct {
 	offered  atomic.Int64 // samples generated
 	acked    atomic.Int64 // samples acknowledged
+	shed     atomic.Int64 // samples not queued: the fleet's queues were full
+	queued   atomic.Int64 // bytes of records queued in memory
 	measured atomic.Bool  // inside the measured window
 
 	// The lite senders' requests (the real senders count theirs in their metrics).
