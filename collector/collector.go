@@ -18,6 +18,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/collector/catalog"
@@ -33,6 +34,9 @@ import (
 	"github.com/edgeloop/edgeloop/internal/version"
 	"github.com/edgeloop/edgeloop/internal/web"
 )
+
+// TracerName is the instrumentation scope of the collector's spans (docs/tracing.md).
+const TracerName = "github.com/edgeloop/edgeloop/collector"
 
 // WALMetricPrefix names the write-ahead log's metrics (the spool's, renamed).
 const WALMetricPrefix = "edgeloop_collector_wal"
@@ -165,6 +169,10 @@ func New(cfg Config, opts Options) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("collector: write-ahead log: %w", err)
 	}
+	var tracer trace.Tracer // nil: the parts make none
+	if opts.Tracing != nil {
+		tracer = opts.Tracing.Provider.Tracer(TracerName)
+	}
 	dedup := ingest.NewDedup(cfg.Ingest.DedupKeys)
 	seeded, newest, err := seedDedup(s.wal, dedup)
 	if err != nil {
@@ -204,13 +212,13 @@ func New(cfg Config, opts Options) (*Server, error) {
 	s.builder, err = shard.New(cfg.Shards, shard.Options{
 		Instance: s.instance, Bucket: s.bucket, Log: s.wal, JournalPath: filepath.Join(cfg.WAL.Dir, "uploaded-shards"), FS: fsys,
 		OnShard: onShard, Readiness: s.ready, Registerer: s.registry, Logger: base.With("component", "shard"),
-		Now: clock.Now, Peers: s.catalog,
+		Now: clock.Now, Peers: s.catalog, Tracer: tracer,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("collector: %w", err)
 	}
 	s.ingest, err = ingest.New(cfg.Ingest, ingest.Options{WAL: s.wal, Dedup: dedup, Appended: s.builder.Notify,
-		Registerer: s.registry, Logger: base.With("component", "ingest")})
+		Registerer: s.registry, Logger: base.With("component", "ingest"), Tracer: tracer})
 	if err != nil {
 		return nil, fmt.Errorf("collector: %w", err)
 	}

@@ -84,7 +84,7 @@ wal:
   dir: %s
   segment_bytes: 262144
 shards:
-  target_bytes: 65536
+  target_bytes: 262144
   max_age: 1s
   upload_timeout: 5s
   retry:
@@ -189,11 +189,13 @@ catalog:
 	}
 	close(stop)
 	wg.Wait()
+	drainStart := time.Now()
 	// Both instances drain their logs: every acknowledged sample is then in an uploaded shard.
 	for _, in := range insts {
 		e := &collectorEnv{addr: in.addr}
-		e.waitDrained(t, 60*time.Second)
+		e.waitDrained(t, 90*time.Second)
 	}
+	t.Logf("drained in %s", time.Since(drainStart).Round(time.Millisecond))
 	dropped := 0.0
 	for _, in := range insts {
 		e := &collectorEnv{addr: in.addr}
@@ -247,6 +249,7 @@ catalog:
 	}
 	mu.Lock()
 	defer mu.Unlock()
+	t.Logf("read the bucket in %s", time.Since(drainStart).Round(time.Millisecond))
 	t.Logf("%d batches sent, %d acknowledged samples, %d answers thrown away as lost, %d resends to the other instance, %d kills; %d shards; samples left out at publish %v (the instances' last lives only)",
 		sent.Load(), len(acked), lost.Load(), resentAcross.Load(), kills.Load(), shards, dropped)
 	missing, twice := 0, 0

@@ -14,6 +14,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
@@ -26,6 +28,9 @@ import (
 	"github.com/edgeloop/edgeloop/retrain/jobs/kubejob"
 	"github.com/edgeloop/edgeloop/retrain/jobs/localjob"
 )
+
+// TracerName is the instrumentation scope of the controller's spans (docs/tracing.md).
+const TracerName = "github.com/edgeloop/edgeloop/retrain"
 
 // Options are the controller's dependencies that are not configuration; tests replace them.
 type Options struct {
@@ -56,6 +61,7 @@ type Controller struct {
 	m        *metrics
 	now      func() time.Time
 	models   map[string]ModelConfig
+	tracer   trace.Tracer // a job's spans (docs/tracing.md); no-op without Options.Tracing
 
 	backend  jobs.Backend
 	repo     *modelrepo.Repository
@@ -97,6 +103,10 @@ func New(cfg Config, opts Options) (*Controller, error) {
 		cfg: cfg, opts: opts, logger: opts.Logger.With("component", "retrain"), now: opts.Now,
 		registry: prometheus.NewRegistry(), ready: web.NewReadiness(), models: map[string]ModelConfig{},
 		cancelled: map[string]bool{},
+		tracer:    noop.NewTracerProvider().Tracer(""),
+	}
+	if opts.Tracing != nil {
+		c.tracer = opts.Tracing.Provider.Tracer(TracerName)
 	}
 	ok := false
 	defer func() {

@@ -11,6 +11,10 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+
 	ds "github.com/edgeloop/edgeloop/internal/dataset"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
@@ -53,10 +57,23 @@ func (c *Controller) startDriver(j *Job) {
 // drive moves a job through its phases until it ends or ctx ends (shutdown: the phase stays,
 // and the next start resumes from it).
 func (c *Controller) drive(ctx context.Context, id string) {
+	var span trace.Span // the job's span: one per drive, so a restart starts another
+	defer func() {
+		if span != nil {
+			span.End()
+		}
+	}()
 	for {
 		j := c.snapshot(id)
 		if j == nil || j.Phase.Done() {
+			if span != nil && j != nil {
+				span.SetAttributes(attribute.String("edgeloop.job.result", string(j.Phase)))
+			}
 			return
+		}
+		if span == nil {
+			ctx, span = c.tracer.Start(ctx, "retrain.job", trace.WithAttributes(attribute.String("edgeloop.job.id", id),
+				attribute.String("edgeloop.model", j.Model), attribute.String("edgeloop.job.resumed_phase", string(j.Phase))))
 		}
 		logger := c.logger.With("job", id, "model", j.Model)
 		if c.isCancelled(id) && j.Phase != PhaseRunning {
@@ -64,6 +81,8 @@ func (c *Controller) drive(ctx context.Context, id string) {
 			continue
 		}
 		var err error
+		pctx, pspan := c.tracer.Start(ctx, phaseSpan(j.Phase))
+		ctx := pctx
 		switch j.Phase {
 		case PhasePreparing:
 			err = c.retry(ctx, logger, "prepare", func() error { return c.prepare(ctx, j, logger) })
@@ -85,6 +104,11 @@ func (c *Controller) drive(ctx context.Context, id string) {
 		case PhaseSoaking:
 			err = c.soak(ctx, j, logger)
 		}
+		if err != nil {
+			pspan.RecordError(err)
+			pspan.SetStatus(codes.Error, "phase failed")
+		}
+		pspan.End()
 		if ctx.Err() != nil {
 			return
 		}
@@ -93,6 +117,26 @@ func (c *Controller) drive(ctx context.Context, id string) {
 		}
 	}
 }
+
+// phaseSpan names the span of each phase a job is driven through (docs/tracing.md).
+func phaseSpan(p Phase) string {
+	switch p {
+	case PhasePreparing:
+		return "retrain.job.dataset"
+	case PhaseRunning:
+		return "retrain.job.train"
+	case PhaseEvaluating:
+		return "retrain.job.gate"
+	case PhasePublishing:
+		return "retrain.job.publish"
+	case PhaseSoaking:
+		return "retrain.job.soak"
+	}
+	return "retrain.job." + string(p)
+}
+
+// maxSpanShards bounds the shard keys a job's dataset span lists.
+const maxSpanShards = 64
 
 // retry runs a step up to stepAttempts times.
 func (c *Controller) retry(ctx context.Context, logger *slog.Logger, step string, f func() error) error {
@@ -158,6 +202,9 @@ func (c *Controller) prepare(ctx context.Context, j *Job, logger *slog.Logger) e
 	if err != nil {
 		return err
 	}
+	trace.SpanFromContext(ctx).SetAttributes(attribute.Int("edgeloop.dataset.shards", len(m.Shards)),
+		attribute.StringSlice("edgeloop.dataset.shard_keys", m.Shards[:min(len(m.Shards), maxSpanShards)]),
+		attribute.Int("edgeloop.dataset.label_files", len(m.Labels)))
 	dir := c.jobDir(j.ID)
 	local, err := c.data.download(ctx, m, filepath.Join(dir, dataDir))
 	if err != nil {

@@ -32,8 +32,23 @@ func Sample(t testing.TB, node string, n, inputBytes int) *sample.Sample {
 	return s
 }
 
+// TracedSample is Sample captured in the trace traceID (32 hex digits): its metadata's
+// trace_id, as an exporter records a sampled request's.
+func TracedSample(t testing.TB, node string, n, inputBytes int, traceID string) *sample.Sample {
+	t.Helper()
+	s, err := newSample(node, n, inputBytes, traceID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // NewSample is Sample without a testing.TB, for benchmarks' helpers and child processes.
 func NewSample(node string, n, inputBytes int) (*sample.Sample, error) {
+	return newSample(node, n, inputBytes, "")
+}
+
+func newSample(node string, n, inputBytes int, traceID string) (*sample.Sample, error) {
 	vals := max(1, (inputBytes-128)/4)
 	data := make([]float32, vals)
 	for i := range data {
@@ -48,7 +63,7 @@ func NewSample(node string, n, inputBytes int) (*sample.Sample, error) {
 		Model: "fashion", Version: "3", Node: node, Time: BaseTime.Add(time.Duration(n) * time.Millisecond),
 		RequestID: fmt.Sprintf("req-%d", n), Prediction: 1, Scores: []float32{0.1, 0.7, 0.2},
 		ScoresKind: sample.ScoresProbabilities, Confidence: map[string]float64{"max_softmax": 0.7},
-		Reason: "low_confidence", Input: sample.InputInfo{Name: "input", Datatype: "FP32", Shape: []int64{1, int64(vals)}, File: sample.NPYFile},
+		Reason: "low_confidence", TraceID: traceID, Input: sample.InputInfo{Name: "input", Datatype: "FP32", Shape: []int64{1, int64(vals)}, File: sample.NPYFile},
 	}, b.Bytes())
 }
 

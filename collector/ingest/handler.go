@@ -14,6 +14,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/internal/httpjson"
@@ -54,6 +58,8 @@ type Options struct {
 	Logger     *slog.Logger
 	// Now is the clock of node_last_seen; nil means time.Now.
 	Now func() time.Time
+	// Tracer starts the spans of a batch (docs/tracing.md); nil means none.
+	Tracer trace.Tracer
 }
 
 // Handler serves POST /v1/samples and GET /v1/limits behind auth.RequireNode.
@@ -93,6 +99,9 @@ func New(cfg Config, opts Options) (*Handler, error) {
 	}
 	if h.opts.Appended == nil {
 		h.opts.Appended = func() {}
+	}
+	if h.opts.Tracer == nil {
+		h.opts.Tracer = noop.NewTracerProvider().Tracer("")
 	}
 	h.limits, _ = json.Marshal(h.limitsBody())
 	h.m = newMetrics()
@@ -240,6 +249,21 @@ func (h *Handler) acquire(ctx context.Context) bool {
 
 func (h *Handler) serveSamples(w http.ResponseWriter, r *http.Request) {
 	node, _ := auth.NodeFrom(r.Context())
+	// The span continues the sender's trace (its traceparent); its attributes are set as the
+	// batch goes, so that a refused batch says how far it got.
+	ctx, span := h.opts.Tracer.Start(r.Context(), "collector.ingest", trace.WithSpanKind(trace.SpanKindServer),
+		trace.WithAttributes(attribute.String("edgeloop.node", node)))
+	defer span.End()
+	orig := w // http.MaxBytesReader tells the server's own writer to close the connection
+	sw := &statusWriter{ResponseWriter: w}
+	w = sw
+	defer func() {
+		span.SetAttributes(attribute.Int("http.response.status_code", sw.code()))
+		if sw.code() >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(sw.code()))
+		}
+	}()
+	r = r.WithContext(ctx)
 	if mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || mt != "application/x-tar" {
 		httpjson.Error(w, http.StatusUnsupportedMediaType, "Content-Type must be application/x-tar")
 		return
@@ -274,7 +298,7 @@ func (h *Handler) serveSamples(w http.ResponseWriter, r *http.Request) {
 		h.unavailable(w, fmt.Sprintf("write-ahead log full: %d bytes waiting for the object store, limit %d", held, h.cfg.MaxWALBytes))
 		return
 	}
-	body := &countingReader{r: http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes)}
+	body := &countingReader{r: http.MaxBytesReader(orig, r.Body, h.cfg.MaxBodyBytes)}
 	samples, rejected, err := h.decoder.Decode(body, enc)
 	h.m.receivedBytes.Add(float64(body.n))
 	if err == nil && body.err != nil {
@@ -306,8 +330,11 @@ func (h *Handler) serveSamples(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
+	span.SetAttributes(attribute.Int64("edgeloop.batch.bytes", body.n), attribute.Int("edgeloop.batch.samples", len(samples)+len(rejected)))
 	nm := h.m.node(node)
 	res, status, msg := h.store(r.Context(), node, nm, samples, rejected)
+	span.SetAttributes(attribute.Int("edgeloop.batch.accepted", res.Accepted), attribute.Int("edgeloop.batch.duplicates", res.Duplicates),
+		attribute.Int("edgeloop.batch.rejected", len(res.Rejected)))
 	nm.received.Add(float64(len(samples) + len(rejected)))
 	if status != http.StatusOK {
 		h.unavailable(w, msg)
@@ -374,6 +401,8 @@ func (h *Handler) store(ctx context.Context, node string, nm *nodeMetrics, sampl
 	}
 	defer h.release(need)
 	// One write for the batch (per segment), then one fsync: the group commit of the 200.
+	_, span := h.opts.Tracer.Start(ctx, "collector.wal.append",
+		trace.WithAttributes(attribute.Int("edgeloop.wal.records", len(records)), attribute.Int64("edgeloop.wal.bytes", need)))
 	seqs, werr := h.opts.WAL.AppendBatch(ctx, records)
 	appended := len(seqs)
 	if appended > 0 {
@@ -381,6 +410,11 @@ func (h *Handler) store(ctx context.Context, node string, nm *nodeMetrics, sampl
 			werr = err
 		}
 	}
+	if werr != nil {
+		span.RecordError(werr)
+		span.SetStatus(codes.Error, "write-ahead log")
+	}
+	span.End()
 	// A key is remembered as stored only once its record is synced. After a failed fsync
 	// (or append) nothing says the record is on disk — Linux may have dropped the pages that
 	// failed — so the keys are released: the node's resend is stored again rather than
@@ -539,4 +573,34 @@ func (m *metrics) code(c int) prometheus.Counter {
 		m.codes[c] = cnt
 	}
 	return cnt
+}
+
+// statusWriter remembers the status of the answer for the batch's span.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection (the body's read deadlines).
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w *statusWriter) code() int {
+	if w.status == 0 {
+		return http.StatusOK
+	}
+	return w.status
 }

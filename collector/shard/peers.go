@@ -9,6 +9,9 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/sample"
 )
@@ -67,16 +70,21 @@ func (b *Builder) publish(ctx context.Context, key string, samples []*sample.Sto
 	// Within the instance the mutex serializes publishing; across instances the lock does.
 	// Holding the mutex also means that a lock this instance finds under its own name is left
 	// from before a crash.
+	ctx, span := b.opts.Tracer.Start(ctx, "collector.shard.publish")
+	defer span.End()
+	start := time.Now()
 	b.publishMu.Lock()
 	defer b.publishMu.Unlock()
 	prefix := hourPrefix(key)
-	start := time.Now()
 	release, err := b.lock(ctx, LockPrefix+strings.TrimSuffix(prefix, "/"), key)
 	if err != nil {
+		span.RecordError(err)
 		return nil, err
 	}
 	defer release()
-	b.m.lockWait.Observe(time.Since(start).Seconds())
+	wait := time.Since(start)
+	b.m.lockWait.Observe(wait.Seconds())
+	span.SetAttributes(attribute.Float64("edgeloop.shard.lock_wait_seconds", wait.Seconds()))
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.UploadTimeout)
 	defer cancel()
 	if err := b.opts.Peers.Refresh(ctx, prefix); err != nil {
@@ -90,6 +98,7 @@ func (b *Builder) publish(ctx context.Context, key string, samples []*sample.Sto
 		}
 		kept = append(kept, s)
 	}
+	span.SetAttributes(attribute.Int("edgeloop.shard.duplicates_dropped", len(samples)-len(kept)))
 	if dropped := len(samples) - len(kept); dropped > 0 {
 		b.m.dropped.Add(float64(dropped))
 		b.logger.Info("shard: samples already in another shard left out", "shard", self, "dropped", dropped, "kept", len(kept))
@@ -115,7 +124,9 @@ func (b *Builder) lock(ctx context.Context, lockKey, key string) (func(), error)
 		return func() {}, nil
 	}
 	ttl := b.cfg.UploadTimeout + lockMargin
-	wait := 20 * time.Millisecond
+	// Short polls: under contention the holder keeps the lock for a listing and a PUT or two
+	// (tens of milliseconds), and a poll costs one PUT that fails and one GET.
+	wait := 10 * time.Millisecond
 	for {
 		expires := b.opts.Now().Add(ttl)
 		body, _ := json.Marshal(lockBody{Instance: b.opts.Instance, Shard: key, Expires: expires})
@@ -129,7 +140,7 @@ func (b *Builder) lock(ctx context.Context, lockKey, key string) (func(), error)
 					return nil, fmt.Errorf("shard: wait for lock %s: %w", lockKey, ctx.Err())
 				case <-time.After(wait):
 				}
-				wait = min(2*wait, time.Second)
+				wait = min(2*wait, 200*time.Millisecond)
 				continue
 			}
 		}
@@ -187,4 +198,53 @@ func (b *Builder) putIndex(ctx context.Context, key string, samples []*sample.St
 		return fmt.Errorf("shard: upload index: %w", err)
 	}
 	return nil
+}
+
+// MaxLinks bounds the links from a shard's span to the capture traces of its samples: the
+// first MaxLinks samples (in the shard's order) that carry a trace id, among the first
+// maxLinkScan. A trace backend keeps a span's links in memory with the span.
+const MaxLinks = 16
+
+// maxLinkScan bounds the samples searched for trace ids, so that a shard of samples without
+// them costs little to trace.
+const maxLinkScan = 1024
+
+// linkSamples links span to the capture traces of the first samples that carry a trace id
+// (the metadata's trace_id). The sample keeps the trace id only, not the span id of the
+// capture, so a link names the capture's trace (its span id is zero) and the sample's key.
+func linkSamples(span trace.Span, samples []*sample.Stored) {
+	n := 0
+	for i, s := range samples {
+		if n == MaxLinks || i == maxLinkScan {
+			break
+		}
+		tid, ok := metaTraceID(s.Meta)
+		if !ok {
+			continue
+		}
+		sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, TraceFlags: trace.FlagsSampled, Remote: true})
+		span.AddLink(trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{attribute.String("edgeloop.sample.key", s.Entry.Key)}})
+		n++
+	}
+	span.SetAttributes(attribute.Int("edgeloop.shard.links", n))
+}
+
+// metaTraceID finds the trace id in a sample's metadata JSON without decoding it: the
+// "trace_id" member is 32 lowercase hex digits (the sample format checked it at ingest).
+func metaTraceID(meta []byte) (trace.TraceID, bool) {
+	const name = `"trace_id"`
+	i := bytes.Index(meta, []byte(name))
+	if i < 0 {
+		return trace.TraceID{}, false
+	}
+	rest := bytes.TrimLeft(meta[i+len(name):], " \t\r\n")
+	if len(rest) == 0 || rest[0] != ':' {
+		return trace.TraceID{}, false
+	}
+	rest = bytes.TrimLeft(rest[1:], " \t\r\n")
+	if len(rest) < 34 || rest[0] != '"' || rest[33] != '"' {
+		return trace.TraceID{}, false
+	}
+	tid, err := trace.TraceIDFromHex(string(rest[1:33]))
+	return tid, err == nil
 }

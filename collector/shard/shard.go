@@ -23,6 +23,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 
 	"github.com/edgeloop/edgeloop/internal/config"
 	"github.com/edgeloop/edgeloop/internal/fsutil"
@@ -126,6 +130,8 @@ type Options struct {
 	// shard leaves out the samples another shard holds, under the hour's lock in the bucket
 	// (docs/collector.md, "Dedup across collectors").
 	Peers Peers
+	// Tracer starts a trace per shard (docs/tracing.md); nil means none.
+	Tracer trace.Tracer
 }
 
 // ReadinessKey is the Readiness condition the builder sets while the object store fails.
@@ -146,6 +152,8 @@ type shard struct {
 	seqs      []uint64
 	keys      map[string]bool
 	bytes     int64
+	cut       time.Time // when it was cut, for its trace
+	cutBy     string    // "size" or "age"
 }
 
 // Key returns the shard's object key without extension.
@@ -192,6 +200,9 @@ func New(cfg Config, opts Options) (*Builder, error) {
 	}
 	if b.opts.Now == nil {
 		b.opts.Now = time.Now
+	}
+	if b.opts.Tracer == nil {
+		b.opts.Tracer = noop.NewTracerProvider().Tracer("")
 	}
 	b.m = newMetrics(b)
 	if opts.Registerer != nil {
@@ -340,6 +351,7 @@ func (b *Builder) processLocked(r spool.Record, ready []*shard) []*shard {
 	sh.bytes += int64(len(r.Data))
 	if sh.bytes >= b.cfg.TargetBytes {
 		delete(b.open, g)
+		sh.cut, sh.cutBy = time.Now(), "size"
 		ready = append(ready, sh)
 	}
 	return ready
@@ -350,6 +362,7 @@ func (b *Builder) cutExpiredLocked(t time.Time, ready []*shard) []*shard {
 	for g, sh := range b.open {
 		if !t.Before(sh.firstTime.Add(b.cfg.MaxAge)) {
 			delete(b.open, g)
+			sh.cut, sh.cutBy = time.Now(), "age"
 			ready = append(ready, sh)
 		}
 	}
@@ -389,13 +402,33 @@ func (b *Builder) advanceLocked() {
 func (b *Builder) upload(ctx context.Context, sh *shard) {
 	key := b.key(sh)
 	tarSize := storedTarSize(sh.samples)
+	// One trace per shard, from its first record to its upload: the build as a child span
+	// that ended when the shard was cut, each upload attempt as another.
+	ctx, span := b.opts.Tracer.Start(ctx, "collector.shard", trace.WithNewRoot(), trace.WithTimestamp(sh.firstTime),
+		trace.WithAttributes(attribute.String("edgeloop.shard.key", key+".tar"), attribute.String("edgeloop.model", sh.group.model),
+			attribute.String("edgeloop.model.version", sh.group.version), attribute.Int("edgeloop.shard.samples", len(sh.samples)),
+			attribute.Int64("edgeloop.shard.bytes", tarSize)))
+	defer span.End()
+	if span.IsRecording() {
+		linkSamples(span, sh.samples)
+		_, build := b.opts.Tracer.Start(ctx, "collector.shard.build", trace.WithTimestamp(sh.firstTime),
+			trace.WithAttributes(attribute.String("edgeloop.shard.cut_by", sh.cutBy), attribute.Int("edgeloop.shard.samples", len(sh.samples))))
+		build.End(trace.WithTimestamp(sh.cut))
+	}
 	var kept []*sample.Stored
 	backoff := b.cfg.Retry.InitialBackoff
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
+		actx, aspan := b.opts.Tracer.Start(ctx, "collector.shard.upload", trace.WithAttributes(attribute.Int("edgeloop.shard.attempt", attempt)))
 		var err error
-		kept, err = b.put(ctx, key, sh.samples, tarSize)
+		kept, err = b.put(actx, key, sh.samples, tarSize)
+		if err != nil {
+			aspan.RecordError(err)
+			aspan.SetStatus(codes.Error, "upload failed")
+		}
+		aspan.End()
 		if err == nil {
+			span.SetAttributes(attribute.Int("edgeloop.shard.kept", len(kept)), attribute.Int("edgeloop.shard.attempts", attempt))
 			b.m.duration.Observe(time.Since(start).Seconds())
 			b.m.uploads.WithLabelValues("success").Inc()
 			b.m.bytes.Add(float64(storedTarSize(kept) + indexSize(kept)))

@@ -96,3 +96,11 @@ func (t *Tracing) Shutdown(ctx context.Context) error {
 	}
 	return nil
 }
+
+// TracingWith wraps a tracer provider the caller built (a test's span recorder, or an
+// application's own SDK set-up) with the W3C propagator the components use. Its Shutdown
+// does nothing: the caller owns the provider.
+func TracingWith(tp trace.TracerProvider) *Tracing {
+	prop := propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+	return &Tracing{Provider: tp, Propagator: prop, shutdown: func(context.Context) error { return nil }}
+}
