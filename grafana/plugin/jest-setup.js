@@ -1,5 +1,6 @@
 // What jsdom lacks and Grafana's components use (as @grafana/create-plugin's jest-setup).
 import '@testing-library/jest-dom';
+import { configure } from '@testing-library/react';
 import { TextEncoder, TextDecoder } from 'util';
 
 Object.assign(global, { TextDecoder, TextEncoder });
@@ -19,3 +20,8 @@ Object.defineProperty(global, 'matchMedia', {
 });
 
 HTMLCanvasElement.prototype.getContext = () => {};
+
+// findBy* and waitFor wait up to 10 s instead of 1 s: on a loaded machine (two cores shared by
+// several test runs) a page's first query and render can take longer than a second, which made
+// correct tests fail by chance.
+configure({ asyncUtilTimeout: 10000 });

@@ -1,10 +1,12 @@
-// Builds src/module.ts into dist/module.js, the AMD module Grafana loads: @grafana/create-plugin's
-// webpack configuration cut to what this plugin needs. Grafana provides React, its own packages
-// and a few libraries at run time (externals), so the bundle holds only our code. plugin.json and
-// img/ are copied into dist/ by `make plugin`, which also stamps the version.
+// Builds the app's src/module.tsx into dist/module.js and the nested data source's
+// src/datasource/module.ts into dist/datasource/module.js, the AMD modules Grafana loads:
+// @grafana/create-plugin's webpack configuration cut to what this plugin needs (its nested-plugin
+// layout: one entry per plugin.json). Grafana provides React, its own packages, the router and a
+// few libraries at run time (externals), so the bundles hold only our code. The plugin.json files
+// and img/ are copied into dist/ by `make plugin`, which also stamps the version.
 const path = require('path');
 
-const pluginId = 'edgeloop-edgeloop-datasource';
+const pluginId = 'edgeloop-edgeloop-app';
 
 // Modules Grafana provides to plugins (create-plugin's list, as far as this plugin imports them).
 const externals = [
@@ -16,6 +18,9 @@ const externals = [
   'react',
   'react/jsx-runtime',
   'react-dom',
+  'react-router',
+  'react-router-dom',
+  'react-router-dom-v5-compat',
   'rxjs',
   /^@grafana\/ui/i,
   /^@grafana\/runtime/i,
@@ -25,7 +30,7 @@ const externals = [
 module.exports = (env = {}) => ({
   context: path.join(__dirname, 'src'),
   devtool: env.production ? 'source-map' : 'eval-source-map',
-  entry: { module: './module.ts' },
+  entry: { module: './module.tsx', 'datasource/module': './datasource/module.ts' },
   externals,
   mode: env.production ? 'production' : 'development',
   module: {

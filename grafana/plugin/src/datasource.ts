@@ -1,7 +1,7 @@
 import { CoreApp, DataSourceInstanceSettings, ScopedVars } from '@grafana/data';
 import { DataSourceWithBackend, getTemplateSrv } from '@grafana/runtime';
 
-import { DEFAULT_QUERY, EdgeloopOptions, EdgeloopQuery, LabelAction, QUERY_FIELDS } from './types';
+import { DEFAULT_ALLOWED_ROLES, DEFAULT_QUERY, EdgeloopOptions, EdgeloopQuery, LabelAction, QUERY_FIELDS } from './types';
 
 /** The query fields that hold text and so may hold template variables ($model). */
 const TEXT_FIELDS = ['model', 'version', 'node', 'reason', 'phase'] as const;
@@ -18,8 +18,12 @@ export interface ModelsAnswer {
  * (docs/grafana-plugin.md "Resources"), which check the user's role themselves.
  */
 export class DataSource extends DataSourceWithBackend<EdgeloopQuery, EdgeloopOptions> {
+  /** allowedRoles are the roles whose users may act (jsonData.allowedRoles, public; default Editor and Admin). */
+  readonly allowedRoles: string[];
+
   constructor(instanceSettings: DataSourceInstanceSettings<EdgeloopOptions>) {
     super(instanceSettings);
+    this.allowedRoles = instanceSettings.jsonData?.allowedRoles ?? DEFAULT_ALLOWED_ROLES;
     // Annotation queries are ordinary queries of the annotation types, edited with the same
     // QueryEditor; the backend's frames carry time, timeEnd, title, text and tags, the field
     // names Grafana turns into annotation events.

@@ -22,10 +22,15 @@ function samples(n: number) {
   });
 }
 
-function setup(n: number, post: (model: string, labels: LabelAction[]) => Promise<{ stored: number }>, batchSize?: number) {
+function setup(
+  n: number,
+  post: (model: string, labels: LabelAction[]) => Promise<{ stored: number }>,
+  batchSize?: number,
+  readOnly?: boolean
+) {
   const postLabels = jest.fn(post);
   const datasource = { postLabels } as unknown as DataSource;
-  render(<SampleReview frames={[samples(n)]} model="fashion" datasource={datasource} batchSize={batchSize} />);
+  render(<SampleReview frames={[samples(n)]} model="fashion" datasource={datasource} batchSize={batchSize} readOnly={readOnly} />);
   const grid = screen.getByRole('grid', { name: 'Samples to review' });
   const cell = (i: number) => screen.getAllByRole('gridcell')[i];
   return { postLabels, grid, cell };
@@ -108,5 +113,18 @@ describe('SampleReview', () => {
     expect(postLabels.mock.calls[1][1][0]).toEqual({ key: '00000000000000000000000000000005', label: 5 });
     // The first batch is stored and no longer pending; the other seven are.
     await waitFor(() => expect(screen.getByRole('button', { name: 'Send 7 labels' })).toBeEnabled());
+  });
+
+  test('read-only: arrows move, labelling keys do nothing, no send button', () => {
+    const { postLabels, grid, cell } = setup(3, () => Promise.resolve({ stored: 0 }), undefined, true);
+    fireEvent.keyDown(grid, { key: 'ArrowRight' });
+    expect(cell(1)).toHaveAttribute('aria-selected', 'true');
+    fireEvent.keyDown(grid, { key: '3' });
+    fireEvent.keyDown(grid, { key: 'Enter' });
+    expect(cell(1)).toHaveAttribute('aria-selected', 'true');
+    expect(screen.queryByText('→ 3')).not.toBeInTheDocument();
+    expect(screen.queryByRole('button', { name: /Send/ })).not.toBeInTheDocument();
+    expect(screen.getByText(/Your role may not label/)).toBeInTheDocument();
+    expect(postLabels).not.toHaveBeenCalled();
   });
 });

@@ -21,6 +21,8 @@ export interface Props {
   datasource: DataSource;
   /** batchSize is the most labels per request (default LABELS_PER_REQUEST). */
   batchSize?: number;
+  /** readOnly shows the samples without labelling: for users whose role may not act. */
+  readOnly?: boolean;
 }
 
 interface Tile {
@@ -35,10 +37,11 @@ interface Tile {
  * SampleReview shows a samples query's result as a grid of thumbnails to label from the
  * keyboard: arrows move, a digit gives the selected sample that class index and moves on,
  * Backspace takes a pending label back, Enter (or the button) sends the pending labels, in
- * batches of batchSize, through the labels resource. It lives in the query editor's
- * preview because a data source plugin has no pages of its own (docs/grafana-plugin.md).
+ * batches of batchSize, through the labels resource. It is shown under a samples query in the
+ * query editor and on the app's sample review page (pages/ReviewPage.tsx); readOnly leaves the
+ * grid and its moves without the labelling keys and the send button.
  */
-export function SampleReview({ frames, model, datasource, batchSize = LABELS_PER_REQUEST }: Props) {
+export function SampleReview({ frames, model, datasource, batchSize = LABELS_PER_REQUEST, readOnly = false }: Props) {
   const styles = useStyles2(getStyles);
   const tiles = useMemo(() => readTiles(frames), [frames]);
   const [selected, setSelected] = useState(0);
@@ -90,6 +93,9 @@ export function SampleReview({ frames, model, datasource, batchSize = LABELS_PER
 
   const onKeyDown = (e: KeyboardEvent<HTMLDivElement>) => {
     const move = (to: number) => setSelected(Math.max(0, Math.min(tiles.length - 1, to)));
+    if (readOnly && e.key !== 'ArrowRight' && e.key !== 'ArrowLeft') {
+      return;
+    }
     if (/^[0-9]$/.test(e.key)) {
       setLabel(tiles[current].key, Number(e.key));
       move(current + 1);
@@ -110,12 +116,19 @@ export function SampleReview({ frames, model, datasource, batchSize = LABELS_PER
   return (
     <div className={styles.review}>
       <div className={styles.bar}>
-        <span>
-          Review: arrows move, 0–9 labels the selected sample with that class index, Backspace takes it back, Enter sends.
-        </span>
-        <Button size="sm" disabled={pending.size === 0 || sending} onClick={send}>
-          {`Send ${pending.size} labels`}
-        </Button>
+        {readOnly ? (
+          <span>Review: arrows move. Your role may not label.</span>
+        ) : (
+          <>
+            <span>
+              Review: arrows move, 0–9 labels the selected sample with that class index, Backspace takes it back, Enter
+              sends.
+            </span>
+            <Button size="sm" disabled={pending.size === 0 || sending} onClick={send}>
+              {`Send ${pending.size} labels`}
+            </Button>
+          </>
+        )}
       </div>
       {result && <Alert severity={result.ok ? 'success' : 'error'} title={result.text} onRemove={() => setResult(undefined)} />}
       <div className={styles.grid} role="grid" aria-label="Samples to review" tabIndex={0} onKeyDown={onKeyDown}>
