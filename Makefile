@@ -160,7 +160,7 @@ release: exporter build arm64 images packages chart plugin ## build every artefa
 			-cf dist/$$name-image-$(VERSION).oci.tar $$name || exit 1; \
 	done
 	tar -C $(PLUGIN_DIR) --sort=name --mtime=@$$(git log -1 --format=%ct) --owner=0 --group=0 --numeric-owner \
-		--transform 's,^dist,edgeloop-edgeloop-datasource,' -czf dist/edgeloop-grafana-plugin-$(PLUGIN_VERSION).tar.gz dist
+		--transform 's,^dist,edgeloop-edgeloop-app,' -czf dist/edgeloop-grafana-plugin-$(PLUGIN_VERSION).tar.gz dist
 	cd dist && sha256sum bin/* packages/*.deb packages/*.rpm edgeloop-*.tgz edgeloop-*.tar edgeloop-*.tar.gz > SHA256SUMS
 	@echo "release $(VERSION): $$(wc -l < dist/SHA256SUMS) artefacts in dist/, checksums in dist/SHA256SUMS"
 
