@@ -43,7 +43,6 @@ type liteSender struct {
 	rec      *recorder
 	rng      *rand.Rand
 	failures int
-	tarBuf   bytes.Buffer
 }
 
 func newLiteSender(cfg sender.Config, q *node, name, token string, enc *zstd.Encoder, rec *recorder, seed uint64) *liteSender {
@@ -143,11 +142,13 @@ func (l *liteSender) encode(recs []sender.Record) ([]byte, error) {
 		}
 		samples[i] = s
 	}
-	l.tarBuf.Reset()
-	if err := sample.WriteTar(&l.tarBuf, samples); err != nil {
+	// A buffer per batch, not one per node kept: after a backlog each node's would stay at
+	// its largest batch (up to max_batch_bytes), gigabytes over a fleet.
+	var tarBuf bytes.Buffer
+	if err := sample.WriteTar(&tarBuf, samples); err != nil {
 		return nil, fmt.Errorf("fleet: %s: %w", l.name, err)
 	}
-	return l.enc.EncodeAll(l.tarBuf.Bytes(), make([]byte, 0, l.tarBuf.Len()/2)), nil
+	return l.enc.EncodeAll(tarBuf.Bytes(), make([]byte, 0, tarBuf.Len()/2)), nil
 }
 
 // post makes one request; reason is "" when the collector answered for every sample, else the
