@@ -497,7 +497,7 @@ func (m *Model) observeScores(out []float32) {
 		}
 		top1 := s.MaxSoftmax
 		if m.invT != 0 {
-			top1 = calibratedTop1(out, s.Class, m.kind, m.invT)
+			top1 = classify.CalibratedTop1(out, s.Class, m.kind, m.invT)
 		}
 		one[0] = m.prepare(s, top1)
 		m.commit(one[:], true)
@@ -513,7 +513,7 @@ func (m *Model) observeScores(out []float32) {
 		}
 		top1 := s.MaxSoftmax
 		if m.invT != 0 {
-			top1 = calibratedTop1(out[off:off+k:off+k], s.Class, m.kind, m.invT)
+			top1 = classify.CalibratedTop1(out[off:off+k:off+k], s.Class, m.kind, m.invT)
 		}
 		rows[n] = m.prepare(s, top1)
 		if n++; n == batchChunk {

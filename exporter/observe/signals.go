@@ -84,7 +84,7 @@ type inputDrift struct {
 	width, channels, per int
 	ref                  []modelrepo.ChannelStats
 
-	vecs   []float32   // projections × width, modelrepo.ProjectionVectors
+	vecsT  []float32   // width × projections: modelrepo.ProjectionVectors transposed, for one pass
 	edges  [][]float64 // per projection, the reference's inner bin edges
 	sketch [][]float64 // per projection, the reference's shares per bin
 	bins   int
@@ -124,7 +124,14 @@ func newInputDrift(window int, sampleShape []int64, ref *modelrepo.InputReferenc
 		if d.bins > 255 {
 			return nil, errors.New("input signals: too many sketch bins")
 		}
-		d.vecs = modelrepo.ProjectionVectors(p.Seed, len(p.Edges), width)
+		np := len(p.Edges)
+		vecs := modelrepo.ProjectionVectors(p.Seed, np, width)
+		d.vecsT = make([]float32, width*np)
+		for j := range np {
+			for i := range width {
+				d.vecsT[i*np+j] = vecs[j*width+i]
+			}
+		}
 		d.edges, d.sketch = p.Edges, p.Histograms
 		d.binRing = make([]uint8, window*len(p.Edges))
 		d.counts = make([]uint32, len(p.Edges)*d.bins)
@@ -138,20 +145,50 @@ type inputSummary struct {
 	bins    [modelrepo.MaxProjections]uint8
 }
 
-// summarize measures one sample of width values.
+// summarize measures one sample of width values in one pass over it: the moments of each
+// channel and the projections together, so the sample is read once (the 4 projections of the
+// gate's references have a loop of their own, unrolled).
 func (d *inputDrift) summarize(x []float32, s *inputSummary) {
+	x = x[:d.width]
 	inv := 1 / float32(d.per)
+	np := len(d.edges)
+	var proj [modelrepo.MaxProjections]float32
 	for c := range d.channels {
 		var sum, sq float32
-		for _, v := range x[c*d.per : (c+1)*d.per] {
-			sum += v
-			sq += v * v
+		lo, hi := c*d.per, (c+1)*d.per
+		switch np {
+		case 0:
+			for _, v := range x[lo:hi] {
+				sum += v
+				sq += v * v
+			}
+		case 4:
+			p0, p1, p2, p3 := proj[0], proj[1], proj[2], proj[3]
+			vt := d.vecsT[lo*4 : hi*4]
+			for i, v := range x[lo:hi] {
+				sum += v
+				sq += v * v
+				w := vt[i*4 : i*4+4 : i*4+4]
+				p0 += w[0] * v
+				p1 += w[1] * v
+				p2 += w[2] * v
+				p3 += w[3] * v
+			}
+			proj[0], proj[1], proj[2], proj[3] = p0, p1, p2, p3
+		default:
+			for i, v := range x[lo:hi] {
+				sum += v
+				sq += v * v
+				w := d.vecsT[(lo+i)*np : (lo+i+1)*np]
+				for j, wj := range w {
+					proj[j] += wj * v
+				}
+			}
 		}
 		s.moments[2*c], s.moments[2*c+1] = sum*inv, sq*inv
 	}
-	for j := range d.edges {
-		v := modelrepo.Dot(d.vecs[j*d.width:(j+1)*d.width], x)
-		s.bins[j] = uint8(modelrepo.SketchBin(d.edges[j], float64(v)))
+	for j := range np {
+		s.bins[j] = uint8(modelrepo.SketchBin(d.edges[j], float64(proj[j])))
 	}
 }
 
@@ -228,28 +265,4 @@ func (m *Model) observeInput(in []float32) {
 		d.add(&s)
 		m.mu.Unlock()
 	}
-}
-
-// calibratedTop1 is the top-1 probability of softmax(z/T) for logits z, or of p^(1/T)
-// renormalised for probabilities p (the same thing, with z = ln p), given the top class
-// and invT = 1/T. It divides by the top score first, so no term exceeds 1.
-func calibratedTop1(row []float32, top int, kind OutputKind, invT float64) float64 {
-	var sum float64
-	if kind == Logits {
-		zt := float64(row[top])
-		for _, z := range row {
-			sum += math.Exp((float64(z) - zt) * invT)
-		}
-		return 1 / sum
-	}
-	pt := float64(row[top])
-	if pt <= 0 {
-		return 0
-	}
-	for _, p := range row {
-		if p > 0 {
-			sum += math.Pow(float64(p)/pt, invT)
-		}
-	}
-	return 1 / sum
 }
