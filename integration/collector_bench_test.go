@@ -52,6 +52,7 @@ func benchIngest(b *testing.B, size int) {
 	if profile != "" {
 		tuning += "pprof: true\n"
 	}
+	tuning += os.Getenv("COLLECTOR_BENCH_CONFIG") // more of the collector's YAML (tracing_bench_test.go)
 	e := newCollectorEnv(b, tuning, names...)
 	// Build the batches before timing: the nodes' work is not the collector's.
 	type batch struct {
