@@ -12,6 +12,7 @@ import (
 
 	"github.com/grafana/grafana-foundation-sdk/go/bargauge"
 	"github.com/grafana/grafana-foundation-sdk/go/cog"
+	"github.com/grafana/grafana-foundation-sdk/go/cog/variants"
 	"github.com/grafana/grafana-foundation-sdk/go/common"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/grafana/grafana-foundation-sdk/go/heatmap"
@@ -440,4 +441,90 @@ func weighted(ratioRule, weightRule, by string) string {
 	}
 	r, w := sel(ratioRule), sel(weightRule)
 	return fmt.Sprintf("sum%s (%s * on (model, version, node) %s) / sum%s (%s)", by, r, w, by, w)
+}
+
+// PluginType is the plugin id of edgeloop's Grafana data source (grafana/plugin, nested in the
+// edgeloop app; docs/grafana-plugin.md). The panels and annotations that come from it query
+// the `edgeloop` data source variable of this type.
+const PluginType = "edgeloop-edgeloop-datasource"
+
+// pluginDS is the data source of the plugin's panels and annotations: the dashboard's
+// `edgeloop` variable.
+func pluginDS() common.DataSourceRef {
+	return common.DataSourceRef{Type: ptr(PluginType), Uid: ptr("${edgeloop}")}
+}
+
+// withPluginVar adds the `edgeloop` data source variable. Where the plugin is not installed
+// (or no data source of it is configured) the variable has no options: the plugin's panels say
+// that their data source is not found, and the rest of the dashboard, on Prometheus, works.
+func (b *board) withPluginVar() {
+	b.WithVariable(dashboard.NewDatasourceVariableBuilder("edgeloop").
+		Label("edgeloop").
+		Description("An edgeloop data source (the edgeloop Grafana app, docs/grafana-plugin.md) for the panels of samples, jobs and versions; without the plugin they show no data source and the rest of the dashboard works.").
+		Type(PluginType))
+}
+
+// pluginQuery is one query of the edgeloop data source: a queryType and that type's fields, with
+// the backend's JSON names (docs/grafana-plugin.md, "Queries"). The SDK has no type for the
+// plugin's queries, so it is built as the SDK's map of an unknown query type.
+type pluginQuery struct {
+	refID     string
+	queryType string
+	fields    map[string]any
+}
+
+// Build builds the query with the plugin's data source variable.
+func (q pluginQuery) Build() (variants.Dataquery, error) {
+	out := variants.UnknownDataquery{"refId": q.refID, "queryType": q.queryType, "datasource": pluginDS()}
+	for k, v := range q.fields {
+		out[k] = v
+	}
+	return out, nil
+}
+
+// appLink links a panel to a page of the edgeloop app (/a/edgeloop-edgeloop-app/<page>), where
+// users whose role allows it can act on what the panel shows.
+func appLink(title, page string) cog.Builder[dashboard.DashboardLink] {
+	return dashboard.NewDashboardLinkBuilder(title).
+		Type(dashboard.DashboardLinkTypeLink).
+		Url("/a/edgeloop-edgeloop-app/" + page).
+		Tooltip("the edgeloop app's " + page + " page")
+}
+
+// pluginTable is a table of one query of the edgeloop data source; hidden names columns to
+// leave out.
+func pluginTable(title, description string, q pluginQuery, hidden ...string) *table.PanelBuilder {
+	exclude := make(map[string]bool, len(hidden))
+	for _, h := range hidden {
+		exclude[h] = true
+	}
+	q.refID = "A"
+	p := table.NewPanelBuilder().
+		Title(title).
+		Description(description).
+		Datasource(pluginDS()).
+		Height(tableH).
+		Span(full).
+		Thresholds(neutral()).
+		WithTarget(q)
+	if len(exclude) > 0 {
+		p.WithTransformation(dashboard.DataTransformerConfig{
+			Id:      "organize",
+			Options: map[string]any{"excludeByName": exclude},
+		})
+	}
+	return p
+}
+
+// pluginAnnotation is an annotation query of the edgeloop data source (versionAnnotations,
+// jobAnnotations), whose frames carry time, timeEnd, title, text and tags.
+func pluginAnnotation(name, color string, q pluginQuery) *dashboard.AnnotationQueryBuilder {
+	q.refID = "Anno"
+	return dashboard.NewAnnotationQueryBuilder().
+		Name(name).
+		Datasource(pluginDS()).
+		Enable(true).
+		Hide(false).
+		IconColor(color).
+		Target(q)
 }

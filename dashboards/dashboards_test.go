@@ -164,6 +164,10 @@ func queries(t *testing.T, name string, d map[string]any) []query {
 		n := 0
 		for _, tg := range targets {
 			tm, _ := tg.(map[string]any)
+			if isPluginQuery(tm) {
+				n++ // not PromQL: TestPluginPanels checks these
+				continue
+			}
 			expr, _ := tm["expr"].(string)
 			if strings.TrimSpace(expr) == "" {
 				continue
@@ -487,8 +491,12 @@ func TestPanels(t *testing.T) {
 			for _, tg := range targets {
 				tm, _ := tg.(map[string]any)
 				ds, _ := tm["datasource"].(map[string]any)
-				if ds["uid"] != "${datasource}" {
-					t.Errorf("%s: panel %q target %v does not use the datasource variable: %v", name, title, tm["refId"], ds)
+				want := "${datasource}"
+				if isPluginQuery(tm) {
+					want = "${edgeloop}"
+				}
+				if ds["uid"] != want {
+					t.Errorf("%s: panel %q target %v does not use the %s variable: %v", name, title, tm["refId"], want, ds)
 				}
 			}
 			if gp, ok := p["gridPos"].(map[string]any); !ok || gp["w"].(float64)+gp["x"].(float64) > 24 {
@@ -525,5 +533,157 @@ func TestStandIns(t *testing.T) {
 		if got := standIns(in); got != want {
 			t.Errorf("standIns(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+// isPluginQuery says whether a target or annotation query is the edgeloop data source's.
+func isPluginQuery(q map[string]any) bool {
+	ds, _ := q["datasource"].(map[string]any)
+	return ds["type"] == PluginType
+}
+
+// pluginContract reads the plugin backend's query types (the Query* string constants) and the
+// json names of its Query struct's fields from grafana/plugin/pkg/plugin/queries.go, so that a
+// panel asking for a type or a field the backend does not know fails here.
+func pluginContract(t *testing.T) (types []string, fields map[string]bool) {
+	t.Helper()
+	src, err := os.ReadFile(filepath.Join(repoRoot, "grafana", "plugin", "pkg", "plugin", "queries.go"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range regexp.MustCompile(`(?m)^\s+Query\w*\s+=\s+"([^"]+)"`).FindAllSubmatch(src, -1) {
+		types = append(types, string(m[1]))
+	}
+	start := bytes.Index(src, []byte("type Query struct {"))
+	if start < 0 || len(types) == 0 {
+		t.Fatal("queries.go: no Query struct or no query type constants")
+	}
+	body := src[start : start+bytes.Index(src[start:], []byte("\n}\n"))]
+	fields = map[string]bool{"refId": true, "datasource": true, "queryType": true}
+	for _, m := range regexp.MustCompile("(?m)^\\s+[A-Z]\\w*\\s[^`\\n]*`json:\"([^\",]+)").FindAllSubmatch(body, -1) {
+		fields[string(m[1])] = true
+	}
+	return types, fields
+}
+
+// pluginUse is one query of the edgeloop data source in a dashboard and where it is.
+type pluginUse struct {
+	where string
+	query map[string]any
+}
+
+// pluginQueries returns a dashboard's queries of the edgeloop data source: panel targets and
+// annotation targets.
+func pluginQueries(name string, d map[string]any) []pluginUse {
+	var out []pluginUse
+	for _, p := range panels(d) {
+		targets, _ := p["targets"].([]any)
+		for _, tg := range targets {
+			if tm, _ := tg.(map[string]any); isPluginQuery(tm) {
+				out = append(out, pluginUse{fmt.Sprintf("%s panel %q", name, p["title"]), tm})
+			}
+		}
+	}
+	annotations, _ := d["annotations"].(map[string]any)
+	list, _ := annotations["list"].([]any)
+	for _, a := range list {
+		am, _ := a.(map[string]any)
+		if tm, _ := am["target"].(map[string]any); tm != nil && isPluginQuery(tm) {
+			out = append(out, pluginUse{fmt.Sprintf("%s annotation %q", name, am["name"]), tm})
+		}
+	}
+	return out
+}
+
+// TestPluginPanels checks the panels and annotations from the edgeloop data source: they query
+// the dashboard's `edgeloop` variable, a data source variable of the plugin's type (so that a
+// Grafana without the plugin loads the dashboard, those panels showing no data source), with
+// query types and fields the plugin's backend knows and variables the dashboard defines; and
+// that the retrain dashboard has the jobs table and version annotations and the pipeline
+// dashboard the low-confidence samples with thumbnails.
+func TestPluginPanels(t *testing.T) {
+	types, fields := pluginContract(t)
+	seen := map[string][]string{}
+	for name, d := range built(t) {
+		uses := pluginQueries(name, d)
+		if len(uses) == 0 {
+			continue
+		}
+		vars := variables(d)
+		if v := vars["edgeloop"]; v == nil || v["type"] != "datasource" || v["query"] != PluginType {
+			t.Errorf("%s: queries the edgeloop data source but its edgeloop variable is %v, want a data source variable of %s", name, v, PluginType)
+		}
+		for _, u := range uses {
+			if ds, _ := u.query["datasource"].(map[string]any); ds["uid"] != "${edgeloop}" {
+				t.Errorf("%s: data source %v, want the edgeloop variable", u.where, ds)
+			}
+			qt, _ := u.query["queryType"].(string)
+			if !slices.Contains(types, qt) {
+				t.Errorf("%s: queryType %q is not one of the plugin's %v", u.where, qt, types)
+			}
+			seen[name] = append(seen[name], qt)
+			for k, v := range u.query {
+				if !fields[k] {
+					t.Errorf("%s: field %q is not in the plugin's Query", u.where, k)
+				}
+				if s, ok := v.(string); ok {
+					for _, used := range usedVariables(s) {
+						if vars[used] == nil {
+							t.Errorf("%s: field %s uses $%s, which the dashboard does not define", u.where, k, used)
+						}
+					}
+				}
+			}
+		}
+	}
+	for name, want := range map[string][]string{
+		"edgeloop-retrain.json":  {"jobs", "versionAnnotations"},
+		"edgeloop-pipeline.json": {"samples"},
+	} {
+		got := slices.Clone(seen[name])
+		slices.Sort(got)
+		if !slices.Equal(got, want) {
+			t.Errorf("%s: the edgeloop data source's queries are %v, want %v", name, got, want)
+		}
+	}
+
+	// The samples table: one model (the samples query needs one), low confidence, thumbnails
+	// shown as images, and the sample_model variable single-valued so that it is one name.
+	d := built(t)["edgeloop-pipeline.json"]
+	if v := variables(d)["sample_model"]; v == nil || v["multi"] == true || v["includeAll"] == true {
+		t.Errorf("pipeline: sample_model variable %v: want a single-valued query variable without All", v)
+	}
+	var samples map[string]any
+	for _, p := range panels(d) {
+		if targets, _ := p["targets"].([]any); len(targets) == 1 {
+			if tm, _ := targets[0].(map[string]any); isPluginQuery(tm) && tm["queryType"] == "samples" {
+				samples = p
+				if tm["model"] != "${sample_model}" || tm["maxConfidence"] != lowConfidence {
+					t.Errorf("pipeline samples query %v: want model ${sample_model}, maxConfidence %v", tm, lowConfidence)
+				}
+			}
+		}
+	}
+	if samples == nil {
+		t.Fatal("pipeline: no samples panel")
+	}
+	fc, _ := samples["fieldConfig"].(map[string]any)
+	overrides, _ := fc["overrides"].([]any)
+	image := false
+	for _, o := range overrides {
+		om, _ := o.(map[string]any)
+		if m, _ := om["matcher"].(map[string]any); m["options"] != "thumbnail_url" {
+			continue
+		}
+		props, _ := om["properties"].([]any)
+		for _, p := range props {
+			pm, _ := p.(map[string]any)
+			if v, _ := pm["value"].(map[string]any); pm["id"] == "custom.cellOptions" && v["type"] == "image" {
+				image = true
+			}
+		}
+	}
+	if !image {
+		t.Errorf("pipeline samples panel: thumbnail_url is not shown as an image: %v", overrides)
 	}
 }

@@ -3,6 +3,8 @@
 package dashboards
 
 import (
+	"github.com/grafana/grafana-foundation-sdk/go/cog"
+	"github.com/grafana/grafana-foundation-sdk/go/common"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/grafana/grafana-foundation-sdk/go/units"
 )
@@ -22,6 +24,8 @@ func pipeline() *dashboard.DashboardBuilder {
 	b := newBoard("edgeloop-pipeline", "edgeloop / Data pipeline",
 		"Captured samples on their way from the edge to the data center: sampler, spool and sender on the nodes, then the collector's ingest, write-ahead log, shard uploads and catalog.")
 	b.withModelVars()
+	b.withPluginVar()
+	b.WithVariable(sampleModelVar())
 
 	ageThresholds := thresholds(base("green"), at(3600, "yellow"), at(6*3600, "red"))
 
@@ -226,5 +230,41 @@ func pipeline() *dashboard.DashboardBuilder {
 			target(`sum by (reason) (max by (model, version, reason) (edgeloop_collector_catalog_samples{`+modelVersion+`}))`, "{{reason}}"))).
 			Span(third),
 	)
+
+	b.row("Captured samples (edgeloop data source)")
+	b.add(
+		pluginTable("Recent low-confidence samples",
+			"The newest samples of the model chosen in \"Samples of\" whose top softmax score is at most 0.6 (the exporter's default low_confidence_threshold), from the edgeloop data source (samples query, 20 rows), with the sample's thumbnail (the plugin's thumbnail resource, loaded by the browser signed in to Grafana), prediction, confidence and label. Needs the edgeloop Grafana app (docs/grafana-plugin.md): without it the panel has no data source. Label them on the app's Sample review page (linked).",
+			pluginQuery{queryType: "samples", fields: map[string]any{"model": "${sample_model}", "maxConfidence": lowConfidence, "limit": 20}},
+			"model", "key", "request_id", "annotator", "labelled").
+			OverrideByName("thumbnail_url", []dashboard.DynamicConfigValue{
+				{Id: "custom.cellOptions", Value: map[string]any{"type": "image"}},
+				{Id: "displayName", Value: "thumbnail"},
+				{Id: "custom.width", Value: 80},
+			}).
+			CellHeight(common.TableCellHeightLg).
+			Height(12).
+			Links([]cog.Builder[dashboard.DashboardLink]{appLink("Sample review in the edgeloop app", "review")}),
+	)
 	return b.DashboardBuilder
+}
+
+// lowConfidence is the confidence under which the samples panel shows a sample: the exporter's
+// default inference.low_confidence_threshold (docs/configuration.md).
+const lowConfidence = 0.6
+
+// sampleModelVar is the one model whose samples the samples panel shows: the plugin's samples
+// query needs a model name, and the model variable is a multi-select regular expression.
+func sampleModelVar() *dashboard.QueryVariableBuilder {
+	q := `label_values(` + modelSel + `, model)`
+	return dashboard.NewQueryVariableBuilder("sample_model").
+		Label("Samples of").
+		Description("The model whose samples the panel of recent low-confidence samples shows (the edgeloop data source's samples query takes one model).").
+		Datasource(ds()).
+		Query(dashboard.StringOrMap{String: &q}).
+		Definition(q).
+		Refresh(dashboard.VariableRefreshOnTimeRangeChanged).
+		Sort(dashboard.VariableSortNaturalAsc).
+		Multi(false).
+		IncludeAll(false)
 }

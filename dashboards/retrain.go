@@ -3,6 +3,7 @@
 package dashboards
 
 import (
+	"github.com/grafana/grafana-foundation-sdk/go/cog"
 	"github.com/grafana/grafana-foundation-sdk/go/common"
 	"github.com/grafana/grafana-foundation-sdk/go/dashboard"
 	"github.com/grafana/grafana-foundation-sdk/go/units"
@@ -21,9 +22,13 @@ func retrain() *dashboard.DashboardBuilder {
 	b := newBoard("edgeloop-retrain", "edgeloop / Retraining",
 		"The retrain controller: triggers (Alertmanager or policy) and why some were skipped, training jobs and how they ended, the evaluation gate's decisions, and the versions published and served. Annotations mark published versions and versions reaching the fleet.")
 	b.withModelVars()
+	b.withPluginVar()
 	b.Annotation(promAnnotation("Published versions", "green", publishedChanged,
 		"{{model}} published", "retrain published a new version of {{model}}", "model"))
 	b.Annotation(versionAnnotation())
+	// Every model's versions: the plugin's model field takes one name, and the dashboard's model
+	// variable is a multi-select regular expression.
+	b.Annotation(pluginAnnotation("Model versions (edgeloop)", "blue", pluginQuery{queryType: "versionAnnotations"}))
 
 	failedThresholds := okIfZero()
 
@@ -132,6 +137,15 @@ func retrain() *dashboard.DashboardBuilder {
 			OverrideByName("Value", []dashboard.DynamicConfigValue{{Id: "displayName", Value: "nodes"}}).
 			Span(full).
 			Height(7),
+	)
+
+	b.row("Jobs (edgeloop data source)")
+	b.add(
+		pluginTable("Retrain jobs",
+			"The retrain controller's jobs overlapping the time range, every model, from the edgeloop data source (jobs query): phase, trigger, base and new version, the gate's verdict with the metric of candidate and current and its reason, the error. Needs the edgeloop Grafana app (docs/grafana-plugin.md): without it the panel has no data source. Cancel a job on the app's Jobs page (linked).",
+			pluginQuery{queryType: "jobs"}, "started").
+			Links([]cog.Builder[dashboard.DashboardLink]{appLink("Jobs in the edgeloop app", "jobs"), appLink("Versions in the edgeloop app", "versions")}).
+			SortBy([]cog.Builder[common.TableSortByFieldState]{common.NewTableSortByFieldStateBuilder().DisplayName("created").Desc(true)}),
 	)
 	return b.DashboardBuilder
 }
