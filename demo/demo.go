@@ -27,6 +27,7 @@ import (
 	"github.com/edgeloop/edgeloop/internal/fmnist"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
+	"github.com/edgeloop/edgeloop/internal/serverconfig"
 	"github.com/edgeloop/edgeloop/internal/token"
 	"github.com/edgeloop/edgeloop/retrain"
 )
@@ -380,8 +381,14 @@ func nodeName(i int) string { return fmt.Sprintf("edge-%d", i+1) }
 
 // startCollector starts the collector and returns its base URL.
 func (d *demo) startCollector(ctx context.Context, wg *sync.WaitGroup, files demoFiles) (string, error) {
-	file, err := files.write("collector.yaml", CollectorConfig{Instance: "demo", Tokens: files.nodeTokens, Operators: files.operators,
-		Bucket: d.s3.url(bucketName), WALDir: filepath.Join(d.run, "collector-wal"), ShardMaxAge: 2 * time.Second}.YAML())
+	// Shards cut small and often, so that samples reach the bucket within seconds.
+	content, err := serverconfig.Collector{Instance: "demo", Tokens: files.nodeTokens, Operators: files.operators,
+		Bucket: d.s3.url(bucketName), WALDir: filepath.Join(d.run, "collector-wal"),
+		ShardTargetBytes: 1 << 20, ShardMaxAge: 2 * time.Second}.YAML()
+	if err != nil {
+		return "", fmt.Errorf("demo: %w", err)
+	}
+	file, err := files.write("collector.yaml", content)
 	if err != nil {
 		return "", fmt.Errorf("demo: %w", err)
 	}
@@ -436,10 +443,18 @@ func (d *demo) startController(ctx context.Context, wg *sync.WaitGroup, files de
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
-	file, err := files.write("retrain.yaml", ControllerConfig{StateDir: filepath.Join(d.run, "retrain"),
+	// A retrain once enough labels came in after a drift signal, trained by a local command,
+	// gated on the evaluation set, published stable.
+	content, err := serverconfig.Controller{StateDir: filepath.Join(d.run, "retrain"),
 		WebhookTokens: files.webhooks, OperatorTokens: files.operators, Bucket: d.s3.url(bucketName), SigningKey: d.keys.Private,
-		Collector: collURL, CollectorToken: files.collectorToken, Model: modelName, MinNewLabels: 300, Cooldown: 20 * time.Second,
-		Command: d.retrainCommand(exe), EvalSet: EvalSetName, DriftTargets: targets, DriftFor: 10 * time.Second}.YAML())
+		CollectorURL: collURL, CollectorToken: files.collectorToken, Models: []string{modelName},
+		Policy:  serverconfig.Policy{MinNewLabels: 300, Cooldown: 20 * time.Second, DailyBudget: 20, JobTimeout: 10 * time.Minute, CheckInterval: time.Second},
+		Command: d.retrainCommand(exe), EvalSets: []string{EvalSetName}, MaxClassRegression: 0.05, PublishStable: true,
+		Drift: &serverconfig.Drift{Targets: targets, PSIThreshold: 0.25, For: 10 * time.Second, Interval: time.Second}}.YAML()
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	file, err := files.write("retrain.yaml", content)
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}

@@ -121,11 +121,11 @@ func (d *demo) trainBase(ctx context.Context, dir string) (float64, error) {
 	return *tm.Accuracy, nil
 }
 
-// retrainCommand is the local backend's command for a retrain job, in the retrain.yaml
-// `backend.local.command` list's YAML flow syntax. The contract's variables (EDGELOOP_OUTPUT,
+// retrainCommand is the local backend's command for a retrain job (retrain.yaml's
+// `backend.local.command`), one argument per element. The contract's variables (EDGELOOP_OUTPUT,
 // EDGELOOP_DATASET_MANIFEST, EDGELOOP_BASE_MODEL, ...) carry the job's inputs; the flags are
 // the demo's training budget and the job's base training data.
-func (d *demo) retrainCommand(exe string) string {
+func (d *demo) retrainCommand(exe string) []string {
 	_, epochs := d.cfg.epochs()
 	var args []string
 	if d.cfg.Model == ModelMLP {
@@ -140,11 +140,7 @@ func (d *demo) retrainCommand(exe string) string {
 			"--epochs", strconv.Itoa(epochs), "--lr", cnnRetrainLR, "--eval-limit", strconv.Itoa(cnnEvalImages),
 			"--threads", strconv.Itoa(cnnThreads), "--log.format", "json"}
 	}
-	quoted := make([]string, len(args))
-	for i, a := range args {
-		quoted[i] = strconv.Quote(a)
-	}
-	return "[" + strings.Join(quoted, ", ") + "]"
+	return args
 }
 
 // plural is "1 epoch" or "5 epochs".

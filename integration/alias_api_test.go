@@ -17,7 +17,6 @@ import (
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/testenv"
-	"github.com/edgeloop/edgeloop/internal/token"
 	"github.com/edgeloop/edgeloop/retrain"
 )
 
@@ -49,30 +48,9 @@ func TestAliasAPIMovesExporter(t *testing.T) {
 	}
 
 	work := t.TempDir()
-	addr := freeAddr(t)
-	cfg := writeFile(t, "retrain.yaml", fmt.Sprintf(`
-listen: %s
-log:
-  format: json
-state_dir: %s
-auth:
-  webhook_tokens_file: %s
-  operator_tokens_file: %s
-repository:
-  bucket: %s
-  signing_key_file: %s
-dataset:
-  collector_url: http://127.0.0.1:9
-  token_file: %s
-models:
-  - name: fashion
-backend:
-  type: local
-  local:
-    command: ["true"]
-`, addr, filepath.Join(work, "state"), writeFile(t, "webhook.tokens", token.HashLine("alertmanager", "am-token")+"\n"),
-		writeFile(t, "operator.tokens", token.HashLine("alice", "op-token")+"\n"), repoURL, filepath.Join(keys, modelrepo.PrivateKeyFile),
-		writeFile(t, "collector.token", "unused\n")))
+	c, addr := baseController(t, nil, repoURL, keys, work)
+	c.Command = []string{"true"}
+	cfg := writeController(t, c)
 	ctrl := startEnv(t, env, "retrain", "--config", cfg)
 	ctrl.waitFor(t, "retrain controller started", 30*time.Second)
 

@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"math/rand/v2"
 	"net"
@@ -28,6 +27,7 @@ import (
 	"github.com/edgeloop/edgeloop/exporter/capture/capturetest"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/sample"
+	"github.com/edgeloop/edgeloop/internal/serverconfig"
 	"github.com/edgeloop/edgeloop/internal/testenv"
 	"github.com/edgeloop/edgeloop/internal/token"
 )
@@ -83,16 +83,12 @@ func newCollectorEnv(t testing.TB, tuning string, nodes ...string) *collectorEnv
 		t.Fatal(err)
 	}
 	config := filepath.Join(dir, "collector.yaml")
-	content := fmt.Sprintf(`instance: it
-listen: %q
-log:
-  format: json
-  level: info
-auth:
-  tokens_file: %s
-  operator_tokens_file: %s
-bucket: s3://edgeloop?endpoint=%s&insecure=true
-%s`, addr, tokens, operators, m.Endpoint, strings.Replace(tuning, "wal:\n", "wal:\n  dir: "+filepath.Join(walRoot(dir), "wal")+"\n", 1))
+	content, err := serverconfig.Collector{Instance: "it", Listen: addr, LogJSON: true, Tokens: tokens, Operators: operators,
+		Bucket: "s3://edgeloop?endpoint=" + m.Endpoint + "&insecure=true", WALDir: filepath.Join(walRoot(dir), "wal"),
+		Tuning: tuning}.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := os.WriteFile(config, []byte(content), 0o600); err != nil {
 		t.Fatal(err)
 	}

@@ -35,8 +35,8 @@ import (
 	"github.com/edgeloop/edgeloop/internal/fmnist"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
+	"github.com/edgeloop/edgeloop/internal/serverconfig"
 	"github.com/edgeloop/edgeloop/internal/testenv"
-	"github.com/edgeloop/edgeloop/internal/token"
 	"github.com/edgeloop/edgeloop/retrain"
 )
 
@@ -168,43 +168,13 @@ func TestLoopWithPrometheusAndAlertmanager(t *testing.T) {
 	// Alertmanager. cooldown keeps a later alert (on version 2) from starting a second job.
 	const webhookToken, opToken = "am-token", "op-token"
 	webhookTokenFile := writeFile(t, "am.token", webhookToken)
-	retrainAddr := freeAddr(t)
-	retrainCfg := writeFile(t, "retrain.yaml", fmt.Sprintf(`
-listen: %s
-log:
-  format: json
-state_dir: %s
-auth:
-  webhook_tokens_file: %s
-  operator_tokens_file: %s
-repository:
-  bucket: %s
-  signing_key_file: %s
-dataset:
-  collector_url: http://%s
-  token_file: %s
-models:
-  - name: fashion
-policy:
-  min_new_labels: 300
-  cooldown: 1h
-  job_timeout: 10m
-backend:
-  type: local
-  local:
-    command: ["{{.Edgeloop}}", "train", "--out", "{{.Output}}", "--dataset-manifest", "{{.DatasetManifest}}",
-              "--model", "{{.Model}}", "--base-version", "{{.BaseVersion}}", "--data", %q,
-              "--epochs", "5", "--samples-repeat", "10", "--log.format", "json"]
-gate:
-  eval_sets: [fmnist-test-clean]
-  max_class_regression: 0.05
-publish:
-  stable: true
-`, retrainAddr, filepath.Join(work, "retrain"),
-		writeFile(t, "webhook.tokens", token.HashLine("alertmanager", webhookToken)+"\n"),
-		writeFile(t, "operator.tokens", token.HashLine("alice", opToken)+"\n"),
-		repoURL, filepath.Join(keys, modelrepo.PrivateKeyFile), e.addr,
-		writeFile(t, "collector.token", operatorToken+"\n"), dataDir))
+	c, retrainAddr := baseController(t, e, repoURL, keys, work)
+	c.Policy = serverconfig.Policy{MinNewLabels: 300, Cooldown: time.Hour, JobTimeout: 10 * time.Minute}
+	c.Command = []string{"{{.Edgeloop}}", "train", "--out", "{{.Output}}", "--dataset-manifest", "{{.DatasetManifest}}",
+		"--model", "{{.Model}}", "--base-version", "{{.BaseVersion}}", "--data", dataDir,
+		"--epochs", "5", "--samples-repeat", "10", "--log.format", "json"}
+	c.EvalSets, c.MaxClassRegression, c.PublishStable = []string{"fmnist-test-clean"}, 0.05, true
+	retrainCfg := writeController(t, c)
 	ctrl := startEnv(t, e.env, "retrain", "--config", retrainCfg)
 	ctrl.waitFor(t, "retrain controller started", 30*time.Second)
 	retrainURL := "http://" + retrainAddr

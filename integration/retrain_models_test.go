@@ -24,6 +24,7 @@ import (
 	"github.com/edgeloop/edgeloop/internal/npy"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/sample"
+	"github.com/edgeloop/edgeloop/internal/serverconfig"
 	"github.com/edgeloop/edgeloop/internal/testenv"
 	"github.com/edgeloop/edgeloop/internal/token"
 	"github.com/edgeloop/edgeloop/retrain"
@@ -52,46 +53,48 @@ type controllerSetup struct {
 	Gate string
 }
 
+// baseController is the plumbing of every test's retrain.yaml: a free loopback listener, JSON
+// logs, state under work, the webhook token "am-token" and the operator token "op-token", the
+// model repository at repoURL signed with the key in keys, and the collector env e (a zero
+// collector gives an address nothing answers on).
+func baseController(t *testing.T, e *collectorEnv, repoURL, keys, work string) (serverconfig.Controller, string) {
+	t.Helper()
+	addr, collectorURL := freeAddr(t), "http://127.0.0.1:9"
+	if e != nil {
+		collectorURL = "http://" + e.addr
+	}
+	return serverconfig.Controller{Listen: addr, LogJSON: true, StateDir: filepath.Join(work, "state"),
+		WebhookTokens:  writeFile(t, "webhook.tokens", token.HashLine("alertmanager", "am-token")+"\n"),
+		OperatorTokens: writeFile(t, "operator.tokens", token.HashLine("alice", "op-token")+"\n"),
+		Bucket:         repoURL, SigningKey: filepath.Join(keys, modelrepo.PrivateKeyFile),
+		CollectorURL: collectorURL, CollectorToken: writeFile(t, "collector.token", operatorToken+"\n"),
+		Models: []string{"fashion"},
+	}, addr
+}
+
+// writeController writes c as retrain.yaml and returns its path.
+func writeController(t *testing.T, c serverconfig.Controller) string {
+	t.Helper()
+	content, err := c.YAML()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeFile(t, "retrain.yaml", content)
+}
+
 // startController starts `edgeloop retrain` against the collector env e and the model
 // repository at repoURL, signing with keys, running jobs with the local backend; it returns
 // the controller's address (operator token "op-token") and its process.
 func startController(t *testing.T, e *collectorEnv, repoURL, keys string, s controllerSetup) (string, *process) {
 	t.Helper()
-	work := t.TempDir()
-	command, err := json.Marshal(s.Command)
-	if err != nil {
-		t.Fatal(err)
+	c, addr := baseController(t, e, repoURL, keys, t.TempDir())
+	c.Policy = serverconfig.Policy{MinNewLabels: 1, Cooldown: time.Hour, JobTimeout: 10 * time.Minute}
+	c.Command, c.PublishStable = s.Command, true
+	c.Tuning = "models:\n" + s.Models
+	if s.Gate != "" {
+		c.Tuning += "gate:\n" + s.Gate
 	}
-	addr := freeAddr(t)
-	cfg := writeFile(t, "retrain.yaml", fmt.Sprintf(`
-listen: %s
-log:
-  format: json
-state_dir: %s
-auth:
-  webhook_tokens_file: %s
-  operator_tokens_file: %s
-repository:
-  bucket: %s
-  signing_key_file: %s
-dataset:
-  collector_url: http://%s
-  token_file: %s
-models:
-%spolicy:
-  min_new_labels: 1
-  cooldown: 1h
-  job_timeout: 10m
-backend:
-  type: local
-  local:
-    command: %s
-gate:
-%spublish:
-  stable: true
-`, addr, filepath.Join(work, "state"), writeFile(t, "webhook.tokens", token.HashLine("alertmanager", "am-token")+"\n"),
-		writeFile(t, "operator.tokens", token.HashLine("alice", "op-token")+"\n"), repoURL, filepath.Join(keys, modelrepo.PrivateKeyFile),
-		e.addr, writeFile(t, "collector.token", operatorToken+"\n"), s.Models, command, s.Gate))
+	cfg := writeController(t, c)
 	ctrl := startEnv(t, e.env, "retrain", "--config", cfg)
 	ctrl.waitFor(t, "retrain controller started", 30*time.Second)
 	return addr, ctrl

@@ -25,8 +25,8 @@ import (
 	"github.com/edgeloop/edgeloop/internal/npy"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/internal/sample"
+	"github.com/edgeloop/edgeloop/internal/serverconfig"
 	"github.com/edgeloop/edgeloop/internal/testenv"
-	"github.com/edgeloop/edgeloop/internal/token"
 	"github.com/edgeloop/edgeloop/retrain"
 	"github.com/edgeloop/edgeloop/retrain/gate"
 )
@@ -158,16 +158,16 @@ model_sync:
 	// images), as the MLP takes them ([784] per sample).
 	images, classes := fmnistImages(test, 0, 2000, nil)
 	t.Log(createEvalSet(t, e.env, repoURL, "fashion", "fmnist-test-2000", []int{fmnist.Pixels}, fmnist.ClassNames(), images, classes))
-	gateCfg := "  eval_sets: [fmnist-test-2000]\n"
+	gateCfg := "" // the gate's evaluator, beside its evaluation set
 	if evaluator == "oip" {
 		scratch := "s3://edgeloop/gate-scratch?endpoint=" + e.minio.Endpoint + "&insecure=true"
 		front := startOIPExporter(t, e.env, scratch, filepath.Join(keys, "edgeloop.pub"), filepath.Join(work, "oip-cache"))
-		gateCfg += fmt.Sprintf("  evaluator: oip\n  oip:\n    mode: poll\n    url: http://%s\n    scratch_bucket: %s\n    ready_timeout: 1m\n", front, scratch)
+		gateCfg = fmt.Sprintf("  evaluator: oip\n  oip:\n    mode: poll\n    url: http://%s\n    scratch_bucket: %s\n    ready_timeout: 1m\n", front, scratch)
 	}
 	var platform *evalPlatform
 	if evaluator == "job-http" {
 		platform = startEvalPlatform(t, e.env)
-		gateCfg += fmt.Sprintf(`  evaluator: job
+		gateCfg = fmt.Sprintf(`  evaluator: job
   job:
     backend: http
     http:
@@ -181,40 +181,16 @@ model_sync:
 	}
 
 	// The controller, with the local backend running `edgeloop train` on a budget.
-	webhookTokens := writeFile(t, "webhook.tokens", token.HashLine("alertmanager", "am-token")+"\n")
-	opTokens := writeFile(t, "operator.tokens", token.HashLine("alice", "op-token")+"\n")
-	collectorToken := writeFile(t, "collector.token", operatorToken+"\n")
-	addr := freeAddr(t)
-	cfgFile := writeFile(t, "retrain.yaml", fmt.Sprintf(`
-listen: %s
-log:
-  format: json
-state_dir: %s
-auth:
-  webhook_tokens_file: %s
-  operator_tokens_file: %s
-repository:
-  bucket: %s
-  signing_key_file: %s
-dataset:
-  collector_url: http://%s
-  token_file: %s
-models:
-  - name: fashion
-policy:
-  min_new_labels: 1000
-  cooldown: 1h
-backend:
-  type: local
-  local:
-    command: ["{{.Edgeloop}}", "train", "--out", "{{.Output}}", "--dataset-manifest", "{{.DatasetManifest}}",
-              "--model", "{{.Model}}", "--base-version", "{{.BaseVersion}}", "--data", %q,
-              "--train-limit", "20000", "--epochs", "3", "--log.format", "json"]
-gate:
-%spublish:
-  stable: true
-`, addr, filepath.Join(work, "state"), webhookTokens, opTokens, repoURL, filepath.Join(keys, modelrepo.PrivateKeyFile),
-		e.addr, collectorToken, dataDir, gateCfg))
+	c, addr := baseController(t, e, repoURL, keys, work)
+	c.Policy = serverconfig.Policy{MinNewLabels: 1000, Cooldown: time.Hour}
+	c.Command = []string{"{{.Edgeloop}}", "train", "--out", "{{.Output}}", "--dataset-manifest", "{{.DatasetManifest}}",
+		"--model", "{{.Model}}", "--base-version", "{{.BaseVersion}}", "--data", dataDir,
+		"--train-limit", "20000", "--epochs", "3", "--log.format", "json"}
+	c.EvalSets, c.PublishStable = []string{"fmnist-test-2000"}, true
+	if gateCfg != "" {
+		c.Tuning = "gate:\n" + gateCfg
+	}
+	cfgFile := writeController(t, c)
 	ctrl := startEnv(t, e.env, "retrain", "--config", cfgFile)
 	ctrl.waitFor(t, "retrain controller started", 30*time.Second)
 
