@@ -1,0 +1,252 @@
+package shard
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/edgeloop/edgeloop/collector/collectortest"
+	"github.com/edgeloop/edgeloop/internal/objstore"
+	"github.com/edgeloop/edgeloop/internal/sample"
+	"github.com/edgeloop/edgeloop/internal/spool"
+)
+
+// condBucket is a directory bucket with the S3 backend's conditional writes, made atomic by a
+// mutex: what the lock needs, without a MinIO.
+type condBucket struct {
+	objstore.Bucket
+	mu sync.Mutex
+}
+
+func (c *condBucket) PutIf(ctx context.Context, key string, data []byte, ifNoneMatch bool, ifMatch string) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	attrs, err := c.Attributes(ctx, key)
+	switch {
+	case err != nil && !objstore.IsNotFound(err):
+		return "", err
+	case ifNoneMatch && err == nil, !ifNoneMatch && (err != nil || attrs.ETag != ifMatch):
+		return "", objstore.ErrPreconditionFailed
+	}
+	if err := c.Put(ctx, key, bytes.NewReader(data), int64(len(data))); err != nil {
+		return "", err
+	}
+	attrs, err = c.Attributes(ctx, key)
+	return attrs.ETag, err
+}
+
+// noLog is a write-ahead log with nothing in it.
+type noLog struct{}
+
+func (noLog) PeekAfter(uint64, int, int64) ([]spool.Record, error) { return nil, nil }
+func (noLog) Ack(uint64) error                                    { return nil }
+
+func newLockBuilder(t *testing.T, b objstore.Bucket, instance string, now func() time.Time) *Builder {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.UploadTimeout = time.Second
+	bl, err := New(cfg, Options{Instance: instance, Bucket: b, Log: noLog{}, JournalPath: filepath.Join(t.TempDir(), "journal"), Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bl
+}
+
+// TestLock: a second instance waits for the hour's lock until the holder releases it; a lock
+// past its expiry is taken over, and so is one the instance left itself in a crash, at once;
+// an unexpired lock of another instance is not.
+func TestLock(t *testing.T) {
+	ctx := context.Background()
+	fsb, err := objstore.Open(ctx, "file://"+t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &condBucket{Bucket: fsb}
+	const lockKey = "locks/samples/fashion/3/dt=2026-03-14/hour=15"
+	a := newLockBuilder(t, b, "a-00000001", time.Now)
+	c := newLockBuilder(t, b, "c-00000002", time.Now)
+
+	releaseA, err := a.lock(ctx, lockKey, "samples/fashion/3/dt=2026-03-14/hour=15/a-00000001-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan time.Time)
+	go func() {
+		release, err := c.lock(ctx, lockKey, "samples/fashion/3/dt=2026-03-14/hour=15/c-00000002-1")
+		if err != nil {
+			t.Error(err)
+		}
+		got <- time.Now()
+		release()
+	}()
+	time.Sleep(150 * time.Millisecond)
+	released := time.Now()
+	releaseA()
+	if at := <-got; at.Before(released) {
+		t.Fatalf("the second instance took the lock %s before the holder released it", released.Sub(at))
+	}
+	if ok, _ := b.Exists(ctx, lockKey); ok {
+		t.Fatal("lock still there after both released it")
+	}
+
+	// An unexpired lock of another instance: waited for until the context ends.
+	held, _ := json.Marshal(lockBody{Instance: "z-00000009", Shard: "x", Expires: time.Now().Add(time.Hour)})
+	if err := b.Put(ctx, lockKey, bytes.NewReader(held), int64(len(held))); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	_, err = a.lock(wctx, lockKey, "s")
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("lock held by another instance: %v; want to wait until the deadline", err)
+	}
+	// The same lock, from an instance whose clock is past its expiry: taken over.
+	late := newLockBuilder(t, b, "d-00000003", func() time.Time { return time.Now().Add(2 * time.Hour) })
+	release, err := late.lock(ctx, lockKey, "s")
+	if err != nil {
+		t.Fatalf("expired lock not taken over: %v", err)
+	}
+	data, _, _ := objstore.ReadAll(ctx, b, lockKey, 0)
+	var lb lockBody
+	if json.Unmarshal(data, &lb) != nil || lb.Instance != "d-00000003" {
+		t.Fatalf("lock after takeover: %s", data)
+	}
+	release()
+	if ok, _ := b.Exists(ctx, lockKey); ok {
+		t.Fatal("lock not released")
+	}
+	// A lock this instance left in a crash (same name): taken over at once.
+	left, _ := json.Marshal(lockBody{Instance: "a-00000001", Shard: "old", Expires: time.Now().Add(time.Hour)})
+	if err := b.Put(ctx, lockKey, bytes.NewReader(left), int64(len(left))); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel = context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	release, err = a.lock(wctx, lockKey, "new")
+	if err != nil {
+		t.Fatalf("own lock left in a crash not taken over: %v", err)
+	}
+	release()
+	if n := testutil.ToFloat64(a.m.lockTakeovers); n != 1 {
+		t.Fatalf("instance a counted %v takeovers, want 1", n)
+	}
+}
+
+// TestMetaTraceID finds the trace id in metadata JSON as the sample format writes it, and
+// nothing in metadata without one or with a malformed one.
+func TestMetaTraceID(t *testing.T) {
+	for _, tc := range []struct {
+		meta string
+		want string
+	}{
+		{`{"key":"k","trace_id":"0af7651916cd43dd8448eb211c80319c","x":1}`, "0af7651916cd43dd8448eb211c80319c"},
+		{`{"trace_id" : "0af7651916cd43dd8448eb211c80319c"}`, "0af7651916cd43dd8448eb211c80319c"},
+		{`{"key":"k"}`, ""},
+		{`{"trace_id":"0af7651916cd43dd8448eb211c8031"}`, ""},
+		{`{"trace_id":"00000000000000000000000000000000"}`, ""},
+		{`{"trace_id":1}`, ""},
+		{`{"trace_id"`, ""},
+	} {
+		tid, ok := metaTraceID([]byte(tc.meta))
+		if got := ""; ok {
+			got = tid.String()
+			if got != tc.want {
+				t.Errorf("%s: %s, want %q", tc.meta, got, tc.want)
+			}
+		} else if tc.want != "" {
+			t.Errorf("%s: none, want %s", tc.meta, tc.want)
+		}
+	}
+}
+
+// fakePeers places keys in shards.
+type fakePeers struct {
+	owner     map[string]string
+	refreshed []string
+}
+
+func (p *fakePeers) Refresh(_ context.Context, prefix string) error {
+	p.refreshed = append(p.refreshed, prefix)
+	return nil
+}
+
+func (p *fakePeers) Owner(key string) (string, bool) {
+	o, ok := p.owner[key]
+	return o, ok
+}
+
+// TestPublishLeavesOutOwned publishes a shard of four samples, one of which another shard holds
+// and one of which this shard's earlier upload holds (a replay after a crash): the index and the
+// tar keep three; with every sample elsewhere the tar is deleted and no index written.
+func TestPublishLeavesOutOwned(t *testing.T) {
+	ctx := context.Background()
+	fsb, err := objstore.Open(ctx, "file://"+t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &condBucket{Bucket: fsb}
+	bl := newLockBuilder(t, b, "a-00000001", time.Now)
+	const key = "samples/fashion/3/dt=2026-03-14/hour=15/a-00000001-00000000000000000001"
+	var stored []*sample.Stored
+	for i := range 4 {
+		rec, err := collectortest.Sample(t, "edge-a", i, 200).MarshalStored()
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := sample.ParseStored(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored = append(stored, st)
+	}
+	peers := &fakePeers{owner: map[string]string{
+		stored[1].Entry.Key: "samples/fashion/3/dt=2026-03-14/hour=15/b-00000002-00000000000000000009.tar",
+		stored[2].Entry.Key: key + ".tar",
+	}}
+	bl.opts.Peers = peers
+	kept, err := bl.put(ctx, key, stored, storedTarSize(stored))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(kept) != 3 || kept[0] != stored[0] || kept[1] != stored[2] || kept[2] != stored[3] {
+		t.Fatalf("kept %d samples; want samples 0, 2 and 3", len(kept))
+	}
+	if len(peers.refreshed) != 1 || peers.refreshed[0] != "samples/fashion/3/dt=2026-03-14/hour=15/" {
+		t.Errorf("refreshed %v; want the shard's hour", peers.refreshed)
+	}
+	index, _, err := objstore.ReadAll(ctx, b, key+".index.jsonl", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if lines := bytes.Count(index, []byte("\n")); lines != 3 || bytes.Contains(index, []byte(stored[1].Entry.Key)) {
+		t.Errorf("index of %d lines, holding the other shard's sample: %v", lines, bytes.Contains(index, []byte(stored[1].Entry.Key)))
+	}
+	data, _, err := objstore.ReadAll(ctx, b, key+".tar", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(data)) != storedTarSize(kept) || bytes.Contains(data, []byte(stored[1].Entry.Key)) {
+		t.Errorf("tar of %d bytes (want %d), holding the other shard's sample: %v", len(data), storedTarSize(kept), bytes.Contains(data, []byte(stored[1].Entry.Key)))
+	}
+	if n := testutil.ToFloat64(bl.m.dropped); n != 1 {
+		t.Errorf("dropped counter %v, want 1", n)
+	}
+
+	const key2 = "samples/fashion/3/dt=2026-03-14/hour=15/a-00000001-00000000000000000002"
+	kept, err = bl.put(ctx, key2, stored[1:2], storedTarSize(stored[1:2]))
+	if err != nil || len(kept) != 0 {
+		t.Fatalf("a shard of one sample held elsewhere: kept %d, %v", len(kept), err)
+	}
+	for _, k := range []string{key2 + ".tar", key2 + ".index.jsonl"} {
+		if ok, _ := b.Exists(ctx, k); ok {
+			t.Errorf("%s exists; a shard left empty is not stored", k)
+		}
+	}
+}
