@@ -46,7 +46,7 @@ func (c *condBucket) PutIf(ctx context.Context, key string, data []byte, ifNoneM
 type noLog struct{}
 
 func (noLog) PeekAfter(uint64, int, int64) ([]spool.Record, error) { return nil, nil }
-func (noLog) Ack(uint64) error                                    { return nil }
+func (noLog) Ack(uint64) error                                     { return nil }
 
 func newLockBuilder(t *testing.T, b objstore.Bucket, instance string, now func() time.Time) *Builder {
 	t.Helper()
