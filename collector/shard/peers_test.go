@@ -83,8 +83,9 @@ func TestLock(t *testing.T) {
 		if err != nil {
 			t.Error(err)
 		}
-		got <- time.Now()
+		at := time.Now()
 		release()
+		got <- at
 	}()
 	time.Sleep(150 * time.Millisecond)
 	released := time.Now()
