@@ -85,7 +85,7 @@ func TestTracing(t *testing.T) {
 	waitDrained(t, srv)
 	send() // every sample a duplicate now
 
-	byName := map[string][]sdktrace.ReadOnlySpan{}
+	var byName map[string][]sdktrace.ReadOnlySpan
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
 		byName = map[string][]sdktrace.ReadOnlySpan{}
 		for _, s := range rec.Ended() {

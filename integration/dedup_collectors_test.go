@@ -38,7 +38,6 @@ const (
 // dedupInstance is one collector process of TestDedupAcrossCollectors, restarted in place.
 type dedupInstance struct {
 	name, addr, config string
-	mu                 sync.Mutex
 	proc               *process
 }
 
