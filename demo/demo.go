@@ -56,6 +56,11 @@ type Config struct {
 	Deadline time.Duration
 	// Settle is how long the drifted nodes are measured on the recovered model before the end.
 	Settle time.Duration
+	// RecoveryShare is the share of the accuracy the drift took from the drifted nodes that
+	// they must regain (on images no retrain trained on) for the loop to count as closed;
+	// serving a new version is not enough. Until then the controller's policy may retrain
+	// again, within the deadline.
+	RecoveryShare float64
 	// BaseEpochs and RetrainEpochs are the training epochs of the base model and of a retrain;
 	// 0 takes the model's default (MLP: 5 and 5, CNN: 1 and 1).
 	BaseEpochs, RetrainEpochs int
@@ -77,6 +82,7 @@ func DefaultConfig() Config {
 		Model: ModelMLP, Python: "/usr/bin/python3",
 		DataDir: fmnist.DefaultDir, WorkDir: dir, Nodes: 3, Drifted: 2, Rate: 50,
 		DriftAfter: 30 * time.Second, Deadline: 10 * time.Minute, Settle: 10 * time.Second,
+		RecoveryShare: DefaultRecoveryShare,
 	}
 }
 
@@ -112,6 +118,9 @@ func (c Config) Validate() error {
 	}
 	if c.DriftAfter < 5*time.Second {
 		errs = append(errs, fmt.Errorf("--drift-after must be at least 5s, got %s", c.DriftAfter))
+	}
+	if !(c.RecoveryShare > 0 && c.RecoveryShare <= 1) {
+		errs = append(errs, fmt.Errorf("--recovery-share must be above 0 and at most 1, got %g", c.RecoveryShare))
 	}
 	if c.Deadline < time.Minute {
 		errs = append(errs, fmt.Errorf("--deadline must be at least 1m, got %s", c.Deadline))
@@ -575,8 +584,12 @@ func (d *demo) loop(ctx context.Context) *Summary {
 			}
 			d.event(EventDrift, "", fmt.Sprintf("contrast ×%.2f, brightness %+.2f on %d nodes", d.cfg.Drift.Contrast, d.cfg.Drift.Brightness, d.cfg.Drifted))
 		}
-		if d.newVer != "" && recoveredAt.IsZero() && d.driftedServe(d.newVer) {
+		d.watchSignals(now)
+		if d.newVer != "" && recoveredAt.IsZero() && d.driftedServe(d.newVer) && d.recovered(d.newVer) {
 			recoveredAt = now
+			share, _ := d.regained(d.newVer)
+			d.say("the drifted nodes regained %.0f%% of the accuracy they lost on version %s (target %.0f%%); measuring for %s",
+				100*share, d.newVer, 100*d.cfg.RecoveryShare, d.cfg.Settle)
 		}
 		if !recoveredAt.IsZero() && now.Sub(recoveredAt) >= d.cfg.Settle {
 			return d.finish("", true)
@@ -611,7 +624,7 @@ func (d *demo) sample(now time.Time) {
 		w, version := n.gen.Take()
 		g := n.exp.Registry()
 		p := Point{T: t, Requests: w.N, Accuracy: w.Accuracy(), Confidence: w.MeanConfidence(), Version: version,
-			PSI: gaugeMax(g, "edgeloop_confidence_psi"), Captured: int(metricSum(g, "edgeloop_samples_captured_total")),
+			PSI: gaugeMax(g, "edgeloop_confidence_psi"), Estimated: gaugeMax(g, "edgeloop_estimated_accuracy"), Captured: int(metricSum(g, "edgeloop_samples_captured_total")),
 			Spool: int(metricSum(g, "edgeloop_spool_records"))}
 		n.series.Points = append(n.series.Points, p)
 		if version != "" && version != n.version {
@@ -686,8 +699,12 @@ func (d *demo) stuckReason() string {
 		return fmt.Sprintf("deadline %s passed and no retrain job started; the controller's last decision: %s", d.cfg.Deadline, last)
 	case d.newVer == "":
 		return fmt.Sprintf("deadline %s passed and no retrain job was promoted (jobs: %s)", d.cfg.Deadline, d.jobsText())
-	default:
+	case !d.driftedServe(d.newVer):
 		return fmt.Sprintf("deadline %s passed before the drifted nodes served version %s", d.cfg.Deadline, d.newVer)
+	default:
+		share, images := d.regained(d.newVer)
+		return fmt.Sprintf("deadline %s passed: the drifted nodes serve version %s but regained %.0f%% of the accuracy they lost (target %.0f%%, %d images not trained on)",
+			d.cfg.Deadline, d.newVer, 100*share, 100*d.cfg.RecoveryShare, images)
 	}
 }
 
@@ -727,6 +744,9 @@ func (d *demo) finish(reason string, ok bool) *Summary {
 	}
 	s.AccuracyBefore, s.AccuracyDrift, s.AccuracyAfter, s.AccuracyClean = before.Accuracy(), drift.Accuracy(), after.Accuracy(), clean.Accuracy()
 	s.AccuracyDriftFresh, s.FreshImages = driftFresh.Accuracy(), after.N
+	s.EstimatedBefore, s.EstimatedDrift, s.EstimatedAfter = d.estimates(d.newVer)
+	s.RecoveryTarget, s.Regained = d.cfg.RecoveryShare, regainedShare(s.AccuracyBefore, s.AccuracyDrift, s.AccuracyAfter)
+	sortSignals(s.Signals)
 	s.Labelled, s.Withheld = int(d.labels.labelled.Load()), int(d.labels.withheld.Load())
 	s.ShardBytes = int64(metricSum(d.coll.Registry(), "edgeloop_collector_shard_upload_bytes_total"))
 	if !d.onset.IsZero() {

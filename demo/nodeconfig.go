@@ -8,7 +8,8 @@ import (
 
 // NodeConfig describes a simulated edge node's exporter: the demo's settings (the built-in
 // runtime following the repository, capture of low-confidence and random predictions sent to
-// the collector). The demo runs it in-process; the loop's integration test runs the same
+// the collector, and every drift signal on: confidence PSI, class mix and input statistics,
+// docs/drift.md). The demo runs it in-process; the loop's integration test runs the same
 // configuration as a separate `edgeloop exporter`.
 type NodeConfig struct {
 	// Node is the node's name; Model the model it serves.
@@ -38,6 +39,9 @@ inference:
   listen: 127.0.0.1:0
   drift:
     window: %d
+    signals:
+      class_mix: true
+      input: true
 models:
   - name: %s
 model_sync:

@@ -74,8 +74,8 @@ func SummaryText(s *Summary) string {
 	}
 	var b strings.Builder
 	if s.OK {
-		fmt.Fprintf(&b, "edgeloop demo: recovered in %s (drift onset → version %s serving on the drifted nodes)\n",
-			repDuration(s.TimeToRecover), repOr(s.NewVersion, "?"))
+		fmt.Fprintf(&b, "edgeloop demo: recovered: the drifted nodes regained %s of the accuracy they lost (target %s) on version %s, serving %s after the drift onset\n",
+			repShare(s.Regained), repShare(s.RecoveryTarget), repOr(s.NewVersion, "?"), repDuration(s.TimeToRecover))
 	} else {
 		fmt.Fprintf(&b, "edgeloop demo: FAILED: %s\n", repOr(s.Reason, "unknown reason"))
 	}
@@ -87,7 +87,10 @@ func SummaryText(s *Summary) string {
 	if s.FreshImages > 0 {
 		line("", "after retrain: %d classifications of the probe images (1 in %d, never labelled); the old model scored %s on them under drift", s.FreshImages, ProbeEvery, repAcc(s.AccuracyDriftFresh))
 	}
+	line("estimated, drifted nodes", "before drift %s   under drift %s   after retrain %s (label-free, edgeloop_estimated_accuracy)",
+		repAcc(s.EstimatedBefore), repAcc(s.EstimatedDrift), repAcc(s.EstimatedAfter))
 	line("accuracy, clean nodes", "after retrain %s (images not trained on)", repAcc(s.AccuracyClean))
+	line("drift signals", "%s", repSignals(s.Signals))
 	if !s.OK && s.TimeToRecover > 0 {
 		line("time to recover", "%s (drift onset → new version serving)", repDuration(s.TimeToRecover))
 	}
@@ -121,6 +124,7 @@ func MarshalTimeline(tl *Timeline) ([]byte, error) {
 			out.Nodes[i].Points[j] = pointJSON{
 				pointAlias: pointAlias(p),
 				Accuracy:   repFinite(p.Accuracy), Confidence: repFinite(p.Confidence), PSI: repFinite(p.PSI),
+				Estimated: repFinite(p.Estimated),
 			}
 		}
 	}
@@ -141,7 +145,7 @@ func UnmarshalTimeline(data []byte) (*Timeline, error) {
 		ns := NodeSeries{Node: n.Node, Drifted: n.Drifted, Points: make([]Point, len(n.Points))}
 		for j, p := range n.Points {
 			q := Point(p.pointAlias)
-			q.Accuracy, q.Confidence, q.PSI = repNaN(p.Accuracy), repNaN(p.Confidence), repNaN(p.PSI)
+			q.Accuracy, q.Confidence, q.PSI, q.Estimated = repNaN(p.Accuracy), repNaN(p.Confidence), repNaN(p.PSI), repNaN(p.Estimated)
 			ns.Points[j] = q
 		}
 		tl.Nodes = append(tl.Nodes, ns)
@@ -170,6 +174,7 @@ type pointJSON struct {
 	Accuracy   *float64 `json:"accuracy"`
 	Confidence *float64 `json:"confidence"`
 	PSI        *float64 `json:"psi"`
+	Estimated  *float64 `json:"estimated"`
 }
 
 func repFinite(v float64) *float64 {
@@ -202,6 +207,8 @@ func repEventStyle(kind string) repStyle {
 		return repStyle{"#2ca02c", "2", "1", "version published"}
 	case EventServing:
 		return repStyle{"#2ca02c", "1", "0.45", "node serving new version"}
+	case EventSignal:
+		return repStyle{"#e377c2", "1", "0.8", "drift signal crossed its threshold"}
 	case EventEnd:
 		return repStyle{"#7f7f7f", "2", "1", "end of the demo"}
 	}
@@ -210,7 +217,7 @@ func repEventStyle(kind string) repStyle {
 
 func reportEventKeys() []reportKey {
 	var ks []reportKey
-	for _, k := range []string{EventDrift, EventJob, EventGate, EventPublished, EventServing, EventEnd} {
+	for _, k := range []string{EventDrift, EventSignal, EventJob, EventGate, EventPublished, EventServing, EventEnd} {
 		st := repEventStyle(k)
 		ks = append(ks, reportKey{Kind: k, Label: st.label, Color: st.color})
 	}
@@ -370,6 +377,26 @@ func repBytes(n int64) string {
 	return strconv.FormatFloat(v, 'f', 1, 64) + " " + units[u]
 }
 
+// repShare is a share as a whole percentage, "n/a" when unknown.
+func repShare(v float64) string {
+	if math.IsNaN(v) || math.IsInf(v, 0) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.0f%%", 100*v)
+}
+
+// repSignals lists the fired drift signals, earliest first, with their delay after the onset.
+func repSignals(sigs []SignalFired) string {
+	if len(sigs) == 0 {
+		return "none crossed its alert's threshold"
+	}
+	parts := make([]string, len(sigs))
+	for i, s := range sigs {
+		parts[i] = fmt.Sprintf("%s +%s (%s)", s.Signal, repDuration(s.After), s.Node)
+	}
+	return strings.Join(parts, ", ")
+}
+
 func repOr(s, def string) string {
 	if s == "" {
 		return def
@@ -386,6 +413,10 @@ func summaryRows(s *Summary) []reportRow {
 		{"accuracy under drift (drifted nodes, old model)", repAcc(s.AccuracyDrift)},
 		{"accuracy after retrain (drifted nodes, images not trained on)", repAcc(s.AccuracyAfter)},
 		{"accuracy after retrain (clean nodes)", repAcc(s.AccuracyClean)},
+		{"estimated accuracy, drifted nodes (before → under drift → after retrain, label-free)",
+			repAcc(s.EstimatedBefore) + " → " + repAcc(s.EstimatedDrift) + " → " + repAcc(s.EstimatedAfter)},
+		{"share of the lost accuracy regained (target)", repShare(s.Regained) + " (" + repShare(s.RecoveryTarget) + ")"},
+		{"drift signals, first to cross its alert's threshold first", repSignals(s.Signals)},
 		{"drift onset → recovered model serving", "n/a"},
 		{"base model training", repBaseTraining(s.BaseTraining)},
 		{"requests", strconv.Itoa(s.Requests)},
@@ -398,7 +429,11 @@ func summaryRows(s *Summary) []reportRow {
 		{"total duration", repDuration(s.Duration)},
 	}
 	if s.TimeToRecover > 0 {
-		rows[4].Value = repDuration(s.TimeToRecover)
+		for i := range rows {
+			if rows[i].Label == "drift onset → recovered model serving" {
+				rows[i].Value = repDuration(s.TimeToRecover)
+			}
+		}
 	}
 	return rows
 }

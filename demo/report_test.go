@@ -60,6 +60,7 @@ func reportSummary() *Summary {
 		Requests: 5760, Captured: 412, Labelled: 300, UplinkBytes: 3 << 20, ShardBytes: 1536,
 		BaseVersion: "1", NewVersion: "2", Gate: "candidate 0.851 beats current 0.473 by 0.378",
 		TimeToRecover: 72 * time.Second, BaseTraining: 41 * time.Second, Duration: 2*time.Minute + 3*time.Second,
+		RecoveryTarget: 0.9, Regained: (0.851 - 0.473) / (0.884 - 0.473),
 	}
 }
 
@@ -289,7 +290,7 @@ func TestReportManyNodes(t *testing.T) {
 func TestSummaryText(t *testing.T) {
 	got := SummaryText(reportSummary())
 	lines := strings.Split(strings.TrimSuffix(got, "\n"), "\n")
-	if !strings.HasPrefix(lines[0], "edgeloop demo: recovered in 1m12s (drift onset → version 2 serving") {
+	if !strings.HasPrefix(lines[0], "edgeloop demo: recovered: the drifted nodes regained 92% of the accuracy they lost (target 90%) on version 2, serving 1m12s after the drift onset") {
 		t.Errorf("first line %q", lines[0])
 	}
 	for _, want := range []string{

@@ -15,11 +15,25 @@ type Point struct {
 	Confidence float64 `json:"confidence"`
 	// PSI is the node's confidence drift as its exporter reports it (NaN when unknown).
 	PSI float64 `json:"psi"`
+	// Estimated is the node's label-free accuracy estimate as its exporter reports it
+	// (edgeloop_estimated_accuracy, docs/drift.md; NaN when unknown).
+	Estimated float64 `json:"estimated"`
 	// Version is the model version that answered last.
 	Version string `json:"version"`
 	// Captured and Spool are the node's captured samples so far and its spool's records now.
 	Captured int `json:"captured"`
 	Spool    int `json:"spool"`
+}
+
+// SignalFired is a drift signal's first crossing of its alert's threshold on a drifted node.
+type SignalFired struct {
+	// Signal names it as docs/drift.md does: confidence PSI, class mix, input mean, input
+	// spread, input sketch.
+	Signal string `json:"signal"`
+	Node   string `json:"node"`
+	// After is how long after the drift onset it crossed; Value is the value it crossed with.
+	After time.Duration `json:"after"`
+	Value float64       `json:"value"`
 }
 
 // NodeSeries is one simulated edge node's points, in time order.
@@ -37,6 +51,7 @@ const (
 	EventGate      = "gate"      // the gate decided (Text says how)
 	EventPublished = "published" // a version was published
 	EventServing   = "serving"   // a node started answering with a new version
+	EventSignal    = "signal"    // a drift signal crossed its alert's threshold on a drifted node
 	EventEnd       = "end"       // the demo ended
 )
 
@@ -69,6 +84,20 @@ type Summary struct {
 	AccuracyDrift  float64 `json:"accuracy_drift"`
 	AccuracyAfter  float64 `json:"accuracy_after"`
 	AccuracyClean  float64 `json:"accuracy_clean"`
+	// EstimatedBefore, EstimatedDrift and EstimatedAfter are the drifted nodes' label-free
+	// accuracy estimate (edgeloop_estimated_accuracy) over the same three phases, the mean of
+	// the sampled gauge: what an operator without labels saw. NaN when the exporters gave none.
+	EstimatedBefore float64 `json:"estimated_before"`
+	EstimatedDrift  float64 `json:"estimated_drift"`
+	EstimatedAfter  float64 `json:"estimated_after"`
+	// Signals are the drift signals that crossed their alert's threshold on a drifted node
+	// after the onset, earliest first.
+	Signals []SignalFired `json:"signals,omitempty"`
+	// RecoveryTarget is the share of the lost accuracy the drifted nodes had to regain
+	// (Config.RecoveryShare); Regained is the share they regained on the last version served,
+	// on images not trained on.
+	RecoveryTarget float64 `json:"recovery_target"`
+	Regained       float64 `json:"regained"`
 	// AccuracyDriftFresh is the drifted nodes' accuracy under drift with the old model on the
 	// images AccuracyAfter counts (the probes, never labelled), a like-for-like comparison;
 	// FreshImages is how many classifications AccuracyAfter counts.

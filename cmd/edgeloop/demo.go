@@ -28,6 +28,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.DriftAfter, "drift-after", cfg.DriftAfter, "when the drift starts, after every node serves the base model")
 	fs.DurationVar(&cfg.Deadline, "deadline", cfg.Deadline, "give up (exit 1) when the drifted nodes have not recovered by then")
 	fs.DurationVar(&cfg.Settle, "settle", cfg.Settle, "how long the recovered model is measured before the end")
+	fs.Float64Var(&cfg.RecoveryShare, "recovery-share", cfg.RecoveryShare, "the share of the accuracy the drift took that the drifted nodes must regain, on images no retrain trained on, for the loop to count as closed (serving a new version is not enough)")
 	fs.IntVar(&cfg.BaseEpochs, "base-epochs", cfg.BaseEpochs, "training epochs of the base model (trained once, kept in the work directory); 0: the model's default, mlp 5, cnn 1")
 	fs.IntVar(&cfg.RetrainEpochs, "retrain-epochs", cfg.RetrainEpochs, "training epochs of a retrain job; 0: the model's default, mlp 5, cnn 1")
 	fs.StringVar(&cfg.Report, "report", "", "where to write the HTML report (default: <work-dir>/run/report.html)")
@@ -36,7 +37,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(fs.Output(), "usage: edgeloop demo [flags]\n\n"+
 			"Runs the whole loop on loopback: an embedded S3 server, a collector, a retrain controller and\n"+
 			"simulated edge nodes replaying Fashion-MNIST; drift hits some nodes, and the demo ends when they\n"+
-			"serve a retrained model (exit 0) or at the deadline (exit 1). Docs: docs/demo.md.\n\n")
+			"have regained --recovery-share of the accuracy they lost (exit 0) or at the deadline (exit 1). Docs: docs/demo.md.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
