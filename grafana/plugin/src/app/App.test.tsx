@@ -6,7 +6,7 @@ import { MemoryRouter } from 'react-router-dom-v5-compat';
 import { App } from './App';
 import { fakeGrafana } from './testkit';
 
-jest.setTimeout(30000);
+jest.setTimeout(60000);
 
 const props = {
   basename: '/a/edgeloop-edgeloop-app',

@@ -6,7 +6,7 @@ import { ReviewPage } from './ReviewPage';
 import { fakeGrafana, resourceCalls } from '../app/testkit';
 
 // Grafana's components render slowly in jsdom on a shared two-core machine.
-jest.setTimeout(30000);
+jest.setTimeout(60000);
 
 /** samples is a samples frame as the backend makes it (the fields the review reads and some others). */
 function samples(n: number) {
