@@ -41,6 +41,7 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.CalImages, "cal", 5000, "test images the gate calibrates on (the first N)")
 	fs.IntVar(&o.EvalImages, "eval", 5000, "test images each drift is measured on (the next N): the window")
 	fs.Uint64Var(&o.Seed, "seed", 1, "seed of training and of the random drifts")
+	fs.IntVar(&o.Workers, "workers", 0, "training goroutines (0: GOMAXPROCS)")
 	fs.StringVar(&o.Out, "out", "", "write the result as JSON to this file")
 	fs.StringVar(&families, "families", "", "comma-separated drift families to run (none, photometric, noise, geometric, occlusion); default all")
 	if err := fs.Parse(args); err != nil {

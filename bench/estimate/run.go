@@ -28,6 +28,7 @@ type options struct {
 	CalImages  int
 	EvalImages int
 	Seed       uint64
+	Workers    int
 	Out        string
 	Families   []string
 }
@@ -129,7 +130,7 @@ type Result struct {
 // signals over a window of exactly those images.
 func run(ctx context.Context, o options, logger *slog.Logger) (*Result, error) {
 	cfg := trainer.DefaultConfig()
-	cfg.DataDir, cfg.TrainLimit, cfg.Epochs, cfg.Seed = o.DataDir, o.TrainLimit, o.Epochs, o.Seed
+	cfg.DataDir, cfg.TrainLimit, cfg.Epochs, cfg.Seed, cfg.Workers = o.DataDir, o.TrainLimit, o.Epochs, o.Seed, o.Workers
 	start := time.Now()
 	data, err := trainer.LoadData(cfg, logger)
 	if err != nil {
