@@ -19,6 +19,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"runtime"
+	"slices"
 	"strconv"
 	"time"
 
@@ -69,6 +70,10 @@ type Config struct {
 	Model string
 	// BaseVersion is the version this run retrains (metadata and metrics only).
 	BaseVersion string
+	// Init, when set, is the network training starts from (a fine-tune) instead of a random
+	// one: Train copies it and never changes it; its widths must be the data's and Hidden's.
+	// No flag sets it: it serves programs that train in-process, such as bench/sampling.
+	Init *Network
 }
 
 // DefaultConfig returns the reference settings: Fashion-MNIST, 784→256→128→10, 15 epochs of
@@ -214,6 +219,11 @@ func Train(ctx context.Context, cfg Config, data *Data, logger *slog.Logger) (*R
 	net, err := NewNetwork(sizes, rng)
 	if err != nil {
 		return nil, fmt.Errorf("train: %w", err)
+	}
+	if cfg.Init != nil {
+		if net, err = cfg.Init.copyAs(sizes); err != nil {
+			return nil, fmt.Errorf("train: %w", err)
+		}
 	}
 	t := newTrainState(net, cfg.BatchSize, cfg.workers())
 	n := data.Train.Len()
@@ -362,4 +372,20 @@ func (t *trainState) update(lr float64) {
 		t.mw[i].step(l.W, t.gw[i], lrT, t.workers)
 		t.mb[i].step(l.B, t.gb[i], lrT, t.workers)
 	}
+}
+
+// copyAs returns a copy of n, provided its widths are sizes (input first, classes last).
+func (n *Network) copyAs(sizes []int) (*Network, error) {
+	widths := []int{n.Inputs()}
+	for _, l := range n.Layers {
+		widths = append(widths, l.Out)
+	}
+	if !slices.Equal(widths, sizes) {
+		return nil, fmt.Errorf("initial network of widths %v, the data and settings ask for %v", widths, sizes)
+	}
+	c := &Network{Layers: make([]Layer, len(n.Layers))}
+	for i, l := range n.Layers {
+		c.Layers[i] = Layer{In: l.In, Out: l.Out, W: slices.Clone(l.W), B: slices.Clone(l.B)}
+	}
+	return c, nil
 }
