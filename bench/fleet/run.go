@@ -141,6 +141,18 @@ func (e *env) close() {
 	}
 }
 
+// lockedWriter serialises writes to w.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
 // runner is a node's sender: exporter/sender's or the lite stand-in.
 type runner interface {
 	Run(ctx context.Context) error
@@ -152,6 +164,8 @@ func nodeName(i int) string { return fmt.Sprintf("node-%05d", i) }
 // run starts (or finds) MinIO and the collector, runs the fleet, drains it and checks
 // conservation. Progress goes to w.
 func run(ctx context.Context, o options, w io.Writer) (*Summary, error) {
+	// The progress lines and the log come from two goroutines.
+	w = &lockedWriter{w: w}
 	logf := func(format string, args ...any) {
 		fmt.Fprintf(w, "%s fleet: "+format+"\n", append([]any{time.Now().UTC().Format("15:04:05")}, args...)...)
 	}
