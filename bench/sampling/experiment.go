@@ -135,7 +135,9 @@ type job struct {
 	acc               float64Pair
 }
 
-func run(ctx context.Context, o options, logger *slog.Logger) (*Result, error) {
+// run runs every condition; after each it calls done (when not nil) with the result so far,
+// so that a long run leaves its finished conditions behind.
+func run(ctx context.Context, o options, logger *slog.Logger, done func(*Result) error) (*Result, error) {
 	start := time.Now()
 	base, err := baseModel(ctx, o, logger)
 	if err != nil {
@@ -153,10 +155,15 @@ func run(ctx context.Context, o options, logger *slog.Logger) (*Result, error) {
 			return nil, fmt.Errorf("condition %s: %w", name, err)
 		}
 		res.Conditions = append(res.Conditions, *cr)
-	}
-	res.Seconds = time.Since(start).Seconds()
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		res.LoadAverage = strings.Join(strings.Fields(string(b))[:3], " ")
+		res.Seconds = time.Since(start).Seconds()
+		if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+			res.LoadAverage = strings.Join(strings.Fields(string(b))[:3], " ")
+		}
+		if done != nil {
+			if err := done(res); err != nil {
+				return nil, err
+			}
+		}
 	}
 	return res, nil
 }
@@ -235,6 +242,9 @@ func runCondition(ctx context.Context, o options, d *data, base *trainer.Network
 			ss.mu.Unlock()
 		}
 		j.acc = acc
+		if i%100 == 99 {
+			logger.Info("progress", "condition", c.Name, "jobs_done", i+1, "of", len(jobs), "took", time.Since(start).Round(time.Second))
+		}
 		return nil
 	})
 	if err != nil {

@@ -75,31 +75,34 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	res, err := run(ctx, o, logger)
+	write := func(res *Result) error {
+		var tables strings.Builder
+		writeTables(&tables, res)
+		if md != "" {
+			if err := os.WriteFile(md, []byte(tables.String()), 0o644); err != nil {
+				return err
+			}
+		}
+		if svgDir != "" {
+			if err := writePlots(svgDir, res); err != nil {
+				return err
+			}
+		}
+		if o.Out != "" {
+			b, err := json.MarshalIndent(res, "", "  ")
+			if err != nil {
+				return err
+			}
+			if err := os.WriteFile(o.Out, append(b, '\n'), 0o644); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	res, err := run(ctx, o, logger, write)
 	if err != nil {
 		return err
 	}
-	var tables strings.Builder
-	writeTables(&tables, res)
-	fmt.Fprint(stdout, tables.String())
-	if md != "" {
-		if err := os.WriteFile(md, []byte(tables.String()), 0o644); err != nil {
-			return err
-		}
-	}
-	if svgDir != "" {
-		if err := writePlots(svgDir, res); err != nil {
-			return err
-		}
-	}
-	if o.Out != "" {
-		b, err := json.MarshalIndent(res, "", "  ")
-		if err != nil {
-			return err
-		}
-		if err := os.WriteFile(o.Out, append(b, '\n'), 0o644); err != nil {
-			return err
-		}
-	}
+	writeTables(stdout, res)
 	return nil
 }

@@ -45,7 +45,7 @@ type options struct {
 }
 
 func defaultOptions() options {
-	return options{Seeds: 10, Stream: 6000, Burst: 2, Nodes: 4, Test: 2000, Clean: 1000, BaseTrain: 20000, BaseEpochs: 5,
+	return options{Seeds: 10, Stream: 6000, Burst: 2, Nodes: 4, Test: 1000, Clean: 500, BaseTrain: 20000, BaseEpochs: 5,
 		Replay: 500, Repeat: 2, Epochs: 1, LR: 5e-4, Parallel: 1}
 }
 

@@ -140,7 +140,9 @@ func selectUploads(s *stream, st strategy, dedup bool, nodes, budget int) ([]int
 			break
 		}
 	}
-	for lo < hi {
+	// The bisection stops within a 50th of the budget: each pass hashes every matching
+	// frame, and a parameter a few frames looser changes the first budget captures little.
+	for hi-lo > budget/50 {
 		mid := (lo + hi) / 2
 		got, err := try(mid)
 		if err != nil {
