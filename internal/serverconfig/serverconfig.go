@@ -105,11 +105,12 @@ type Controller struct {
 
 // Policy is the controller's retrain policy; zero fields are left to the defaults.
 type Policy struct {
-	MinNewLabels  int
-	Cooldown      time.Duration
-	DailyBudget   int
-	JobTimeout    time.Duration
-	CheckInterval time.Duration
+	MinNewLabels   int
+	EveryNewLabels int
+	Cooldown       time.Duration
+	DailyBudget    int
+	JobTimeout     time.Duration
+	CheckInterval  time.Duration
 }
 
 // Drift is the drift trigger: the exporters' /metrics URLs scraped, the PSI threshold, how
@@ -144,6 +145,7 @@ func (c Controller) YAML() (string, error) {
 	}
 	policy := mapping{}
 	setInt(policy, "min_new_labels", c.Policy.MinNewLabels)
+	setInt(policy, "every_new_labels", c.Policy.EveryNewLabels)
 	setDuration(policy, "cooldown", c.Policy.Cooldown)
 	setInt(policy, "daily_budget", c.Policy.DailyBudget)
 	setDuration(policy, "job_timeout", c.Policy.JobTimeout)
