@@ -183,7 +183,8 @@ func main() {
 	}
 	if o.Out != "" {
 		b, _ := json.MarshalIndent(sum, "", "  ")
-		if err := os.MkdirAll(filepath.Dir(o.Out), 0o755); err == nil {
+		err := os.MkdirAll(filepath.Dir(o.Out), 0o755)
+		if err == nil {
 			err = os.WriteFile(o.Out, append(b, '\n'), 0o644)
 		}
 		if err != nil {
