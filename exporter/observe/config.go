@@ -39,7 +39,9 @@ type DriftConfig struct {
 	ReferenceSamples int `yaml:"reference_samples"`
 	// CalibratedAccuracy makes edgeloop_estimated_accuracy the mean calibrated top-1
 	// probability, with the temperature the gate fitted and stored in the manifest
-	// (calibration.temperature); versions without one keep the raw mean. Default true.
+	// (calibration.temperature); versions without one keep the raw mean. Default true. It
+	// costs one exponential per class per prediction, which takes Observe beyond the P1
+	// budget (docs/drift.md, "Cost"): false restores it.
 	CalibratedAccuracy bool `yaml:"calibrated_accuracy"`
 	// Signals turns on the drift signals beyond confidence for every model: each compares a
 	// window with the reference in the manifest (drift_reference) and is absent for versions
