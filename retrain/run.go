@@ -434,7 +434,7 @@ func (c *Controller) evaluate(ctx context.Context, j *Job, logger *slog.Logger) 
 		if err != nil {
 			return err
 		}
-		if spec, err = gate.SpecFromManifest(m); err != nil {
+		if spec, err = ds.SpecOf(m); err != nil {
 			return permanent("serving version: %v", err)
 		}
 		cm, err := gate.NewModel(gate.RoleCurrent, sdir, m)

@@ -53,14 +53,20 @@ type Spec struct {
 }
 
 // SpecOf returns the Spec of a model version: its manifest's input shape without the batch
-// dimension (a leading -1 or 0; a fixed leading dimension is kept), input datatype and classes,
-// validated.
+// dimension, its input datatype (FP32 when the manifest names none) and classes, validated.
+// A manifest's shape leads with the batch dimension (-1 when variable, or a fixed size), and
+// the exporter captures one sample per row of it (exporter/capture), so the first dimension is
+// dropped whatever it is; a shape of one dimension is kept as it is.
 func SpecOf(m *modelrepo.Manifest) (Spec, error) {
 	shape := m.Input.Shape
-	if len(shape) > 1 && shape[0] <= 0 {
+	if len(shape) > 1 {
 		shape = shape[1:]
 	}
-	s := Spec{Shape: append([]int64(nil), shape...), Datatype: m.Input.Datatype, Classes: append([]string(nil), m.Classes...)}
+	dt := m.Input.Datatype
+	if dt == "" {
+		dt = DatatypeFP32
+	}
+	s := Spec{Shape: append([]int64(nil), shape...), Datatype: dt, Classes: append([]string(nil), m.Classes...)}
 	if err := s.Validate(); err != nil {
 		return Spec{}, fmt.Errorf("model %s version %d: %w", m.Model, m.Version, err)
 	}

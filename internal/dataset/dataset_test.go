@@ -84,7 +84,8 @@ func TestSpecOf(t *testing.T) {
 	}{
 		{[]int64{-1, 1, 28, 28}, []int64{1, 28, 28}},
 		{[]int64{-1, 784}, []int64{784}},
-		{[]int64{1, 3, 32, 32}, []int64{1, 3, 32, 32}},
+		{[]int64{1, 3, 32, 32}, []int64{3, 32, 32}}, // a fixed batch of one: capture stores rows of [3 32 32]
+		{[]int64{8, 784}, []int64{784}},             // a fixed batch of eight, likewise
 		{[]int64{-1, -1, 28}, nil},
 		{[]int64{-1}, nil},
 	} {

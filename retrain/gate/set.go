@@ -248,26 +248,6 @@ func writeString(h hash.Hash, s string) {
 	h.Write([]byte(s))
 }
 
-// SpecFromManifest is the spec of a published version: its input shape without the batch
-// dimension, its datatype and classes.
-func SpecFromManifest(m *modelrepo.Manifest) (dataset.Spec, error) {
-	shape := m.Input.Shape
-	if len(shape) > 1 && shape[0] < 0 {
-		shape = shape[1:]
-	} else if len(shape) > 1 && shape[0] == 1 {
-		shape = shape[1:] // a fixed batch of one
-	}
-	dt := m.Input.Datatype
-	if dt == "" {
-		dt = dataset.DatatypeFP32
-	}
-	spec := dataset.Spec{Shape: slices.Clone(shape), Datatype: dt, Classes: slices.Clone(m.Classes)}
-	if err := spec.Validate(); err != nil {
-		return spec, fmt.Errorf("%s version %d: %w", m.Model, m.Version, err)
-	}
-	return spec, nil
-}
-
 // SpecForFirstModel is the spec when no version is serving: the candidate's own (its ONNX
 // input shape and "classes" metadata, as modelrepo.DraftManifest describes the job's output
 // directory), with declared classes (models[].classes) taking precedence and required to
@@ -286,7 +266,7 @@ func SpecForFirstModel(candidateDir string, declared []string) (dataset.Spec, er
 	if len(m.Classes) == 0 {
 		return dataset.Spec{}, errors.New("candidate: the model names no classes (ONNX metadata \"classes\") and models[].classes is not set")
 	}
-	return SpecFromManifest(m)
+	return dataset.SpecOf(m)
 }
 
 // validName is the rule for served model names: modelrepo's.
