@@ -43,7 +43,7 @@ func TestFleetTiny(t *testing.T) {
 		t.Run(tc.sender+"-"+tc.verify, func(t *testing.T) {
 			o, err := parseFlags([]string{
 				"-nodes", "12", "-rate", "4", "-ramp", "500ms", "-duration", "4s", "-progress", "1s",
-				"-batch-delay", "200ms", "-shard-max-age", "500ms", "-seed", "7",
+				"-batch-delay", "200ms", "-shard-max-age", "500ms", "-seed", "7", "-drain-timeout", "2m",
 				"-sender", tc.sender, "-verify", tc.verify, "-work", t.TempDir(),
 				"-edgeloop", bin, "-minio", minio,
 			}, os.Stderr)
@@ -55,7 +55,7 @@ func TestFleetTiny(t *testing.T) {
 				o.NetFraction, o.NetGroups, o.NetLatency = tc.netFraction, 2, 20*time.Millisecond
 			}
 			var log bytes.Buffer
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 			defer cancel()
 			s, err := run(ctx, o, &log)
 			if err != nil {
@@ -72,9 +72,10 @@ func TestFleetTiny(t *testing.T) {
 			if s.Acknowledged == 0 || s.AckedPerSecond <= 0 || s.BatchLatency.Count == 0 || s.SampleLatency.P99 <= 0 {
 				t.Errorf("window: acknowledged %d (%.1f/s), %d batches, sample p99 %.3fs", s.Acknowledged, s.AckedPerSecond, s.BatchLatency.Count, s.SampleLatency.P99)
 			}
-			// The sample latency includes batch_delay; the batch latency does not.
-			if s.SampleLatency.P50 < 0.1 || s.BatchLatency.P50 >= s.SampleLatency.P50 {
-				t.Errorf("sample p50 %.3fs, batch p50 %.3fs: want the sample's to include the 200ms batch_delay", s.SampleLatency.P50, s.BatchLatency.P50)
+			// The sample latency includes batch_delay: most samples are the first of their
+			// batch and wait the whole 200ms.
+			if s.SampleLatency.P50 < 0.1 {
+				t.Errorf("sample p50 %.3fs: want it to include the 200ms batch_delay", s.SampleLatency.P50)
 			}
 			if s.Collector.PID == 0 || s.Collector.CPUSeconds <= 0 || s.Collector.RSSPeakMiB <= 0 || s.Collector.SocketsMax < 1 {
 				t.Errorf("collector: %+v", s.Collector)
