@@ -36,7 +36,7 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("sampling", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	o := defaultOptions()
-	var budgets, conditions, svgDir, md string
+	var budgets, conditions, svgDir, md, from string
 	cache, _ := os.UserCacheDir()
 	fs.StringVar(&o.DataDir, "data", fmnist.DefaultDir, "Fashion-MNIST's IDX files")
 	fs.StringVar(&o.Work, "work", filepath.Join(cache, "edgeloop", "bench-sampling"), "directory that caches the base model (trained once per -base-train, -base-epochs)")
@@ -57,6 +57,7 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 	fs.IntVar(&o.Parallel, "parallel", o.Parallel, "fine-tunes run at once (each on one core)")
 	fs.StringVar(&o.Out, "out", "", "write the result as JSON to this file")
 	fs.StringVar(&md, "md", "", "write the Markdown tables to this file (they also go to stdout)")
+	fs.StringVar(&from, "from", "", "write the tables and plots of this -out file instead of running")
 	fs.StringVar(&svgDir, "svg", "", "write one SVG plot per condition into this directory (sampling-CONDITION.svg)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -98,6 +99,19 @@ func mainErr(args []string, stdout, stderr io.Writer) error {
 			}
 		}
 		return nil
+	}
+	if from != "" {
+		b, err := os.ReadFile(from)
+		if err != nil {
+			return err
+		}
+		var res Result
+		if err := json.Unmarshal(b, &res); err != nil {
+			return fmt.Errorf("%s: %w", from, err)
+		}
+		o.Out = ""
+		writeTables(stdout, &res)
+		return write(&res)
 	}
 	res, err := run(ctx, o, logger, write)
 	if err != nil {

@@ -117,7 +117,7 @@ func plot(c ConditionResult, o options) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", w, h, w, h)
 	b.WriteString(`<rect width="100%" height="100%" fill="white"/>` + "\n")
-	fmt.Fprintf(&b, `<text x="%d" y="20" font-weight="bold">%s (%s): accuracy on drifted test images after one fine-tune, %d seeds, 95%% CI</text>`+"\n", left, c.Name, esc(c.Drift), o.Seeds)
+	fmt.Fprintf(&b, `<text x="%d" y="20" font-weight="bold">%s (%s): drifted-test accuracy after one fine-tune, %d seeds, 95%% CI</text>`+"\n", left, c.Name, esc(c.Drift), o.Seeds)
 	fmt.Fprintf(&b, `<rect x="%d" y="%d" width="%d" height="%d" fill="none" stroke="#888"/>`+"\n", left, top, pw, ph)
 	for i := 0; i <= 5; i++ {
 		v := lo + (hi-lo)*float64(i)/5

@@ -221,6 +221,17 @@ func TestRunSmall(t *testing.T) {
 			t.Errorf("plot of %s: %v, %d lines", c, err, strings.Count(string(svg), "<polyline"))
 		}
 	}
+	// -from redraws the tables and plots of a run without running it.
+	var again bytes.Buffer
+	if err := mainErr([]string{"-from", filepath.Join(out, "r.json"), "-svg", filepath.Join(out, "img2")}, &again, &stderr); err != nil {
+		t.Fatal(err)
+	}
+	if again.String() != stdout.String() {
+		t.Errorf("-from printed other tables:\n%s\nwant\n%s", again.String(), stdout.String())
+	}
+	if _, err := os.Stat(filepath.Join(out, "img2", "sampling-class-mix.svg")); err != nil {
+		t.Error(err)
+	}
 	t.Logf("%d points; photometric base %.3f → %.3f\n%s", points, photo.BaseDrifted.Mean, recovered, stdout.String())
 }
 
