@@ -20,9 +20,9 @@ import (
 // load balancer share the bucket, and a batch resent to another instance after a failure can
 // sit in both instances' logs. Before a shard's index is written (the index is what makes a
 // shard exist for readers), the builder takes the hour's lock in the bucket, reads the indexes
-// other instances stored in that hour (Peers.Refresh), leaves out the samples another shard
-// already holds, writes the index, and lets the lock go. A sample's key fixes its model,
-// version and hour, so the one hour is the only place a duplicate can be.
+// other instances stored in that hour since it last looked (Peers.Refresh), leaves out the
+// samples another shard already holds, writes the index, and lets the lock go. A sample's key
+// fixes its model, version and hour, so the one hour is the only place a duplicate can be.
 
 // Peers is the builder's view of the shards stored in the bucket: the catalog.
 type Peers interface {
@@ -30,6 +30,8 @@ type Peers interface {
 	Refresh(ctx context.Context, prefix string) error
 	// Owner returns the shard (".tar" key) that holds the sample with key.
 	Owner(key string) (string, bool)
+	// AddShard records a shard this builder published (the catalog's AddShard).
+	AddShard(ctx context.Context, key string, entries []sample.IndexEntry)
 }
 
 // conditionalBucket is a bucket with S3 conditional writes (objstore's S3 backend): the lock
@@ -45,11 +47,22 @@ const LockPrefix = "locks/"
 // room for the clock skew between instances, since a lock's expiry is its holder's clock.
 const lockMargin = 30 * time.Second
 
-// lockBody is the content of a lock object.
+// maxLastSeq bounds the hours whose lock sequence the builder remembers; forgetting one costs
+// a listing of that hour at its next publish.
+const maxLastSeq = 1024
+
+// lockBody is the content of a lock object. The object stays: a holder frees it by writing
+// it back without an instance and with Seq one higher, so Seq counts the publishes of the hour
+// under the lock. An instance that finds the Seq it wrote last knows that nobody published in
+// the hour since, and need not list it.
 type lockBody struct {
-	Instance string    `json:"instance"`
-	Shard    string    `json:"shard"`
-	Expires  time.Time `json:"expires"`
+	// Instance holds the lock; "" when free.
+	Instance string `json:"instance,omitempty"`
+	// Shard is the holder's shard, or the last one published when free.
+	Shard string `json:"shard,omitempty"`
+	// Expires is when a held lock may be taken over.
+	Expires time.Time `json:"expires,omitzero"`
+	Seq     uint64    `json:"seq"`
 }
 
 // hourPrefix is the prefix of every shard of the hour key (a shard key without extension)
@@ -76,19 +89,39 @@ func (b *Builder) publish(ctx context.Context, key string, samples []*sample.Sto
 	b.publishMu.Lock()
 	defer b.publishMu.Unlock()
 	prefix := hourPrefix(key)
-	release, err := b.lock(ctx, LockPrefix+strings.TrimSuffix(prefix, "/"), key)
+	lk, err := b.lock(ctx, LockPrefix+strings.TrimSuffix(prefix, "/"), key)
 	if err != nil {
 		span.RecordError(err)
 		return nil, err
 	}
-	defer release()
 	wait := time.Since(start)
 	b.m.lockWait.Observe(wait.Seconds())
-	span.SetAttributes(attribute.Float64("edgeloop.shard.lock_wait_seconds", wait.Seconds()))
+	span.SetAttributes(attribute.Float64("edgeloop.shard.lock_wait_seconds", wait.Seconds()), attribute.Bool("edgeloop.shard.listed", lk.refresh))
+	kept, err := b.publishLocked(ctx, key, samples, prefix, lk.refresh, span)
+	lk.release(ctx, err == nil)
+	if err != nil {
+		return nil, err
+	}
+	if len(kept) > 0 {
+		// Before the next publish of this instance: it must see this shard's keys.
+		entries := make([]sample.IndexEntry, len(kept))
+		for i, s := range kept {
+			entries[i] = s.Entry
+		}
+		b.opts.Peers.AddShard(ctx, key+".tar", entries)
+	}
+	return kept, nil
+}
+
+// publishLocked is publish under the hour's lock: refresh the view of the hour when another
+// instance may have published in it, leave out what another shard holds, write the index.
+func (b *Builder) publishLocked(ctx context.Context, key string, samples []*sample.Stored, prefix string, refresh bool, span trace.Span) ([]*sample.Stored, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.UploadTimeout)
 	defer cancel()
-	if err := b.opts.Peers.Refresh(ctx, prefix); err != nil {
-		return nil, fmt.Errorf("shard: read the hour's shards: %w", err)
+	if refresh {
+		if err := b.opts.Peers.Refresh(ctx, prefix); err != nil {
+			return nil, fmt.Errorf("shard: read the hour's shards: %w", err)
+		}
 	}
 	self := key + ".tar"
 	kept := make([]*sample.Stored, 0, len(samples))
@@ -115,76 +148,113 @@ func (b *Builder) publish(ctx context.Context, key string, samples []*sample.Sto
 	return kept, b.putIndex(ctx, key, kept)
 }
 
-// lock takes the lock at lockKey for shard key, waiting while another instance holds it, and
-// returns its release. A lock past its expiry (its holder died or stalled) is taken over with
-// a conditional write on its ETag, so of two instances taking it over one wins.
-func (b *Builder) lock(ctx context.Context, lockKey, key string) (func(), error) {
+// heldLock is an hour lock this builder holds.
+type heldLock struct {
+	b       *Builder
+	cb      conditionalBucket // nil: no lock (a bucket without conditional writes)
+	key     string
+	etag    string
+	body    lockBody
+	refresh bool // another instance may have published in the hour since this one last did
+}
+
+// lock takes the lock at lockKey for shard key, waiting while another instance holds it. A
+// lock past its expiry (its holder died or stalled), or one this instance left in a crash, is
+// taken over. Every write is conditional on the ETag read (or on no object), so of two
+// instances racing for it one wins.
+func (b *Builder) lock(ctx context.Context, lockKey, key string) (*heldLock, error) {
 	cb, ok := b.opts.Bucket.(conditionalBucket)
 	if !ok {
-		return func() {}, nil
+		return &heldLock{b: b, refresh: true}, nil
 	}
 	ttl := b.cfg.UploadTimeout + lockMargin
-	// Short polls: under contention the holder keeps the lock for a listing and a PUT or two
-	// (tens of milliseconds), and a poll costs one PUT that fails and one GET.
+	// Short polls: under contention the holder keeps the lock for a PUT or three (tens of
+	// milliseconds), and a poll is one GET.
 	wait := 10 * time.Millisecond
 	for {
-		expires := b.opts.Now().Add(ttl)
-		body, _ := json.Marshal(lockBody{Instance: b.opts.Instance, Shard: key, Expires: expires})
-		_, err := cb.PutIf(ctx, lockKey, body, true, "")
-		if errors.Is(err, objstore.ErrPreconditionFailed) {
-			var taken bool
-			taken, err = b.takeOver(ctx, cb, lockKey, body)
-			if err == nil && !taken {
-				select {
-				case <-ctx.Done():
-					return nil, fmt.Errorf("shard: wait for lock %s: %w", lockKey, ctx.Err())
-				case <-time.After(wait):
-				}
-				wait = min(2*wait, 200*time.Millisecond)
-				continue
+		data, attrs, err := objstore.ReadAll(ctx, b.opts.Bucket, lockKey, 4<<10)
+		var cur lockBody
+		exists := err == nil
+		switch {
+		case objstore.IsNotFound(err):
+		case err != nil:
+			return nil, fmt.Errorf("shard: read lock %s: %w", lockKey, err)
+		default:
+			if jerr := json.Unmarshal(data, &cur); jerr != nil {
+				b.logger.Warn("shard: lock object does not parse; taking it over", "lock", lockKey, "err", jerr)
+				cur = lockBody{Instance: b.opts.Instance}
 			}
+		}
+		now := b.opts.Now()
+		free := cur.Instance == ""
+		takeover := !free && (cur.Instance == b.opts.Instance || !now.Before(cur.Expires))
+		if exists && !free && !takeover {
+			select {
+			case <-ctx.Done():
+				return nil, fmt.Errorf("shard: wait for lock %s: %w", lockKey, ctx.Err())
+			case <-time.After(wait):
+			}
+			wait = min(2*wait, 200*time.Millisecond)
+			continue
+		}
+		body := lockBody{Instance: b.opts.Instance, Shard: key, Expires: now.Add(ttl), Seq: cur.Seq}
+		enc, _ := json.Marshal(body)
+		etag, err := cb.PutIf(ctx, lockKey, enc, !exists, attrs.ETag)
+		if errors.Is(err, objstore.ErrPreconditionFailed) {
+			continue // another instance wrote it between the read and the write
 		}
 		if err != nil {
 			return nil, fmt.Errorf("shard: lock %s: %w", lockKey, err)
 		}
-		return func() {
-			// A lock held past its expiry may be another instance's by now: leave it to expire.
-			if b.opts.Now().Before(expires.Add(-lockMargin / 2)) {
-				dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-				defer cancel()
-				if err := b.opts.Bucket.Delete(dctx, lockKey); err != nil {
-					b.logger.Warn("shard: cannot release the hour's lock; it expires by itself", "lock", lockKey, "err", err)
-				}
-			}
-		}, nil
+		if takeover {
+			b.m.lockTakeovers.Inc()
+			b.logger.Info("shard: took over a lock left by a stopped holder", "lock", lockKey, "holder", cur.Instance, "holder_shard", cur.Shard)
+		}
+		b.mu.Lock()
+		last, seen := b.lastSeq[lockKey]
+		b.mu.Unlock()
+		// A holder that stopped may have published without counting it: list after a takeover.
+		refresh := !exists || takeover || !seen || last != cur.Seq
+		return &heldLock{b: b, cb: cb, key: lockKey, etag: etag, body: body, refresh: refresh}, nil
 	}
 }
 
-// takeOver replaces the lock at lockKey with body when it expired or this instance left it
-// behind in a crash; false when another instance holds it.
-func (b *Builder) takeOver(ctx context.Context, cb conditionalBucket, lockKey string, body []byte) (bool, error) {
-	data, attrs, err := objstore.ReadAll(ctx, b.opts.Bucket, lockKey, 4<<10)
-	if objstore.IsNotFound(err) {
-		return false, nil // released meanwhile: try again at once
+// release frees the lock, counting the publish when published. A lock held past its expiry
+// may be another instance's by now: the conditional write then fails, and the lock is left
+// to its new holder.
+func (l *heldLock) release(ctx context.Context, published bool) {
+	if l.cb == nil {
+		return
 	}
-	if err != nil {
-		return false, err
+	b := l.b
+	free := lockBody{Shard: l.body.Shard, Seq: l.body.Seq}
+	if published {
+		free.Seq++
 	}
-	var held lockBody
-	if err := json.Unmarshal(data, &held); err != nil {
-		b.logger.Warn("shard: lock object does not parse; taking it over", "lock", lockKey, "err", err)
-	} else if held.Instance != b.opts.Instance && b.opts.Now().Before(held.Expires) {
-		return false, nil
-	}
-	if _, err := cb.PutIf(ctx, lockKey, body, false, attrs.ETag); err != nil {
-		if errors.Is(err, objstore.ErrPreconditionFailed) {
-			return false, nil
+	enc, _ := json.Marshal(free)
+	ctx = context.WithoutCancel(ctx)
+	var err error
+	for attempt := range 3 {
+		if attempt > 0 {
+			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
 		}
-		return false, err
+		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_, err = l.cb.PutIf(rctx, l.key, enc, false, l.etag)
+		cancel()
+		if err == nil {
+			b.mu.Lock()
+			if len(b.lastSeq) >= maxLastSeq {
+				clear(b.lastSeq)
+			}
+			b.lastSeq[l.key] = free.Seq
+			b.mu.Unlock()
+			return
+		}
+		if errors.Is(err, objstore.ErrPreconditionFailed) {
+			break
+		}
 	}
-	b.m.lockTakeovers.Inc()
-	b.logger.Info("shard: took over a lock left by a stopped holder", "lock", lockKey, "holder", held.Instance, "holder_shard", held.Shard)
-	return true, nil
+	b.logger.Warn("shard: cannot release the hour's lock; it expires by itself", "lock", l.key, "err", err)
 }
 
 // putIndex writes the shard's index: one line per sample, in the tar's order.

@@ -59,9 +59,24 @@ func newLockBuilder(t *testing.T, b objstore.Bucket, instance string, now func()
 	return bl
 }
 
-// TestLock: a second instance waits for the hour's lock until the holder releases it; a lock
-// past its expiry is taken over, and so is one the instance left itself in a crash, at once;
-// an unexpired lock of another instance is not.
+// readLock returns the lock object's content.
+func readLock(t *testing.T, b objstore.Bucket, key string) lockBody {
+	t.Helper()
+	data, _, err := objstore.ReadAll(context.Background(), b, key, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lb lockBody
+	if err := json.Unmarshal(data, &lb); err != nil {
+		t.Fatalf("lock %s: %v", data, err)
+	}
+	return lb
+}
+
+// TestLock: a second instance waits for the hour's lock until the holder releases it; each
+// release of a publish counts it, and an instance lists the hour only when another one
+// published since its own last release; a lock past its expiry is taken over, and so is one
+// the instance left itself in a crash, at once; an unexpired lock of another instance is not.
 func TestLock(t *testing.T) {
 	ctx := context.Background()
 	fsb, err := objstore.Open(ctx, "file://"+t.TempDir())
@@ -73,32 +88,54 @@ func TestLock(t *testing.T) {
 	a := newLockBuilder(t, b, "a-00000001", time.Now)
 	c := newLockBuilder(t, b, "c-00000002", time.Now)
 
-	releaseA, err := a.lock(ctx, lockKey, "samples/fashion/3/dt=2026-03-14/hour=15/a-00000001-1")
-	if err != nil {
-		t.Fatal(err)
+	la, err := a.lock(ctx, lockKey, "samples/fashion/3/dt=2026-03-14/hour=15/a-00000001-1")
+	if err != nil || !la.refresh {
+		t.Fatalf("first lock: %+v, %v; want a lock that asks for a listing (nothing known of the hour)", la, err)
+	}
+	if lb := readLock(t, b, lockKey); lb.Instance != "a-00000001" || lb.Seq != 0 {
+		t.Fatalf("held lock %+v", lb)
 	}
 	got := make(chan time.Time)
 	go func() {
-		release, err := c.lock(ctx, lockKey, "samples/fashion/3/dt=2026-03-14/hour=15/c-00000002-1")
+		lc, err := c.lock(ctx, lockKey, "samples/fashion/3/dt=2026-03-14/hour=15/c-00000002-1")
 		if err != nil {
 			t.Error(err)
+			got <- time.Time{}
+			return
 		}
 		at := time.Now()
-		release()
+		if !lc.refresh {
+			t.Error("instance c's first lock of the hour does not ask for a listing")
+		}
+		lc.release(ctx, true)
 		got <- at
 	}()
 	time.Sleep(150 * time.Millisecond)
 	released := time.Now()
-	releaseA()
+	la.release(ctx, true)
 	if at := <-got; at.Before(released) {
 		t.Fatalf("the second instance took the lock %s before the holder released it", released.Sub(at))
 	}
-	if ok, _ := b.Exists(ctx, lockKey); ok {
-		t.Fatal("lock still there after both released it")
+	if lb := readLock(t, b, lockKey); lb.Instance != "" || lb.Seq != 2 {
+		t.Fatalf("lock after two publishes: %+v; want free, seq 2", lb)
+	}
+	// c published last: c's next lock needs no listing, a's does.
+	lc, err := c.lock(ctx, lockKey, "c2")
+	if err != nil || lc.refresh {
+		t.Fatalf("c again: %+v, %v; want no listing (nobody published since c)", lc, err)
+	}
+	lc.release(ctx, false) // nothing published: the count stays
+	la, err = a.lock(ctx, lockKey, "a2")
+	if err != nil || !la.refresh {
+		t.Fatalf("a again: %+v, %v; want a listing (c published since a)", la, err)
+	}
+	la.release(ctx, true)
+	if lb := readLock(t, b, lockKey); lb.Seq != 3 {
+		t.Fatalf("seq %d after three publishes", lb.Seq)
 	}
 
 	// An unexpired lock of another instance: waited for until the context ends.
-	held, _ := json.Marshal(lockBody{Instance: "z-00000009", Shard: "x", Expires: time.Now().Add(time.Hour)})
+	held, _ := json.Marshal(lockBody{Instance: "z-00000009", Shard: "x", Expires: time.Now().Add(time.Hour), Seq: 3})
 	if err := b.Put(ctx, lockKey, bytes.NewReader(held), int64(len(held))); err != nil {
 		t.Fatal(err)
 	}
@@ -108,33 +145,30 @@ func TestLock(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("lock held by another instance: %v; want to wait until the deadline", err)
 	}
-	// The same lock, from an instance whose clock is past its expiry: taken over.
+	// The same lock, from an instance whose clock is past its expiry: taken over, with a listing.
 	late := newLockBuilder(t, b, "d-00000003", func() time.Time { return time.Now().Add(2 * time.Hour) })
-	release, err := late.lock(ctx, lockKey, "s")
-	if err != nil {
-		t.Fatalf("expired lock not taken over: %v", err)
+	ld, err := late.lock(ctx, lockKey, "s")
+	if err != nil || !ld.refresh {
+		t.Fatalf("expired lock: %+v, %v; want it taken over, with a listing", ld, err)
 	}
-	data, _, _ := objstore.ReadAll(ctx, b, lockKey, 0)
-	var lb lockBody
-	if json.Unmarshal(data, &lb) != nil || lb.Instance != "d-00000003" {
-		t.Fatalf("lock after takeover: %s", data)
+	if lb := readLock(t, b, lockKey); lb.Instance != "d-00000003" {
+		t.Fatalf("lock after takeover: %+v", lb)
 	}
-	release()
-	if ok, _ := b.Exists(ctx, lockKey); ok {
-		t.Fatal("lock not released")
-	}
-	// A lock this instance left in a crash (same name): taken over at once.
-	left, _ := json.Marshal(lockBody{Instance: "a-00000001", Shard: "old", Expires: time.Now().Add(time.Hour)})
+	ld.release(ctx, true)
+	// A lock this instance left in a crash (same name): taken over at once, with a listing
+	// (the stopped holder may have published without counting it).
+	left, _ := json.Marshal(lockBody{Instance: "a-00000001", Shard: "old", Expires: time.Now().Add(time.Hour), Seq: 4})
 	if err := b.Put(ctx, lockKey, bytes.NewReader(left), int64(len(left))); err != nil {
 		t.Fatal(err)
 	}
+	a.lastSeq[lockKey] = 4
 	wctx, cancel = context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	release, err = a.lock(wctx, lockKey, "new")
-	if err != nil {
-		t.Fatalf("own lock left in a crash not taken over: %v", err)
+	la, err = a.lock(wctx, lockKey, "new")
+	if err != nil || !la.refresh {
+		t.Fatalf("own lock left in a crash: %+v, %v; want it taken over at once, with a listing", la, err)
 	}
-	release()
+	la.release(ctx, true)
 	if n := testutil.ToFloat64(a.m.lockTakeovers); n != 1 {
 		t.Fatalf("instance a counted %v takeovers, want 1", n)
 	}
@@ -177,6 +211,8 @@ func (p *fakePeers) Refresh(_ context.Context, prefix string) error {
 	p.refreshed = append(p.refreshed, prefix)
 	return nil
 }
+
+func (p *fakePeers) AddShard(context.Context, string, []sample.IndexEntry) {}
 
 func (p *fakePeers) Owner(key string) (string, bool) {
 	o, ok := p.owner[key]

@@ -178,7 +178,8 @@ type Builder struct {
 	skip     map[uint64]bool // records of shards uploaded before a restart
 	journal  *journal
 
-	publishMu sync.Mutex // one shard published at a time (see publish)
+	publishMu sync.Mutex        // one shard published at a time (see publish)
+	lastSeq   map[string]uint64 // per hour lock: the Seq this builder left at its last release (under mu)
 }
 
 // New loads the journal; Run starts the work.
@@ -194,7 +195,8 @@ func New(cfg Config, opts Options) (*Builder, error) {
 		return nil, err
 	}
 	b := &Builder{cfg: cfg, opts: opts, logger: opts.Logger, wake: make(chan struct{}, 1),
-		open: map[groupKey]*shard{}, pending: map[uint64]*shard{}, skip: j.skipSet(), journal: j}
+		open: map[groupKey]*shard{}, pending: map[uint64]*shard{}, skip: j.skipSet(), journal: j,
+		lastSeq: map[string]uint64{}}
 	if b.logger == nil {
 		b.logger = slog.New(slog.DiscardHandler)
 	}
