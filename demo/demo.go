@@ -30,6 +30,7 @@ import (
 	"github.com/edgeloop/edgeloop/internal/serverconfig"
 	"github.com/edgeloop/edgeloop/internal/token"
 	"github.com/edgeloop/edgeloop/retrain"
+	"github.com/edgeloop/edgeloop/retrain/publish"
 )
 
 // Config is what `edgeloop demo` runs with; its flags set it.
@@ -301,9 +302,6 @@ func (d *demo) start(ctx context.Context, wg *sync.WaitGroup, base string) error
 	if err := d.publishBase(ctx, base); err != nil {
 		return err
 	}
-	if err := d.writeEvalSet(ctx); err != nil {
-		return err
-	}
 	files, err := d.writeCredentials()
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
@@ -519,12 +517,31 @@ func (d *demo) publishBase(ctx context.Context, dir string) error {
 	if err != nil {
 		return fmt.Errorf("demo: base model: %w", err)
 	}
+	draft.Model = modelName
+	// The traffic, the labeller and the evaluation set follow the model's manifest, not the
+	// demo's knowledge of the model: [784] for the Go MLP, [1,28,28] for the CNN.
+	if d.spec, err = dataset.SpecOf(draft); err != nil {
+		return fmt.Errorf("demo: base model: %w", err)
+	}
+	d.io = ModelIO{Name: modelName, Input: draft.Input.Name, Shape: d.spec.Shape, Classes: len(d.spec.Classes)}
+	if d.io.Width() != fmnist.Pixels || d.io.Classes != fmnist.NumClasses {
+		return fmt.Errorf("demo: base model: input %v and %d classes; the demo replays Fashion-MNIST (%d values, %d classes)", draft.Input.Shape, d.io.Classes, fmnist.Pixels, fmnist.NumClasses)
+	}
+	if err := d.writeEvalSet(ctx); err != nil {
+		return err
+	}
 	files, err := modelrepo.DirFiles(dir)
 	if err != nil {
 		return fmt.Errorf("demo: base model: %w", err)
 	}
+	// Measured on the evaluation set as `edgeloop model publish --eval-set` does, version 1
+	// carries the fitted temperature and the drift signals' reference, as a retrained one does.
+	record, r, err := publish.MeasureForPublish(ctx, d.bucket, dir, draft, []string{EvalSetName}, d.logger)
+	if err != nil {
+		return fmt.Errorf("demo: base model: %w", err)
+	}
 	repo := modelrepo.New(d.bucket)
-	m, err := repo.Publish(ctx, modelName, *draft, files, signer, modelrepo.PublishOptions{})
+	m, err := repo.Publish(ctx, modelName, *draft, append(files, record), signer, modelrepo.PublishOptions{})
 	if err != nil {
 		return fmt.Errorf("demo: publish the base model: %w", err)
 	}
@@ -532,15 +549,7 @@ func (d *demo) publishBase(ctx context.Context, dir string) error {
 		return fmt.Errorf("demo: %w", err)
 	}
 	d.summary.BaseVersion = strconv.FormatInt(m.Version, 10)
-	// The traffic, the labeller and the evaluation set follow the published manifest, not the
-	// demo's knowledge of the model: [784] for the Go MLP, [1,28,28] for the CNN.
-	if d.spec, err = dataset.SpecOf(m); err != nil {
-		return fmt.Errorf("demo: base model: %w", err)
-	}
-	d.io = ModelIO{Name: modelName, Input: m.Input.Name, Shape: d.spec.Shape, Classes: len(d.spec.Classes)}
-	if d.io.Width() != fmnist.Pixels || d.io.Classes != fmnist.NumClasses {
-		return fmt.Errorf("demo: base model: input %v and %d classes; the demo replays Fashion-MNIST (%d values, %d classes)", m.Input.Shape, d.io.Classes, fmnist.Pixels, fmnist.NumClasses)
-	}
+	d.say("version %d published: accuracy %.4f on %s, with a fitted temperature and the drift signals' reference", m.Version, r.Accuracy, EvalSetName)
 	return nil
 }
 

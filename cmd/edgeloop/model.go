@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"sort"
 	"strconv"
@@ -188,6 +189,8 @@ func runModelPublish(args []string, stdout, stderr io.Writer) int {
 	version := fs.Int64("version", 0, "version number to publish as (default: one above the highest)")
 	alias := fs.String("alias", "", "also point this alias (such as stable or canary) at the new version")
 	maxBatch := fs.Int("max-batch-size", modelrepo.DefaultMaxBatchSize, "max_batch_size of the generated config.pbtxt")
+	var evalSets evalSetsFlag
+	fs.Var(&evalSets, "eval-set", "score the version on this evaluation set of the model in the repository (repeatable), as the retrain gate does, and store the metrics, the fitted temperature and the drift signals' reference in its manifest")
 	var mf modelManifestFlags
 	mf.register(fs)
 	if err := fs.Parse(args); err != nil {
@@ -229,6 +232,15 @@ func runModelPublish(args []string, stdout, stderr io.Writer) int {
 		return modelUsageError(stderr, fs, "--repo: %v", err)
 	}
 	defer bucket.Close()
+	if len(evalSets) > 0 {
+		record, r, err := publish.MeasureForPublish(ctx, bucket, dir, m, evalSets, slog.New(slog.NewTextHandler(stderr, nil)))
+		if err != nil {
+			return modelFail(stderr, "publish", "%v", err)
+		}
+		files = append(files, record)
+		fmt.Fprintf(stdout, "measured on %s: accuracy %.4f over %d samples, temperature %s, drift reference %s\n",
+			strings.Join(evalSets, ", "), r.Accuracy, r.Samples, describeCalibration(r), map[bool]string{true: "stored", false: "none"}[r.DriftReference != nil])
+	}
 	repo := modelrepo.New(bucket)
 	published, err := repo.Publish(ctx, m.Model, *m, files, signer, modelrepo.PublishOptions{Version: *version, MaxBatchSize: *maxBatch})
 	if err != nil {

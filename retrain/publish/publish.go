@@ -150,6 +150,39 @@ func prepare(ctx context.Context, repo *modelrepo.Repository, in Input) (*modelr
 		m.Datasets = slices.Clone(in.Datasets)
 	}
 
+	ApplyReport(m, r)
+
+	record, err := GateRecordFile(r, in.Decision, in.Set)
+	if err != nil {
+		return nil, nil, err
+	}
+	files := []modelrepo.File{checkedFile(modelPath, modelrepo.ModelFile, d), record}
+	extra, err := extraFiles(in.CandidateDir)
+	if err != nil {
+		return nil, nil, err
+	}
+	return m, append(files, extra...), nil
+}
+
+// GateRecordFile is the version's GateFile: the gate's report, with its decision and the
+// summary of the evaluation set when there was one.
+func GateRecordFile(r *gate.Report, d *gate.Decision, set *gate.SetSummary) (modelrepo.File, error) {
+	record, err := json.MarshalIndent(gateRecord{Report: r, Decision: d, Set: set}, "", "  ")
+	if err != nil {
+		return modelrepo.File{}, err
+	}
+	return modelrepo.BytesFile(GateFile, append(record, '\n')), nil
+}
+
+// ApplyReport writes what a gate report measured into a version's manifest: the metrics
+// ("accuracy", "loss" and the rest, measured on the evaluation set the same way for every
+// version, so versions compare; the job's own accuracy and loss, when the draft had them, move
+// to "trainer_accuracy" and "trainer_loss"), the per-class metrics, the task, the fitted
+// temperature, the max_softmax reference histogram and the drift reference the exporter's
+// drift signals compare against. The controller's publish and `edgeloop model publish
+// --eval-set` both use it, so a first version published by hand carries what a retrained one
+// does.
+func ApplyReport(m *modelrepo.Manifest, r *gate.Report) {
 	metrics := map[string]float64{
 		"accuracy":        r.Accuracy,
 		"macro_f1":        r.MacroF1,
@@ -197,17 +230,6 @@ func prepare(ctx context.Context, repo *modelrepo.Repository, in Input) (*modelr
 	}
 	m.ReferenceHistogram, m.ReferenceScorer = slices.Clone(r.ConfidenceHistogram), r.ConfidenceScorer
 	m.DriftReference = r.DriftReference
-
-	record, err := json.MarshalIndent(gateRecord{Report: r, Decision: in.Decision, Set: in.Set}, "", "  ")
-	if err != nil {
-		return nil, nil, err
-	}
-	files := []modelrepo.File{checkedFile(modelPath, modelrepo.ModelFile, d), modelrepo.BytesFile(GateFile, append(record, '\n'))}
-	extra, err := extraFiles(in.CandidateDir)
-	if err != nil {
-		return nil, nil, err
-	}
-	return m, append(files, extra...), nil
 }
 
 // extraFiles are the files of dir published besides model.onnx and GateFile: metrics.json and

@@ -1,0 +1,132 @@
+package main
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/edgeloop/edgeloop/internal/modelrepo"
+	"github.com/edgeloop/edgeloop/internal/objstore"
+	"github.com/edgeloop/edgeloop/internal/onnx"
+	"github.com/edgeloop/edgeloop/internal/testenv"
+	"github.com/edgeloop/edgeloop/retrain/publish"
+)
+
+// scoringModel writes a model.onnx whose logits are (2·x0, 2·x1) of a 3-value input, classes
+// cat and dog: a model whose predictions the test can work out by hand.
+func scoringModel(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	m := &onnx.Model{
+		IRVersion: 8,
+		Opsets:    []onnx.Opset{{Version: 13}},
+		Metadata:  map[string]string{"classes": `["cat","dog"]`},
+		Graph: onnx.Graph{
+			Name:         "linear",
+			Initializers: []onnx.Tensor{{Name: "w", DataType: onnx.Float, Dims: []int64{2, 3}, Float32: []float32{2, 0, 0, 0, 2, 0}}},
+			Inputs:       []onnx.ValueInfo{{Name: "input", ElemType: onnx.Float, Shape: []onnx.Dim{{Param: "batch"}, {Value: 3}}}},
+			Outputs:      []onnx.ValueInfo{{Name: "logits", ElemType: onnx.Float, Shape: []onnx.Dim{{Param: "batch"}, {Value: 2}}}},
+			Nodes: []onnx.Node{{OpType: "Gemm", Inputs: []string{"input", "w"}, Outputs: []string{"logits"},
+				Attrs: map[string]onnx.Attribute{"transB": {Type: onnx.AttrInt, Int: 1}}}},
+		},
+	}
+	data, err := onnx.Encode(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "model.onnx"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestModelPublishEvalSet: `model publish --eval-set` scores the version on an evaluation set
+// in the repository and signs the gate's measurements into its manifest: the accuracy worked
+// out by hand, a fitted temperature, the predicted-class mix and input statistics of the drift
+// reference, the reference histogram, and gate.json among its files. A set that does not exist
+// publishes nothing and says why.
+func TestModelPublishEvalSet(t *testing.T) {
+	keys := filepath.Join(t.TempDir(), "keys")
+	if code, _, stderr := runModelCmd(t, "keygen", "--out", keys); code != exitOK {
+		t.Fatal(stderr)
+	}
+	root := t.TempDir()
+	repo := "file://" + filepath.ToSlash(root)
+
+	// 60 samples: the label is the larger of x0 and x1, one in six flipped, so that the model
+	// is right on 50 and the temperature has something to fit.
+	rng := rand.New(rand.NewPCG(1, 2))
+	var samples [][]float32
+	var labels []int
+	correct, dogs := 0, 0
+	for i := range 60 {
+		x := []float32{rng.Float32(), rng.Float32(), rng.Float32()}
+		label, predicted := 0, 0
+		if x[1] > x[0] {
+			label, predicted = 1, 1
+			dogs++
+		}
+		if i%6 == 5 {
+			label = 1 - label
+		}
+		if label == predicted {
+			correct++
+		}
+		samples, labels = append(samples, x), append(labels, label)
+	}
+	dir, csv := testenv.EvalFiles(t, []int{3}, samples, labels)
+	if code, stdout, stderr := runEvalsetCmd(t, "create", "--bucket", repo, "--model", "pets", "--name", "tiny",
+		"--from-dir", dir, "--labels", csv, "--shape", "3", "--classes", "cat,dog"); code != exitOK {
+		t.Fatalf("evalset create = %d\n%s\n%s", code, stdout, stderr)
+	}
+
+	// A set that is not there: refused, nothing published.
+	model := scoringModel(t)
+	code, stdout, stderr := runModelCmd(t, "publish", "--repo", repo, "--key", filepath.Join(keys, "edgeloop.key"), "--model", "pets", "--eval-set", "missing", model)
+	if code == exitOK || !strings.Contains(stderr, "no evaluation set fits the model") || !strings.Contains(stderr, "missing") {
+		t.Fatalf("publish with a missing set = %d\n%s\n%s", code, stdout, stderr)
+	}
+	ctx := context.Background()
+	bucket, err := objstore.Open(ctx, repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bucket.Close()
+	r := modelrepo.New(bucket)
+	if vs, err := r.Versions(ctx, "pets"); err == nil && len(vs) > 0 {
+		t.Fatalf("a refused publish left versions %v", vs)
+	}
+
+	code, stdout, stderr = runModelCmd(t, "publish", "--repo", repo, "--key", filepath.Join(keys, "edgeloop.key"), "--model", "pets", "--eval-set", "tiny", model)
+	if code != exitOK || !strings.Contains(stdout, "measured on tiny: accuracy") || !strings.Contains(stdout, "drift reference stored") {
+		t.Fatalf("publish --eval-set = %d\n%s\n%s", code, stdout, stderr)
+	}
+	v, err := modelrepo.LoadVerifier(filepath.Join(keys, "edgeloop.pub"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := r.Manifest(ctx, "pets", 1, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := float64(correct) / 60; math.Abs(m.Metrics["accuracy"]-want) > 1e-9 || m.Metrics["eval_samples"] != 60 {
+		t.Errorf("accuracy %v over %v samples, want %v over 60", m.Metrics["accuracy"], m.Metrics["eval_samples"], want)
+	}
+	if m.Calibration == nil || !(m.Calibration.Temperature > 0) || m.Calibration.Samples != 60 {
+		t.Errorf("calibration %+v", m.Calibration)
+	}
+	ref := m.DriftReference
+	if ref == nil || len(ref.ClassMix) != 2 || math.Abs(ref.ClassMix[1]-float64(dogs)/60) > 1e-9 || ref.Input == nil {
+		t.Fatalf("drift reference %+v, want the class mix [%v %v] and input statistics", ref, float64(60-dogs)/60, float64(dogs)/60)
+	}
+	if len(m.ReferenceHistogram) == 0 || m.ReferenceScorer != "max_softmax" {
+		t.Errorf("reference histogram %v (%q)", m.ReferenceHistogram, m.ReferenceScorer)
+	}
+	if _, ok := m.Files[publish.GateFile]; !ok {
+		t.Errorf("files %v lack %s", m.Files, publish.GateFile)
+	}
+}
