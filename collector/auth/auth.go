@@ -2,7 +2,7 @@
 // certificates, each bound to one node ID) and operators (bearer tokens for the catalog, labels
 // and dataset endpoints). Token files hold SHA-256 hashes, never tokens, so a leaked file or
 // backup does not let anyone send samples; Reload swaps them atomically (SIGHUP). The files'
-// format, their checks and the constant-time lookup are internal/token's, shared with the
+// format, their checks and the lookup by hash are internal/token's, shared with the
 // exporter and the retrain controller; this package keeps what only the collector has: node
 // identities (tokens or client certificates), operators, and the certificate lists.
 package auth
