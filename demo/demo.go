@@ -51,8 +51,9 @@ type Config struct {
 	Rate int
 	// DriftAfter is when the drift starts, from the moment every node serves the base model.
 	DriftAfter time.Duration
-	// Drift is the shift applied to the drifted nodes' inputs; zero: ModelDrift(Model).
-	Drift Drift
+	// Drift is what happens to the drifted nodes' inputs (--drift); zero: ModelDrift(Model), a
+	// brightness and contrast shift.
+	Drift ImageDrift
 	// Deadline ends the demo with a failure when the drifted nodes have not recovered.
 	Deadline time.Duration
 	// Settle is how long the drifted nodes are measured on the recovered model before the end.
@@ -192,8 +193,8 @@ func Run(ctx context.Context, cfg Config, out io.Writer) (*Summary, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Drift == (Drift{}) {
-		cfg.Drift = ModelDrift(cfg.Model)
+	if cfg.Drift.Kind == "" {
+		cfg.Drift = ImageDrift{Kind: KindPhotometric, Photometric: ModelDrift(cfg.Model)}
 	}
 	d := &demo{cfg: cfg, out: out, started: time.Now(), run: filepath.Join(cfg.WorkDir, "run"), truth: NewTruth(), jobSeen: map[string]Phase{}}
 	d.timeline.Started = d.started
@@ -599,7 +600,7 @@ func (d *demo) loop(ctx context.Context) *Summary {
 					n.gen.SetDrift(true)
 				}
 			}
-			d.event(EventDrift, "", fmt.Sprintf("contrast ×%.2f, brightness %+.2f on %d nodes", d.cfg.Drift.Contrast, d.cfg.Drift.Brightness, d.cfg.Drifted))
+			d.event(EventDrift, "", fmt.Sprintf("%s on %d nodes", driftText(d.cfg.Drift), d.cfg.Drifted))
 		}
 		d.watchSignals(now)
 		// Recovered: the drifted nodes serve the newest promoted version and have regained the

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -109,7 +110,8 @@ type Generator struct {
 	images  []int // the test images it replays, in order
 	model   ModelIO
 	truth   *Truth
-	drift   Drift
+	drift   ImageDrift
+	rng     *rand.Rand // the drift's randomness (noise, occlusion), seeded by offset
 	batch   int
 	every   time.Duration
 	offset  int
@@ -148,8 +150,9 @@ func (m ModelIO) Width() int {
 // numbered in images taken in turn from position offset on, every interval, to the V2 API at
 // front (http://host:port) for the model m. Every image has fmnist.Pixels values, which must
 // be m.Width().
-func NewGenerator(node, front string, m ModelIO, test *fmnist.Dataset, images []int, tr *Truth, d Drift, batch int, every time.Duration, offset int) *Generator {
+func NewGenerator(node, front string, m ModelIO, test *fmnist.Dataset, images []int, tr *Truth, d ImageDrift, batch int, every time.Duration, offset int) *Generator {
 	return &Generator{node: node, front: front, model: m, test: test, images: images, truth: tr, drift: d, batch: batch, every: every, offset: offset,
+		rng:    rand.New(rand.NewPCG(uint64(offset), 0x5eed)),
 		client: &http.Client{Timeout: 30 * time.Second}, totals: map[phaseKey]*Tally{}, byImage: map[phaseKey]map[int]*Tally{}}
 }
 
@@ -183,7 +186,7 @@ func (g *Generator) Run(ctx context.Context) {
 			next++
 			img := buf[i*w : (i+1)*w]
 			if drifted {
-				g.drift.Apply(img, g.test.Image(idx[i]))
+				g.drift.Apply(img, g.test.Image(idx[i]), g.rng)
 			} else {
 				copy(img, g.test.Image(idx[i]))
 			}

@@ -222,7 +222,7 @@ func TestLoopWithPrometheusAndAlertmanager(t *testing.T) {
 	var wg sync.WaitGroup
 	t.Cleanup(func() { cancel(); wg.Wait() })
 	for i, n := range edges {
-		n.gen = demo.NewGenerator(n.name, "http://"+n.front, mlp, testSet, split.Traffic, truth, demo.DefaultDrift, 10, 200*time.Millisecond, i*3331)
+		n.gen = demo.NewGenerator(n.name, "http://"+n.front, mlp, testSet, split.Traffic, truth, demo.ImageDrift{Kind: demo.KindPhotometric, Photometric: demo.DefaultDrift}, 10, 200*time.Millisecond, i*3331)
 		wg.Go(func() { n.gen.Run(ctx) })
 	}
 	var labLog testenv.Buffer

@@ -26,6 +26,7 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Drifted, "drifted", cfg.Drifted, "how many of the nodes get the drift")
 	fs.IntVar(&cfg.Rate, "rate", cfg.Rate, "images per second each node classifies")
 	fs.DurationVar(&cfg.DriftAfter, "drift-after", cfg.DriftAfter, "when the drift starts, after every node serves the base model")
+	drift := fs.String("drift", "", "what happens to the drifted nodes' images: photometric, noise, rotation, shift or occlusion, at the demo's strength for it, or with one (rotation:30, noise:0.2, shift:4, occlusion:10, photometric:0.5,0.35); default: the model's brightness and contrast shift")
 	fs.DurationVar(&cfg.Deadline, "deadline", cfg.Deadline, "give up (exit 1) when the drifted nodes have not recovered by then")
 	fs.DurationVar(&cfg.Settle, "settle", cfg.Settle, "how long the recovered model is measured before the end")
 	fs.Float64Var(&cfg.RecoveryShare, "recovery-share", cfg.RecoveryShare, "the share of the accuracy the drift took that the drifted nodes must regain, on images no retrain trained on, for the loop to count as closed (serving a new version is not enough)")
@@ -45,6 +46,11 @@ func runDemo(args []string, stdout, stderr io.Writer) int {
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "edgeloop demo: unexpected arguments %q\n", fs.Args())
+		return exitUsage
+	}
+	var err error
+	if cfg.Drift, err = demo.ParseDemoDrift(*drift, cfg.Model); err != nil {
+		fmt.Fprintf(stderr, "edgeloop demo: %v\n", err)
 		return exitUsage
 	}
 	cfg.Live = !plain && isTerminal(stdout)

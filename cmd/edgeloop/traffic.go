@@ -134,7 +134,7 @@ func runTraffic(args []string, stdout, stderr io.Writer) int {
 	gens := make([]*demo.Generator, len(nodes))
 	done := make(chan struct{}, len(nodes)+1)
 	for i, n := range nodes {
-		drift := demo.Drift{Contrast: float32(f.contrast), Brightness: float32(f.brightness)}
+		drift := demo.ImageDrift{Kind: demo.KindPhotometric, Photometric: demo.Drift{Contrast: float32(f.contrast), Brightness: float32(f.brightness)}}
 		gens[i] = demo.NewGenerator(n.name, n.url, m, test, split.Traffic, truth, drift, batch, interval, i*3331)
 		go func() { gens[i].Run(ctx); done <- struct{}{} }()
 	}
