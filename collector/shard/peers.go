@@ -52,8 +52,8 @@ const lockMargin = 30 * time.Second
 const maxLastSeq = 1024
 
 // lockBody is the content of a lock object. The object stays: a holder frees it by writing
-// it back without an instance and with Seq one higher, so Seq counts the publishes of the hour
-// under the lock. An instance that finds the Seq it wrote last knows that nobody published in
+// it back without an instance and with Seq one higher, so Seq counts the publishes (tried) of
+// the hour under the lock. An instance that finds the Seq it wrote last knows that nobody published in
 // the hour since, and need not list it.
 type lockBody struct {
 	// Instance holds the lock; "" when free.
@@ -98,7 +98,7 @@ func (b *Builder) publish(ctx context.Context, key string, samples []*sample.Sto
 	b.m.lockWait.Observe(wait.Seconds())
 	span.SetAttributes(attribute.Float64("edgeloop.shard.lock_wait_seconds", wait.Seconds()), attribute.Bool("edgeloop.shard.listed", lk.refresh))
 	kept, err := b.publishLocked(ctx, key, samples, prefix, lk.refresh, span)
-	lk.release(ctx, err == nil)
+	lk.release(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -219,18 +219,16 @@ func (b *Builder) lock(ctx context.Context, lockKey, key string) (*heldLock, err
 	}
 }
 
-// release frees the lock, counting the publish when published. A lock held past its expiry
-// may be another instance's by now: the conditional write then fails, and the lock is left
-// to its new holder.
-func (l *heldLock) release(ctx context.Context, published bool) {
+// release frees the lock and counts the publish. It counts one that failed too: an index
+// PUT whose answer was lost may have been stored, and a count too many costs another instance
+// only a listing. A lock held past its expiry may be another instance's by now: the
+// conditional write then fails, and the lock is left to its new holder.
+func (l *heldLock) release(ctx context.Context) {
 	if l.cb == nil {
 		return
 	}
 	b := l.b
-	free := lockBody{Shard: l.body.Shard, Seq: l.body.Seq}
-	if published {
-		free.Seq++
-	}
+	free := lockBody{Shard: l.body.Shard, Seq: l.body.Seq + 1}
 	enc, _ := json.Marshal(free)
 	ctx = context.WithoutCancel(ctx)
 	var err error
