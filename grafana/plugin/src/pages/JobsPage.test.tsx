@@ -3,7 +3,7 @@ import { render, screen, waitFor, within } from '@testing-library/react';
 import userEvent from '@testing-library/user-event';
 import { FieldType, toDataFrame } from '@grafana/data';
 
-import { JobsPage, gateText } from './JobsPage';
+import { JobsPage, gateText, retrainText } from './JobsPage';
 import { fakeGrafana, resourceCalls } from '../app/testkit';
 
 /** jobs is a jobs frame as the backend makes it: one running job, one promoted, one rejected. */
@@ -98,6 +98,41 @@ describe('JobsPage', () => {
     await userEvent.click(screen.getByLabelText('Cancel job job-3'));
     await userEvent.click(screen.getByText('Cancel job'));
     expect(await screen.findByText('cancel job-3: job job-3 is done')).toBeInTheDocument();
+  });
+
+  test('an Editor starts a retrain of the filtered model through the retrain resource', async () => {
+    const b = fakeGrafana({
+      role: 'Editor',
+      frames: { jobs: jobs() },
+      resources: { 'POST retrain': () => ({ status: 202, data: { started: 'job-4' } }) },
+    });
+    render(<JobsPage />);
+    await screen.findByText('job-3');
+    // No model named: nothing to retrain.
+    expect(screen.queryAllByLabelText(/^Retrain /)).toHaveLength(0);
+    await userEvent.type(screen.getByLabelText('Model'), 'fashion{enter}');
+    await userEvent.click(await screen.findByLabelText('Retrain fashion'));
+    await userEvent.click(screen.getByText('Retrain fashion'));
+    expect(await screen.findByText('retrain of fashion: job job-4 started')).toBeInTheDocument();
+    expect(resourceCalls(b)).toContain('POST retrain');
+    const call = b.calls.find((c) => c.url.endsWith('/resources/retrain'));
+    expect(call?.data).toEqual({ model: 'fashion', reason: 'requested on the jobs page', force: false });
+  });
+
+  test('Viewers see no retrain', async () => {
+    fakeGrafana({ role: 'Viewer', frames: { jobs: jobs() } });
+    render(<JobsPage />);
+    await screen.findByText('job-3');
+    await userEvent.type(screen.getByLabelText('Model'), 'fashion{enter}');
+    expect(screen.queryAllByLabelText(/^Retrain /)).toHaveLength(0);
+  });
+
+  test.each([
+    [{ started: 'job-9' }, 'retrain of m: job job-9 started'],
+    [{ skipped: 'cooldown', detail: 'until 12:00' }, 'retrain of m: no job started (cooldown: until 12:00)'],
+    [{}, 'retrain of m: no job started'],
+  ])('retrainText %j', (answer, want) => {
+    expect(retrainText('m', answer)).toBe(want);
   });
 
   test('filters go into the query', async () => {

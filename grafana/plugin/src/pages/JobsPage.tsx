@@ -28,10 +28,22 @@ export function gateText(r: Row): string {
   return r.gate_metric ? `${verdict}: ${r.gate_metric} ${n(r.gate_candidate)} vs ${n(r.gate_current)}` : verdict;
 }
 
+/** retrainText is the controller's answer to a retrain request in a line: the job it started, or why it started none. */
+export function retrainText(model: string, answer: unknown): string {
+  const d = (answer ?? {}) as { started?: string; skipped?: string; detail?: string };
+  if (d.started) {
+    return `retrain of ${model}: job ${d.started} started`;
+  }
+  const why = [d.skipped, d.detail].filter(Boolean).join(': ');
+  return `retrain of ${model}: no job started${why ? ` (${why})` : ''}`;
+}
+
 /**
  * JobsPage lists the retrain controller's jobs overlapping the time range (the jobs query) with
  * their phase, trigger, versions and the gate's scores and reason. Users whose role the data
- * source lets act may cancel a job that is still active (the jobs/{id}/cancel resource).
+ * source lets act may start a retrain of the model the filter names (the retrain resource; the
+ * controller's policy still decides, and says why when it starts nothing) and cancel a job
+ * that is still active (the jobs/{id}/cancel resource).
  */
 export function JobsPage() {
   const source = useDataSource();
@@ -53,6 +65,16 @@ export function JobsPage() {
   const rows = useMemo(() => frameRows(result.frames), [result.frames]);
   const act = canAct(source.ds);
   const [outcome, setOutcome] = useState<{ ok: boolean; text: string } | undefined>();
+
+  const retrain = async () => {
+    try {
+      const answer = await source.ds!.retrain(model, 'requested on the jobs page');
+      setOutcome({ ok: true, text: retrainText(model, answer) });
+      result.refresh();
+    } catch (err) {
+      setOutcome({ ok: false, text: `retrain of ${model}: ${errorText(err)}` });
+    }
+  };
 
   const cancel = async (id: string) => {
     try {
@@ -115,6 +137,13 @@ export function JobsPage() {
         <Button variant="secondary" icon="sync" onClick={result.refresh}>
           Refresh
         </Button>
+        {act && model && (
+          <ConfirmButton confirmText={`Retrain ${model}`} onConfirm={retrain}>
+            <Button variant="primary" icon="play" aria-label={`Retrain ${model}`}>
+              Retrain
+            </Button>
+          </ConfirmButton>
+        )}
       </InlineFieldRow>
       {outcome && (
         <Alert severity={outcome.ok ? 'success' : 'error'} title={outcome.text} onRemove={() => setOutcome(undefined)} />
