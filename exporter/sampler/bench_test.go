@@ -10,7 +10,7 @@ import (
 func losingRand() float64 { return 0.5 + rand.Float64()/2 }
 
 // BenchmarkDecideNoCapture is the request-path cost for almost every prediction: the default
-// strategies, capture on, a confident prediction that matches low_confidence not at all and
+// strategies, capture on, a confident prediction that matches close_call not at all and
 // the random strategy only by its draw, which it loses. Target: ≤ 200 ns, 0 allocs.
 func BenchmarkDecideNoCapture(b *testing.B) {
 	cfg := DefaultConfig()

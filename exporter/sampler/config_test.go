@@ -27,8 +27,8 @@ func TestDefaultConfig(t *testing.T) {
 	want := Config{
 		Enabled: false,
 		Strategies: []StrategyConfig{
-			{Name: "random", Type: Random, Probability: ptr(0.001)},
-			{Name: "low_confidence", Type: Threshold, Scorer: observe.MaxSoftmax, Threshold: ptr(0.6)},
+			{Name: "random", Type: Random, Probability: ptr(0.01)},
+			{Name: "close_call", Type: Margin, Threshold: ptr(0.1)},
 		},
 		Limits:         []Limit{{Minutely, 60}, {Hourly, 1000}, {Daily, 10000}},
 		MaxBytesPerDay: 256 << 20,
@@ -46,8 +46,8 @@ func TestDefaultConfig(t *testing.T) {
 		t.Fatalf("defaults, enabled: %v", err)
 	}
 	// Each call returns its own pointers: changing one config's threshold changes no other.
-	*got.Strategies[1].Threshold = 0.1
-	if *DefaultConfig().Strategies[1].Threshold != 0.6 {
+	*got.Strategies[1].Threshold = 0.5
+	if *DefaultConfig().Strategies[1].Threshold != 0.1 {
 		t.Fatal("DefaultConfig shares its pointers")
 	}
 }
