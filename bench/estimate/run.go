@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/edgeloop/edgeloop/demo"
 	"github.com/edgeloop/edgeloop/exporter/observe"
 	"github.com/edgeloop/edgeloop/internal/classify"
 	"github.com/edgeloop/edgeloop/internal/dataset"
@@ -184,13 +185,13 @@ func run(ctx context.Context, o options, logger *slog.Logger) (*Result, error) {
 	evalImages := test.Images[o.CalImages*fmnist.Pixels : (o.CalImages+o.EvalImages)*fmnist.Pixels]
 	evalLabels := labels[o.CalImages : o.CalImages+o.EvalImages]
 	drifted := make([]float32, len(evalImages))
-	for i, d := range drifts() {
-		if len(o.Families) > 0 && !slices.Contains(o.Families, d.Family) {
+	for i, d := range demo.ImageDrifts() {
+		if len(o.Families) > 0 && !slices.Contains(o.Families, d.Kind.Family()) {
 			continue
 		}
 		rng := rand.New(rand.NewPCG(o.Seed, uint64(i)))
 		for j := range o.EvalImages {
-			d.apply(drifted[j*fmnist.Pixels:(j+1)*fmnist.Pixels], evalImages[j*fmnist.Pixels:(j+1)*fmnist.Pixels], rng)
+			d.Apply(drifted[j*fmnist.Pixels:(j+1)*fmnist.Pixels], evalImages[j*fmnist.Pixels:(j+1)*fmnist.Pixels], rng)
 		}
 		set, err := gate.NewSet(spec, "drifted", drifted, evalLabels)
 		if err != nil {
@@ -203,9 +204,9 @@ func run(ctx context.Context, o options, logger *slog.Logger) (*Result, error) {
 		row, err := measure(d, set, sc[0].Values, report)
 		row.ATC, row.ATCEntropy = thresholds.estimate(sc[0].Values, len(data.Classes))
 		if err != nil {
-			return nil, fmt.Errorf("%s: %w", d.Name, err)
+			return nil, fmt.Errorf("%s: %w", d.Name(), err)
 		}
-		logger.Info("drift", "drift", d.Name, "accuracy", row.Accuracy, "raw", row.Raw, "calibrated", row.Calibrated)
+		logger.Info("drift", "drift", d.Name(), "accuracy", row.Accuracy, "raw", row.Raw, "calibrated", row.Calibrated)
 		out.Rows = append(out.Rows, row)
 	}
 	out.Finished = time.Now().UTC()
@@ -214,9 +215,9 @@ func run(ctx context.Context, o options, logger *slog.Logger) (*Result, error) {
 
 // measure feeds one drifted window through three telemetry cores: uncalibrated, calibrated on
 // the logits output, and calibrated on the probabilities output.
-func measure(d drift, set *gate.Set, logits []float32, report *gate.Report) (Row, error) {
+func measure(d demo.ImageDrift, set *gate.Set, logits []float32, report *gate.Report) (Row, error) {
 	n, k := set.Len(), len(set.Spec.Classes)
-	row := Row{Family: d.Family, Drift: d.Name}
+	row := Row{Family: d.Kind.Family(), Drift: d.Name()}
 	correct := 0
 	probs := make([]float32, len(logits))
 	p := make([]float64, k)
