@@ -177,8 +177,9 @@ type demo struct {
 type Phase = retrain.Phase
 
 // retrainEveryLabels is the demo controller's policy.every_new_labels: a second retrain once
-// this many labels came in after the first, should the first not regain enough.
-const retrainEveryLabels = 1000
+// this many labels came in after the first, should the first not regain enough. Fewer than
+// the drifted nodes capture in a minute, more than all nodes do in the 30 s before the drift.
+const retrainEveryLabels = 500
 
 const (
 	bucketName  = "edgeloop"

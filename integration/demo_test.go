@@ -51,7 +51,11 @@ func runDemo(t *testing.T, dataDir, model string, want []string, args ...string)
 	work := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 9*time.Minute)
 	defer cancel()
-	args = append([]string{"demo", "--data", dataDir, "--work-dir", work, "--deadline", "8m"}, args...)
+	// The default --recovery-share, 90%, is about where the demo's first retrain lands (84-96%
+	// in the runs docs/demo.md lists), so the default run often needs the label policy's second
+	// job; the test asks for 80% so that it checks the loop, not the model's ceiling, within
+	// its deadline on a loaded machine.
+	args = append([]string{"demo", "--data", dataDir, "--work-dir", work, "--deadline", "8m", "--recovery-share", "0.8"}, args...)
 	cmd := exec.CommandContext(ctx, binary, args...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
