@@ -610,7 +610,7 @@ func (d *demo) loop(ctx context.Context) *Summary {
 		if d.newVer != "" && recoveredAt.IsZero() && d.driftedServe(d.newVer) && d.recovered(d.newVer) {
 			recoveredAt = now
 			share, _ := d.regained(d.newVer)
-			d.say("the drifted nodes regained %.0f%% of the accuracy they lost on version %s (target %.0f%%); measuring for %s",
+			d.say("the drifted nodes regained %.1f%% of the accuracy they lost on version %s (target %.0f%%); measuring for %s",
 				100*share, d.newVer, 100*d.cfg.RecoveryShare, d.cfg.Settle)
 		}
 		if !recoveredAt.IsZero() && now.Sub(recoveredAt) >= d.cfg.Settle {
@@ -618,7 +618,7 @@ func (d *demo) loop(ctx context.Context) *Summary {
 				return d.finish("", true)
 			}
 			share, _ := d.regained(d.newVer)
-			d.say("after %s, the drifted nodes regained %.0f%% on version %s, below the target %.0f%%: waiting for more traffic or another retrain",
+			d.say("after %s, the drifted nodes regained %.1f%% on version %s, below the target %.0f%%: waiting for more traffic or another retrain",
 				d.cfg.Settle, 100*share, d.newVer, 100*d.cfg.RecoveryShare)
 			recoveredAt = time.Time{}
 		}
@@ -731,7 +731,7 @@ func (d *demo) stuckReason() string {
 		return fmt.Sprintf("deadline %s passed before the drifted nodes served version %s", d.cfg.Deadline, d.newVer)
 	default:
 		share, images := d.regained(d.newVer)
-		return fmt.Sprintf("deadline %s passed: the drifted nodes serve version %s but regained %.0f%% of the accuracy they lost (target %.0f%%, %d images not trained on)",
+		return fmt.Sprintf("deadline %s passed: the drifted nodes serve version %s but regained %.1f%% of the accuracy they lost (target %.0f%%, %d images not trained on)",
 			d.cfg.Deadline, d.newVer, 100*share, 100*d.cfg.RecoveryShare, images)
 	}
 }
