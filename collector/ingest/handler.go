@@ -255,12 +255,12 @@ func (h *Handler) serveSamples(w http.ResponseWriter, r *http.Request) {
 		trace.WithAttributes(attribute.String("edgeloop.node", node)))
 	defer span.End()
 	orig := w // http.MaxBytesReader tells the server's own writer to close the connection
-	sw := &statusWriter{ResponseWriter: w}
+	sw := &statusRecorder{ResponseWriter: w}
 	w = sw
 	defer func() {
-		span.SetAttributes(attribute.Int("http.response.status_code", sw.code()))
-		if sw.code() >= 500 {
-			span.SetStatus(codes.Error, http.StatusText(sw.code()))
+		span.SetAttributes(attribute.Int("http.response.status_code", sw.status()))
+		if sw.status() >= 500 {
+			span.SetStatus(codes.Error, http.StatusText(sw.status()))
 		}
 	}()
 	r = r.WithContext(ctx)
@@ -456,7 +456,8 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// statusRecorder remembers the status a handler wrote.
+// statusRecorder remembers the status a handler wrote: for the answers' counter and for the
+// batch's span.
 type statusRecorder struct {
 	http.ResponseWriter
 	code int
@@ -476,6 +477,17 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 	return s.ResponseWriter.Write(b)
 }
 
+// Unwrap lets http.ResponseController reach the connection (the body's read deadlines).
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
+// status is the status written, 200 when the handler wrote none.
+func (s *statusRecorder) status() int {
+	if s.code == 0 {
+		return http.StatusOK
+	}
+	return s.code
+}
+
 // count counts each answer by status and the requests in flight.
 func (h *Handler) count(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -483,10 +495,7 @@ func (h *Handler) count(next http.Handler) http.Handler {
 		defer h.m.inflight.Dec()
 		rec := &statusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
-		if rec.code == 0 {
-			rec.code = http.StatusOK
-		}
-		h.m.code(rec.code).Inc()
+		h.m.code(rec.status()).Inc()
 	})
 }
 
@@ -573,34 +582,4 @@ func (m *metrics) code(c int) prometheus.Counter {
 		m.codes[c] = cnt
 	}
 	return cnt
-}
-
-// statusWriter remembers the status of the answer for the batch's span.
-type statusWriter struct {
-	http.ResponseWriter
-	status int
-}
-
-func (w *statusWriter) WriteHeader(code int) {
-	if w.status == 0 {
-		w.status = code
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *statusWriter) Write(b []byte) (int, error) {
-	if w.status == 0 {
-		w.status = http.StatusOK
-	}
-	return w.ResponseWriter.Write(b)
-}
-
-// Unwrap lets http.ResponseController reach the connection (the body's read deadlines).
-func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-func (w *statusWriter) code() int {
-	if w.status == 0 {
-		return http.StatusOK
-	}
-	return w.status
 }
