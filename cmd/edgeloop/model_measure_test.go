@@ -4,45 +4,15 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
-	"github.com/edgeloop/edgeloop/internal/onnx"
 	"github.com/edgeloop/edgeloop/internal/testenv"
 	"github.com/edgeloop/edgeloop/retrain/publish"
 )
-
-// scoringModel writes a model.onnx whose logits are (2·x0, 2·x1) of a 3-value input, classes
-// cat and dog: a model whose predictions the test can work out by hand.
-func scoringModel(t *testing.T) string {
-	t.Helper()
-	dir := t.TempDir()
-	m := &onnx.Model{
-		IRVersion: 8,
-		Opsets:    []onnx.Opset{{Version: 13}},
-		Metadata:  map[string]string{"classes": `["cat","dog"]`},
-		Graph: onnx.Graph{
-			Name:         "linear",
-			Initializers: []onnx.Tensor{{Name: "w", DataType: onnx.Float, Dims: []int64{2, 3}, Float32: []float32{2, 0, 0, 0, 2, 0}}},
-			Inputs:       []onnx.ValueInfo{{Name: "input", ElemType: onnx.Float, Shape: []onnx.Dim{{Param: "batch"}, {Value: 3}}}},
-			Outputs:      []onnx.ValueInfo{{Name: "logits", ElemType: onnx.Float, Shape: []onnx.Dim{{Param: "batch"}, {Value: 2}}}},
-			Nodes: []onnx.Node{{OpType: "Gemm", Inputs: []string{"input", "w"}, Outputs: []string{"logits"},
-				Attrs: map[string]onnx.Attribute{"transB": {Type: onnx.AttrInt, Int: 1}}}},
-		},
-	}
-	data, err := onnx.Encode(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(dir, "model.onnx"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
 
 // TestModelPublishEvalSet: `model publish --eval-set` scores the version on an evaluation set
 // in the repository and signs the gate's measurements into its manifest: the accuracy worked
@@ -85,7 +55,7 @@ func TestModelPublishEvalSet(t *testing.T) {
 	}
 
 	// A set that is not there: refused, nothing published.
-	model := scoringModel(t)
+	model := linearModel(t, []float32{2, 0, 0, 0, 2, 0}) // logits (2·x0, 2·x1)
 	code, stdout, stderr := runModelCmd(t, "publish", "--repo", repo, "--key", filepath.Join(keys, "edgeloop.key"), "--model", "pets", "--eval-set", "missing", model)
 	if code == exitOK || !strings.Contains(stderr, "no evaluation set fits the model") || !strings.Contains(stderr, "missing") {
 		t.Fatalf("publish with a missing set = %d\n%s\n%s", code, stdout, stderr)

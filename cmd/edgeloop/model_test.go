@@ -23,8 +23,21 @@ func runModelCmd(t *testing.T, args ...string) (code int, stdout, stderr string)
 	return code, out.String(), errOut.String()
 }
 
-// trainerOutput writes what `edgeloop train` leaves behind: model.onnx and metrics.json.
+// trainerOutput writes what `edgeloop train` leaves behind: model.onnx (linearModel with zero
+// weights) and metrics.json.
 func trainerOutput(t *testing.T, accuracy string) string {
+	t.Helper()
+	dir := linearModel(t, make([]float32, 6))
+	metrics := `{"accuracy": ` + accuracy + `, "per_class_accuracy": [0.5, 0.7], "confidence_histogram": [1, 2, 3, 4], "confidence_scorer": "max_softmax"}`
+	if err := os.WriteFile(filepath.Join(dir, "metrics.json"), []byte(metrics), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// linearModel writes, in a new directory, a model.onnx of classes cat and dog whose logits are
+// weights (2×3, row-major) times a 3-value input.
+func linearModel(t *testing.T, weights []float32) string {
 	t.Helper()
 	dir := t.TempDir()
 	m := &onnx.Model{
@@ -33,7 +46,7 @@ func trainerOutput(t *testing.T, accuracy string) string {
 		Metadata:  map[string]string{"classes": `["cat","dog"]`},
 		Graph: onnx.Graph{
 			Name:         "mlp",
-			Initializers: []onnx.Tensor{{Name: "w", DataType: onnx.Float, Dims: []int64{2, 3}, Float32: make([]float32, 6)}},
+			Initializers: []onnx.Tensor{{Name: "w", DataType: onnx.Float, Dims: []int64{2, 3}, Float32: weights}},
 			Inputs:       []onnx.ValueInfo{{Name: "input", ElemType: onnx.Float, Shape: []onnx.Dim{{Param: "batch"}, {Value: 3}}}},
 			Outputs:      []onnx.ValueInfo{{Name: "logits", ElemType: onnx.Float, Shape: []onnx.Dim{{Param: "batch"}, {Value: 2}}}},
 			Nodes: []onnx.Node{{OpType: "Gemm", Inputs: []string{"input", "w"}, Outputs: []string{"logits"},
@@ -45,10 +58,6 @@ func trainerOutput(t *testing.T, accuracy string) string {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "model.onnx"), data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	metrics := `{"accuracy": ` + accuracy + `, "per_class_accuracy": [0.5, 0.7], "confidence_histogram": [1, 2, 3, 4], "confidence_scorer": "max_softmax"}`
-	if err := os.WriteFile(filepath.Join(dir, "metrics.json"), []byte(metrics), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return dir
