@@ -827,10 +827,17 @@ func metricSum(g prometheus.Gatherer, name string) float64 {
 }
 
 // gaugeMax is the largest sample of a family, NaN when it has none.
-func gaugeMax(g prometheus.Gatherer, name string) float64 {
+func gaugeMax(g prometheus.Gatherer, name string) float64 { return gaugeMaxOf(g, name, nil) }
+
+// gaugeMaxOf is the largest f(v) over a family's samples v (v itself when f is nil), skipping
+// NaN; NaN when there is none.
+func gaugeMaxOf(g prometheus.Gatherer, name string, f func(float64) float64) float64 {
 	m := math.NaN()
 	forEach(g, name, func(v float64) {
-		if math.IsNaN(m) || v > m {
+		if f != nil {
+			v = f(v)
+		}
+		if !math.IsNaN(v) && (math.IsNaN(m) || v > m) {
 			m = v
 		}
 	})

@@ -4,8 +4,6 @@ import (
 	"math"
 	"sort"
 	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // DefaultRecoveryShare is the share of the accuracy the drift took from the drifted nodes that
@@ -21,20 +19,20 @@ const minRecoveryImages = 200
 type driftSignal struct {
 	name   string // as docs/drift.md names it
 	metric string
-	// value reduces the node's series of the metric (one per channel for the input signals)
-	// to the number the alert compares.
-	value     func(g prometheus.Gatherer, metric string) float64
+	// of maps each of the node's series of the metric (one per channel for the input signals)
+	// to what the alert compares; the alert takes the largest. nil: the value itself.
+	of        func(float64) float64
 	threshold float64
 }
 
 // driftSignals are the signals the demo watches, in the order docs/drift.md lists them.
 func driftSignals() []driftSignal {
 	return []driftSignal{
-		{"confidence PSI", "edgeloop_confidence_psi", gaugeMax, 0.25},
-		{"class mix", "edgeloop_class_mix_js_distance", gaugeMax, 0.2},
-		{"input mean", "edgeloop_input_mean_shift", gaugeMaxAbs, 0.5},
-		{"input spread", "edgeloop_input_std_ratio", gaugeMaxAbsLog, 0.405},
-		{"input sketch", "edgeloop_input_sketch_psi", gaugeMax, 0.25},
+		{"confidence PSI", "edgeloop_confidence_psi", nil, 0.25},
+		{"class mix", "edgeloop_class_mix_js_distance", nil, 0.2},
+		{"input mean", "edgeloop_input_mean_shift", math.Abs, 0.5},
+		{"input spread", "edgeloop_input_std_ratio", absLog, 0.405},
+		{"input sketch", "edgeloop_input_sketch_psi", nil, 0.25},
 	}
 }
 
@@ -52,7 +50,7 @@ func (d *demo) watchSignals(now time.Time) {
 			if !n.drifted {
 				continue
 			}
-			if v := sig.value(n.exp.Registry(), sig.metric); v > sig.threshold {
+			if v := gaugeMaxOf(n.exp.Registry(), sig.metric, sig.of); v > sig.threshold {
 				d.summary.Signals = append(d.summary.Signals, SignalFired{Signal: sig.name, Node: n.name, After: now.Sub(d.onset), Value: v})
 				d.event(EventSignal, n.name, sig.name+" crossed its alert's threshold")
 				break
@@ -174,28 +172,10 @@ func sortSignals(s []SignalFired) {
 	})
 }
 
-// gaugeMaxAbs is the largest absolute value of a family's samples, NaN when it has none.
-func gaugeMaxAbs(g prometheus.Gatherer, name string) float64 {
-	m := math.NaN()
-	forEach(g, name, func(v float64) {
-		if a := math.Abs(v); math.IsNaN(m) || a > m {
-			m = a
-		}
-	})
-	return m
-}
-
-// gaugeMaxAbsLog is the largest |ln v| of a family's samples (a ratio's distance from 1 either
-// way), NaN when it has none.
-func gaugeMaxAbsLog(g prometheus.Gatherer, name string) float64 {
-	m := math.NaN()
-	forEach(g, name, func(v float64) {
-		if v <= 0 {
-			return
-		}
-		if a := math.Abs(math.Log(v)); math.IsNaN(m) || a > m {
-			m = a
-		}
-	})
-	return m
+// absLog is |ln v|, a ratio's distance from 1 either way; NaN for v ≤ 0, which has none.
+func absLog(v float64) float64 {
+	if v <= 0 {
+		return math.NaN()
+	}
+	return math.Abs(math.Log(v))
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // TestDriftSignalThresholds: the thresholds the demo judges its drift signals by are the
@@ -92,5 +94,34 @@ func TestSummaryShowsEstimatesAndSignals(t *testing.T) {
 	}
 	if got := repSignals(nil); got != "none crossed its alert's threshold" {
 		t.Errorf("no signals: %q", got)
+	}
+}
+
+// TestGaugeMaxOf: a signal is the largest of its series after the alert's own reduction: the
+// absolute mean shift, |ln| of the spread ratio (a ratio of 0 has none), the plain value else.
+func TestGaugeMaxOf(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	shift := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "shift"}, []string{"channel"})
+	ratio := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "ratio"}, []string{"channel"})
+	reg.MustRegister(shift, ratio)
+	shift.WithLabelValues("0").Set(0.3)
+	shift.WithLabelValues("1").Set(-0.7)
+	ratio.WithLabelValues("0").Set(1.4)
+	ratio.WithLabelValues("1").Set(0.5)
+	ratio.WithLabelValues("2").Set(0)
+	for _, tc := range []struct {
+		name string
+		of   func(float64) float64
+		want float64
+	}{
+		{"shift", nil, 0.3},
+		{"shift", math.Abs, 0.7},
+		{"ratio", absLog, math.Log(2)},
+		{"absent", nil, math.NaN()},
+	} {
+		got := gaugeMaxOf(reg, tc.name, tc.of)
+		if math.IsNaN(tc.want) != math.IsNaN(got) || !math.IsNaN(got) && math.Abs(got-tc.want) > 1e-12 {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
 	}
 }
