@@ -17,6 +17,9 @@ type DriftReference struct {
 	ClassMix []float64 `json:"class_mix,omitempty"`
 	// Input holds the input statistics; nil when the input has no float elements to measure.
 	Input *InputReference `json:"input,omitempty"`
+	// Embedding is the reference of the embedding distance; nil when the model has no
+	// embedding output.
+	Embedding *EmbeddingReference `json:"embedding,omitempty"`
 	// Samples is how many evaluation samples the reference was computed on.
 	Samples int `json:"samples"`
 	// EvalDigest names the evaluation set.
@@ -206,6 +209,9 @@ func (r *DriftReference) validate(k int) []error {
 		if err := checkShares(r.ClassMix); err != nil {
 			bad("drift_reference.class_mix: %v", err)
 		}
+	}
+	if r.Embedding != nil {
+		errs = append(errs, r.Embedding.validate()...)
 	}
 	in := r.Input
 	if in == nil {

@@ -214,11 +214,28 @@ func describeONNX(m *Manifest, data []byte) error {
 		m.Input = Tensor{Name: inputs[0].Name, Datatype: dt, Shape: dims(inputs[0].Shape)}
 	}
 	if m.Output.Name == "" {
-		if len(g.Outputs) == 0 || len(g.Outputs) > 2 {
-			return fmt.Errorf("has %d outputs; expected one or two (describe them in edgeloop.json)", len(g.Outputs))
+		// The embedding output, when the metadata names one, is not a class-score output.
+		embedding := strings.TrimSpace(model.Metadata[MetadataEmbeddingOutput])
+		var scored []onnx.ValueInfo
+		for _, o := range g.Outputs {
+			if o.Name != embedding || embedding == "" {
+				scored = append(scored, o)
+				continue
+			}
+			dt, err := v2Datatype(o.ElemType)
+			if err != nil {
+				return fmt.Errorf("embedding output %s: %w", o.Name, err)
+			}
+			m.EmbeddingOutput = &Tensor{Name: o.Name, Datatype: dt, Shape: dims(o.Shape)}
 		}
-		outs := make([]Output, len(g.Outputs))
-		for i, o := range g.Outputs {
+		if embedding != "" && m.EmbeddingOutput == nil {
+			return fmt.Errorf("metadata %s names %q, which is not an output of the graph", MetadataEmbeddingOutput, embedding)
+		}
+		if len(scored) == 0 || len(scored) > 2 {
+			return fmt.Errorf("has %d class-score outputs; expected one or two (describe them in edgeloop.json)", len(scored))
+		}
+		outs := make([]Output, len(scored))
+		for i, o := range scored {
 			dt, err := v2Datatype(o.ElemType)
 			if err != nil {
 				return fmt.Errorf("output %s: %w", o.Name, err)

@@ -51,6 +51,10 @@ type Manifest struct {
 	// SecondOutput is an optional second output tensor (for example probabilities beside
 	// logits).
 	SecondOutput *Output `json:"second_output,omitempty"`
+	// EmbeddingOutput is an optional output tensor of per-sample feature vectors (rows ×
+	// width FP32, such as a classifier's last hidden layer) that the exporter's embedding
+	// drift signal compares with drift_reference.embedding; nil for none.
+	EmbeddingOutput *Tensor `json:"embedding_output,omitempty"`
 	// Metrics are evaluation results on the eval split, such as "accuracy".
 	Metrics map[string]float64 `json:"metrics,omitempty"`
 	// PerClassMetrics are per-class evaluation results, such as "accuracy", each in the order
@@ -372,6 +376,7 @@ func (m *Manifest) Validate() error {
 			bad("second_output.name: must differ from output.name %q", m.Output.Name)
 		}
 	}
+	errs = append(errs, m.validateEmbedding()...)
 	for _, k := range sortedKeys(m.Metrics) {
 		if k == "" {
 			bad("metrics: empty metric name")

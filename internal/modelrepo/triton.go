@@ -54,6 +54,10 @@ func TritonConfig(m *Manifest, maxBatchSize int) []byte {
 		}
 		writeTensor(&b, o.Name, dt, shape, batching)
 	}
+	if e := m.EmbeddingOutput; e != nil {
+		b.WriteString(",\n")
+		writeTensor(&b, e.Name, e.Datatype, e.Shape, batching)
+	}
 	b.WriteString("\n]\n")
 	return []byte(b.String())
 }
