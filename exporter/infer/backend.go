@@ -29,6 +29,10 @@ type BackendConfig struct {
 	OutputKind observe.OutputKind
 	// Classes names the classes of Output, in order (optional; the telemetry handle has its own).
 	Classes []string
+	// Embedding names the model's embedding output (the manifest's embedding_output); empty
+	// for none. The built-in runtime passes it to the telemetry's embedding signal, and leaves
+	// it out of answers that do not ask for it by name: it is telemetry, not the prediction.
+	Embedding string
 }
 
 // Backend is one model version ready to serve: the unit that Server.Swap installs atomically.
@@ -41,6 +45,7 @@ type BackendConfig struct {
 type Backend struct {
 	cfg      BackendConfig
 	outIndex int // builtin: index of cfg.Output among the model's outputs
+	embIndex int // builtin: index of cfg.Embedding among the model's outputs; -1 for none
 
 	// state is the number of requests holding the Backend, plus retiredBit once it is retired.
 	state atomic.Int64
@@ -51,7 +56,7 @@ const retiredBit = int64(1) << 62
 
 // NewBackend checks cfg and returns a Backend to pass to Server.Swap.
 func NewBackend(cfg BackendConfig) (*Backend, error) {
-	b := &Backend{cfg: cfg, done: make(chan struct{}), outIndex: -1}
+	b := &Backend{cfg: cfg, done: make(chan struct{}), outIndex: -1, embIndex: -1}
 	b.cfg.Classes = slices.Clone(cfg.Classes)
 	if err := b.check(); err != nil {
 		return nil, fmt.Errorf("infer: version %q: %w", cfg.Version, err)
@@ -82,6 +87,9 @@ func (b *Backend) check() error {
 	names := make([]string, 0, len(c.Builtin.Outputs()))
 	for i, o := range c.Builtin.Outputs() {
 		names = append(names, o.Name)
+		if c.Embedding != "" && o.Name == c.Embedding {
+			b.embIndex = i
+		}
 		if o.Name != c.Output {
 			continue
 		}
@@ -92,6 +100,9 @@ func (b *Backend) check() error {
 	}
 	if b.outIndex < 0 {
 		return fmt.Errorf("the model has no output %q (its outputs: %v)", c.Output, names)
+	}
+	if c.Embedding != "" && (b.embIndex < 0 || b.embIndex == b.outIndex) {
+		return fmt.Errorf("the model has no embedding output %q apart from the scored output (its outputs: %v)", c.Embedding, names)
 	}
 	return nil
 }

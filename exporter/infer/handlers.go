@@ -412,7 +412,7 @@ func (s *Server) runBuiltin(w http.ResponseWriter, r *http.Request, c *call) {
 		s.fail(w, c, observe.OutcomeInvalidRequest, http.StatusBadRequest, err.Error())
 		return
 	}
-	outs, err := selectOutputs(req, m)
+	outs, err := selectOutputs(req, m, b.embIndex)
 	if err != nil {
 		s.fail(w, c, observe.OutcomeInvalidRequest, http.StatusBadRequest, err.Error())
 		return
@@ -447,6 +447,9 @@ func (s *Server) runBuiltin(w http.ResponseWriter, r *http.Request, c *call) {
 
 	c.status = http.StatusOK
 	c.obs.Input = sc.tensors[0].Data // the first input, for the input drift signals
+	if b.embIndex >= 0 {
+		c.obs.Embedding = res.Outputs[b.embIndex].Data
+	}
 	s.finish(c, observe.OutcomeSuccess, res.Outputs[b.outIndex].Data)
 	h := w.Header()
 	if name := r.PathValue("model"); s.wantsCapture(name) {
@@ -532,13 +535,17 @@ type outputChoice struct {
 	binary bool
 }
 
-// selectOutputs resolves the request's outputs list (empty: every output) to model outputs.
-func selectOutputs(req *oip.Request, m *builtin.Model) ([]outputChoice, error) {
+// selectOutputs resolves the request's outputs list to model outputs. An empty list means
+// every output but the embedding (index embedding, -1 for none), which is answered only when
+// asked for by name.
+func selectOutputs(req *oip.Request, m *builtin.Model, embedding int) ([]outputChoice, error) {
 	infos := m.Outputs()
 	if len(req.Outputs) == 0 {
-		all := make([]outputChoice, len(infos))
+		all := make([]outputChoice, 0, len(infos))
 		for i := range infos {
-			all[i] = outputChoice{index: i, binary: req.BinaryOutput}
+			if i != embedding {
+				all = append(all, outputChoice{index: i, binary: req.BinaryOutput})
+			}
 		}
 		return all, nil
 	}

@@ -162,6 +162,9 @@ func (s *Syncer) backend(ctx context.Context, m *model, dir string, man *modelre
 	}
 	version := strconv.FormatInt(man.Version, 10)
 	cfg := infer.BackendConfig{Version: version, Output: output, OutputKind: kind, Classes: classes}
+	if e := man.EmbeddingOutput; e != nil && e.Name != output {
+		cfg.Embedding = e.Name
+	}
 	if m.upstream != nil {
 		if err := installUpstream(m.cfg, dir, man); err != nil {
 			return nil, err

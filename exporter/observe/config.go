@@ -64,6 +64,13 @@ type Signals struct {
 	// Window is how many of the latest predictions (class mix) and input samples (input)
 	// the signals cover; 0 means drift.window.
 	Window int `yaml:"window"`
+	// Embedding exports edgeloop_embedding_mmd from the model's embedding output (the
+	// manifest's embedding_output; built-in runtime only).
+	Embedding bool `yaml:"embedding"`
+	// EmbeddingWindow is how many of the latest embeddings the embedding signal compares with
+	// the reference; 0 means 256. Its scrape costs grow with its square (docs/drift.md,
+	// "Cost"), hence a window of its own.
+	EmbeddingWindow int `yaml:"embedding_window"`
 }
 
 // Limits of the drift settings. maxBins also bounds the fixed-size arrays the scrape copies
@@ -75,6 +82,9 @@ const (
 	maxWindow           = 1_000_000
 	minReferenceSamples = 10
 	maxReferenceSamples = 100_000_000
+
+	defaultEmbeddingWindow = 256
+	maxEmbeddingWindow     = 4096
 )
 
 // DefaultConfig returns the inference section's defaults.
@@ -130,10 +140,14 @@ func (c Config) Validate() error {
 }
 
 func (s Signals) validate(field string) error {
+	var errs []error
 	if n := s.Window; n != 0 && (n < minWindow || n > maxWindow) {
-		return config.Errorf(field+".window", "must be 0 (drift.window) or between %d and %d, got %d", minWindow, maxWindow, n)
+		errs = append(errs, config.Errorf(field+".window", "must be 0 (drift.window) or between %d and %d, got %d", minWindow, maxWindow, n))
 	}
-	return nil
+	if n := s.EmbeddingWindow; n != 0 && (n < minWindow || n > maxEmbeddingWindow) {
+		errs = append(errs, config.Errorf(field+".embedding_window", "must be 0 (%d) or between %d and %d, got %d", defaultEmbeddingWindow, minWindow, maxEmbeddingWindow, n))
+	}
+	return errors.Join(errs...)
 }
 
 // signals returns the drift signals configured for a model.
@@ -144,6 +158,9 @@ func (d DriftConfig) signals(model string) Signals {
 	}
 	if s.Window == 0 {
 		s.Window = d.Window
+	}
+	if s.EmbeddingWindow == 0 {
+		s.EmbeddingWindow = defaultEmbeddingWindow
 	}
 	return s
 }

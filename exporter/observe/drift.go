@@ -2,6 +2,7 @@ package observe
 
 import (
 	"math"
+	"slices"
 )
 
 // PSIEpsilon is the floor each bin's proportion is raised to before the PSI is computed, so an
@@ -137,13 +138,31 @@ type DriftState struct {
 	// InputMeanShift, InputStdRatio (per channel) and InputSketchPSI (per projection) are
 	// the input signals; nil when off, without a reference, or until their window is full.
 	InputMeanShift, InputStdRatio, InputSketchPSI []float64
+	// EmbeddingMMD is the embedding signal, as edgeloop_embedding_mmd exports it; NaN when
+	// off, without a reference, or until its window is full.
+	EmbeddingMMD float64
 }
 
 // Drift returns a snapshot of the model version's drift state: what the drift gauges export,
 // and the reference histogram for writing into a model manifest.
 func (m *Model) Drift() DriftState {
+	st, emb := m.driftState()
+	st.EmbeddingMMD = math.NaN()
+	if emb != nil {
+		// Its own copy of the window, so that it never shares the scrape's scratch.
+		st.EmbeddingMMD = math.Sqrt(max(m.embedding.ref.MMD2(emb, m.embedding.refTerm), 0))
+	}
+	return st
+}
+
+// driftState is Drift's work under the lock, and a copy of the embedding window when full.
+func (m *Model) driftState() (DriftState, []float32) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	var emb []float32
+	if d := m.embedding; d != nil && d.filled*d.dims == len(d.ring) {
+		emb = slices.Clone(d.ring)
+	}
 	st := DriftState{
 		ReferenceRemaining: m.refLeft,
 		WindowCount:        m.filled,
@@ -170,7 +189,7 @@ func (m *Model) Drift() DriftState {
 			st.Window[i] = float64(c) / float64(m.filled)
 		}
 	}
-	return st
+	return st, emb
 }
 
 // signals computes the PSI and the estimated accuracy, NaN where not ready. Both wait for a

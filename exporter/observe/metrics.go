@@ -165,7 +165,7 @@ func (col collector) Describe(ch chan<- *prometheus.Desc) {
 		c.stages.Describe(ch)
 	}
 	for _, d := range []*prometheus.Desc{c.requestsDesc, c.predictionsDesc, c.lowDesc, c.errorsDesc,
-		c.confidenceDesc, c.psiDesc, c.accuracyDesc, c.classMixDesc, c.meanShiftDesc, c.stdRatioDesc, c.sketchPSIDesc} {
+		c.confidenceDesc, c.psiDesc, c.accuracyDesc, c.classMixDesc, c.meanShiftDesc, c.stdRatioDesc, c.sketchPSIDesc, c.embeddingDesc} {
 		ch <- d
 	}
 }
@@ -201,6 +201,10 @@ func (m *Model) collect(ch chan<- prometheus.Metric) {
 	if m.input != nil {
 		in, inReady = m.input.signals()
 	}
+	var embChanged, embReady bool
+	if m.embedding != nil {
+		embChanged, embReady = m.embedding.snapshot()
+	}
 	m.mu.Unlock()
 
 	n, v := m.key.name, m.key.version
@@ -232,6 +236,9 @@ func (m *Model) collect(ch chan<- prometheus.Metric) {
 	}
 	if !math.IsNaN(mix) {
 		ch <- prometheus.MustNewConstMetric(c.classMixDesc, prometheus.GaugeValue, mix, n, v)
+	}
+	if embReady {
+		ch <- prometheus.MustNewConstMetric(c.embeddingDesc, prometheus.GaugeValue, m.embedding.distance(embChanged), n, v)
 	}
 	if !inReady {
 		return

@@ -109,6 +109,10 @@ type Observation struct {
 	// for the input drift signals; nil when the caller has not decoded it. It is read only
 	// when Outcome is OutcomeSuccess and the input signals are on, and only during the call.
 	Input []float32
+	// Embedding is the model's embedding output (ModelSpec.DriftReference.Embedding says its
+	// width), one row per sample, for the embedding signal; nil when the model has none or
+	// the runtime did not return it. Read like Input.
+	Embedding []float32
 }
 
 // ModelSpec describes a model version as its manifest does, for Core.Model.
@@ -161,6 +165,7 @@ type Core struct {
 	meanShiftDesc   *prometheus.Desc
 	stdRatioDesc    *prometheus.Desc
 	sketchPSIDesc   *prometheus.Desc
+	embeddingDesc   *prometheus.Desc
 	confBounds      [numConfidenceBuckets]float64
 
 	mu     sync.Mutex
@@ -241,6 +246,9 @@ func New(reg prometheus.Registerer, cfg Config) (*Core, error) {
 		sketchPSIDesc: prometheus.NewDesc("edgeloop_input_sketch_psi",
 			"PSI of the histogram of one fixed random projection of the input over the window against the reference's; absent when off, without a reference, or until the window is full.",
 			[]string{"model", "version", "projection"}, nil),
+		embeddingDesc: prometheus.NewDesc("edgeloop_embedding_mmd",
+			"Maximum mean discrepancy (Gaussian kernel, the reference's bandwidth) between the embeddings in the window and the manifest's reference points, from 0; absent when off, without a reference, or until the window is full.",
+			mv, nil),
 		confBounds: confidenceBuckets(),
 		models:     map[modelKey]*Model{},
 	}
@@ -282,6 +290,8 @@ type Model struct {
 	drift
 	classMix *classMix   // nil unless the class-mix signal is on and has a reference
 	input    *inputDrift // nil unless the input signals are on and have a reference
+	// embedding is nil unless the embedding signal is on and has a reference.
+	embedding *embeddingDrift
 }
 
 // Model registers the series of a model version that has just loaded and returns the handle
@@ -296,6 +306,7 @@ func (c *Core) Model(spec ModelSpec) (*Model, error) {
 	sig := c.cfg.Drift.signals(spec.Name)
 	var mix *classMix
 	var in *inputDrift
+	var emb *embeddingDrift
 	if ref := spec.DriftReference; ref != nil {
 		if sig.ClassMix && len(ref.ClassMix) > 0 {
 			mix = newClassMix(sig.Window, ref.ClassMix)
@@ -306,6 +317,12 @@ func (c *Core) Model(spec ModelSpec) (*Model, error) {
 				return nil, fmt.Errorf("observe: model %q version %q: %w", spec.Name, spec.Version, err)
 			}
 		}
+		if sig.Embedding && ref.Embedding != nil {
+			var err error
+			if emb, err = newEmbeddingDrift(sig.EmbeddingWindow, ref.Embedding); err != nil {
+				return nil, fmt.Errorf("observe: model %q version %q: %w", spec.Name, spec.Version, err)
+			}
+		}
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -313,20 +330,21 @@ func (c *Core) Model(spec ModelSpec) (*Model, error) {
 		return nil, fmt.Errorf("observe: model %q version %q: already loaded", spec.Name, spec.Version)
 	}
 	m := &Model{
-		core:     c,
-		key:      key,
-		classes:  append([]string(nil), spec.Classes...),
-		created:  time.Now(),
-		kind:     spec.Output,
-		scorer:   c.scorer,
-		entropy:  c.scorer == classify.IndexEntropy,
-		low:      c.cfg.LowConfidenceThreshold,
-		bins:     float64(c.cfg.Drift.Bins),
-		lastBin:  c.cfg.Drift.Bins - 1,
-		tally:    tally{predictions: make([]uint64, len(spec.Classes))},
-		drift:    newDrift(c.cfg.Drift, spec.Reference),
-		classMix: mix,
-		input:    in,
+		core:      c,
+		key:       key,
+		classes:   append([]string(nil), spec.Classes...),
+		created:   time.Now(),
+		kind:      spec.Output,
+		scorer:    c.scorer,
+		entropy:   c.scorer == classify.IndexEntropy,
+		low:       c.cfg.LowConfidenceThreshold,
+		bins:      float64(c.cfg.Drift.Bins),
+		lastBin:   c.cfg.Drift.Bins - 1,
+		tally:     tally{predictions: make([]uint64, len(spec.Classes))},
+		drift:     newDrift(c.cfg.Drift, spec.Reference),
+		classMix:  mix,
+		input:     in,
+		embedding: emb,
 	}
 	if t := spec.Temperature; c.cfg.Drift.CalibratedAccuracy && t > 0 && t != 1 {
 		m.invT = 1 / t
@@ -467,6 +485,9 @@ func (m *Model) Observe(ctx context.Context, o Observation) {
 	m.observeScores(o.Scores)
 	if m.input != nil {
 		m.observeInput(o.Input)
+	}
+	if m.embedding != nil {
+		m.observeEmbedding(o.Embedding)
 	}
 }
 

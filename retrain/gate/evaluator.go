@@ -40,6 +40,10 @@ type Model struct {
 	// "probabilities").
 	Output string `json:"output"`
 	Kind   string `json:"kind"`
+	// Embedding is the embedding output (Manifest.EmbeddingOutput) to return beside the
+	// scores, for the drift reference; empty for none. Evaluators that cannot return it
+	// leave Scores.Embedding empty, and the reference goes without it.
+	Embedding string `json:"embedding,omitempty"`
 }
 
 // NewModel describes the version in dir for an evaluator. m is its published manifest, or nil
@@ -65,7 +69,11 @@ func NewModel(role, dir string, m *modelrepo.Manifest) (Model, error) {
 	if o.Kind != modelrepo.OutputLogits && o.Kind != modelrepo.OutputProbabilities {
 		return Model{}, fmt.Errorf("%s: output %q has kind %q: want logits or probabilities", role, o.Name, o.Kind)
 	}
-	return Model{Role: role, Dir: dir, Manifest: m, SHA256: sum, Output: o.Name, Kind: o.Kind}, nil
+	mod := Model{Role: role, Dir: dir, Manifest: m, SHA256: sum, Output: o.Name, Kind: o.Kind}
+	if e := m.EmbeddingOutput; e != nil {
+		mod.Embedding = e.Name
+	}
+	return mod, nil
 }
 
 func fileSHA256(path string) (string, error) {
@@ -85,6 +93,10 @@ type Scores struct {
 	Kind        string `json:"kind"`
 	// Values holds Set.Len() rows of len(Set.Spec.Classes) values.
 	Values []float32 `json:"values"`
+	// Embedding holds Set.Len() rows of EmbeddingWidth values of the model's embedding
+	// output when Model.Embedding names one and the evaluator returns it; else empty.
+	Embedding      []float32 `json:"embedding,omitempty"`
+	EmbeddingWidth int       `json:"embedding_width,omitempty"`
 }
 
 // Evaluator runs the samples of a Set through models. Implementations differ in where the
@@ -161,6 +173,12 @@ func (b Builtin) score(ctx context.Context, set *Set, mod Model) (*Scores, error
 	if idx < 0 {
 		return nil, fmt.Errorf("model has no output %q", mod.Output)
 	}
+	embIdx := -1
+	if mod.Embedding != "" {
+		if embIdx = slices.IndexFunc(m.Outputs(), func(t builtin.TensorInfo) bool { return t.Name == mod.Embedding }); embIdx < 0 {
+			return nil, fmt.Errorf("model has no embedding output %q", mod.Embedding)
+		}
+	}
 	s := &Scores{Role: mod.Role, ModelSHA256: hex.EncodeToString(sum[:]), Output: mod.Output, Kind: mod.Kind, Values: make([]float32, 0, set.Len()*k)}
 	for lo := 0; lo < set.Len(); lo += batch {
 		// The runtime checks ctx only every few kernels, which a small model never reaches.
@@ -179,9 +197,29 @@ func (b Builtin) score(ctx context.Context, set *Set, mod Model) (*Scores, error
 			return nil, fmt.Errorf("output %q has %d values for %d samples of %d classes", mod.Output, len(o), hi-lo, k)
 		}
 		s.Values = append(s.Values, o...)
+		if embIdx >= 0 {
+			if err := s.addEmbedding(res.Outputs[embIdx].Data, hi-lo); err != nil {
+				res.Release()
+				return nil, fmt.Errorf("samples %d to %d: output %q: %w", lo, hi-1, mod.Embedding, err)
+			}
+		}
 		res.Release()
 	}
 	return s, nil
+}
+
+// addEmbedding appends the embedding output of a batch of rows samples.
+func (s *Scores) addEmbedding(e []float32, rows int) error {
+	if rows < 1 || len(e) == 0 || len(e)%rows != 0 {
+		return fmt.Errorf("%d values for %d samples", len(e), rows)
+	}
+	w := len(e) / rows
+	if s.EmbeddingWidth != 0 && w != s.EmbeddingWidth {
+		return fmt.Errorf("%d values per sample, earlier batches had %d", w, s.EmbeddingWidth)
+	}
+	s.EmbeddingWidth = w
+	s.Embedding = append(s.Embedding, e...)
+	return nil
 }
 
 func checkSet(set *Set) error {

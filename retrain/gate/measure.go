@@ -232,7 +232,7 @@ func Measure(set *Set, sc *Scores, opts MeasureOptions) (*Report, error) {
 		pr.Accuracy = ratio(pr.Correct, pr.Samples)
 		r.Parts = append(r.Parts, pr)
 	}
-	ref, err := driftReference(set, sc.Values, kind)
+	ref, err := driftReference(set, sc, kind)
 	if err != nil {
 		return nil, fmt.Errorf("measure: %w", err)
 	}

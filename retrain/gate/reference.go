@@ -7,23 +7,31 @@ import (
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 )
 
-// The input sketch of a drift reference: a few random projections, each in decile bins. The
-// seed is stored in the manifest, so changing it here changes only versions published later.
+// The input sketch of a drift reference: a few random projections, each in decile bins; and
+// the number of embedding points. The seed (of the input sketch and of an embedding's
+// projection) is stored in the manifest, so changing these here changes only versions
+// published later.
 const (
-	ReferenceProjections = 4
-	ReferenceSketchBins  = 10
-	ReferenceSeed        = 0x5eed
+	ReferenceProjections     = 4
+	ReferenceSketchBins      = 10
+	ReferenceSeed            = 0x5eed
+	ReferenceEmbeddingPoints = 256
 )
 
-// driftReference computes the reference of the exporter's class-mix and input drift signals
-// (docs/drift.md) from the model's scores on the evaluation sets of set: the share of samples
-// predicted as each class, and the inputs' per-channel mean and standard deviation and
-// projection sketch. The held-out captured samples are left out: the sampler chose them for
+// driftReference computes the reference of the exporter's class-mix, input and embedding
+// drift signals (docs/drift.md) from the model's scores on the evaluation sets of set: the
+// share of samples predicted as each class, the inputs' per-channel mean and standard
+// deviation and projection sketch, and, when the scores carry the model's embeddings, a
+// sample of them. The held-out captured samples are left out: the sampler chose them for
 // being unusual (low confidence), so they are not what normal traffic looks like. It returns
 // nil when no evaluation-set sample is left.
-func driftReference(set *Set, values []float32, kind classify.OutputKind) (*modelrepo.DriftReference, error) {
-	k, width := len(set.Spec.Classes), set.Width()
-	var inputs []float32
+func driftReference(set *Set, sc *Scores, kind classify.OutputKind) (*modelrepo.DriftReference, error) {
+	k, width, values := len(set.Spec.Classes), set.Width(), sc.Values
+	ew := sc.EmbeddingWidth
+	if len(sc.Embedding) > 0 && (ew < 1 || len(sc.Embedding) != set.Len()*ew) {
+		return nil, fmt.Errorf("drift reference: %d embedding values for %d samples of width %d", len(sc.Embedding), set.Len(), ew)
+	}
+	var inputs, embeddings []float32
 	counts := make([]float64, k)
 	n := 0
 	for _, p := range set.Parts {
@@ -40,6 +48,9 @@ func driftReference(set *Set, values []float32, kind classify.OutputKind) (*mode
 		}
 		end := min(p.Offset+p.Samples, set.Len())
 		inputs = append(inputs, set.Inputs[p.Offset*width:end*width]...)
+		if len(sc.Embedding) > 0 {
+			embeddings = append(embeddings, sc.Embedding[p.Offset*ew:end*ew]...)
+		}
 	}
 	if n == 0 {
 		return nil, nil
@@ -54,5 +65,10 @@ func driftReference(set *Set, values []float32, kind classify.OutputKind) (*mode
 		return nil, fmt.Errorf("drift reference: %w", err)
 	}
 	ref.Input = in
+	if len(embeddings) > 0 && n >= modelrepo.MinEmbeddingPoints {
+		if ref.Embedding, err = modelrepo.ComputeEmbeddingReference(embeddings, ew, ReferenceSeed, ReferenceEmbeddingPoints); err != nil {
+			return nil, fmt.Errorf("drift reference: %w", err)
+		}
+	}
 	return ref, nil
 }
