@@ -6,11 +6,13 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/edgeloop/edgeloop/internal/dataset"
 	"github.com/edgeloop/edgeloop/internal/evalset"
+	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
 	"github.com/edgeloop/edgeloop/retrain/gate"
 	"github.com/edgeloop/edgeloop/retrain/gate/gatetest"
@@ -252,5 +254,79 @@ func TestSpecForFirstModel(t *testing.T) {
 				t.Errorf("spec %+v, want shape [3 8 8], FP32, classes %q", got, tc.classes)
 			}
 		})
+	}
+}
+
+// TestMeasureEmbeddingReference: a model whose metadata names an embedding output has its
+// embeddings returned by the builtin evaluator beside its scores, and its drift reference
+// holds a projected sample of them, taken from the evaluation set only.
+func TestMeasureEmbeddingReference(t *testing.T) {
+	ctx := context.Background()
+	b, err := objstore.NewFS(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := gatetest.Spec()
+	protos := gatetest.Prototypes(spec, 1)
+	in, labels := gatetest.Samples(spec, protos, 300, 8, 5)
+	writeSet(t, b, "shapes", "golden", spec, in, labels)
+	hin, hl := gatetest.Samples(spec, protos, 50, 8, 9)
+	set, err := gate.BuildSet(ctx, spec, gate.Sources{Bucket: b, Model: "shapes", EvalSets: []string{"golden"},
+		HeldOut: &dataset.Labelled{Inputs: hin, Labels: hl}}, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	gatetest.WriteModel(t, dir, spec, protos, gatetest.ModelOptions{Seed: 1, Embedding: true})
+	mod, err := gate.NewModel(gate.RoleCandidate, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mod.Embedding != "embedding" || mod.Manifest.EmbeddingOutput == nil {
+		t.Fatalf("model embedding %q, manifest %+v", mod.Embedding, mod.Manifest.EmbeddingOutput)
+	}
+	scores, err := gate.Builtin{BatchSize: 64}.Score(ctx, set, []gate.Model{mod})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := spec.Width()
+	sc := scores[0]
+	if sc.EmbeddingWidth != w || len(sc.Embedding) != set.Len()*w {
+		t.Fatalf("embedding width %d, %d values; want %d values of width %d", sc.EmbeddingWidth, len(sc.Embedding), set.Len()*w, w)
+	}
+	// The model's embedding is its flattened input.
+	for i, v := range sc.Embedding {
+		if v != set.Inputs[i] {
+			t.Fatalf("embedding value %d is %v, the input's %v", i, v, set.Inputs[i])
+		}
+	}
+	r, err := gate.Measure(set, sc, gate.MeasureOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := r.DriftReference.Embedding
+	if e == nil || e.Width != w || e.Dims != modelrepo.MaxEmbeddingDims || len(e.Points) != gate.ReferenceEmbeddingPoints*e.Dims || !(e.Bandwidth > 0) || e.Seed != gate.ReferenceSeed {
+		t.Fatalf("embedding reference %+v", e)
+	}
+	// The points are spread over the 300 evaluation-set samples, none of the held-out ones: the
+	// first is sample 0's projection, the last sample 255·300/256 = 298's.
+	p := make([]float32, e.Dims)
+	proj := e.Projection()
+	for _, c := range []struct{ point, sample int }{{0, 0}, {255, 298}} {
+		modelrepo.ProjectEmbedding(p, set.Inputs[c.sample*w:(c.sample+1)*w], proj)
+		if got := e.Points[c.point*e.Dims : (c.point+1)*e.Dims]; !slices.Equal(got, p) {
+			t.Errorf("point %d is not sample %d's projection", c.point, c.sample)
+		}
+	}
+	// Scores without embeddings (another evaluator) give a reference without one.
+	r2, err := gate.Measure(set, &gate.Scores{Role: sc.Role, Kind: sc.Kind, Output: sc.Output, Values: sc.Values}, gate.MeasureOptions{})
+	if err != nil || r2.DriftReference.Embedding != nil {
+		t.Fatalf("reference without embeddings: %+v, %v", r2.DriftReference.Embedding, err)
+	}
+	// Embeddings that do not cover the set are refused.
+	bad := *sc
+	bad.Embedding = bad.Embedding[:len(bad.Embedding)-w]
+	if _, err := gate.Measure(set, &bad, gate.MeasureOptions{}); err == nil || !strings.Contains(err.Error(), "embedding values for 350 samples") {
+		t.Fatalf("short embeddings: %v", err)
 	}
 }

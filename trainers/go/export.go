@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/onnx"
 	"github.com/edgeloop/edgeloop/internal/version"
 )
@@ -19,6 +20,10 @@ const (
 	LogitsName = "logits"
 	// ProbabilitiesName is Softmax(logits) along the class axis: FLOAT [batch, classes].
 	ProbabilitiesName = "probabilities"
+	// EmbeddingName is the output of the last hidden layer's Relu: FLOAT [batch, hidden],
+	// the features the last Gemm classifies, for the exporter's embedding drift signal.
+	// The metadata key modelrepo.MetadataEmbeddingOutput names it.
+	EmbeddingName = "embedding"
 	// BatchParam is the symbolic name of the batch dimension.
 	BatchParam = "batch"
 	// Opset is the ai.onnx operator set version the graph uses.
@@ -43,7 +48,9 @@ const fashionPreprocessing = "28x28 grey levels divided by 255, row-major, flatt
 // ToONNX describes net as an ONNX model: per layer i (from 1) the initializers fc<i>.weight
 // [out, in] and fc<i>.bias [out] and a Gemm(transB=1) node, a Relu after each but the last,
 // the last Gemm writing "logits" and a Softmax(axis=1) writing "probabilities". Both are graph
-// outputs, so a runtime can be configured to read either. preprocessing says in words what an
+// outputs, so a runtime can be configured to read either. A network with a hidden layer also
+// has the last hidden Relu as the output "embedding", named by the edgeloop.embedding_output
+// metadata. preprocessing says in words what an
 // input is (Data.Preprocessing); empty, Fashion-MNIST's.
 func ToONNX(net *Network, classes []string, model, baseVersion, preprocessing string) (*onnx.Model, error) {
 	if preprocessing == "" {
@@ -92,6 +99,9 @@ func ToONNX(net *Network, classes []string, model, baseVersion, preprocessing st
 		prev = out
 		if i < len(net.Layers)-1 {
 			relu := "relu" + strconv.Itoa(i+1)
+			if i == len(net.Layers)-2 {
+				relu = EmbeddingName
+			}
 			m.Graph.Nodes = append(m.Graph.Nodes, onnx.Node{Name: relu, OpType: "Relu", Inputs: []string{prev}, Outputs: []string{relu}})
 			prev = relu
 		}
@@ -104,6 +114,11 @@ func ToONNX(net *Network, classes []string, model, baseVersion, preprocessing st
 	m.Graph.Outputs = []onnx.ValueInfo{
 		{Name: LogitsName, ElemType: onnx.Float, Shape: outShape},
 		{Name: ProbabilitiesName, ElemType: onnx.Float, Shape: outShape},
+	}
+	if n := len(net.Layers); n > 1 {
+		m.Metadata[modelrepo.MetadataEmbeddingOutput] = EmbeddingName
+		m.Graph.Outputs = append(m.Graph.Outputs, onnx.ValueInfo{Name: EmbeddingName, ElemType: onnx.Float,
+			Shape: []onnx.Dim{{Value: -1, Param: BatchParam}, {Value: int64(net.Layers[n-2].Out)}}})
 	}
 	return m, nil
 }

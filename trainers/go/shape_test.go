@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/edgeloop/edgeloop/internal/dataset"
+	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/onnx"
 )
 
@@ -217,6 +218,8 @@ func readModel(t *testing.T, out string) *onnx.Model {
 
 // checkGraph checks the exported model's contract: input "input" [-1, width], outputs logits
 // and probabilities of len(classes), the classes metadata.
+// checkGraph checks the graph's input and outputs: logits, probabilities and, the networks of
+// these tests having 16 hidden units, the embedding.
 func checkGraph(t *testing.T, m *onnx.Model, width int, classes []string) {
 	t.Helper()
 	batch := onnx.Dim{Value: -1, Param: BatchParam}
@@ -225,6 +228,10 @@ func checkGraph(t *testing.T, m *onnx.Model, width int, classes []string) {
 	wantOut := []onnx.ValueInfo{
 		{Name: LogitsName, ElemType: onnx.Float, Shape: []onnx.Dim{batch, k}},
 		{Name: ProbabilitiesName, ElemType: onnx.Float, Shape: []onnx.Dim{batch, k}},
+		{Name: EmbeddingName, ElemType: onnx.Float, Shape: []onnx.Dim{batch, {Value: 16}}},
+	}
+	if got := m.Metadata[modelrepo.MetadataEmbeddingOutput]; got != EmbeddingName {
+		t.Errorf("embedding metadata %q, want %q", got, EmbeddingName)
 	}
 	if !slices.EqualFunc(m.Graph.Inputs, wantIn, valueInfoEqual) || !slices.EqualFunc(m.Graph.Outputs, wantOut, valueInfoEqual) {
 		t.Errorf("inputs %+v, outputs %+v", m.Graph.Inputs, m.Graph.Outputs)

@@ -293,6 +293,7 @@ func TestRunWritesModelAndMetrics(t *testing.T) {
 	wantOut := []onnx.ValueInfo{
 		{Name: "logits", ElemType: onnx.Float, Shape: []onnx.Dim{batch, {Value: 10}}},
 		{Name: "probabilities", ElemType: onnx.Float, Shape: []onnx.Dim{batch, {Value: 10}}},
+		{Name: "embedding", ElemType: onnx.Float, Shape: []onnx.Dim{batch, {Value: 12}}}, // the last hidden layer's Relu
 	}
 	if !slices.EqualFunc(m.Graph.Inputs, wantIn, valueInfoEqual) || !slices.EqualFunc(m.Graph.Outputs, wantOut, valueInfoEqual) {
 		t.Errorf("inputs %+v, outputs %+v", m.Graph.Inputs, m.Graph.Outputs)

@@ -68,6 +68,9 @@ type ModelOptions struct {
 	Flatten bool
 	// LogitsOnly leaves the probabilities output out.
 	LogitsOnly bool
+	// Embedding adds the flattened input as the output "embedding", named by the
+	// edgeloop.embedding_output metadata.
+	Embedding bool
 	// Seed seeds WeightNoise.
 	Seed uint64
 }
@@ -135,6 +138,11 @@ func WriteModel(t testing.TB, dir string, spec dataset.Spec, protos [][]float32,
 		m.Graph.Nodes = append(m.Graph.Nodes, onnx.Node{Name: "softmax", OpType: "Softmax", Inputs: []string{classify.LogitsName},
 			Outputs: []string{classify.ProbabilitiesName}, Attrs: map[string]onnx.Attribute{"axis": {Type: onnx.AttrInt, Int: 1}}})
 		m.Graph.Outputs = append(m.Graph.Outputs, onnx.ValueInfo{Name: classify.ProbabilitiesName, ElemType: onnx.Float, Shape: outShape})
+	}
+	if o.Embedding {
+		m.Graph.Nodes = append(m.Graph.Nodes, onnx.Node{Name: "embed", OpType: "Identity", Inputs: []string{"flat"}, Outputs: []string{"embedding"}})
+		m.Graph.Outputs = append(m.Graph.Outputs, onnx.ValueInfo{Name: "embedding", ElemType: onnx.Float, Shape: []onnx.Dim{batch, {Value: int64(w)}}})
+		meta[modelrepo.MetadataEmbeddingOutput] = "embedding"
 	}
 	data, err := onnx.Encode(m)
 	if err != nil {
