@@ -81,6 +81,16 @@ func decodeMeta(b []byte) (Meta, error) {
 	if len(b) > MaxMetaBytes {
 		return m, invalid("metadata is %d bytes, above the limit of %d", len(b), MaxMetaBytes)
 	}
+	if parseMeta(b, &m) {
+		m.Time = m.Time.UTC()
+		return m, nil
+	}
+	return decodeMetaJSON(b)
+}
+
+// decodeMetaJSON is decodeMeta by encoding/json, for what parseMeta leaves to it.
+func decodeMetaJSON(b []byte) (Meta, error) {
+	var m Meta
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&m); err != nil {

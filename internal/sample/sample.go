@@ -159,7 +159,7 @@ func (s *Sample) InputName() string { return s.Meta.Key + "." + s.Meta.Input.Fil
 
 // MetaJSON returns the content of the sample's metadata file.
 func (s *Sample) MetaJSON() ([]byte, error) {
-	b, err := json.Marshal(&s.Meta)
+	b, err := marshalMeta(&s.Meta)
 	if err != nil {
 		return nil, fmt.Errorf("sample: encode metadata: %w", err)
 	}
@@ -302,7 +302,7 @@ func (s *Sample) validate() ([]byte, error) {
 	if len(p) == 0 {
 		// Only a valid sample is measured: an invalid one may not even encode (NaN).
 		var err error
-		if meta, err = json.Marshal(m); err != nil {
+		if meta, err = marshalMeta(m); err != nil {
 			p.add("", "metadata does not encode: %v", err)
 		} else if len(meta) > MaxMetaBytes {
 			p.add("", "metadata is %d bytes of JSON, above the limit of %d", len(meta), MaxMetaBytes)

@@ -49,7 +49,8 @@ func (s *Sample) MarshalStored() ([]byte, error) {
 			return nil, fmt.Errorf("sample: marshal stored record: %w", err)
 		}
 	}
-	line, err := json.Marshal(s.index(len(meta)))
+	e := s.index(len(meta))
+	line, err := marshalIndex(&e)
 	if err != nil || len(line) > maxIndexLine {
 		return nil, fmt.Errorf("sample: marshal stored record: index line of %d bytes: %v", len(line), err)
 	}
