@@ -69,6 +69,7 @@ type Handler struct {
 	logger  *slog.Logger
 	decoder *Decoder
 	dedup   *Dedup
+	commit  *groupCommit
 	sem     chan struct{}
 	m       *metrics
 	limits  []byte // the JSON of GET /v1/limits
@@ -103,6 +104,7 @@ func New(cfg Config, opts Options) (*Handler, error) {
 	if h.opts.Tracer == nil {
 		h.opts.Tracer = noop.NewTracerProvider().Tracer("")
 	}
+	h.commit = &groupCommit{delay: cfg.GroupCommitDelay, sync: opts.WAL.Sync}
 	h.limits, _ = json.Marshal(h.limitsBody())
 	h.m = newMetrics()
 	if opts.Registerer != nil {
@@ -290,7 +292,16 @@ func (h *Handler) serveSamples(w http.ResponseWriter, r *http.Request) {
 		h.unavailable(w, fmt.Sprintf("overloaded: %d batches in flight and none finished within %s", h.cfg.MaxConcurrent, h.cfg.QueueTimeout))
 		return
 	}
-	defer func() { <-h.sem }()
+	// The slot is given back once the batch is appended (store): waiting for the shared
+	// fsync holds no decoded batch, and must not keep other batches from decoding.
+	slot := true
+	release := func() {
+		if slot {
+			slot = false
+			<-h.sem
+		}
+	}
+	defer release()
 	if held := h.heldBytes(); held >= h.cfg.MaxWALBytes {
 		unread(w)
 		// The object store is behind (down, or slower than ingest): refuse rather than fill
@@ -332,7 +343,7 @@ func (h *Handler) serveSamples(w http.ResponseWriter, r *http.Request) {
 	}
 	span.SetAttributes(attribute.Int64("edgeloop.batch.bytes", body.n), attribute.Int("edgeloop.batch.samples", len(samples)+len(rejected)))
 	nm := h.m.node(node)
-	res, status, msg := h.store(r.Context(), node, nm, samples, rejected)
+	res, status, msg := h.store(r.Context(), node, nm, samples, rejected, release)
 	span.SetAttributes(attribute.Int("edgeloop.batch.accepted", res.Accepted), attribute.Int("edgeloop.batch.duplicates", res.Duplicates),
 		attribute.Int("edgeloop.batch.rejected", len(res.Rejected)))
 	nm.received.Add(float64(len(samples) + len(rejected)))
@@ -348,10 +359,11 @@ func (h *Handler) serveSamples(w http.ResponseWriter, r *http.Request) {
 	w.Write(append(b, '\n'))
 }
 
-// store appends the new samples to the WAL and makes them durable. A status other than 200
-// means the WAL failed; samples appended before the failure may stay in the log, but are not
+// store appends the new samples to the WAL and makes them durable, calling release (which
+// gives back the batch's decoding slot) between the two. A status other than 200 means the
+// WAL failed; samples appended before the failure may stay in the log, but are not
 // remembered as stored (a resend stores them again).
-func (h *Handler) store(ctx context.Context, node string, nm *nodeMetrics, samples []*sample.Sample, rejected []sample.Rejection) (Result, int, string) {
+func (h *Handler) store(ctx context.Context, node string, nm *nodeMetrics, samples []*sample.Sample, rejected []sample.Rejection, release func()) (Result, int, string) {
 	res := Result{Rejected: make([]Rejection, 0, len(rejected))}
 	for _, rj := range rejected {
 		res.Rejected = append(res.Rejected, Rejection{Key: rj.Key, Error: rj.Err.Error()})
@@ -400,13 +412,15 @@ func (h *Handler) store(ctx context.Context, node string, nm *nodeMetrics, sampl
 		return res, http.StatusServiceUnavailable, fmt.Sprintf("write-ahead log full: %d bytes held or reserved, %d more would pass the limit of %d", held, need, h.cfg.MaxWALBytes)
 	}
 	defer h.release(need)
-	// One write for the batch (per segment), then one fsync: the group commit of the 200.
+	// One write for the batch (per segment), then one fsync shared with the batches of the
+	// next GroupCommitDelay: the group commit of the 200.
 	_, span := h.opts.Tracer.Start(ctx, "collector.wal.append",
 		trace.WithAttributes(attribute.Int("edgeloop.wal.records", len(records)), attribute.Int64("edgeloop.wal.bytes", need)))
 	seqs, werr := h.opts.WAL.AppendBatch(ctx, records)
 	appended := len(seqs)
+	release()
 	if appended > 0 {
-		if err := h.opts.WAL.Sync(); err != nil && werr == nil {
+		if err := h.commit.Sync(); err != nil && werr == nil {
 			werr = err
 		}
 	}
