@@ -130,7 +130,7 @@ func inference() *dashboard.DashboardBuilder {
 
 	// The signals beyond confidence exist only where the exporter turns them on and the
 	// version's manifest has a drift reference (docs/drift.md); elsewhere the panels are empty.
-	b.row("Input and class-mix drift")
+	b.row("Input, class-mix and embedding drift")
 	b.add(
 		thresholdLines(timeSeries("Class-mix distance",
 			"Jensen-Shannon distance (0 to 1) of the predicted-class mix in the window to the evaluation set's (edgeloop_class_mix_js_distance): the highest node per model and version, and the five highest nodes. Sampling alone reads about 0.05; EdgeloopClassMixDrift fires above 0.2. Empty unless inference.drift.signals.class_mix is on.",
@@ -159,6 +159,14 @@ func inference() *dashboard.DashboardBuilder {
 			target(`max by (model, version) (`+sel("edgeloop_input_sketch_psi")+`)`, "{{model}} {{version}} max"),
 			target(`topk(5, max by (model, version, node) (`+sel("edgeloop_input_sketch_psi")+`))`, "{{model}} {{version}} {{node}}")),
 			psiThresholds).
+			Min(0).
+			Decimals(3),
+		thresholdLines(timeSeries("Embedding distance",
+			"Maximum mean discrepancy between the model's embeddings in the window and the evaluation set's (edgeloop_embedding_mmd): the highest node per model and version, and the five highest nodes. It sees what changes the features the model classifies. Sampling alone reads about 0.1 with the default window of 256; EdgeloopEmbeddingDrift fires above 0.3. Empty unless inference.drift.signals.embedding is on and the model has an embedding output.",
+			units.Number,
+			target(`max by (model, version) (`+sel("edgeloop_embedding_mmd")+`)`, "{{model}} {{version}} max"),
+			target(`topk(5, `+sel("edgeloop_embedding_mmd")+`)`, "{{model}} {{version}} {{node}}")),
+			thresholds(base("green"), at(0.2, "yellow"), at(0.3, "red"))).
 			Min(0).
 			Decimals(3),
 	)

@@ -16,7 +16,8 @@ import (
 // 5000 images (one worker, so the same weights on every machine), calibrated on 600 test
 // images, measured on 600 others without drift and with noise. It checks the plumbing, not the model: the estimates come back for every condition,
 // the calibrated estimate is within 0.05 of the accuracy without drift, and the input signals
-// read noise as noise (spread up, sketch moved) and no drift as none.
+// read noise as noise (spread up, sketch moved) and no drift as none, and so does the
+// embedding distance.
 func TestRunSmall(t *testing.T) {
 	dir := testenv.FashionMNIST(t, fmnist.DefaultDir)
 	o := options{DataDir: dir, Work: t.TempDir(), TrainLimit: 5000, Epochs: 2, CalImages: 600, EvalImages: 600, Seed: 1, Workers: 1,
@@ -41,6 +42,10 @@ func TestRunSmall(t *testing.T) {
 	worst := res.Rows[4] // σ 0.5
 	if worst.Accuracy >= none.Accuracy || worst.ConfidencePSI <= none.ConfidencePSI || worst.ClassMixJS <= none.ClassMixJS {
 		t.Errorf("strong noise: %+v, none %+v", worst, none)
+	}
+	// The embedding distance: two windows of 256 in 600 images; noise moves the embeddings.
+	if !(none.EmbeddingMMD >= 0) || none.EmbeddingMMDMax < none.EmbeddingMMD || worst.EmbeddingMMD < 2*none.EmbeddingMMD || worst.EmbeddingMMD < 0.1 {
+		t.Errorf("embedding distance: no drift %.3f (max %.3f), σ 0.5 %.3f", none.EmbeddingMMD, none.EmbeddingMMDMax, worst.EmbeddingMMD)
 	}
 	for _, r := range res.Rows {
 		if math.Abs(r.Calibrated-r.CalibratedProbs) > 1e-3 {

@@ -86,12 +86,12 @@ func writeTable(w io.Writer, r *Result) {
 	}
 	fmt.Fprintf(w, "temperature %.3f (ECE %.3f → %.3f), calibration-set accuracy %.3f, %s training images × %d epochs (%.0f s), windows of %d images\n\n",
 		r.Temperature, r.ECEBefore, r.ECEAfter, r.CleanAccuracy, images, r.Options.Epochs, r.TrainSeconds, r.Options.EvalImages)
-	fmt.Fprintln(w, "| family | drift | true accuracy | raw estimate (error) | calibrated (error) | calibrated, probabilities output | ATC (offline) | ATC-NE (offline) | confidence PSI | class-mix JS | input mean shift | input std ratio | sketch PSI (max) |")
-	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+	fmt.Fprintln(w, "| family | drift | true accuracy | raw estimate (error) | calibrated (error) | calibrated, probabilities output | ATC (offline) | ATC-NE (offline) | confidence PSI | class-mix JS | input mean shift | input std ratio | sketch PSI (max) | embedding MMD (mean, max) |")
+	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, x := range r.Rows {
-		fmt.Fprintf(w, "| %s | %s | %.3f | %.3f (%+.3f) | %.3f (%+.3f) | %.3f | %.3f | %.3f | %.3f | %.3f | %+.2f | %.2f | %.2f |\n",
+		fmt.Fprintf(w, "| %s | %s | %.3f | %.3f (%+.3f) | %.3f (%+.3f) | %.3f | %.3f | %.3f | %.3f | %.3f | %+.2f | %.2f | %.2f | %.3f, %.3f |\n",
 			x.Family, x.Drift, x.Accuracy, x.Raw, x.Raw-x.Accuracy, x.Calibrated, x.Calibrated-x.Accuracy, x.CalibratedProbs, x.ATC, x.ATCEntropy,
-			x.ConfidencePSI, x.ClassMixJS, x.MeanShift, x.StdRatio, x.SketchPSI)
+			x.ConfidencePSI, x.ClassMixJS, x.MeanShift, x.StdRatio, x.SketchPSI, x.EmbeddingMMD, x.EmbeddingMMDMax)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "| family | conditions | MAE raw | MAE calibrated | MAE ATC | MAE ATC-NE |")

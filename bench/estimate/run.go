@@ -52,6 +52,11 @@ type Row struct {
 	MeanShift     float64 `json:"input_mean_shift"`
 	StdRatio      float64 `json:"input_std_ratio"`
 	SketchPSI     float64 `json:"input_sketch_psi_max"`
+	// EmbeddingMMD is the mean, and EmbeddingMMDMax the largest, of the embedding distance
+	// (edgeloop_embedding_mmd) over the disjoint windows of observe's default 256 embeddings
+	// in the drifted images.
+	EmbeddingMMD    float64 `json:"embedding_mmd"`
+	EmbeddingMMDMax float64 `json:"embedding_mmd_max"`
 	// ATC and ATCEntropy are Average Thresholded Confidence estimates (Garg et al., ICLR
 	// 2022), computed here offline for comparison, not by the exporter: the share of the
 	// window whose max-softmax (ATC) or negative entropy of the calibrated softmax
@@ -201,7 +206,7 @@ func run(ctx context.Context, o options, logger *slog.Logger) (*Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		row, err := measure(d, set, sc[0].Values, report)
+		row, err := measure(d, set, sc[0], report)
 		row.ATC, row.ATCEntropy = thresholds.estimate(sc[0].Values, len(data.Classes))
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", d.Name(), err)
@@ -215,8 +220,8 @@ func run(ctx context.Context, o options, logger *slog.Logger) (*Result, error) {
 
 // measure feeds one drifted window through three telemetry cores: uncalibrated, calibrated on
 // the logits output, and calibrated on the probabilities output.
-func measure(d demo.ImageDrift, set *gate.Set, logits []float32, report *gate.Report) (Row, error) {
-	n, k := set.Len(), len(set.Spec.Classes)
+func measure(d demo.ImageDrift, set *gate.Set, sc *gate.Scores, report *gate.Report) (Row, error) {
+	n, k, logits := set.Len(), len(set.Spec.Classes), sc.Values
 	row := Row{Family: d.Kind.Family(), Drift: d.Name()}
 	correct := 0
 	probs := make([]float32, len(logits))
@@ -280,7 +285,46 @@ func measure(d demo.ImageDrift, set *gate.Set, logits []float32, report *gate.Re
 	for _, v := range cal.InputSketchPSI {
 		row.SketchPSI = max(row.SketchPSI, v)
 	}
+	mmd, err := embeddingWindows(set, sc, report)
+	if err != nil {
+		return row, err
+	}
+	for _, v := range mmd {
+		row.EmbeddingMMD += v / float64(len(mmd))
+		row.EmbeddingMMDMax = max(row.EmbeddingMMDMax, v)
+	}
 	return row, nil
+}
+
+// embeddingWindows feeds the embeddings of sc to a telemetry core with the embedding signal on
+// (its default window) and reads the distance after each disjoint window.
+func embeddingWindows(set *gate.Set, sc *gate.Scores, report *gate.Report) ([]float64, error) {
+	if report.DriftReference.Embedding == nil || sc.EmbeddingWidth == 0 {
+		return nil, fmt.Errorf("the model has no embedding output or the reference no embedding")
+	}
+	cfg := observe.DefaultConfig()
+	cfg.Drift.Signals = observe.Signals{Embedding: true}
+	core, err := observe.New(prometheus.NewRegistry(), cfg)
+	if err != nil {
+		return nil, err
+	}
+	m, err := core.Model(observe.ModelSpec{Name: "fashion", Version: "1", Classes: set.Spec.Classes, Output: observe.Logits,
+		DriftReference: report.DriftReference})
+	if err != nil {
+		return nil, err
+	}
+	defer m.Close()
+	const window = 256 // observe's default embedding_window
+	k, w := len(set.Spec.Classes), sc.EmbeddingWidth
+	var out []float64
+	for i := range set.Len() {
+		m.Observe(context.Background(), observe.Observation{Outcome: observe.OutcomeSuccess,
+			Scores: sc.Values[i*k : (i+1)*k], Embedding: sc.Embedding[i*w : (i+1)*w]})
+		if (i+1)%window == 0 {
+			out = append(out, m.Drift().EmbeddingMMD)
+		}
+	}
+	return out, nil
 }
 
 // mae is the mean absolute error of the raw, calibrated and ATC estimates over rows.

@@ -2,6 +2,7 @@ package observe
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -72,6 +73,58 @@ func BenchmarkObserveInput(b *testing.B) {
 	})
 }
 
+// BenchmarkObserveEmbedding is BenchmarkObserve with the embedding signal on, for the
+// reference MLP's 128-wide embedding projected to 32 values: the per-request cost of
+// projecting a row and writing it into the window.
+func BenchmarkObserveEmbedding(b *testing.B) {
+	ref := benchEmbeddingReference(b, 128)
+	emb := make([]float32, 128)
+	for i := range emb {
+		emb[i] = float32(i%13) / 13
+	}
+	benchmarkObserveWith(b, benchLogits, func(cfg *Config, spec *ModelSpec) {
+		cfg.Drift.Signals.Embedding = true
+		spec.DriftReference = &modelrepo.DriftReference{Embedding: ref}
+	}, emb...)
+}
+
+// BenchmarkEmbeddingDistance is the scrape's cost of the embedding signal: the MMD of a full
+// window against the gate's 256 reference points of 32 values, per window size.
+func BenchmarkEmbeddingDistance(b *testing.B) {
+	ref := benchEmbeddingReference(b, 128)
+	for _, window := range []int{256, 1024} {
+		b.Run(fmt.Sprintf("window=%d", window), func(b *testing.B) {
+			d, err := newEmbeddingDrift(window, ref)
+			if err != nil {
+				b.Fatal(err)
+			}
+			for i := range d.ring {
+				d.ring[i] = float32(i%29) / 29
+			}
+			d.filled = window
+			b.ReportAllocs()
+			for b.Loop() {
+				d.added++ // a new embedding since the last scrape: no cached value
+				changed, _ := d.snapshot()
+				_ = d.distance(changed)
+			}
+		})
+	}
+}
+
+// benchEmbeddingReference is an embedding reference of width values, 256 points.
+func benchEmbeddingReference(b *testing.B, width int) *modelrepo.EmbeddingReference {
+	emb := make([]float32, 2000*width)
+	for i := range emb {
+		emb[i] = float32(i%37) / 37
+	}
+	ref, err := modelrepo.ComputeEmbeddingReference(emb, width, 1, 256)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return ref
+}
+
 // BenchmarkObserveAllSignals has every signal on and a temperature.
 func BenchmarkObserveAllSignals(b *testing.B) {
 	benchmarkObserveWith(b, benchLogits, func(cfg *Config, spec *ModelSpec) {
@@ -94,7 +147,7 @@ func benchReference(b *testing.B) *modelrepo.DriftReference {
 	return &modelrepo.DriftReference{ClassMix: []float64{1, 1, 1, 1, 1, 1, 1, 1, 1, 1}, Input: ir, Samples: 500}
 }
 
-func benchmarkObserveWith(b *testing.B, scores []float32, setup func(*Config, *ModelSpec)) {
+func benchmarkObserveWith(b *testing.B, scores []float32, setup func(*Config, *ModelSpec), embedding ...float32) {
 	cfg := DefaultConfig()
 	spec := ModelSpec{
 		Name: "bench", Version: "1", Output: Logits, InputShape: []int64{1, 28, 28},
@@ -114,7 +167,7 @@ func benchmarkObserveWith(b *testing.B, scores []float32, setup func(*Config, *M
 		input[i] = float32(i%17) / 17
 	}
 	ctx := context.Background()
-	o := Observation{Latency: 3 * time.Millisecond, Outcome: OutcomeSuccess, Scores: scores, Input: input}
+	o := Observation{Latency: 3 * time.Millisecond, Outcome: OutcomeSuccess, Scores: scores, Input: input, Embedding: embedding}
 	b.ReportAllocs()
 	for b.Loop() {
 		m.Observe(ctx, o)

@@ -148,9 +148,14 @@ type DriftState struct {
 func (m *Model) Drift() DriftState {
 	st, emb := m.driftState()
 	st.EmbeddingMMD = math.NaN()
-	if emb != nil {
+	if d := m.embedding; emb != nil {
 		// Its own copy of the window, so that it never shares the scrape's scratch.
-		st.EmbeddingMMD = math.Sqrt(max(m.embedding.ref.MMD2(emb, m.embedding.refTerm), 0))
+		pts := emb
+		if d.raw {
+			pts = make([]float32, len(emb)/d.stride*d.dims)
+			d.points(pts, emb)
+		}
+		st.EmbeddingMMD = d.mmd(pts)
 	}
 	return st
 }
@@ -160,7 +165,7 @@ func (m *Model) driftState() (DriftState, []float32) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var emb []float32
-	if d := m.embedding; d != nil && d.filled*d.dims == len(d.ring) {
+	if d := m.embedding; d != nil && d.full() {
 		emb = slices.Clone(d.ring)
 	}
 	st := DriftState{

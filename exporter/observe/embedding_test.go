@@ -19,13 +19,15 @@ func embeddingRows(rng *rand.Rand, n, width int, shift float64) []float32 {
 }
 
 // TestEmbeddingSignal drives windows of embeddings from the reference's distribution and
-// from shifted ones through Observe, unprojected (16 wide) and projected (100 wide), and reads
+// from shifted ones through Observe, unprojected and projected, and reads
 // the exported gauge: absent until the window is full, about 0 without drift, growing with
 // the shift, and the same as Drift reports.
 func TestEmbeddingSignal(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
-	for _, width := range []int{16, 100} {
-		ref, err := modelrepo.ComputeEmbeddingReference(embeddingRows(rng, 2000, width, 0), width, 3, 256)
+	// 16: compared as they are; 100: projected at scrape time; 6000: projected on the request
+	// path (200 raw rows of 6000 would pass maxRawEmbeddingValues).
+	for _, width := range []int{16, 100, 6000} {
+		ref, err := modelrepo.ComputeEmbeddingReference(embeddingRows(rng, 300, width, 0), width, 3, 256)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -37,6 +39,9 @@ func TestEmbeddingSignal(t *testing.T) {
 			reg, _, m := newTestModel(t, cfg, signalsSpec(dref))
 			if m.embedding == nil || m.classMix != nil || m.input != nil {
 				t.Fatalf("kept embedding %v, class mix %v, input %v; want only the embedding", m.embedding != nil, m.classMix != nil, m.input != nil)
+			}
+			if raw := m.embedding.raw; raw != (width == 100) {
+				t.Fatalf("width %d: raw ring %v", width, raw)
 			}
 			emb := embeddingRows(rng, 200, width, shift)
 			// Batches of 4 rows: 4 predictions and 4 embeddings a request.
