@@ -54,7 +54,20 @@ func (s *Sample) MarshalStored() ([]byte, error) {
 	if err != nil || len(line) > maxIndexLine {
 		return nil, fmt.Errorf("sample: marshal stored record: index line of %d bytes: %v", len(line), err)
 	}
-	b := make([]byte, storedHeader, storedHeader+len(meta)+len(line)+len(s.Input))
+	need := storedHeader + len(meta) + len(line)
+	if off := len(s.frame) - len(s.Input); len(s.Input) > 0 && off >= need && &s.frame[off] == &s.Input[0] {
+		// In place, in front of the input ReadTar read. The frame is the record's from now
+		// on: a second call copies, so as not to write over the record this one returns.
+		b := s.frame[off-need:]
+		s.frame = nil
+		b[0] = StoredVersion
+		binary.BigEndian.PutUint32(b[1:], uint32(len(meta)))
+		binary.BigEndian.PutUint32(b[5:], uint32(len(line)))
+		copy(b[storedHeader:], meta)
+		copy(b[storedHeader+len(meta):], line)
+		return b, nil
+	}
+	b := make([]byte, storedHeader, need+len(s.Input))
 	b[0] = StoredVersion
 	binary.BigEndian.PutUint32(b[1:], uint32(len(meta)))
 	binary.BigEndian.PutUint32(b[5:], uint32(len(line)))

@@ -135,6 +135,7 @@ func ReadTar(r io.Reader, lim Limits) ([]*Sample, []Rejection, error) {
 type group struct {
 	key         string
 	meta, input []byte
+	frame       []byte // input's buffer, room for a stored record's front included (Sample.frame)
 	file        string // the input member's name after "<key>."
 	err         error  // the first problem found; the key is rejected
 }
@@ -204,7 +205,16 @@ func readTar(r io.Reader, lim Limits) ([]*Sample, []Rejection, error) {
 			// Checked before allocating: the stream cannot hold what the header claims.
 			return nil, nil, fmt.Errorf("%w: member %s of %d bytes goes past the limit of %d bytes of tar", ErrTooLarge, quote(h.Name), h.Size, lim.MaxTotalBytes)
 		}
-		data := make([]byte, h.Size)
+		var data []byte
+		if dst == &g.input && g.meta != nil {
+			// The metadata came first, as WriteTar writes it: the stored record's front
+			// (MarshalStored) is about its size, plus the index line.
+			front := storedHeader + len(g.meta) + frameSlack
+			g.frame = make([]byte, front+int(h.Size))
+			data = g.frame[front:]
+		} else {
+			data = make([]byte, h.Size)
+		}
 		if _, err := io.ReadFull(tr, data); err != nil {
 			return nil, nil, lr.cause(fmt.Errorf("member %s: %w", quote(h.Name), err))
 		}
@@ -243,12 +253,17 @@ func (g *group) sample() (*Sample, error) {
 	if meta.Input.File != g.file {
 		return nil, fmt.Errorf("the input member is %s.%s but the metadata's input.file is %s", g.key, g.file, quote(meta.Input.File))
 	}
-	s := &Sample{Meta: meta, Input: g.input}
+	s := &Sample{Meta: meta, Input: g.input, frame: g.frame}
 	if s.metaJSON, err = s.validate(); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
+
+// frameSlack is the room ReadTar leaves in front of an input for a stored record's index line
+// and for metadata that encodes longer than it was sent: a typical index line is 250-400
+// bytes; a record whose front does not fit is copied instead.
+const frameSlack = 512
 
 // limitReader reads at most left bytes and fails with ErrTooLarge when more follow.
 type limitReader struct {
