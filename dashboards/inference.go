@@ -162,11 +162,11 @@ func inference() *dashboard.DashboardBuilder {
 			Min(0).
 			Decimals(3),
 		thresholdLines(timeSeries("Embedding distance",
-			"Maximum mean discrepancy between the model's embeddings in the window and the evaluation set's (edgeloop_embedding_mmd): the highest node per model and version, and the five highest nodes. It sees what changes the features the model classifies. Sampling alone reads about 0.1 with the default window of 256; EdgeloopEmbeddingDrift fires above 0.3. Empty unless inference.drift.signals.embedding is on and the model has an embedding output.",
+			"Maximum mean discrepancy between the model's embeddings in the window and the evaluation set's (edgeloop_embedding_mmd): the highest node per model and version, and the five highest nodes. It sees what changes the features the model classifies. Sampling alone reads below 0.05 with the default window of 256; EdgeloopEmbeddingDrift fires above 0.1. Empty unless inference.drift.signals.embedding is on and the model has an embedding output.",
 			units.Number,
 			target(`max by (model, version) (`+sel("edgeloop_embedding_mmd")+`)`, "{{model}} {{version}} max"),
 			target(`topk(5, `+sel("edgeloop_embedding_mmd")+`)`, "{{model}} {{version}} {{node}}")),
-			thresholds(base("green"), at(0.2, "yellow"), at(0.3, "red"))).
+			thresholds(base("green"), at(0.05, "yellow"), at(0.1, "red"))).
 			Min(0).
 			Decimals(3),
 	)
