@@ -42,6 +42,7 @@ inference:
     signals:
       class_mix: true
       input: true
+      embedding: true
 models:
   - name: %s
 model_sync:

@@ -33,6 +33,7 @@ func driftSignals() []driftSignal {
 		{"input mean", "edgeloop_input_mean_shift", math.Abs, 0.5},
 		{"input spread", "edgeloop_input_std_ratio", absLog, 0.405},
 		{"input sketch", "edgeloop_input_sketch_psi", nil, 0.25},
+		{"embedding distance", "edgeloop_embedding_mmd", nil, 0.1},
 	}
 }
 

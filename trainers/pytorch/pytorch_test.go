@@ -318,7 +318,8 @@ func (f *fixture) checkSamples(t *testing.T, m metrics) {
 
 // scoreWithBuiltin runs the written model.onnx in the exporter's built-in runtime on the
 // evaluation images and returns its accuracy and mean loss. It checks the graph's interface:
-// input "input" [-1,1,28,28], outputs "logits" and "probabilities" (their softmax), classes.
+// input "input" [-1,1,28,28], outputs "logits", "probabilities" (their softmax) and
+// "embedding" (named by the metadata), classes.
 func (f *fixture) scoreWithBuiltin(t *testing.T, dir string, n int) (accuracy, loss float64, err error) {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(dir, "model.onnx"))
@@ -332,8 +333,11 @@ func (f *fixture) scoreWithBuiltin(t *testing.T, dir string, n int) (accuracy, l
 	if in := mod.Inputs(); len(in) != 1 || in[0].Name != trainer.InputName || !slices.Equal(in[0].Shape, []int64{-1, 1, 28, 28}) {
 		t.Errorf("inputs = %+v, want input [-1 1 28 28]", in)
 	}
-	if out := mod.Outputs(); len(out) != 2 || out[0].Name != trainer.LogitsName || out[1].Name != trainer.ProbabilitiesName {
-		t.Errorf("outputs = %+v, want logits and probabilities", out)
+	if out := mod.Outputs(); len(out) != 3 || out[0].Name != trainer.LogitsName || out[1].Name != trainer.ProbabilitiesName || out[2].Name != trainer.EmbeddingName {
+		t.Errorf("outputs = %+v, want logits, probabilities and embedding", out)
+	}
+	if got := mod.Metadata()[modelrepo.MetadataEmbeddingOutput]; got != trainer.EmbeddingName {
+		t.Errorf("embedding metadata %q, want %q", got, trainer.EmbeddingName)
 	}
 	var classes []string
 	if err := json.Unmarshal([]byte(mod.Metadata()[trainer.MetadataClasses]), &classes); err != nil || !slices.Equal(classes, fmnist.ClassNames()) {

@@ -1,5 +1,6 @@
 """The job's architectures. Each takes [batch, C, H, W] float32 and returns logits
-[batch, classes]; each exports to the ONNX operators the built-in runtime runs
+[batch, classes], and its embed method the features its last Linear classifies (the
+exporter's embedding drift signal compares them, docs/drift.md); each exports to the ONNX operators the built-in runtime runs
 (internal/runtime/builtin): Conv (BatchNorm folded into it at export), Relu, Clip, MaxPool,
 GlobalAveragePool, Flatten, Gemm."""
 
@@ -34,8 +35,11 @@ class SmallCNN(nn.Module):
         self.flatten = nn.Flatten()
         self.classifier = nn.Linear(2 * width * (h // 4) * (w // 4), classes)
 
+    def embed(self, x):
+        return self.flatten(self.features(x))
+
     def forward(self, x):
-        return self.classifier(self.flatten(self.features(x)))
+        return self.classifier(self.embed(x))
 
 
 class MobileNetSmall(nn.Module):
@@ -60,8 +64,11 @@ class MobileNetSmall(nn.Module):
         self.flatten = nn.Flatten()
         self.classifier = nn.Linear(cin, classes)
 
+    def embed(self, x):
+        return self.flatten(self.pool(self.features(x)))
+
     def forward(self, x):
-        return self.classifier(self.flatten(self.pool(self.features(x))))
+        return self.classifier(self.embed(x))
 
 
 class MLP(nn.Module):
@@ -77,7 +84,15 @@ class MLP(nn.Module):
             layers += [nn.Linear(d, h), nn.ReLU()]
             d = h
         layers.append(nn.Linear(d, classes))
+        # One Sequential, as before the embedding existed, so that checkpoints keep their keys.
         self.net = nn.Sequential(*layers)
+
+    @property
+    def classifier(self) -> nn.Module:
+        return self.net[-1]
+
+    def embed(self, x):
+        return self.net[:-1](x)
 
     def forward(self, x):
         return self.net(x)
@@ -99,13 +114,14 @@ def build(arch: str, shape: Sequence[int], classes: int, hidden: Sequence[int], 
 
 
 class WithProbabilities(nn.Module):
-    """The exported graph: logits and their softmax along the class axis, the two outputs the
-    Go trainer writes."""
+    """The exported graph: logits, their softmax along the class axis and the embedding, the
+    three outputs the Go trainer writes."""
 
     def __init__(self, model: nn.Module):
         super().__init__()
         self.model = model
 
     def forward(self, x):
-        logits = self.model(x)
-        return logits, torch.softmax(logits, dim=1)
+        e = self.model.embed(x)
+        logits = self.model.classifier(e)
+        return logits, torch.softmax(logits, dim=1), e

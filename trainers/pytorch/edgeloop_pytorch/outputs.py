@@ -17,6 +17,9 @@ CHECKPOINT_FILE = "checkpoint.pt"
 INPUT_NAME = "input"
 LOGITS_NAME = "logits"
 PROBABILITIES_NAME = "probabilities"
+EMBEDDING_NAME = "embedding"
+# The metadata key that names the embedding output (modelrepo.MetadataEmbeddingOutput).
+METADATA_EMBEDDING_OUTPUT = "edgeloop.embedding_output"
 BATCH_PARAM = "batch"
 OPSET = 13
 
@@ -56,8 +59,10 @@ def classes_json(classes: Sequence[str]) -> str:
 
 def export_onnx(model, shape: Sequence[int], classes: Sequence[str], metadata: Dict[str, str]) -> bytes:
     """Exports model (in eval mode, on the CPU) as ONNX opset 13: input "input" FLOAT
-    [batch, C, H, W], outputs "logits" and "probabilities" FLOAT [batch, classes], the class
-    names in metadata_props "classes" as a JSON list, plus metadata."""
+    [batch, C, H, W], outputs "logits" and "probabilities" FLOAT [batch, classes] and
+    "embedding" FLOAT [batch, features] (what the last Linear classifies), the class names in
+    metadata_props "classes" as a JSON list, the embedding output's name under
+    "edgeloop.embedding_output", plus metadata."""
     import onnx  # Debian python3-onnx; torch.onnx.export needs it too
     import torch
 
@@ -69,15 +74,16 @@ def export_onnx(model, shape: Sequence[int], classes: Sequence[str], metadata: D
     with torch.no_grad():
         torch.onnx.export(
             WithProbabilities(model), dummy, buf, opset_version=OPSET, do_constant_folding=True,
-            input_names=[INPUT_NAME], output_names=[LOGITS_NAME, PROBABILITIES_NAME],
-            dynamic_axes={INPUT_NAME: {0: BATCH_PARAM}, LOGITS_NAME: {0: BATCH_PARAM}, PROBABILITIES_NAME: {0: BATCH_PARAM}},
+            input_names=[INPUT_NAME], output_names=[LOGITS_NAME, PROBABILITIES_NAME, EMBEDDING_NAME],
+            dynamic_axes={INPUT_NAME: {0: BATCH_PARAM}, LOGITS_NAME: {0: BATCH_PARAM}, PROBABILITIES_NAME: {0: BATCH_PARAM},
+                          EMBEDDING_NAME: {0: BATCH_PARAM}},
             training=torch.onnx.TrainingMode.EVAL)
     m = onnx.load_from_string(buf.getvalue())
     m.producer_name = "edgeloop"
     m.producer_version = f"pytorch-job (torch {torch.__version__})"
     m.graph.name = "edgeloop_" + metadata.get("edgeloop.arch", "model")
     del m.metadata_props[:]
-    props = {"classes": classes_json(classes)}
+    props = {"classes": classes_json(classes), METADATA_EMBEDDING_OUTPUT: EMBEDDING_NAME}
     props.update(metadata)
     for k in sorted(props):
         p = m.metadata_props.add()
