@@ -140,7 +140,9 @@ func TestEmbeddingValidate(t *testing.T) {
 		{"width mismatch", func(m *modelrepo.Manifest) { m.EmbeddingOutput.Shape = []int64{-1, 9} }, "drift_reference.embedding.width: 8, the embedding output is 9 wide"},
 		{"dims", func(m *modelrepo.Manifest) { m.DriftReference.Embedding.Dims = 4 }, "drift_reference.embedding.dims: must be min(width, 32) = 8, got 4"},
 		{"bandwidth", func(m *modelrepo.Manifest) { m.DriftReference.Embedding.Bandwidth = 0 }, "drift_reference.embedding.bandwidth: must be positive"},
-		{"few points", func(m *modelrepo.Manifest) { m.DriftReference.Embedding.Points = m.DriftReference.Embedding.Points[:72] },
+		{"few points", func(m *modelrepo.Manifest) {
+			m.DriftReference.Embedding.Points = m.DriftReference.Embedding.Points[:72]
+		},
 			"drift_reference.embedding.points: 72 values are not 10 to 512 points of 8"},
 		{"NaN point", func(m *modelrepo.Manifest) { m.DriftReference.Embedding.Points[3] = float32(math.Inf(1)) }, "drift_reference.embedding.points: must be finite"},
 	} {
