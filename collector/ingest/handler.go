@@ -343,10 +343,13 @@ func (h *Handler) serveSamples(w http.ResponseWriter, r *http.Request) {
 	}
 	span.SetAttributes(attribute.Int64("edgeloop.batch.bytes", body.n), attribute.Int("edgeloop.batch.samples", len(samples)+len(rejected)))
 	nm := h.m.node(node)
+	// Counted before store, so that nothing holds the batch's samples while it waits for the
+	// shared fsync: their memory is the log's pages by then.
+	received := len(samples) + len(rejected)
 	res, status, msg := h.store(r.Context(), node, nm, samples, rejected, release)
 	span.SetAttributes(attribute.Int("edgeloop.batch.accepted", res.Accepted), attribute.Int("edgeloop.batch.duplicates", res.Duplicates),
 		attribute.Int("edgeloop.batch.rejected", len(res.Rejected)))
-	nm.received.Add(float64(len(samples) + len(rejected)))
+	nm.received.Add(float64(received))
 	if status != http.StatusOK {
 		h.unavailable(w, msg)
 		return
