@@ -58,9 +58,9 @@ func newEmbeddingDrift(window int, ref *modelrepo.EmbeddingReference) (*embeddin
 	return d, nil
 }
 
-// observeEmbedding projects each row of a request's embedding output and adds it to the
-// window. An output that is not whole rows of the reference's width is ignored, like an input
-// that does not fit the input signals.
+// observeEmbedding adds each row of a request's embedding output to the window: as it is to a
+// raw ring, else projected first (outside the lock). An output that is not whole rows of the
+// reference's width is ignored, like an input that does not fit the input signals.
 func (m *Model) observeEmbedding(emb []float32) {
 	d := m.embedding
 	w := d.ref.Width
