@@ -4,12 +4,14 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/objstore"
+	"github.com/edgeloop/edgeloop/internal/onnx"
 	"github.com/edgeloop/edgeloop/internal/testenv"
 	"github.com/edgeloop/edgeloop/retrain/publish"
 )
@@ -17,8 +19,8 @@ import (
 // TestModelPublishEvalSet: `model publish --eval-set` scores the version on an evaluation set
 // in the repository and signs the gate's measurements into its manifest: the accuracy worked
 // out by hand, a fitted temperature, the predicted-class mix and input statistics of the drift
-// reference, the reference histogram, and gate.json among its files. A set that does not exist
-// publishes nothing and says why.
+// reference, the reference histogram, and gate.json among its files; with an embedding output,
+// the embedding reference too. A set that does not exist publishes nothing and says why.
 func TestModelPublishEvalSet(t *testing.T) {
 	keys := filepath.Join(t.TempDir(), "keys")
 	if code, _, stderr := runModelCmd(t, "keygen", "--out", keys); code != exitOK {
@@ -98,5 +100,51 @@ func TestModelPublishEvalSet(t *testing.T) {
 	}
 	if _, ok := m.Files[publish.GateFile]; !ok {
 		t.Errorf("files %v lack %s", m.Files, publish.GateFile)
+	}
+	if m.EmbeddingOutput != nil || ref.Embedding != nil {
+		t.Errorf("a model without an embedding output has embedding %+v and reference %+v", m.EmbeddingOutput, ref.Embedding)
+	}
+
+	// The same model with its input as an embedding output, named in the metadata: version 2's
+	// manifest names the output and its reference holds all 60 samples' embeddings.
+	withEmbedding(t, model)
+	code, stdout, stderr = runModelCmd(t, "publish", "--repo", repo, "--key", filepath.Join(keys, "edgeloop.key"), "--model", "pets", "--eval-set", "tiny", model)
+	if code != exitOK {
+		t.Fatalf("publish --eval-set of a model with an embedding = %d\n%s\n%s", code, stdout, stderr)
+	}
+	m2, err := r.Manifest(ctx, "pets", 2, v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := m2.DriftReference.Embedding
+	if m2.EmbeddingOutput == nil || m2.EmbeddingOutput.Name != "features" || e == nil || e.Width != 3 || e.Dims != 3 || len(e.Points) != 60*3 {
+		t.Fatalf("embedding output %+v, reference %+v", m2.EmbeddingOutput, e)
+	}
+	if e.Points[0] != samples[0][0] || e.Points[59*3+2] != samples[59][2] {
+		t.Errorf("the reference points are not the samples' embeddings (their inputs): %v…", e.Points[:3])
+	}
+}
+
+// withEmbedding adds to the model in dir an output "features", the input itself, and names it
+// the embedding output in the metadata.
+func withEmbedding(t *testing.T, dir string) {
+	t.Helper()
+	path := filepath.Join(dir, "model.onnx")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := onnx.Decode(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Graph.Nodes = append(m.Graph.Nodes, onnx.Node{OpType: "Identity", Inputs: []string{"input"}, Outputs: []string{"features"}})
+	m.Graph.Outputs = append(m.Graph.Outputs, onnx.ValueInfo{Name: "features", ElemType: onnx.Float, Shape: []onnx.Dim{{Param: "batch"}, {Value: 3}}})
+	m.Metadata[modelrepo.MetadataEmbeddingOutput] = "features"
+	if data, err = onnx.Encode(m); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
 	}
 }
