@@ -30,8 +30,9 @@ type BackendConfig struct {
 	// Classes names the classes of Output, in order (optional; the telemetry handle has its own).
 	Classes []string
 	// Embedding names the model's embedding output (the manifest's embedding_output); empty
-	// for none. The built-in runtime passes it to the telemetry's embedding signal, and leaves
-	// it out of answers that do not ask for it by name: it is telemetry, not the prediction.
+	// for none. It feeds the telemetry's embedding signal. The built-in runtime leaves it out
+	// of answers that do not ask for it by name (it is telemetry, not the prediction); an
+	// upstream's answers pass unchanged, and feed the signal when they carry it.
 	Embedding string
 }
 

@@ -2,6 +2,7 @@ package infer
 
 import (
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/edgeloop/edgeloop/exporter/observe"
+	"github.com/edgeloop/edgeloop/exporter/runtime/upstream"
 	"github.com/edgeloop/edgeloop/internal/modelrepo"
 	"github.com/edgeloop/edgeloop/internal/runtime/builtin/builtintest"
 	"github.com/edgeloop/edgeloop/internal/testenv"
@@ -85,5 +87,67 @@ func TestEmbeddingBackendErrors(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("embedding %q: %v, want %q", tc.embedding, err, tc.want)
 		}
+	}
+}
+
+// TestUpstreamEmbedding: behind an upstream, answers pass unchanged, and those that carry the
+// embedding output feed the embedding signal; answers without it add nothing.
+func TestUpstreamEmbedding(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	pts := make([]float32, 3*50)
+	for i := range pts {
+		pts[i] = float32(rng.NormFloat64())
+	}
+	ref, err := modelrepo.ComputeEmbeddingReference(pts, 3, 0, 50)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, body string
+		fed        bool
+	}{
+		{"with the embedding", `{"model_name":"tiny","model_version":"1","outputs":[{"name":"probabilities","datatype":"FP32","shape":[1,3],"data":[0.1,0.2,0.7]},{"name":"features","datatype":"FP32","shape":[1,3],"data":[5,5,5]}]}`, true},
+		{"without", `{"model_name":"tiny","model_version":"1","outputs":[{"name":"probabilities","datatype":"FP32","shape":[1,3],"data":[0.1,0.2,0.7]}]}`, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			up := fakeUpstream(t, func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "application/json")
+				_, _ = w.Write([]byte(tc.body))
+			})
+			reg := prometheus.NewRegistry()
+			ocfg := observe.DefaultConfig()
+			ocfg.Drift.Signals = observe.Signals{Embedding: true, EmbeddingWindow: 10}
+			core, err := observe.New(reg, ocfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			om, err := core.Model(observe.ModelSpec{Name: "tiny", Version: "1", Classes: builtintest.TinyClasses(), Output: observe.Probabilities,
+				DriftReference: &modelrepo.DriftReference{Embedding: ref}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			client, err := upstream.New(upstream.Config{URL: up.URL}, "tiny", nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(client.Close)
+			b, err := NewBackend(BackendConfig{Version: "1", Upstream: client, Observe: om, Output: "probabilities",
+				OutputKind: observe.Probabilities, Embedding: "features"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			s, ts := serve(t, testConfig(), Options{})
+			s.Swap("tiny", b)
+			for range 10 {
+				r := do(t, "POST", ts.URL+"/v2/models/tiny/infer", tinyRequest, http.Header{"Content-Type": {"application/json"}})
+				if r.status != http.StatusOK || string(r.body) != tc.body {
+					t.Fatalf("answer %d %s, want the upstream's unchanged", r.status, r.body)
+				}
+			}
+			d, ok := testenv.MetricValue(t, reg, "edgeloop_embedding_mmd", nil)
+			if ok != tc.fed || (tc.fed && !(d > 0)) {
+				t.Fatalf("embedding distance %v exported %v; want exported %v (and positive)", d, ok, tc.fed)
+			}
+		})
 	}
 }

@@ -223,6 +223,7 @@ type scratch struct {
 	tensors []builtin.Tensor
 	outs    []oip.Output
 	scores  []float32
+	embed   []float32 // an upstream answer's embedding output
 }
 
 // maxPooled bounds the buffers the pool keeps: one huge request must not pin its memory.
@@ -244,6 +245,9 @@ func (s *Server) putScratch(sc *scratch) {
 	}
 	if cap(sc.scores) > maxPooled/4 {
 		sc.scores = nil
+	}
+	if cap(sc.embed) > maxPooled/4 {
+		sc.embed = nil
 	}
 	for i := range sc.floats {
 		if cap(sc.floats[i]) > maxPooled/4 {
@@ -566,7 +570,8 @@ func selectOutputs(req *oip.Request, m *builtin.Model, embedding int) ([]outputC
 }
 
 // forward sends the request to the upstream server and passes its answer back unchanged,
-// scoring the configured output tensor of a successful response on the way.
+// scoring the configured output tensor of a successful response on the way (and reading its
+// embedding output, when the answer has one and the embedding signal is on).
 func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *call, version string) {
 	b := c.b
 	// No ResponseWriter for MaxBytesReader: the transport reads the body on its own goroutine,
@@ -614,6 +619,13 @@ func (s *Server) forward(w http.ResponseWriter, r *http.Request, c *call, versio
 			sc.scores = sc.scores[:0]
 		}
 		scores = sc.scores
+		if err == nil && b.cfg.Embedding != "" && b.cfg.Observe.WantsEmbedding() {
+			// Present when the client asked for every output (or for it); otherwise this
+			// request simply adds nothing to the embedding window.
+			if _, sc.embed, err = oip.ParseOutput(resp.Body, headerLen, b.cfg.Embedding, sc.embed[:0]); err == nil {
+				c.obs.Embedding = sc.embed
+			}
+		}
 	case code >= 400 && code < 500:
 		outcome = observe.OutcomeInvalidRequest
 	default:

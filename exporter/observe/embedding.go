@@ -58,6 +58,10 @@ func newEmbeddingDrift(window int, ref *modelrepo.EmbeddingReference) (*embeddin
 	return d, nil
 }
 
+// WantsEmbedding reports whether the version's embedding signal is on, so that a front that
+// must decode the embedding output (an upstream's answer) does so only then.
+func (m *Model) WantsEmbedding() bool { return m != nil && m.embedding != nil }
+
 // observeEmbedding adds each row of a request's embedding output to the window: as it is to a
 // raw ring, else projected first (outside the lock). An output that is not whole rows of the
 // reference's width is ignored, like an input that does not fit the input signals.
