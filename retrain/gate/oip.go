@@ -269,7 +269,8 @@ func (o *OIP) waitReady(ctx context.Context, s served) error {
 	}
 }
 
-// score sends the set in batches and collects the scored output.
+// score sends the set in batches and collects the scored output, and the embedding output
+// when the model has one.
 func (o *OIP) score(ctx context.Context, set *Set, s served) (*Scores, error) {
 	shape, err := fitShape(s.Manifest.Input.Name, s.Manifest.Input.Shape, set.Spec.Shape)
 	if err != nil {
@@ -278,21 +279,30 @@ func (o *OIP) score(ctx context.Context, set *Set, s served) (*Scores, error) {
 	k, width := len(set.Spec.Classes), set.Width()
 	sc := &Scores{Role: s.Role, ModelSHA256: s.SHA256, Output: s.Output, Kind: s.Kind, Values: make([]float32, 0, set.Len()*k)}
 	u := fmt.Sprintf("%s/v2/models/%s/versions/%d/infer", strings.TrimRight(o.cfg.URL, "/"), s.name, s.version)
+	outputs := []string{s.Output}
+	if s.Embedding != "" {
+		outputs = append(outputs, s.Embedding)
+	}
 	for lo := 0; lo < set.Len(); lo += o.cfg.BatchSize {
 		hi := min(lo+o.cfg.BatchSize, set.Len())
 		shape[0] = int64(hi - lo)
-		body, jsonLen, err := inferRequest(s.Manifest.Input.Name, shape, set.Inputs[lo*width:hi*width], s.Output)
+		body, jsonLen, err := inferRequest(s.Manifest.Input.Name, shape, set.Inputs[lo*width:hi*width], outputs)
 		if err != nil {
 			return nil, err
 		}
-		values, err := o.infer(ctx, u, body, jsonLen, s.Output)
+		values, err := o.infer(ctx, u, body, jsonLen, outputs)
 		if err != nil {
 			return nil, fmt.Errorf("samples %d to %d: %w", lo, hi-1, err)
 		}
-		if len(values) != (hi-lo)*k {
-			return nil, fmt.Errorf("samples %d to %d: output %q has %d values for %d samples of %d classes", lo, hi-1, s.Output, len(values), hi-lo, k)
+		if len(values[0]) != (hi-lo)*k {
+			return nil, fmt.Errorf("samples %d to %d: output %q has %d values for %d samples of %d classes", lo, hi-1, s.Output, len(values[0]), hi-lo, k)
 		}
-		sc.Values = append(sc.Values, values...)
+		sc.Values = append(sc.Values, values[0]...)
+		if len(values) > 1 {
+			if err := sc.addEmbedding(values[1], hi-lo); err != nil {
+				return nil, fmt.Errorf("samples %d to %d: output %q: %w", lo, hi-1, s.Embedding, err)
+			}
+		}
 	}
 	return sc, nil
 }
@@ -307,14 +317,18 @@ type wireTensor struct {
 }
 
 // inferRequest encodes one request: the JSON part naming the input (binary_data_size) and
-// asking for the output in binary, then the input's FP32 values, little-endian.
-func inferRequest(input string, shape []int64, values []float32, output string) ([]byte, int, error) {
+// asking for the outputs in binary, then the input's FP32 values, little-endian.
+func inferRequest(input string, shape []int64, values []float32, outputs []string) ([]byte, int, error) {
+	wanted := make([]wireTensor, len(outputs))
+	for i, name := range outputs {
+		wanted[i] = wireTensor{Name: name, Parameters: map[string]any{"binary_data": true}}
+	}
 	head, err := json.Marshal(struct {
 		Inputs  []wireTensor `json:"inputs"`
 		Outputs []wireTensor `json:"outputs"`
 	}{
 		Inputs:  []wireTensor{{Name: input, Datatype: "FP32", Shape: shape, Parameters: map[string]any{"binary_data_size": 4 * len(values)}}},
-		Outputs: []wireTensor{{Name: output, Parameters: map[string]any{"binary_data": true}}},
+		Outputs: wanted,
 	})
 	if err != nil {
 		return nil, 0, err
@@ -327,7 +341,8 @@ func inferRequest(input string, shape []int64, values []float32, output string) 
 	return body, len(head), nil
 }
 
-func (o *OIP) infer(ctx context.Context, u string, body []byte, jsonLen int, output string) ([]float32, error) {
+// infer sends one request and returns the values of each of outputs, in order.
+func (o *OIP) infer(ctx context.Context, u string, body []byte, jsonLen int, outputs []string) ([][]float32, error) {
 	ctx, cancel := context.WithTimeout(ctx, o.cfg.RequestTimeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
@@ -360,7 +375,13 @@ func (o *OIP) infer(ctx context.Context, u string, body []byte, jsonLen int, out
 			return nil, fmt.Errorf("infer: %s %q does not fit a body of %d bytes", headerContentLength, h, len(data))
 		}
 	}
-	return parseOutput(data, headerLen, output)
+	values := make([][]float32, len(outputs))
+	for i, name := range outputs {
+		if values[i], err = parseOutput(data, headerLen, name); err != nil {
+			return nil, err
+		}
+	}
+	return values, nil
 }
 
 // parseOutput finds output in a response body and decodes its FP32 values, binary (the

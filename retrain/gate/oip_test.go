@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -114,7 +115,7 @@ func (f *fakeTriton) infer(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-	if err := json.Unmarshal(body[:hl], &req); err != nil || len(req.Inputs) != 1 || len(req.Outputs) != 1 || !req.Outputs[0].Parameters.BinaryData {
+	if err := json.Unmarshal(body[:hl], &req); err != nil || len(req.Inputs) != 1 || len(req.Outputs) == 0 {
 		f.fail(w, 400, "request: %v %s", err, body[:hl])
 		return
 	}
@@ -134,23 +135,25 @@ func (f *fakeTriton) infer(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer res.Release()
-	for i, o := range m.Outputs() {
-		if o.Name != req.Outputs[0].Name {
-			continue
+	// Every requested output, binary, in the order asked, as Triton answers.
+	var outs []any
+	var data []byte
+	for _, want := range req.Outputs {
+		i := slices.IndexFunc(m.Outputs(), func(o builtin.TensorInfo) bool { return o.Name == want.Name })
+		if i < 0 || !want.Parameters.BinaryData {
+			f.fail(w, 400, "unknown output %q, or not asked in binary", want.Name)
+			return
 		}
 		out := res.Outputs[i]
-		var data []byte
+		before := len(data)
 		for _, v := range out.Data {
 			data = binary.LittleEndian.AppendUint32(data, math.Float32bits(v))
 		}
-		head, _ := json.Marshal(map[string]any{"model_name": name, "model_version": "1", "outputs": []any{
-			map[string]any{"name": o.Name, "datatype": "FP32", "shape": out.Shape, "parameters": map[string]any{"binary_data_size": len(data)}},
-		}})
-		w.Header().Set("Inference-Header-Content-Length", strconv.Itoa(len(head)))
-		w.Write(append(head, data...))
-		return
+		outs = append(outs, map[string]any{"name": want.Name, "datatype": "FP32", "shape": out.Shape, "parameters": map[string]any{"binary_data_size": len(data) - before}})
 	}
-	f.fail(w, 400, "unknown output %q", req.Outputs[0].Name)
+	head, _ := json.Marshal(map[string]any{"model_name": name, "model_version": "1", "outputs": outs})
+	w.Header().Set("Inference-Header-Content-Length", strconv.Itoa(len(head)))
+	w.Write(append(head, data...))
 }
 
 func oipConfig(url, dir string) gate.OIPConfig {

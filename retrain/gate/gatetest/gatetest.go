@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"testing"
 
@@ -197,13 +198,14 @@ type Factory func(t *testing.T) gate.Evaluator
 // Run is the conformance suite: each evaluator must
 //   - return, for a candidate and a current model of another input layout (flattened), the
 //     logits the models compute, for every sample and in order, with the right roles and
-//     model SHA-256s;
+//     model SHA-256s; and the candidate's embedding output (its metadata names one), which
+//     the current model does not have;
 //   - score a model of another shape and class count (1×5×5, 3 classes) as well;
 //   - refuse a model whose "classes" metadata differs from the set's;
 //   - refuse a model whose input does not fit the set's sample shape.
 func Run(t *testing.T, newEvaluator Factory) {
 	t.Run("ScoresBothModels", func(t *testing.T) {
-		scoreCase(t, newEvaluator(t), Spec(), 37, []ModelOptions{{Seed: 1, WeightNoise: 0.3}, {Seed: 2, WeightNoise: 0.8, Flatten: true, LogitsOnly: true}})
+		scoreCase(t, newEvaluator(t), Spec(), 37, []ModelOptions{{Seed: 1, WeightNoise: 0.3, Embedding: true}, {Seed: 2, WeightNoise: 0.8, Flatten: true, LogitsOnly: true}})
 	})
 	t.Run("OtherShape", func(t *testing.T) {
 		spec := dataset.Spec{Shape: []int64{1, 5, 5}, Datatype: dataset.DatatypeFP32, Classes: []string{"a", "b", "c"}}
@@ -272,9 +274,16 @@ func scoreCase(t *testing.T, ev gate.Evaluator, spec dataset.Spec, n int, opts [
 				t.Fatalf("scores %d value %d (sample %d class %d) = %v, want %v", i, j, j/k, j%k, v, want[j])
 			}
 		}
+		// WriteModel's embedding is the flattened input.
+		if w := spec.Width(); opts[i].Embedding != (s.EmbeddingWidth != 0) || (opts[i].Embedding && (s.EmbeddingWidth != w || !slices.Equal(s.Embedding, inputs))) {
+			t.Fatalf("scores %d: embedding of width %d (%d values), want the model's embedding %v of width %d", i, s.EmbeddingWidth, len(s.Embedding), opts[i].Embedding, w)
+		}
 		r, err := gate.Measure(set, s, gate.MeasureOptions{})
 		if err != nil {
 			t.Fatal(err)
+		}
+		if (r.DriftReference.Embedding != nil) != opts[i].Embedding {
+			t.Errorf("scores %d: embedding reference %v, want one: %v", i, r.DriftReference.Embedding != nil, opts[i].Embedding)
 		}
 		if r.Samples != n || r.EvalDigest != set.Digest {
 			t.Errorf("report: %d samples digest %q", r.Samples, r.EvalDigest)
