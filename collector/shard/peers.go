@@ -98,7 +98,7 @@ func (b *Builder) publish(ctx context.Context, key string, samples []*sample.Sto
 	b.m.lockWait.Observe(wait.Seconds())
 	span.SetAttributes(attribute.Float64("edgeloop.shard.lock_wait_seconds", wait.Seconds()), attribute.Bool("edgeloop.shard.listed", lk.refresh))
 	kept, err := b.publishLocked(ctx, key, samples, prefix, lk.refresh, span)
-	lk.release(ctx)
+	lk.release(ctx, err != nil)
 	if err != nil {
 		return nil, err
 	}
@@ -222,8 +222,11 @@ func (b *Builder) lock(ctx context.Context, lockKey, key string) (*heldLock, err
 // release frees the lock and counts the publish. It counts one that failed too: an index
 // PUT whose answer was lost may have been stored, and a count too many costs another instance
 // only a listing. A lock held past its expiry may be another instance's by now: the
-// conditional write then fails, and the lock is left to its new holder.
-func (l *heldLock) release(ctx context.Context) {
+// conditional write then fails, and the lock is left to its new holder. After a failed
+// publish (failed) it tries once, briefly: the store is likely unreachable, and three long
+// attempts (minio-go retrying within each) held the upload's retry, and the readiness it
+// reports, for over 20 s; the lock expires by itself.
+func (l *heldLock) release(ctx context.Context, failed bool) {
 	if l.cb == nil {
 		return
 	}
@@ -231,12 +234,16 @@ func (l *heldLock) release(ctx context.Context) {
 	free := lockBody{Shard: l.body.Shard, Seq: l.body.Seq + 1}
 	enc, _ := json.Marshal(free)
 	ctx = context.WithoutCancel(ctx)
+	attempts, timeout := 3, 10*time.Second
+	if failed {
+		attempts, timeout = 1, 2*time.Second
+	}
 	var err error
-	for attempt := range 3 {
+	for attempt := range attempts {
 		if attempt > 0 {
 			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
 		}
-		rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		rctx, cancel := context.WithTimeout(ctx, timeout)
 		_, err = l.cb.PutIf(rctx, l.key, enc, false, l.etag)
 		cancel()
 		if err == nil {

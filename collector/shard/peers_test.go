@@ -107,12 +107,12 @@ func TestLock(t *testing.T) {
 		if !lc.refresh {
 			t.Error("instance c's first lock of the hour does not ask for a listing")
 		}
-		lc.release(ctx)
+		lc.release(ctx, false)
 		got <- at
 	}()
 	time.Sleep(150 * time.Millisecond)
 	released := time.Now()
-	la.release(ctx)
+	la.release(ctx, false)
 	if at := <-got; at.Before(released) {
 		t.Fatalf("the second instance took the lock %s before the holder released it", released.Sub(at))
 	}
@@ -124,12 +124,12 @@ func TestLock(t *testing.T) {
 	if err != nil || lc.refresh {
 		t.Fatalf("c again: %+v, %v; want no listing (nobody published since c)", lc, err)
 	}
-	lc.release(ctx)
+	lc.release(ctx, false)
 	la, err = a.lock(ctx, lockKey, "a2")
 	if err != nil || !la.refresh {
 		t.Fatalf("a again: %+v, %v; want a listing (c published since a)", la, err)
 	}
-	la.release(ctx)
+	la.release(ctx, false)
 	if lb := readLock(t, b, lockKey); lb.Seq != 4 {
 		t.Fatalf("seq %d after four publishes", lb.Seq)
 	}
@@ -154,7 +154,7 @@ func TestLock(t *testing.T) {
 	if lb := readLock(t, b, lockKey); lb.Instance != "d-00000003" {
 		t.Fatalf("lock after takeover: %+v", lb)
 	}
-	ld.release(ctx)
+	ld.release(ctx, false)
 	// A lock this instance left in a crash (same name): taken over at once, with a listing
 	// (the stopped holder may have published without counting it).
 	left, _ := json.Marshal(lockBody{Instance: "a-00000001", Shard: "old", Expires: time.Now().Add(time.Hour), Seq: 4})
@@ -168,7 +168,7 @@ func TestLock(t *testing.T) {
 	if err != nil || !la.refresh {
 		t.Fatalf("own lock left in a crash: %+v, %v; want it taken over at once, with a listing", la, err)
 	}
-	la.release(ctx)
+	la.release(ctx, false)
 	if n := testutil.ToFloat64(a.m.lockTakeovers); n != 1 {
 		t.Fatalf("instance a counted %v takeovers, want 1", n)
 	}
