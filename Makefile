@@ -14,7 +14,7 @@ TESTFLAGS ?= -race -count=1 -timeout 30m -tags integration
 # Decoders of untrusted input, fuzzed briefly by `make test` (seeds in each testdata/fuzz).
 FUZZ_TARGETS := ./internal/spool:FuzzRecordDecode ./internal/sample:FuzzUnmarshalRecord \
 	./internal/sample:FuzzReadTar ./exporter/runtime/oip:FuzzParseRequest ./internal/onnx:FuzzDecode ./collector/ingest:FuzzIngestDecode \
-	./internal/dataset:FuzzReadShard ./internal/evalset:FuzzParseManifest ./internal/sample:FuzzUnmarshalRecordKeyed ./internal/sample:FuzzReadTarKeyed ./collector/ingest:FuzzIngestDecodeKeyed ./internal/modelrepo:FuzzVerifyManifest ./internal/modelrepo:FuzzVerifyPointer ./retrain:FuzzDecodeWebhook ./collector/labels:FuzzPostLabels ./collector/labels:FuzzImportLabelStudio ./internal/npy:FuzzRead
+	./internal/dataset:FuzzReadShard ./internal/evalset:FuzzParseManifest ./internal/sample:FuzzUnmarshalRecordKeyed ./internal/sample:FuzzReadTarKeyed ./collector/ingest:FuzzIngestDecodeKeyed ./internal/modelrepo:FuzzVerifyManifest ./internal/modelrepo:FuzzVerifyPointer ./retrain:FuzzDecodeWebhook ./collector/labels:FuzzPostLabels ./collector/labels:FuzzImportLabelStudio ./internal/npy:FuzzRead ./internal/sample:FuzzParseMeta
 FUZZTIME ?= 10s
 
 .PHONY: help build exporter arm64 images test test-unit fuzz tools lint bench demo clean dashboards
@@ -80,10 +80,7 @@ test: tools ## install what the tests need, then run every unit and integration 
 	$(MAKE) --no-print-directory fuzz
 
 fuzz: ## fuzz each decoder of untrusted input for FUZZTIME (default 10s)
-	@for t in $(FUZZ_TARGETS); do \
-		echo "fuzz $${t#*:} ($${t%%:*}) for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$${t#*:}$$" -fuzztime $(FUZZTIME) "$${t%%:*}" || exit 1; \
-	done
+	@GO=$(GO) scripts/fuzz.sh $(FUZZTIME) $(FUZZ_TARGETS)
 
 test-unit: ## unit tests only (no external programs), quick
 	$(GO) test -short -count=1 ./...

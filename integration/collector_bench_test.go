@@ -29,6 +29,8 @@ import (
 // COLLECTOR_BENCH=1 (about two minutes):
 //
 //	COLLECTOR_BENCH=1 MINIO=$(scripts/tools.sh path minio) go test -tags integration -run '^$' -bench CollectorIngest -benchtime 1x ./integration/
+//
+// COLLECTOR_BENCH_GOMEMLIMIT sets the collector's GOMEMLIMIT (such as 450MiB).
 func BenchmarkCollectorIngest(b *testing.B) {
 	if os.Getenv("COLLECTOR_BENCH") == "" {
 		b.Skip("set COLLECTOR_BENCH=1 to run (about a minute against a real MinIO)")
@@ -84,7 +86,11 @@ func benchIngest(b *testing.B, size int) {
 		})
 	}
 	wg.Wait()
-	p := startEnv(b, e.env, "collector", "--config", e.config)
+	env := e.env
+	if v := os.Getenv("COLLECTOR_BENCH_GOMEMLIMIT"); v != "" { // the collector's soft memory limit, not the benchmark's
+		env = append(env[:len(env):len(env)], "GOMEMLIMIT="+v)
+	}
+	p := startEnv(b, env, "collector", "--config", e.config)
 	p.waitFor(b, "collector started", 30*time.Second)
 
 	b.ResetTimer()
