@@ -16,11 +16,11 @@ import (
 	"github.com/edgeloop/edgeloop/internal/testenv"
 )
 
-// TestEmbeddingOutput serves the tiny model with its logits as the embedding output (3 wide)
-// and its probabilities scored: answers leave the embedding out unless asked for it by name,
-// and every request's embedding reaches the telemetry's embedding signal.
-func TestEmbeddingOutput(t *testing.T) {
-	rng := rand.New(rand.NewPCG(1, 2))
+// embeddingTelemetry is the telemetry of the tiny model's version "1" with the embedding signal
+// on (a window of 10) and a reference of 50 random 3-value embeddings drawn with seed.
+func embeddingTelemetry(t *testing.T, seed uint64) (*prometheus.Registry, *observe.Model) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, seed+1))
 	pts := make([]float32, 3*50)
 	for i := range pts {
 		pts[i] = float32(rng.NormFloat64())
@@ -41,6 +41,14 @@ func TestEmbeddingOutput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return reg, om
+}
+
+// TestEmbeddingOutput serves the tiny model with its logits as the embedding output (3 wide)
+// and its probabilities scored: answers leave the embedding out unless asked for it by name,
+// and every request's embedding reaches the telemetry's embedding signal.
+func TestEmbeddingOutput(t *testing.T) {
+	reg, om := embeddingTelemetry(t, 1)
 	b, err := NewBackend(BackendConfig{Version: "1", Builtin: tinyModel(t), Observe: om, Output: "probabilities",
 		OutputKind: observe.Probabilities, Classes: builtintest.TinyClasses(), Embedding: "logits"})
 	if err != nil {
@@ -93,15 +101,6 @@ func TestEmbeddingBackendErrors(t *testing.T) {
 // TestUpstreamEmbedding: behind an upstream, answers pass unchanged, and those that carry the
 // embedding output feed the embedding signal; answers without it add nothing.
 func TestUpstreamEmbedding(t *testing.T) {
-	rng := rand.New(rand.NewPCG(3, 4))
-	pts := make([]float32, 3*50)
-	for i := range pts {
-		pts[i] = float32(rng.NormFloat64())
-	}
-	ref, err := modelrepo.ComputeEmbeddingReference(pts, 3, 0, 50)
-	if err != nil {
-		t.Fatal(err)
-	}
 	for _, tc := range []struct {
 		name, body string
 		fed        bool
@@ -114,18 +113,7 @@ func TestUpstreamEmbedding(t *testing.T) {
 				w.Header().Set("Content-Type", "application/json")
 				_, _ = w.Write([]byte(tc.body))
 			})
-			reg := prometheus.NewRegistry()
-			ocfg := observe.DefaultConfig()
-			ocfg.Drift.Signals = observe.Signals{Embedding: true, EmbeddingWindow: 10}
-			core, err := observe.New(reg, ocfg)
-			if err != nil {
-				t.Fatal(err)
-			}
-			om, err := core.Model(observe.ModelSpec{Name: "tiny", Version: "1", Classes: builtintest.TinyClasses(), Output: observe.Probabilities,
-				DriftReference: &modelrepo.DriftReference{Embedding: ref}})
-			if err != nil {
-				t.Fatal(err)
-			}
+			reg, om := embeddingTelemetry(t, 3)
 			client, err := upstream.New(upstream.Config{URL: up.URL}, "tiny", nil)
 			if err != nil {
 				t.Fatal(err)
