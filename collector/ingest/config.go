@@ -17,8 +17,9 @@ type Config struct {
 	MaxUncompressedBytes int64 `yaml:"max_uncompressed_bytes"`
 	// MaxSamples bounds the distinct keys of a batch. Default 2,000; past it, 413.
 	MaxSamples int `yaml:"max_samples"`
-	// MaxConcurrent bounds the batches decoded at once, which bounds memory: each may hold up
-	// to max_uncompressed_bytes. Default 64; past it, a batch waits up to QueueTimeout.
+	// MaxConcurrent bounds the batches decoded at once, which bounds memory: each holds about
+	// one chunk of decoded samples (appendChunkBytes) and its zstd window. Default 64; past it,
+	// a batch waits up to QueueTimeout.
 	MaxConcurrent int `yaml:"max_concurrent"`
 	// MaxConcurrentPerNode bounds the batches of one node in the handler at once, waiting for
 	// a slot included, so that one node (a slow uplink, a misbehaving sender, a stolen token)

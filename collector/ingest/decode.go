@@ -40,9 +40,11 @@ type Decoder struct {
 func NewDecoder(lim sample.Limits) *Decoder { return &Decoder{lim: lim} }
 
 // Decode reads a batch: body is the request body as sent, encoding its Content-Encoding
-// ("zstd", "identity" or ""). It returns the valid samples and the rejected ones, or an error
-// wrapping ErrUnsupported (415), ErrTooLarge (413), or neither (400: unreadable).
-func (d *Decoder) Decode(body io.Reader, encoding string) ([]*sample.Sample, []sample.Rejection, error) {
+// ("zstd", "identity" or ""). It passes each valid sample to emit as soon as it is read
+// (sample.ReadTarFunc) and returns the rejected ones, or emit's error as emit returned it, or
+// an error wrapping ErrUnsupported (415), ErrTooLarge (413), or neither (400: unreadable).
+// Samples emitted before an error stay emitted.
+func (d *Decoder) Decode(body io.Reader, encoding string, emit func(*sample.Sample) error) ([]sample.Rejection, error) {
 	var r io.Reader
 	switch encoding {
 	case "", "identity":
@@ -50,18 +52,25 @@ func (d *Decoder) Decode(body io.Reader, encoding string) ([]*sample.Sample, []s
 	case "zstd":
 		zr, err := d.zstd(body)
 		if err != nil {
-			return nil, nil, fmt.Errorf("ingest: zstd: %w", err)
+			return nil, fmt.Errorf("ingest: zstd: %w", err)
 		}
 		defer d.release(zr)
 		r = zr
 	default:
-		return nil, nil, fmt.Errorf("ingest: %w %.64q: send zstd or no Content-Encoding", ErrUnsupported, encoding)
+		return nil, fmt.Errorf("ingest: %w %.64q: send zstd or no Content-Encoding", ErrUnsupported, encoding)
 	}
-	samples, rejected, err := sample.ReadTar(r, d.lim)
-	if err != nil {
-		return nil, nil, fmt.Errorf("ingest: %w", err)
+	var emitErr error
+	rejected, err := sample.ReadTarFunc(r, d.lim, func(s *sample.Sample) error {
+		emitErr = emit(s)
+		return emitErr
+	})
+	switch {
+	case err != nil && err == emitErr:
+		return nil, err
+	case err != nil:
+		return nil, fmt.Errorf("ingest: %w", err)
 	}
-	return samples, rejected, nil
+	return rejected, nil
 }
 
 func (d *Decoder) zstd(r io.Reader) (*zstd.Decoder, error) {

@@ -29,24 +29,34 @@ func FuzzIngestDecode(f *testing.F) {
 // fuzzLimits bound each fuzzed batch: room for a few real samples, cheap to decode.
 var fuzzLimits = sample.Limits{MaxSamples: 8, MaxMemberBytes: 1 << 20, MaxTotalBytes: 4 << 20}
 
-// checkDecode decodes body and checks what the decoder returns: nothing with an error, no more
-// keys than the limit, only valid samples. It returns the samples for the keyed target's
-// further checks.
+// checkDecode decodes body and checks what the decoder emits and returns: only valid samples,
+// no key twice, no key both emitted and rejected, no more keys than the limit, no rejection
+// with an error. It returns the samples emitted (before an error too: the handler stores
+// them) for the keyed target's further checks.
 func checkDecode(t *testing.T, d *ingest.Decoder, body []byte, encoding string) []*sample.Sample {
-	samples, rejected, err := d.Decode(bytesReader(body), encoding)
-	if err != nil {
-		if samples != nil || rejected != nil {
-			t.Fatal("samples returned with an error")
+	var samples []*sample.Sample
+	seen := map[string]bool{}
+	rejected, err := d.Decode(bytesReader(body), encoding, func(s *sample.Sample) error {
+		if err := s.Validate(); err != nil {
+			t.Fatalf("invalid sample emitted: %v", err)
 		}
+		if seen[s.Meta.Key] {
+			t.Fatalf("key %s emitted twice", s.Meta.Key)
+		}
+		seen[s.Meta.Key] = true
+		samples = append(samples, s)
 		return nil
+	})
+	if err != nil && rejected != nil {
+		t.Fatal("rejections returned with an error")
+	}
+	for _, r := range rejected {
+		if seen[r.Key] {
+			t.Fatalf("key %s both emitted and rejected", r.Key)
+		}
 	}
 	if len(samples)+len(rejected) > fuzzLimits.MaxSamples {
 		t.Fatalf("%d keys past the limit of %d", len(samples)+len(rejected), fuzzLimits.MaxSamples)
-	}
-	for _, s := range samples {
-		if err := s.Validate(); err != nil {
-			t.Fatalf("invalid sample returned: %v", err)
-		}
 	}
 	return samples
 }

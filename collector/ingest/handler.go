@@ -310,11 +310,25 @@ func (h *Handler) serveSamples(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	body := &countingReader{r: http.MaxBytesReader(orig, r.Body, h.cfg.MaxBodyBytes)}
-	samples, rejected, err := h.decoder.Decode(body, enc)
+	nm := h.m.node(node)
+	// The samples are stored as they are read (batchWriter): what a batch holds in memory is
+	// one chunk of them, not the whole batch.
+	bw := h.newBatchWriter(r.Context(), node, nm)
+	rejected, err := h.decoder.Decode(body, enc, bw.add)
 	h.m.receivedBytes.Add(float64(body.n))
 	if err == nil && body.err != nil {
 		err = body.err // the decoder took a cut-off body for the end of the batch
 	}
+	var serr *storeError
+	if errors.As(err, &serr) {
+		err = nil // answered below, as a failure to store
+	}
+	// Whatever ended the batch, the samples appended so far are made durable: a resend finds
+	// them stored.
+	serr, _ = bw.finish(release).(*storeError)
+	received := bw.received + len(rejected)
+	nm.received.Add(float64(received))
+	span.SetAttributes(attribute.Int64("edgeloop.batch.bytes", body.n), attribute.Int("edgeloop.batch.samples", received))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		switch {
@@ -341,17 +355,18 @@ func (h *Handler) serveSamples(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	span.SetAttributes(attribute.Int64("edgeloop.batch.bytes", body.n), attribute.Int("edgeloop.batch.samples", len(samples)+len(rejected)))
-	nm := h.m.node(node)
-	// Counted before store, so that nothing holds the batch's samples while it waits for the
-	// shared fsync: their memory is the log's pages by then.
-	received := len(samples) + len(rejected)
-	res, status, msg := h.store(r.Context(), node, nm, samples, rejected, release)
+	res := bw.res
+	for _, rj := range rejected {
+		res.Rejected = append(res.Rejected, Rejection{Key: rj.Key, Error: rj.Err.Error()})
+		nm.invalid.Inc()
+	}
+	if res.Rejected == nil {
+		res.Rejected = []Rejection{}
+	}
 	span.SetAttributes(attribute.Int("edgeloop.batch.accepted", res.Accepted), attribute.Int("edgeloop.batch.duplicates", res.Duplicates),
 		attribute.Int("edgeloop.batch.rejected", len(res.Rejected)))
-	nm.received.Add(float64(received))
-	if status != http.StatusOK {
-		h.unavailable(w, msg)
+	if serr != nil {
+		h.unavailable(w, serr.msg)
 		return
 	}
 	nm.accepted.Add(float64(res.Accepted))
@@ -360,100 +375,6 @@ func (h *Handler) serveSamples(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "application/json")
 	b, _ := json.Marshal(res)
 	w.Write(append(b, '\n'))
-}
-
-// store appends the new samples to the WAL and makes them durable, calling release (which
-// gives back the batch's decoding slot) between the two. A status other than 200 means the
-// WAL failed; samples appended before the failure may stay in the log, but are not
-// remembered as stored (a resend stores them again).
-func (h *Handler) store(ctx context.Context, node string, nm *nodeMetrics, samples []*sample.Sample, rejected []sample.Rejection, release func()) (Result, int, string) {
-	res := Result{Rejected: make([]Rejection, 0, len(rejected))}
-	for _, rj := range rejected {
-		res.Rejected = append(res.Rejected, Rejection{Key: rj.Key, Error: rj.Err.Error()})
-		nm.invalid.Inc()
-	}
-	claims := make([]*Claim, 0, len(samples))
-	records := make([][]byte, 0, len(samples))
-	defer func() {
-		for _, c := range claims {
-			c.Done(false) // no-op for the claims completed below
-		}
-	}()
-	for _, s := range samples {
-		if s.Meta.Node != node {
-			res.Rejected = append(res.Rejected, Rejection{Key: s.Meta.Key, Error: "node mismatch: the credential is bound to " + node})
-			nm.nodeMismatch.Inc()
-			continue
-		}
-		c, err := h.dedup.Reserve(ctx, s.Meta.Key)
-		if err != nil {
-			if ctx.Err() != nil {
-				return res, http.StatusServiceUnavailable, "cancelled while waiting for a concurrent write of the same sample"
-			}
-			return res, http.StatusServiceUnavailable, err.Error()
-		}
-		if c == nil {
-			res.Duplicates++
-			continue
-		}
-		rec, err := s.MarshalStored() // Decode (ReadTar) validated it
-		if err != nil {               // cannot happen, but never store what does not encode
-			c.Done(false)
-			res.Rejected = append(res.Rejected, Rejection{Key: s.Meta.Key, Error: err.Error()})
-			nm.invalid.Inc()
-			continue
-		}
-		claims = append(claims, c)
-		records = append(records, rec)
-	}
-	var need int64
-	for _, rec := range records {
-		need += spool.FrameSize(len(rec))
-	}
-	if held, ok := h.reserve(need); !ok {
-		h.logger.Warn("write-ahead log full; batch refused", "node", node, "bytes", need, "held", held, "max_wal_bytes", h.cfg.MaxWALBytes)
-		return res, http.StatusServiceUnavailable, fmt.Sprintf("write-ahead log full: %d bytes held or reserved, %d more would pass the limit of %d", held, need, h.cfg.MaxWALBytes)
-	}
-	defer h.release(need)
-	// One write for the batch (per segment), then one fsync shared with the batches of the
-	// next GroupCommitDelay: the group commit of the 200.
-	_, span := h.opts.Tracer.Start(ctx, "collector.wal.append",
-		trace.WithAttributes(attribute.Int("edgeloop.wal.records", len(records)), attribute.Int64("edgeloop.wal.bytes", need)))
-	seqs, werr := h.opts.WAL.AppendBatch(ctx, records)
-	appended := len(seqs)
-	release()
-	if appended > 0 {
-		if err := h.commit.Sync(); err != nil && werr == nil {
-			werr = err
-		}
-	}
-	if werr != nil {
-		span.RecordError(werr)
-		span.SetStatus(codes.Error, "write-ahead log")
-	}
-	span.End()
-	// A key is remembered as stored only once its record is synced. After a failed fsync
-	// (or append) nothing says the record is on disk — Linux may have dropped the pages that
-	// failed — so the keys are released: the node's resend is stored again rather than
-	// answered "duplicates", which would make the node delete what may be lost. A record
-	// that did reach the disk is then in the log twice; the shard builder keeps a key once
-	// per shard, and keys are content-derived, so a reader drops any other copy.
-	for i := range appended {
-		claims[i].Done(werr == nil)
-	}
-	if appended > 0 {
-		h.opts.Appended()
-	}
-	if werr != nil {
-		h.logger.Error("write-ahead log: cannot store a batch", "node", node, "err", werr)
-		msg := "write-ahead log unavailable"
-		if errors.Is(werr, spool.ErrFull) {
-			msg = "write-ahead log full"
-		}
-		return res, http.StatusServiceUnavailable, msg
-	}
-	res.Accepted = appended
-	return res, http.StatusOK, ""
 }
 
 // countingReader counts a body's bytes and keeps its first error other than EOF, which the
@@ -540,7 +461,7 @@ type nodeMetrics struct {
 func newMetrics() *metrics {
 	m := &metrics{
 		received: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeloop_collector_samples_received_total",
-			Help: "Samples received (distinct keys of 200-answered and failed batches that decoded), by node."}, []string{"node"}),
+			Help: "Samples received (distinct keys read from batches, valid or rejected, whatever the answer), by node."}, []string{"node"}),
 		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeloop_collector_samples_accepted_total",
 			Help: "Samples stored durably in the write-ahead log, by node."}, []string{"node"}),
 		duplicate: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "edgeloop_collector_samples_duplicate_total",

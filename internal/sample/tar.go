@@ -117,19 +117,51 @@ func writeTarSamples(w io.Writer, samples []tarSample) error {
 	return nil
 }
 
-// ReadTar reads a batch of samples, as WriteTar writes it, within lim. Members may come in any
-// order. It returns an error only when the tar as a whole cannot be read, or breaks a limit on
-// the whole (wrapping ErrTooLarge); then no sample is returned. Each problem of one sample — a
-// missing or unexpected member, a member above lim.MaxMemberBytes, bad JSON, a key that is not
-// the content's, a key given twice in the batch, any rule of Validate — rejects that key
-// alone: the other samples are returned, each valid, in the order of their first member.
+// ReadTar reads a batch of samples, as WriteTar writes it, within lim, and returns them whole:
+// ReadTarFunc with the samples collected. On an error it returns no sample.
 func ReadTar(r io.Reader, lim Limits) ([]*Sample, []Rejection, error) {
-	samples, rejected, err := readTar(r, lim.withDefaults())
+	var samples []*Sample
+	rejected, err := ReadTarFunc(r, lim, func(s *Sample) error {
+		samples = append(samples, s)
+		return nil
+	})
 	if err != nil {
-		return nil, nil, fmt.Errorf("sample: read tar: %w", err)
+		return nil, nil, err
 	}
 	return samples, rejected, nil
 }
+
+// ReadTarFunc reads a batch of samples, as WriteTar writes it, within lim, and passes each
+// valid sample to emit as soon as both its members are read, so that a batch need not be held
+// whole: what stays in memory is the samples whose two members are apart in the tar (none,
+// as WriteTar writes them). Members may come in any order.
+//
+// Each problem of one sample — a missing or unexpected member, a member above
+// lim.MaxMemberBytes, bad JSON, a key that is not the content's, any rule of Validate —
+// rejects that key alone: the rejections are returned, in the order of each key's first
+// member, once the tar is read. A key given twice before its sample is whole is rejected too;
+// a member that comes after its key's sample was read whole (and emitted) is an error of the
+// batch, as is a tar that cannot be read.
+//
+// The error is emit's, as it returned it, which stops the reading; or the reader's, wrapping
+// ErrTooLarge when the batch breaks a limit on the whole. Samples emitted before an error
+// stay emitted: a caller that stores them as they come keeps them.
+func ReadTarFunc(r io.Reader, lim Limits, emit func(*Sample) error) ([]Rejection, error) {
+	rejected, err := readTar(r, lim.withDefaults(), emit)
+	var ee emitError
+	if errors.As(err, &ee) {
+		return nil, ee.err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("sample: read tar: %w", err)
+	}
+	return rejected, nil
+}
+
+// emitError carries an error of ReadTarFunc's emit out of readTar untouched.
+type emitError struct{ err error }
+
+func (e emitError) Error() string { return e.err.Error() }
 
 // group is what a batch holds under one key.
 type group struct {
@@ -138,9 +170,10 @@ type group struct {
 	frame       []byte // input's buffer, room for a stored record's front included (Sample.frame)
 	file        string // the input member's name after "<key>."
 	err         error  // the first problem found; the key is rejected
+	emitted     bool   // the sample was read whole and emitted; its bytes are let go
 }
 
-func readTar(r io.Reader, lim Limits) ([]*Sample, []Rejection, error) {
+func readTar(r io.Reader, lim Limits, emit func(*Sample) error) ([]Rejection, error) {
 	lr := &limitReader{r: r, left: lim.MaxTotalBytes, limit: lim.MaxTotalBytes}
 	tr := tar.NewReader(lr)
 	groups := map[string]*group{}
@@ -154,7 +187,7 @@ func readTar(r io.Reader, lim Limits) ([]*Sample, []Rejection, error) {
 			break
 		}
 		if err != nil {
-			return nil, nil, lr.cause(err)
+			return nil, lr.cause(err)
 		}
 		key, suffix, _ := strings.Cut(h.Name, ".")
 		if len(key) > 64 {
@@ -163,17 +196,22 @@ func readTar(r io.Reader, lim Limits) ([]*Sample, []Rejection, error) {
 		g := groups[key]
 		if g == nil {
 			if len(groups) == lim.MaxSamples {
-				return nil, nil, fmt.Errorf("%w: more than %d samples", ErrTooLarge, lim.MaxSamples)
+				return nil, fmt.Errorf("%w: more than %d samples", ErrTooLarge, lim.MaxSamples)
 			}
 			g = &group{key: key}
 			groups[key] = g
 			order = append(order, g)
 		}
 		if members == maxMembers {
-			return nil, nil, fmt.Errorf("%w: more than %d members (%d samples of 2 files)", ErrTooLarge, maxMembers, lim.MaxSamples)
+			return nil, fmt.Errorf("%w: more than %d members (%d samples of 2 files)", ErrTooLarge, maxMembers, lim.MaxSamples)
 		}
 		if g.err != nil {
 			continue // rejected already; Next skips the content
+		}
+		if g.emitted {
+			// The sample may be stored already: rejecting its key now would answer it both
+			// ways. The batch as a whole is malformed instead.
+			return nil, fmt.Errorf("member %s repeats the key of a sample read whole before it: a batch holds each key once", quote(h.Name))
 		}
 		var dst *[]byte
 		switch {
@@ -203,7 +241,7 @@ func readTar(r io.Reader, lim Limits) ([]*Sample, []Rejection, error) {
 			continue
 		case h.Size > lr.left:
 			// Checked before allocating: the stream cannot hold what the header claims.
-			return nil, nil, fmt.Errorf("%w: member %s of %d bytes goes past the limit of %d bytes of tar", ErrTooLarge, quote(h.Name), h.Size, lim.MaxTotalBytes)
+			return nil, fmt.Errorf("%w: member %s of %d bytes goes past the limit of %d bytes of tar", ErrTooLarge, quote(h.Name), h.Size, lim.MaxTotalBytes)
 		}
 		var data []byte
 		if dst == &g.input && g.meta != nil {
@@ -216,33 +254,45 @@ func readTar(r io.Reader, lim Limits) ([]*Sample, []Rejection, error) {
 			data = make([]byte, h.Size)
 		}
 		if _, err := io.ReadFull(tr, data); err != nil {
-			return nil, nil, lr.cause(fmt.Errorf("member %s: %w", quote(h.Name), err))
+			return nil, lr.cause(fmt.Errorf("member %s: %w", quote(h.Name), err))
 		}
 		*dst = data
-	}
-	var samples []*Sample
-	var rejected []Rejection
-	for _, g := range order {
-		s, err := g.sample()
-		if err != nil {
-			rejected = append(rejected, Rejection{Key: g.key, Err: err})
+		if g.meta == nil || g.input == nil {
 			continue
 		}
-		samples = append(samples, s)
+		s, err := g.sample()
+		g.meta, g.input, g.frame = nil, nil, nil // the sample holds what it needs
+		if err != nil {
+			g.err = err
+			continue
+		}
+		g.emitted = true
+		if err := emit(s); err != nil {
+			return nil, emitError{err}
+		}
 	}
-	return samples, rejected, nil
+	var rejected []Rejection
+	for _, g := range order {
+		switch {
+		case g.err != nil:
+			rejected = append(rejected, Rejection{Key: g.key, Err: g.err})
+		case !g.emitted:
+			rejected = append(rejected, Rejection{Key: g.key, Err: g.missing()})
+		}
+	}
+	return rejected, nil
 }
 
-// sample assembles and validates the group's sample.
-func (g *group) sample() (*Sample, error) {
-	switch {
-	case g.err != nil:
-		return nil, g.err
-	case g.meta == nil:
-		return nil, fmt.Errorf("no %s.json member", g.key)
-	case g.input == nil:
-		return nil, fmt.Errorf("no %s.input.<ext> member", g.key)
+// missing says which member an incomplete group lacks.
+func (g *group) missing() error {
+	if g.meta == nil {
+		return fmt.Errorf("no %s.json member", g.key)
 	}
+	return fmt.Errorf("no %s.input.<ext> member", g.key)
+}
+
+// sample assembles and validates the group's sample, once both members are read.
+func (g *group) sample() (*Sample, error) {
 	meta, err := decodeMeta(g.meta)
 	if err != nil {
 		return nil, err

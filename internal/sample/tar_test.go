@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -101,6 +102,53 @@ func TestReadTarMemberOrder(t *testing.T) {
 	assertSame(t, out[1], b)
 }
 
+// TestReadTarRepeatAfterWhole: a member of a key whose sample was read whole already fails the
+// batch, since the sample may be stored by then (ReadTarFunc emits it at once), while the
+// samples emitted before stay emitted.
+func TestReadTarRepeatAfterWhole(t *testing.T) {
+	good, bad := newSample(t, 100), newSample(t, 0)
+	key := bad.Meta.Key
+	mb := members(t, bad)
+	for name, extra := range map[string]member{
+		"duplicate sample":  mb[0],
+		"second input":      {name: key + ".input.png", data: []byte("png")},
+		"unexpected member": {name: key + ".cls", data: []byte("7")},
+	} {
+		t.Run(name, func(t *testing.T) {
+			all := append(members(t, good), mb[0], mb[1], extra)
+			var emitted []string
+			_, err := sample.ReadTarFunc(bytes.NewReader(rawTar(t, all...)), sample.Limits{}, func(s *sample.Sample) error {
+				emitted = append(emitted, s.Meta.Key)
+				return nil
+			})
+			want := `member "` + extra.name + `" repeats the key of a sample read whole before it`
+			if err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("ReadTarFunc error %v, want %q", err, want)
+			}
+			if !slices.Equal(emitted, []string{good.Meta.Key, key}) {
+				t.Errorf("emitted %v before the error, want both samples", emitted)
+			}
+			if out, rejected, err := sample.ReadTar(bytes.NewReader(rawTar(t, all...)), sample.Limits{}); err == nil || out != nil || rejected != nil {
+				t.Errorf("ReadTar = %d samples, %v, %v; want only the error", len(out), rejected, err)
+			}
+		})
+	}
+}
+
+// TestReadTarFuncStops: emit's error stops the reading and comes back as it was returned.
+func TestReadTarFuncStops(t *testing.T) {
+	a, b := newSample(t, 1), newSample(t, 2)
+	stop := errors.New("stop here")
+	calls := 0
+	_, err := sample.ReadTarFunc(bytes.NewReader(rawTar(t, append(members(t, a), members(t, b)...)...)), sample.Limits{}, func(*sample.Sample) error {
+		calls++
+		return stop
+	})
+	if err != stop || calls != 1 {
+		t.Fatalf("ReadTarFunc = %v after %d calls, want emit's error after 1", err, calls)
+	}
+}
+
 // TestReadTarRejects builds batches of a good sample and one broken one: the broken sample is
 // rejected with its key and reason, the good one still comes back.
 func TestReadTarRejects(t *testing.T) {
@@ -131,18 +179,17 @@ func TestReadTarRejects(t *testing.T) {
 		{"no input", mb[:1], key, "no " + key + ".input.<ext> member"},
 		{"no json", mb[1:], key, "no " + key + ".json member"},
 		{"bad json", []member{{name: key + ".json", data: []byte("{")}, mb[1]}, key, "invalid sample: metadata: unexpected EOF"},
+		{"second json", []member{mb[0], {name: key + ".json", data: mb[0].data}, mb[1]}, key, `duplicate key in the batch: a second "` + key + `.json" member`},
+		{"unexpected member", []member{mb[0], {name: key + ".cls", data: []byte("7")}, mb[1]}, key,
+			`member "` + key + `.cls": unexpected file: a sample is <key>.json and <key>.input.<ext>`},
 		{"unknown field", []member{{name: key + ".json", data: []byte(`{"colour":1}`)}, mb[1]}, key, `invalid sample: metadata: json: unknown field "colour"`},
 		{"key mismatch", []member{{name: key + ".json", data: metaWith(func(m *sample.Meta) { m.Key = good.Meta.Key })}, mb[1]}, key,
 			"key mismatch: the members are named " + key + " but the metadata's key is \"" + good.Meta.Key + "\""},
 		{"content not the key's", []member{mb[0], {name: mb[1].name, data: npyInput(t, 1)}}, key, "invalid sample: key: " + key + " does not match the sample's content"},
 		{"invalid", []member{{name: invalidMeta.Key + ".json", data: invalidJSON}, {name: invalidMeta.Key + ".input.npy", data: bad.Input}}, invalidMeta.Key,
 			"invalid sample: prediction: must be a class index below the 10 scores, got 12"},
-		{"duplicate sample", []member{mb[0], mb[1], mb[0], mb[1]}, key, `duplicate key in the batch: a second "` + key + `.json" member`},
-		{"second input", []member{mb[0], mb[1], {name: key + ".input.png", data: []byte("png")}}, key, `duplicate key in the batch: a second "` + key + `.input.png" member`},
 		{"input file mismatch", []member{mb[0], {name: key + ".input.png", data: bad.Input}}, key,
 			"the input member is " + key + ".input.png but the metadata's input.file is \"input.npy\""},
-		{"unexpected member", []member{mb[0], mb[1], {name: key + ".cls", data: []byte("7")}}, key,
-			`member "` + key + `.cls": unexpected file: a sample is <key>.json and <key>.input.<ext>`},
 		{"symlink", []member{mb[0], {name: mb[1].name, typeflag: tar.TypeSymlink}}, key, `member "` + key + `.input.npy" is not a regular file`},
 		{"directory", []member{{name: "samples/", typeflag: tar.TypeDir}}, "samples/", `member "samples/" is not a regular file`},
 		{"bad key", []member{{name: "../../etc/passwd", data: []byte("x")}}, "", `member "../../etc/passwd": the name must be <key>.json or <key>.input.<ext> with a key of 32 lowercase hex digits`},
