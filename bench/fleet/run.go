@@ -22,6 +22,7 @@ import (
 	"github.com/edgeloop/edgeloop/collector/collectortest"
 	"github.com/edgeloop/edgeloop/exporter/sender"
 	"github.com/edgeloop/edgeloop/internal/objstore"
+	"github.com/edgeloop/edgeloop/internal/sample"
 	"github.com/edgeloop/edgeloop/internal/spool"
 	"github.com/edgeloop/edgeloop/internal/token"
 )
@@ -235,9 +236,8 @@ func run(ctx context.Context, o options, w io.Writer) (*Summary, error) {
 	senders := make([]runner, o.Nodes)
 	var enc *zstd.Encoder
 	if o.Sender == "lite" {
-		// One encoder for the fleet, with the real sender's options; EncodeAll needs none of
-		// its goroutines.
-		if enc, err = zstd.NewWriter(nil, zstd.WithEncoderConcurrency(runtime.GOMAXPROCS(0)), zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithWindowSize(8<<20)); err != nil {
+		// One encoder for the fleet, the real sender's; EncodeAll needs none of its goroutines.
+		if enc, err = sample.NewBatchEncoder(runtime.GOMAXPROCS(0)); err != nil {
 			return nil, fmt.Errorf("fleet: zstd: %w", err)
 		}
 		defer enc.Close()

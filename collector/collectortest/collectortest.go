@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
-
 	"github.com/edgeloop/edgeloop/internal/npy"
 	"github.com/edgeloop/edgeloop/internal/sample"
 	"github.com/edgeloop/edgeloop/internal/token"
@@ -80,7 +78,7 @@ func Tar(t testing.TB, samples ...*sample.Sample) []byte {
 // Zstd compresses b as a sender does.
 func Zstd(t testing.TB, b []byte) []byte {
 	t.Helper()
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	enc, err := sample.NewBatchEncoder(1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -25,10 +25,6 @@ var (
 	ErrTooLarge = sample.ErrTooLarge
 )
 
-// maxWindow is the largest zstd window accepted (docs/wire-format.md): zstd's standard
-// levels stay within it, and it bounds the decoder's memory.
-const maxWindow = 8 << 20
-
 // Decoder turns request bodies into samples. It keeps zstd decoders for reuse, since each
 // costs allocations worth more than a small batch; it is safe for concurrent use.
 type Decoder struct {
@@ -84,8 +80,8 @@ func (d *Decoder) zstd(r io.Reader) (*zstd.Decoder, error) {
 	return zstd.NewReader(r,
 		zstd.WithDecoderConcurrency(1), // one goroutine per request; requests run in parallel
 		zstd.WithDecoderLowmem(true),
-		zstd.WithDecoderMaxWindow(maxWindow),
-		zstd.WithDecoderMaxMemory(uint64(d.lim.MaxTotalBytes)+maxWindow),
+		zstd.WithDecoderMaxWindow(sample.MaxBatchWindow),
+		zstd.WithDecoderMaxMemory(uint64(d.lim.MaxTotalBytes)+sample.MaxBatchWindow),
 	)
 }
 

@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/klauspost/compress/zstd"
-
 	"github.com/edgeloop/edgeloop/internal/fmnist"
 	"github.com/edgeloop/edgeloop/internal/npy"
 	"github.com/edgeloop/edgeloop/internal/sample"
@@ -43,7 +41,7 @@ func BenchmarkEncodeBatch(b *testing.B) {
 		}
 		items[i] = item{seq: uint64(i + 1), s: s}
 	}
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithWindowSize(maxWindow))
+	enc, err := sample.NewBatchEncoder(1)
 	if err != nil {
 		b.Fatal(err)
 	}

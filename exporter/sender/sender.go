@@ -50,10 +50,6 @@ const NodeHeader = "X-Edgeloop-Node"
 // messages fit well within it.
 const maxResponseBytes = 4 << 20
 
-// maxWindow is the zstd window the wire format allows a frame to need
-// (docs/wire-format.md), which bounds the collector's decoder memory.
-const maxWindow = 8 << 20
-
 // emptyPeekWait is how long to wait when Wait promised a record that Peek did not return, so
 // that a misbehaving queue cannot make the sender spin.
 const emptyPeekWait = time.Second
@@ -177,7 +173,7 @@ func New(cfg Config, q Queue, opts Options) (*Sender, error) {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	// One encoder for every batch; EncodeAll on it needs no goroutines of its own.
-	if s.enc, err = zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1), zstd.WithEncoderLevel(zstd.SpeedDefault), zstd.WithWindowSize(maxWindow)); err != nil {
+	if s.enc, err = sample.NewBatchEncoder(1); err != nil {
 		return nil, fmt.Errorf("sender: zstd: %w", err)
 	}
 	if s.dead, err = openDeadLetter(cfg.DeadLetterDir, cfg.DeadLetterMaxBytes); err != nil {
