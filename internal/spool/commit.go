@@ -1,6 +1,7 @@
 package spool
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -196,11 +197,18 @@ func (s *Spool) syncedLocked(seg *segment, size int64) {
 	if size <= seg.synced {
 		return
 	}
-	k := copy(seg.tail, seg.tail[size-seg.synced:])
-	seg.tail = seg.tail[:k]
-	if k == 0 && cap(seg.tail) > 4<<20 {
-		seg.tail = nil // a rare huge batch should not pin its buffer
+	// A commit's size is the segment's at a moment between writes, so whole buffers go; a
+	// part of one, should that change, is cut off its front.
+	n, i := size-seg.synced, 0
+	for ; i < len(seg.tail) && n >= int64(len(seg.tail[i])); i++ {
+		n -= int64(len(seg.tail[i]))
 	}
+	if n > 0 && i < len(seg.tail) {
+		seg.tail[i] = seg.tail[i][n:]
+	}
+	k := copy(seg.tail, seg.tail[i:])
+	clear(seg.tail[k:]) // let the synced buffers go
+	seg.tail = seg.tail[:k]
 	seg.synced = size
 }
 
@@ -243,10 +251,11 @@ func (s *Spool) rewriteSegmentLocked(seg *segment) error {
 	if len(moved) > 0 {
 		first := s.idx[moved[0]].seq
 		buf := make([]byte, 0, total)
+		unsynced := bytes.Join(seg.tail, nil) // the bytes [synced, size), once, on this rare path
 		for _, i := range moved {
 			e := s.idx[i]
 			from := e.off - seg.synced
-			buf = append(buf, seg.tail[from:from+frameSize(int(e.n))]...)
+			buf = append(buf, unsynced[from:from+frameSize(int(e.n))]...)
 		}
 		replace := first == seg.first // then seg holds no synced record: its name is free
 		path := filepath.Join(s.dir, segmentName(first))
@@ -273,7 +282,7 @@ func (s *Spool) rewriteSegmentLocked(seg *segment) error {
 			s.fs.Remove(dst)
 			return fmt.Errorf("rewrite %s: %w", seg.path, err)
 		}
-		u := &segment{first: first, path: path, f: f, size: int64(len(buf)), tail: buf}
+		u := &segment{first: first, path: path, f: f, size: int64(len(buf)), tail: [][]byte{buf}}
 		var off int64
 		for _, i := range moved {
 			e := &s.idx[i]

@@ -15,6 +15,7 @@
 package spool
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -140,8 +141,10 @@ type segment struct {
 	refs      int   // readers and fsyncs in flight outside the lock
 	detached  bool  // no longer held: close when refs drop to 0
 	// tail holds the bytes [synced, size): the frames written but not yet fsynced, kept so
-	// that they can be written again elsewhere when an fsync fails (commit.go).
-	tail []byte
+	// that they can be written again elsewhere when an fsync fails (commit.go). It is one
+	// buffer per write, each of its exact size: one growing buffer held up to twice the
+	// unsynced bytes, and under a steady stream of appends kept its largest size.
+	tail [][]byte
 }
 
 // entry indexes one stored record.
@@ -415,7 +418,7 @@ func (s *Spool) writeLocked(records [][]byte) ([]uint64, error) {
 		}
 		_, err = seg.f.WriteAt(s.buf, seg.size)
 		if err == nil {
-			seg.tail = append(seg.tail, s.buf...)
+			seg.tail = append(seg.tail, bytes.Clone(s.buf))
 		}
 		if cap(s.buf) > 4<<20 {
 			s.buf = nil // a rare huge batch should not pin its buffer
