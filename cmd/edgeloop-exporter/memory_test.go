@@ -5,6 +5,8 @@ import (
 	"os"
 	"runtime/debug"
 	"testing"
+
+	"github.com/edgeloop/edgeloop/internal/memlimit"
 )
 
 func TestApplyMemoryDefaults(t *testing.T) {
@@ -16,7 +18,7 @@ func TestApplyMemoryDefaults(t *testing.T) {
 	noFile := func(string) ([]byte, error) { return nil, os.ErrNotExist }
 	file := func(content string) func(string) ([]byte, error) {
 		return func(path string) ([]byte, error) {
-			if path != cgroupMemoryMax {
+			if path != memlimit.CgroupMemoryMax {
 				return nil, errors.New("unexpected path " + path)
 			}
 			return []byte(content), nil
@@ -33,8 +35,6 @@ func TestApplyMemoryDefaults(t *testing.T) {
 		{name: "bare host", readFile: noFile, want: memoryDefaults{GCPercent: 50}, wantGC: 50},
 		{name: "no cgroup limit", readFile: file("max\n"), want: memoryDefaults{GCPercent: 50}, wantGC: 50},
 		{name: "cgroup limit", readFile: file("268435456\n"), want: memoryDefaults{GCPercent: 50, Limit: 241591910}, wantGC: 50, wantLimit: 241591910},
-		{name: "garbage in memory.max", readFile: file("lots"), want: memoryDefaults{GCPercent: 50}, wantGC: 50},
-		{name: "zero in memory.max", readFile: file("0"), want: memoryDefaults{GCPercent: 50}, wantGC: 50},
 		{name: "operator's GOGC stands", env: map[string]string{"GOGC": "200"}, readFile: file("268435456"), want: memoryDefaults{Limit: 241591910}, wantGC: 100, wantLimit: 241591910},
 		{name: "operator's GOMEMLIMIT stands", env: map[string]string{"GOMEMLIMIT": "1GiB"}, readFile: file("268435456"), want: memoryDefaults{GCPercent: 50}, wantGC: 50},
 	} {
