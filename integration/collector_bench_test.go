@@ -50,7 +50,7 @@ func benchIngest(b *testing.B, size int) {
 		names[i] = fmt.Sprintf("edge-%03d", i)
 	}
 	tuning := benchTuning
-	profile := os.Getenv("COLLECTOR_BENCH_PROFILE") // a file: the collector's CPU profile during ingest
+	profile := os.Getenv("COLLECTOR_BENCH_PROFILE") // a file: the collector's CPU and heap profiles during ingest
 	if profile != "" {
 		tuning += "pprof: true\n"
 	}
@@ -98,6 +98,13 @@ func benchIngest(b *testing.B, size int) {
 	cpu := startCPU(p.cmd.Process.Pid, e.minio.Pid())
 	if profile != "" {
 		go fetchProfile(b, "http://"+e.addr+"/debug/pprof/profile?seconds=3", fmt.Sprintf("%s.%d", profile, size))
+		// Heap profiles during ingest too: what the peak RSS holds (after a GC, so in use).
+		go func() {
+			for i := range 3 {
+				time.Sleep(2 * time.Second)
+				fetchProfile(b, "http://"+e.addr+"/debug/pprof/heap?gc=1", fmt.Sprintf("%s.%d.heap%d", profile, size, i))
+			}
+		}()
 	}
 	var next atomic.Int64
 	var failures atomic.Int64
@@ -288,7 +295,7 @@ shards:
   max_age: 200ms
 `
 
-// fetchProfile saves the collector's CPU profile (pprof on) to file.
+// fetchProfile saves one of the collector's profiles (pprof on) to file.
 func fetchProfile(b *testing.B, url, file string) {
 	resp, err := http.Get(url)
 	if err != nil {
