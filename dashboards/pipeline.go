@@ -180,10 +180,11 @@ func pipeline() *dashboard.DashboardBuilder {
 			ageThresholds).
 			Span(third),
 		bars(timeSeries("WAL problems",
-			"Corrupt and undecodable write-ahead log records (increase of edgeloop_collector_wal_corrupt_records_total, edgeloop_collector_wal_undecodable_records_total), and collectors whose log is paused on disk errors (edgeloop_collector_wal_paused).",
+			"Corrupt, undecodable and lost write-ahead log records (increase of edgeloop_collector_wal_corrupt_records_total, edgeloop_collector_wal_undecodable_records_total, edgeloop_collector_wal_lost_records_total: damaged before a shard could read them back), and collectors whose log is paused on disk errors (edgeloop_collector_wal_paused).",
 			units.Short,
 			target(`sum(increase(edgeloop_collector_wal_corrupt_records_total[$__rate_interval]))`, "corrupt"),
 			target(`sum(increase(edgeloop_collector_wal_undecodable_records_total[$__rate_interval]))`, "undecodable"),
+			target(`sum(increase(edgeloop_collector_wal_lost_records_total[$__rate_interval]))`, "lost"),
 			target(`sum(edgeloop_collector_wal_paused)`, "paused"))).
 			Span(third),
 		bars(timeSeries("Shard uploads by outcome",

@@ -74,7 +74,7 @@ func hourPrefix(key string) string {
 // publish writes the shard's index, leaving out the samples another shard holds; the tar was
 // uploaded with all of them and is written again without them when any is left out. It returns
 // the samples the shard keeps.
-func (b *Builder) publish(ctx context.Context, key string, samples []*sample.Stored) ([]*sample.Stored, error) {
+func (b *Builder) publish(ctx context.Context, key string, samples []member) ([]member, error) {
 	if b.opts.Peers == nil {
 		ctx, cancel := context.WithTimeout(ctx, b.cfg.UploadTimeout)
 		defer cancel()
@@ -105,8 +105,8 @@ func (b *Builder) publish(ctx context.Context, key string, samples []*sample.Sto
 	if len(kept) > 0 {
 		// Before the next publish of this instance: it must see this shard's keys.
 		entries := make([]sample.IndexEntry, len(kept))
-		for i, s := range kept {
-			entries[i] = s.Entry
+		for i, m := range kept {
+			entries[i] = m.entry
 		}
 		b.opts.Peers.AddShard(ctx, key+".tar", entries)
 	}
@@ -115,7 +115,7 @@ func (b *Builder) publish(ctx context.Context, key string, samples []*sample.Sto
 
 // publishLocked is publish under the hour's lock: refresh the view of the hour when another
 // instance may have published in it, leave out what another shard holds, write the index.
-func (b *Builder) publishLocked(ctx context.Context, key string, samples []*sample.Stored, prefix string, refresh bool, span trace.Span) ([]*sample.Stored, error) {
+func (b *Builder) publishLocked(ctx context.Context, key string, samples []member, prefix string, refresh bool, span trace.Span) ([]member, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.UploadTimeout)
 	defer cancel()
 	if refresh {
@@ -124,12 +124,12 @@ func (b *Builder) publishLocked(ctx context.Context, key string, samples []*samp
 		}
 	}
 	self := key + ".tar"
-	kept := make([]*sample.Stored, 0, len(samples))
-	for _, s := range samples {
-		if owner, ok := b.opts.Peers.Owner(s.Entry.Key); ok && owner != self {
+	kept := make([]member, 0, len(samples))
+	for _, m := range samples {
+		if owner, ok := b.opts.Peers.Owner(m.entry.Key); ok && owner != self {
 			continue
 		}
-		kept = append(kept, s)
+		kept = append(kept, m)
 	}
 	span.SetAttributes(attribute.Int("edgeloop.shard.duplicates_dropped", len(samples)-len(kept)))
 	if dropped := len(samples) - len(kept); dropped > 0 {
@@ -263,10 +263,10 @@ func (l *heldLock) release(ctx context.Context, failed bool) {
 }
 
 // putIndex writes the shard's index: one line per sample, in the tar's order.
-func (b *Builder) putIndex(ctx context.Context, key string, samples []*sample.Stored) error {
+func (b *Builder) putIndex(ctx context.Context, key string, samples []member) error {
 	var index bytes.Buffer
-	for _, s := range samples {
-		index.Write(s.IndexLine)
+	for _, m := range samples {
+		index.Write(m.indexLine)
 		index.WriteByte('\n')
 	}
 	if err := b.opts.Bucket.Put(ctx, key+".index.jsonl", bytes.NewReader(index.Bytes()), int64(index.Len())); err != nil {
@@ -287,18 +287,17 @@ const maxLinkScan = 1024
 // linkSamples links span to the capture traces of the first samples that carry a trace id
 // (the metadata's trace_id). The sample keeps the trace id only, not the span id of the
 // capture, so a link names the capture's trace (its span id is zero) and the sample's key.
-func linkSamples(span trace.Span, samples []*sample.Stored) {
+func linkSamples(span trace.Span, samples []member) {
 	n := 0
-	for i, s := range samples {
+	for i, m := range samples {
 		if n == MaxLinks || i == maxLinkScan {
 			break
 		}
-		tid, ok := metaTraceID(s.Meta)
-		if !ok {
+		if !m.traceID.IsValid() {
 			continue
 		}
-		sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: tid, TraceFlags: trace.FlagsSampled, Remote: true})
-		span.AddLink(trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{attribute.String("edgeloop.sample.key", s.Entry.Key)}})
+		sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: m.traceID, TraceFlags: trace.FlagsSampled, Remote: true})
+		span.AddLink(trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{attribute.String("edgeloop.sample.key", m.entry.Key)}})
 		n++
 	}
 	span.SetAttributes(attribute.Int("edgeloop.shard.links", n))

@@ -231,7 +231,14 @@ func TestPublishLeavesOutOwned(t *testing.T) {
 	b := &condBucket{Bucket: fsb}
 	bl := newLockBuilder(t, b, "a-00000001", time.Now)
 	const key = "samples/fashion/3/dt=2026-03-14/hour=15/a-00000001-00000000000000000001"
-	var stored []*sample.Stored
+	// The tar is written from the log: the records are in a real one.
+	log, err := spool.Open(filepath.Join(t.TempDir(), "wal"), spool.DefaultConfig(), spool.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { log.Close() })
+	bl.opts.Log = log
+	var stored []member
 	for i := range 4 {
 		rec, err := collectortest.Sample(t, "edge-a", i, 200).MarshalStored()
 		if err != nil {
@@ -241,18 +248,22 @@ func TestPublishLeavesOutOwned(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		stored = append(stored, st)
+		seq, err := log.Append(ctx, rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		stored = append(stored, newMember(seq, st))
 	}
 	peers := &fakePeers{owner: map[string]string{
-		stored[1].Entry.Key: "samples/fashion/3/dt=2026-03-14/hour=15/b-00000002-00000000000000000009.tar",
-		stored[2].Entry.Key: key + ".tar",
+		stored[1].entry.Key: "samples/fashion/3/dt=2026-03-14/hour=15/b-00000002-00000000000000000009.tar",
+		stored[2].entry.Key: key + ".tar",
 	}}
 	bl.opts.Peers = peers
 	kept, err := bl.put(ctx, key, stored, storedTarSize(stored))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(kept) != 3 || kept[0] != stored[0] || kept[1] != stored[2] || kept[2] != stored[3] {
+	if len(kept) != 3 || kept[0].seq != stored[0].seq || kept[1].seq != stored[2].seq || kept[2].seq != stored[3].seq {
 		t.Fatalf("kept %d samples; want samples 0, 2 and 3", len(kept))
 	}
 	if len(peers.refreshed) != 1 || peers.refreshed[0] != "samples/fashion/3/dt=2026-03-14/hour=15/" {
@@ -262,15 +273,15 @@ func TestPublishLeavesOutOwned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if lines := bytes.Count(index, []byte("\n")); lines != 3 || bytes.Contains(index, []byte(stored[1].Entry.Key)) {
-		t.Errorf("index of %d lines, holding the other shard's sample: %v", lines, bytes.Contains(index, []byte(stored[1].Entry.Key)))
+	if lines := bytes.Count(index, []byte("\n")); lines != 3 || bytes.Contains(index, []byte(stored[1].entry.Key)) {
+		t.Errorf("index of %d lines, holding the other shard's sample: %v", lines, bytes.Contains(index, []byte(stored[1].entry.Key)))
 	}
 	data, _, err := objstore.ReadAll(ctx, b, key+".tar", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if int64(len(data)) != storedTarSize(kept) || bytes.Contains(data, []byte(stored[1].Entry.Key)) {
-		t.Errorf("tar of %d bytes (want %d), holding the other shard's sample: %v", len(data), storedTarSize(kept), bytes.Contains(data, []byte(stored[1].Entry.Key)))
+	if int64(len(data)) != storedTarSize(kept) || bytes.Contains(data, []byte(stored[1].entry.Key)) {
+		t.Errorf("tar of %d bytes (want %d), holding the other shard's sample: %v", len(data), storedTarSize(kept), bytes.Contains(data, []byte(stored[1].entry.Key)))
 	}
 	if n := testutil.ToFloat64(bl.m.dropped); n != 1 {
 		t.Errorf("dropped counter %v, want 1", n)

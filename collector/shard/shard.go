@@ -13,12 +13,14 @@ package shard
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"time"
 
@@ -148,8 +150,7 @@ type shard struct {
 	group     groupKey
 	first     uint64    // seq of its first record: its name
 	firstTime time.Time // when the log stamped that record
-	samples   []*sample.Stored
-	seqs      []uint64
+	members   []member  // in the log's order
 	keys      map[string]bool
 	bytes     int64
 	cut       time.Time // when it was cut, for its trace
@@ -348,8 +349,7 @@ func (b *Builder) processLocked(r spool.Record, ready []*shard) []*shard {
 		return ready
 	}
 	sh.keys[e.Key] = true
-	sh.samples = append(sh.samples, s)
-	sh.seqs = append(sh.seqs, r.Seq)
+	sh.members = append(sh.members, newMember(r.Seq, s))
 	sh.bytes += int64(len(r.Data))
 	if sh.bytes >= b.cfg.TargetBytes {
 		delete(b.open, g)
@@ -403,32 +403,46 @@ func (b *Builder) advanceLocked() {
 // it in the journal and acks what it allows.
 func (b *Builder) upload(ctx context.Context, sh *shard) {
 	key := b.key(sh)
-	tarSize := storedTarSize(sh.samples)
+	tarSize := storedTarSize(sh.members)
 	// One trace per shard, from its first record to its upload: the build as a child span
 	// that ended when the shard was cut, each upload attempt as another.
 	ctx, span := b.opts.Tracer.Start(ctx, "collector.shard", trace.WithNewRoot(), trace.WithTimestamp(sh.firstTime),
 		trace.WithAttributes(attribute.String("edgeloop.shard.key", key+".tar"), attribute.String("edgeloop.model", sh.group.model),
-			attribute.String("edgeloop.model.version", sh.group.version), attribute.Int("edgeloop.shard.samples", len(sh.samples)),
+			attribute.String("edgeloop.model.version", sh.group.version), attribute.Int("edgeloop.shard.samples", len(sh.members)),
 			attribute.Int64("edgeloop.shard.bytes", tarSize)))
 	defer span.End()
 	if span.IsRecording() {
-		linkSamples(span, sh.samples)
+		linkSamples(span, sh.members)
 		_, build := b.opts.Tracer.Start(ctx, "collector.shard.build", trace.WithTimestamp(sh.firstTime),
-			trace.WithAttributes(attribute.String("edgeloop.shard.cut_by", sh.cutBy), attribute.Int("edgeloop.shard.samples", len(sh.samples))))
+			trace.WithAttributes(attribute.String("edgeloop.shard.cut_by", sh.cutBy), attribute.Int("edgeloop.shard.samples", len(sh.members))))
 		build.End(trace.WithTimestamp(sh.cut))
 	}
-	var kept []*sample.Stored
+	var kept []member
+	seqs := make([]uint64, len(sh.members)) // every record the shard covers, for the journal
+	for i, m := range sh.members {
+		seqs[i] = m.seq
+	}
 	backoff := b.cfg.Retry.InitialBackoff
 	for attempt := 1; ; attempt++ {
 		start := time.Now()
 		actx, aspan := b.opts.Tracer.Start(ctx, "collector.shard.upload", trace.WithAttributes(attribute.Int("edgeloop.shard.attempt", attempt)))
 		var err error
-		kept, err = b.put(actx, key, sh.samples, tarSize)
+		kept, err = b.put(actx, key, sh.members, tarSize)
 		if err != nil {
 			aspan.RecordError(err)
 			aspan.SetStatus(codes.Error, "upload failed")
 		}
 		aspan.End()
+		var lost *lostRecordError
+		if errors.As(err, &lost) {
+			// The disk damaged the record since the builder read it (the log skips it now):
+			// the sample is gone, and the shard goes without it rather than never.
+			b.m.lost.Inc()
+			b.logger.Error("shard: a record of the shard can no longer be read from the write-ahead log; the shard is uploaded without it", "shard", key, "seq", lost.seq, "err", lost.err)
+			sh.members = slices.DeleteFunc(sh.members, func(m member) bool { return m.seq == lost.seq })
+			tarSize = storedTarSize(sh.members)
+			continue
+		}
 		if err == nil {
 			span.SetAttributes(attribute.Int("edgeloop.shard.kept", len(kept)), attribute.Int("edgeloop.shard.attempts", attempt))
 			b.m.duration.Observe(time.Since(start).Seconds())
@@ -457,8 +471,8 @@ func (b *Builder) upload(ctx context.Context, sh *shard) {
 		backoff = min(2*backoff, b.cfg.Retry.MaxBackoff)
 	}
 	entries := make([]sample.IndexEntry, len(kept))
-	for i, s := range kept {
-		entries[i] = s.Entry
+	for i, m := range kept {
+		entries[i] = m.entry
 	}
 	b.logger.Debug("shard: uploaded", "shard", key+".tar", "samples", len(kept), "bytes", tarSize)
 	b.mu.Lock()
@@ -468,7 +482,7 @@ func (b *Builder) upload(ctx context.Context, sh *shard) {
 	// backoff (docs/faults.md); a restart meanwhile rebuilds the same shard.
 	backoff = b.cfg.Retry.InitialBackoff
 	for attempt := 1; ; attempt++ {
-		err := b.journal.add(sh.first, sh.seqs, b.acked)
+		err := b.journal.add(sh.first, seqs, b.acked)
 		if err == nil {
 			break
 		}
@@ -500,56 +514,144 @@ func (b *Builder) upload(ctx context.Context, sh *shard) {
 	}
 }
 
-func pad512(n int64) int64 { return (n + 511) &^ 511 }
+// member is one sample of a shard while the shard is open or uploading: its index entry and
+// line, its sizes, its capture trace and its record's place in the log. Its metadata and input
+// are read back from the log as the tar is written (readBack): a shard of 64 MiB of 4 KiB
+// samples costs about 8 MB of memory this way, where holding its records cost the 64 MiB,
+// with two shards uploading and one open per model the largest part of the collector's heap.
+// The records stay in the log until the shard is uploaded (the builder acks no further).
+type member struct {
+	seq                   uint64
+	entry                 sample.IndexEntry
+	indexLine             []byte
+	metaBytes, inputBytes int
+	traceID               trace.TraceID // of the metadata's trace_id; zero when it has none
+}
 
-// storedTarSize is the size of the tar WriteStoredTar makes of samples.
-func storedTarSize(samples []*sample.Stored) int64 {
-	n := int64(1024) // the end-of-archive marker
-	for _, s := range samples {
-		n += 512 + pad512(int64(len(s.Meta))) + 512 + pad512(int64(len(s.Input)))
+func newMember(seq uint64, s *sample.Stored) member {
+	tid, _ := metaTraceID(s.Meta)
+	return member{seq: seq, entry: s.Entry, indexLine: bytes.Clone(s.IndexLine), metaBytes: len(s.Meta), inputBytes: len(s.Input), traceID: tid}
+}
+
+// storedTarSize is the size of the tar writeTar makes of members.
+func storedTarSize(members []member) int64 {
+	n := int64(sample.StoredTarEnd)
+	for _, m := range members {
+		n += sample.StoredTarSize(m.metaBytes, m.inputBytes)
 	}
 	return n
 }
 
-// indexSize is the size of the index of samples.
-func indexSize(samples []*sample.Stored) int64 {
+// indexSize is the size of the index of members.
+func indexSize(members []member) int64 {
 	var n int64
-	for _, s := range samples {
-		n += int64(len(s.IndexLine)) + 1
+	for _, m := range members {
+		n += int64(len(m.indexLine)) + 1
 	}
 	return n
 }
 
 // put uploads the tar, then publishes the shard (its index): a reader that finds the index
-// finds its tar. It returns the samples the shard keeps (see publish).
-func (b *Builder) put(ctx context.Context, key string, samples []*sample.Stored, tarSize int64) ([]*sample.Stored, error) {
+// finds its tar. It returns the members the shard keeps (see publish).
+func (b *Builder) put(ctx context.Context, key string, members []member, tarSize int64) ([]member, error) {
 	tctx, cancel := context.WithTimeout(ctx, b.cfg.UploadTimeout)
-	err := b.putTar(tctx, key, samples, tarSize)
+	err := b.putTar(tctx, key, members, tarSize)
 	cancel()
 	if err != nil {
 		return nil, err
 	}
-	return b.publish(ctx, key, samples)
+	return b.publish(ctx, key, members)
 }
 
-// putTar uploads the shard's tar, streamed as WriteStoredTar produces it.
-func (b *Builder) putTar(ctx context.Context, key string, samples []*sample.Stored, tarSize int64) error {
+// putTar uploads the shard's tar, streamed as writeTar produces it.
+func (b *Builder) putTar(ctx context.Context, key string, members []member, tarSize int64) error {
 	pr, pw := io.Pipe()
+	done := make(chan error, 1)
 	go func() {
 		// Buffered: a pipe write hands over to the reader, and a tar of small samples is
 		// written in pieces of a few hundred bytes. Small enough that a large input, written
 		// into an empty buffer, goes to the pipe without a copy.
 		w := bufio.NewWriterSize(pw, 64<<10)
-		err := sample.WriteStoredTar(w, samples)
+		err := b.writeTar(w, members)
 		if err == nil {
 			err = w.Flush()
 		}
 		pw.CloseWithError(err)
+		done <- err
 	}()
 	err := b.opts.Bucket.Put(ctx, key+".tar", pr, tarSize)
 	pr.CloseWithError(errors.New("upload ended")) // stops the writer if Put gave up early
+	var lost *lostRecordError
+	if werr := <-done; errors.As(werr, &lost) {
+		return werr // the upload loop drops the member; Put failed on the cut stream
+	}
 	if err != nil {
 		return fmt.Errorf("shard: upload: %w", err)
+	}
+	return nil
+}
+
+// writeTar writes the members' tar, reading their metadata and inputs back from the log.
+func (b *Builder) writeTar(w io.Writer, members []member) error {
+	tw := sample.NewStoredTarWriter(w)
+	err := b.readBack(members, func(m *member, meta, input []byte) error {
+		return tw.Write(&m.entry, meta, input)
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+// lostRecordError is a member whose record the log no longer holds or no longer matches: the
+// disk damaged it since the builder read it.
+type lostRecordError struct {
+	seq uint64
+	err error
+}
+
+func (e *lostRecordError) Error() string {
+	return fmt.Sprintf("shard: write-ahead log record %d: %v", e.seq, e.err)
+}
+
+// readBack calls fn with each member's metadata and input, read from the log in the members'
+// order (theirs is the log's). Records of other shards between them are read and passed over.
+func (b *Builder) readBack(members []member, fn func(m *member, meta, input []byte) error) error {
+	if len(members) == 0 {
+		return nil
+	}
+	after, i := members[0].seq-1, 0
+	for i < len(members) {
+		recs, err := b.opts.Log.PeekAfter(after, peekRecords, peekBytes)
+		if err != nil {
+			return fmt.Errorf("shard: read the write-ahead log back: %w", err)
+		}
+		if len(recs) == 0 {
+			return &lostRecordError{seq: members[i].seq, err: errors.New("not in the log")}
+		}
+		for _, r := range recs {
+			after = r.Seq
+			m := &members[i]
+			if r.Seq < m.seq {
+				continue // another shard's
+			}
+			if r.Seq > m.seq {
+				return &lostRecordError{seq: m.seq, err: errors.New("not in the log")}
+			}
+			meta, input, err := sample.StoredMembers(r.Data)
+			if err == nil && (len(meta) != m.metaBytes || len(input) != m.inputBytes) {
+				err = fmt.Errorf("%d and %d bytes of metadata and input, %d and %d when first read", len(meta), len(input), m.metaBytes, m.inputBytes)
+			}
+			if err != nil {
+				return &lostRecordError{seq: m.seq, err: err}
+			}
+			if err := fn(m, meta, input); err != nil {
+				return err
+			}
+			if i++; i == len(members) {
+				return nil
+			}
+		}
 	}
 	return nil
 }
@@ -561,6 +663,7 @@ type metrics struct {
 	objstoreErrors prometheus.Counter
 	journalErrors  prometheus.Counter
 	undecodable    prometheus.Counter
+	lost           prometheus.Counter
 	pending        prometheus.GaugeFunc
 	dropped        prometheus.Counter
 	lockWait       prometheus.Histogram
@@ -581,6 +684,8 @@ func newMetrics(b *Builder) *metrics {
 			Help: "Failed writes of the shard journal; while the one after an upload fails, the write-ahead log is not acked past its shard."}),
 		undecodable: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeloop_collector_wal_undecodable_records_total",
 			Help: "Write-ahead log records that passed their CRC but do not decode as samples (skipped)."}),
+		lost: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeloop_collector_wal_lost_records_total",
+			Help: "Write-ahead log records a shard could not read back for its upload (damaged on disk since the builder first read them): uploaded without them, each sample lost."}),
 		pending: prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "edgeloop_collector_shards_pending",
 			Help: "Shards open or waiting for upload."}, func() float64 { return float64(b.Pending()) }),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{Name: "edgeloop_collector_shard_duplicates_dropped_total",
@@ -596,7 +701,7 @@ func newMetrics(b *Builder) *metrics {
 }
 
 func (m *metrics) register(reg prometheus.Registerer) error {
-	for _, c := range []prometheus.Collector{m.uploads, m.bytes, m.duration, m.objstoreErrors, m.journalErrors, m.undecodable, m.pending, m.dropped, m.lockWait, m.lockTakeovers} {
+	for _, c := range []prometheus.Collector{m.uploads, m.bytes, m.duration, m.objstoreErrors, m.journalErrors, m.undecodable, m.lost, m.pending, m.dropped, m.lockWait, m.lockTakeovers} {
 		if err := reg.Register(c); err != nil {
 			return err
 		}

@@ -144,13 +144,24 @@ func BenchmarkWriteStoredTar(b *testing.B) {
 		stored = append(stored, st)
 	}
 	var buf bytes.Buffer
-	if err := sample.WriteStoredTar(&buf, stored); err != nil {
+	if err := writeStoredTar(&buf, stored); err != nil {
 		b.Fatal(err)
 	}
 	b.SetBytes(int64(buf.Len()))
 	for b.Loop() {
-		if err := sample.WriteStoredTar(io.Discard, stored); err != nil {
+		if err := writeStoredTar(io.Discard, stored); err != nil {
 			b.Fatal(err)
 		}
 	}
+}
+
+// writeStoredTar writes stored samples with a StoredTarWriter, as the shard builder does.
+func writeStoredTar(w io.Writer, stored []*sample.Stored) error {
+	tw := sample.NewStoredTarWriter(w)
+	for _, s := range stored {
+		if err := tw.Write(&s.Entry, s.Meta, s.Input); err != nil {
+			return err
+		}
+	}
+	return tw.Close()
 }

@@ -151,16 +151,28 @@ func TestStoredRoundTrip(t *testing.T) {
 		if st.Entry != want.Index() || !bytes.Equal(st.Meta, meta) || !bytes.Equal(st.IndexLine, line) || !bytes.Equal(st.Input, want.Input) {
 			t.Errorf("%s: parsed %+v, want entry %+v and the sample's JSON, index line and input", name, st.Entry, want.Index())
 		}
+		// What the shard builder reads back: the members, without the index line.
+		m, in, err := sample.StoredMembers(rec)
+		if err != nil || !bytes.Equal(m, meta) || !bytes.Equal(in, want.Input) {
+			t.Errorf("%s: StoredMembers = %d and %d bytes, %v; want the sample's JSON and input", name, len(m), len(in), err)
+		}
 		var got bytes.Buffer
-		if err := sample.WriteStoredTar(&got, []*sample.Stored{st}); err != nil {
+		tw := sample.NewStoredTarWriter(&got)
+		if err := tw.Write(&st.Entry, m, in); err != nil {
+			t.Fatal(err)
+		}
+		if err := tw.Close(); err != nil {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(got.Bytes(), wantTar.Bytes()) {
-			t.Errorf("%s: WriteStoredTar wrote other bytes than WriteTar", name)
+			t.Errorf("%s: StoredTarWriter wrote other bytes than WriteTar", name)
 		}
-		if err := sample.WriteStoredTar(&got, []*sample.Stored{st, st}); err == nil {
-			t.Errorf("%s: WriteStoredTar accepted a duplicate key", name)
+		if size := sample.StoredTarSize(len(m), len(in)) + sample.StoredTarEnd; size != int64(got.Len()) {
+			t.Errorf("%s: StoredTarSize says %d bytes, the tar has %d", name, size, got.Len())
 		}
+	}
+	if _, _, err := sample.StoredMembers(rec[:5]); err == nil {
+		t.Error("StoredMembers of a cut record: no error")
 	}
 	tampered := newSample(t, 0)
 	tampered.Meta.Prediction = 1

@@ -11,7 +11,7 @@
 //   - files on disk, such as the sender's dead-letter directory: the tar's members.
 //   - a stored record in the collector's write-ahead log (MarshalStored, ParseStored): the
 //     spool record's content plus the sample's index line, encoded once at ingest so that the
-//     shard builder copies bytes into shards (WriteStoredTar) instead of re-encoding them.
+//     shard builder copies bytes into shards (StoredTarWriter) instead of re-encoding them.
 //
 // Every decoding path validates what it returns (Validate), bounds what it allocates, and never
 // panics on hostile input: samples cross the boundary between thousands of physically

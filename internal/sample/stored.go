@@ -1,6 +1,7 @@
 package sample
 
 import (
+	"archive/tar"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
@@ -102,23 +103,10 @@ func parseStored(b []byte) (*Stored, error) {
 			return nil, err
 		}
 	}
-	if len(b) < storedHeader {
-		return nil, fmt.Errorf("%d bytes, shorter than the %d-byte header", len(b), storedHeader)
+	st, err := splitStored(b)
+	if err != nil {
+		return nil, err
 	}
-	if b[0] != StoredVersion {
-		return nil, fmt.Errorf("record version %d, want %d or %d", b[0], StoredVersion, RecordVersion)
-	}
-	metaLen, lineLen := binary.BigEndian.Uint32(b[1:]), binary.BigEndian.Uint32(b[5:])
-	rest := b[storedHeader:]
-	switch {
-	case metaLen == 0 || metaLen > MaxMetaBytes:
-		return nil, fmt.Errorf("metadata length %d, want 1 to %d", metaLen, MaxMetaBytes)
-	case lineLen == 0 || lineLen > maxIndexLine:
-		return nil, fmt.Errorf("index line length %d, want 1 to %d", lineLen, maxIndexLine)
-	case uint64(metaLen)+uint64(lineLen) >= uint64(len(rest)):
-		return nil, fmt.Errorf("metadata and index line of %d and %d bytes, but only %d bytes follow the header", metaLen, lineLen, len(rest))
-	}
-	st := &Stored{Meta: rest[:metaLen], IndexLine: rest[metaLen : metaLen+lineLen], Input: rest[metaLen+lineLen:]}
 	if err := json.Unmarshal(st.IndexLine, &st.Entry); err != nil {
 		return nil, fmt.Errorf("index line: %w", err)
 	}
@@ -135,12 +123,74 @@ func parseStored(b []byte) (*Stored, error) {
 	return st, nil
 }
 
-// WriteStoredTar writes stored samples as WriteTar writes samples: the same bytes for the same
-// samples. Keys must be distinct; nothing is written otherwise.
-func WriteStoredTar(w io.Writer, samples []*Stored) error {
-	files := make([]tarSample, len(samples))
-	for i, s := range samples {
-		files[i] = tarSample{key: s.Entry.Key, inputName: s.Entry.Input, meta: s.Meta, input: s.Input, time: s.Entry.Time}
+// splitStored cuts a stored record into its metadata, index line and input, checking the
+// lengths in its header but decoding nothing.
+func splitStored(b []byte) (*Stored, error) {
+	if len(b) < storedHeader {
+		return nil, fmt.Errorf("%d bytes, shorter than the %d-byte header", len(b), storedHeader)
 	}
-	return writeTarSamples(w, files)
+	if b[0] != StoredVersion {
+		return nil, fmt.Errorf("record version %d, want %d or %d", b[0], StoredVersion, RecordVersion)
+	}
+	metaLen, lineLen := binary.BigEndian.Uint32(b[1:]), binary.BigEndian.Uint32(b[5:])
+	rest := b[storedHeader:]
+	switch {
+	case metaLen == 0 || metaLen > MaxMetaBytes:
+		return nil, fmt.Errorf("metadata length %d, want 1 to %d", metaLen, MaxMetaBytes)
+	case lineLen == 0 || lineLen > maxIndexLine:
+		return nil, fmt.Errorf("index line length %d, want 1 to %d", lineLen, maxIndexLine)
+	case uint64(metaLen)+uint64(lineLen) >= uint64(len(rest)):
+		return nil, fmt.Errorf("metadata and index line of %d and %d bytes, but only %d bytes follow the header", metaLen, lineLen, len(rest))
+	}
+	return &Stored{Meta: rest[:metaLen], IndexLine: rest[metaLen : metaLen+lineLen], Input: rest[metaLen+lineLen:]}, nil
 }
+
+// StoredMembers returns the metadata JSON and the input of a record that ParseStored read
+// before, without decoding its index line again: what the shard builder reads back from the
+// log as it writes a shard's tar.
+func StoredMembers(b []byte) (meta, input []byte, err error) {
+	var st *Stored
+	if len(b) > 0 && b[0] == RecordVersion {
+		st, err = parseStored(b) // rare: re-encoded as ParseStored did
+	} else {
+		st, err = splitStored(b)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("sample: stored record: %w", err)
+	}
+	return st.Meta, st.Input, nil
+}
+
+// StoredTarWriter writes a shard's tar one stored sample at a time, as WriteTar writes samples:
+// the same bytes for the same samples, without holding them all. Keys must be distinct (the
+// caller checks: a reader would reject the key).
+type StoredTarWriter struct{ tw *tar.Writer }
+
+// NewStoredTarWriter returns a StoredTarWriter writing to w.
+func NewStoredTarWriter(w io.Writer) *StoredTarWriter { return &StoredTarWriter{tw: tar.NewWriter(w)} }
+
+// Write writes one sample's members: <key>.json holding meta and the input member named by e
+// holding input, dated e.Time.
+func (t *StoredTarWriter) Write(e *IndexEntry, meta, input []byte) error {
+	return writeTarSample(t.tw, tarSample{key: e.Key, inputName: e.Input, meta: meta, input: input, time: e.Time})
+}
+
+// Close writes the tar's end-of-archive marker; the underlying writer is not closed.
+func (t *StoredTarWriter) Close() error {
+	if err := t.tw.Close(); err != nil {
+		return fmt.Errorf("sample: write tar: %w", err)
+	}
+	return nil
+}
+
+// StoredTarSize is the size of the tar a StoredTarWriter writes of samples whose metadata and
+// inputs have the given sizes, one call per sample added to the running total of the tar's
+// members; add StoredTarEnd once for the end-of-archive marker.
+func StoredTarSize(metaBytes, inputBytes int) int64 {
+	return 512 + pad512(int64(metaBytes)) + 512 + pad512(int64(inputBytes))
+}
+
+// StoredTarEnd is the size of a tar's end-of-archive marker (two zero blocks).
+const StoredTarEnd = 1024
+
+func pad512(n int64) int64 { return (n + 511) &^ 511 }

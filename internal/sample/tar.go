@@ -90,29 +90,37 @@ func writeTarSamples(w io.Writer, samples []tarSample) error {
 	}
 	tw := tar.NewWriter(w)
 	for _, s := range samples {
-		mtime := s.time.UTC().Truncate(time.Second)
-		for _, f := range []struct {
-			name string
-			data []byte
-		}{{s.key + ".json", s.meta}, {s.inputName, s.input}} {
-			h := &tar.Header{
-				Typeflag: tar.TypeReg,
-				Name:     f.name,
-				Size:     int64(len(f.data)),
-				Mode:     tarMode,
-				ModTime:  mtime,
-				Format:   tar.FormatUSTAR,
-			}
-			if err := tw.WriteHeader(h); err != nil {
-				return fmt.Errorf("sample: write tar: %s: %w", f.name, err)
-			}
-			if _, err := tw.Write(f.data); err != nil {
-				return fmt.Errorf("sample: write tar: %s: %w", f.name, err)
-			}
+		if err := writeTarSample(tw, s); err != nil {
+			return err
 		}
 	}
 	if err := tw.Close(); err != nil {
 		return fmt.Errorf("sample: write tar: %w", err)
+	}
+	return nil
+}
+
+// writeTarSample writes one sample's two members.
+func writeTarSample(tw *tar.Writer, s tarSample) error {
+	mtime := s.time.UTC().Truncate(time.Second)
+	for _, f := range []struct {
+		name string
+		data []byte
+	}{{s.key + ".json", s.meta}, {s.inputName, s.input}} {
+		h := &tar.Header{
+			Typeflag: tar.TypeReg,
+			Name:     f.name,
+			Size:     int64(len(f.data)),
+			Mode:     tarMode,
+			ModTime:  mtime,
+			Format:   tar.FormatUSTAR,
+		}
+		if err := tw.WriteHeader(h); err != nil {
+			return fmt.Errorf("sample: write tar: %s: %w", f.name, err)
+		}
+		if _, err := tw.Write(f.data); err != nil {
+			return fmt.Errorf("sample: write tar: %s: %w", f.name, err)
+		}
 	}
 	return nil
 }
