@@ -15,7 +15,6 @@
 package spool
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -23,7 +22,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -141,9 +139,10 @@ type segment struct {
 	refs      int   // readers and fsyncs in flight outside the lock
 	detached  bool  // no longer held: close when refs drop to 0
 	// tail holds the bytes [synced, size): the frames written but not yet fsynced, kept so
-	// that they can be written again elsewhere when an fsync fails (commit.go). It is one
-	// buffer per write, each of its exact size: one growing buffer held up to twice the
-	// unsynced bytes, and under a steady stream of appends kept its largest size.
+	// that they can be written again elsewhere when an fsync fails (commit.go). It is the
+	// buffers the writes wrote, each kept as it is: copying them into one growing buffer
+	// cost a copy of every byte, held up to twice the unsynced bytes, and under a steady
+	// stream of appends kept its largest size.
 	tail [][]byte
 }
 
@@ -215,7 +214,6 @@ type Spool struct {
 	rewritten     uint64
 	diskErrors    atomic.Uint64 // not under mu: some call sites are outside it
 	readFailures  int           // Peeks in a row whose reads the disk failed
-	buf           []byte        // frame encoding buffer, reused under mu
 	notEmpty      signal        // for Wait
 	freed         signal        // for the block policy
 
@@ -401,27 +399,26 @@ func (s *Spool) writeLocked(records [][]byte) ([]uint64, error) {
 			s.diskErrors.Add(1)
 			return seqs, s.diskErrorLocked("append: new segment", err)
 		}
-		// The run of records that fit this segment, encoded back to back.
+		// The run of records that fit this segment, encoded back to back into one buffer of
+		// its size, which the write then hands to the segment's unsynced tail as it is.
 		nanos := s.now().UnixNano()
-		s.buf = s.buf[:0]
 		end, off := stored, seg.size
 		for end < len(records) {
 			size := frameSize(len(records[end]))
 			if end > stored && off+size > s.cfg.SegmentBytes {
 				break
 			}
-			s.buf = slices.Grow(s.buf, int(size))
-			encodeFrame(s.buf[len(s.buf):], s.nextSeq+uint64(end-stored), nanos, records[end]) // in place: the room is there
-			s.buf = s.buf[:len(s.buf)+int(size)]
 			off += size
 			end++
 		}
-		_, err = seg.f.WriteAt(s.buf, seg.size)
-		if err == nil {
-			seg.tail = append(seg.tail, bytes.Clone(s.buf))
+		buf := make([]byte, off-seg.size)
+		at := 0
+		for i, data := range records[stored:end] {
+			at += len(encodeFrame(buf[at:], s.nextSeq+uint64(i), nanos, data)) // in place: the room is there
 		}
-		if cap(s.buf) > 4<<20 {
-			s.buf = nil // a rare huge batch should not pin its buffer
+		_, err = seg.f.WriteAt(buf, seg.size)
+		if err == nil {
+			seg.tail = append(seg.tail, buf)
 		}
 		if err != nil {
 			s.diskErrors.Add(1)
