@@ -122,4 +122,14 @@ func TestShardReadBack(t *testing.T) {
 	if err := bl.readBack(members, func(*member, []byte, []byte) error { return nil }); !errors.As(err, &lost) || lost.seq != members[1].seq {
 		t.Errorf("readBack = %v, want the hidden record lost", err)
 	}
+
+	// A shard whose every record is lost uploads nothing, and does not retry for ever.
+	only := &shard{group: groupKey{model: "fashion", version: "3", hour: 493000}, first: members[1].seq, members: slices.Clone(members[1:2])}
+	bl.upload(ctx, only)
+	if ok, _ := bucket.Exists(ctx, bl.key(only)+".tar"); ok {
+		t.Error("a shard with no sample left was uploaded")
+	}
+	if n := testutil.ToFloat64(bl.m.lost); n != 2 {
+		t.Errorf("lost records %v, want 2", n)
+	}
 }

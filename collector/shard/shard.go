@@ -441,6 +441,10 @@ func (b *Builder) upload(ctx context.Context, sh *shard) {
 			b.logger.Error("shard: a record of the shard can no longer be read from the write-ahead log; the shard is uploaded without it", "shard", key, "seq", lost.seq, "err", lost.err)
 			sh.members = slices.DeleteFunc(sh.members, func(m member) bool { return m.seq == lost.seq })
 			tarSize = storedTarSize(sh.members)
+			if len(sh.members) == 0 {
+				kept = nil // nothing left to upload; the journal and the ack below still go
+				break
+			}
 			continue
 		}
 		if err == nil {
