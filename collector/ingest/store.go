@@ -111,9 +111,7 @@ func (b *batchWriter) flush() error {
 		b.h.logger.Warn("write-ahead log full; batch refused", "node", b.node, "bytes", need, "held", held, "max_wal_bytes", b.h.cfg.MaxWALBytes)
 		return b.fail(fmt.Sprintf("write-ahead log full: %d bytes held or reserved, %d more would pass the limit of %d", held, need, b.h.cfg.MaxWALBytes))
 	}
-	if b.span == nil {
-		_, b.span = b.h.opts.Tracer.Start(b.ctx, "collector.wal.append")
-	}
+	b.startSpan()
 	seqs, err := b.h.opts.WAL.AppendBatch(b.ctx, b.pending)
 	// The log counts what was appended from here on: the reservation has done its job.
 	b.h.release(need)
@@ -132,6 +130,13 @@ func (b *batchWriter) flush() error {
 		return b.fail(msg)
 	}
 	return nil
+}
+
+// startSpan starts the batch's collector.wal.append span unless it was.
+func (b *batchWriter) startSpan() {
+	if b.span == nil {
+		_, b.span = b.h.opts.Tracer.Start(b.ctx, "collector.wal.append")
+	}
 }
 
 // failedErr is b.failed as an error: nil when nothing failed.
@@ -156,6 +161,9 @@ func (b *batchWriter) finish(release func()) error {
 			b.werr = err
 			b.fail("write-ahead log unavailable")
 		}
+	}
+	if b.received > 0 {
+		b.startSpan() // a batch of duplicates has its span too, of no records
 	}
 	if b.span != nil {
 		b.span.SetAttributes(attribute.Int("edgeloop.wal.records", b.appended), attribute.Int64("edgeloop.wal.bytes", b.appendedBytes))
