@@ -3,14 +3,9 @@ package ingest_test
 import (
 	"errors"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"sync/atomic"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/collector/collectortest"
 	"github.com/edgeloop/edgeloop/collector/ingest"
 	"github.com/edgeloop/edgeloop/internal/spool"
@@ -36,27 +31,11 @@ func (w *failingSyncWAL) Sync() error {
 // not remembered as stored, so that the node's resend is stored (accepted), not answered
 // "duplicates" — which would make the node delete samples the collector may not hold.
 func TestSyncFailureIsNotStored(t *testing.T) {
-	dir := t.TempDir()
-	tokens := collectortest.TokensFile(t, dir, "edge-a")
-	a, err := auth.New(auth.Config{TokensFile: tokens}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp, err := spool.Open(filepath.Join(dir, "wal"), spool.DefaultConfig(), spool.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sp.Close() })
-	wal := &failingSyncWAL{Spool: sp}
-	h, err := ingest.New(ingest.DefaultConfig(), ingest.Options{WAL: wal, Registerer: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	h.Register(mux, a)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	e := &env{srv: srv, wal: sp, auth: a, tokens: tokens, h: h}
+	var wal *failingSyncWAL
+	e := newEnvWAL(t, nil, func(sp *spool.Spool) ingest.WAL {
+		wal = &failingSyncWAL{Spool: sp}
+		return wal
+	})
 
 	tok := collectortest.Token("edge-a")
 	body := batch(t, "edge-a", 0, 5)

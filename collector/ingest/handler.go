@@ -319,13 +319,12 @@ func (h *Handler) serveSamples(w http.ResponseWriter, r *http.Request) {
 	if err == nil && body.err != nil {
 		err = body.err // the decoder took a cut-off body for the end of the batch
 	}
-	var serr *storeError
-	if errors.As(err, &serr) {
-		err = nil // answered below, as a failure to store
+	if errors.As(err, new(*storeError)) {
+		err = nil // answered below, as the failure to store that finish returns
 	}
 	// Whatever ended the batch, the samples appended so far are made durable: a resend finds
 	// them stored.
-	serr, _ = bw.finish(release).(*storeError)
+	serr := bw.finish(release)
 	received := bw.received + len(rejected)
 	nm.received.Add(float64(received))
 	span.SetAttributes(attribute.Int64("edgeloop.batch.bytes", body.n), attribute.Int("edgeloop.batch.samples", received))

@@ -32,6 +32,13 @@ type env struct {
 
 func newEnv(t *testing.T, mutate func(*ingest.Config)) *env {
 	t.Helper()
+	return newEnvWAL(t, mutate, nil)
+}
+
+// newEnvWAL is newEnv with the handler's log wrapped by wrap (nil: the real log as it is), for
+// tests that count or fail what the handler asks of it.
+func newEnvWAL(t *testing.T, mutate func(*ingest.Config), wrap func(*spool.Spool) ingest.WAL) *env {
+	t.Helper()
 	dir := t.TempDir()
 	tokens := collectortest.TokensFile(t, dir, "edge-a", "edge-b")
 	a, err := auth.New(auth.Config{TokensFile: tokens}, nil)
@@ -48,7 +55,11 @@ func newEnv(t *testing.T, mutate func(*ingest.Config)) *env {
 		mutate(&cfg)
 	}
 	reg := prometheus.NewRegistry()
-	h, err := ingest.New(cfg, ingest.Options{WAL: wal, Registerer: reg})
+	var handlerWAL ingest.WAL = wal
+	if wrap != nil {
+		handlerWAL = wrap(wal)
+	}
+	h, err := ingest.New(cfg, ingest.Options{WAL: handlerWAL, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -103,8 +103,11 @@ func (b *batchWriter) fail(msg string) error {
 
 // flush appends the pending records, within ingest.max_wal_bytes.
 func (b *batchWriter) flush() error {
-	if len(b.pending) == 0 || b.failed != nil {
-		return b.failedErr()
+	if b.failed != nil {
+		return b.failed
+	}
+	if len(b.pending) == 0 {
+		return nil
 	}
 	need := b.pendBytes
 	if held, ok := b.h.reserve(need); !ok {
@@ -139,18 +142,11 @@ func (b *batchWriter) startSpan() {
 	}
 }
 
-// failedErr is b.failed as an error: nil when nothing failed.
-func (b *batchWriter) failedErr() error {
-	if b.failed == nil {
-		return nil
-	}
-	return b.failed
-}
-
 // finish appends what is pending (unless storing failed), gives back the batch's decoding
 // slot (release) so that waiting for the shared fsync holds no decoded sample, makes the
-// appended records durable and ends every claim. It returns the first failure to store.
-func (b *batchWriter) finish(release func()) error {
+// appended records durable and ends every claim. It returns the first failure to store, nil
+// when there was none.
+func (b *batchWriter) finish(release func()) *storeError {
 	b.flush()
 	release()
 	for _, c := range b.claims[b.appended:] {
@@ -190,5 +186,5 @@ func (b *batchWriter) finish(release func()) error {
 	} else {
 		b.res.Accepted = b.appended
 	}
-	return b.failedErr()
+	return b.failed
 }

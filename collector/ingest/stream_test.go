@@ -3,15 +3,10 @@ package ingest_test
 import (
 	"context"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/edgeloop/edgeloop/collector/auth"
 	"github.com/edgeloop/edgeloop/collector/collectortest"
 	"github.com/edgeloop/edgeloop/collector/ingest"
 	"github.com/edgeloop/edgeloop/internal/sample"
@@ -55,27 +50,12 @@ func (w *countingWAL) counts() (appends, syncs int, records, largest int64) {
 
 func newCountingEnv(t *testing.T) (*env, *countingWAL) {
 	t.Helper()
-	dir := t.TempDir()
-	tokens := collectortest.TokensFile(t, dir, "edge-a")
-	a, err := auth.New(auth.Config{TokensFile: tokens}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sp, err := spool.Open(filepath.Join(dir, "wal"), spool.DefaultConfig(), spool.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { sp.Close() })
-	wal := &countingWAL{Spool: sp}
-	h, err := ingest.New(ingest.DefaultConfig(), ingest.Options{WAL: wal, Registerer: prometheus.NewRegistry()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	mux := http.NewServeMux()
-	h.Register(mux, a)
-	srv := httptest.NewServer(mux)
-	t.Cleanup(srv.Close)
-	return &env{srv: srv, wal: sp, auth: a, tokens: tokens, h: h}, wal
+	var wal *countingWAL
+	e := newEnvWAL(t, nil, func(sp *spool.Spool) ingest.WAL {
+		wal = &countingWAL{Spool: sp}
+		return wal
+	})
+	return e, wal
 }
 
 // streamedSamples and streamedInput make a batch of 1.5 MiB of inputs: several of the
